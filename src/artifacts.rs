@@ -1,0 +1,383 @@
+//! Building the published files for one version and architecture into a directory.
+//!
+//! This is the whole image pipeline short of publishing: take the upstream zip, extract and
+//! check the binary, write the squashfs image, check it, hash and sign it, and merge it into
+//! `SHA256SUMS`. Every file is written under a temporary name and renamed only when all of
+//! them are ready, images first and the manifest last, so a failure leaves the directory as
+//! it was and a reader never sees a manifest that points at a missing image.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::arch::Arch;
+use crate::digest::{HashingReader, sha256sum_line};
+use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
+use crate::signing::{SigningError, SigningKey};
+use crate::sysext::inspect::{InspectError, verify_image};
+use crate::sysext::squashfs::SquashfsError;
+use crate::sysext::{ImageLayout, SquashfsOptions, write_squashfs};
+use crate::upstream::elf::{ElfError, check_elf_arch};
+use crate::upstream::zip_entry::{ZipEntryError, extract_entry};
+use crate::version::Version;
+
+/// The manifest file name systemd-sysupdate fetches.
+pub const MANIFEST_FILE: &str = "SHA256SUMS";
+/// Its detached signature.
+pub const MANIFEST_SIGNATURE_FILE: &str = "SHA256SUMS.gpg";
+
+/// Everything that decides what is built.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub version: Version,
+    pub arch: Arch,
+    /// The upstream release zip.
+    pub zip: PathBuf,
+    /// The entry in the zip that holds the binary (`alloy-linux-amd64`).
+    pub binary_entry: String,
+    /// The extension name (`alloy`): image file names, binary and unit names.
+    pub image_name: String,
+    pub squashfs: SquashfsOptions,
+    /// Also write `<name>-<version>.raw` with its own `.sha256` and `.asc`.
+    pub compat_name: bool,
+    /// Refuse a binary larger than this.
+    pub max_binary_size: u64,
+}
+
+impl BuildRequest {
+    /// Today's defaults for `version` and `arch`: extension `alloy`, binary
+    /// `alloy-linux-<arch>`, xz with 128 KiB blocks, compatibility name on.
+    pub fn new(version: Version, arch: Arch, zip: PathBuf) -> Self {
+        BuildRequest {
+            version,
+            arch,
+            zip,
+            binary_entry: format!("alloy-linux-{}", arch.upstream_name()),
+            image_name: "alloy".to_owned(),
+            squashfs: SquashfsOptions::default(),
+            compat_name: true,
+            max_binary_size: crate::upstream::zip_entry::DEFAULT_MAX_BINARY_SIZE,
+        }
+    }
+
+    /// `alloy-1.17.1-amd64.raw`: the name hosts match with `alloy-@v-amd64.raw`.
+    pub fn image_file_name(&self) -> String {
+        format!("{}-{}-{}.raw", self.image_name, self.version, self.arch)
+    }
+
+    /// `alloy-1.17.1.raw`: the compatibility name older consumers use.
+    pub fn compat_file_name(&self) -> String {
+        format!("{}-{}.raw", self.image_name, self.version)
+    }
+}
+
+/// The steps of a build, reported as they start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildStep {
+    Extract,
+    Compress,
+    Verify,
+    Sign,
+    Manifest,
+}
+
+impl BuildStep {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BuildStep::Extract => "extracting the binary from the zip",
+            BuildStep::Compress => "writing the squashfs image",
+            BuildStep::Verify => "checking the image",
+            BuildStep::Sign => "hashing and signing",
+            BuildStep::Manifest => "updating SHA256SUMS",
+        }
+    }
+}
+
+/// Where a build reports its progress (a terminal spinner, a log, or nothing).
+pub trait BuildProgress {
+    fn step(&self, step: BuildStep);
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl BuildProgress for NoProgress {
+    fn step(&self, _: BuildStep) {}
+}
+
+/// One file that the build wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildOutput {
+    /// Every file written or replaced, in the order they were put in place.
+    pub files: Vec<OutputFile>,
+    /// sha256 of the image (all names carry the same bytes).
+    pub image_sha256: String,
+    /// sha256 and size of the upstream binary inside the image.
+    pub binary_sha256: String,
+    pub binary_size: u64,
+    /// How the manifest changed.
+    pub manifest_change: Upsert,
+}
+
+impl BuildOutput {
+    /// The entry for the file called `name`, if it was written.
+    pub fn file(&self, name: &str) -> Option<&OutputFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+}
+
+/// Why a build failed. Nothing in the output directory has changed when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Zip(#[from] ZipEntryError),
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error(transparent)]
+    Squashfs(#[from] SquashfsError),
+    #[error("the image failed its own check: {0}")]
+    SelfCheck(#[from] InspectError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    #[error("the signature just made does not verify with its own key: {0}")]
+    SignatureSelfCheck(SigningError),
+    #[error("{path}: {source}")]
+    Manifest { path: String, source: ManifestError },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: io::Error,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BuildError + use<> {
+    let path = path.display().to_string();
+    move |source| BuildError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A file waiting under a temporary name in the output directory.
+struct Staged {
+    temp: NamedTempFile,
+    name: String,
+    size: u64,
+    sha256: String,
+}
+
+/// Builds the image for `request` into `out_dir` (created if missing) and updates
+/// `SHA256SUMS` there. With `key`, writes `.asc` signatures and `SHA256SUMS.gpg`; without,
+/// writes neither and removes a `SHA256SUMS.gpg` that would no longer match.
+pub fn build_into_dir(
+    request: &BuildRequest,
+    out_dir: &Path,
+    key: Option<&SigningKey>,
+    progress: &dyn BuildProgress,
+) -> Result<BuildOutput, BuildError> {
+    request.squashfs.validate()?;
+    fs::create_dir_all(out_dir).map_err(io_error("creating", out_dir))?;
+    // Published files are world-readable; only their temporary names are private.
+    let new_temp = |purpose: &str| {
+        tempfile::Builder::new()
+            .prefix(&format!(".{purpose}."))
+            .suffix(".tmp")
+            .permissions(fs::Permissions::from_mode(0o644))
+            .tempfile_in(out_dir)
+            .map_err(io_error("creating a temporary file in", out_dir))
+    };
+
+    progress.step(BuildStep::Extract);
+    let mut binary = new_temp(&request.binary_entry)?;
+    let extracted = extract_entry(
+        &request.zip,
+        &request.binary_entry,
+        request.max_binary_size,
+        binary.as_file_mut(),
+    )?;
+    let binary_path = binary.path().to_owned();
+    check_elf_arch(
+        File::open(&binary_path).map_err(io_error("reading", &binary_path))?,
+        &request.binary_entry,
+        request.arch,
+    )?;
+
+    progress.step(BuildStep::Compress);
+    let layout = ImageLayout::sysext(&request.image_name, request.arch, binary_path);
+    let image_name = request.image_file_name();
+    let mut image = new_temp(&image_name)?;
+    write_squashfs(
+        &layout,
+        &request.squashfs,
+        BufWriter::new(image.as_file_mut()),
+    )?;
+
+    progress.step(BuildStep::Verify);
+    verify_image(
+        image.path(),
+        &layout,
+        request.squashfs.mtime,
+        &extracted.sha256,
+    )?;
+    drop(binary);
+
+    progress.step(BuildStep::Sign);
+    let image_target = out_dir.join(&image_name);
+    let image_file = image.as_file_mut();
+    image_file
+        .rewind()
+        .map_err(io_error("reading", &image_target))?;
+    let mut hashing = HashingReader::new(BufReader::new(&*image_file));
+    let image_signature = match key {
+        Some(key) => Some(key.sign_detached(&mut hashing)?),
+        None => {
+            io::copy(&mut hashing, &mut io::sink()).map_err(io_error("reading", &image_target))?;
+            None
+        }
+    };
+    let (image_sha256, image_size) = hashing.finish();
+    if let (Some(key), Some(signature)) = (key, &image_signature) {
+        image_file
+            .rewind()
+            .map_err(io_error("reading", &image_target))?;
+        key.public_key()
+            .verify_detached(BufReader::new(&*image_file), signature.as_bytes())
+            .map_err(BuildError::SignatureSelfCheck)?;
+    }
+
+    let mut staged = Vec::new();
+    let mut image_names = vec![image_name.clone()];
+    if request.compat_name {
+        let compat_name = request.compat_file_name();
+        let mut compat = new_temp(&compat_name)?;
+        image_file
+            .rewind()
+            .map_err(io_error("reading", &image_target))?;
+        io::copy(&mut BufReader::new(&*image_file), compat.as_file_mut()).map_err(io_error(
+            "copying the image to",
+            &out_dir.join(&compat_name),
+        ))?;
+        staged.push(Staged {
+            temp: compat,
+            name: compat_name.clone(),
+            size: image_size,
+            sha256: image_sha256.clone(),
+        });
+        image_names.push(compat_name);
+    }
+    staged.insert(
+        0,
+        Staged {
+            temp: image,
+            name: image_name.clone(),
+            size: image_size,
+            sha256: image_sha256.clone(),
+        },
+    );
+    for name in &image_names {
+        staged.push(stage_text(
+            new_temp(name)?,
+            format!("{name}.sha256"),
+            &sha256sum_line(&image_sha256, name),
+        )?);
+        if let Some(signature) = &image_signature {
+            staged.push(stage_text(
+                new_temp(name)?,
+                format!("{name}.asc"),
+                signature,
+            )?);
+        }
+    }
+
+    progress.step(BuildStep::Manifest);
+    let manifest_path = out_dir.join(MANIFEST_FILE);
+    let mut manifest = match fs::read_to_string(&manifest_path) {
+        Ok(text) => Manifest::parse(&text).map_err(|source| BuildError::Manifest {
+            path: manifest_path.display().to_string(),
+            source,
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
+        Err(e) => return Err(io_error("reading", &manifest_path)(e)),
+    };
+    let manifest_change = manifest
+        .upsert(ManifestEntry {
+            sha256: image_sha256.clone(),
+            file: image_name.clone(),
+        })
+        .map_err(|source| BuildError::Manifest {
+            path: manifest_path.display().to_string(),
+            source,
+        })?;
+    let manifest_text = manifest.render();
+    staged.push(stage_text(
+        new_temp(MANIFEST_FILE)?,
+        MANIFEST_FILE.to_owned(),
+        &manifest_text,
+    )?);
+    let signature_path = out_dir.join(MANIFEST_SIGNATURE_FILE);
+    if let Some(key) = key {
+        let signature = key.sign_detached(manifest_text.as_bytes())?;
+        key.public_key()
+            .verify_detached(manifest_text.as_bytes(), signature.as_bytes())
+            .map_err(BuildError::SignatureSelfCheck)?;
+        staged.push(stage_text(
+            new_temp(MANIFEST_SIGNATURE_FILE)?,
+            MANIFEST_SIGNATURE_FILE.to_owned(),
+            &signature,
+        )?);
+    }
+
+    // Everything is ready: put it in place, images before the manifest that names them.
+    let mut files = Vec::new();
+    for file in staged {
+        let target = out_dir.join(&file.name);
+        file.temp
+            .persist(&target)
+            .map_err(|e| io_error("renaming into", &target)(e.error))?;
+        files.push(OutputFile {
+            name: file.name,
+            size: file.size,
+            sha256: file.sha256,
+        });
+    }
+    if key.is_none() {
+        match fs::remove_file(&signature_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("removing the stale", &signature_path)(e)),
+        }
+    }
+
+    Ok(BuildOutput {
+        files,
+        image_sha256,
+        binary_sha256: extracted.sha256,
+        binary_size: extracted.size,
+        manifest_change,
+    })
+}
+
+fn stage_text(mut temp: NamedTempFile, name: String, text: &str) -> Result<Staged, BuildError> {
+    temp.write_all(text.as_bytes())
+        .and_then(|()| temp.flush())
+        .map_err(io_error("writing", temp.path()))?;
+    Ok(Staged {
+        temp,
+        name,
+        size: text.len() as u64,
+        sha256: crate::digest::sha256_hex(text.as_bytes()).expect("hashing memory cannot fail"),
+    })
+}

@@ -1,0 +1,298 @@
+//! `build`: one version and architecture, from a zip or from the upstream release.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use alloy_sysext_automation::arch::Arch;
+use alloy_sysext_automation::artifacts::{BuildOutput, BuildRequest, build_into_dir};
+use alloy_sysext_automation::github::client::{DEFAULT_API_URL, api_client};
+use alloy_sysext_automation::github::release_asset::{download_checked, get_release};
+use alloy_sysext_automation::key_source::KeySource;
+use alloy_sysext_automation::manifest::Upsert;
+use alloy_sysext_automation::sysext::{Compression, SquashfsOptions};
+use alloy_sysext_automation::version::Version;
+use anyhow::Context;
+use clap::Args;
+
+use super::progress::TerminalProgress;
+
+/// Build the sysext image for one Alloy version and architecture, sign it, and add it to
+/// SHA256SUMS in the output directory.
+///
+/// Writes alloy-<V>-<arch>.raw with .sha256 and .asc, the compatibility copy alloy-<V>.raw
+/// with its own .sha256 and .asc, SHA256SUMS (created, or edited in place) and
+/// SHA256SUMS.gpg. Nothing in --out changes unless the whole build succeeds. The same zip and
+/// settings always give a byte-identical image.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  alloy-sysext-automation build --version 1.17.1 --zip alloy-linux-amd64.zip --out out/\n  alloy-sysext-automation build --version 1.17.1 --arch arm64 --out out/   # downloads the asset\n\nEnvironment:\n  GPG_PRIVATE_KEY   base64 of an armored, unprotected secret key\n  SIGNING_KEY_PATH  path of an armored secret key\n  GITHUB_TOKEN      token for downloads (optional; raises the rate limit)"
+)]
+pub struct BuildArgs {
+    /// Alloy version to build, MAJOR.MINOR.PATCH (a leading `v` is accepted).
+    #[arg(long, value_parser = parse_version)]
+    version: Version,
+
+    /// Architecture: amd64 or arm64.
+    #[arg(long, default_value = "amd64", value_parser = parse_arch)]
+    arch: Arch,
+
+    /// The upstream release zip (alloy-linux-<arch>.zip). Without it, the asset of release
+    /// v<VERSION> is downloaded from GitHub and checked against its published sha256.
+    #[arg(long, value_name = "FILE")]
+    zip: Option<PathBuf>,
+
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+
+    /// Squashfs compression: xz (dictionary = block size, like mksquashfs -Xdict-size 100%),
+    /// zstd, or gzip.
+    #[arg(long, default_value = "xz", value_parser = ["xz", "zstd", "gzip"])]
+    compression: String,
+
+    /// Compression level: xz 0-9 (default 6), zstd 1-22 (default 15), gzip 1-9 (default 9).
+    #[arg(long, value_name = "N")]
+    compression_level: Option<u32>,
+
+    /// Squashfs block size: a power of two from 4K to 1M (bytes, or with a K or M suffix).
+    #[arg(long, default_value = "128K", value_parser = parse_block_size)]
+    block_size: u32,
+
+    /// Modification time of every file in the image, in seconds since 1970.
+    #[arg(
+        long,
+        env = "SOURCE_DATE_EPOCH",
+        default_value_t = 0,
+        value_name = "SECONDS"
+    )]
+    source_date_epoch: u32,
+
+    /// Do not write the compatibility copy alloy-<V>.raw.
+    #[arg(long)]
+    no_compat_name: bool,
+
+    /// Armored OpenPGP secret key to sign with (default: $GPG_PRIVATE_KEY or
+    /// $SIGNING_KEY_PATH).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_sign")]
+    signing_key: Option<PathBuf>,
+
+    /// Build without signatures: no .asc files and no SHA256SUMS.gpg (hosts will refuse such
+    /// a manifest).
+    #[arg(long)]
+    no_sign: bool,
+
+    /// Refuse a binary that inflates to more than this (bytes, or with a K, M or G suffix).
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    max_binary_size: u64,
+
+    /// The upstream repository to download releases from.
+    #[arg(long, default_value = "grafana/alloy", value_name = "OWNER/NAME")]
+    upstream_repo: String,
+
+    /// GitHub REST API base (GitHub Enterprise or a test server).
+    #[arg(long, env = "GITHUB_API_URL", default_value = DEFAULT_API_URL, value_name = "URL")]
+    github_api_url: String,
+}
+
+fn parse_version(s: &str) -> Result<Version, String> {
+    s.parse()
+        .map_err(|e: alloy_sysext_automation::version::InvalidVersion| e.to_string())
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse()
+        .map_err(|e: alloy_sysext_automation::arch::UnknownArch| e.to_string())
+}
+
+/// `131072`, `128K`, `1M`, `1G` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, multiplier) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with('K') => (t.trim_end_matches('K').to_owned(), 1u64 << 10),
+        t if t.ends_with('M') => (t.trim_end_matches('M').to_owned(), 1 << 20),
+        t if t.ends_with('G') => (t.trim_end_matches('G').to_owned(), 1 << 30),
+        t => (t, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{s:?} is not a size such as 131072, 128K or 1M"))
+}
+
+fn parse_block_size(s: &str) -> Result<u32, String> {
+    let size = parse_size(s)?;
+    let size = u32::try_from(size).map_err(|_| format!("{s:?} is too large for a block"))?;
+    SquashfsOptions {
+        block_size: size,
+        ..SquashfsOptions::default()
+    }
+    .validate()
+    .map_err(|e| e.to_string())?;
+    Ok(size)
+}
+
+pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let compression = Compression::new(&args.compression, args.compression_level)?;
+    // The key is loaded first, so a bad key fails before any download or build.
+    let key = if args.no_sign {
+        None
+    } else {
+        let source = KeySource::resolve(args.signing_key.clone(), |name| std::env::var(name).ok())?;
+        Some(source.load()?)
+    };
+
+    let progress = TerminalProgress::new();
+    let downloaded_zip;
+    let zip = match &args.zip {
+        Some(zip) => zip.clone(),
+        None => {
+            downloaded_zip = download_zip(&args, &progress)?;
+            downloaded_zip.path().to_owned()
+        }
+    };
+
+    let mut request = BuildRequest::new(args.version.clone(), args.arch, zip);
+    request.squashfs = SquashfsOptions {
+        compression,
+        block_size: args.block_size,
+        mtime: args.source_date_epoch,
+    };
+    request.compat_name = !args.no_compat_name;
+    request.max_binary_size = args.max_binary_size;
+    let output = build_into_dir(&request, &args.out, key.as_ref(), &progress);
+    progress.finish();
+    let output = output.with_context(|| {
+        format!(
+            "building {} {} for {} (nothing in {} was changed)",
+            request.image_name,
+            request.version,
+            request.arch,
+            args.out.display()
+        )
+    })?;
+    print_summary(&request, &args.out, &output, started);
+    Ok(())
+}
+
+/// Downloads the release asset into a temporary file in the output directory.
+fn download_zip(
+    args: &BuildArgs,
+    progress: &TerminalProgress,
+) -> anyhow::Result<tempfile::NamedTempFile> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let asset_name = format!("alloy-linux-{}.zip", args.arch);
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{asset_name}."))
+        .suffix(".tmp")
+        .tempfile_in(&args.out)
+        .with_context(|| format!("creating a temporary file in {}", args.out.display()))?;
+    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let downloaded = runtime.block_on(async {
+        let client = api_client(&args.github_api_url, token.as_deref())?;
+        progress.spinner(&format!(
+            "looking up {} {}",
+            args.upstream_repo,
+            args.version.tag()
+        ));
+        let release = get_release(&client, &args.upstream_repo, &args.version.tag()).await?;
+        progress.download(&format!("downloading {asset_name}"), 0);
+        let downloaded = download_checked(
+            &client,
+            &args.upstream_repo,
+            &release,
+            &asset_name,
+            temp.path(),
+            &|done, total| progress.bytes(done, total),
+        )
+        .await?;
+        anyhow::Ok(downloaded)
+    });
+    progress.finish();
+    let downloaded = downloaded?;
+    eprintln!(
+        "downloaded {} ({} bytes), sha256 {} matches {}",
+        downloaded.name,
+        downloaded.size,
+        downloaded.sha256,
+        downloaded.checked_against.join(" and ")
+    );
+    Ok(temp)
+}
+
+fn print_summary(request: &BuildRequest, out: &Path, output: &BuildOutput, started: Instant) {
+    println!(
+        "Built {} {} for {} in {:.1}s ({}, {} KiB blocks, mtime {})",
+        request.image_name,
+        request.version,
+        request.arch,
+        started.elapsed().as_secs_f64(),
+        request.squashfs.compression,
+        request.squashfs.block_size / 1024,
+        request.squashfs.mtime,
+    );
+    println!(
+        "  binary {} ({} bytes), sha256 {}",
+        request.binary_entry, output.binary_size, output.binary_sha256
+    );
+    let shown: Vec<String> = output
+        .files
+        .iter()
+        .map(|f| out.join(&f.name).display().to_string())
+        .collect();
+    let width = shown.iter().map(String::len).max().unwrap_or(0);
+    for (path, file) in shown.iter().zip(&output.files) {
+        println!(
+            "  {path:<width$}  {:>10}  {}",
+            human_size(file.size),
+            file.sha256
+        );
+    }
+    let change = match output.manifest_change {
+        Upsert::Added => "added",
+        Upsert::Replaced => "replaced (the version was listed with another hash)",
+        Upsert::Unchanged => "unchanged (already listed with this hash)",
+    };
+    println!(
+        "  SHA256SUMS entry for {}: {change}",
+        request.image_file_name()
+    );
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_sysext_automation::upstream::zip_entry::DEFAULT_MAX_BINARY_SIZE;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("131072"), Ok(131072));
+        assert_eq!(parse_size("128K"), Ok(131072));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("1G"), Ok(DEFAULT_MAX_BINARY_SIZE));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_block_size("100K").is_err());
+        assert!(parse_block_size("2M").is_err());
+        assert_eq!(parse_block_size("4K"), Ok(4096));
+    }
+}

@@ -1,0 +1,45 @@
+//! The command line: one subcommand per file, each a thin layer over the library.
+
+mod build;
+mod keygen;
+mod progress;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps Grafana Alloy current on Flatcar Container Linux hosts: builds the systemd-sysext
+/// image from an upstream release, signs it with OpenPGP, and maintains the signed
+/// SHA256SUMS manifest that systemd-sysupdate reads.
+#[derive(Debug, Parser)]
+#[command(name = "alloy-sysext-automation", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Build(build::BuildArgs),
+    Keygen(keygen::KeygenArgs),
+    Verify(verify::VerifyArgs),
+}
+
+/// Parses the command line, runs the subcommand, and turns its error into a message and a
+/// non-zero exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Verify(args) => verify::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

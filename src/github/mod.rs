@@ -1,0 +1,4 @@
+//! Talking to GitHub's REST API.
+
+pub mod client;
+pub mod release_asset;

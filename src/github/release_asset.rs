@@ -1,0 +1,307 @@
+//! Finding an upstream release's asset and downloading it with its integrity checked.
+//!
+//! GitHub lists a `digest` (`sha256:<hex>`) for each asset, and Alloy releases also carry a
+//! `SHA256SUMS` asset. A download is accepted only when it matches every one of these that
+//! exists, and refused when none does.
+
+use std::path::Path;
+
+use futures_util::StreamExt;
+use octocrab::Octocrab;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// The largest zip accepted.
+pub const MAX_ASSET_SIZE: u64 = 2 * 1024 * 1024 * 1024;
+
+/// A release as far as downloading needs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Release {
+    pub tag_name: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    #[serde(default)]
+    pub assets: Vec<ReleaseAsset>,
+}
+
+/// One asset of a release.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReleaseAsset {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub size: u64,
+    /// `sha256:<hex>`, on releases GitHub has computed it for.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// A downloaded, checked asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadedAsset {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// What the sha256 was checked against.
+    pub checked_against: Vec<String>,
+}
+
+/// Why the asset could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AssetError {
+    #[error("GitHub has no release {tag} in {repo} ({source})")]
+    ReleaseNotFound {
+        repo: String,
+        tag: String,
+        source: Box<octocrab::Error>,
+    },
+    #[error("release {tag} of {repo} has no asset {name}; it has: {available}")]
+    AssetNotFound {
+        repo: String,
+        tag: String,
+        name: String,
+        available: String,
+    },
+    #[error("downloading {name} from {repo}: {source}")]
+    Download {
+        repo: String,
+        name: String,
+        source: Box<octocrab::Error>,
+    },
+    #[error("writing the download to {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{name} is larger than {limit} bytes; refusing it")]
+    TooLarge { name: String, limit: u64 },
+    #[error("{name}: the asset digest {digest:?} is not of the form sha256:<64 hex>")]
+    BadDigest { name: String, digest: String },
+    #[error(
+        "{name} has sha256 {actual}, but {source_name} says {expected}: the download is corrupt or was tampered with; nothing was built"
+    )]
+    Mismatch {
+        name: String,
+        actual: String,
+        expected: String,
+        source_name: String,
+    },
+    #[error(
+        "{name} in {repo} {tag} has no digest and the release has no SHA256SUMS asset that lists it, so its integrity cannot be checked; download it yourself, check it, and pass it with --zip"
+    )]
+    Unverifiable {
+        repo: String,
+        tag: String,
+        name: String,
+    },
+}
+
+/// `owner/name` split in two.
+fn split_repo(repo: &str) -> (&str, &str) {
+    repo.split_once('/').unwrap_or((repo, ""))
+}
+
+/// The release tagged `tag` in `repo` (`owner/name`).
+pub async fn get_release(client: &Octocrab, repo: &str, tag: &str) -> Result<Release, AssetError> {
+    let route = format!("/repos/{repo}/releases/tags/{tag}");
+    client
+        .get::<Release, _, ()>(route, None)
+        .await
+        .map_err(|source| AssetError::ReleaseNotFound {
+            repo: repo.to_owned(),
+            tag: tag.to_owned(),
+            source: Box::new(source),
+        })
+}
+
+/// Downloads asset `name` of `release` into `dest` through the asset API (`Accept:
+/// application/octet-stream`), calling `on_bytes` with the running total, and checks it
+/// against the asset's digest and the release's `SHA256SUMS`, when present.
+pub async fn download_checked(
+    client: &Octocrab,
+    repo: &str,
+    release: &Release,
+    name: &str,
+    dest: &Path,
+    on_bytes: &(dyn Fn(u64, u64) + Sync),
+) -> Result<DownloadedAsset, AssetError> {
+    let asset = release
+        .assets
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| AssetError::AssetNotFound {
+            repo: repo.to_owned(),
+            tag: release.tag_name.clone(),
+            name: name.to_owned(),
+            available: release
+                .assets
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    if asset.size > MAX_ASSET_SIZE {
+        return Err(AssetError::TooLarge {
+            name: name.to_owned(),
+            limit: MAX_ASSET_SIZE,
+        });
+    }
+    let mut expectations = Vec::new();
+    if let Some(digest) = &asset.digest {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| AssetError::BadDigest {
+                name: name.to_owned(),
+                digest: digest.clone(),
+            })?;
+        expectations.push((
+            hex.to_ascii_lowercase(),
+            "the release's asset digest".to_owned(),
+        ));
+    }
+    if let Some(sums) = release.assets.iter().find(|a| a.name == "SHA256SUMS") {
+        let text = download_small(client, repo, sums).await?;
+        if let Some(hex) = sums_entry(&text, name) {
+            expectations.push((hex, "the release's SHA256SUMS".to_owned()));
+        }
+    }
+    if expectations.is_empty() {
+        return Err(AssetError::Unverifiable {
+            repo: repo.to_owned(),
+            tag: release.tag_name.clone(),
+            name: name.to_owned(),
+        });
+    }
+
+    let (sha256, size) = stream_to_file(client, repo, asset, dest, on_bytes).await?;
+    for (expected, source_name) in &expectations {
+        if *expected != sha256 {
+            return Err(AssetError::Mismatch {
+                name: name.to_owned(),
+                actual: sha256,
+                expected: expected.clone(),
+                source_name: source_name.clone(),
+            });
+        }
+    }
+    Ok(DownloadedAsset {
+        name: name.to_owned(),
+        size,
+        sha256,
+        checked_against: expectations.into_iter().map(|(_, s)| s).collect(),
+    })
+}
+
+async fn stream_to_file(
+    client: &Octocrab,
+    repo: &str,
+    asset: &ReleaseAsset,
+    dest: &Path,
+    on_bytes: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(String, u64), AssetError> {
+    let (owner, name) = split_repo(repo);
+    let download_error = |source| AssetError::Download {
+        repo: repo.to_owned(),
+        name: asset.name.clone(),
+        source: Box::new(source),
+    };
+    let write_error = |source| AssetError::Write {
+        path: dest.display().to_string(),
+        source,
+    };
+    let mut stream = Box::pin(
+        client
+            .repos(owner, name)
+            .release_assets()
+            .stream(asset.id)
+            .await
+            .map_err(download_error)?,
+    );
+    let mut file = tokio::fs::File::create(dest).await.map_err(write_error)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(download_error)?;
+        size += chunk.len() as u64;
+        if size > MAX_ASSET_SIZE {
+            return Err(AssetError::TooLarge {
+                name: asset.name.clone(),
+                limit: MAX_ASSET_SIZE,
+            });
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(write_error)?;
+        on_bytes(size, asset.size);
+    }
+    file.flush().await.map_err(write_error)?;
+    file.sync_all().await.map_err(write_error)?;
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// A small text asset such as `SHA256SUMS`.
+async fn download_small(
+    client: &Octocrab,
+    repo: &str,
+    asset: &ReleaseAsset,
+) -> Result<String, AssetError> {
+    const LIMIT: usize = 1024 * 1024;
+    let (owner, name) = split_repo(repo);
+    let download_error = |source| AssetError::Download {
+        repo: repo.to_owned(),
+        name: asset.name.clone(),
+        source: Box::new(source),
+    };
+    let mut stream = Box::pin(
+        client
+            .repos(owner, name)
+            .release_assets()
+            .stream(asset.id)
+            .await
+            .map_err(download_error)?,
+    );
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.map_err(download_error)?);
+        if bytes.len() > LIMIT {
+            return Err(AssetError::TooLarge {
+                name: asset.name.clone(),
+                limit: LIMIT as u64,
+            });
+        }
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The hash that a `sha256sum`-style listing gives for `name`.
+fn sums_entry(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (hash, file) = line.split_once(char::is_whitespace)?;
+        let file = file.trim_start().trim_start_matches('*');
+        (file == name && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| hash.to_ascii_lowercase())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_entries_in_upstream_sums() {
+        let hash = "ab".repeat(32);
+        let text = format!(
+            "{hash}  alloy-linux-amd64.zip\n{}  other.zip\n",
+            "cd".repeat(32)
+        );
+        assert_eq!(
+            sums_entry(&text, "alloy-linux-amd64.zip"),
+            Some(hash.clone())
+        );
+        assert_eq!(sums_entry(&format!("{hash} *x.zip\n"), "x.zip"), Some(hash));
+        assert_eq!(sums_entry(&text, "missing.zip"), None);
+    }
+}

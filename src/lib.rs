@@ -1,0 +1,12 @@
+pub mod arch;
+pub mod artifacts;
+pub mod digest;
+pub mod github;
+pub mod image_name;
+pub mod key_source;
+pub mod manifest;
+pub mod signing;
+pub mod sysext;
+pub mod upstream;
+pub mod verify;
+pub mod version;

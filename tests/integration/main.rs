@@ -1,0 +1,12 @@
+//! Scenario tests: the CLI as users run it, checked with the tools hosts and operators use
+//! (`unsquashfs`, `systemd-dissect`, the kernel's squashfs, `gpg` with systemd-sysupdate's
+//! flags).
+
+mod bad_input;
+mod common;
+mod download;
+mod fake_github;
+mod image;
+mod manifest_updates;
+mod signatures;
+mod verify;
