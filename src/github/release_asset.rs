@@ -203,43 +203,20 @@ async fn stream_to_file(
     dest: &Path,
     on_bytes: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(String, u64), AssetError> {
-    let (owner, name) = split_repo(repo);
-    let download_error = |source| AssetError::Download {
-        repo: repo.to_owned(),
-        name: asset.name.clone(),
-        source: Box::new(source),
-    };
     let write_error = |source| AssetError::Write {
         path: dest.display().to_string(),
         source,
     };
-    let mut stream = Box::pin(
-        client
-            .repos(owner, name)
-            .release_assets()
-            .stream(asset.id)
-            .await
-            .map_err(download_error)?,
-    );
     let mut file = tokio::fs::File::create(dest).await.map_err(write_error)?;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(download_error)?;
-        size += chunk.len() as u64;
-        if size > MAX_ASSET_SIZE {
-            return Err(AssetError::TooLarge {
-                name: asset.name.clone(),
-                limit: MAX_ASSET_SIZE,
-            });
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(write_error)?;
-        on_bytes(size, asset.size);
-    }
+    let downloaded = stream_asset(client, repo, asset, MAX_ASSET_SIZE, &mut file, on_bytes)
+        .await
+        .map_err(|e| match e {
+            AssetError::Write { source, .. } => write_error(source),
+            other => other,
+        })?;
     file.flush().await.map_err(write_error)?;
     file.sync_all().await.map_err(write_error)?;
-    Ok((hex::encode(hasher.finalize()), size))
+    Ok(downloaded)
 }
 
 /// A small text asset such as `SHA256SUMS`.
@@ -248,7 +225,20 @@ async fn download_small(
     repo: &str,
     asset: &ReleaseAsset,
 ) -> Result<String, AssetError> {
-    const LIMIT: usize = 1024 * 1024;
+    let mut bytes = Vec::new();
+    stream_asset(client, repo, asset, 1024 * 1024, &mut bytes, &|_, _| {}).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Streams `asset` into `dest`, refusing more than `limit` bytes; returns its sha256 and size.
+async fn stream_asset(
+    client: &Octocrab,
+    repo: &str,
+    asset: &ReleaseAsset,
+    limit: u64,
+    dest: &mut (impl tokio::io::AsyncWrite + Unpin),
+    on_bytes: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(String, u64), AssetError> {
     let (owner, name) = split_repo(repo);
     let download_error = |source| AssetError::Download {
         repo: repo.to_owned(),
@@ -263,17 +253,27 @@ async fn download_small(
             .await
             .map_err(download_error)?,
     );
-    let mut bytes = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.map_err(download_error)?);
-        if bytes.len() > LIMIT {
+        let chunk = chunk.map_err(download_error)?;
+        size += chunk.len() as u64;
+        if size > limit {
             return Err(AssetError::TooLarge {
                 name: asset.name.clone(),
-                limit: LIMIT as u64,
+                limit,
             });
         }
+        hasher.update(&chunk);
+        dest.write_all(&chunk)
+            .await
+            .map_err(|source| AssetError::Write {
+                path: asset.name.clone(),
+                source,
+            })?;
+        on_bytes(size, asset.size);
     }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// The hash that a `sha256sum`-style listing gives for `name`.

@@ -92,6 +92,27 @@ pub fn run_fail(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs `build` for `version` from `zip` into `out`, signed with the shared Ed25519 key,
+/// with `extra` arguments; returns what it printed.
+pub fn build_signed(version: &str, zip: &Path, out: &Path, extra: &[&str]) -> String {
+    let output = run_ok(
+        cli()
+            .args(["build", "--version", version, "--zip"])
+            .arg(zip)
+            .arg("--out")
+            .arg(out)
+            .arg("--signing-key")
+            .arg(ed25519_keys().secret())
+            .args(extra),
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Extracts `image` into `dest` with `unsquashfs`.
+pub fn unsquashfs(image: &Path, dest: &Path) {
+    run_ok(Command::new("unsquashfs").arg("-d").arg(dest).arg(image));
+}
+
 /// A key pair made by `keygen`, shared by all tests of one algorithm (RSA 4096 is slow).
 pub struct Keys {
     pub dir: PathBuf,

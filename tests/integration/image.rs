@@ -11,23 +11,9 @@ use crate::common::*;
 const VERSION: &str = "1.17.1";
 
 fn build(zip: &Path, out: &Path, arch: Arch, extra: &[&str]) {
-    run_ok(
-        cli()
-            .args([
-                "build",
-                "--version",
-                VERSION,
-                "--arch",
-                arch.upstream_name(),
-                "--zip",
-            ])
-            .arg(zip)
-            .arg("--out")
-            .arg(out)
-            .arg("--signing-key")
-            .arg(ed25519_keys().secret())
-            .args(extra),
-    );
+    let mut args = vec!["--arch", arch.upstream_name()];
+    args.extend_from_slice(extra);
+    build_signed(VERSION, zip, out, &args);
 }
 
 /// `unsquashfs -lln` as (permissions, owner, path) triples, and the dates it shows.
@@ -151,12 +137,7 @@ fn amd64_image_has_the_sysext_layout_for_unsquashfs() {
     assert!(dates.iter().all(|d| d == "1970-01-01 00:00"), "{dates:?}");
 
     let extracted = work.path().join("extracted");
-    run_ok(
-        Command::new("unsquashfs")
-            .arg("-d")
-            .arg(&extracted)
-            .arg(&image),
-    );
+    unsquashfs(&image, &extracted);
     assert_eq!(
         fs::read(extracted.join("usr/local/bin/alloy")).unwrap(),
         binary
@@ -341,12 +322,7 @@ fn arm64_image_declares_arm64() {
         ]
     );
     let extracted = work.path().join("x");
-    run_ok(
-        Command::new("unsquashfs")
-            .arg("-d")
-            .arg(&extracted)
-            .arg(out.join("alloy-1.17.1-arm64.raw")),
-    );
+    unsquashfs(&out.join("alloy-1.17.1-arm64.raw"), &extracted);
     assert_eq!(
         fs::read_to_string(extracted.join("usr/lib/extension-release.d/extension-release.alloy"))
             .unwrap(),
@@ -376,12 +352,7 @@ fn zstd_and_gzip_images_are_readable_by_unsquashfs() {
         assert!(stat.contains(&format!("Compression {name}")), "{stat}");
         assert!(stat.contains("Block size 65536"), "{stat}");
         let extracted = work.path().join("x");
-        run_ok(
-            Command::new("unsquashfs")
-                .arg("-d")
-                .arg(&extracted)
-                .arg(&image),
-        );
+        unsquashfs(&image, &extracted);
         assert_eq!(
             fs::read(extracted.join("usr/local/bin/alloy")).unwrap(),
             binary

@@ -7,20 +7,6 @@ use alloy_sysext_automation::arch::Arch;
 
 use crate::common::*;
 
-fn build(version: &str, zip: &Path, out: &Path, extra: &[&str]) -> String {
-    let output = run_ok(
-        cli()
-            .args(["build", "--version", version, "--zip"])
-            .arg(zip)
-            .arg("--out")
-            .arg(out)
-            .arg("--signing-key")
-            .arg(ed25519_keys().secret())
-            .args(extra),
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 fn manifest_files(out: &Path) -> Vec<(String, String)> {
     fs::read_to_string(out.join("SHA256SUMS"))
         .unwrap()
@@ -40,9 +26,9 @@ fn versions_sort_like_systemd_and_rebuilds_replace_their_line() {
     let gpg = Gpg::new();
     let keyring = gpg.keyring(&ed25519_keys().public());
 
-    build("1.10.0", &zip, &out, &[]);
-    build("1.9.0", &zip, &out, &[]);
-    build("1.9.3", &zip, &out, &["--no-compat-name"]);
+    build_signed("1.10.0", &zip, &out, &[]);
+    build_signed("1.9.0", &zip, &out, &[]);
+    build_signed("1.9.3", &zip, &out, &["--no-compat-name"]);
     let files: Vec<String> = manifest_files(&out).into_iter().map(|(_, f)| f).collect();
     assert_eq!(
         files,
@@ -60,12 +46,12 @@ fn versions_sort_like_systemd_and_rebuilds_replace_their_line() {
 
     // The same inputs again: the line, and so the manifest, stay the same.
     let before = manifest_files(&out);
-    let summary = build("1.10.0", &zip, &out, &[]);
+    let summary = build_signed("1.10.0", &zip, &out, &[]);
     assert!(summary.contains("unchanged"), "{summary}");
     assert_eq!(manifest_files(&out), before);
 
     // Other settings give another hash: only that version's line changes.
-    let summary = build("1.10.0", &zip, &out, &["--compression", "gzip"]);
+    let summary = build_signed("1.10.0", &zip, &out, &["--compression", "gzip"]);
     assert!(summary.contains("replaced"), "{summary}");
     let after = manifest_files(&out);
     assert_eq!(after.len(), 3);
@@ -92,13 +78,13 @@ fn existing_lines_of_a_real_manifest_are_kept() {
     .unwrap();
     fs::write(out.join("SHA256SUMS"), &real).unwrap();
     let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 128 << 10);
-    build("1.18.0", &zip, &out, &[]);
+    build_signed("1.18.0", &zip, &out, &[]);
     let updated = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     let image_sha = fs::read_to_string(out.join("alloy-1.18.0-amd64.raw.sha256")).unwrap();
     assert_eq!(updated, format!("{real}{image_sha}"));
 
     // An unsigned build drops the signature that would no longer match.
-    build("1.9.0", &zip, &out, &[]);
+    build_signed("1.9.0", &zip, &out, &[]);
     assert!(out.join("SHA256SUMS.gpg").exists());
     run_ok(
         cli()
