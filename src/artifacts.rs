@@ -17,7 +17,7 @@ use crate::arch::Arch;
 use crate::digest::{HashingReader, sha256sum_line};
 use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
 use crate::signing::{SigningError, SigningKey};
-use crate::sysext::inspect::{InspectError, verify_image};
+use crate::sysext::inspect::{ExpectedBinary, InspectError, verify_image};
 use crate::sysext::squashfs::SquashfsError;
 use crate::sysext::{ImageLayout, SquashfsOptions, write_squashfs};
 use crate::upstream::elf::{ElfError, check_elf_arch};
@@ -85,6 +85,18 @@ pub enum BuildStep {
 }
 
 impl BuildStep {
+    /// A one-word name: `extract`, `compress`, `check`, `sign`, `manifest`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BuildStep::Extract => "extract",
+            BuildStep::Compress => "compress",
+            BuildStep::Verify => "check",
+            BuildStep::Sign => "sign",
+            BuildStep::Manifest => "manifest",
+        }
+    }
+
+    /// What the step does, for a progress display.
     pub fn describe(self) -> &'static str {
         match self {
             BuildStep::Extract => "extracting the binary from the zip",
@@ -219,19 +231,19 @@ pub fn build_into_dir(
     let layout = ImageLayout::sysext(&request.image_name, request.arch, binary_path);
     let image_name = request.image_file_name();
     let mut image = new_temp(&image_name)?;
-    write_squashfs(
+    let written = write_squashfs(
         &layout,
         &request.squashfs,
         BufWriter::new(image.as_file_mut()),
     )?;
 
     progress.step(BuildStep::Verify);
-    verify_image(
-        image.path(),
-        &layout,
-        request.squashfs.mtime,
-        &extracted.sha256,
-    )?;
+    let binary_check = ExpectedBinary {
+        size: extracted.size,
+        sha256: &extracted.sha256,
+        stored_blocks: written.binary_blocks.as_deref(),
+    };
+    verify_image(image.path(), &layout, request.squashfs.mtime, binary_check)?;
     drop(binary);
 
     progress.step(BuildStep::Sign);

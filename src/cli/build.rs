@@ -67,6 +67,11 @@ pub struct BuildArgs {
     )]
     source_date_epoch: u32,
 
+    /// Threads compressing the image (0: one per core). The image is byte-identical
+    /// whatever the number.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    threads: usize,
+
     /// Do not write the compatibility copy alloy-<V>.raw.
     #[arg(long)]
     no_compat_name: bool,
@@ -157,6 +162,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         compression,
         block_size: args.block_size,
         mtime: args.source_date_epoch,
+        threads: args.threads,
     };
     request.compat_name = !args.no_compat_name;
     request.max_binary_size = args.max_binary_size;
@@ -172,6 +178,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         )
     })?;
     print_summary(&request, &args.out, &output, started);
+    println!("  time: {}", progress.step_times(Instant::now()));
     Ok(())
 }
 

@@ -1,8 +1,10 @@
 //! The systemd-sysext image: its tree, and writing and checking it as squashfs.
 
+mod block_compressor;
 pub mod compression;
 pub mod inspect;
 pub mod layout;
+mod prefetch;
 pub mod squashfs;
 
 pub use compression::Compression;

@@ -2,10 +2,15 @@
 
 use std::io::{Cursor, Seek, Write};
 
+use std::path::Path;
+
+use backhand::kind::Kind;
 use backhand::{BackhandError, FilesystemWriter, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, NodeHeader};
 
 use super::compression::Compression;
 use super::layout::{EntryContent, ImageLayout};
+pub use super::prefetch::StoredBlock;
+use super::prefetch::{ContextGuard, PIPELINED_COMPRESSOR, Prefetch};
 
 /// The default data block size, as mksquashfs uses: 128 KiB.
 pub const DEFAULT_BLOCK_SIZE: u32 = 128 * 1024;
@@ -19,6 +24,9 @@ pub struct SquashfsOptions {
     /// The modification time of every entry and of the file system itself, in seconds since
     /// the epoch (`SOURCE_DATE_EPOCH`).
     pub mtime: u32,
+    /// Threads compressing the binary's blocks ahead of the writer; 0 means one per core.
+    /// The image is the same whatever the number.
+    pub threads: usize,
 }
 
 impl Default for SquashfsOptions {
@@ -27,6 +35,7 @@ impl Default for SquashfsOptions {
             compression: Compression::default(),
             block_size: DEFAULT_BLOCK_SIZE,
             mtime: 0,
+            threads: 0,
         }
     }
 }
@@ -40,9 +49,22 @@ pub enum SquashfsError {
     Add { path: String, source: BackhandError },
     #[error("writing the squashfs image: {0}")]
     Write(BackhandError),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl SquashfsOptions {
+    /// The number of compression threads that `threads` asks for.
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Checks the block size; backhand would panic on a bad one.
     pub fn validate(&self) -> Result<(), SquashfsError> {
         let size = self.block_size;
@@ -53,16 +75,27 @@ impl SquashfsOptions {
     }
 }
 
-/// Writes `layout` to `dest` as a squashfs 4.0 image and returns its size in bytes.
+/// What [`write_squashfs`] wrote.
+#[derive(Debug, Clone)]
+pub struct WrittenImage {
+    /// Size in bytes.
+    pub size: u64,
+    /// What was stored for each block of the binary, for [`super::inspect::verify_image`];
+    /// `None` when that can only be learnt by reading the image back.
+    pub binary_blocks: Option<Vec<StoredBlock>>,
+}
+
+/// Writes `layout` to `dest` as a squashfs 4.0 image.
 ///
 /// The output depends only on the layout's contents and `options`: entries are sorted,
-/// owned by uid/gid 0, and carry `options.mtime`, so the same inputs give the same bytes.
-/// Files are streamed from disk block by block.
+/// owned by uid/gid 0, and carry `options.mtime`, so the same inputs give the same bytes,
+/// whatever the number of threads. The binary's blocks are compressed ahead on
+/// `options.threads` threads; files are streamed from disk block by block.
 pub fn write_squashfs<W: Write + Seek>(
     layout: &ImageLayout,
     options: &SquashfsOptions,
     dest: W,
-) -> Result<u64, SquashfsError> {
+) -> Result<WrittenImage, SquashfsError> {
     options.validate()?;
     let mut fs = FilesystemWriter::default();
     fs.set_block_size(options.block_size);
@@ -72,6 +105,7 @@ pub fn write_squashfs<W: Write + Seek>(
     fs.set_root_uid(0);
     fs.set_root_gid(0);
     fs.set_compressor(options.compression.filesystem_compressor());
+    fs.set_kind(Kind::new_v4(&PIPELINED_COMPRESSOR));
 
     for entry in &layout.entries {
         let header = NodeHeader::new(entry.mode, 0, 0, options.mtime);
@@ -90,6 +124,182 @@ pub fn write_squashfs<W: Write + Seek>(
         })?;
     }
 
+    let prefetch = match binary_source(layout) {
+        Some(path) => {
+            let workers = options.worker_threads();
+            // Enough blocks in flight to keep every worker busy while the writer catches
+            // up; each costs at most two blocks of memory.
+            let window = workers * 4;
+            let started = Prefetch::start(
+                path,
+                options.compression,
+                options.block_size,
+                workers,
+                window,
+            );
+            Some(started.map_err(|source| SquashfsError::Read {
+                path: path.display().to_string(),
+                source,
+            })?)
+        }
+        None => None,
+    };
+    let context = ContextGuard::install(options.compression, prefetch);
     let (_superblock, size) = fs.write(dest).map_err(SquashfsError::Write)?;
-    Ok(size)
+    Ok(WrittenImage {
+        size,
+        binary_blocks: context.finish(),
+    })
+}
+
+/// The file whose blocks are worth compressing ahead: the upstream binary.
+fn binary_source(layout: &ImageLayout) -> Option<&Path> {
+    layout
+        .entries
+        .iter()
+        .find_map(|entry| match &entry.content {
+            EntryContent::Binary(path) => Some(path.as_path()),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{self, File};
+    use std::path::PathBuf;
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::arch::Arch;
+    use crate::sysext::inspect::{ExpectedBinary, InspectError, verify_image};
+
+    /// A binary of `blocks` 128 KiB blocks and a bit: varied data, with all-zero blocks
+    /// (stored as holes) at the start, in the middle and at the end.
+    fn binary(dir: &Path, blocks: usize) -> (PathBuf, Vec<u8>) {
+        let mut data = Vec::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for block in 0..blocks {
+            if block == 0 || block == blocks / 2 || block == blocks - 1 {
+                data.extend(std::iter::repeat_n(0u8, 131072));
+                continue;
+            }
+            for _ in 0..131072 / 8 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Half the bytes repeat, so blocks compress, but not to nothing.
+                data.extend_from_slice(&(state & 0x0f0f_0f0f_0f0f_0f0f).to_le_bytes());
+            }
+        }
+        data.extend_from_slice(b"tail that is not a whole block");
+        let path = dir.join("binary");
+        fs::write(&path, &data).unwrap();
+        (path, data)
+    }
+
+    fn write(layout: &ImageLayout, threads: usize, dest: &Path) -> WrittenImage {
+        let options = SquashfsOptions {
+            threads,
+            ..SquashfsOptions::default()
+        };
+        write_squashfs(layout, &options, File::create(dest).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn output_is_the_same_whatever_the_number_of_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = binary(dir.path(), 24);
+        let layout = ImageLayout::sysext("alloy", Arch::Amd64, path);
+        let serial = dir.path().join("serial.raw");
+        let parallel = dir.path().join("parallel.raw");
+        let written_serial = write(&layout, 1, &serial);
+        let written_parallel = write(&layout, 4, &parallel);
+        assert!(fs::read(&serial).unwrap() == fs::read(&parallel).unwrap());
+        assert_eq!(written_serial.size, written_parallel.size);
+
+        let blocks = written_parallel
+            .binary_blocks
+            .expect("every block went through");
+        assert_eq!(blocks.len(), 25);
+        assert_eq!(blocks[0], StoredBlock::Hole);
+        assert_eq!(blocks[12], StoredBlock::Hole);
+        assert_eq!(blocks[23], StoredBlock::Hole);
+        assert_eq!(written_serial.binary_blocks.as_deref(), Some(&blocks[..]));
+
+        let sha256 = hex::encode(Sha256::digest(&data));
+        let expected = ExpectedBinary {
+            size: data.len() as u64,
+            sha256: &sha256,
+            stored_blocks: Some(&blocks),
+        };
+        verify_image(&parallel, &layout, 0, expected).unwrap();
+        // The slow path, reading the binary back, agrees.
+        let without_blocks = ExpectedBinary {
+            stored_blocks: None,
+            ..expected
+        };
+        verify_image(&parallel, &layout, 0, without_blocks).unwrap();
+    }
+
+    #[test]
+    fn self_check_finds_a_changed_data_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = binary(dir.path(), 6);
+        let layout = ImageLayout::sysext("alloy", Arch::Amd64, path);
+        let image = dir.path().join("image.raw");
+        let written = write(&layout, 2, &image);
+        let blocks = written.binary_blocks.unwrap();
+
+        // The first data block of the binary follows the superblock and a few hundred
+        // bytes of metadata; change a byte well inside the data.
+        let mut bytes = fs::read(&image).unwrap();
+        bytes[40_000] ^= 0x40;
+        fs::write(&image, &bytes).unwrap();
+
+        let sha256 = hex::encode(Sha256::digest(&data));
+        let expected = ExpectedBinary {
+            size: data.len() as u64,
+            sha256: &sha256,
+            stored_blocks: Some(&blocks),
+        };
+        match verify_image(&image, &layout, 0, expected) {
+            Err(InspectError::Mismatch { problems, .. }) => {
+                assert!(problems.contains("data block"), "{problems}")
+            }
+            other => panic!("the changed block was not noticed: {other:?}"),
+        }
+        let without_blocks = ExpectedBinary {
+            stored_blocks: None,
+            ..expected
+        };
+        assert!(verify_image(&image, &layout, 0, without_blocks).is_err());
+    }
+
+    #[test]
+    fn a_binary_smaller_than_a_block_is_checked_by_reading_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small");
+        fs::write(&path, b"\x7fELF small binary").unwrap();
+        let layout = ImageLayout::sysext("alloy", Arch::Amd64, path);
+        let image = dir.path().join("image.raw");
+        let written = write(&layout, 2, &image);
+        assert_eq!(
+            written.binary_blocks, None,
+            "a fragment is not a data block"
+        );
+        let sha256 = hex::encode(Sha256::digest(b"\x7fELF small binary"));
+        let expected = ExpectedBinary {
+            size: 17,
+            sha256: &sha256,
+            stored_blocks: None,
+        };
+        verify_image(&image, &layout, 0, expected).unwrap();
+        let wrong = "0".repeat(64);
+        let expected = ExpectedBinary {
+            sha256: &wrong,
+            ..expected
+        };
+        assert!(verify_image(&image, &layout, 0, expected).is_err());
+    }
 }

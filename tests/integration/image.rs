@@ -359,3 +359,41 @@ fn zstd_and_gzip_images_are_readable_by_unsquashfs() {
         );
     }
 }
+
+#[test]
+fn thread_count_does_not_change_the_image() {
+    let work = tempfile::tempdir().unwrap();
+    let (zip, binary) = upstream_zip(work.path(), Arch::Amd64, 3 << 20);
+    let mut images = Vec::new();
+    for threads in ["1", "2", "5"] {
+        let out = work.path().join(format!("threads-{threads}"));
+        build(
+            &zip,
+            &out,
+            Arch::Amd64,
+            &["--threads", threads, "--no-compat-name"],
+        );
+        images.push(fs::read(out.join("alloy-1.17.1-amd64.raw")).unwrap());
+    }
+    assert!(
+        images.iter().all(|image| *image == images[0]),
+        "the images differ"
+    );
+
+    // What several threads wrote reads back, with unsquashfs and with the kernel.
+    let image = work.path().join("threads-5/alloy-1.17.1-amd64.raw");
+    let extracted = work.path().join("extracted");
+    unsquashfs(&image, &extracted);
+    assert!(fs::read(extracted.join("usr/local/bin/alloy")).unwrap() == binary);
+    let mount_point = work.path().join("mnt");
+    fs::create_dir(&mount_point).unwrap();
+    run_ok(
+        Command::new("mount")
+            .args(["-t", "squashfs", "-o", "loop,ro"])
+            .arg(&image)
+            .arg(&mount_point),
+    );
+    let mounted = fs::read(mount_point.join("usr/local/bin/alloy"));
+    run_ok(Command::new("umount").arg(&mount_point));
+    assert!(mounted.unwrap() == binary);
+}
