@@ -6,8 +6,8 @@
 //! them are ready, images first and the manifest last, so a failure leaves the directory as
 //! it was and a reader never sees a manifest that points at a missing image.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Seek, Write};
+use std::fs;
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -15,11 +15,13 @@ use tempfile::NamedTempFile;
 
 use crate::arch::Arch;
 use crate::digest::{HashingReader, sha256sum_line};
+use crate::growing_file::GrowingFile;
 use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
 use crate::signing::{SigningError, SigningKey};
 use crate::sysext::inspect::{ExpectedBinary, InspectError, verify_image};
 use crate::sysext::squashfs::SquashfsError;
-use crate::sysext::{ImageLayout, SquashfsOptions, write_squashfs};
+use crate::sysext::squashfs::write_squashfs_from;
+use crate::sysext::{ImageLayout, SquashfsOptions};
 use crate::upstream::elf::{ElfError, check_elf_arch};
 use crate::upstream::zip_entry::{ZipEntryError, extract_entry};
 use crate::version::Version;
@@ -77,7 +79,6 @@ impl BuildRequest {
 /// The steps of a build, reported as they start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildStep {
-    Extract,
     Compress,
     Verify,
     Sign,
@@ -85,10 +86,9 @@ pub enum BuildStep {
 }
 
 impl BuildStep {
-    /// A one-word name: `extract`, `compress`, `check`, `sign`, `manifest`.
+    /// A one-word name: `compress`, `check`, `sign`, `manifest`.
     pub fn name(self) -> &'static str {
         match self {
-            BuildStep::Extract => "extract",
             BuildStep::Compress => "compress",
             BuildStep::Verify => "check",
             BuildStep::Sign => "sign",
@@ -99,8 +99,7 @@ impl BuildStep {
     /// What the step does, for a progress display.
     pub fn describe(self) -> &'static str {
         match self {
-            BuildStep::Extract => "extracting the binary from the zip",
-            BuildStep::Compress => "writing the squashfs image",
+            BuildStep::Compress => "extracting the binary and compressing the image",
             BuildStep::Verify => "checking the image",
             BuildStep::Sign => "hashing and signing",
             BuildStep::Manifest => "updating SHA256SUMS",
@@ -212,30 +211,53 @@ pub fn build_into_dir(
             .map_err(io_error("creating a temporary file in", out_dir))
     };
 
-    progress.step(BuildStep::Extract);
-    let mut binary = new_temp(&request.binary_entry)?;
-    let extracted = extract_entry(
-        &request.zip,
-        &request.binary_entry,
-        request.max_binary_size,
-        binary.as_file_mut(),
-    )?;
-    let binary_path = binary.path().to_owned();
-    check_elf_arch(
-        File::open(&binary_path).map_err(io_error("reading", &binary_path))?,
-        &request.binary_entry,
-        request.arch,
-    )?;
-
+    // The binary is extracted on another thread while the image is compressed from it.
     progress.step(BuildStep::Compress);
-    let layout = ImageLayout::sysext(&request.image_name, request.arch, binary_path);
+    let binary = new_temp(&request.binary_entry)?;
+    let binary_path = binary.path().to_owned();
+    let binary_writer = binary
+        .as_file()
+        .try_clone()
+        .map_err(io_error("writing", &binary_path))?;
+    let growing = GrowingFile::new(&binary_path);
+    let layout = ImageLayout::sysext(&request.image_name, request.arch, binary_path.clone());
     let image_name = request.image_file_name();
     let mut image = new_temp(&image_name)?;
-    let written = write_squashfs(
-        &layout,
-        &request.squashfs,
-        BufWriter::new(image.as_file_mut()),
-    )?;
+    let (extracted, written) = std::thread::scope(|scope| {
+        let extraction = scope.spawn(|| {
+            let mut writer = growing.writer(binary_writer);
+            let extracted = extract_entry(
+                &request.zip,
+                &request.binary_entry,
+                request.max_binary_size,
+                &mut writer,
+            );
+            growing.finish(extracted.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            extracted
+        });
+        let written = (|| {
+            let header = growing
+                .reader()
+                .map_err(io_error("reading", &binary_path))?;
+            check_elf_arch(header, &request.binary_entry, request.arch)?;
+            let open =
+                |_: &Path| -> io::Result<Box<dyn Read + Send>> { Ok(Box::new(growing.reader()?)) };
+            let dest = BufWriter::new(image.as_file_mut());
+            Ok::<_, BuildError>(write_squashfs_from(
+                &layout,
+                &request.squashfs,
+                dest,
+                &open,
+            )?)
+        })();
+        let extracted = extraction
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (extracted, written)
+    });
+    // A failed extraction is the cause of whatever else failed with it.
+    let extracted = extracted?;
+    let written = written?;
 
     progress.step(BuildStep::Verify);
     let binary_check = ExpectedBinary {

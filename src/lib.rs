@@ -2,6 +2,7 @@ pub mod arch;
 pub mod artifacts;
 pub mod digest;
 pub mod github;
+pub mod growing_file;
 pub mod image_name;
 pub mod key_source;
 pub mod manifest;

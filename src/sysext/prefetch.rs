@@ -10,9 +10,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -56,16 +54,15 @@ pub(crate) struct Prefetch {
 }
 
 impl Prefetch {
-    /// Starts reading `path` in `block_size` blocks and compressing them on `workers`
+    /// Starts reading `file` in `block_size` blocks and compressing them on `workers`
     /// threads, with at most `window` blocks in flight.
     pub(crate) fn start(
-        path: &Path,
+        mut file: Box<dyn Read + Send>,
         compression: Compression,
         block_size: u32,
         workers: usize,
         window: usize,
-    ) -> io::Result<Prefetch> {
-        let mut file = File::open(path)?;
+    ) -> Prefetch {
         let (permits, permit_source) = sync_channel::<()>(window);
         for _ in 0..window {
             permits
@@ -114,14 +111,14 @@ impl Prefetch {
                 }
             }));
         }
-        Ok(Prefetch {
+        Prefetch {
             results,
             ready: BTreeMap::new(),
             next: 0,
             stored: Vec::new(),
             permits: Some(permits),
             threads,
-        })
+        }
     }
 
     /// The compressed form of `bytes` if it is the next prepared block; `None` if it is not
@@ -212,7 +209,7 @@ impl Drop for Prefetch {
     }
 }
 
-fn read_block(file: &mut File, size: usize) -> io::Result<Vec<u8>> {
+fn read_block(file: &mut dyn Read, size: usize) -> io::Result<Vec<u8>> {
     let mut block = vec![0u8; size];
     let mut filled = 0;
     while filled < size {

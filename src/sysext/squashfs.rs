@@ -1,7 +1,7 @@
 //! Writing an [`ImageLayout`] as a reproducible squashfs file system.
 
-use std::io::{Cursor, Seek, Write};
-
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek, Write};
 use std::path::Path;
 
 use backhand::kind::Kind;
@@ -85,6 +85,10 @@ pub struct WrittenImage {
     pub binary_blocks: Option<Vec<StoredBlock>>,
 }
 
+/// Opens the binary's bytes for reading from the start: by its path, or otherwise (a file
+/// still being extracted).
+pub type OpenBinary<'a> = dyn Fn(&Path) -> io::Result<Box<dyn Read + Send>> + 'a;
+
 /// Writes `layout` to `dest` as a squashfs 4.0 image.
 ///
 /// The output depends only on the layout's contents and `options`: entries are sorted,
@@ -95,6 +99,19 @@ pub fn write_squashfs<W: Write + Seek>(
     layout: &ImageLayout,
     options: &SquashfsOptions,
     dest: W,
+) -> Result<WrittenImage, SquashfsError> {
+    let open_file =
+        |path: &Path| -> io::Result<Box<dyn Read + Send>> { Ok(Box::new(File::open(path)?)) };
+    write_squashfs_from(layout, options, dest, &open_file)
+}
+
+/// [`write_squashfs`], reading the binary through `open_binary` (called twice: once for
+/// the look-ahead compression, once for the writer).
+pub fn write_squashfs_from<W: Write + Seek>(
+    layout: &ImageLayout,
+    options: &SquashfsOptions,
+    dest: W,
+    open_binary: &OpenBinary<'_>,
 ) -> Result<WrittenImage, SquashfsError> {
     options.validate()?;
     let mut fs = FilesystemWriter::default();
@@ -115,7 +132,8 @@ pub fn write_squashfs<W: Write + Seek>(
                 fs.push_file(Cursor::new(text.clone().into_bytes()), &entry.path, header)
             }
             EntryContent::Binary(source) => {
-                fs.push_file_from_path(source.clone(), &entry.path, header)
+                let reader = open_binary(source).map_err(|e| read_error(source, e))?;
+                fs.push_file(reader, &entry.path, header)
             }
         };
         added.map_err(|source| SquashfsError::Add {
@@ -130,17 +148,14 @@ pub fn write_squashfs<W: Write + Seek>(
             // Enough blocks in flight to keep every worker busy while the writer catches
             // up; each costs at most two blocks of memory.
             let window = workers * 4;
-            let started = Prefetch::start(
-                path,
+            let reader = open_binary(path).map_err(|e| read_error(path, e))?;
+            Some(Prefetch::start(
+                reader,
                 options.compression,
                 options.block_size,
                 workers,
                 window,
-            );
-            Some(started.map_err(|source| SquashfsError::Read {
-                path: path.display().to_string(),
-                source,
-            })?)
+            ))
         }
         None => None,
     };
@@ -150,6 +165,13 @@ pub fn write_squashfs<W: Write + Seek>(
         size,
         binary_blocks: context.finish(),
     })
+}
+
+fn read_error(path: &Path, source: io::Error) -> SquashfsError {
+    SquashfsError::Read {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// The file whose blocks are worth compressing ahead: the upstream binary.

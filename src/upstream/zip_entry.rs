@@ -71,7 +71,7 @@ pub fn extract_entry(
     zip_path: &Path,
     entry_name: &str,
     max_size: u64,
-    dest: &mut File,
+    dest: &mut impl Write,
 ) -> Result<ExtractedEntry, ZipEntryError> {
     let zip = zip_path.display().to_string();
     let file = File::open(zip_path).map_err(|source| ZipEntryError::Open {

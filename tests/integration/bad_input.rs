@@ -100,6 +100,32 @@ fn corrupt_zip() {
 }
 
 #[test]
+fn zip_damaged_inside_the_entry() {
+    let work = tempfile::tempdir().unwrap();
+    assert_refused(
+        work.path(),
+        |command, work| {
+            // The archive opens and lists fine; its data breaks off half-way through the
+            // binary, while the image is already being compressed from it.
+            let (zip, _) = upstream_zip(work, Arch::Amd64, 1 << 20);
+            let mut bytes = fs::read(&zip).unwrap();
+            let middle = bytes.len() / 2;
+            for byte in &mut bytes[middle..middle + 64] {
+                *byte = !*byte;
+            }
+            fs::write(&zip, bytes).unwrap();
+            command
+                .args(["--version", "1.17.1", "--no-sign", "--zip"])
+                .arg(zip);
+        },
+        &[
+            "alloy-linux-amd64.zip",
+            "reading entry \"alloy-linux-amd64\" failed",
+        ],
+    );
+}
+
+#[test]
 fn zip_with_path_traversal() {
     let work = tempfile::tempdir().unwrap();
     let binary = fake_binary(Arch::Amd64, 4096, 1);
