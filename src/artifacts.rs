@@ -43,7 +43,8 @@ pub struct BuildRequest {
     /// The extension name (`alloy`): image file names, binary and unit names.
     pub image_name: String,
     pub squashfs: SquashfsOptions,
-    /// Also write `<name>-<version>.raw` with its own `.sha256` and `.asc`.
+    /// Also write `<name>-<version>.raw` with its own `.sha256` and `.asc`. Only amd64
+    /// images get it: the name carries no architecture, and older consumers are amd64.
     pub compat_name: bool,
     /// Refuse a binary larger than this.
     pub max_binary_size: u64,
@@ -51,7 +52,7 @@ pub struct BuildRequest {
 
 impl BuildRequest {
     /// Today's defaults for `version` and `arch`: extension `alloy`, binary
-    /// `alloy-linux-<arch>`, xz with 128 KiB blocks, compatibility name on.
+    /// `alloy-linux-<arch>`, xz with 128 KiB blocks, compatibility name for amd64.
     pub fn new(version: Version, arch: Arch, zip: PathBuf) -> Self {
         BuildRequest {
             version,
@@ -60,7 +61,7 @@ impl BuildRequest {
             binary_entry: format!("alloy-linux-{}", arch.upstream_name()),
             image_name: "alloy".to_owned(),
             squashfs: SquashfsOptions::default(),
-            compat_name: true,
+            compat_name: arch == Arch::Amd64,
             max_binary_size: crate::upstream::zip_entry::DEFAULT_MAX_BINARY_SIZE,
         }
     }
@@ -182,6 +183,19 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Buil
     }
 }
 
+/// Ends the growing binary with an error if the extraction thread panics, so that its
+/// readers do not wait for data that will never come.
+struct FinishOnPanic<'a>(&'a GrowingFile);
+
+impl Drop for FinishOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .finish(Err("the extraction stopped unexpectedly".into()));
+        }
+    }
+}
+
 /// A file waiting under a temporary name in the output directory.
 struct Staged {
     temp: NamedTempFile,
@@ -201,6 +215,11 @@ pub fn build_into_dir(
 ) -> Result<BuildOutput, BuildError> {
     request.squashfs.validate()?;
     fs::create_dir_all(out_dir).map_err(io_error("creating", out_dir))?;
+    // Builds into one directory take turns: each edits the same SHA256SUMS.
+    let directory = fs::File::open(out_dir).map_err(io_error("opening", out_dir))?;
+    directory
+        .lock()
+        .map_err(io_error("locking (another build is using it?)", out_dir))?;
     // Published files are world-readable; only their temporary names are private.
     let new_temp = |purpose: &str| {
         tempfile::Builder::new()
@@ -223,8 +242,9 @@ pub fn build_into_dir(
     let layout = ImageLayout::sysext(&request.image_name, request.arch, binary_path.clone());
     let image_name = request.image_file_name();
     let mut image = new_temp(&image_name)?;
-    let (extracted, written) = std::thread::scope(|scope| {
+    let (extracted, written, abandoned) = std::thread::scope(|scope| {
         let extraction = scope.spawn(|| {
+            let _ends_the_file_on_panic = FinishOnPanic(&growing);
             let mut writer = growing.writer(binary_writer);
             let extracted = extract_entry(
                 &request.zip,
@@ -250,20 +270,29 @@ pub fn build_into_dir(
                 &open,
             )?)
         })();
-        let extracted = extraction
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (extracted, written)
+        // Once the image cannot be made, the rest of the binary is not worth extracting.
+        let abandoned = written.is_err() && growing.abandon();
+        let extracted = extraction.join().map_err(|_| BuildError::Io {
+            action: "extracting",
+            path: request.binary_entry.clone(),
+            source: io::Error::other("the extraction stopped unexpectedly"),
+        });
+        (extracted, written, abandoned)
     });
-    // A failed extraction is the cause of whatever else failed with it.
-    let extracted = extracted?;
-    let written = written?;
+    let (extracted, written) = match (extracted?, written) {
+        (Ok(extracted), Ok(written)) => (extracted, written),
+        // A failed extraction is the cause of whatever failed with it, unless the build
+        // had already given up on it.
+        (Err(error), _) if !abandoned => return Err(error.into()),
+        (_, Err(error)) => return Err(error),
+        (Err(error), Ok(_)) => return Err(error.into()),
+    };
 
     progress.step(BuildStep::Verify);
     let binary_check = ExpectedBinary {
         size: extracted.size,
         sha256: &extracted.sha256,
-        stored_blocks: written.binary_blocks.as_deref(),
+        stored_blocks: written.binary_blocks.as_ref(),
     };
     verify_image(image.path(), &layout, request.squashfs.mtime, binary_check)?;
     drop(binary);
@@ -294,7 +323,7 @@ pub fn build_into_dir(
 
     let mut staged = Vec::new();
     let mut image_names = vec![image_name.clone()];
-    if request.compat_name {
+    if request.compat_name && request.arch == Arch::Amd64 {
         let compat_name = request.compat_file_name();
         let mut compat = new_temp(&compat_name)?;
         image_file
@@ -374,7 +403,14 @@ pub fn build_into_dir(
         )?);
     }
 
-    // Everything is ready: put it in place, images before the manifest that names them.
+    // Everything is ready: on disk first, then in place, images before the manifest that
+    // names them, so that a crash never leaves a manifest pointing at a missing image.
+    for file in &staged {
+        file.temp
+            .as_file()
+            .sync_all()
+            .map_err(io_error("writing", file.temp.path()))?;
+    }
     let mut files = Vec::new();
     for file in staged {
         let target = out_dir.join(&file.name);
@@ -394,6 +430,7 @@ pub fn build_into_dir(
             Err(e) => return Err(io_error("removing the stale", &signature_path)(e)),
         }
     }
+    directory.sync_all().map_err(io_error("writing", out_dir))?;
 
     Ok(BuildOutput {
         files,

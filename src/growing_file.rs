@@ -12,6 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 #[derive(Default)]
 struct Progress {
     written: u64,
+    /// Set when nobody needs the rest: the writer stops with an error.
+    abandoned: bool,
     /// `None` while writing; then whether it succeeded (with the reason if not).
     end: Option<Result<(), String>>,
 }
@@ -56,6 +58,17 @@ impl GrowingFile {
         progress.end = Some(outcome);
         self.changed.notify_all();
     }
+
+    /// Tells a writer that is still writing to stop (its next write fails). Returns false
+    /// when the writer had already finished.
+    pub fn abandon(&self) -> bool {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        if progress.end.is_some() {
+            return false;
+        }
+        progress.abandoned = true;
+        true
+    }
 }
 
 /// The writing end.
@@ -66,6 +79,15 @@ pub struct GrowingWriter {
 
 impl Write for GrowingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self
+            .shared
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .abandoned
+        {
+            return Err(io::Error::other("the build no longer needs this file"));
+        }
         let n = self.file.write(buf)?;
         let mut progress = self
             .shared

@@ -52,8 +52,8 @@ mod tests {
             (a.name.as_str(), a.version.as_str(), a.arch),
             ("alloy", "1.17.1", Some(Arch::Arm64))
         );
-        let c = ImageFileName::parse("alloy-1.10.0-rc.1.raw").unwrap();
-        assert_eq!((c.version.as_str(), c.arch), ("1.10.0-rc.1", None));
+        let c = ImageFileName::parse("alloy-1.10.0.raw").unwrap();
+        assert_eq!((c.version.as_str(), c.arch), ("1.10.0", None));
         let t = ImageFileName::parse("tailscale-sysext-1.2.3-amd64.raw").unwrap();
         assert_eq!(t.name, "tailscale-sysext");
         assert!(ImageFileName::parse("SHA256SUMS").is_none());

@@ -139,7 +139,17 @@ pub fn verify_dir(
         report.checked.push(entry.file.clone());
 
         let signature_path = dir.join(format!("{}.asc", entry.file));
-        if let Ok(signature) = fs::read(&signature_path) {
+        let signature = match fs::read(&signature_path) {
+            Ok(signature) => Some(signature),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(VerifyError::Io {
+                    path: signature_path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        if let Some(signature) = signature {
             let file = File::open(&path).map_err(io_error)?;
             key.verify_detached(BufReader::new(file), &signature)
                 .map_err(|source| VerifyError::BadFileSignature {

@@ -10,25 +10,25 @@ use std::str::FromStr;
 /// The longest version accepted; real ones are a dozen characters.
 const MAX_LEN: usize = 64;
 
-/// A validated release version such as `1.17.1` or `1.10.0-rc.1`.
+/// A validated release version such as `1.17.1`.
 ///
-/// The accepted form is `MAJOR.MINOR.PATCH` with an optional pre-release suffix of
-/// letters, digits and dots after a `-`. A leading `v` (as in a tag) is dropped.
+/// The accepted form is `MAJOR.MINOR.PATCH`; a leading `v` (as in a tag) is dropped.
+/// Pre-releases (`1.10.0-rc.1`) are refused: systemd orders `1.10.0-rc.1` after `1.10.0`,
+/// so a published release candidate would keep hosts from ever taking the final release.
 ///
 /// ```
 /// use alloy_sysext_automation::version::Version;
 /// let v: Version = "v1.17.1".parse().unwrap();
 /// assert_eq!(v.as_str(), "1.17.1");
 /// assert!("../../x".parse::<Version>().is_err());
+/// assert!("1.10.0-rc.1".parse::<Version>().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Version(String);
 
 /// Why a string is not a [`Version`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "invalid version {shown:?}: {reason}; expected MAJOR.MINOR.PATCH such as 1.17.1 (optionally -rc.1)"
-)]
+#[error("invalid version {shown:?}: {reason}; expected MAJOR.MINOR.PATCH such as 1.17.1")]
 pub struct InvalidVersion {
     shown: String,
     reason: &'static str,
@@ -44,11 +44,6 @@ impl Version {
     pub fn tag(&self) -> String {
         format!("v{}", self.0)
     }
-
-    /// True when the version carries a pre-release suffix (`1.10.0-rc.1`).
-    pub fn is_prerelease(&self) -> bool {
-        self.0.contains('-')
-    }
 }
 
 impl FromStr for Version {
@@ -63,11 +58,12 @@ impl FromStr for Version {
             return Err(invalid("too long"));
         }
         let bare = s.strip_prefix('v').unwrap_or(s);
-        let (release, prerelease) = match bare.split_once('-') {
-            Some((release, pre)) => (release, Some(pre)),
-            None => (bare, None),
-        };
-        let numbers: Vec<&str> = release.split('.').collect();
+        if bare.contains('-') && bare.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(invalid(
+                "pre-releases are not published (systemd would order 1.10.0-rc.1 after 1.10.0, and hosts would never take the final release)",
+            ));
+        }
+        let numbers: Vec<&str> = bare.split('.').collect();
         if numbers.len() != 3 {
             return Err(invalid("it needs exactly three numbers separated by dots"));
         }
@@ -76,15 +72,6 @@ impl FromStr for Version {
             .any(|n| n.is_empty() || n.len() > 9 || !n.bytes().all(|b| b.is_ascii_digit()))
         {
             return Err(invalid("each of the three parts must be a number"));
-        }
-        if let Some(pre) = prerelease {
-            let valid_part =
-                |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric());
-            if !pre.split('.').all(valid_part) {
-                return Err(invalid(
-                    "a pre-release suffix may hold only letters, digits and single dots",
-                ));
-            }
         }
         Ok(Version(bare.to_owned()))
     }
@@ -111,8 +98,9 @@ impl PartialOrd for Version {
 /// Compares two version strings the way systemd does (`strverscmp_improved`), which is how
 /// systemd-sysupdate orders the entries of `SHA256SUMS` and picks the newest image.
 ///
-/// Numbers compare numerically (`1.9.0 < 1.10.0`); `~` sorts before anything (pre-releases);
-/// a `-` suffix sorts before its absence (`123-rc < 123`); a `.` continuation is newer.
+/// Numbers compare numerically (`1.9.0 < 1.10.0`); `~` sorts before anything, even the end
+/// of the string (`123~rc1 < 123`); any other suffix makes a version newer (`123 < 123-a <
+/// 123.1`).
 /// Strings that compare equal this way (`01` and `1`) fall back to byte order so that the
 /// result is a total order.
 ///
@@ -203,11 +191,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_release_and_prerelease_versions() {
+    fn accepts_releases_and_refuses_prereleases() {
         assert_eq!("1.17.1".parse::<Version>().unwrap().as_str(), "1.17.1");
         assert_eq!("v1.10.0".parse::<Version>().unwrap().tag(), "v1.10.0");
-        let rc: Version = "1.10.0-rc.1".parse().unwrap();
-        assert!(rc.is_prerelease());
+        let err = "1.10.0-rc.1".parse::<Version>().unwrap_err().to_string();
+        assert!(err.contains("pre-releases are not published"), "{err}");
     }
 
     #[test]

@@ -72,7 +72,8 @@ pub struct BuildArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     threads: usize,
 
-    /// Do not write the compatibility copy alloy-<V>.raw.
+    /// Do not write the compatibility copy alloy-<V>.raw (only amd64 builds write it: the
+    /// name has no architecture).
     #[arg(long)]
     no_compat_name: bool,
 
@@ -164,7 +165,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         mtime: args.source_date_epoch,
         threads: args.threads,
     };
-    request.compat_name = !args.no_compat_name;
+    request.compat_name &= !args.no_compat_name;
     request.max_binary_size = args.max_binary_size;
     let output = build_into_dir(&request, &args.out, key.as_ref(), &progress);
     progress.finish();

@@ -52,8 +52,10 @@ pub struct DownloadedAsset {
 /// Why the asset could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
-    #[error("GitHub has no release {tag} in {repo} ({source})")]
-    ReleaseNotFound {
+    #[error("GitHub has no release {tag} in {repo}")]
+    ReleaseNotFound { repo: String, tag: String },
+    #[error("looking up release {tag} of {repo} failed: {source}")]
+    ReleaseLookup {
         repo: String,
         tag: String,
         source: Box<octocrab::Error>,
@@ -110,10 +112,20 @@ pub async fn get_release(client: &Octocrab, repo: &str, tag: &str) -> Result<Rel
     client
         .get::<Release, _, ()>(route, None)
         .await
-        .map_err(|source| AssetError::ReleaseNotFound {
-            repo: repo.to_owned(),
-            tag: tag.to_owned(),
-            source: Box::new(source),
+        .map_err(|source| match &source {
+            octocrab::Error::GitHub { source: github, .. }
+                if github.status_code == http::StatusCode::NOT_FOUND =>
+            {
+                AssetError::ReleaseNotFound {
+                    repo: repo.to_owned(),
+                    tag: tag.to_owned(),
+                }
+            }
+            _ => AssetError::ReleaseLookup {
+                repo: repo.to_owned(),
+                tag: tag.to_owned(),
+                source: Box::new(source),
+            },
         })
 }
 

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::digest::sha256_hex;
 
 use super::layout::{EntryContent, ImageLayout};
-use super::squashfs::StoredBlock;
+use super::squashfs::{StoredBlock, WrittenBlocks};
 
 /// What was found in an image that does not match its layout.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub struct ExpectedBinary<'a> {
     /// What the writer stored for each block, when it knows ([`WrittenImage`]).
     ///
     /// [`WrittenImage`]: super::squashfs::WrittenImage
-    pub stored_blocks: Option<&'a [StoredBlock]>,
+    pub stored_blocks: Option<&'a WrittenBlocks>,
 }
 
 /// Reads the image at `path` and checks it against `layout`: exactly the layout's paths,
@@ -171,7 +171,15 @@ fn check_binary(
         ),
     };
     let expected_blocks = match binary.stored_blocks {
-        Some(blocks) if fragment == NO_FRAGMENT => blocks,
+        Some(written) if fragment == NO_FRAGMENT => {
+            if written.input_sha256 != binary.sha256 {
+                return Ok(Some(format!(
+                    "its blocks were compressed from data with sha256 {}, but the upstream binary has {}",
+                    written.input_sha256, binary.sha256
+                )));
+            }
+            &written.blocks
+        }
         _ => {
             let actual = sha256_hex(fs.file(file).reader())?;
             return Ok((actual != binary.sha256).then(|| {
@@ -198,7 +206,10 @@ fn check_binary(
             n => {
                 buffer.resize(n as usize, 0);
                 image.read_exact(&mut buffer)?;
-                StoredBlock::Bytes(Sha256::digest(&buffer).into())
+                StoredBlock::Bytes {
+                    sha256: Sha256::digest(&buffer).into(),
+                    compressed: !size.uncompressed(),
+                }
             }
         };
         if actual != *expected {

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,9 +29,18 @@ use super::compression::Compression;
 pub enum StoredBlock {
     /// An all-zero block, stored as a hole (no bytes).
     Hole,
-    /// Stored bytes, by their sha256: the compressed block, or the block itself when
-    /// compressing did not make it smaller.
-    Bytes([u8; 32]),
+    /// Stored bytes, by their sha256: the compressed block, or the block itself
+    /// (`compressed: false`) when compressing did not make it smaller.
+    Bytes { sha256: [u8; 32], compressed: bool },
+}
+
+/// What the pipeline saw of the whole file, for the image's self-check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenBlocks {
+    /// What was stored for each block, in file order.
+    pub blocks: Vec<StoredBlock>,
+    /// sha256 of the file's bytes as the pipeline read and compressed them.
+    pub input_sha256: String,
 }
 
 /// A block read from the file, and its compressed form (or why compressing failed).
@@ -47,6 +57,8 @@ pub(crate) struct Prefetch {
     next: u64,
     /// What was stored for each block handed out or passed over, in file order.
     stored: Vec<StoredBlock>,
+    /// The bytes of those blocks, hashed in order.
+    input_hasher: Sha256,
     /// One unit per block the reader may read ahead; returned as blocks are handed out.
     /// Dropping it stops the reader.
     permits: Option<SyncSender<()>>,
@@ -97,8 +109,16 @@ impl Prefetch {
                 loop {
                     let job = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((sequence, input)) = job else { return };
-                    let output =
-                        compress_block(compression, &input, block_size).map_err(|e| e.to_string());
+                    // A panic must not leave the writer waiting for this block forever.
+                    let output = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        compress_block(compression, &input, block_size)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(BackhandError::StdIo(io::Error::other(
+                            "the compressor panicked",
+                        )))
+                    })
+                    .map_err(|e| e.to_string());
                     let stored = stored_block(&input, output.as_deref().ok());
                     let prepared = Prepared {
                         input,
@@ -116,6 +136,7 @@ impl Prefetch {
             ready: BTreeMap::new(),
             next: 0,
             stored: Vec::new(),
+            input_hasher: Sha256::new(),
             permits: Some(permits),
             threads,
         }
@@ -140,6 +161,7 @@ impl Prefetch {
             if let Some(permits) = &self.permits {
                 let _ = permits.try_send(());
             }
+            self.input_hasher.update(&prepared.input);
             if !is_match {
                 self.stored.push(StoredBlock::Hole);
                 continue;
@@ -154,7 +176,7 @@ impl Prefetch {
     /// After the image is written: what was stored for every block of the file, or `None`
     /// when some block was not handed out through the pipeline (a file small enough to go
     /// into a fragment, or anything unexpected), so that only reading it back can tell.
-    fn finish(mut self) -> Option<Vec<StoredBlock>> {
+    fn finish(mut self) -> Option<WrittenBlocks> {
         if let Some(permits) = &self.permits {
             // Let the reader run to the end of the file, so the tail is accounted for.
             while permits.try_send(()).is_ok() {}
@@ -165,6 +187,7 @@ impl Prefetch {
                 if prepared.stored != StoredBlock::Hole {
                     return None;
                 }
+                self.input_hasher.update(&prepared.input);
                 self.stored.push(StoredBlock::Hole);
                 self.next += 1;
                 if let Some(permits) = &self.permits {
@@ -182,7 +205,11 @@ impl Prefetch {
         if !self.ready.is_empty() || self.stored.len() as u64 != self.next {
             return None;
         }
-        Some(std::mem::take(&mut self.stored))
+        let hasher = std::mem::take(&mut self.input_hasher);
+        Some(WrittenBlocks {
+            blocks: std::mem::take(&mut self.stored),
+            input_sha256: hex::encode(hasher.finalize()),
+        })
     }
 }
 
@@ -191,11 +218,14 @@ fn stored_block(input: &[u8], output: Option<&[u8]>) -> StoredBlock {
     if input.iter().all(|&b| b == 0) {
         return StoredBlock::Hole;
     }
-    let stored = match output {
-        Some(output) if output.len() <= input.len() => output,
-        _ => input,
+    let (stored, compressed) = match output {
+        Some(output) if output.len() <= input.len() => (output, true),
+        _ => (input, false),
     };
-    StoredBlock::Bytes(Sha256::digest(stored).into())
+    StoredBlock::Bytes {
+        sha256: Sha256::digest(stored).into(),
+        compressed,
+    }
 }
 
 impl Drop for Prefetch {
@@ -253,7 +283,7 @@ impl ContextGuard {
 impl ContextGuard {
     /// Uninstalls the context and returns what the pipeline saw stored (see
     /// [`Prefetch::finish`]).
-    pub(crate) fn finish(self) -> Option<Vec<StoredBlock>> {
+    pub(crate) fn finish(self) -> Option<WrittenBlocks> {
         let context = CONTEXT.with(|context| context.borrow_mut().take());
         context.and_then(|c| c.prefetch).and_then(Prefetch::finish)
     }

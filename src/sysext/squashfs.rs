@@ -9,11 +9,14 @@ use backhand::{BackhandError, FilesystemWriter, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, 
 
 use super::compression::Compression;
 use super::layout::{EntryContent, ImageLayout};
-pub use super::prefetch::StoredBlock;
 use super::prefetch::{ContextGuard, PIPELINED_COMPRESSOR, Prefetch};
+pub use super::prefetch::{StoredBlock, WrittenBlocks};
 
 /// The default data block size, as mksquashfs uses: 128 KiB.
 pub const DEFAULT_BLOCK_SIZE: u32 = 128 * 1024;
+
+/// More compression threads than this only cost memory.
+pub const MAX_THREADS: usize = 256;
 
 /// How to write the file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,12 +60,14 @@ pub enum SquashfsError {
 }
 
 impl SquashfsOptions {
-    /// The number of compression threads that `threads` asks for.
+    /// The number of compression threads that `threads` asks for, at most
+    /// [`MAX_THREADS`].
     pub fn worker_threads(&self) -> usize {
         match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+        .min(MAX_THREADS)
     }
 
     /// Checks the block size; backhand would panic on a bad one.
@@ -82,7 +87,7 @@ pub struct WrittenImage {
     pub size: u64,
     /// What was stored for each block of the binary, for [`super::inspect::verify_image`];
     /// `None` when that can only be learnt by reading the image back.
-    pub binary_blocks: Option<Vec<StoredBlock>>,
+    pub binary_blocks: Option<WrittenBlocks>,
 }
 
 /// Opens the binary's bytes for reading from the start: by its path, or otherwise (a file
@@ -240,20 +245,22 @@ mod tests {
         assert!(fs::read(&serial).unwrap() == fs::read(&parallel).unwrap());
         assert_eq!(written_serial.size, written_parallel.size);
 
-        let blocks = written_parallel
+        let written = written_parallel
             .binary_blocks
             .expect("every block went through");
+        let blocks = &written.blocks;
         assert_eq!(blocks.len(), 25);
         assert_eq!(blocks[0], StoredBlock::Hole);
         assert_eq!(blocks[12], StoredBlock::Hole);
         assert_eq!(blocks[23], StoredBlock::Hole);
-        assert_eq!(written_serial.binary_blocks.as_deref(), Some(&blocks[..]));
+        assert_eq!(written_serial.binary_blocks.as_ref(), Some(&written));
 
         let sha256 = hex::encode(Sha256::digest(&data));
+        assert_eq!(written.input_sha256, sha256);
         let expected = ExpectedBinary {
             size: data.len() as u64,
             sha256: &sha256,
-            stored_blocks: Some(&blocks),
+            stored_blocks: Some(&written),
         };
         verify_image(&parallel, &layout, 0, expected).unwrap();
         // The slow path, reading the binary back, agrees.
@@ -270,8 +277,7 @@ mod tests {
         let (path, data) = binary(dir.path(), 6);
         let layout = ImageLayout::sysext("alloy", Arch::Amd64, path);
         let image = dir.path().join("image.raw");
-        let written = write(&layout, 2, &image);
-        let blocks = written.binary_blocks.unwrap();
+        let written = write(&layout, 2, &image).binary_blocks.unwrap();
 
         // The first data block of the binary follows the superblock and a few hundred
         // bytes of metadata; change a byte well inside the data.
@@ -283,7 +289,7 @@ mod tests {
         let expected = ExpectedBinary {
             size: data.len() as u64,
             sha256: &sha256,
-            stored_blocks: Some(&blocks),
+            stored_blocks: Some(&written),
         };
         match verify_image(&image, &layout, 0, expected) {
             Err(InspectError::Mismatch { problems, .. }) => {

@@ -11,6 +11,8 @@ pub enum ElfError {
     NotElf { name: String, magic: Vec<u8> },
     #[error("{name} is not a 64-bit little-endian ELF binary")]
     WrongClass { name: String },
+    #[error("{name} is an ELF file but not an executable (type {elf_type})")]
+    NotExecutable { name: String, elf_type: u16 },
     #[error(
         "{name} is an ELF binary for {found}, but the image is for {expected} ({expected_systemd}); use the alloy-linux-{found_arch}.zip asset with --arch {found_arch}, or the {expected} asset"
     )]
@@ -58,6 +60,14 @@ pub fn check_elf_arch(mut reader: impl Read, name: &str, arch: Arch) -> Result<(
             name: name.to_owned(),
         });
     }
+    // ET_EXEC, or ET_DYN for position-independent executables.
+    let elf_type = u16::from_le_bytes([header[16], header[17]]);
+    if elf_type != 2 && elf_type != 3 {
+        return Err(ElfError::NotExecutable {
+            name: name.to_owned(),
+            elf_type,
+        });
+    }
     let machine = u16::from_le_bytes([header[18], header[19]]);
     if machine == arch.elf_machine() {
         return Ok(());
@@ -84,7 +94,8 @@ mod tests {
 
     fn header(class: u8, data: u8, machine: u16) -> Vec<u8> {
         let mut h = vec![0x7f, b'E', b'L', b'F', class, data, 1, 0];
-        h.resize(18, 0);
+        h.resize(16, 0);
+        h.extend_from_slice(&2u16.to_le_bytes());
         h.extend_from_slice(&machine.to_le_bytes());
         h.extend_from_slice(&[0; 44]);
         h
@@ -117,6 +128,12 @@ mod tests {
         assert!(matches!(
             check_elf_arch(&b""[..], "x", Arch::Amd64),
             Err(ElfError::NotElf { .. })
+        ));
+        let mut object = header(2, 1, 0x3e);
+        object[16] = 1; // ET_REL
+        assert!(matches!(
+            check_elf_arch(&object[..], "x", Arch::Amd64),
+            Err(ElfError::NotExecutable { elf_type: 1, .. })
         ));
     }
 }

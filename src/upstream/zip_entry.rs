@@ -62,6 +62,8 @@ pub enum ZipEntryError {
     },
     #[error("opening {zip}: {source}")]
     Open { zip: String, source: io::Error },
+    #[error("writing the extracted {name}: {source}")]
+    Write { name: String, source: io::Error },
 }
 
 /// Streams the entry named `entry_name` from the zip at `zip_path` into `dest`, refusing the
@@ -128,7 +130,7 @@ pub fn extract_entry(
     }
 
     let mut hasher = Sha256::new();
-    let mut limited = entry.take(max_size + 1);
+    let mut limited = entry.take(max_size.saturating_add(1));
     let mut buffer = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
@@ -150,14 +152,12 @@ pub fn extract_entry(
         }
         hasher.update(&buffer[..n]);
         dest.write_all(&buffer[..n])
-            .map_err(|source| ZipEntryError::Read {
-                zip: zip.clone(),
+            .map_err(|source| ZipEntryError::Write {
                 name: entry_name.to_owned(),
                 source,
             })?;
     }
-    dest.flush().map_err(|source| ZipEntryError::Read {
-        zip: zip.clone(),
+    dest.flush().map_err(|source| ZipEntryError::Write {
         name: entry_name.to_owned(),
         source,
     })?;

@@ -184,7 +184,14 @@ fn not_an_elf_binary() {
 
 #[test]
 fn hostile_and_malformed_versions() {
-    for version in ["1.2", "../../x", "1.0.0;rm", "1.0.0/../../etc", ""] {
+    for version in [
+        "1.2",
+        "../../x",
+        "1.0.0;rm",
+        "1.0.0/../../etc",
+        "",
+        "1.10.0-rc.1",
+    ] {
         let work = tempfile::tempdir().unwrap();
         assert_refused(
             work.path(),
