@@ -1,11 +1,15 @@
 pub mod arch;
 pub mod artifacts;
+pub mod config;
+pub mod database;
 pub mod digest;
 pub mod github;
 pub mod growing_file;
 pub mod image_name;
 pub mod key_source;
 pub mod manifest;
+pub mod secret;
+pub mod server;
 pub mod signing;
 pub mod sysext;
 pub mod upstream;

@@ -3,6 +3,7 @@
 mod build;
 mod keygen;
 mod progress;
+mod serve;
 mod verify;
 
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ struct Cli {
 enum Command {
     Build(build::BuildArgs),
     Keygen(keygen::KeygenArgs),
+    Serve(serve::ServeArgs),
     Verify(verify::VerifyArgs),
 }
 
@@ -33,6 +35,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
     };
     match result {

@@ -1,0 +1,74 @@
+//! `serve`: the GitHub App server.
+
+use std::io::IsTerminal;
+
+use alloy_sysext_automation::config::{LogFormat, ServerConfig};
+use anyhow::Context;
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+/// Run the GitHub App server: verify GitHub's webhook deliveries and store them durably.
+///
+/// Configuration comes from the environment (see the README): PORT (3000), DATA_DIR
+/// (./data), DATABASE_URL (SQLite in DATA_DIR), APP_ID with PRIVATE_KEY or
+/// PRIVATE_KEY_PATH, WEBHOOK_SECRET (comma-separated for rotation), GITHUB_API_URL,
+/// LOG_LEVEL (info) and LOG_FORMAT (json or pretty). Without App credentials the server
+/// still stores deliveries and says on /healthz that it cannot act; without WEBHOOK_SECRET
+/// it refuses every delivery.
+#[derive(Debug, Args)]
+pub struct ServeArgs {}
+
+pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(alloy_sysext_automation::server::serve(
+        config,
+        shutdown_signal(),
+    ))
+}
+
+fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.log_level).with_context(|| {
+        format!(
+            "LOG_LEVEL={:?} is not a valid level or filter",
+            config.log_level
+        )
+    })?;
+    let format = config
+        .log_format
+        .unwrap_or(if std::io::stdout().is_terminal() {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM (how containers are stopped) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}

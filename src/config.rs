@@ -1,0 +1,209 @@
+//! The server's settings, from the environment.
+
+use std::path::PathBuf;
+
+use crate::github::client::DEFAULT_API_URL;
+use crate::secret::Secret;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// The GitHub App's identity.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub app_id: u64,
+    /// The App's private key, PEM.
+    pub private_key: Secret,
+}
+
+/// Everything `serve` reads from the environment.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// `None`: the server stores deliveries but cannot act on them.
+    pub app: Option<AppCredentials>,
+    /// Every secret that may sign a delivery (several during a rotation).
+    pub webhook_secrets: Vec<Secret>,
+    pub github_api_url: String,
+    pub log_level: String,
+    /// `None`: pretty on a terminal, JSON otherwise.
+    pub log_format: Option<LogFormat>,
+}
+
+/// A variable with a value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name}={value:?} is not valid: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{set} is set but {missing} is not: set both (or neither, to run without acting)")]
+    Incomplete {
+        set: &'static str,
+        missing: &'static str,
+    },
+    #[error("set PRIVATE_KEY or PRIVATE_KEY_PATH, not both")]
+    BothKeys,
+    #[error("reading PRIVATE_KEY_PATH {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+}
+
+impl ServerConfig {
+    /// Reads the settings through `lookup` (the process environment, or a map in tests);
+    /// empty values count as unset.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<ServerConfig, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let port = match get("PORT") {
+            None => 3000,
+            Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "PORT",
+                value,
+                expected: "a port number from 0 to 65535",
+            })?,
+        };
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = get("DATABASE_URL")
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("alloy-sysext.db").display()));
+        let webhook_secrets = get("WEBHOOK_SECRET")
+            .map(|all| {
+                all.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Secret::new(s.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None => None,
+            Some("json") => Some(LogFormat::Json),
+            Some("pretty") => Some(LogFormat::Pretty),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    value: other.to_owned(),
+                    expected: "json or pretty",
+                });
+            }
+        };
+        Ok(ServerConfig {
+            port,
+            data_dir,
+            database_url,
+            app: app_credentials(&get)?,
+            webhook_secrets,
+            github_api_url: get("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
+            log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
+            log_format,
+        })
+    }
+}
+
+fn app_credentials(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<AppCredentials>, ConfigError> {
+    let key = match (get("PRIVATE_KEY"), get("PRIVATE_KEY_PATH")) {
+        (Some(_), Some(_)) => return Err(ConfigError::BothKeys),
+        (Some(pem), None) => Some(("PRIVATE_KEY", pem.replace("\\n", "\n"))),
+        (None, Some(path)) => {
+            let pem = std::fs::read_to_string(&path).map_err(|e| ConfigError::KeyFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            Some(("PRIVATE_KEY_PATH", pem))
+        }
+        (None, None) => None,
+    };
+    match (get("APP_ID"), key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Incomplete {
+            set: "APP_ID",
+            missing: "PRIVATE_KEY or PRIVATE_KEY_PATH",
+        }),
+        (None, Some((name, _))) => Err(ConfigError::Incomplete {
+            set: name,
+            missing: "APP_ID",
+        }),
+        (Some(id), Some((_, pem))) => {
+            let app_id = id.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "APP_ID",
+                value: id,
+                expected: "the App's numeric id",
+            })?;
+            Ok(Some(AppCredentials {
+                app_id,
+                private_key: Secret::new(pem),
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ServerConfig::from_env(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_start_a_server_that_cannot_act() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_url, "sqlite://./data/alloy-sysext.db");
+        assert!(c.app.is_none());
+        assert!(c.webhook_secrets.is_empty());
+        assert_eq!(c.github_api_url, "https://api.github.com");
+        assert_eq!(c.log_level, "info");
+    }
+
+    #[test]
+    fn several_webhook_secrets_for_rotation() {
+        let c = config(&[("WEBHOOK_SECRET", "old, new,")]).unwrap();
+        let secrets: Vec<&str> = c.webhook_secrets.iter().map(Secret::expose).collect();
+        assert_eq!(secrets, ["old", "new"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("PORT", "http")]).unwrap_err().to_string();
+        assert!(err.contains("PORT"), "{err}");
+        let err = config(&[("APP_ID", "12")]).unwrap_err().to_string();
+        assert!(err.contains("PRIVATE_KEY"), "{err}");
+        let err = config(&[("APP_ID", "x"), ("PRIVATE_KEY", "pem")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("APP_ID"), "{err}");
+        assert!(config(&[("LOG_FORMAT", "xml")]).is_err());
+    }
+
+    #[test]
+    fn app_credentials_never_show_the_key() {
+        let c = config(&[
+            ("APP_ID", "42"),
+            ("PRIVATE_KEY", "-----BEGIN KEY-----\\nSECRET"),
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("SECRET"));
+        let app = c.app.unwrap();
+        assert_eq!(app.app_id, 42);
+        assert_eq!(app.private_key.expose(), "-----BEGIN KEY-----\nSECRET");
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP server: GitHub's webhooks in, status out.
+
+pub mod signature;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::ServerConfig;
+use crate::database::Database;
+use crate::database::deliveries::{NewDelivery, Stored};
+use crate::secret::Secret;
+use webhook::{MAX_BODY_BYTES, VerifiedDelivery};
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub database: Database,
+    pub webhook_secrets: Arc<Vec<Secret>>,
+    /// Why the server cannot act on deliveries, if it cannot.
+    pub cannot_act: Option<&'static str>,
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/github/webhooks", post(receive_webhook))
+        .route("/api/deliveries/{id}", get(delivery_status))
+        .route("/healthz", get(health))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Opens the database and serves until `shutdown` completes.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("creating DATA_DIR {}: {e}", config.data_dir.display()))?;
+    let database = Database::open(&config.database_url).await?;
+    let cannot_act = config
+        .app
+        .is_none()
+        .then_some("no App credentials (set APP_ID and PRIVATE_KEY or PRIVATE_KEY_PATH)");
+    if let Some(reason) = cannot_act {
+        tracing::warn!(
+            reason,
+            "deliveries are stored, but the server cannot act on them"
+        );
+    }
+    if config.webhook_secrets.is_empty() {
+        tracing::warn!("WEBHOOK_SECRET is not set: every webhook delivery will be refused");
+    }
+    let state = AppState {
+        database,
+        webhook_secrets: Arc::new(config.webhook_secrets.clone()),
+        cannot_act,
+    };
+    let address = SocketAddr::from(([0, 0, 0, 0], config.port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", config.port))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, data_dir = %config.data_dir.display(), "listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `POST /api/github/webhooks`: a verified delivery is committed to the inbox before the
+/// 2xx, so an acknowledged delivery is never lost; a redelivery is acknowledged again and
+/// not stored twice.
+async fn receive_webhook(State(state): State<AppState>, delivery: VerifiedDelivery) -> Response {
+    let received_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let new = NewDelivery {
+        id: &delivery.id,
+        event: &delivery.event,
+        action: delivery.action(),
+        installation_id: delivery.installation_id(),
+        repository: delivery.repository(),
+        payload: &delivery.body,
+        received_at: &received_at,
+    };
+    match state.database.store_delivery(&new).await {
+        Ok(Stored::New) => {
+            tracing::info!(delivery = %delivery.id, event = %delivery.event, action = ?delivery.action(), "delivery stored");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "delivery": delivery.id, "status": "stored" })),
+            )
+                .into_response()
+        }
+        Ok(Stored::AlreadyStored) => {
+            tracing::info!(delivery = %delivery.id, "redelivery of a stored delivery");
+            (
+                StatusCode::OK,
+                Json(json!({ "delivery": delivery.id, "status": "already stored" })),
+            )
+                .into_response()
+        }
+        Err(error) => {
+            tracing::error!(delivery = %delivery.id, %error, "could not store the delivery");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": "the delivery could not be stored; redeliver it" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `GET /api/deliveries/{id}`: did GitHub's delivery arrive, and how far is it handled?
+async fn delivery_status(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.database.delivery(&id).await {
+        Ok(Some(delivery)) => Json(delivery).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no delivery {id:?} has been received") })),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "reading a delivery");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": "database unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `GET /healthz`: the process is alive; says whether it can act on deliveries.
+async fn health(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "can_act": state.cannot_act.is_none(),
+        "cannot_act_because": state.cannot_act,
+        "webhook_secret_configured": !state.webhook_secrets.is_empty(),
+    }))
+    .into_response()
+}

@@ -1,0 +1,57 @@
+//! GitHub's webhook signature: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::secret::Secret;
+
+/// True when `header` is a valid signature of `body` by any of `secrets`. Comparisons are
+/// constant-time, so a forger learns nothing from timing.
+pub fn signature_is_valid(secrets: &[Secret], body: &[u8], header: &str) -> bool {
+    let Some(hex_signature) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(signature) = hex::decode(hex_signature) else {
+        return false;
+    };
+    secrets.iter().any(|secret| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(body);
+        mac.verify_slice(&signature).is_ok()
+    })
+}
+
+/// The header value for `body` signed with `secret` (what GitHub sends).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn githubs_documented_vector() {
+        let header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(sign("It's a Secret to Everybody", b"Hello, World!"), header);
+        let secrets = [Secret::new("It's a Secret to Everybody".into())];
+        assert!(signature_is_valid(&secrets, b"Hello, World!", header));
+        assert!(!signature_is_valid(&secrets, b"Hello, World?", header));
+    }
+
+    #[test]
+    fn any_configured_secret_will_do_and_nothing_else() {
+        let secrets = [Secret::new("old".into()), Secret::new("new".into())];
+        assert!(signature_is_valid(&secrets, b"{}", &sign("new", b"{}")));
+        assert!(signature_is_valid(&secrets, b"{}", &sign("old", b"{}")));
+        assert!(!signature_is_valid(&secrets, b"{}", &sign("other", b"{}")));
+        assert!(!signature_is_valid(&[], b"{}", &sign("old", b"{}")));
+        for header in ["", "sha256=", "sha1=abcd", "sha256=zz", "757107ea"] {
+            assert!(!signature_is_valid(&secrets, b"{}", header), "{header:?}");
+        }
+    }
+}
