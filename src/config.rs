@@ -25,7 +25,8 @@ pub struct AppCredentials {
 pub struct ServerConfig {
     pub port: u16,
     pub data_dir: PathBuf,
-    pub database_url: String,
+    /// `None`: the SQLite file `alloy-sysext.db` in `data_dir`.
+    pub database_url: Option<String>,
     /// `None`: the server stores deliveries but cannot act on them.
     pub app: Option<AppCredentials>,
     /// Every secret that may sign a delivery (several during a rotation).
@@ -54,6 +55,8 @@ pub enum ConfigError {
     BothKeys,
     #[error("reading PRIVATE_KEY_PATH {path}: {reason}")]
     KeyFile { path: String, reason: String },
+    #[error("PRIVATE_KEY_PATH holds a key, not a path: put the PEM in PRIVATE_KEY instead")]
+    KeyInPathVariable,
 }
 
 impl ServerConfig {
@@ -70,8 +73,7 @@ impl ServerConfig {
             })?,
         };
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let database_url = get("DATABASE_URL")
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("alloy-sysext.db").display()));
+        let database_url = get("DATABASE_URL");
         let webhook_secrets = get("WEBHOOK_SECRET")
             .map(|all| {
                 all.split(',')
@@ -81,7 +83,10 @@ impl ServerConfig {
                     .collect()
             })
             .unwrap_or_default();
-        let log_format = match get("LOG_FORMAT").as_deref() {
+        let log_format = match get("LOG_FORMAT")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             None => None,
             Some("json") => Some(LogFormat::Json),
             Some("pretty") => Some(LogFormat::Pretty),
@@ -112,6 +117,9 @@ fn app_credentials(
     let key = match (get("PRIVATE_KEY"), get("PRIVATE_KEY_PATH")) {
         (Some(_), Some(_)) => return Err(ConfigError::BothKeys),
         (Some(pem), None) => Some(("PRIVATE_KEY", pem.replace("\\n", "\n"))),
+        (None, Some(path)) if path.contains("-----BEGIN") || path.contains('\n') => {
+            return Err(ConfigError::KeyInPathVariable);
+        }
         (None, Some(path)) => {
             let pem = std::fs::read_to_string(&path).map_err(|e| ConfigError::KeyFile {
                 path: path.clone(),
@@ -167,7 +175,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.port, 3000);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
-        assert_eq!(c.database_url, "sqlite://./data/alloy-sysext.db");
+        assert_eq!(c.database_url, None);
         assert!(c.app.is_none());
         assert!(c.webhook_secrets.is_empty());
         assert_eq!(c.github_api_url, "https://api.github.com");
@@ -192,6 +200,10 @@ mod tests {
             .to_string();
         assert!(err.contains("APP_ID"), "{err}");
         assert!(config(&[("LOG_FORMAT", "xml")]).is_err());
+        assert_eq!(
+            config(&[("LOG_FORMAT", " JSON ")]).unwrap().log_format,
+            Some(LogFormat::Json)
+        );
     }
 
     #[test]
@@ -202,6 +214,10 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{c:?}").contains("SECRET"));
+        let misplaced = "-----BEGIN RSA PRIVATE KEY-----\\nSECRET";
+        let err = config(&[("APP_ID", "42"), ("PRIVATE_KEY_PATH", misplaced)]).unwrap_err();
+        assert_eq!(err, ConfigError::KeyInPathVariable);
+        assert!(!err.to_string().contains("SECRET"));
         let app = c.app.unwrap();
         assert_eq!(app.app_id, 42);
         assert_eq!(app.private_key.expose(), "-----BEGIN KEY-----\nSECRET");

@@ -2,7 +2,9 @@
 
 pub mod deliveries;
 
+use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -27,28 +29,40 @@ pub enum DatabaseError {
 }
 
 impl Database {
-    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    /// Opens (creating if needed) the database at `url` (`DATABASE_URL`), or the SQLite
+    /// file `alloy-sysext.db` in `data_dir`, and brings its schema up to date.
     ///
     /// Every commit is synced to disk before it returns (WAL, `synchronous=FULL`): a
-    /// delivery acknowledged to GitHub survives a crash or power loss.
-    pub async fn open(url: &str) -> Result<Database, DatabaseError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|source| DatabaseError::BadUrl {
-                url: url.to_owned(),
-                source,
-            })?
+    /// delivery acknowledged to GitHub survives a crash or power loss. Waits for locks are
+    /// short, so that a busy database answers in time for GitHub's 10-second deadline.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Database, DatabaseError> {
+        let (options, shown) = match url {
+            Some(url) => {
+                let options = SqliteConnectOptions::from_str(url).map_err(|source| {
+                    DatabaseError::BadUrl {
+                        url: url.to_owned(),
+                        source,
+                    }
+                })?;
+                (options, url.to_owned())
+            }
+            None => {
+                let file = data_dir.join("alloy-sysext.db");
+                let shown = file.display().to_string();
+                (SqliteConnectOptions::new().filename(file), shown)
+            }
+        };
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
-            .map_err(|source| DatabaseError::Open {
-                url: url.to_owned(),
-                source,
-            })?;
+            .map_err(|source| DatabaseError::Open { url: shown, source })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Database { pool })
     }
@@ -60,5 +74,28 @@ impl Database {
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_are_synced_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::open(None, dir.path()).await.unwrap();
+        let mut connection = database.pool().acquire().await.unwrap();
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2, "synchronous must be FULL");
+        assert_eq!(journal, "wal");
+        assert!(dir.path().join("alloy-sysext.db").exists());
     }
 }

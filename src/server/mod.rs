@@ -19,6 +19,9 @@ use crate::database::deliveries::{NewDelivery, Stored};
 use crate::secret::Secret;
 use webhook::{MAX_BODY_BYTES, VerifiedDelivery};
 
+/// How long requests in flight may take to finish once a shutdown is asked for.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What every request handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -45,7 +48,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("creating DATA_DIR {}: {e}", config.data_dir.display()))?;
-    let database = Database::open(&config.database_url).await?;
+    let database = Database::open(config.database_url.as_deref(), &config.data_dir).await?;
     let cannot_act = config
         .app
         .is_none()
@@ -70,9 +73,21 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", config.port))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // In-flight requests get a few seconds to finish after the signal; a client that
+    // never finishes its request does not keep the process alive.
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = signalled.send(true);
+    });
+    let deadline = async move {
+        let _ = on_signal.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline => tracing::warn!("requests still open at the shutdown deadline were cut off"),
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -81,8 +96,11 @@ pub async fn serve(
 /// 2xx, so an acknowledged delivery is never lost; a redelivery is acknowledged again and
 /// not stored twice.
 async fn receive_webhook(State(state): State<AppState>, delivery: VerifiedDelivery) -> Response {
+    // A fixed number of fraction digits, so that the text sorts in time order.
     let received_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        ))
         .unwrap_or_default();
     let new = NewDelivery {
         id: &delivery.id,

@@ -64,23 +64,20 @@ fn valid_delivery_id(id: &str) -> bool {
 fn valid_event(event: &str) -> bool {
     !event.is_empty()
         && event.len() <= 64
-        && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        && event
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
+
+/// How long a client may take to send its body; GitHub sends at once.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
 impl FromRequest<AppState> for VerifiedDelivery {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let headers = request.headers().clone();
-        // The body limit layer turns an oversized body into 413 here.
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                let response = rejection.into_response();
-                tracing::warn!(status = response.status().as_u16(), "webhook body refused");
-                response
-            })?;
-
+        // What can be refused without the body is refused before reading it.
         if state.webhook_secrets.is_empty() {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
@@ -93,6 +90,29 @@ impl FromRequest<AppState> for VerifiedDelivery {
                 "missing X-Hub-Signature-256",
             ));
         };
+        let declared = header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than 25 MiB",
+            ));
+        }
+        // The body limit layer turns a longer body into 413 here; a client that trickles
+        // its body is cut off.
+        let body =
+            match tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(request, state)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(rejection)) => {
+                    let response = rejection.into_response();
+                    return Err(refuse(response.status(), "the body could not be read"));
+                }
+                Err(_) => {
+                    return Err(refuse(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the body took too long",
+                    ));
+                }
+            };
         if !signature_is_valid(&state.webhook_secrets, &body, signature) {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,

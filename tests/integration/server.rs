@@ -285,6 +285,50 @@ fn without_a_webhook_secret_every_delivery_is_refused() {
 }
 
 #[test]
+fn any_configured_secret_verifies_and_headers_are_required() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &[("WEBHOOK_SECRET", &format!("rotated-out, {SECRET}"))],
+    );
+    let body = br#"{"action":"created"}"#;
+    let old = sign("rotated-out", body);
+    let response = server.post_webhook(
+        &[
+            ("X-GitHub-Delivery", "signed-with-old"),
+            ("X-GitHub-Event", "projects_v2_item"),
+            ("X-Hub-Signature-256", &old),
+        ],
+        body,
+    );
+    assert_eq!(response.status, 202, "{}", response.body);
+    assert_eq!(server.deliver("signed-with-new", "ping", body).status, 202);
+    assert_eq!(
+        server.get("/api/deliveries/signed-with-old").json()["event"],
+        "projects_v2_item"
+    );
+
+    let signature = sign(SECRET, body);
+    let no_id = server.post_webhook(
+        &[
+            ("X-GitHub-Event", "ping"),
+            ("X-Hub-Signature-256", &signature),
+        ],
+        body,
+    );
+    assert_eq!(no_id.status, 400);
+    let no_event = server.post_webhook(
+        &[
+            ("X-GitHub-Delivery", "no-event"),
+            ("X-Hub-Signature-256", &signature),
+        ],
+        body,
+    );
+    assert_eq!(no_event.status, 400);
+    assert_eq!(server.get("/api/deliveries/no-event").status, 404);
+}
+
+#[test]
 fn unknown_deliveries_are_404() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::with_secret(data.path());
