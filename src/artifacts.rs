@@ -44,7 +44,8 @@ pub struct BuildRequest {
     pub image_name: String,
     pub squashfs: SquashfsOptions,
     /// Also write `<name>-<version>.raw` with its own `.sha256` and `.asc`. Only amd64
-    /// images get it: the name carries no architecture, and older consumers are amd64.
+    /// builds write it, whatever this says: the name carries no architecture, and older
+    /// consumers are amd64.
     pub compat_name: bool,
     /// Refuse a binary larger than this.
     pub max_binary_size: u64,
@@ -52,7 +53,7 @@ pub struct BuildRequest {
 
 impl BuildRequest {
     /// Today's defaults for `version` and `arch`: extension `alloy`, binary
-    /// `alloy-linux-<arch>`, xz with 128 KiB blocks, compatibility name for amd64.
+    /// `alloy-linux-<arch>`, xz with 128 KiB blocks, compatibility name on (for amd64).
     pub fn new(version: Version, arch: Arch, zip: PathBuf) -> Self {
         BuildRequest {
             version,
@@ -61,7 +62,7 @@ impl BuildRequest {
             binary_entry: format!("alloy-linux-{}", arch.upstream_name()),
             image_name: "alloy".to_owned(),
             squashfs: SquashfsOptions::default(),
-            compat_name: arch == Arch::Amd64,
+            compat_name: true,
             max_binary_size: crate::upstream::zip_entry::DEFAULT_MAX_BINARY_SIZE,
         }
     }

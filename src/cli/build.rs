@@ -165,7 +165,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         mtime: args.source_date_epoch,
         threads: args.threads,
     };
-    request.compat_name &= !args.no_compat_name;
+    request.compat_name = !args.no_compat_name;
     request.max_binary_size = args.max_binary_size;
     let output = build_into_dir(&request, &args.out, key.as_ref(), &progress);
     progress.finish();

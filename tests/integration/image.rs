@@ -71,6 +71,20 @@ fn expected_listing() -> Vec<(String, String, String)> {
     .collect()
 }
 
+/// Loop-mounts `image` read-only at `mount_point` (created), runs `look` on it, unmounts.
+fn with_mounted<T>(image: &Path, mount_point: &Path, look: impl FnOnce(&Path) -> T) -> T {
+    fs::create_dir(mount_point).unwrap();
+    run_ok(
+        Command::new("mount")
+            .args(["-t", "squashfs", "-o", "loop,ro"])
+            .arg(image)
+            .arg(mount_point),
+    );
+    let seen = look(mount_point);
+    run_ok(Command::new("umount").arg(mount_point));
+    seen
+}
+
 /// A file seen through the mount: relative path, mode, uid, gid, contents (None for dirs).
 type MountedEntry = (String, u32, u32, u32, Option<Vec<u8>>);
 
@@ -233,16 +247,7 @@ fn the_kernel_mounts_the_image_with_the_same_files() {
     build(&zip, &out, Arch::Amd64, &[]);
     let image = out.join("alloy-1.17.1-amd64.raw");
 
-    let mount_point = work.path().join("mnt");
-    fs::create_dir(&mount_point).unwrap();
-    run_ok(
-        Command::new("mount")
-            .args(["-t", "squashfs", "-o", "loop,ro"])
-            .arg(&image)
-            .arg(&mount_point),
-    );
-    let found = walk(&mount_point);
-    run_ok(Command::new("umount").arg(&mount_point));
+    let found = with_mounted(&image, &work.path().join("mnt"), walk);
 
     let unit = alloy_sysext_automation::sysext::layout::ALLOY_SERVICE_UNIT
         .as_bytes()
@@ -386,15 +391,8 @@ fn thread_count_does_not_change_the_image() {
     let extracted = work.path().join("extracted");
     unsquashfs(&image, &extracted);
     assert!(fs::read(extracted.join("usr/local/bin/alloy")).unwrap() == binary);
-    let mount_point = work.path().join("mnt");
-    fs::create_dir(&mount_point).unwrap();
-    run_ok(
-        Command::new("mount")
-            .args(["-t", "squashfs", "-o", "loop,ro"])
-            .arg(&image)
-            .arg(&mount_point),
-    );
-    let mounted = fs::read(mount_point.join("usr/local/bin/alloy"));
-    run_ok(Command::new("umount").arg(&mount_point));
+    let mounted = with_mounted(&image, &work.path().join("mnt"), |root| {
+        fs::read(root.join("usr/local/bin/alloy"))
+    });
     assert!(mounted.unwrap() == binary);
 }
