@@ -1,5 +1,6 @@
 pub mod arch;
 pub mod artifacts;
+pub mod commands;
 pub mod config;
 pub mod database;
 pub mod digest;
