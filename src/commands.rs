@@ -1,1 +1,990 @@
-//! (being written)
+//! Commands in GitHub issue and pull request comments: `/build 1.17.1`, `/rebuild 1.17.1`,
+//! `/status` and `/help`.
+//!
+//! A command is a line of its own that starts with the command word (after at most three
+//! spaces, as Markdown allows before a paragraph). Text a reader does not see as the comment
+//! author's own words is skipped: fenced code blocks, indented code, block quotes and HTML
+//! comments. That keeps a quoted reply, a pasted log or an issue template's hidden hints from
+//! starting builds.
+//!
+//! ```
+//! use alloy_sysext_automation::commands::{parse_comment, Command};
+//! let found = parse_comment("Looks good.\n\n/build v1.17.1\n> /rebuild 1.0.0\n");
+//! assert_eq!(found, vec![Ok(Command::Build("1.17.1".parse().unwrap()))]);
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::version::{InvalidVersion, Version};
+
+/// The most results one comment yields; the rest of the comment is not read.
+pub const MAX_COMMANDS_PER_COMMENT: usize = 10;
+
+/// The longest piece of user text quoted back in an error message, in characters.
+const SHOWN_MAX_CHARS: usize = 64;
+
+/// What [`InvalidVersion`] shows of the input, in characters (`MAX_LEN` in `version.rs`);
+/// needed to cut the reason out of its message (see [`version_problem`]).
+const VERSION_SHOWN_MAX_CHARS: usize = 64;
+
+/// A command found in a comment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// `/build X.Y.Z`: build and publish the images for a version not yet published.
+    Build(Version),
+    /// `/rebuild X.Y.Z`: build and publish the images again, even if they exist.
+    Rebuild(Version),
+    /// `/status`: report what the App is doing.
+    Status,
+    /// `/help`: reply with [`HELP`].
+    Help,
+}
+
+impl Command {
+    /// The command word without its slash: `build`, `rebuild`, `status` or `help`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Build(_) => "build",
+            Command::Rebuild(_) => "rebuild",
+            Command::Status => "status",
+            Command::Help => "help",
+        }
+    }
+
+    /// Whether the comment's author needs admin, maintain or write permission on the
+    /// repository for the command to run: true for the commands that publish images.
+    pub fn needs_write_permission(&self) -> bool {
+        match self {
+            Command::Build(_) | Command::Rebuild(_) => true,
+            Command::Status | Command::Help => false,
+        }
+    }
+}
+
+/// Shows the command as it would be typed, e.g. `/build 1.17.1`.
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Build(version) | Command::Rebuild(version) => {
+                write!(f, "/{} {version}", self.name())
+            }
+            Command::Status | Command::Help => write!(f, "/{}", self.name()),
+        }
+    }
+}
+
+/// A line that starts with a command word but is not a valid command.
+///
+/// The `Display` text is meant for a reply to the comment's author: it names the command,
+/// says what form it takes, and quotes the offending text inside backticks. The quoted text
+/// is held already made safe for that: backticks and control characters removed (so it cannot
+/// end the code span and inject Markdown or mentions), at most 64 characters, the last one
+/// `…` when it was cut short.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// `/build` or `/rebuild` without a version.
+    #[error(
+        "`/{command}` takes one version like `1.17.1` (X.Y.Z), for example `/{command} 1.17.1`."
+    )]
+    MissingVersion {
+        /// The command word, without its slash (as [`Command::name`]).
+        command: &'static str,
+    },
+    /// `/build` or `/rebuild` with an argument that is not a version.
+    #[error(
+        "`/{command}` takes one version like `1.17.1` (X.Y.Z), for example `/{command} 1.17.1`; `{given}` is not one: {reason}."
+    )]
+    BadVersion {
+        /// The command word, without its slash (as [`Command::name`]).
+        command: &'static str,
+        /// The argument, made safe to quote (see the type's documentation).
+        given: String,
+        /// Why it is not a version; never contains the argument itself.
+        reason: String,
+    },
+    /// Text after the version of `/build` or `/rebuild`, or after `/status` or `/help`.
+    #[error("{}", extra_arguments_message(command, extra))]
+    ExtraArguments {
+        /// The command word, without its slash (as [`Command::name`]).
+        command: &'static str,
+        /// The text that should not be there, made safe to quote (see the type's
+        /// documentation).
+        extra: String,
+    },
+}
+
+fn extra_arguments_message(command: &str, extra: &str) -> String {
+    if takes_version(command) {
+        format!(
+            "`/{command}` takes exactly one version like `1.17.1` (X.Y.Z), for example \
+             `/{command} 1.17.1`; remove `{extra}`."
+        )
+    } else {
+        format!("`/{command}` takes no arguments; remove `{extra}`.")
+    }
+}
+
+/// The reply to `/help`, in Markdown.
+pub const HELP: &str = "\
+Commands are written on a line of their own, at the start of the line, one per line. \
+Commands in code blocks, quotes and HTML comments are ignored.
+
+| Command | What it does | Who may use it |
+|---|---|---|
+| `/build X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images, if that version is not published yet. | Users with admin, maintain or write permission on this repository |
+| `/rebuild X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images again, replacing the published ones. | Users with admin, maintain or write permission on this repository |
+| `/status` | Replies with what is building, queued and recently finished. | Anyone |
+| `/help` | Replies with this message. | Anyone |
+
+A version is three numbers such as `1.17.1` (a leading `v` is fine); pre-releases such as \
+`1.10.0-rc.1` are not published.
+";
+
+/// The command words, as [`Command::name`] spells them.
+const COMMAND_WORDS: [&str; 4] = ["build", "rebuild", "status", "help"];
+
+fn takes_version(command: &str) -> bool {
+    matches!(command, "build" | "rebuild")
+}
+
+/// Finds the commands in a comment body, in order, each at most once, and at most
+/// [`MAX_COMMANDS_PER_COMMENT`] of them.
+///
+/// A line counts when, after at most three spaces, it starts with `/build`, `/rebuild`,
+/// `/status` or `/help` (any case) followed by whitespace or the end of the line. Other
+/// `/words` are left alone: they belong to other bots. Lines in fenced code blocks (```` ``` ````
+/// or `~~~`, to a closing fence of the same character at least as long, or to the end of the
+/// comment), indented code (four spaces or a tab), block quotes (first non-space character
+/// `>`) and everything between `<!--` and `-->` are skipped. What is left of a line once an
+/// HTML comment is cut out of it is read like any other line.
+///
+/// A malformed command (missing or bad version, extra words) gives an `Err` to reply with.
+/// Identical results are returned once. Any input is safe: this never panics and takes time
+/// linear in the length of the comment.
+pub fn parse_comment(body: &str) -> Vec<Result<Command, CommandError>> {
+    let mut results: Vec<Result<Command, CommandError>> = Vec::new();
+    let mut open_fence: Option<Fence> = None;
+    let mut in_html_comment = false;
+
+    for line in body.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+
+        if let Some(fence) = open_fence {
+            if fence.is_closed_by(line) {
+                open_fence = None;
+            }
+            continue;
+        }
+
+        let visible = strip_html_comments(line, &mut in_html_comment);
+        let Some(text) = unindented(&visible) else {
+            continue; // indented code
+        };
+        if text.starts_with('>') {
+            continue; // block quote
+        }
+        if let Some(fence) = Fence::opened_by(text) {
+            open_fence = Some(fence);
+            continue;
+        }
+        let Some(result) = parse_line(text) else {
+            continue;
+        };
+        if !results.contains(&result) {
+            results.push(result);
+            if results.len() == MAX_COMMANDS_PER_COMMENT {
+                break;
+            }
+        }
+    }
+    results
+}
+
+/// The line without its indentation, or `None` when the indentation makes it indented code:
+/// four or more spaces, or a tab (which reaches the next multiple of four columns).
+fn unindented(line: &str) -> Option<&str> {
+    let text = line.trim_start_matches(' ');
+    let spaces = line.len() - text.len();
+    (spaces <= 3 && !text.starts_with('\t')).then_some(text)
+}
+
+/// The line with the parts inside HTML comments removed. `in_comment` says whether the line
+/// starts inside a comment, and is left saying whether the next one does.
+fn strip_html_comments<'a>(line: &'a str, in_comment: &mut bool) -> Cow<'a, str> {
+    if !*in_comment && !line.contains("<!--") {
+        return Cow::Borrowed(line);
+    }
+    let mut visible = String::new();
+    let mut rest = line;
+    loop {
+        if *in_comment {
+            match rest.find("-->") {
+                Some(end) => {
+                    rest = &rest[end + "-->".len()..];
+                    *in_comment = false;
+                }
+                None => break,
+            }
+        } else {
+            match rest.find("<!--") {
+                Some(start) => {
+                    visible.push_str(&rest[..start]);
+                    rest = &rest[start + "<!--".len()..];
+                    *in_comment = true;
+                }
+                None => {
+                    visible.push_str(rest);
+                    break;
+                }
+            }
+        }
+    }
+    Cow::Owned(visible)
+}
+
+/// An open fenced code block: its fence character and length.
+#[derive(Debug, Clone, Copy)]
+struct Fence {
+    marker: char,
+    len: usize,
+}
+
+impl Fence {
+    /// The fence `text` (a line without its indentation) opens, if it opens one.
+    fn opened_by(text: &str) -> Option<Fence> {
+        let marker = text.chars().next().filter(|c| matches!(c, '`' | '~'))?;
+        let len = text.len() - text.trim_start_matches(marker).len();
+        let info = &text[len..];
+        // A backtick in the info string makes the line inline code (```` ```x``` ````), not a
+        // fence, as in CommonMark.
+        (len >= 3 && !(marker == '`' && info.contains('`'))).then_some(Fence { marker, len })
+    }
+
+    /// Whether `line` closes this fence: at most three spaces, then at least as many of the
+    /// same character, then nothing but spaces and tabs.
+    fn is_closed_by(self, line: &str) -> bool {
+        let Some(text) = unindented(line) else {
+            return false;
+        };
+        let after = text.trim_start_matches(self.marker);
+        let len = text.len() - after.len();
+        len >= self.len && after.trim_matches([' ', '\t']).is_empty()
+    }
+}
+
+/// The command `text` (a line without its indentation) holds, if any.
+fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
+    let after_slash = text.strip_prefix('/')?;
+    let (word, arguments) = after_slash
+        .split_once(char::is_whitespace)
+        .unwrap_or((after_slash, ""));
+    let command = COMMAND_WORDS
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(word))?;
+    let arguments = arguments.trim();
+
+    if !takes_version(command) {
+        if !arguments.is_empty() {
+            return Some(Err(CommandError::ExtraArguments {
+                command,
+                extra: shown(arguments),
+            }));
+        }
+        return Some(Ok(if command == "status" {
+            Command::Status
+        } else {
+            Command::Help
+        }));
+    }
+
+    if arguments.is_empty() {
+        return Some(Err(CommandError::MissingVersion { command }));
+    }
+    let (given, extra) = arguments
+        .split_once(char::is_whitespace)
+        .map_or((arguments, ""), |(given, extra)| {
+            (given, extra.trim_start())
+        });
+    // The version is checked before the extra words, so that `/build 1.0.0;rm -rf` is
+    // answered with what is wrong with `1.0.0;rm` rather than with the `-rf`.
+    let version = match given.parse::<Version>() {
+        Ok(version) => version,
+        Err(error) => {
+            return Some(Err(CommandError::BadVersion {
+                command,
+                given: shown(given),
+                reason: version_problem(given, &error),
+            }));
+        }
+    };
+    if !extra.is_empty() {
+        return Some(Err(CommandError::ExtraArguments {
+            command,
+            extra: shown(extra),
+        }));
+    }
+    Some(Ok(if command == "build" {
+        Command::Build(version)
+    } else {
+        Command::Rebuild(version)
+    }))
+}
+
+/// User text made safe to quote in a Markdown code span: backticks (which would end the span)
+/// and control characters removed, at most [`SHOWN_MAX_CHARS`] characters, ending in `…`
+/// when cut.
+fn shown(text: &str) -> String {
+    let mut chars = text.chars().filter(|c| *c != '`' && !c.is_control());
+    let mut out: String = chars.by_ref().take(SHOWN_MAX_CHARS).collect();
+    if chars.next().is_some() {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
+/// Why `given` is not a version, without `given` in it.
+///
+/// [`InvalidVersion`] keeps its reason private and its message quotes the input with Rust
+/// escaping, not Markdown-safe, so its known frame is cut off here. Should that message
+/// change shape, a generic reason is given rather than risk echoing the input.
+fn version_problem(given: &str, error: &InvalidVersion) -> String {
+    let message = error.to_string();
+    let shown_by_version: String = given.chars().take(VERSION_SHOWN_MAX_CHARS).collect();
+    let prefix = format!("invalid version {shown_by_version:?}: ");
+    message
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix("; expected MAJOR.MINOR.PATCH such as 1.17.1"))
+        .filter(|reason| !reason.is_empty())
+        .unwrap_or("it is not three numbers separated by dots")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    fn build(s: &str) -> Result<Command, CommandError> {
+        Ok(Command::Build(v(s)))
+    }
+
+    fn rebuild(s: &str) -> Result<Command, CommandError> {
+        Ok(Command::Rebuild(v(s)))
+    }
+
+    fn bad_version(result: &Result<Command, CommandError>) -> (&'static str, &str, &str) {
+        match result {
+            Err(CommandError::BadVersion {
+                command,
+                given,
+                reason,
+            }) => (*command, given.as_str(), reason.as_str()),
+            other => panic!("expected BadVersion, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn finds_each_command() {
+        assert_eq!(parse_comment("/build 1.17.1"), vec![build("1.17.1")]);
+        assert_eq!(parse_comment("/rebuild 1.17.1"), vec![rebuild("1.17.1")]);
+        assert_eq!(parse_comment("/status"), vec![Ok(Command::Status)]);
+        assert_eq!(parse_comment("/help"), vec![Ok(Command::Help)]);
+    }
+
+    #[test]
+    fn a_leading_v_is_accepted() {
+        assert_eq!(parse_comment("/build v1.17.1"), vec![build("1.17.1")]);
+    }
+
+    #[test]
+    fn command_words_ignore_case() {
+        assert_eq!(
+            parse_comment("/BUILD 1.0.0\n/ReBuild 1.0.0\n/Status\n/HELP"),
+            vec![
+                build("1.0.0"),
+                rebuild("1.0.0"),
+                Ok(Command::Status),
+                Ok(Command::Help)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_word_must_end_at_whitespace_or_end_of_line() {
+        for line in [
+            "/builder 1.0.0",
+            "/build-it 1.0.0",
+            "/build,1.0.0",
+            "/build:1.0.0",
+            "/statuses",
+            "/status.",
+            "/helpme",
+            "/rebuilds 1.0.0",
+            "//build 1.0.0",
+            "/ build 1.0.0",
+            "/",
+        ] {
+            assert_eq!(parse_comment(line), vec![], "{line:?}");
+        }
+        assert_eq!(parse_comment("/build\t1.0.0"), vec![build("1.0.0")]);
+        assert_eq!(parse_comment("/status   "), vec![Ok(Command::Status)]);
+        assert_eq!(parse_comment("/status\t"), vec![Ok(Command::Status)]);
+    }
+
+    #[test]
+    fn other_slash_words_belong_to_other_bots() {
+        assert_eq!(
+            parse_comment("/assign @me\n/label bug\n/lgtm\n/retest\n/approve"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn commands_must_start_the_line() {
+        for body in [
+            "please /build 1.0.0",
+            "- /build 1.0.0",
+            "* /status",
+            "1. /help",
+            "`/build 1.0.0`",
+            "**/build 1.0.0**",
+            "Run `/build 1.0.0` to build.",
+        ] {
+            assert_eq!(parse_comment(body), vec![], "{body:?}");
+        }
+    }
+
+    #[test]
+    fn up_to_three_spaces_of_indentation_are_allowed() {
+        assert_eq!(parse_comment(" /status"), vec![Ok(Command::Status)]);
+        assert_eq!(parse_comment("  /status"), vec![Ok(Command::Status)]);
+        assert_eq!(parse_comment("   /status"), vec![Ok(Command::Status)]);
+    }
+
+    #[test]
+    fn indented_code_is_ignored() {
+        assert_eq!(parse_comment("    /status"), vec![]);
+        assert_eq!(parse_comment("        /build 1.0.0"), vec![]);
+        assert_eq!(parse_comment("\t/status"), vec![]);
+        assert_eq!(parse_comment("  \t/status"), vec![]);
+        assert_eq!(parse_comment("text\n\n    /build 1.0.0\n"), vec![]);
+    }
+
+    #[test]
+    fn one_command_per_line() {
+        // The second command word is an extra argument of the first.
+        let results = parse_comment("/status /help");
+        assert_eq!(
+            results,
+            vec![Err(CommandError::ExtraArguments {
+                command: "status",
+                extra: "/help".into()
+            })]
+        );
+        assert_eq!(
+            parse_comment("/build 1.0.0 /rebuild 1.0.0"),
+            vec![Err(CommandError::ExtraArguments {
+                command: "build",
+                extra: "/rebuild 1.0.0".into()
+            })]
+        );
+    }
+
+    #[test]
+    fn several_lines_give_several_commands_in_order() {
+        assert_eq!(
+            parse_comment("/status\n/build 1.0.0\n/rebuild 0.9.0\n/help\n"),
+            vec![
+                Ok(Command::Status),
+                build("1.0.0"),
+                rebuild("0.9.0"),
+                Ok(Command::Help)
+            ]
+        );
+    }
+
+    #[test]
+    fn crlf_line_endings() {
+        assert_eq!(
+            parse_comment(
+                "Hi\r\n/build 1.0.0\r\n/status\r\n```\r\n/help\r\n```\r\n/rebuild 2.0.0\r\n"
+            ),
+            vec![build("1.0.0"), Ok(Command::Status), rebuild("2.0.0")]
+        );
+    }
+
+    #[test]
+    fn fenced_code_blocks_are_ignored() {
+        let body = "\
+before
+```
+/build 1.0.0
+```
+~~~
+/rebuild 1.0.0
+~~~
+```sh
+/status
+```
+after
+/help";
+        assert_eq!(parse_comment(body), vec![Ok(Command::Help)]);
+    }
+
+    #[test]
+    fn a_fence_closes_only_with_the_same_character_at_least_as_long() {
+        let body = "\
+````
+```
+/build 1.0.0
+~~~~
+/status
+`````
+/help";
+        assert_eq!(parse_comment(body), vec![Ok(Command::Help)]);
+        let tildes = "~~~~\n~~~\n/status\n```\n/build 1.0.0\n~~~~~~ \n/help";
+        assert_eq!(parse_comment(tildes), vec![Ok(Command::Help)]);
+    }
+
+    #[test]
+    fn a_closing_fence_has_nothing_after_it_and_at_most_three_spaces_before() {
+        let body = "```\n``` not closed\n    ```\n/status\n   ```\n/help";
+        assert_eq!(parse_comment(body), vec![Ok(Command::Help)]);
+    }
+
+    #[test]
+    fn fences_may_be_indented_up_to_three_spaces() {
+        assert_eq!(
+            parse_comment("   ```\n/status\n```\n/help"),
+            vec![Ok(Command::Help)]
+        );
+        // Four spaces make it indented code, not a fence: the next line is read.
+        assert_eq!(parse_comment("    ```\n/status"), vec![Ok(Command::Status)]);
+    }
+
+    #[test]
+    fn an_unclosed_fence_runs_to_the_end() {
+        assert_eq!(
+            parse_comment("/status\n```\n/build 1.0.0\n/help\n"),
+            vec![Ok(Command::Status)]
+        );
+        assert_eq!(parse_comment("~~~\n/help"), vec![]);
+    }
+
+    #[test]
+    fn short_runs_and_inline_code_do_not_open_fences() {
+        assert_eq!(parse_comment("``\n/status"), vec![Ok(Command::Status)]);
+        assert_eq!(parse_comment("~~\n/status"), vec![Ok(Command::Status)]);
+        assert_eq!(parse_comment("```x```\n/status"), vec![Ok(Command::Status)]);
+        // A tilde fence's info string may hold backticks.
+        assert_eq!(parse_comment("~~~ `x`\n/status"), vec![]);
+    }
+
+    #[test]
+    fn block_quotes_are_ignored() {
+        for body in [
+            "> /build 1.0.0",
+            ">/build 1.0.0",
+            "  > /status",
+            "> > /help",
+            ">\n> /rebuild 1.0.0",
+        ] {
+            assert_eq!(parse_comment(body), vec![], "{body:?}");
+        }
+        // A fence inside a quote does not open a fence outside it.
+        assert_eq!(parse_comment("> ```\n/status"), vec![Ok(Command::Status)]);
+    }
+
+    #[test]
+    fn html_comments_are_ignored() {
+        assert_eq!(parse_comment("<!-- /build 1.0.0 -->"), vec![]);
+        let template = "\
+<!--
+Describe the problem.
+/rebuild 1.0.0
+```
+-->
+/status";
+        assert_eq!(parse_comment(template), vec![Ok(Command::Status)]);
+        assert_eq!(
+            parse_comment("<!-- never closed\n/build 1.0.0\n/help"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn text_around_an_html_comment_is_read() {
+        assert_eq!(
+            parse_comment("/status <!-- why -->"),
+            vec![Ok(Command::Status)]
+        );
+        assert_eq!(
+            parse_comment("/build 1.0.0 <!-- opened here\n/help\n-->"),
+            vec![build("1.0.0")]
+        );
+        // What is left once the comment is cut out is an ordinary line.
+        assert_eq!(
+            parse_comment("<!-- a -->/status"),
+            vec![Ok(Command::Status)]
+        );
+        assert_eq!(parse_comment("<!--\nx\n-->/help"), vec![Ok(Command::Help)]);
+        assert_eq!(parse_comment("<!-- a --> x /status"), vec![]);
+        assert_eq!(
+            parse_comment("<!-- a --><!-- b -->/help"),
+            vec![Ok(Command::Help)]
+        );
+    }
+
+    #[test]
+    fn html_comment_markers_in_code_are_literal() {
+        let body = "```\n<!--\n```\n/status\n-->";
+        assert_eq!(parse_comment(body), vec![Ok(Command::Status)]);
+    }
+
+    #[test]
+    fn fence_markers_in_html_comments_are_ignored() {
+        assert_eq!(
+            parse_comment("<!-- ``` -->\n/status"),
+            vec![Ok(Command::Status)]
+        );
+    }
+
+    #[test]
+    fn missing_version() {
+        for body in ["/build", "/build   ", "/rebuild\t"] {
+            let results = parse_comment(body);
+            assert_eq!(results.len(), 1, "{body:?}");
+            assert!(
+                matches!(results[0], Err(CommandError::MissingVersion { .. })),
+                "{body:?}: {results:?}"
+            );
+        }
+        let message = parse_comment("/rebuild")[0]
+            .clone()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "`/rebuild` takes one version like `1.17.1` (X.Y.Z), for example `/rebuild 1.17.1`."
+        );
+    }
+
+    #[test]
+    fn bad_versions_are_reported_with_the_reason() {
+        let results = parse_comment("/build 1.2");
+        let (command, given, reason) = bad_version(&results[0]);
+        assert_eq!(command, "build");
+        assert_eq!(given, "1.2");
+        assert_eq!(reason, "it needs exactly three numbers separated by dots");
+        assert_eq!(
+            results[0].clone().unwrap_err().to_string(),
+            "`/build` takes one version like `1.17.1` (X.Y.Z), for example `/build 1.17.1`; \
+             `1.2` is not one: it needs exactly three numbers separated by dots."
+        );
+
+        let results = parse_comment("/rebuild 1.10.0-rc.1");
+        let (command, _, reason) = bad_version(&results[0]);
+        assert_eq!(command, "rebuild");
+        assert!(
+            reason.starts_with("pre-releases are not published"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn extra_arguments() {
+        assert_eq!(
+            parse_comment("/build 1.0.0 please"),
+            vec![Err(CommandError::ExtraArguments {
+                command: "build",
+                extra: "please".into()
+            })]
+        );
+        assert_eq!(
+            parse_comment("/build 1.0.0 2.0.0"),
+            vec![Err(CommandError::ExtraArguments {
+                command: "build",
+                extra: "2.0.0".into()
+            })]
+        );
+        let status = parse_comment("/status of 1.0.0");
+        assert_eq!(
+            status,
+            vec![Err(CommandError::ExtraArguments {
+                command: "status",
+                extra: "of 1.0.0".into()
+            })]
+        );
+        assert_eq!(
+            status[0].clone().unwrap_err().to_string(),
+            "`/status` takes no arguments; remove `of 1.0.0`."
+        );
+        assert_eq!(
+            parse_comment("/rebuild 1.0.0 now")[0]
+                .clone()
+                .unwrap_err()
+                .to_string(),
+            "`/rebuild` takes exactly one version like `1.17.1` (X.Y.Z), for example \
+             `/rebuild 1.17.1`; remove `now`."
+        );
+        assert!(matches!(
+            &parse_comment("/help me")[0],
+            Err(CommandError::ExtraArguments {
+                command: "help",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn identical_commands_are_returned_once() {
+        assert_eq!(
+            parse_comment("/build 1.0.0\n/build 1.0.0\n/build v1.0.0\n/BUILD 1.0.0"),
+            vec![build("1.0.0")]
+        );
+        assert_eq!(
+            parse_comment("/status\n/help\n/status\n/build 1.0.0\n/rebuild 1.0.0\n/help"),
+            vec![
+                Ok(Command::Status),
+                Ok(Command::Help),
+                build("1.0.0"),
+                rebuild("1.0.0")
+            ]
+        );
+        // Identical errors too: one reply is enough.
+        assert_eq!(parse_comment("/build\n/build").len(), 1);
+    }
+
+    #[test]
+    fn at_most_ten_results() {
+        let body: String = (0..50).map(|i| format!("/build 1.0.{i}\n")).collect();
+        let results = parse_comment(&body);
+        assert_eq!(results.len(), MAX_COMMANDS_PER_COMMENT);
+        assert_eq!(results[0], build("1.0.0"));
+        assert_eq!(results[9], build("1.0.9"));
+        // Duplicates do not use up the limit.
+        let body = "/status\n".repeat(100) + "/help";
+        assert_eq!(
+            parse_comment(&body),
+            vec![Ok(Command::Status), Ok(Command::Help)]
+        );
+    }
+
+    #[test]
+    fn hostile_versions_are_refused() {
+        for (body, given) in [
+            ("/rebuild ../../x", "../../x"),
+            ("/build 1.0.0;rm -rf", "1.0.0;rm"),
+            ("/build $(id)", "$(id)"),
+            ("/build 1.0.0&&id", "1.0.0&&id"),
+            ("/build 1.0.0/../../etc", "1.0.0/../../etc"),
+            ("/build ${HOME}", "${HOME}"),
+            ("/build 1.0.0|sh", "1.0.0|sh"),
+            ("/build -1.0.0", "-1.0.0"),
+            ("/build １.０.０", "１.０.０"),
+            ("/build 1.0.0\u{0}", "1.0.0"),
+            ("/build 1.0.0.", "1.0.0."),
+            ("/build @admin", "@admin"),
+        ] {
+            let results = parse_comment(body);
+            assert_eq!(results.len(), 1, "{body:?}");
+            let (_, shown_given, reason) = bad_version(&results[0]);
+            assert_eq!(shown_given, given, "{body:?}");
+            assert!(!reason.contains(given), "{body:?}: {reason}");
+        }
+    }
+
+    #[test]
+    fn quoted_text_cannot_break_out_of_its_code_span() {
+        let results = parse_comment("/build 1`](http://evil)`@team");
+        let (_, given, _) = bad_version(&results[0]);
+        assert_eq!(given, "1](http://evil)@team");
+        let message = results[0].clone().unwrap_err().to_string();
+        // Only the message's own four code spans (the command, the two examples and the
+        // quoted argument): no backtick comes from the input.
+        assert_eq!(message.matches('`').count(), 8, "{message}");
+
+        let results = parse_comment("/status ``` <b>x</b>");
+        assert_eq!(
+            results,
+            vec![Err(CommandError::ExtraArguments {
+                command: "status",
+                extra: " <b>x</b>".into()
+            })]
+        );
+
+        // Control characters are dropped.
+        let results = parse_comment("/build 1.0\u{7}\u{1b}[31m");
+        let (_, given, _) = bad_version(&results[0]);
+        assert_eq!(given, "1.0[31m");
+    }
+
+    #[test]
+    fn long_arguments_are_cut_to_64_characters() {
+        let long = "x".repeat(1000);
+        let results = parse_comment(&format!("/build {long}"));
+        let (_, given, reason) = bad_version(&results[0]);
+        assert_eq!(given.chars().count(), 64);
+        assert!(given.ends_with('…'), "{given}");
+        assert_eq!(reason, "too long");
+
+        let results = parse_comment(&format!("/status {}", "é".repeat(200)));
+        let Err(CommandError::ExtraArguments { extra, .. }) = &results[0] else {
+            panic!("{results:?}");
+        };
+        assert_eq!(extra.chars().count(), 64);
+
+        // Exactly 64 characters are kept whole.
+        let exact = "y".repeat(64);
+        let results = parse_comment(&format!("/help {exact}"));
+        let Err(CommandError::ExtraArguments { extra, .. }) = &results[0] else {
+            panic!("{results:?}");
+        };
+        assert_eq!(extra, &exact);
+    }
+
+    #[test]
+    fn huge_comments_are_handled() {
+        // A megabyte on one line, as a version and as noise.
+        let huge = "9".repeat(1 << 20);
+        let results = parse_comment(&format!("/build {huge}"));
+        let (_, given, _) = bad_version(&results[0]);
+        assert_eq!(given.chars().count(), 64);
+        assert_eq!(parse_comment(&huge), vec![]);
+
+        // A megabyte of lines, with the real command at the end.
+        let body = "/nope\n> quote\n<!-- -->\n".repeat(50_000) + "/status";
+        assert!(body.len() > 1 << 20);
+        assert_eq!(parse_comment(&body), vec![Ok(Command::Status)]);
+
+        // Many comment openers and fences.
+        let body = "<!--".repeat(300_000);
+        assert_eq!(parse_comment(&body), vec![]);
+        // An odd number of fences: the last one is never closed.
+        let body = "```\n".repeat(300_001) + "/help";
+        assert_eq!(parse_comment(&body), vec![]);
+        let body = "`".repeat(1 << 20);
+        assert_eq!(parse_comment(&body), vec![]);
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        for body in [
+            "",
+            "\n",
+            "\r",
+            "\r\n\r\n",
+            "/",
+            "/\u{0}",
+            "/build \u{0}",
+            "-->",
+            "<!--",
+            "<!---->",
+            "<!-->/status",
+            "```",
+            "~~~~~~~~",
+            "\u{feff}/status",
+            "/build\u{a0}1.0.0",
+            "/ЬUILD 1.0.0",
+            "/bu\u{301}ild 1.0.0",
+            ">",
+            "   ",
+            "\t",
+        ] {
+            let _ = parse_comment(body);
+        }
+        // Non-breaking space separates like any whitespace.
+        assert_eq!(parse_comment("/build\u{a0}1.0.0"), vec![build("1.0.0")]);
+        // A byte-order mark is not whitespace: that line is not a command.
+        assert_eq!(parse_comment("\u{feff}/status"), vec![]);
+    }
+
+    #[test]
+    fn a_realistic_comment() {
+        let body = "\
+Thanks for the report! <!-- triage note: /rebuild 1.16.0 if the first try fails -->
+
+Upstream tagged the release this morning, so let's try it:
+
+/build v1.17.1
+
+> On Monday @someone wrote:
+> /rebuild 1.16.0
+>
+> ```
+> /status
+> ```
+
+For reference, the command line equivalent is:
+
+```sh
+alloy-sysext-automation build --version 1.17.1 --out out/
+/build 1.0.0
+```
+
+    /rebuild 1.15.0
+
+/assign @me
+/Status
+
+<!--
+Template hint: write /help for the list of commands.
+-->
+Cheers";
+        assert_eq!(
+            parse_comment(&body.replace('\n', "\r\n")),
+            vec![build("1.17.1"), Ok(Command::Status)]
+        );
+        assert_eq!(
+            parse_comment(body),
+            vec![build("1.17.1"), Ok(Command::Status)]
+        );
+    }
+
+    #[test]
+    fn names_and_permissions() {
+        let cases = [
+            (Command::Build(v("1.0.0")), "build", true, "/build 1.0.0"),
+            (
+                Command::Rebuild(v("1.0.0")),
+                "rebuild",
+                true,
+                "/rebuild 1.0.0",
+            ),
+            (Command::Status, "status", false, "/status"),
+            (Command::Help, "help", false, "/help"),
+        ];
+        for (command, name, write, shown) in cases {
+            assert_eq!(command.name(), name);
+            assert_eq!(command.needs_write_permission(), write, "{name}");
+            assert_eq!(command.to_string(), shown);
+            // A command shown is parsed back to itself.
+            assert_eq!(parse_comment(shown), vec![Ok(command)]);
+        }
+    }
+
+    #[test]
+    fn help_lists_every_command_and_who_may_run_it() {
+        for word in COMMAND_WORDS {
+            assert!(HELP.contains(&format!("`/{word}")), "{word}");
+        }
+        assert!(HELP.contains("admin, maintain or write permission"));
+        // The help text's own example lines are not commands (none starts a line).
+        assert_eq!(parse_comment(HELP), vec![]);
+    }
+
+    #[test]
+    fn version_problem_falls_back_when_the_message_shape_is_unknown() {
+        let error = "1.2".parse::<Version>().unwrap_err();
+        // The error of another input does not carry this input's frame.
+        assert_eq!(
+            version_problem("other", &error),
+            "it is not three numbers separated by dots"
+        );
+    }
+}

@@ -14,7 +14,29 @@ pub struct StoredDelivery {
     pub installation_id: Option<i64>,
     pub repository: Option<String>,
     pub received_at: String,
+    /// `pending`, `processed`, `ignored` or `failed`.
     pub state: String,
+    pub processed_at: Option<String>,
+    /// Why it was ignored or failed.
+    pub error: Option<String>,
+    /// The job it started, if any.
+    pub job_id: Option<i64>,
+}
+
+/// A stored delivery waiting for the worker, with its body.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub id: String,
+    pub event: String,
+    pub payload: String,
+}
+
+/// How the worker left a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Processed,
+    Ignored,
+    Failed,
 }
 
 /// A delivery about to be stored.
@@ -68,7 +90,8 @@ impl Database {
     /// The delivery with `id`, if stored.
     pub async fn delivery(&self, id: &str) -> Result<Option<StoredDelivery>, DatabaseError> {
         let row = sqlx::query(
-            "SELECT id, event, action, installation_id, repository, received_at, state
+            "SELECT id, event, action, installation_id, repository, received_at, state,
+                    processed_at, error, job_id
              FROM deliveries WHERE id = ?",
         )
         .bind(id)
@@ -83,6 +106,9 @@ impl Database {
                 repository: row.try_get("repository")?,
                 received_at: row.try_get("received_at")?,
                 state: row.try_get("state")?,
+                processed_at: row.try_get("processed_at")?,
+                error: row.try_get("error")?,
+                job_id: row.try_get("job_id")?,
             })
         })
         .transpose()
@@ -93,5 +119,130 @@ impl Database {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
             .fetch_one(self.pool())
             .await?)
+    }
+
+    /// Up to `limit` deliveries the worker has not handled yet, oldest first.
+    pub async fn pending_deliveries(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<PendingDelivery>, DatabaseError> {
+        let rows = sqlx::query(
+            "SELECT id, event, payload FROM deliveries WHERE state = 'pending'
+             ORDER BY received_at, id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingDelivery {
+                    id: row.try_get("id")?,
+                    event: row.try_get("event")?,
+                    payload: row.try_get("payload")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records how the worker left a pending delivery; `note` says why it was ignored or
+    /// failed. A delivery handled already is left as it is.
+    pub async fn finish_delivery(
+        &self,
+        id: &str,
+        outcome: DeliveryOutcome,
+        note: Option<&str>,
+    ) -> Result<(), DatabaseError> {
+        let state = match outcome {
+            DeliveryOutcome::Processed => "processed",
+            DeliveryOutcome::Ignored => "ignored",
+            DeliveryOutcome::Failed => "failed",
+        };
+        sqlx::query(
+            "UPDATE deliveries SET state = ?, error = ?, processed_at = ?
+             WHERE id = ? AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(note)
+        .bind(crate::timestamp::now())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Which of `ids` are stored.
+    pub async fn stored_delivery_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, DatabaseError> {
+        let mut stored = std::collections::HashSet::new();
+        for id in ids {
+            if sqlx::query("SELECT 1 FROM deliveries WHERE id = ?")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?
+                .is_some()
+            {
+                stored.insert(id.clone());
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Handling the pending delivery `id` failed transiently: counts the attempt, and after
+    /// `max_attempts` gives up on it (state `failed`, with `error`). Returns true when it
+    /// was given up.
+    pub async fn delivery_attempt_failed(
+        &self,
+        id: &str,
+        error: &str,
+        max_attempts: i64,
+    ) -> Result<bool, DatabaseError> {
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE deliveries SET attempts = attempts + 1, error = ?,
+                    state = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE state END,
+                    processed_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE processed_at END
+             WHERE id = ? AND state = 'pending'
+             RETURNING attempts",
+        )
+        .bind(error)
+        .bind(max_attempts)
+        .bind(max_attempts)
+        .bind(crate::timestamp::now())
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(attempts.is_some_and(|a| a >= max_attempts))
+    }
+
+    /// The newest `limit` deliveries, newest first.
+    pub async fn recent_deliveries(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<StoredDelivery>, DatabaseError> {
+        let rows = sqlx::query(
+            "SELECT id, event, action, installation_id, repository, received_at, state,
+                    processed_at, error, job_id
+             FROM deliveries ORDER BY received_at DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredDelivery {
+                    id: row.try_get("id")?,
+                    event: row.try_get("event")?,
+                    action: row.try_get("action")?,
+                    installation_id: row.try_get("installation_id")?,
+                    repository: row.try_get("repository")?,
+                    received_at: row.try_get("received_at")?,
+                    state: row.try_get("state")?,
+                    processed_at: row.try_get("processed_at")?,
+                    error: row.try_get("error")?,
+                    job_id: row.try_get("job_id")?,
+                })
+            })
+            .collect()
     }
 }

@@ -1,6 +1,8 @@
 //! The state database (SQLite): the webhook inbox, and later jobs and installations.
 
 pub mod deliveries;
+pub mod installations;
+pub mod jobs;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,6 +26,8 @@ pub enum DatabaseError {
     Open { url: String, source: sqlx::Error },
     #[error("updating the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database holds something unreadable: {0}")]
+    Corrupt(String),
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
 }

@@ -1,6 +1,8 @@
 //! The HTTP server: GitHub's webhooks in, status out.
 
+pub mod jobs_api;
 pub mod signature;
+pub mod signing_key;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -16,7 +18,12 @@ use serde_json::json;
 use crate::config::ServerConfig;
 use crate::database::Database;
 use crate::database::deliveries::{NewDelivery, Stored};
+use crate::github::api::GitHubApi;
+use crate::github::app_jwt::AppKey;
+use crate::github::rate_limit::RetryPolicy;
 use crate::secret::Secret;
+use crate::settings::Settings;
+use crate::worker::Worker;
 use webhook::{MAX_BODY_BYTES, VerifiedDelivery};
 
 /// How long requests in flight may take to finish once a shutdown is asked for.
@@ -29,6 +36,8 @@ pub struct AppState {
     pub webhook_secrets: Arc<Vec<Secret>>,
     /// Why the server cannot act on deliveries, if it cannot.
     pub cannot_act: Option<&'static str>,
+    /// Woken when a delivery is stored, so that the worker handles it at once.
+    pub deliveries_stored: Arc<tokio::sync::Notify>,
 }
 
 /// The routes.
@@ -36,6 +45,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/github/webhooks", post(receive_webhook))
         .route("/api/deliveries/{id}", get(delivery_status))
+        .route("/api/jobs", get(jobs_api::list_jobs))
+        .route("/api/jobs/{id}", get(jobs_api::show_job))
         .route("/healthz", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -49,8 +60,13 @@ pub async fn serve(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("creating DATA_DIR {}: {e}", config.data_dir.display()))?;
     let database = Database::open(config.database_url.as_deref(), &config.data_dir).await?;
-    let cannot_act = config
+    let app_key = config
         .app
+        .as_ref()
+        .map(|app| AppKey::from_pem(app.app_id, app.private_key.expose()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cannot_act = app_key
         .is_none()
         .then_some("no App credentials (set APP_ID and PRIVATE_KEY or PRIVATE_KEY_PATH)");
     if let Some(reason) = cannot_act {
@@ -62,10 +78,43 @@ pub async fn serve(
     if config.webhook_secrets.is_empty() {
         tracing::warn!("WEBHOOK_SECRET is not set: every webhook delivery will be refused");
     }
+    let deliveries_stored = Arc::new(tokio::sync::Notify::new());
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    if let Some(app_key) = app_key {
+        let (key, origin) =
+            signing_key::server_signing_key(&config.data_dir, |name| std::env::var(name).ok())?;
+        match &origin {
+            signing_key::KeyOrigin::Configured(source) => {
+                tracing::info!(source = %source, fingerprint = %key.fingerprint(), "signing with the configured key")
+            }
+            signing_key::KeyOrigin::Generated { public_key, new } => tracing::warn!(
+                public_key = %public_key.display(),
+                fingerprint = %key.fingerprint(),
+                new,
+                "no GPG_PRIVATE_KEY or SIGNING_KEY_PATH: signing with a key kept in DATA_DIR; give hosts its public key"
+            ),
+        }
+        let github = GitHubApi::new(
+            &config.github_api_url,
+            Some(app_key),
+            RetryPolicy::default(),
+        )?;
+        let worker = Worker::new(
+            database.clone(),
+            github,
+            Arc::new(Settings::default()),
+            config.data_dir.clone(),
+            Arc::new(key),
+            deliveries_stored.clone(),
+        );
+        workers = worker.spawn(stopping.clone());
+    }
     let state = AppState {
         database,
         webhook_secrets: Arc::new(config.webhook_secrets.clone()),
         cannot_act,
+        deliveries_stored,
     };
     let address = SocketAddr::from(([0, 0, 0, 0], config.port));
     let listener = tokio::net::TcpListener::bind(address)
@@ -79,6 +128,7 @@ pub async fn serve(
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = signalled.send(true);
+        let _ = stopping_tx.send(true);
     });
     let deadline = async move {
         let _ = on_signal.wait_for(|stopping| *stopping).await;
@@ -88,6 +138,11 @@ pub async fn serve(
         served = server => served?,
         () = deadline => tracing::warn!("requests still open at the shutdown deadline were cut off"),
     }
+    // The loops stop between steps; a build in the middle of a step is left to resume on
+    // the next start.
+    for worker in workers {
+        worker.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -96,12 +151,7 @@ pub async fn serve(
 /// 2xx, so an acknowledged delivery is never lost; a redelivery is acknowledged again and
 /// not stored twice.
 async fn receive_webhook(State(state): State<AppState>, delivery: VerifiedDelivery) -> Response {
-    // A fixed number of fraction digits, so that the text sorts in time order.
-    let received_at = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-        ))
-        .unwrap_or_default();
+    let received_at = crate::timestamp::now();
     let new = NewDelivery {
         id: &delivery.id,
         event: &delivery.event,
@@ -114,6 +164,7 @@ async fn receive_webhook(State(state): State<AppState>, delivery: VerifiedDelive
     match state.database.store_delivery(&new).await {
         Ok(Stored::New) => {
             tracing::info!(delivery = %delivery.id, event = %delivery.event, action = ?delivery.action(), "delivery stored");
+            state.deliveries_stored.notify_one();
             (
                 StatusCode::ACCEPTED,
                 Json(json!({ "delivery": delivery.id, "status": "stored" })),

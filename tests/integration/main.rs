@@ -2,6 +2,7 @@
 //! (`unsquashfs`, `systemd-dissect`, the kernel's squashfs, `gpg` with systemd-sysupdate's
 //! flags).
 
+mod app_server;
 mod bad_input;
 mod common;
 mod download;
@@ -9,6 +10,7 @@ mod fake_github;
 mod http;
 mod image;
 mod manifest_updates;
+mod serve_process;
 mod server;
 mod signatures;
 mod verify;

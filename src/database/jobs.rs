@@ -1,0 +1,435 @@
+//! The job queue: builds asked for by webhooks and commands, run one at a time.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Database, DatabaseError};
+use crate::timestamp;
+
+/// Who or what asked for a job, and where its outcome is reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// `comment`, `release`, `repository_dispatch`, `workflow_dispatch`.
+    pub source: String,
+    /// The delivery that asked for it.
+    pub delivery_id: Option<String>,
+    /// The repository the request came from (`owner/name`).
+    pub repository: Option<String>,
+    /// The issue or pull request whose comment asked for it; the reply goes there.
+    pub issue_number: Option<u64>,
+    /// The comment that asked for it; it gets the `eyes` reaction.
+    pub comment_id: Option<u64>,
+    /// The GitHub user who asked.
+    pub user: Option<String>,
+}
+
+/// A job about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub version: String,
+    /// Republish even if the version is published already.
+    pub rebuild: bool,
+    /// What started it (a comment id, a release id, a delivery id): a replayed or
+    /// redelivered request with the same key does not queue a second job.
+    pub dedupe_key: String,
+    pub trigger: Trigger,
+    pub installation_id: Option<i64>,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    /// Failed transiently; runs again at `next_attempt_at`.
+    Retrying,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Retrying => "retrying",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<JobState, DatabaseError> {
+        Ok(match text {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "retrying" => JobState::Retrying,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            other => {
+                return Err(DatabaseError::Corrupt(format!(
+                    "unknown job state {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// True once the job will not run again.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed)
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub version: String,
+    pub rebuild: bool,
+    pub trigger: Trigger,
+    pub installation_id: Option<i64>,
+    pub state: JobState,
+    pub step: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+}
+
+/// Whether a job was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    New(i64),
+    /// A job with the same dedupe key exists already.
+    Existing(i64),
+}
+
+impl Queued {
+    pub fn id(self) -> i64 {
+        match self {
+            Queued::New(id) | Queued::Existing(id) => id,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, kind, version, rebuild, trigger, installation_id, state, step, attempts,
+    next_attempt_at, created_at, started_at, updated_at, finished_at, error, result";
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, DatabaseError> {
+    let trigger: String = row.try_get("trigger")?;
+    let result: Option<String> = row.try_get("result")?;
+    let state: String = row.try_get("state")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        version: row.try_get("version")?,
+        rebuild: row.try_get::<i64, _>("rebuild")? != 0,
+        trigger: serde_json::from_str(&trigger)
+            .map_err(|e| DatabaseError::Corrupt(format!("job trigger: {e}")))?,
+        installation_id: row.try_get("installation_id")?,
+        state: JobState::parse(&state)?,
+        step: row.try_get("step")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        updated_at: row.try_get("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
+        error: row.try_get("error")?,
+        result: result
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| DatabaseError::Corrupt(format!("job result: {e}")))?,
+    })
+}
+
+impl Database {
+    /// Queues `job` for `delivery_id` and marks the delivery processed, in one transaction:
+    /// a crash leaves either both or neither.
+    pub async fn queue_job_for_delivery(
+        &self,
+        delivery_id: &str,
+        job: &NewJob,
+    ) -> Result<Queued, DatabaseError> {
+        let mut tx = self.pool().begin().await?;
+        let now = timestamp::now();
+        let trigger = serde_json::to_string(&job.trigger)
+            .map_err(|e| DatabaseError::Corrupt(format!("job trigger: {e}")))?;
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (kind, version, rebuild, dedupe_key, trigger, installation_id,
+                               state, created_at, updated_at)
+             VALUES ('build', ?, ?, ?, ?, ?, 'queued', ?, ?)
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(&job.version)
+        .bind(job.rebuild as i64)
+        .bind(&job.dedupe_key)
+        .bind(&trigger)
+        .bind(job.installation_id)
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        let queued = if inserted.rows_affected() == 1 {
+            Queued::New(inserted.last_insert_rowid())
+        } else {
+            let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = ?")
+                .bind(&job.dedupe_key)
+                .fetch_one(&mut *tx)
+                .await?;
+            Queued::Existing(id)
+        };
+        sqlx::query(
+            "UPDATE deliveries SET state = 'processed', processed_at = ?, job_id = ?, error = NULL
+             WHERE id = ?",
+        )
+        .bind(&now)
+        .bind(queued.id())
+        .bind(delivery_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    /// The job with `id`.
+    pub async fn job(&self, id: i64) -> Result<Option<Job>, DatabaseError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// The newest `limit` jobs, newest first.
+    pub async fn recent_jobs(&self, limit: i64) -> Result<Vec<Job>, DatabaseError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?"
+        )))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// The job to run next: one left running by a stopped process first (it resumes), then
+    /// the oldest queued job or retrying job whose wait is over.
+    pub async fn next_runnable_job(&self) -> Result<Option<Job>, DatabaseError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs
+             WHERE state = 'running'
+                OR state = 'queued'
+                OR (state = 'retrying' AND next_attempt_at <= ?)
+             ORDER BY state = 'running' DESC, id ASC
+             LIMIT 1"
+        )))
+        .bind(timestamp::now())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// When the next retrying job becomes runnable, if any is waiting.
+    pub async fn next_retry_at(&self) -> Result<Option<String>, DatabaseError> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'retrying'")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// Marks the job as started for another attempt.
+    pub async fn start_job_attempt(&self, id: i64) -> Result<(), DatabaseError> {
+        let now = timestamp::now();
+        sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, next_attempt_at = NULL,
+                    started_at = COALESCE(started_at, ?), updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&now)
+        .bind(&now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records the step the job is entering.
+    pub async fn set_job_step(&self, id: i64, step: &str) -> Result<(), DatabaseError> {
+        sqlx::query("UPDATE jobs SET step = ?, updated_at = ? WHERE id = ?")
+            .bind(step)
+            .bind(timestamp::now())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records what a job has produced so far; later steps (the reply) read it.
+    pub async fn set_job_result(
+        &self,
+        id: i64,
+        result: &serde_json::Value,
+    ) -> Result<(), DatabaseError> {
+        sqlx::query("UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?")
+            .bind(result.to_string())
+            .bind(timestamp::now())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A transient failure: the job runs again at `next_attempt_at`.
+    pub async fn retry_job_later(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: &str,
+    ) -> Result<(), DatabaseError> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'retrying', error = ?, next_attempt_at = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(timestamp::now())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the job: `error` is `None` on success.
+    pub async fn finish_job(&self, id: i64, error: Option<&str>) -> Result<(), DatabaseError> {
+        let now = timestamp::now();
+        let state = if error.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Succeeded
+        };
+        sqlx::query(
+            "UPDATE jobs SET state = ?, error = ?, finished_at = ?, updated_at = ?, next_attempt_at = NULL
+             WHERE id = ?",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(&now)
+        .bind(&now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_job(key: &str) -> NewJob {
+        NewJob {
+            version: "1.2.3".into(),
+            rebuild: false,
+            dedupe_key: key.into(),
+            trigger: Trigger {
+                source: "comment".into(),
+                comment_id: Some(7),
+                ..Trigger::default()
+            },
+            installation_id: Some(1),
+        }
+    }
+
+    async fn database_with_delivery(id: &str) -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::open(None, dir.path()).await.unwrap();
+        database
+            .store_delivery(&crate::database::deliveries::NewDelivery {
+                id,
+                event: "issue_comment",
+                action: Some("created"),
+                installation_id: Some(1),
+                repository: Some("o/r"),
+                payload: "{}",
+                received_at: &timestamp::now(),
+            })
+            .await
+            .unwrap();
+        (dir, database)
+    }
+
+    #[tokio::test]
+    async fn a_job_is_queued_once_per_key_and_its_delivery_is_marked_in_the_same_step() {
+        let (_dir, database) = database_with_delivery("d1").await;
+        let first = database
+            .queue_job_for_delivery("d1", &new_job("comment:7"))
+            .await
+            .unwrap();
+        assert!(matches!(first, Queued::New(_)));
+        let again = database
+            .queue_job_for_delivery("d1", &new_job("comment:7"))
+            .await
+            .unwrap();
+        assert_eq!(again, Queued::Existing(first.id()));
+        assert_eq!(database.recent_jobs(10).await.unwrap().len(), 1);
+        let delivery = database.delivery("d1").await.unwrap().unwrap();
+        assert_eq!(delivery.state, "processed");
+        let job = database.job(first.id()).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.trigger.comment_id, Some(7));
+    }
+
+    #[tokio::test]
+    async fn jobs_move_through_their_states() {
+        let (_dir, database) = database_with_delivery("d1").await;
+        let id = database
+            .queue_job_for_delivery("d1", &new_job("k"))
+            .await
+            .unwrap()
+            .id();
+        assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
+        database.start_job_attempt(id).await.unwrap();
+        database.set_job_step(id, "download").await.unwrap();
+        // A job left running (the process stopped) is picked again, to resume.
+        let resumed = database.next_runnable_job().await.unwrap().unwrap();
+        assert_eq!(
+            (resumed.id, resumed.step.as_deref()),
+            (id, Some("download"))
+        );
+        database
+            .retry_job_later(
+                id,
+                "GitHub answered 502",
+                &timestamp::after(std::time::Duration::from_secs(3600)),
+            )
+            .await
+            .unwrap();
+        assert!(database.next_runnable_job().await.unwrap().is_none());
+        database
+            .retry_job_later(id, "GitHub answered 502", &timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
+        database.start_job_attempt(id).await.unwrap();
+        database
+            .set_job_result(id, &serde_json::json!({"sha256": "ab"}))
+            .await
+            .unwrap();
+        database.finish_job(id, None).await.unwrap();
+        let job = database.job(id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Succeeded);
+        assert_eq!(job.attempts, 2);
+        assert_eq!(job.result.unwrap()["sha256"], "ab");
+        assert!(job.finished_at.is_some());
+        assert!(database.next_runnable_job().await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,497 @@
+//! Every call the server makes to GitHub's REST API goes through [`GitHubApi`]: it
+//! authenticates as the App or as one of its installations, honours rate limits, retries
+//! server errors with backoff, times out, logs GitHub's request id, and never runs two
+//! writes to one repository at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+use octocrab::Octocrab;
+use octocrab::service::middleware::retry::RetryConfig;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use super::app_jwt::AppKey;
+use super::installation_tokens::{InstallationToken, TokenCache};
+use super::rate_limit::{RetryPolicy, Verdict};
+use crate::secret::Secret;
+
+/// How long one request may take, from sending it to reading the whole answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who a request is made as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// The App itself (a JWT): `/app/...` routes.
+    App,
+    /// One installation of the App (its access token): repository routes.
+    Installation(i64),
+    /// No credentials: public data.
+    Anonymous,
+}
+
+/// A response GitHub gave, of any status.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+    /// `x-github-request-id`: what GitHub support asks for.
+    pub request_id: Option<String>,
+}
+
+impl ApiResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_str(&self.body).map_err(|e| ApiError::Unexpected {
+            reason: format!("the answer is not the JSON expected: {e}"),
+            request_id: self.request_id.clone(),
+        })
+    }
+
+    /// GitHub's `message` field, when the body has one.
+    pub fn message(&self) -> String {
+        #[derive(Deserialize)]
+        struct Message {
+            message: String,
+        }
+        serde_json::from_str::<Message>(&self.body)
+            .map(|m| m.message)
+            .unwrap_or_else(|_| self.body.chars().take(200).collect())
+    }
+
+    /// The response as an error, for a caller that needed a success.
+    pub fn into_error(self, what: &str) -> ApiError {
+        ApiError::Status {
+            what: what.to_owned(),
+            status: self.status,
+            message: self.message(),
+            request_id: self.request_id,
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "the server has no App credentials (APP_ID and PRIVATE_KEY), so it cannot call GitHub as the App"
+    )]
+    NoCredentials,
+    #[error(
+        "{what}: GitHub answered {status}: {message}{}",
+        request_id_note(request_id)
+    )]
+    Status {
+        what: String,
+        status: u16,
+        message: String,
+        request_id: Option<String>,
+    },
+    #[error("{method} {path}: gave up after {attempts} attempts: {reason}")]
+    GaveUp {
+        method: String,
+        path: String,
+        attempts: u32,
+        reason: String,
+    },
+    #[error("{reason}{}", request_id_note(request_id))]
+    Unexpected {
+        reason: String,
+        request_id: Option<String>,
+    },
+}
+
+fn request_id_note(request_id: &Option<String>) -> String {
+    request_id
+        .as_ref()
+        .map(|id| format!(" (GitHub request id {id})"))
+        .unwrap_or_default()
+}
+
+impl ApiError {
+    /// True when trying again later may succeed: rate limits, server errors, network
+    /// trouble. A 4xx other than a rate limit is permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::GaveUp { .. } => true,
+            ApiError::Status { status, .. } => *status >= 500 || *status == 429,
+            ApiError::NoCredentials | ApiError::Unexpected { .. } => false,
+        }
+    }
+
+    /// The HTTP status, for a status error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The client; cheap to clone.
+#[derive(Clone)]
+pub struct GitHubApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: Octocrab,
+    base_url: String,
+    app: Option<AppKey>,
+    tokens: tokio::sync::Mutex<TokenCache>,
+    policy: RetryPolicy,
+    timeout: Duration,
+    repository_writes: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Deserialize)]
+struct AccessToken {
+    token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+impl GitHubApi {
+    /// A client for the API at `base_url`, acting as `app` when given.
+    pub fn new(
+        base_url: &str,
+        app: Option<AppKey>,
+        policy: RetryPolicy,
+    ) -> Result<GitHubApi, super::client::ClientError> {
+        // Retries are ours (rate limits and backoff as GitHub documents them); octocrab's
+        // own would retry 5xx at once and hide the request ids.
+        let http = Octocrab::builder()
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(REQUEST_TIMEOUT))
+            .build()
+            .map_err(super::client::ClientError::Build)?;
+        Ok(GitHubApi {
+            inner: Arc::new(Inner {
+                http,
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                app,
+                tokens: tokio::sync::Mutex::new(TokenCache::default()),
+                policy,
+                timeout: REQUEST_TIMEOUT,
+                repository_writes: std::sync::Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The REST base URL.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// True when the server has App credentials.
+    pub fn has_app(&self) -> bool {
+        self.inner.app.is_some()
+    }
+
+    /// A token for `installation`: the cached one while it is fresh, else a new one.
+    pub async fn installation_token(&self, installation: i64) -> Result<Secret, ApiError> {
+        let mut cache = self.inner.tokens.lock().await;
+        let now = OffsetDateTime::now_utc();
+        if let Some(token) = cache.fresh(installation, now) {
+            return Ok(token);
+        }
+        let path = format!("/app/installations/{installation}/access_tokens");
+        let response = self
+            .send_with_retries(
+                &Method::POST,
+                &path,
+                Auth::App,
+                Some(&serde_json::json!({})),
+            )
+            .await?;
+        if !response.is_success() {
+            return Err(response.into_error(&format!(
+                "getting an access token for installation {installation}"
+            )));
+        }
+        let access: AccessToken = response.json()?;
+        tracing::info!(installation, expires_at = %access.expires_at, "new installation token");
+        let token = Secret::new(access.token);
+        cache.store(
+            installation,
+            InstallationToken {
+                token: token.clone(),
+                issued_at: now,
+                expires_at: access.expires_at,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Sends a request and returns GitHub's answer, whatever its status, once rate limits
+    /// and server errors have been waited out. A write to a repository waits for any other
+    /// write to the same repository to finish first.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse, ApiError> {
+        let _write_guard = match repository_of(path) {
+            Some(repository) if method != Method::GET && method != Method::HEAD => {
+                Some(self.repository_write_lock(repository).lock_owned().await)
+            }
+            _ => None,
+        };
+        let response = self.send_with_retries(&method, path, auth, body).await?;
+        if response.status == 401
+            && let Auth::Installation(installation) = auth
+        {
+            // The token may have been revoked or expired early: renew it once.
+            tracing::warn!(
+                installation,
+                path,
+                "GitHub refused the installation token; renewing it"
+            );
+            self.inner.tokens.lock().await.forget(installation);
+            return self.send_with_retries(&method, path, auth, body).await;
+        }
+        Ok(response)
+    }
+
+    /// `GET` that must succeed, as `T`.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        auth: Auth,
+    ) -> Result<T, ApiError> {
+        let response = self.request(Method::GET, path, auth, None).await?;
+        if !response.is_success() {
+            return Err(response.into_error(&format!("GET {path}")));
+        }
+        response.json()
+    }
+
+    /// A request with a JSON body that must succeed, as `T`.
+    pub async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth,
+        body: &serde_json::Value,
+    ) -> Result<T, ApiError> {
+        let response = self.request(method.clone(), path, auth, Some(body)).await?;
+        if !response.is_success() {
+            return Err(response.into_error(&format!("{method} {path}")));
+        }
+        response.json()
+    }
+
+    fn repository_write_lock(&self, repository: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .inner
+            .repository_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks
+            .entry(repository.to_ascii_lowercase())
+            .or_default()
+            .clone()
+    }
+
+    async fn authorization(&self, auth: Auth) -> Result<Option<String>, ApiError> {
+        Ok(match auth {
+            Auth::Anonymous => None,
+            Auth::App => {
+                let app = self.inner.app.as_ref().ok_or(ApiError::NoCredentials)?;
+                Some(format!("Bearer {}", app.jwt(unix_now())))
+            }
+            Auth::Installation(installation) => {
+                let token = Box::pin(self.installation_token(installation)).await?;
+                Some(format!("token {}", token.expose()))
+            }
+        })
+    }
+
+    async fn send_with_retries(
+        &self,
+        method: &Method,
+        path: &str,
+        auth: Auth,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse, ApiError> {
+        let mut retries = 0u32;
+        loop {
+            let authorization = self.authorization(auth).await?;
+            let outcome = self.send_once(method, path, authorization, body).await;
+            let (verdict, response) = match outcome {
+                Ok(response) => {
+                    let verdict = self.inner.policy.verdict(
+                        response.status,
+                        &response.headers,
+                        response.body.as_bytes(),
+                        retries,
+                        unix_now(),
+                    );
+                    tracing::debug!(%method, path, status = response.status, request_id = ?response.request_id, "GitHub answered");
+                    (verdict, Ok(response))
+                }
+                Err(reason) => {
+                    // A network failure or timeout: retried like a server error.
+                    let verdict =
+                        self.inner
+                            .policy
+                            .verdict(503, &HeaderMap::new(), b"", retries, unix_now());
+                    (verdict, Err(reason))
+                }
+            };
+            match verdict {
+                Verdict::Accept => {
+                    return response.map_err(|reason| ApiError::Unexpected {
+                        reason,
+                        request_id: None,
+                    });
+                }
+                Verdict::RetryAfter { wait, reason } => {
+                    let (status, request_id) = match &response {
+                        Ok(r) => (Some(r.status), r.request_id.clone()),
+                        Err(_) => (None, None),
+                    };
+                    let error = response.as_ref().err();
+                    tracing::warn!(%method, path, ?status, ?request_id, error = ?error, %reason, wait_seconds = wait.as_secs_f64(), "retrying a GitHub request");
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                }
+                Verdict::GiveUp { reason } => {
+                    let detail = match &response {
+                        Ok(r) => format!(
+                            "{reason}; last answer {} {}{}",
+                            r.status,
+                            r.message(),
+                            request_id_note(&r.request_id)
+                        ),
+                        Err(e) => format!("{reason}; last error: {e}"),
+                    };
+                    return Err(ApiError::GaveUp {
+                        method: method.to_string(),
+                        path: path.to_owned(),
+                        attempts: retries + 1,
+                        reason: detail,
+                    });
+                }
+            }
+        }
+    }
+
+    /// One attempt. `Err` is a failure with no HTTP answer (network, timeout).
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        authorization: Option<String>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse, String> {
+        let url = format!("{}{}", self.inner.base_url, path);
+        let mut request = http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header(http::header::ACCEPT, "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28")
+            .header(http::header::USER_AGENT, "alloy-sysext-automation");
+        if let Some(authorization) = authorization {
+            request = request.header(http::header::AUTHORIZATION, authorization);
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header(http::header::CONTENT_TYPE, "application/json");
+                body.to_string()
+            }
+            None => String::new(),
+        };
+        let request = request
+            .body(body)
+            .map_err(|e| format!("{method} {path}: cannot form the request: {e}"))?;
+        let exchange = async {
+            let response = self
+                .inner
+                .http
+                .execute(request)
+                .await
+                .map_err(|e| format!("{method} {path}: {e}"))?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = self
+                .inner
+                .http
+                .body_to_string(response)
+                .await
+                .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
+            Ok::<_, String>((status, headers, body))
+        };
+        let (status, headers, body) = tokio::time::timeout(self.inner.timeout, exchange)
+            .await
+            .map_err(|_| {
+            format!("{method} {path}: no answer within {:?}", self.inner.timeout)
+        })??;
+        let request_id = headers
+            .get("x-github-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(ApiResponse {
+            status,
+            headers,
+            body,
+            request_id,
+        })
+    }
+}
+
+/// `owner/name` for a path under `/repos/owner/name/`.
+fn repository_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/repos/")?;
+    let mut parts = rest.splitn(3, '/');
+    let owner = parts.next()?;
+    let name = parts.next()?;
+    let end = owner.len() + 1 + name.split(['?', '#']).next()?.len();
+    Some(&rest[..end])
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_grouped_by_repository() {
+        assert_eq!(repository_of("/repos/o/r/contents/x"), Some("o/r"));
+        assert_eq!(repository_of("/repos/o/r"), Some("o/r"));
+        assert_eq!(repository_of("/repos/o/r?x=1"), Some("o/r"));
+        assert_eq!(repository_of("/app/hook/deliveries"), None);
+    }
+
+    #[test]
+    fn only_server_errors_and_rate_limits_are_transient() {
+        let status = |status| ApiError::Status {
+            what: "x".into(),
+            status,
+            message: "m".into(),
+            request_id: Some("ABCD".into()),
+        };
+        assert!(status(502).is_transient());
+        assert!(status(429).is_transient());
+        assert!(!status(404).is_transient());
+        assert!(!status(422).is_transient());
+        assert!(status(404).to_string().contains("GitHub request id ABCD"));
+    }
+}

@@ -1,0 +1,49 @@
+//! `GET /api/jobs` and `GET /api/jobs/{id}`: the job queue as JSON.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+
+/// How many jobs the list shows.
+const LISTED_JOBS: i64 = 100;
+
+/// The newest jobs, newest first.
+pub async fn list_jobs(State(state): State<AppState>) -> Response {
+    match state.database.recent_jobs(LISTED_JOBS).await {
+        Ok(jobs) => Json(json!({ "jobs": jobs })).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+/// One job.
+pub async fn show_job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(number) = id.parse::<i64>() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "a job id is a number" })),
+        )
+            .into_response();
+    };
+    match state.database.job(number).await {
+        Ok(Some(job)) => Json(job).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no job {number}") })),
+        )
+            .into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+fn unavailable(error: crate::database::DatabaseError) -> Response {
+    tracing::error!(%error, "reading jobs");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": "database unavailable" })),
+    )
+        .into_response()
+}

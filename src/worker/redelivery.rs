@@ -1,0 +1,189 @@
+//! Asking GitHub to redeliver what the server missed while it was down.
+//!
+//! GitHub does not redeliver failed deliveries by itself. On start and then periodically
+//! the worker lists the App's recent deliveries and asks for another attempt of each one
+//! that never succeeded and is not in the inbox. A redelivery keeps its `guid` (the
+//! `X-GitHub-Delivery` header), which is how the inbox knows it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use http::Method;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::Worker;
+use crate::github::api::{ApiError, Auth};
+
+/// How often the sweep runs after the first one at start.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// GitHub only redelivers deliveries younger than three days.
+const REDELIVERY_WINDOW: time::Duration = time::Duration::days(3);
+/// Pages of 100 deliveries read per sweep at most.
+const MAX_PAGES: usize = 10;
+/// Redeliveries asked for per sweep at most (content-creating requests are limited).
+const MAX_REDELIVERIES: usize = 50;
+
+/// One attempt at a delivery, as `GET /app/hook/deliveries` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HookDelivery {
+    pub id: i64,
+    pub guid: String,
+    #[serde(default)]
+    pub status_code: i64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub delivered_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub event: Option<String>,
+}
+
+/// Of `attempts`, the newest attempt of each delivery that never succeeded, is young
+/// enough to be redelivered, and is not in `stored`.
+pub fn to_redeliver(
+    attempts: &[HookDelivery],
+    stored: &HashSet<String>,
+    now: OffsetDateTime,
+) -> Vec<HookDelivery> {
+    let succeeded: HashSet<&str> = attempts
+        .iter()
+        .filter(|a| (200..300).contains(&a.status_code))
+        .map(|a| a.guid.as_str())
+        .collect();
+    let mut newest: HashMap<&str, &HookDelivery> = HashMap::new();
+    for attempt in attempts {
+        if succeeded.contains(attempt.guid.as_str()) || stored.contains(&attempt.guid) {
+            continue;
+        }
+        if attempt
+            .delivered_at
+            .is_some_and(|at| now - at > REDELIVERY_WINDOW)
+        {
+            continue;
+        }
+        let entry = newest.entry(attempt.guid.as_str()).or_insert(attempt);
+        if attempt.id > entry.id {
+            *entry = attempt;
+        }
+    }
+    let mut chosen: Vec<HookDelivery> = newest.into_values().cloned().collect();
+    chosen.sort_by_key(|a| a.id);
+    chosen.truncate(MAX_REDELIVERIES);
+    chosen
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<&str> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>'))
+    })
+}
+
+impl Worker {
+    /// One sweep: lists recent deliveries and asks for the missed ones again. Returns how
+    /// many redeliveries were asked for.
+    pub async fn redeliver_missed(&self) -> Result<usize, ApiError> {
+        let mut attempts = Vec::new();
+        let mut path = "/app/hook/deliveries?per_page=100".to_owned();
+        for _ in 0..MAX_PAGES {
+            let response = self
+                .github
+                .request(Method::GET, &path, Auth::App, None)
+                .await?;
+            if !response.is_success() {
+                return Err(response.into_error("listing the App's webhook deliveries"));
+            }
+            let page: Vec<HookDelivery> = response.json()?;
+            let oldest_is_old = page
+                .last()
+                .and_then(|d| d.delivered_at)
+                .is_some_and(|at| OffsetDateTime::now_utc() - at > REDELIVERY_WINDOW);
+            attempts.extend(page);
+            let next = response
+                .headers
+                .get(http::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link)
+                .map(|url| {
+                    url.strip_prefix(self.github.base_url())
+                        .unwrap_or(url)
+                        .to_owned()
+                });
+            match next {
+                Some(next) if !oldest_is_old && next.starts_with('/') => path = next,
+                _ => break,
+            }
+        }
+        let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
+        let stored = self
+            .database
+            .stored_delivery_ids(&guids)
+            .await
+            .map_err(|e| ApiError::Unexpected {
+                reason: format!("reading the inbox: {e}"),
+                request_id: None,
+            })?;
+        let missed = to_redeliver(&attempts, &stored, OffsetDateTime::now_utc());
+        for delivery in &missed {
+            let path = format!("/app/hook/deliveries/{}/attempts", delivery.id);
+            let response = self
+                .github
+                .request(Method::POST, &path, Auth::App, None)
+                .await?;
+            if response.is_success() {
+                tracing::info!(guid = %delivery.guid, event = ?delivery.event, "asked GitHub to redeliver a missed delivery");
+            } else {
+                tracing::warn!(guid = %delivery.guid, status = response.status, request_id = ?response.request_id, "GitHub refused to redeliver");
+            }
+        }
+        Ok(missed.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn attempt(id: i64, guid: &str, status_code: i64, at: OffsetDateTime) -> HookDelivery {
+        HookDelivery {
+            id,
+            guid: guid.into(),
+            status_code,
+            delivered_at: Some(at),
+            event: Some("issue_comment".into()),
+        }
+    }
+
+    #[test]
+    fn only_missed_young_unstored_deliveries_are_redelivered_once() {
+        let now = datetime!(2026-06-10 12:00 UTC);
+        let recent = datetime!(2026-06-10 11:00 UTC);
+        let attempts = vec![
+            attempt(1, "a", 502, recent),
+            attempt(2, "a", 502, recent), // the newest attempt of "a" is redelivered
+            attempt(3, "b", 502, recent),
+            attempt(4, "b", 200, recent), // "b" got through later
+            attempt(5, "c", 0, recent),   // timed out, but already stored
+            attempt(6, "d", 503, datetime!(2026-06-01 00:00 UTC)), // too old
+            attempt(7, "e", 200, recent),
+        ];
+        let stored: HashSet<String> = ["c".to_owned()].into();
+        let chosen = to_redeliver(&attempts, &stored, now);
+        let ids: Vec<i64> = chosen.iter().map(|a| a.id).collect();
+        assert_eq!(ids, [2]);
+    }
+
+    #[test]
+    fn the_next_page_comes_from_the_link_header() {
+        let link = r#"<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_9>; rel="next", <https://x>; rel="prev""#;
+        assert_eq!(
+            next_link(link),
+            Some("https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_9")
+        );
+        assert_eq!(next_link(r#"<https://x>; rel="prev""#), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! The text of the App's comments.
+
+use crate::commands::{CommandError, HELP};
+use crate::database::jobs::Job;
+use crate::manifest::Manifest;
+
+/// The reply to `/help`.
+pub fn help() -> String {
+    HELP.to_owned()
+}
+
+/// The reply to a command that cannot be read.
+pub fn bad_command(user: &str, error: &CommandError) -> String {
+    format!("@{user} {error}\n\nNothing was run. Comment `/help` for the commands.")
+}
+
+/// The reply to a command the commenter may not run.
+pub fn not_permitted(user: &str, command: &str, repository: &str, permission: &str) -> String {
+    format!(
+        "@{user} `/{command}` needs admin, maintain or write permission on {repository}; yours is `{permission}`. Nothing was run."
+    )
+}
+
+/// One line about a job.
+pub fn job_line(job: &Job) -> String {
+    let what = if job.rebuild { "rebuild" } else { "build" };
+    let mut line = format!(
+        "- job #{} — {what} {}: **{}**",
+        job.id,
+        job.version,
+        serde_json::to_value(job.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    );
+    if let Some(step) = &job.step {
+        line.push_str(&format!(", step `{step}`"));
+    }
+    line.push_str(&format!(", attempt {}", job.attempts));
+    if let Some(error) = &job.error {
+        line.push_str(&format!(" — {}", one_line(error)));
+    }
+    line
+}
+
+/// The reply to `/status`: the newest images and the latest jobs.
+pub fn status(jobs: &[Job], manifest: Option<&str>) -> String {
+    let mut text = String::from("**Alloy sysext status**\n\n");
+    match manifest.and_then(|m| Manifest::parse(m).ok()) {
+        Some(manifest) if !manifest.entries().is_empty() => {
+            text.push_str("Newest built images:\n");
+            // The manifest is in version order, oldest first.
+            let mut seen_suffixes = Vec::new();
+            for entry in manifest.entries().iter().rev() {
+                let suffix = entry.file.rsplit('-').next().unwrap_or("").to_owned();
+                if seen_suffixes.contains(&suffix) {
+                    continue;
+                }
+                seen_suffixes.push(suffix);
+                text.push_str(&format!("- `{}` sha256 `{}`\n", entry.file, entry.sha256));
+            }
+        }
+        _ => text.push_str("No image has been built yet.\n"),
+    }
+    text.push('\n');
+    if jobs.is_empty() {
+        text.push_str("No jobs yet.\n");
+    } else {
+        text.push_str("Latest jobs:\n");
+        for job in jobs {
+            text.push_str(&job_line(job));
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The reply when a job has finished well.
+pub fn job_succeeded(job: &Job) -> String {
+    let mut text = format!(
+        "✅ Alloy {} is built and signed (job #{}",
+        job.version, job.id
+    );
+    if let Some(user) = &job.trigger.user {
+        text.push_str(&format!(", asked by @{user}"));
+    }
+    text.push_str(").\n\n");
+    if let Some(result) = &job.result {
+        if let Some(note) = result.get("note").and_then(|n| n.as_str()) {
+            text.push_str(note);
+            text.push_str("\n\n");
+        }
+        if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
+            text.push_str("| image | size | sha256 |\n|---|---:|---|\n");
+            for image in images {
+                text.push_str(&format!(
+                    "| `{}` | {} | `{}` |\n",
+                    image.get("file").and_then(|v| v.as_str()).unwrap_or("?"),
+                    image.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
+                    image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?"),
+                ));
+            }
+            if let Some(change) = result.get("manifest").and_then(|v| v.as_str()) {
+                text.push_str(&format!("\nSHA256SUMS: {change}.\n"));
+            }
+        }
+    }
+    text
+}
+
+/// The reply when a job has failed for good.
+pub fn job_failed(job: &Job, error: &str) -> String {
+    format!(
+        "❌ Building Alloy {} failed (job #{}, step `{}`, attempt {}):\n\n```\n{}\n```\n\nNothing was published. Fix the cause and comment `/rebuild {}` to try again.",
+        job.version,
+        job.id,
+        job.step.as_deref().unwrap_or("start"),
+        job.attempts,
+        error.replace("```", "'''"),
+        job.version
+    )
+}
+
+fn one_line(text: &str) -> String {
+    let line: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::database::jobs::{JobState, Trigger};
+
+    fn job() -> Job {
+        Job {
+            id: 3,
+            kind: "build".into(),
+            version: "1.17.1".into(),
+            rebuild: true,
+            trigger: Trigger {
+                user: Some("octocat".into()),
+                ..Trigger::default()
+            },
+            installation_id: Some(1),
+            state: JobState::Failed,
+            step: Some("download".into()),
+            attempts: 2,
+            next_attempt_at: None,
+            created_at: "t".into(),
+            started_at: None,
+            updated_at: "t".into(),
+            finished_at: None,
+            error: Some("GitHub answered 404\nmore".into()),
+            result: None,
+        }
+    }
+
+    #[test]
+    fn status_lists_the_newest_image_per_architecture_and_the_jobs() {
+        let manifest = format!(
+            "{}  alloy-1.9.0-amd64.raw\n{}  alloy-1.10.0-amd64.raw\n{}  alloy-1.10.0-arm64.raw\n",
+            "a".repeat(64),
+            "b".repeat(64),
+            "c".repeat(64)
+        );
+        let text = status(&[job()], Some(&manifest));
+        assert!(text.contains("alloy-1.10.0-amd64.raw"));
+        assert!(text.contains("alloy-1.10.0-arm64.raw"));
+        assert!(!text.contains("alloy-1.9.0-amd64.raw"));
+        assert!(text.contains(
+            "job #3 — rebuild 1.17.1: **failed**, step `download`, attempt 2 — GitHub answered 404"
+        ));
+    }
+
+    #[test]
+    fn a_failure_reply_says_where_and_why() {
+        let text = job_failed(&job(), "boom ``` injected");
+        assert!(text.contains("step `download`"));
+        assert!(text.contains("boom ''' injected"));
+        assert!(text.contains("/rebuild 1.17.1"));
+    }
+}

@@ -1,0 +1,161 @@
+//! The `serve` binary as a child process on loopback, for the scenario tests.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use alloy_sysext_automation::server::signature::sign;
+
+use crate::common::cli;
+use crate::http::{Response, request};
+
+pub const SECRET: &str = "test webhook secret";
+
+/// The server binary, running until dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_on(free_port(), data_dir, env)
+    }
+
+    /// Starts on `port` (from [`free_port`]), for a test that must know it beforehand.
+    pub fn start_on(port: u16, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        // The log of every run in this data directory, kept for a failing test to show.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("test-server.log"))
+            .unwrap();
+        let mut command = cli();
+        command
+            .arg("serve")
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", data_dir)
+            .env("LOG_FORMAT", "json")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for name in [
+            "APP_ID",
+            "PRIVATE_KEY",
+            "PRIVATE_KEY_PATH",
+            "WEBHOOK_SECRET",
+            "DATABASE_URL",
+            "GITHUB_API_URL",
+            "LOG_LEVEL",
+        ] {
+            command.env_remove(name);
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("the server starts");
+        let server = Server {
+            child,
+            port,
+            data_dir: data_dir.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while request(port, "GET", "/healthz", &[], b"").is_err() {
+            assert!(Instant::now() < deadline, "the server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn with_secret(data_dir: &Path) -> Server {
+        Server::start(data_dir, &[("WEBHOOK_SECRET", SECRET)])
+    }
+
+    pub fn deliver(&self, id: &str, event: &str, body: &[u8]) -> Response {
+        let signature = sign(SECRET, body);
+        self.post_webhook(
+            &[
+                ("X-GitHub-Delivery", id),
+                ("X-GitHub-Event", event),
+                ("X-Hub-Signature-256", &signature),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    }
+
+    pub fn post_webhook(&self, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        request(self.port, "POST", "/api/github/webhooks", headers, body).unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(self.port, "GET", path, &[], b"").unwrap()
+    }
+
+    pub fn kill(mut self) -> PathBuf {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.data_dir.clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every fixture payload: (event, file name, body).
+pub fn fixtures() -> Vec<(String, String, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github-webhooks");
+    let mut all = Vec::new();
+    for event in fs::read_dir(&root).unwrap() {
+        let event = event.unwrap().path();
+        if !event.is_dir() {
+            continue;
+        }
+        for file in fs::read_dir(&event).unwrap() {
+            let file = file.unwrap().path();
+            all.push((
+                event.file_name().unwrap().to_string_lossy().into_owned(),
+                file.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&file).unwrap(),
+            ));
+        }
+    }
+    all.sort();
+    assert!(all.len() > 40, "the fixtures are missing");
+    all
+}
+
+impl Server {
+    /// Everything the server has logged in this data directory.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.data_dir.join("test-server.log")).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds, failing with the server's log after `limit`.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; server log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
