@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
-/// Run the GitHub App server: verify GitHub's webhook deliveries and store them durably.
+/// Run the GitHub App server: verify GitHub's webhook deliveries, store them durably, and
+/// act on them as the App (builds, comment commands).
 ///
 /// Configuration comes from the environment (see the README): PORT (3000), DATA_DIR
 /// (./data), DATABASE_URL (SQLite in DATA_DIR), APP_ID with PRIVATE_KEY or
@@ -25,10 +26,15 @@ pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(alloy_sysext_automation::server::serve(
+    let served = runtime.block_on(alloy_sysext_automation::server::serve(
         config,
         shutdown_signal(),
-    ))
+    ));
+    // A build in the middle of a step runs on a blocking thread that cannot be
+    // interrupted; the process exits without waiting for it, and the job resumes from that
+    // step on the next start.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The HTTP server: GitHub's webhooks in, status out.
 
 pub mod jobs_api;
+pub mod listener;
 pub mod signature;
 pub mod signing_key;
 pub mod webhook;
@@ -125,6 +126,8 @@ pub async fn serve(
     // In-flight requests get a few seconds to finish after the signal; a client that
     // never finishes its request does not keep the process alive.
     let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let listener =
+        listener::BoundedListener::new(listener, listener::MAX_CONNECTIONS, listener::IDLE_TIMEOUT);
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = signalled.send(true);
