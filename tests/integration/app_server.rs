@@ -565,3 +565,22 @@ fn missed_deliveries_are_redelivered_on_start() {
     let replies = wait_for_replies(&server, &github, 2);
     assert_eq!(replies.len(), 2);
 }
+
+#[test]
+fn an_unusable_app_key_stops_the_start_without_showing_the_key() {
+    let data = tempfile::tempdir().unwrap();
+    let junk = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END RSA PRIVATE KEY-----\n";
+    let stderr = run_fail(
+        cli()
+            .arg("serve")
+            .env("PORT", free_port().to_string())
+            .env("DATA_DIR", data.path())
+            .env("APP_ID", "1")
+            .env("PRIVATE_KEY", junk)
+            .env_remove("PRIVATE_KEY_PATH")
+            .env("WEBHOOK_SECRET", SECRET)
+            .env("LOG_FORMAT", "json"),
+    );
+    assert!(stderr.contains("PRIVATE_KEY"), "{stderr}");
+    assert!(!stderr.contains("c2VjcmV0LWtleS1tYXRlcmlhbA"), "{stderr}");
+}

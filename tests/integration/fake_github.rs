@@ -649,28 +649,45 @@ fn delivery_status(status_code: u16) -> String {
     }
 }
 
-fn error_with(status: StatusCode, message: &str, documentation_url: &str) -> Response {
-    (
+/// An error answer, in GitHub's shape.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    documentation_url: &'static str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"message": self.message, "documentation_url": self.documentation_url});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// What the route handlers answer.
+type Answer = Result<Response, ApiError>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError {
         status,
-        axum::Json(json!({"message": message, "documentation_url": documentation_url})),
-    )
-        .into_response()
+        message: message.into(),
+        documentation_url: DOCS,
+    }
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    error_with(status, message, DOCS)
-}
-
-fn not_found() -> Response {
+fn not_found() -> ApiError {
     error(StatusCode::NOT_FOUND, "Not Found")
 }
 
-fn bad_credentials() -> Response {
+fn bad_credentials() -> ApiError {
     error(StatusCode::UNAUTHORIZED, "Bad credentials")
 }
 
-fn created(body: Value) -> Response {
-    (StatusCode::CREATED, axum::Json(body)).into_response()
+fn created(body: Value) -> Answer {
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+fn ok(body: Value) -> Answer {
+    Ok(axum::Json(body).into_response())
 }
 
 /// A stable fake user id for `login`.
@@ -733,7 +750,7 @@ fn credential(authorization: &str) -> Option<&str> {
 }
 
 /// The App whose valid JWT authorizes the request, or GitHub's 401.
-fn app_auth(model: &Model, headers: &HeaderMap) -> Result<u64, Response> {
+fn app_auth(model: &Model, headers: &HeaderMap) -> Result<u64, ApiError> {
     const UNDECODABLE: &str = "A JSON web token could not be decoded";
     let refuse = |message: &str| Err(error(StatusCode::UNAUTHORIZED, message));
     let Some(raw) = authorization(headers) else {
@@ -802,7 +819,7 @@ struct Installation {
 }
 
 /// The installation whose unexpired token authorizes the request, or GitHub's 401.
-fn installation_auth(model: &Model, headers: &HeaderMap) -> Result<Installation, Response> {
+fn installation_auth(model: &Model, headers: &HeaderMap) -> Result<Installation, ApiError> {
     let Some(raw) = authorization(headers) else {
         return Err(error(StatusCode::UNAUTHORIZED, "Requires authentication"));
     };
@@ -818,7 +835,7 @@ fn installation_auth(model: &Model, headers: &HeaderMap) -> Result<Installation,
 
 /// GitHub's answer when a token reaches outside its installation: the repository does not
 /// exist for it.
-fn check_repository(installation: &Installation, owner: &str, repo: &str) -> Result<(), Response> {
+fn check_repository(installation: &Installation, owner: &str, repo: &str) -> Result<(), ApiError> {
     if owner.eq_ignore_ascii_case(&installation.account) {
         return Ok(());
     }
@@ -830,7 +847,7 @@ fn check_repository(installation: &Installation, owner: &str, repo: &str) -> Res
 }
 
 /// For the public release routes: no credentials are fine, bad ones are not.
-fn optional_auth(model: &Model, headers: &HeaderMap) -> Result<(), Response> {
+fn optional_auth(model: &Model, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(raw) = authorization(headers) else {
         return Ok(());
     };
@@ -903,11 +920,12 @@ fn failure_response(failure: &Failure, request_id: &str, model: &Mutex<Model>) -
         Failure::RateLimited { reset_in } => {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
             let reset = (now + *reset_in).as_secs_f64().ceil() as u64;
-            let mut response = error_with(
-                StatusCode::FORBIDDEN,
-                "API rate limit exceeded for installation ID 1.",
-                "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-            );
+            let mut response = ApiError {
+                status: StatusCode::FORBIDDEN,
+                message: "API rate limit exceeded for installation ID 1.".to_owned(),
+                documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+            }
+            .into_response();
             let headers = response.headers_mut();
             headers.insert("x-ratelimit-limit", RATE_LIMIT.into());
             headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
@@ -917,13 +935,14 @@ fn failure_response(failure: &Failure, request_id: &str, model: &Mutex<Model>) -
             response
         }
         Failure::SecondaryRateLimit { retry_after } => {
-            let mut response = error_with(
-                StatusCode::FORBIDDEN,
-                &format!(
+            let mut response = ApiError {
+                status: StatusCode::FORBIDDEN,
+                message: format!(
                     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID {request_id}."
                 ),
-                "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
-            );
+                documentation_url: "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+            }
+            .into_response();
             let headers = response.headers_mut();
             headers.insert(header::RETRY_AFTER, (*retry_after).into());
             for (name, value) in lock(model).spend_rate_limit() {
@@ -933,21 +952,18 @@ fn failure_response(failure: &Failure, request_id: &str, model: &Mutex<Model>) -
         }
         Failure::ServerError(code) => {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
-            error(status, status.canonical_reason().unwrap_or("Server Error"))
+            error(status, status.canonical_reason().unwrap_or("Server Error")).into_response()
         }
     }
 }
 
 // --- App routes --------------------------------------------------------------------------------------------
 
-async fn get_app(State(model): State<Shared>, headers: HeaderMap) -> Response {
+async fn get_app(State(model): State<Shared>, headers: HeaderMap) -> Answer {
     let model = lock(&model);
-    let app_id = match app_auth(&model, &headers) {
-        Ok(app_id) => app_id,
-        Err(response) => return response,
-    };
+    let app_id = app_auth(&model, &headers)?;
     let app = &model.apps[&app_id];
-    axum::Json(json!({
+    ok(json!({
         "id": app.id,
         "slug": app.slug,
         "node_id": format!("A_fake{}", app.id),
@@ -963,25 +979,21 @@ async fn get_app(State(model): State<Shared>, headers: HeaderMap) -> Response {
         "events": ["issue_comment", "release"],
         "installations_count": model.installations.len(),
     }))
-    .into_response()
 }
 
 async fn create_access_token(
     State(model): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let mut model = lock(&model);
-    let app_id = match app_auth(&model, &headers) {
-        Ok(app_id) => app_id,
-        Err(response) => return response,
-    };
+    let app_id = app_auth(&model, &headers)?;
     let Some(installation_id) = id
         .parse()
         .ok()
         .filter(|id| model.installations.contains_key(id))
     else {
-        return not_found();
+        return Err(not_found());
     };
     model.tokens_issued += 1;
     let token = format!(
@@ -1016,22 +1028,20 @@ async fn list_deliveries(
     State(model): State<Shared>,
     Query(query): Query<DeliveryQuery>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let model = lock(&model);
-    if let Err(response) = app_auth(&model, &headers) {
-        return response;
-    }
+    app_auth(&model, &headers)?;
     let per_page = match query.per_page.as_deref().map(str::parse::<usize>) {
         None | Some(Ok(0)) => 30,
         Some(Ok(n)) => n.min(100),
-        Some(Err(_)) => return error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid per_page"),
+        Some(Err(_)) => return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid per_page")),
     };
     // The cursor is the id of the last attempt shown; the next page holds older ones.
     let before = match query.cursor.as_deref() {
         None => u64::MAX,
         Some(cursor) => match cursor.strip_prefix("v1_").and_then(|id| id.parse().ok()) {
             Some(id) => id,
-            None => return error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid cursor"),
+            None => return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid cursor")),
         },
     };
     let mut page: Vec<&DeliveryRecord> = model
@@ -1054,20 +1064,18 @@ async fn list_deliveries(
             .headers_mut()
             .insert(header::LINK, link.parse().unwrap());
     }
-    response
+    Ok(response)
 }
 
 async fn get_delivery(
     State(model): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let model = lock(&model);
-    if let Err(response) = app_auth(&model, &headers) {
-        return response;
-    }
+    app_auth(&model, &headers)?;
     let Some(record) = model.deliveries.iter().find(|d| id.parse() == Ok(d.id)) else {
-        return not_found();
+        return Err(not_found());
     };
     let mut body = record.json();
     body["request"] = json!({
@@ -1079,21 +1087,19 @@ async fn get_delivery(
         "payload": serde_json::from_slice::<Value>(&record.body).unwrap_or(Value::Null),
     });
     body["response"] = json!({"headers": {}, "payload": record.response_body});
-    axum::Json(body).into_response()
+    Ok(axum::Json(body).into_response())
 }
 
 async fn redeliver(
     State(model): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let (guid, event, action, body) = {
         let mut model = lock(&model);
-        if let Err(response) = app_auth(&model, &headers) {
-            return response;
-        }
+        app_auth(&model, &headers)?;
         let Some(record) = model.deliveries.iter().find(|d| id.parse() == Ok(d.id)) else {
-            return not_found();
+            return Err(not_found());
         };
         let found = (
             record.guid.clone(),
@@ -1109,7 +1115,7 @@ async fn redeliver(
     tokio::task::spawn_blocking(move || {
         deliver_blocking(&model, &guid, &event, action.as_deref(), body, true)
     });
-    (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response()
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({}))).into_response())
 }
 
 /// POSTs a delivery to the webhook target as GitHub does and records the attempt.
@@ -1173,15 +1179,10 @@ async fn collaborator_permission(
     State(model): State<Shared>,
     Path((owner, repo, user)): Path<(String, String, String)>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let model = lock(&model);
-    let installation = match installation_auth(&model, &headers) {
-        Ok(installation) => installation,
-        Err(response) => return response,
-    };
-    if let Err(response) = check_repository(&installation, &owner, &repo) {
-        return response;
-    }
+    let installation = installation_auth(&model, &headers)?;
+    check_repository(&installation, &owner, &repo)?;
     let role = model
         .permissions
         .get(&(
@@ -1213,12 +1214,11 @@ async fn collaborator_permission(
         "pull": level >= 1,
     });
     user_json["role_name"] = json!(role);
-    axum::Json(json!({"permission": permission, "role_name": role, "user": user_json}))
-        .into_response()
+    ok(json!({"permission": permission, "role_name": role, "user": user_json}))
 }
 
 /// The JSON object of a request body, or GitHub's 400.
-fn json_body(body: &[u8]) -> Result<Value, Response> {
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice::<Value>(body)
         .ok()
         .filter(Value::is_object)
@@ -1230,27 +1230,19 @@ async fn create_comment(
     Path((owner, repo, number)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let mut model = lock(&model);
-    let installation = match installation_auth(&model, &headers) {
-        Ok(installation) => installation,
-        Err(response) => return response,
-    };
-    if let Err(response) = check_repository(&installation, &owner, &repo) {
-        return response;
-    }
+    let installation = installation_auth(&model, &headers)?;
+    check_repository(&installation, &owner, &repo)?;
     let Ok(number) = number.parse::<u64>() else {
-        return not_found();
+        return Err(not_found());
     };
-    let request = match json_body(&body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
+    let request = json_body(&body)?;
     let Some(text) = request["body"].as_str() else {
-        return error(
+        return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid request.\n\n\"body\" wasn't supplied.",
-        );
+        ));
     };
     model.next_comment_id += 1;
     let id = model.next_comment_id;
@@ -1286,27 +1278,19 @@ async fn create_reaction(
     Path((owner, repo, comment_id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let mut model = lock(&model);
-    let installation = match installation_auth(&model, &headers) {
-        Ok(installation) => installation,
-        Err(response) => return response,
-    };
-    if let Err(response) = check_repository(&installation, &owner, &repo) {
-        return response;
-    }
+    let installation = installation_auth(&model, &headers)?;
+    check_repository(&installation, &owner, &repo)?;
     let Ok(comment_id) = comment_id.parse::<u64>() else {
-        return not_found();
+        return Err(not_found());
     };
-    let request = match json_body(&body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
+    let request = json_body(&body)?;
     let Some(content) = request["content"]
         .as_str()
         .filter(|c| REACTIONS.contains(c))
     else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"));
     };
     let reaction_json = |id: u64| {
         json!({
@@ -1324,7 +1308,7 @@ async fn create_reaction(
             .iter()
             .find(|r| r.user == installation.bot && r.content == content)
     }) {
-        return axum::Json(reaction_json(existing.id)).into_response();
+        return ok(reaction_json(existing.id));
     }
     model.next_reaction_id += 1;
     let id = model.next_reaction_id;
@@ -1342,16 +1326,14 @@ async fn release_by_tag(
     State(model): State<Shared>,
     Path((owner, repo, tag)): Path<(String, String, String)>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let model = lock(&model);
-    if let Err(response) = optional_auth(&model, &headers) {
-        return response;
-    }
+    optional_auth(&model, &headers)?;
     let Some(ids) = model
         .releases
         .get(&(format!("{owner}/{repo}"), tag.clone()))
     else {
-        return not_found();
+        return Err(not_found());
     };
     let assets: Vec<_> = ids
         .iter()
@@ -1369,7 +1351,7 @@ async fn release_by_tag(
             })
         })
         .collect();
-    axum::Json(json!({
+    ok(json!({
         "id": 1,
         "tag_name": tag,
         "name": tag,
@@ -1379,21 +1361,18 @@ async fn release_by_tag(
         "html_url": format!("https://github.com/{owner}/{repo}/releases/tag/{tag}"),
         "assets": assets,
     }))
-    .into_response()
 }
 
 async fn asset_api(
     State(model): State<Shared>,
     Path((_owner, _repo, id)): Path<(String, String, String)>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     {
         let model = lock(&model);
-        if let Err(response) = optional_auth(&model, &headers) {
-            return response;
-        }
+        optional_auth(&model, &headers)?;
         if !id.parse().is_ok_and(|id| model.assets.contains_key(&id)) {
-            return not_found();
+            return Err(not_found());
         }
     }
     let accept = headers
@@ -1402,17 +1381,17 @@ async fn asset_api(
         .unwrap_or("");
     if !accept.contains("application/octet-stream") {
         // The real API answers JSON metadata here; a client that wants bytes must ask.
-        return (
+        return Ok((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "ask for application/octet-stream",
         )
-            .into_response();
+            .into_response());
     }
-    Redirect::to(&format!("/storage/{id}")).into_response()
+    Ok(Redirect::to(&format!("/storage/{id}")).into_response())
 }
 
 /// The storage host (a different host on the real GitHub; it ignores API credentials).
-async fn asset_storage(State(model): State<Shared>, Path(id): Path<String>) -> Response {
+async fn asset_storage(State(model): State<Shared>, Path(id): Path<String>) -> Answer {
     let (data, delay) = {
         let mut model = lock(&model);
         let Some(asset) = id
@@ -1420,13 +1399,13 @@ async fn asset_storage(State(model): State<Shared>, Path(id): Path<String>) -> R
             .ok()
             .and_then(|id| model.assets.get(&id).cloned())
         else {
-            return not_found();
+            return Err(not_found());
         };
         model.downloads.push(asset.name);
         (asset.data, model.asset_delay)
     };
     if delay.is_zero() {
-        return ([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response();
+        return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response());
     }
     let length = data.len();
     let data = Bytes::from(data);
@@ -1444,14 +1423,14 @@ async fn asset_storage(State(model): State<Shared>, Path(id): Path<String>) -> R
             }
         }
     });
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_LENGTH, length.to_string()),
         ],
         Body::from_stream(chunks),
     )
-        .into_response()
+        .into_response())
 }
 
 #[cfg(test)]
@@ -1614,38 +1593,37 @@ mod tests {
     #[test]
     fn installation_tokens_are_issued_reach_their_account_and_expire() {
         let github = github_with_app();
-        github.set_token_lifetime(Duration::from_secs(1));
         let jwt = format!("Bearer {}", app_jwt());
-        let response = call(
-            &github,
-            "POST",
-            "/app/installations/78/access_tokens",
-            Some(&jwt),
-            "",
-        );
-        assert_eq!(response.status, 404);
+        let issue = |installation: u64| {
+            let path = format!("/app/installations/{installation}/access_tokens");
+            call(&github, "POST", &path, Some(&jwt), "{}")
+        };
+        let lifetime_of = |issued: &Value| {
+            let expires_at = time::OffsetDateTime::parse(
+                issued["expires_at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            expires_at.unix_timestamp() - now()
+        };
+        assert_eq!(issue(78).status, 404);
 
-        let response = call(
-            &github,
-            "POST",
-            &format!("/app/installations/{INSTALLATION}/access_tokens"),
-            Some(&jwt),
-            "{}",
-        );
+        github.set_token_lifetime(Duration::from_secs(1));
+        let response = issue(INSTALLATION);
         assert_eq!(response.status, 201, "{}", response.body);
         let issued = response.json();
-        let token = issued["token"].as_str().unwrap().to_owned();
-        assert!(token.starts_with("ghs_") && token.len() > 30, "{token}");
-        let expires_at = time::OffsetDateTime::parse(
-            issued["expires_at"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
-        let lifetime = expires_at.unix_timestamp() - now();
-        assert!((0..=1).contains(&lifetime), "{issued}");
+        let short = issued["token"].as_str().unwrap().to_owned();
+        assert!(short.starts_with("ghs_") && short.len() > 30, "{short}");
+        assert!((0..=1).contains(&lifetime_of(&issued)), "{issued}");
         serde_json::from_value::<octocrab::models::InstallationToken>(issued).unwrap();
-        let second = issue_token(&github);
-        assert_ne!(second, token);
+        let short_issued = Instant::now();
+
+        // The lifetime applies to tokens issued afterwards.
+        github.set_token_lifetime(Duration::from_secs(3600));
+        let issued = issue(INSTALLATION).json();
+        assert!((3599..=3600).contains(&lifetime_of(&issued)), "{issued}");
+        let token = issued["token"].as_str().unwrap().to_owned();
+        assert_ne!(token, short);
         assert_eq!(github.tokens_issued(), 2);
 
         github.set_permission("Acme/Site", "Alice", "maintain");
@@ -1698,12 +1676,14 @@ mod tests {
         );
         assert_eq!(github.unauthorized_responses(), 1);
 
-        std::thread::sleep(Duration::from_millis(1100));
-        let response = call(&github, "GET", path, Some(&format!("token {token}")), "");
+        std::thread::sleep(Duration::from_millis(1100).saturating_sub(short_issued.elapsed()));
+        let response = call(&github, "GET", path, Some(&format!("token {short}")), "");
         assert_eq!(response.status, 401);
         assert_eq!(response.json()["message"], "Bad credentials");
         assert_eq!(call(&github, "GET", path, None, "").status, 401);
         assert_eq!(github.unauthorized_responses(), 3);
+        let response = call(&github, "GET", path, Some(&format!("token {token}")), "");
+        assert_eq!(response.status, 200);
     }
 
     #[test]
@@ -1779,8 +1759,11 @@ mod tests {
         assert_eq!(statuses, [200, 404, 405, 404, 403, 403, 502, 200]);
     }
 
+    /// A request a webhook target received: its headers (names lowercased) and body.
+    type Received = (Vec<(String, String)>, Vec<u8>);
+
     /// A webhook receiver answering `status` to each request, handing over what it got.
-    fn webhook_target(status: u16) -> (u16, mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>) {
+    fn webhook_target(status: u16) -> (u16, mpsc::Receiver<Received>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (sender, receiver) = mpsc::channel();
@@ -2075,7 +2058,7 @@ mod tests {
         .unwrap()
         .json();
         let id = release["assets"][0]["id"].as_u64().unwrap();
-        github.set_asset_delay(Duration::from_millis(400));
+        github.set_asset_delay(Duration::from_secs(1));
         // The first half comes at once, the rest after the delay.
         let started = Instant::now();
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", github.port())).unwrap();
@@ -2091,12 +2074,12 @@ mod tests {
             assert!(n > 0, "{}", String::from_utf8_lossy(&received));
             received.extend_from_slice(&buffer[..n]);
         }
-        assert!(started.elapsed() < Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_millis(800));
         let head = String::from_utf8_lossy(&received).to_lowercase();
         assert!(head.starts_with("http/1.1 200"), "{head}");
         assert!(head.contains("content-length: 10\r\n"), "{head}");
         stream.read_to_end(&mut received).unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert!(started.elapsed() >= Duration::from_secs(1));
         assert!(received.ends_with(b"\r\n\r\n0123456789"));
         assert_eq!(github.downloads(), ["a.zip"]);
     }

@@ -24,34 +24,10 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    // A server that refuses a large body may close before reading all of it; its
-    // answer is still there to read.
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP response: {text:?}")))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
+    let response = request_with_headers(port, method, path, headers, body)?;
     Ok(Response {
-        status,
-        body: body.to_owned(),
+        status: response.status,
+        body: response.body,
     })
 }
 
@@ -77,7 +53,7 @@ impl HeadedResponse {
     }
 }
 
-/// Like [`request`], and keeps the response's headers.
+/// Sends one request to `127.0.0.1:port` and reads the whole response, headers included.
 pub fn request_with_headers(
     port: u16,
     method: &str,
@@ -96,6 +72,8 @@ pub fn request_with_headers(
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
+    // A server that refuses a large body may close before reading all of it; its
+    // answer is still there to read.
     let _ = stream.write_all(body);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
