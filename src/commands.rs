@@ -93,7 +93,8 @@ pub enum CommandError {
     },
     /// `/build` or `/rebuild` with an argument that is not a version.
     #[error(
-        "`/{command}` takes one version like `1.17.1` (X.Y.Z), for example `/{command} 1.17.1`; `{given}` is not one: {reason}."
+        "`/{command}` takes one version like `1.17.1` (X.Y.Z), for example `/{command} 1.17.1`; \
+         `{given}` is not one: {reason}."
     )]
     BadVersion {
         /// The command word, without its slash (as [`Command::name`]).
@@ -134,7 +135,7 @@ Commands in code blocks, quotes and HTML comments are ignored.
 |---|---|---|
 | `/build X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images, if that version is not published yet. | Users with admin, maintain or write permission on this repository |
 | `/rebuild X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images again, replacing the published ones. | Users with admin, maintain or write permission on this repository |
-| `/status` | Replies with what is building, queued and recently finished. | Anyone |
+| `/status` | Replies with the newest built images and the latest build jobs. | Anyone |
 | `/help` | Replies with this message. | Anyone |
 
 A version is three numbers such as `1.17.1` (a leading `v` is fine); pre-releases such as \

@@ -69,8 +69,8 @@ impl AppKey {
         if pem.is_empty() {
             return refuse("it is empty");
         }
-        // The label is checked here first only to give a useful reason; jsonwebtoken's own
-        // errors are not passed on, so that nothing it might quote from the input is shown.
+        // The label is looked at first to give a useful reason. jsonwebtoken's own errors are
+        // never passed on, so that nothing it might quote from the input can be shown.
         match first_pem_label(pem) {
             None => return refuse("no PEM BEGIN line was found"),
             Some("RSA PRIVATE KEY" | "PRIVATE KEY") => {}
@@ -167,6 +167,8 @@ mod tests {
     /// The PKCS#8 form of the test key, made in-process as `openssl pkcs8 -topk8 -nocrypt`
     /// makes it: the PKCS#1 DER wrapped in
     /// `SEQUENCE { INTEGER 0, SEQUENCE { OID rsaEncryption, NULL }, OCTET STRING pkcs1 }`.
+    /// (When this was written, the result was byte-identical to openssl's output; building it
+    /// here avoids both a fixture file and a dependency.)
     fn pkcs8_pem() -> String {
         fn der(tag: u8, content: &[u8]) -> Vec<u8> {
             let mut out = vec![tag];
