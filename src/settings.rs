@@ -1,5 +1,10 @@
-//! What the server builds and where: the upstream release, the image, the build repository.
-//! The built-in defaults are today's deployment.
+//! What the server builds and where: the upstream release, the image, the build
+//! repository, the public URL, the upstream check's schedule and the consumer repositories.
+//! Read from the TOML file `CONFIG_FILE`; the built-in defaults are today's deployment.
+
+use std::path::Path;
+
+use serde::Deserialize;
 
 use crate::arch::Arch;
 use crate::sysext::compression::Compression;
@@ -43,12 +48,352 @@ pub struct BuildRepoSettings {
     pub branch: String,
 }
 
+/// Where published images are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishSettings {
+    /// Ends with `/`.
+    pub base_url: String,
+}
+
+impl PublishSettings {
+    /// The public URL of `file`.
+    pub fn url(&self, file: &str) -> String {
+        format!("{}{file}", self.base_url)
+    }
+}
+
+/// When upstream is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    /// A five-field cron expression in UTC, or `None` (`"off"`).
+    pub check_upstream: Option<String>,
+    /// The label of tracking issues.
+    pub tracking_label: String,
+}
+
+impl ScheduleSettings {
+    /// The first check time strictly after `after`, if checks are on.
+    pub fn next_check(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let cron: croner::Cron = self.check_upstream.as_deref()?.parse().ok()?;
+        cron.find_next_occurrence(&after, false).ok()
+    }
+}
+
+/// A repository whose Butane file pins the image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// `owner/name`.
+    pub repo: String,
+    /// The Butane file in it.
+    pub path: String,
+    /// The branch pull requests go to.
+    pub base: String,
+    #[serde(default)]
+    pub assignees: Vec<String>,
+}
+
 /// Everything above.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub upstream: UpstreamSettings,
     pub image: ImageSettings,
     pub build_repo: BuildRepoSettings,
+    pub publish: PublishSettings,
+    pub schedule: ScheduleSettings,
+    pub consumers: Vec<ConsumerSettings>,
+}
+
+/// A settings file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("reading CONFIG_FILE {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("CONFIG_FILE {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// The file's shape: every table and key optional, unknown ones refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    #[serde(default)]
+    upstream: UpstreamFile,
+    #[serde(default)]
+    image: ImageFile,
+    #[serde(default)]
+    build_repo: BuildRepoFile,
+    #[serde(default)]
+    publish: PublishFile,
+    #[serde(default)]
+    schedule: ScheduleFile,
+    consumers: Option<Vec<ConsumerSettings>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamFile {
+    repo: Option<String>,
+    asset: Option<String>,
+    binary: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageFile {
+    name: Option<String>,
+    arches: Option<Vec<String>>,
+    compression: Option<String>,
+    compression_level: Option<u32>,
+    compat_name: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildRepoFile {
+    repo: Option<String>,
+    branch: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishFile {
+    base_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    check_upstream: Option<String>,
+    tracking_label: Option<String>,
+}
+
+/// `owner/name` with GitHub's characters only.
+fn is_repo_name(text: &str) -> bool {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    matches!(text.split_once('/'), Some((owner, name)) if ok(owner) && ok(name))
+}
+
+/// A branch name git and GitHub accept, without surprises.
+fn is_branch_name(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('/')
+        && !text.ends_with('/')
+        && !text.contains("..")
+        && !text.contains("//")
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+}
+
+/// A repository-relative file path.
+fn is_file_path(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('/')
+        && text
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && !text.contains(['\\', '\0', '?', '#'])
+}
+
+impl Settings {
+    /// The settings in `path`, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
+        let Some(path) = path else {
+            return Ok(Settings::default());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Settings::parse(&text).map_err(|message| SettingsError::Invalid {
+            path: shown,
+            message,
+        })
+    }
+
+    /// Settings from TOML `text`: what it leaves out keeps its default. The error names
+    /// the key at fault.
+    pub fn parse(text: &str) -> Result<Settings, String> {
+        let file: SettingsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut settings = Settings::default();
+        let invalid = |key: &str, value: &str, expected: &str| {
+            format!("{key} = {value:?} is not valid: {expected}")
+        };
+
+        if let Some(repo) = file.upstream.repo {
+            if !is_repo_name(&repo) {
+                return Err(invalid("upstream.repo", &repo, "expected owner/name"));
+            }
+            settings.upstream.repo = repo;
+        }
+        for (key, value, target) in [
+            (
+                "upstream.asset",
+                file.upstream.asset,
+                &mut settings.upstream.asset,
+            ),
+            (
+                "upstream.binary",
+                file.upstream.binary,
+                &mut settings.upstream.binary,
+            ),
+        ] {
+            if let Some(value) = value {
+                if !value.contains("{arch}")
+                    || value.contains(['/', '\\'])
+                    || value.starts_with('.')
+                {
+                    return Err(invalid(
+                        key,
+                        &value,
+                        "a file name containing {arch}, without directories",
+                    ));
+                }
+                *target = value;
+            }
+        }
+
+        if let Some(name) = file.image.name {
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && name.as_bytes()[0].is_ascii_lowercase();
+            if !ok {
+                return Err(invalid(
+                    "image.name",
+                    &name,
+                    "lowercase letters, digits and _ (it names files and the systemd unit), starting with a letter",
+                ));
+            }
+            settings.image.name = name;
+        }
+        if let Some(arches) = file.image.arches {
+            if arches.is_empty() {
+                return Err("image.arches is empty: list at least one of amd64, arm64".into());
+            }
+            let mut parsed = Vec::new();
+            for arch in &arches {
+                let arch: Arch = arch
+                    .parse()
+                    .map_err(|e: crate::arch::UnknownArch| format!("image.arches: {e}"))?;
+                if !parsed.contains(&arch) {
+                    parsed.push(arch);
+                }
+            }
+            settings.image.arches = parsed;
+        }
+        if file.image.compression.is_some() || file.image.compression_level.is_some() {
+            let name = file.image.compression.as_deref().unwrap_or("xz");
+            settings.image.compression = Compression::new(name, file.image.compression_level)
+                .map_err(|e| format!("image.compression: {e}"))?;
+        }
+        if let Some(compat) = file.image.compat_name {
+            settings.image.compat_name = compat;
+        }
+
+        if let Some(repo) = file.build_repo.repo {
+            if !is_repo_name(&repo) {
+                return Err(invalid("build_repo.repo", &repo, "expected owner/name"));
+            }
+            settings.build_repo.repo = repo;
+        }
+        if let Some(branch) = file.build_repo.branch {
+            if !is_branch_name(&branch) {
+                return Err(invalid("build_repo.branch", &branch, "a branch name"));
+            }
+            settings.build_repo.branch = branch;
+        }
+
+        if let Some(mut base_url) = file.publish.base_url {
+            if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
+                || base_url.contains(char::is_whitespace)
+            {
+                return Err(invalid(
+                    "publish.base_url",
+                    &base_url,
+                    "an http:// or https:// URL",
+                ));
+            }
+            if !base_url.ends_with('/') {
+                base_url.push('/');
+            }
+            settings.publish.base_url = base_url;
+        }
+
+        if let Some(schedule) = file.schedule.check_upstream {
+            let trimmed = schedule.trim();
+            if trimmed.eq_ignore_ascii_case("off") {
+                settings.schedule.check_upstream = None;
+            } else {
+                let fields = trimmed.split_whitespace().count();
+                let parsed: Result<croner::Cron, _> = trimmed.parse();
+                if fields != 5 || parsed.is_err() {
+                    return Err(invalid(
+                        "schedule.check_upstream",
+                        &schedule,
+                        "a five-field cron expression in UTC such as \"0 0 * * *\", or \"off\"",
+                    ));
+                }
+                settings.schedule.check_upstream = Some(trimmed.to_owned());
+            }
+        }
+        if let Some(label) = file.schedule.tracking_label {
+            if label.trim().is_empty() || label.len() > 50 || label.contains(',') {
+                return Err(invalid(
+                    "schedule.tracking_label",
+                    &label,
+                    "a label name (no commas, at most 50 characters)",
+                ));
+            }
+            settings.schedule.tracking_label = label;
+        }
+
+        if let Some(consumers) = file.consumers {
+            for (index, consumer) in consumers.iter().enumerate() {
+                let key = |field: &str| format!("consumers[{index}].{field}");
+                if !is_repo_name(&consumer.repo) {
+                    return Err(invalid(&key("repo"), &consumer.repo, "expected owner/name"));
+                }
+                if !is_file_path(&consumer.path) {
+                    return Err(invalid(
+                        &key("path"),
+                        &consumer.path,
+                        "a path inside the repository",
+                    ));
+                }
+                if !is_branch_name(&consumer.base) {
+                    return Err(invalid(&key("base"), &consumer.base, "a branch name"));
+                }
+                for assignee in &consumer.assignees {
+                    if assignee.is_empty()
+                        || !assignee
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    {
+                        return Err(invalid(&key("assignees"), assignee, "GitHub user names"));
+                    }
+                }
+            }
+            settings.consumers = consumers;
+        }
+        Ok(settings)
+    }
 }
 
 impl Default for Settings {
@@ -69,6 +414,27 @@ impl Default for Settings {
                 repo: "noahwhite/alloy-sysext-build".into(),
                 branch: "main".into(),
             },
+            publish: PublishSettings {
+                base_url: "https://ghost-sysext-images.separationofconcerns.dev/".into(),
+            },
+            schedule: ScheduleSettings {
+                check_upstream: Some("0 0 * * *".into()),
+                tracking_label: "RTB".into(),
+            },
+            consumers: vec![
+                ConsumerSettings {
+                    repo: "noahwhite/ghost-stack".into(),
+                    path: "opentofu/modules/vultr/instance/userdata/ghost.bu".into(),
+                    base: "develop".into(),
+                    assignees: vec!["noahwhite".into()],
+                },
+                ConsumerSettings {
+                    repo: "officina-pub/infisical-stack".into(),
+                    path: "opentofu/modules/server/userdata/infisical.bu.tftpl".into(),
+                    base: "main".into(),
+                    assignees: vec!["noahwhite".into()],
+                },
+            ],
         }
     }
 }
@@ -76,6 +442,119 @@ impl Default for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example in the README, which is also the defaults.
+    const EXAMPLE: &str = r#"
+[upstream]
+repo = "grafana/alloy"
+asset = "alloy-linux-{arch}.zip"
+binary = "alloy-linux-{arch}"
+
+[image]
+name = "alloy"
+arches = ["amd64"]            # "arm64" too
+compression = "xz"
+compat_name = true            # also publish alloy-X.Y.Z.raw
+
+[build_repo]                  # where SHA256SUMS is committed, releases and commands live
+repo = "noahwhite/alloy-sysext-build"
+branch = "main"
+
+[publish]
+base_url = "https://ghost-sysext-images.separationofconcerns.dev/"
+
+[schedule]
+check_upstream = "0 0 * * *"  # cron, UTC; "off" to disable
+tracking_label = "RTB"
+
+[[consumers]]
+repo = "noahwhite/ghost-stack"
+path = "opentofu/modules/vultr/instance/userdata/ghost.bu"
+base = "develop"
+assignees = ["noahwhite"]
+
+[[consumers]]
+repo = "officina-pub/infisical-stack"
+path = "opentofu/modules/server/userdata/infisical.bu.tftpl"
+base = "main"
+assignees = ["noahwhite"]
+"#;
+
+    #[test]
+    fn the_documented_example_is_the_defaults() {
+        assert_eq!(Settings::parse(EXAMPLE).unwrap(), Settings::default());
+        assert_eq!(Settings::parse("").unwrap(), Settings::default());
+        assert_eq!(Settings::load(None).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn partial_files_keep_the_other_defaults() {
+        let settings = Settings::parse(
+            "[image]\narches = [\"amd64\", \"arm64\"]\ncompression = \"zstd\"\ncompression_level = 9\n[schedule]\ncheck_upstream = \"off\"\n[publish]\nbase_url = \"http://127.0.0.1:3000/images\"\nconsumers = []\n",
+        );
+        // `consumers` after a table header belongs to that table: refused, naming it.
+        let error = settings.unwrap_err();
+        assert!(error.contains("consumers"), "{error}");
+        let settings = Settings::parse(
+            "consumers = []\n[image]\narches = [\"amd64\", \"arm64\"]\ncompression = \"zstd\"\ncompression_level = 9\n[schedule]\ncheck_upstream = \"off\"\n[publish]\nbase_url = \"http://127.0.0.1:3000/images\"\n",
+        )
+        .unwrap();
+        assert_eq!(settings.image.arches, [Arch::Amd64, Arch::Arm64]);
+        assert_eq!(settings.image.compression, Compression::Zstd { level: 9 });
+        assert_eq!(settings.schedule.check_upstream, None);
+        assert_eq!(
+            settings.publish.url("a.raw"),
+            "http://127.0.0.1:3000/images/a.raw"
+        );
+        assert!(settings.consumers.is_empty());
+        assert_eq!(settings.build_repo, Settings::default().build_repo);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_naming_the_key() {
+        for (text, key) in [
+            ("[image]\nnmae = \"alloy\"\n", "nmae"),
+            ("[imag]\n", "imag"),
+            ("[image]\narches = [\"riscv\"]\n", "image.arches"),
+            ("[image]\narches = []\n", "image.arches"),
+            ("[image]\nname = \"../x\"\n", "image.name"),
+            ("[image]\ncompression = \"lz4\"\n", "image.compression"),
+            ("[build_repo]\nrepo = \"noslash\"\n", "build_repo.repo"),
+            ("[build_repo]\nbranch = \"a..b\"\n", "build_repo.branch"),
+            ("[publish]\nbase_url = \"ftp://x\"\n", "publish.base_url"),
+            (
+                "[schedule]\ncheck_upstream = \"every day\"\n",
+                "schedule.check_upstream",
+            ),
+            (
+                "[schedule]\ncheck_upstream = \"0 0 0 * * *\"\n",
+                "schedule.check_upstream",
+            ),
+            ("[upstream]\nasset = \"alloy.zip\"\n", "upstream.asset"),
+            (
+                "[[consumers]]\nrepo = \"a/b\"\npath = \"../etc/passwd\"\nbase = \"main\"\n",
+                "consumers[0].path",
+            ),
+            ("[[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\n", "base"),
+            (
+                "[[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\nbase = \"main\"\nlabels = []\n",
+                "labels",
+            ),
+        ] {
+            let error = Settings::parse(text).unwrap_err();
+            assert!(error.contains(key), "{text:?} gave {error}");
+        }
+    }
+
+    #[test]
+    fn the_schedule_gives_the_next_check() {
+        let settings = Settings::default();
+        let after = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let next = settings.schedule.next_check(after).unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-03-02T00:00:00+00:00");
+    }
 
     #[test]
     fn names_are_filled_in_per_architecture() {

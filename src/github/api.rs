@@ -211,6 +211,7 @@ impl GitHubApi {
                 &path,
                 Auth::App,
                 Some(&serde_json::json!({})),
+                &[],
             )
             .await?;
         if !response.is_success() {
@@ -242,13 +243,28 @@ impl GitHubApi {
         auth: Auth,
         body: Option<&serde_json::Value>,
     ) -> Result<ApiResponse, ApiError> {
+        self.request_with_headers(method, path, auth, body, &[])
+            .await
+    }
+
+    /// [`GitHubApi::request`] with extra request headers (`If-None-Match`, …).
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth,
+        body: Option<&serde_json::Value>,
+        headers: &[(&'static str, String)],
+    ) -> Result<ApiResponse, ApiError> {
         let _write_guard = match repository_of(path) {
             Some(repository) if method != Method::GET && method != Method::HEAD => {
                 Some(self.repository_write_lock(repository).lock_owned().await)
             }
             _ => None,
         };
-        let response = self.send_with_retries(&method, path, auth, body).await?;
+        let response = self
+            .send_with_retries(&method, path, auth, body, headers)
+            .await?;
         if response.status == 401
             && let Auth::Installation(installation) = auth
         {
@@ -259,7 +275,9 @@ impl GitHubApi {
                 "GitHub refused the installation token; renewing it"
             );
             self.inner.tokens.lock().await.forget(installation);
-            return self.send_with_retries(&method, path, auth, body).await;
+            return self
+                .send_with_retries(&method, path, auth, body, headers)
+                .await;
         }
         Ok(response)
     }
@@ -324,11 +342,14 @@ impl GitHubApi {
         path: &str,
         auth: Auth,
         body: Option<&serde_json::Value>,
+        headers: &[(&'static str, String)],
     ) -> Result<ApiResponse, ApiError> {
         let mut retries = 0u32;
         loop {
             let authorization = self.authorization(auth).await?;
-            let outcome = self.send_once(method, path, authorization, body).await;
+            let outcome = self
+                .send_once(method, path, authorization, body, headers)
+                .await;
             let (verdict, response) = match outcome {
                 Ok(response) => {
                     let verdict = self.inner.policy.verdict(
@@ -395,6 +416,7 @@ impl GitHubApi {
         path: &str,
         authorization: Option<String>,
         body: Option<&serde_json::Value>,
+        headers: &[(&'static str, String)],
     ) -> Result<ApiResponse, String> {
         let url = format!("{}{}", self.inner.base_url, path);
         let mut request = http::Request::builder()
@@ -405,6 +427,9 @@ impl GitHubApi {
             .header(http::header::USER_AGENT, "alloy-sysext-automation");
         if let Some(authorization) = authorization {
             request = request.header(http::header::AUTHORIZATION, authorization);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let body = match body {
             Some(body) => {

@@ -2,7 +2,12 @@
 
 pub mod api;
 pub mod app_jwt;
+pub mod branches;
 pub mod client;
+pub mod contents;
 pub mod installation_tokens;
+pub mod issues;
+pub mod pulls;
 pub mod rate_limit;
 pub mod release_asset;
+pub mod releases;

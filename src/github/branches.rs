@@ -1,0 +1,70 @@
+//! Branches through the Git refs API.
+
+use http::Method;
+use serde_json::json;
+
+use super::api::{ApiError, Auth, GitHubApi};
+
+/// The commit `branch` of `repo` points at, or `None` when there is no such branch.
+pub async fn branch_head(
+    api: &GitHubApi,
+    auth: Auth,
+    repo: &str,
+    branch: &str,
+) -> Result<Option<String>, ApiError> {
+    let response = api
+        .request(
+            Method::GET,
+            &format!("/repos/{repo}/git/ref/heads/{branch}"),
+            auth,
+            None,
+        )
+        .await?;
+    if response.status == 404 {
+        return Ok(None);
+    }
+    if !response.is_success() {
+        return Err(response.into_error(&format!("reading branch {branch} of {repo}")));
+    }
+    let value: serde_json::Value = response.json()?;
+    Ok(value
+        .pointer("/object/sha")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned))
+}
+
+/// Points `branch` at `sha`, creating it or moving it there (a stale branch is reset).
+pub async fn reset_branch(
+    api: &GitHubApi,
+    auth: Auth,
+    repo: &str,
+    branch: &str,
+    sha: &str,
+) -> Result<(), ApiError> {
+    let exists = branch_head(api, auth, repo, branch).await?;
+    let response = match exists {
+        Some(current) if current == sha => return Ok(()),
+        Some(_) => {
+            api.request(
+                Method::PATCH,
+                &format!("/repos/{repo}/git/refs/heads/{branch}"),
+                auth,
+                Some(&json!({"sha": sha, "force": true})),
+            )
+            .await?
+        }
+        None => {
+            api.request(
+                Method::POST,
+                &format!("/repos/{repo}/git/refs"),
+                auth,
+                Some(&json!({"ref": format!("refs/heads/{branch}"), "sha": sha})),
+            )
+            .await?
+        }
+    };
+    if !response.is_success() {
+        return Err(response.into_error(&format!("pointing {branch} of {repo} at {sha}")));
+    }
+    Ok(())
+}
