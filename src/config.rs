@@ -32,6 +32,11 @@ pub struct ServerConfig {
     /// Every secret that may sign a delivery (several during a rotation).
     pub webhook_secrets: Vec<Secret>,
     pub github_api_url: String,
+    /// `CONFIG_FILE`: the TOML settings; `None` for the built-in defaults.
+    pub config_file: Option<PathBuf>,
+    /// `JOB_RETRY_SECONDS`: the wait before a transiently failed job's first retry; each
+    /// later retry waits twice as long.
+    pub job_retry_delay: std::time::Duration,
     pub log_level: String,
     /// `None`: pretty on a terminal, JSON otherwise.
     pub log_format: Option<LogFormat>,
@@ -105,6 +110,22 @@ impl ServerConfig {
             app: app_credentials(&get)?,
             webhook_secrets,
             github_api_url: get("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
+            config_file: get("CONFIG_FILE").map(PathBuf::from),
+            job_retry_delay: match get("JOB_RETRY_SECONDS") {
+                None => std::time::Duration::from_secs(30),
+                Some(value) => match value.trim().parse::<u64>() {
+                    Ok(seconds) if (1..=86_400).contains(&seconds) => {
+                        std::time::Duration::from_secs(seconds)
+                    }
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            name: "JOB_RETRY_SECONDS",
+                            value,
+                            expected: "a number of seconds from 1 to 86400",
+                        });
+                    }
+                },
+            },
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
             log_format,
         })

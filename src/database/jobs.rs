@@ -158,38 +158,12 @@ impl Database {
         job: &NewJob,
     ) -> Result<Queued, DatabaseError> {
         let mut tx = self.pool().begin().await?;
-        let now = timestamp::now();
-        let trigger = serde_json::to_string(&job.trigger)
-            .map_err(|e| DatabaseError::Corrupt(format!("job trigger: {e}")))?;
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (kind, version, rebuild, dedupe_key, trigger, installation_id,
-                               state, created_at, updated_at)
-             VALUES ('build', ?, ?, ?, ?, ?, 'queued', ?, ?)
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(&job.version)
-        .bind(job.rebuild as i64)
-        .bind(&job.dedupe_key)
-        .bind(&trigger)
-        .bind(job.installation_id)
-        .bind(&now)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        let queued = if inserted.rows_affected() == 1 {
-            Queued::New(inserted.last_insert_rowid())
-        } else {
-            let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = ?")
-                .bind(&job.dedupe_key)
-                .fetch_one(&mut *tx)
-                .await?;
-            Queued::Existing(id)
-        };
+        let queued = insert_job(&mut tx, job).await?;
         sqlx::query(
             "UPDATE deliveries SET state = 'processed', processed_at = ?, job_id = ?, error = NULL
              WHERE id = ?",
         )
-        .bind(&now)
+        .bind(timestamp::now())
         .bind(queued.id())
         .bind(delivery_id)
         .execute(&mut *tx)
@@ -198,6 +172,60 @@ impl Database {
         Ok(queued)
     }
 
+    /// Queues `job`, asked for by no delivery (the upstream check).
+    pub async fn queue_job(&self, job: &NewJob) -> Result<Queued, DatabaseError> {
+        let mut tx = self.pool().begin().await?;
+        let queued = insert_job(&mut tx, job).await?;
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    /// The job with `dedupe_key`, if one was queued.
+    pub async fn job_by_key(&self, dedupe_key: &str) -> Result<Option<Job>, DatabaseError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE dedupe_key = ?"
+        )))
+        .bind(dedupe_key)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+}
+
+/// Inserts `job` unless its dedupe key is taken; either way, says which job it is.
+async fn insert_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    job: &NewJob,
+) -> Result<Queued, DatabaseError> {
+    let now = timestamp::now();
+    let trigger = serde_json::to_string(&job.trigger)
+        .map_err(|e| DatabaseError::Corrupt(format!("job trigger: {e}")))?;
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (kind, version, rebuild, dedupe_key, trigger, installation_id,
+                           state, created_at, updated_at)
+         VALUES ('build', ?, ?, ?, ?, ?, 'queued', ?, ?)
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(&job.version)
+    .bind(job.rebuild as i64)
+    .bind(&job.dedupe_key)
+    .bind(&trigger)
+    .bind(job.installation_id)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Queued::New(inserted.last_insert_rowid()));
+    }
+    let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = ?")
+        .bind(&job.dedupe_key)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(Queued::Existing(id))
+}
+
+impl Database {
     /// The job with `id`.
     pub async fn job(&self, id: i64) -> Result<Option<Job>, DatabaseError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -1,5 +1,6 @@
 //! The HTTP server: GitHub's webhooks in, status out.
 
+pub mod images;
 pub mod jobs_api;
 pub mod listener;
 pub mod signature;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub cannot_act: Option<&'static str>,
     /// Woken when a delivery is stored, so that the worker handles it at once.
     pub deliveries_stored: Arc<tokio::sync::Notify>,
+    /// The directory served at `/images/`, when storage is local.
+    pub images_dir: Option<Arc<std::path::PathBuf>>,
 }
 
 /// The routes.
@@ -48,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/deliveries/{id}", get(delivery_status))
         .route("/api/jobs", get(jobs_api::list_jobs))
         .route("/api/jobs/{id}", get(jobs_api::show_job))
+        .route("/images/{file}", get(images::serve_image))
         .route("/healthz", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -116,6 +120,7 @@ pub async fn serve(
         webhook_secrets: Arc::new(config.webhook_secrets.clone()),
         cannot_act,
         deliveries_stored,
+        images_dir: None,
     };
     let address = SocketAddr::from(([0, 0, 0, 0], config.port));
     let listener = tokio::net::TcpListener::bind(address)

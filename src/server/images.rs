@@ -1,0 +1,99 @@
+//! `GET /images/{file}`: the published files, when storage is the local directory — a
+//! complete systemd-sysupdate source on its own.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
+
+/// Images and their checksums never change under a name; the manifest does.
+fn cache_control(file: &str) -> &'static str {
+    if file == MANIFEST_FILE || file == MANIFEST_SIGNATURE_FILE {
+        "public, max-age=300"
+    } else {
+        "public, max-age=31536000, immutable"
+    }
+}
+
+fn content_type(file: &str) -> &'static str {
+    if file.ends_with(".asc") || file.ends_with(".gpg") {
+        "application/pgp-signature"
+    } else if file.ends_with(".sha256") || file == MANIFEST_FILE {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// A bare published file name: no directories, nothing hidden.
+fn is_published_name(file: &str) -> bool {
+    !file.is_empty()
+        && !file.starts_with('.')
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+}
+
+pub async fn serve_image(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    let Some(root) = state.images_dir.as_deref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "images are published to S3-compatible storage, not served here\n",
+        )
+            .into_response();
+    };
+    if !is_published_name(&file) {
+        return (StatusCode::NOT_FOUND, "no such file\n").into_response();
+    }
+    let path: PathBuf = root.join(&file);
+    let opened = match tokio::fs::File::open(&path).await {
+        Ok(opened) => opened,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return (StatusCode::NOT_FOUND, "no such file\n").into_response();
+        }
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "serving an image");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file\n").into_response();
+        }
+    };
+    let length = match opened.metadata().await {
+        Ok(metadata) if metadata.is_file() => metadata.len(),
+        _ => return (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type(&file).to_owned()),
+            (header::CACHE_CONTROL, cache_control(&file).to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(opened)),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bare_published_names_are_served() {
+        for good in [
+            "alloy-1.2.3-amd64.raw",
+            "SHA256SUMS",
+            "SHA256SUMS.gpg",
+            "alloy-1.2.3.raw.asc",
+        ] {
+            assert!(is_published_name(good), "{good}");
+        }
+        for bad in ["", ".alloy.tmp", "../x", "a/b", "a%2Fb", "a\\b"] {
+            assert!(!is_published_name(bad), "{bad}");
+        }
+        assert_eq!(cache_control("SHA256SUMS"), "public, max-age=300");
+        assert!(cache_control("alloy-1.2.3-amd64.raw").contains("immutable"));
+    }
+}
