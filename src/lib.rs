@@ -1,5 +1,6 @@
 pub mod arch;
 pub mod artifacts;
+pub mod butane;
 pub mod commands;
 pub mod config;
 pub mod database;
@@ -13,6 +14,7 @@ pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod signing;
+pub mod storage;
 pub mod sysext;
 pub mod timestamp;
 pub mod upstream;

@@ -1,6 +1,7 @@
 //! The command line: one subcommand per file, each a thin layer over the library.
 
 mod build;
+mod check;
 mod keygen;
 mod progress;
 mod serve;
@@ -23,6 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Build(build::BuildArgs),
+    Check(check::CheckArgs),
     Keygen(keygen::KeygenArgs),
     Serve(serve::ServeArgs),
     Verify(verify::VerifyArgs),
@@ -34,6 +36,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Check(args) => check::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),

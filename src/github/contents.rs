@@ -136,19 +136,25 @@ async fn read_route(
     }))
 }
 
-/// Writes `content` to `path` on `branch` as one commit with `message`. `current` is what
-/// was read before (`None` for a new file); when it already holds `content`, nothing is
-/// written.
+/// Where a file is written: `path` on `branch` of `repo`.
+#[derive(Debug, Clone, Copy)]
+pub struct FileTarget<'a> {
+    pub repo: &'a str,
+    pub branch: &'a str,
+    pub path: &'a str,
+}
+
+/// Writes `content` to `target` as one commit with `message`. `current` is what was read
+/// before (`None` for a new file); when it already holds `content`, nothing is written.
 pub async fn write_file(
     api: &GitHubApi,
     auth: Auth,
-    repo: &str,
-    branch: &str,
-    path: &str,
+    target: FileTarget<'_>,
     content: &[u8],
     current: Option<&RepoFile>,
     message: &str,
 ) -> Result<FileWrite, ApiError> {
+    let FileTarget { repo, branch, path } = target;
     if current.is_some_and(|file| file.content == content) {
         return Ok(FileWrite::Unchanged);
     }

@@ -25,7 +25,8 @@ use crate::github::app_jwt::AppKey;
 use crate::github::rate_limit::RetryPolicy;
 use crate::secret::Secret;
 use crate::settings::Settings;
-use crate::worker::Worker;
+use crate::storage::Storage;
+use crate::worker::{Worker, WorkerParts};
 use webhook::{MAX_BODY_BYTES, VerifiedDelivery};
 
 /// How long requests in flight may take to finish once a shutdown is asked for.
@@ -83,6 +84,13 @@ pub async fn serve(
     if config.webhook_secrets.is_empty() {
         tracing::warn!("WEBHOOK_SECRET is not set: every webhook delivery will be refused");
     }
+    let settings = Arc::new(Settings::load(config.config_file.as_deref())?);
+    let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
+    tracing::info!(storage = %storage.describe(), build_repo = %settings.build_repo.repo, "publishing");
+    let images_dir = match &storage {
+        Storage::Local(local) => Some(Arc::new(local.root().to_owned())),
+        Storage::S3(_) => None,
+    };
     let deliveries_stored = Arc::new(tokio::sync::Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
@@ -105,14 +113,16 @@ pub async fn serve(
             Some(app_key),
             RetryPolicy::default(),
         )?;
-        let worker = Worker::new(
-            database.clone(),
+        let worker = Worker::new(WorkerParts {
+            database: database.clone(),
             github,
-            Arc::new(Settings::default()),
-            config.data_dir.clone(),
-            Arc::new(key),
-            deliveries_stored.clone(),
-        );
+            settings,
+            data_dir: config.data_dir.clone(),
+            signing_key: Arc::new(key),
+            storage,
+            deliveries_stored: deliveries_stored.clone(),
+            job_retry_delay: config.job_retry_delay,
+        });
         workers = worker.spawn(stopping.clone());
     }
     let state = AppState {
@@ -120,7 +130,7 @@ pub async fn serve(
         webhook_secrets: Arc::new(config.webhook_secrets.clone()),
         cannot_act,
         deliveries_stored,
-        images_dir: None,
+        images_dir,
     };
     let address = SocketAddr::from(([0, 0, 0, 0], config.port));
     let listener = tokio::net::TcpListener::bind(address)

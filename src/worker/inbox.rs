@@ -8,13 +8,18 @@ use tokio::sync::watch;
 
 use super::Worker;
 use super::replies;
-use super::routing::{CommentPosted, Route, RoutingContext, route};
+use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
 use crate::commands::{Command, parse_comment};
 use crate::database::DatabaseError;
 use crate::database::deliveries::{DeliveryOutcome, PendingDelivery};
 use crate::database::installations::{InstallationChange, WorkflowRun};
 use crate::database::jobs::{NewJob, Queued, Trigger};
 use crate::github::api::{ApiError, Auth};
+use crate::github::issues::comment;
+use crate::github::pulls::open_pull_for_branch;
+
+/// The branches consumer pull requests come from.
+pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
 
 /// A delivery whose handling keeps failing transiently is given up after this many tries.
 const MAX_DELIVERY_ATTEMPTS: i64 = 5;
@@ -121,6 +126,7 @@ impl Worker {
                     .await?
             }
             Route::WorkflowRun(run) => {
+                self.report_consumer_ci(&run).await?;
                 self.database
                     .store_workflow_run(
                         &delivery.id,
@@ -274,6 +280,43 @@ impl Worker {
         Ok(())
     }
 
+    /// A consumer's CI finished on an update branch: its pull request gets the conclusion.
+    async fn report_consumer_ci(&self, run: &WorkflowRunCompleted) -> Result<(), HandlingError> {
+        let (Some(branch), Some(conclusion)) = (&run.head_branch, &run.conclusion) else {
+            return Ok(());
+        };
+        if !branch.starts_with(UPDATE_BRANCH_PREFIX) {
+            return Ok(());
+        }
+        let auth = match self.auth_for_repository(&run.repository).await {
+            Ok(auth) => auth,
+            Err(error) => {
+                tracing::warn!(repo = %run.repository, ?error, "cannot report a CI run");
+                return Ok(());
+            }
+        };
+        let Some(pull) = open_pull_for_branch(&self.github, auth, &run.repository, branch).await?
+        else {
+            return Ok(());
+        };
+        let mark = match conclusion.as_str() {
+            "success" => "✅",
+            "failure" | "timed_out" | "startup_failure" => "❌",
+            _ => "ℹ️",
+        };
+        let link = run
+            .html_url
+            .as_deref()
+            .map(|url| format!(" — {url}"))
+            .unwrap_or_default();
+        let body = format!(
+            "{mark} {} finished on `{branch}`: **{conclusion}**{link}",
+            run.name.as_deref().unwrap_or("CI")
+        );
+        comment(&self.github, auth, &run.repository, pull.number, &body).await?;
+        Ok(())
+    }
+
     /// The commenter's permission on the repository, as GitHub names it.
     async fn permission(&self, comment: &CommentPosted) -> Result<String, ApiError> {
         let path = format!(
@@ -337,8 +380,14 @@ impl Worker {
 
     async fn status_text(&self) -> Result<String, DatabaseError> {
         let jobs = self.database.recent_jobs(5).await?;
-        let manifest =
-            std::fs::read_to_string(self.images_dir().join(crate::artifacts::MANIFEST_FILE)).ok();
+        // What hosts see: the published manifest.
+        let manifest = self
+            .storage
+            .get(crate::artifacts::MANIFEST_FILE)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
         Ok(replies::status(&jobs, manifest.as_deref()))
     }
 }

@@ -1,11 +1,12 @@
 //! The worker: handles stored deliveries, runs the job queue one job at a time, and asks
 //! GitHub to redeliver what the server missed.
 
-pub mod build_job;
 pub mod inbox;
+pub mod pipeline;
 pub mod redelivery;
 pub mod replies;
 pub mod routing;
+pub mod upstream_watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::database::Database;
 use crate::github::api::{Auth, GitHubApi};
 use crate::settings::Settings;
 use crate::signing::SigningKey;
+use crate::storage::Storage;
 
 /// How often the loops look for work when nothing wakes them.
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -28,43 +30,102 @@ pub struct Worker {
     pub settings: Arc<Settings>,
     pub data_dir: PathBuf,
     pub signing_key: Arc<SigningKey>,
+    pub storage: Storage,
     /// Woken when a delivery is stored.
     pub deliveries_stored: Arc<Notify>,
+    /// The wait before a failed job's first retry.
+    pub job_retry_delay: Duration,
     /// Woken when a job is queued.
     jobs_queued: Notify,
     /// The App's bot login (`<slug>[bot]`), learned at start.
     app_login: tokio::sync::OnceCell<Option<String>>,
+    /// Which installation acts on which repository, as GitHub said.
+    installation_of: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+/// What a worker is made of.
+pub struct WorkerParts {
+    pub database: Database,
+    pub github: GitHubApi,
+    pub settings: Arc<Settings>,
+    pub data_dir: PathBuf,
+    pub signing_key: Arc<SigningKey>,
+    pub storage: Storage,
+    /// Woken when a delivery is stored.
+    pub deliveries_stored: Arc<Notify>,
+    /// The wait before a failed job's first retry.
+    pub job_retry_delay: Duration,
 }
 
 impl Worker {
-    pub fn new(
-        database: Database,
-        github: GitHubApi,
-        settings: Arc<Settings>,
-        data_dir: PathBuf,
-        signing_key: Arc<SigningKey>,
-        deliveries_stored: Arc<Notify>,
-    ) -> Arc<Worker> {
+    pub fn new(parts: WorkerParts) -> Arc<Worker> {
         Arc::new(Worker {
-            database,
-            github,
-            settings,
-            data_dir,
-            signing_key,
-            deliveries_stored,
+            database: parts.database,
+            github: parts.github,
+            settings: parts.settings,
+            data_dir: parts.data_dir,
+            signing_key: parts.signing_key,
+            storage: parts.storage,
+            deliveries_stored: parts.deliveries_stored,
+            job_retry_delay: parts.job_retry_delay,
             jobs_queued: Notify::new(),
             app_login: tokio::sync::OnceCell::new(),
+            installation_of: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
-    }
-
-    /// Where built images and `SHA256SUMS` are kept.
-    pub fn images_dir(&self) -> PathBuf {
-        self.data_dir.join("images")
     }
 
     /// Where a job keeps its downloads.
     pub fn work_dir(&self, job_id: i64) -> PathBuf {
         self.data_dir.join("work").join(format!("job-{job_id}"))
+    }
+
+    /// How to act on `repo`: as the installation that has it, from the installation events
+    /// stored, else as GitHub answers (`GET /repos/{repo}/installation`).
+    pub async fn auth_for_repository(&self, repo: &str) -> Result<Auth, pipeline::StepError> {
+        let key = repo.to_ascii_lowercase();
+        if let Some(id) = self
+            .installation_of
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(Auth::Installation(*id));
+        }
+        let id = match self.database.installation_for_repository(repo).await? {
+            Some(id) => id,
+            None => {
+                let response = self
+                    .github
+                    .request(
+                        http::Method::GET,
+                        &format!("/repos/{repo}/installation"),
+                        Auth::App,
+                        None,
+                    )
+                    .await?;
+                if response.status == 404 {
+                    return Err(pipeline::StepError::Permanent(format!(
+                        "the App is not installed on {repo}; install it there to let it act"
+                    )));
+                }
+                if !response.is_success() {
+                    return Err(response
+                        .into_error(&format!("finding the App's installation on {repo}"))
+                        .into());
+                }
+                let value: serde_json::Value = response.json()?;
+                value.get("id").and_then(|v| v.as_i64()).ok_or_else(|| {
+                    pipeline::StepError::Permanent(format!(
+                        "GitHub gave no installation id for {repo}"
+                    ))
+                })?
+            }
+        };
+        self.installation_of
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, id);
+        Ok(Auth::Installation(id))
     }
 
     /// The App's bot login, asked of GitHub once.
@@ -109,9 +170,14 @@ impl Worker {
         };
         let sweep = {
             let worker = self.clone();
+            let shutdown = shutdown.clone();
             tokio::spawn(async move { worker.redelivery_loop(shutdown).await })
         };
-        vec![inbox, jobs, sweep]
+        let watch = {
+            let worker = self.clone();
+            tokio::spawn(async move { worker.upstream_loop(shutdown).await })
+        };
+        vec![inbox, jobs, sweep, watch]
     }
 
     async fn inbox_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -166,6 +232,45 @@ impl Worker {
             tokio::select! {
                 () = tokio::time::sleep(redelivery::SWEEP_INTERVAL) => {}
                 _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// When the upstream check runs next, if it is scheduled.
+    pub fn next_upstream_check(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.settings.schedule.next_check(chrono::Utc::now())
+    }
+
+    async fn upstream_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let watch = upstream_watch::UpstreamWatch::new(
+            self.github.clone(),
+            self.database.clone(),
+            self.settings.clone(),
+        );
+        loop {
+            let Some(next) = self.next_upstream_check() else {
+                tracing::info!("the upstream check is off");
+                return;
+            };
+            let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+            tracing::info!(next = %next.to_rfc3339(), "next upstream check");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            match watch.check(false).await {
+                Ok(outcome) => {
+                    tracing::info!(%outcome, "upstream checked");
+                    if let upstream_watch::CheckAction::Queued {
+                        job_is_new: true, ..
+                    } = outcome.action
+                    {
+                        self.jobs_queued.notify_one();
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the upstream check failed; it runs again at the next scheduled time")
+                }
             }
         }
     }

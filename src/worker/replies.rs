@@ -75,34 +75,72 @@ pub fn status(jobs: &[Job], manifest: Option<&str>) -> String {
     text
 }
 
-/// The reply when a job has finished well.
+/// The title of the tracking issue for `version`.
+pub fn tracking_issue_title(version: &crate::version::Version) -> String {
+    format!("Alloy {version} sysext build triggered")
+}
+
+/// The report of a job that has finished well: what was published, where, and the pull
+/// requests.
 pub fn job_succeeded(job: &Job) -> String {
-    let mut text = format!(
-        "✅ Alloy {} is built and signed (job #{}",
-        job.version, job.id
-    );
+    let result = job.result.clone().unwrap_or_default();
+    let text_of = |key: &str| result.get(key).and_then(|v| v.as_str());
+    let mut text = match text_of("published") {
+        Some("unchanged") => format!(
+            "✅ Alloy {} is already published with the same hashes; nothing was uploaded or committed again (job #{}",
+            job.version, job.id
+        ),
+        Some("replaced") => format!(
+            "✅ Alloy {} is rebuilt and republished, replacing the earlier images (job #{}",
+            job.version, job.id
+        ),
+        _ => format!(
+            "✅ Alloy {} is built, signed and published (job #{}",
+            job.version, job.id
+        ),
+    };
     if let Some(user) = &job.trigger.user {
         text.push_str(&format!(", asked by @{user}"));
     }
     text.push_str(").\n\n");
-    if let Some(result) = &job.result {
-        if let Some(note) = result.get("note").and_then(|n| n.as_str()) {
-            text.push_str(note);
-            text.push_str("\n\n");
+    if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
+        text.push_str("| image | size | sha256 |\n|---|---:|---|\n");
+        for image in images {
+            let file = image.get("file").and_then(|v| v.as_str()).unwrap_or("?");
+            let name = match image.get("url").and_then(|v| v.as_str()) {
+                Some(url) => format!("[`{file}`]({url})"),
+                None => format!("`{file}`"),
+            };
+            text.push_str(&format!(
+                "| {name} | {} | `{}` |\n",
+                image.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
+                image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?"),
+            ));
         }
-        if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
-            text.push_str("| image | size | sha256 |\n|---|---:|---|\n");
-            for image in images {
-                text.push_str(&format!(
-                    "| `{}` | {} | `{}` |\n",
-                    image.get("file").and_then(|v| v.as_str()).unwrap_or("?"),
-                    image.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
-                    image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?"),
-                ));
+        text.push('\n');
+    }
+    if let Some(release) = text_of("release") {
+        text.push_str(&format!("Release: {release}\n"));
+    }
+    if let Some(consumers) = result.get("consumers").and_then(|c| c.as_array())
+        && !consumers.is_empty()
+    {
+        text.push_str("\nConsumers:\n");
+        for consumer in consumers {
+            let repo = consumer.get("repo").and_then(|v| v.as_str()).unwrap_or("?");
+            let outcome = consumer
+                .get("outcome")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            let mut line = format!("- {repo}: {outcome}");
+            if let Some(url) = consumer.get("pull_request").and_then(|v| v.as_str()) {
+                line.push_str(&format!(" — {url}"));
             }
-            if let Some(change) = result.get("manifest").and_then(|v| v.as_str()) {
-                text.push_str(&format!("\nSHA256SUMS: {change}.\n"));
+            if let Some(error) = consumer.get("error").and_then(|v| v.as_str()) {
+                line.push_str(&format!(" — {}", one_line(error)));
             }
+            text.push_str(&line);
+            text.push('\n');
         }
     }
     text

@@ -52,6 +52,8 @@ pub struct InstallationEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkflowRunCompleted {
     pub id: i64,
+    /// The workflow's name.
+    pub name: Option<String>,
     pub repository: String,
     pub head_branch: Option<String>,
     pub conclusion: Option<String>,
@@ -287,6 +289,7 @@ pub fn route(event: &str, delivery_id: &str, payload: &Value, context: &RoutingC
             };
             Route::WorkflowRun(WorkflowRunCompleted {
                 id,
+                name: text(payload, "/workflow_run/name").map(str::to_owned),
                 repository: repository.to_owned(),
                 head_branch: text(payload, "/workflow_run/head_branch").map(str::to_owned),
                 conclusion: text(payload, "/workflow_run/conclusion").map(str::to_owned),

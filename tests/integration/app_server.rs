@@ -33,6 +33,7 @@ fn github_with_app() -> FakeGitHub {
     .unwrap();
     github.register_app(APP_ID, &public, APP_SLUG);
     github.add_installation(INSTALLATION, "noahwhite");
+    github.add_repo(BUILD_REPO, "main");
     let work = tempfile::tempdir().unwrap();
     let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
     let zip = fs::read(zip).unwrap();
@@ -51,6 +52,13 @@ fn github_with_app() -> FakeGitHub {
 fn start_app_server(github: &FakeGitHub, data_dir: &Path, port: u16) -> Server {
     let key = app_key_path();
     let signing_key = ed25519_keys().secret();
+    // No consumer repositories and no schedule: these tests are about the server itself.
+    let config = data_dir.join("settings.toml");
+    fs::write(
+        &config,
+        "consumers = []\n[schedule]\ncheck_upstream = \"off\"\n",
+    )
+    .unwrap();
     Server::start_on(
         port,
         data_dir,
@@ -60,6 +68,7 @@ fn start_app_server(github: &FakeGitHub, data_dir: &Path, port: u16) -> Server {
             ("PRIVATE_KEY_PATH", key.to_str().unwrap()),
             ("GITHUB_API_URL", &github.url),
             ("SIGNING_KEY_PATH", signing_key.to_str().unwrap()),
+            ("CONFIG_FILE", config.to_str().unwrap()),
             ("LOG_LEVEL", "info,alloy_sysext_automation=debug"),
         ],
     )
@@ -159,6 +168,12 @@ fn rebuild_by_a_write_user_builds_signs_and_replies_once() {
     assert_eq!(job["rebuild"], true);
     assert_eq!(job["attempts"], 1);
     assert_eq!(job["step"], "report");
+    // Published to the local storage directory and committed to the build repository.
+    assert_eq!(
+        github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap(),
+        fs::read(data.path().join("images/SHA256SUMS")).unwrap()
+    );
+    assert_eq!(github.releases(BUILD_REPO).len(), 1);
     assert_eq!(job["trigger"]["user"], "writer");
     assert!(job["error"].is_null());
 
@@ -181,7 +196,7 @@ fn rebuild_by_a_write_user_builds_signs_and_replies_once() {
 
     // The reply says what was built, with the image's hash.
     assert!(
-        replies[0].contains("Alloy 1.17.1 is built and signed"),
+        replies[0].contains("Alloy 1.17.1 is built, signed and published"),
         "{}",
         replies[0]
     );
@@ -233,7 +248,11 @@ fn a_rate_limit_is_waited_out_and_the_command_still_runs() {
         202
     );
     let replies = wait_for_replies(&server, &github, 1);
-    assert!(replies[0].contains("built and signed"), "{}", replies[0]);
+    assert!(
+        replies[0].contains("built, signed and published"),
+        "{}",
+        replies[0]
+    );
     let permission_requests: Vec<_> = github
         .requests()
         .into_iter()
@@ -293,7 +312,11 @@ fn an_installation_token_that_expires_mid_job_is_renewed() {
         &comment_payload(505, "writer", "/build v1.17.1"),
     );
     let replies = wait_for_replies(&server, &github, 1);
-    assert!(replies[0].contains("built and signed"), "{}", replies[0]);
+    assert!(
+        replies[0].contains("built, signed and published"),
+        "{}",
+        replies[0]
+    );
     assert!(
         github.tokens_issued() >= 2,
         "only {} tokens",
@@ -470,7 +493,7 @@ fn dispatches_and_releases_in_the_build_repository_start_builds() {
     assert!(sources.contains(&"repository_dispatch") && sources.contains(&"workflow_dispatch"));
     // The second build of the same version found it built and changed nothing.
     assert!(
-        all.iter().any(|j| j["result"]["manifest"] == "unchanged"),
+        all.iter().any(|j| j["result"]["published"] == "unchanged"),
         "{all:?}"
     );
     let own = server.get("/api/deliveries/d-own-release").json();

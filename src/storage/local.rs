@@ -1,0 +1,239 @@
+//! A local directory as storage, for servers without a bucket: the server's own file route
+//! serves it (and sets Cache-Control; nothing here stores it).
+//!
+//! A file is written under a temporary name in its final directory, synced, and renamed, so
+//! a reader sees the old file or the new one, never a part.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{PutOutcome, PutRequest, StorageError, checked_sha256, validate_key};
+use crate::digest::sha256_hex;
+
+/// Files under `root`, one per key (a key's `/` makes subdirectories).
+#[derive(Clone, Debug)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    pub fn new(root: PathBuf) -> Self {
+        LocalStorage { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `directory /x/images`.
+    pub fn describe(&self) -> String {
+        format!("directory {}", self.root.display())
+    }
+
+    /// Copies `request.path` to `root/key`, unless a file with the same sha256 is there.
+    pub async fn put_file(&self, request: &PutRequest<'_>) -> Result<PutOutcome, StorageError> {
+        validate_key(request.key)?;
+        let sha256 = checked_sha256(request)?;
+        let destination = self.root.join(request.key);
+        let source = request.path.to_owned();
+        let key = request.key.to_owned();
+        tokio::task::spawn_blocking(move || put_blocking(&source, &destination, &sha256))
+            .await
+            .map_err(|e| StorageError::io(format!("storing {key}"), io::Error::other(e)))?
+    }
+
+    /// The file stored under `key`, or `None` when there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        validate_key(key)?;
+        let path = self.root.join(key);
+        match tokio::fs::read(&path).await {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+}
+
+fn put_blocking(
+    source: &Path,
+    destination: &Path,
+    sha256: &str,
+) -> Result<PutOutcome, StorageError> {
+    let context = |what: &str, path: &Path| format!("{what} {}", path.display());
+    let source_size = fs::metadata(source)
+        .map_err(|e| StorageError::io(context("reading", source), e))?
+        .len();
+    if is_unchanged(destination, source_size, sha256)
+        .map_err(|e| StorageError::io(context("reading", destination), e))?
+    {
+        return Ok(PutOutcome::Unchanged);
+    }
+    let directory = destination
+        .parent()
+        .expect("a key makes a path with a parent");
+    fs::create_dir_all(directory)
+        .map_err(|e| StorageError::io(context("creating", directory), e))?;
+    let name = destination
+        .file_name()
+        .expect("a key's last segment is a file name")
+        .to_string_lossy();
+    let mut temporary = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(directory)
+        .map_err(|e| StorageError::io(context("creating a temporary file in", directory), e))?;
+    let write = |temporary: &mut tempfile::NamedTempFile| -> io::Result<()> {
+        let mut input = File::open(source)?;
+        io::copy(&mut input, temporary)?;
+        temporary.flush()?;
+        temporary
+            .as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))?;
+        temporary.as_file().sync_all()
+    };
+    write(&mut temporary).map_err(|e| {
+        StorageError::io(
+            format!(
+                "copying {} to {}",
+                source.display(),
+                temporary.path().display()
+            ),
+            e,
+        )
+    })?;
+    temporary
+        .persist(destination)
+        .map_err(|e| StorageError::io(context("renaming into", destination), e.error))?;
+    File::open(directory)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(context("syncing", directory), e))?;
+    Ok(PutOutcome::Uploaded)
+}
+
+/// Whether `path` is a file of `size` bytes with `sha256`.
+fn is_unchanged(path: &Path, size: u64, sha256: &str) -> io::Result<bool> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let metadata = file.metadata()?;
+    if !metadata.is_file() || metadata.len() != size {
+        return Ok(false);
+    }
+    Ok(sha256_hex(io::BufReader::with_capacity(1 << 20, file))? == sha256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{IMMUTABLE, SHORT_LIVED, Storage, StorageError};
+
+    fn sha256(data: &[u8]) -> String {
+        crate::storage::sha256_of_bytes(data)
+    }
+
+    fn request<'a>(key: &'a str, path: &'a Path, sha256: &'a str) -> PutRequest<'a> {
+        PutRequest {
+            key,
+            path,
+            sha256,
+            content_type: "application/octet-stream",
+            cache_control: IMMUTABLE,
+        }
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn files_are_stored_skipped_when_unchanged_and_replaced_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::from_env(|_| None, dir.path()).unwrap();
+        assert_eq!(
+            storage.describe(),
+            format!("directory {}", dir.path().join("images").display())
+        );
+        let source = dir.path().join("source");
+        fs::write(&source, b"version 1").unwrap();
+        let digest = sha256(b"version 1");
+
+        let put = request("nested/dir/SHA256SUMS", &source, &digest);
+        assert_eq!(storage.put_file(&put).await.unwrap(), PutOutcome::Uploaded);
+        let stored = dir.path().join("images/nested/dir/SHA256SUMS");
+        assert_eq!(fs::read(&stored).unwrap(), b"version 1");
+        assert_eq!(
+            fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(
+            storage.get("nested/dir/SHA256SUMS").await.unwrap().unwrap(),
+            b"version 1"
+        );
+
+        // The same content again: nothing written (the inode stays the same).
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let before = inode(&stored);
+        assert_eq!(storage.put_file(&put).await.unwrap(), PutOutcome::Unchanged);
+        assert_eq!(inode(&stored), before);
+
+        // Changed content (same size, too) replaces it, through a rename.
+        fs::write(&source, b"version 2").unwrap();
+        let digest = sha256(b"version 2");
+        let put = PutRequest {
+            cache_control: SHORT_LIVED,
+            ..request("nested/dir/SHA256SUMS", &source, &digest)
+        };
+        assert_eq!(storage.put_file(&put).await.unwrap(), PutOutcome::Uploaded);
+        assert_eq!(fs::read(&stored).unwrap(), b"version 2");
+        assert_ne!(inode(&stored), before);
+        // No temporary file is left behind.
+        assert_eq!(
+            files_in(&dir.path().join("images/nested/dir")),
+            ["SHA256SUMS"]
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_keys_and_hostile_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().join("images"));
+        assert_eq!(storage.get("nothing-here").await.unwrap(), None);
+        let source = dir.path().join("source");
+        fs::write(&source, b"x").unwrap();
+        let digest = sha256(b"x");
+        for key in ["../escape", "/etc/x", "a\\b", "a\0b"] {
+            let error = storage
+                .put_file(&request(key, &source, &digest))
+                .await
+                .unwrap_err();
+            assert!(matches!(error, StorageError::InvalidKey { .. }), "{key:?}");
+            assert!(storage.get(key).await.is_err());
+        }
+        // Nothing was created, not even the root.
+        assert!(!dir.path().join("images").exists());
+        assert_eq!(files_in(dir.path()), ["source"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_source_is_a_permanent_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().join("images"));
+        let digest = sha256(b"");
+        let missing = dir.path().join("missing");
+        let error = storage
+            .put_file(&request("k", &missing, &digest))
+            .await
+            .unwrap_err();
+        assert!(!error.is_transient());
+        assert!(error.to_string().contains("missing"), "{error}");
+    }
+}

@@ -1,0 +1,309 @@
+//! Step 6: a pull request in each consumer repository that pins the new image in its
+//! Butane file, changing only the Alloy version strings and hash (SPEC §5).
+//!
+//! A consumer whose file already pins this version and hash is left alone. The update
+//! branch is reset from the base only when it does not already hold the wanted file, and an
+//! open pull request for it is updated, never duplicated. A consumer that fails does not
+//! stop the others.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{JobContext, StepError};
+use crate::arch::Arch;
+use crate::butane::{ButaneEdit, update_alloy_pin};
+use crate::github::api::Auth;
+use crate::github::branches::{branch_head, reset_branch};
+use crate::github::contents::{
+    FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
+};
+use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
+use crate::settings::ConsumerSettings;
+
+/// The file a repository adds to enroll itself as a consumer.
+pub const ENROLLMENT_FILE: &str = ".github/alloy-sysext.toml";
+
+/// What an enrollment file holds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Enrollment {
+    path: String,
+    base: String,
+    #[serde(default)]
+    assignees: Vec<String>,
+}
+
+/// One image this job published.
+#[derive(Debug, Clone)]
+struct Image {
+    arch: Arch,
+    file: String,
+    sha256: String,
+    url: String,
+}
+
+fn images(result: &Value) -> Vec<Image> {
+    result
+        .get("images")
+        .and_then(|i| i.as_array())
+        .map(|images| {
+            images
+                .iter()
+                .filter_map(|image| {
+                    Some(Image {
+                        arch: image.get("arch")?.as_str()?.parse().ok()?,
+                        file: image.get("file")?.as_str()?.to_owned(),
+                        sha256: image.get("sha256")?.as_str()?.to_owned(),
+                        url: image.get("url")?.as_str()?.to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
+    let images = images(&context.result());
+    if images.is_empty() {
+        return Err(StepError::Permanent("the build recorded no images".into()));
+    }
+    let consumers = all_consumers(context).await;
+    let mut outcomes = Vec::new();
+    let mut transient = Vec::new();
+    for consumer in &consumers {
+        match update_consumer(context, consumer, &images).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(StepError::Transient(error)) => {
+                tracing::warn!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed; it will be tried again");
+                transient.push(format!("{}: {error}", consumer.repo));
+                outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error, "will_retry": true}));
+            }
+            Err(StepError::Permanent(error)) => {
+                tracing::error!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed");
+                outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error}));
+            }
+            Err(StepError::Interrupted) => return Err(StepError::Interrupted),
+        }
+    }
+    context.record(json!({ "consumers": outcomes })).await?;
+    if !transient.is_empty() {
+        return Err(StepError::Transient(format!(
+            "consumer updates failed: {}",
+            transient.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// The configured consumers, then the repositories that enrolled themselves.
+async fn all_consumers(context: &JobContext<'_>) -> Vec<ConsumerSettings> {
+    let worker = context.worker;
+    let mut consumers = worker.settings.consumers.clone();
+    let installations = match worker.database.installations().await {
+        Ok(installations) => installations,
+        Err(error) => {
+            tracing::warn!(%error, "reading installations; enrolled consumers are skipped");
+            return consumers;
+        }
+    };
+    for installation in installations.iter().filter(|i| i.state == "active") {
+        for repo in &installation.repositories {
+            if repo.eq_ignore_ascii_case(&worker.settings.build_repo.repo)
+                || consumers.iter().any(|c| c.repo.eq_ignore_ascii_case(repo))
+            {
+                continue;
+            }
+            let auth = Auth::Installation(installation.id);
+            match read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE).await {
+                Ok(Some(file)) => {
+                    let parsed = std::str::from_utf8(&file.content)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| {
+                            toml::from_str::<Enrollment>(text).map_err(|e| e.to_string())
+                        });
+                    match parsed {
+                        Ok(enrollment) => consumers.push(ConsumerSettings {
+                            repo: repo.clone(),
+                            path: enrollment.path,
+                            base: enrollment.base,
+                            assignees: enrollment.assignees,
+                        }),
+                        Err(error) => {
+                            tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} cannot be read; the repository is skipped")
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%repo, %error, "looking for {ENROLLMENT_FILE}"),
+            }
+        }
+    }
+    consumers
+}
+
+/// The pull request's body.
+fn pull_body(
+    context: &JobContext<'_>,
+    edit: &ButaneEdit,
+    image: &Image,
+    consumer: &ConsumerSettings,
+) -> String {
+    let result = context.result();
+    let upstream = result
+        .get("upstream_release")
+        .and_then(|u| u.as_str())
+        .map(|u| format!("- Upstream release notes: {u}\n"))
+        .unwrap_or_default();
+    let release = result
+        .get("release")
+        .and_then(|u| u.as_str())
+        .map(|u| format!("- Sysext release: {u}\n"))
+        .unwrap_or_default();
+    format!(
+        "## Summary\n\nUpdates the Grafana Alloy sysext in `{path}` from **{from}** to **{to}**.\n\n\
+         | | version | sha256 |\n|---|---|---|\n| from | {from} | `{from_hash}` |\n| to | {to} | `{to_hash}` |\n\n\
+         Only the Alloy image's version strings and its hash change.\n\n\
+         ## Test plan\n\n\
+         - [ ] CI passes\n\
+         - [ ] A host provisioned from this config starts `alloy.service` on {to}\n\
+         - [ ] `systemd-sysext status` lists the alloy extension\n\n\
+         ## Links\n\n\
+         - Image: {url}\n\
+         - Checksum: {url}.sha256\n\
+         {upstream}{release}",
+        path = consumer.path,
+        from = edit.previous.version,
+        from_hash = edit.previous.sha256,
+        to = context.version,
+        to_hash = image.sha256,
+        url = image.url,
+    )
+}
+
+async fn update_consumer(
+    context: &JobContext<'_>,
+    consumer: &ConsumerSettings,
+    images: &[Image],
+) -> Result<Value, StepError> {
+    let worker = context.worker;
+    let api = &worker.github;
+    let repo = &consumer.repo;
+    let auth = context.auth_for(repo).await?;
+    let Some(base_head) = branch_head(api, auth, repo, &consumer.base).await? else {
+        return Err(StepError::Permanent(format!(
+            "{repo} has no branch {}",
+            consumer.base
+        )));
+    };
+    let Some(base_file) = read_file(api, auth, repo, &consumer.base, &consumer.path).await? else {
+        return Err(StepError::Permanent(format!(
+            "{repo} has no file {} on {}",
+            consumer.path, consumer.base
+        )));
+    };
+    let text = String::from_utf8(base_file.content.clone()).map_err(|_| {
+        StepError::Permanent(format!("{} in {repo} is not UTF-8 text", consumer.path))
+    })?;
+    // The consumer pins one architecture's image; find which.
+    let mut last_error = None;
+    let mut found = None;
+    for image in images {
+        match update_alloy_pin(
+            &text,
+            &worker.settings.image.name,
+            image.arch,
+            &context.version,
+            &image.sha256,
+        ) {
+            Ok(edit) => {
+                found = Some((edit, image));
+                break;
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    let Some((edit, image)) = found else {
+        return Err(StepError::Permanent(format!(
+            "{} in {repo}: {}",
+            consumer.path,
+            last_error.map(|e| e.to_string()).unwrap_or_default()
+        )));
+    };
+    let mut outcome = json!({
+        "repo": repo,
+        "path": consumer.path,
+        "from": edit.previous.version.to_string(),
+        "image": image.file,
+    });
+    if !edit.changed {
+        outcome["outcome"] = json!("up to date");
+        return Ok(outcome);
+    }
+    let branch = context.update_branch();
+    // The branch is reset from the base only when it does not hold the wanted file yet, so
+    // a second run adds no commit.
+    let on_branch = match branch_head(api, auth, repo, &branch).await? {
+        Some(_) => read_file(api, auth, repo, &branch, &consumer.path).await?,
+        None => None,
+    };
+    let mut committed = false;
+    if on_branch.as_ref().map(|f| f.content.as_slice()) != Some(edit.text.as_bytes()) {
+        reset_branch(api, auth, repo, &branch, &base_head).await?;
+        let message = format!("chore: update Grafana Alloy sysext to {}", context.version);
+        match write_file(
+            api,
+            auth,
+            FileTarget {
+                repo,
+                branch: &branch,
+                path: &consumer.path,
+            },
+            edit.text.as_bytes(),
+            Some(&base_file),
+            &message,
+        )
+        .await?
+        {
+            FileWrite::Committed { .. } => committed = true,
+            FileWrite::Unchanged => {}
+            FileWrite::Stale => {
+                return Err(StepError::Transient(format!(
+                    "{} in {repo} changed while it was updated",
+                    consumer.path
+                )));
+            }
+        }
+    }
+    let title = format!("Update Grafana Alloy sysext to {}", context.version);
+    let body = pull_body(context, &edit, image, consumer);
+    let pull: PullRequest = match open_pull_for_branch(api, auth, repo, &branch).await? {
+        Some(existing) => {
+            if existing.title != title || existing.body.as_deref() != Some(body.as_str()) {
+                update_pull(api, auth, repo, existing.number, &title, &body).await?;
+                outcome["outcome"] = json!("updated");
+            } else {
+                outcome["outcome"] = json!(if committed { "updated" } else { "unchanged" });
+            }
+            existing
+        }
+        None => {
+            let opened =
+                match open_pull(api, auth, repo, &branch, &consumer.base, &title, &body).await {
+                    Ok(pull) => pull,
+                    // Opened by an earlier attempt whose answer was lost.
+                    Err(error) if error.status() == Some(422) => {
+                        open_pull_for_branch(api, auth, repo, &branch)
+                            .await?
+                            .ok_or(error)?
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+            assign(api, auth, repo, opened.number, &consumer.assignees).await?;
+            outcome["outcome"] = json!("opened");
+            opened
+        }
+    };
+    outcome["pull_request"] = json!(pull.html_url);
+    tracing::info!(job = context.job.id, %repo, pull = %pull.html_url, outcome = %outcome["outcome"], "consumer updated");
+    Ok(outcome)
+}

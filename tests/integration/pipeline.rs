@@ -1,0 +1,429 @@
+//! The whole release pipeline through the real server, a stateful fake GitHub and a real
+//! S3-compatible server: a release in, objects in the bucket, the manifest committed, the
+//! release made, a pull request per consumer, and the tracking issue closed — once, however
+//! often it is asked for and whatever fails on the way.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy_sysext_automation::arch::Arch;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+use crate::fake_github::{Asset, Failure, FakeGitHub};
+use crate::s3_server::S3Server;
+use crate::serve_process::{SECRET, Server, free_port};
+
+const APP_ID: u64 = 4242;
+const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
+const GHOST: &str = "noahwhite/ghost-stack";
+const GHOST_PATH: &str = "opentofu/modules/vultr/instance/userdata/ghost.bu";
+const INFISICAL: &str = "officina-pub/infisical-stack";
+const INFISICAL_PATH: &str = "opentofu/modules/server/userdata/infisical.bu.tftpl";
+const VERSION: &str = "1.18.0";
+const TRACKING_TITLE: &str = "Alloy 1.18.0 sysext build triggered";
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
+/// GitHub as the pipeline finds it: the App installed on the build repository and both
+/// consumers, Alloy 1.18.0 upstream, the real manifest and Butane file, a tracking issue.
+struct World {
+    github: FakeGitHub,
+    s3: S3Server,
+    data: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let github = FakeGitHub::start();
+        let public = fs::read_to_string(fixture("app/test-app-key.pub.pem")).unwrap();
+        github.register_app(APP_ID, &public, "alloy-sysext-test");
+        github.add_installation(77, "noahwhite");
+        github.add_installation(78, "officina-pub");
+        github.add_repo(BUILD_REPO, "main");
+        github.set_file(
+            BUILD_REPO,
+            "main",
+            "SHA256SUMS",
+            fs::read(fixture("real-world/SHA256SUMS")).unwrap(),
+        );
+        github.set_file(
+            BUILD_REPO,
+            "main",
+            "SHA256SUMS.gpg",
+            fs::read(fixture("real-world/SHA256SUMS.gpg")).unwrap(),
+        );
+        let ghost = fs::read(fixture("real-world/ghost.bu")).unwrap();
+        github.add_repo(GHOST, "develop");
+        github.set_file(GHOST, "develop", GHOST_PATH, &ghost);
+        github.add_repo(INFISICAL, "main");
+        github.set_file(INFISICAL, "main", INFISICAL_PATH, &ghost);
+        github.add_issue(
+            BUILD_REPO,
+            "noahwhite",
+            TRACKING_TITLE,
+            "tracking",
+            &["RTB"],
+        );
+
+        let work = tempfile::tempdir().unwrap();
+        let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
+        let zip = fs::read(zip).unwrap();
+        github.add_release(
+            "grafana/alloy",
+            &format!("v{VERSION}"),
+            vec![Asset {
+                name: "alloy-linux-amd64.zip".into(),
+                digest: Some(format!("sha256:{}", hex::encode(Sha256::digest(&zip)))),
+                data: zip,
+            }],
+        );
+        let s3 = S3Server::start();
+        let data = tempfile::tempdir().unwrap();
+        let config = data.path().join("settings.toml");
+        fs::write(&config, "[schedule]\ncheck_upstream = \"off\"\n").unwrap();
+        World {
+            github,
+            s3,
+            data,
+            config,
+        }
+    }
+
+    fn start_server(&self) -> Server {
+        let key = fixture("app/test-app-key.pem");
+        let signing_key = ed25519_keys().secret();
+        let storage = self.s3.env();
+        let mut env: Vec<(&str, &str)> = storage.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let app_id = APP_ID.to_string();
+        env.extend([
+            ("WEBHOOK_SECRET", SECRET),
+            ("APP_ID", &app_id),
+            ("PRIVATE_KEY_PATH", key.to_str().unwrap()),
+            ("GITHUB_API_URL", &self.github.url),
+            ("SIGNING_KEY_PATH", signing_key.to_str().unwrap()),
+            ("CONFIG_FILE", self.config.to_str().unwrap()),
+            ("JOB_RETRY_SECONDS", "1"),
+            ("LOG_LEVEL", "info,alloy_sysext_automation=debug"),
+        ]);
+        Server::start_on(free_port(), self.data.path(), &env)
+    }
+
+    fn release_payload(&self) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "action": "published",
+            "release": {"id": 9001, "tag_name": format!("v{VERSION}"), "draft": false, "prerelease": false, "author": {"login": "noahwhite"}},
+            "repository": {"full_name": BUILD_REPO},
+            "sender": {"login": "noahwhite", "type": "User"},
+            "installation": {"id": 77},
+        }))
+        .unwrap()
+    }
+
+    /// Everything a run can change, to compare runs.
+    fn state(&self) -> Value {
+        let pulls = |repo: &str| {
+            self.github
+                .pulls(repo)
+                .into_iter()
+                .map(|p| json!({"number": p.number, "title": p.title, "body": p.body, "head": p.head, "state": p.state}))
+                .collect::<Vec<_>>()
+        };
+        json!({
+            "bucket": self.s3.keys(),
+            "puts": self.s3.put_count(),
+            "build_commits": self.github.commits(BUILD_REPO, "main").len(),
+            "ghost_commits": self.github.commits(GHOST, "feature/update-alloy-sysext-to-1.18.0").len(),
+            "infisical_commits": self.github.commits(INFISICAL, "feature/update-alloy-sysext-to-1.18.0").len(),
+            "releases": self.github.releases(BUILD_REPO).len(),
+            "ghost_pulls": pulls(GHOST),
+            "infisical_pulls": pulls(INFISICAL),
+        })
+    }
+}
+
+fn wait_for_jobs(server: &Server, count: usize) -> Vec<Value> {
+    let mut jobs = Vec::new();
+    server.wait_for(
+        &format!("{count} finished jobs"),
+        Duration::from_secs(120),
+        || {
+            jobs = server.get("/api/jobs").json()["jobs"]
+                .as_array()
+                .unwrap()
+                .clone();
+            jobs.len() >= count
+                && jobs
+                    .iter()
+                    .all(|j| j["state"] == "succeeded" || j["state"] == "failed")
+        },
+    );
+    jobs
+}
+
+fn assert_published(world: &World) {
+    let keys = world.s3.keys();
+    for key in [
+        "alloy-1.18.0-amd64.raw",
+        "alloy-1.18.0-amd64.raw.sha256",
+        "alloy-1.18.0-amd64.raw.asc",
+        "alloy-1.18.0.raw",
+        "SHA256SUMS",
+        "SHA256SUMS.gpg",
+    ] {
+        assert!(
+            keys.iter().any(|k| k == key),
+            "{key} missing from the bucket: {keys:?}"
+        );
+    }
+    let (image, headers) = world.s3.object("alloy-1.18.0-amd64.raw").unwrap();
+    assert!(
+        headers["cache-control"].contains("immutable"),
+        "{headers:?}"
+    );
+    let sha256 = hex::encode(Sha256::digest(&image));
+    let (manifest, headers) = world.s3.object("SHA256SUMS").unwrap();
+    assert_eq!(headers["cache-control"], "public, max-age=300");
+    let manifest_text = String::from_utf8(manifest.clone()).unwrap();
+    assert!(
+        manifest_text.contains(&format!("{sha256}  alloy-1.18.0-amd64.raw")),
+        "{manifest_text}"
+    );
+    // The lines already published are kept.
+    let original = fs::read_to_string(fixture("real-world/SHA256SUMS")).unwrap();
+    for line in original.lines() {
+        assert!(manifest_text.contains(line), "{line} was lost");
+    }
+    // Hosts accept the bucket's manifest signature, checked as systemd-sysupdate does.
+    let (signature, _) = world.s3.object("SHA256SUMS.gpg").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("SHA256SUMS"), &manifest).unwrap();
+    fs::write(dir.path().join("SHA256SUMS.gpg"), &signature).unwrap();
+    let gpg = Gpg::new();
+    let keyring = gpg.keyring(&ed25519_keys().public());
+    assert!(gpg.sysupdate_verify(
+        &keyring,
+        &dir.path().join("SHA256SUMS.gpg"),
+        &dir.path().join("SHA256SUMS")
+    ));
+    // The repository holds the same manifest, and the signature of it.
+    assert_eq!(
+        world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap(),
+        manifest
+    );
+    assert_eq!(
+        world
+            .github
+            .file(BUILD_REPO, "main", "SHA256SUMS.gpg")
+            .unwrap(),
+        signature
+    );
+
+    let releases = world.github.releases(BUILD_REPO);
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].tag, "v1.18.0");
+    assert_eq!(releases[0].name, "Alloy Sysext 1.18.0");
+
+    for (repo, base, path) in [
+        (GHOST, "develop", GHOST_PATH),
+        (INFISICAL, "main", INFISICAL_PATH),
+    ] {
+        let pulls = world.github.pulls(repo);
+        assert_eq!(pulls.len(), 1, "{repo}: {pulls:?}");
+        let pull = &pulls[0];
+        assert_eq!(pull.title, "Update Grafana Alloy sysext to 1.18.0");
+        assert_eq!(pull.head, "feature/update-alloy-sysext-to-1.18.0");
+        assert_eq!(pull.base, base);
+        assert_eq!(pull.assignees, ["noahwhite"]);
+        assert!(
+            pull.body.contains("1.14.2") && pull.body.contains(&sha256),
+            "{}",
+            pull.body
+        );
+        let diff = world.github.pull_diff(repo, pull.number);
+        assert_eq!(diff.len(), 1, "one file changes: {diff:?}");
+        let (changed_path, removed, added) = &diff[0];
+        assert_eq!(changed_path, path);
+        assert_eq!(removed.len(), 4, "{removed:?}");
+        assert_eq!(added.len(), 4, "{added:?}");
+        assert_eq!(
+            added
+                .iter()
+                .filter(|l| l.contains("alloy-1.18.0-amd64.raw"))
+                .count(),
+            3,
+            "{added:?}"
+        );
+        assert!(
+            added
+                .iter()
+                .any(|l| l.trim() == format!("hash: sha256-{sha256}")),
+            "{added:?}"
+        );
+        assert!(
+            removed.iter().any(|l| l.contains("268db7a95a807cfb")),
+            "{removed:?}"
+        );
+    }
+    let tracking = world
+        .github
+        .issues(BUILD_REPO)
+        .into_iter()
+        .find(|i| i.title == TRACKING_TITLE)
+        .unwrap();
+    assert_eq!(tracking.state, "closed");
+    assert!(
+        tracking
+            .comments
+            .iter()
+            .any(|c| c.body.contains("github.com") || c.body.contains("pull")),
+        "{:?}",
+        tracking.comments
+    );
+}
+
+#[test]
+fn a_release_is_published_once_however_often_it_is_asked_for() {
+    let world = World::new();
+    let commits_before = world.github.commits(BUILD_REPO, "main").len();
+    let server = world.start_server();
+    assert_eq!(
+        server
+            .deliver("release-1", "release", &world.release_payload())
+            .status,
+        202
+    );
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_published(&world);
+    // One commit for the manifest and one for its signature.
+    let commits = world.github.commits(BUILD_REPO, "main");
+    assert_eq!(commits.len(), commits_before + 2);
+    assert_eq!(commits[0].changed_paths, ["SHA256SUMS.gpg"]);
+    assert_eq!(commits[1].changed_paths, ["SHA256SUMS"]);
+    let after_first = world.state();
+
+    // The same delivery again, the same release replayed under another id, and /rebuild:
+    // nothing new anywhere.
+    assert_eq!(
+        server
+            .deliver("release-1", "release", &world.release_payload())
+            .status,
+        200
+    );
+    assert_eq!(
+        server
+            .deliver("release-1-replayed", "release", &world.release_payload())
+            .status,
+        202
+    );
+    world
+        .github
+        .set_permission(BUILD_REPO, "noahwhite", "admin");
+    let comment = json!({
+        "action": "created",
+        "issue": {"number": 1},
+        "comment": {"id": 777, "body": "/rebuild 1.18.0", "user": {"login": "noahwhite", "type": "User"}},
+        "repository": {"full_name": BUILD_REPO},
+        "sender": {"login": "noahwhite", "type": "User"},
+        "installation": {"id": 77},
+    });
+    server.deliver("rebuild-1", "issue_comment", comment.to_string().as_bytes());
+    let jobs = wait_for_jobs(&server, 2);
+    assert_eq!(
+        jobs.len(),
+        2,
+        "the replayed release queued no job: {jobs:?}"
+    );
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_eq!(jobs[0]["result"]["published"], "unchanged", "{}", jobs[0]);
+    assert_eq!(world.state(), after_first);
+}
+
+#[test]
+fn faults_on_the_way_end_in_the_same_state_as_a_clean_run() {
+    let world = World::new();
+    // Storage fails for a while, the manifest commit meets a 409, and PR creation a 502.
+    world.s3.fail_for(8);
+    world.github.fail_next(
+        "PUT",
+        &format!("/repos/{BUILD_REPO}/contents/SHA256SUMS"),
+        Failure::Status {
+            status: 409,
+            message: "SHA256SUMS does not match".into(),
+        },
+    );
+    world.github.fail_next(
+        "POST",
+        &format!("/repos/{GHOST}/pulls"),
+        Failure::ServerError(502),
+    );
+    let commits_before = world.github.commits(BUILD_REPO, "main").len();
+    let server = world.start_server();
+    server.deliver("release-faults", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_published(&world);
+    let commits = world.github.commits(BUILD_REPO, "main");
+    assert_eq!(commits.len(), commits_before + 2, "no duplicate commit");
+    // Each fault really happened.
+    let statuses = |method: &str, path: &str| -> Vec<u16> {
+        world
+            .github
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path == path)
+            .map(|r| r.status)
+            .collect()
+    };
+    assert!(statuses("PUT", &format!("/repos/{BUILD_REPO}/contents/SHA256SUMS")).contains(&409));
+    assert_eq!(
+        statuses("POST", &format!("/repos/{GHOST}/pulls")),
+        [502, 201]
+    );
+    assert!(
+        world
+            .s3
+            .requests()
+            .iter()
+            .filter(|r| r.status == 503)
+            .count()
+            >= 8
+    );
+}
+
+#[test]
+fn a_kill_between_steps_resumes_to_the_same_state() {
+    let world = World::new();
+    // Slow the release step down so the process can be killed in it.
+    world.github.fail_next(
+        "GET",
+        &format!("/repos/{BUILD_REPO}/releases/tags/"),
+        Failure::Delay(Duration::from_secs(5)),
+    );
+    let commits_before = world.github.commits(BUILD_REPO, "main").len();
+    let server = world.start_server();
+    server.deliver("release-kill", "release", &world.release_payload());
+    server.wait_for("the release step", Duration::from_secs(60), || {
+        server.get("/api/jobs/1").json()["step"] == "release"
+    });
+    let data_dir = server.kill();
+    assert!(world.github.releases(BUILD_REPO).is_empty());
+    assert_eq!(data_dir, world.data.path());
+    let restarted = world.start_server();
+    let jobs = wait_for_jobs(&restarted, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_eq!(jobs[0]["attempts"], 2);
+    assert_published(&world);
+    assert_eq!(
+        world.github.commits(BUILD_REPO, "main").len(),
+        commits_before + 2
+    );
+}
