@@ -16,4 +16,5 @@ mod serve_process;
 mod server;
 mod signatures;
 mod storage;
+mod upstream_watch;
 mod verify;

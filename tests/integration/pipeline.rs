@@ -427,3 +427,152 @@ fn a_kill_between_steps_resumes_to_the_same_state() {
         commits_before + 2
     );
 }
+
+fn rebuild_comment(comment_id: u64) -> Vec<u8> {
+    json!({
+        "action": "created",
+        "issue": {"number": 1},
+        "comment": {"id": comment_id, "body": "/rebuild 1.18.0", "user": {"login": "noahwhite", "type": "User"}},
+        "repository": {"full_name": BUILD_REPO},
+        "sender": {"login": "noahwhite", "type": "User"},
+        "installation": {"id": 77},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn a_published_version_with_another_hash_is_replaced_only_by_rebuild() {
+    let world = World::new();
+    let listed = format!(
+        "{}{}  alloy-1.18.0-amd64.raw\n",
+        fs::read_to_string(fixture("real-world/SHA256SUMS")).unwrap(),
+        "e".repeat(64)
+    );
+    world
+        .github
+        .set_file(BUILD_REPO, "main", "SHA256SUMS", &listed);
+    let commits_before = world.github.commits(BUILD_REPO, "main").len();
+    let server = world.start_server();
+    server.deliver("release-conflict", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "failed");
+    let error = jobs[0]["error"].as_str().unwrap();
+    assert!(error.contains("is published with sha256 eeee"), "{error}");
+    assert!(error.contains("/rebuild 1.18.0"), "{error}");
+    assert!(world.s3.keys().is_empty(), "nothing was uploaded");
+    assert_eq!(
+        world.github.commits(BUILD_REPO, "main").len(),
+        commits_before
+    );
+    assert!(world.github.releases(BUILD_REPO).is_empty());
+    assert!(world.github.pulls(GHOST).is_empty());
+    // The tracking issue says why.
+    let tracking = world
+        .github
+        .issues(BUILD_REPO)
+        .into_iter()
+        .find(|i| i.title == TRACKING_TITLE)
+        .unwrap();
+    assert_eq!(tracking.state, "open");
+    assert!(
+        tracking.comments.iter().any(|c| c.body.contains("failed")),
+        "{:?}",
+        tracking.comments
+    );
+
+    world
+        .github
+        .set_permission(BUILD_REPO, "noahwhite", "admin");
+    server.deliver("rebuild-conflict", "issue_comment", &rebuild_comment(901));
+    let jobs = wait_for_jobs(&server, 2);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_eq!(jobs[0]["result"]["published"], "replaced");
+    let manifest =
+        String::from_utf8(world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap()).unwrap();
+    assert!(!manifest.contains(&"e".repeat(64)), "{manifest}");
+    assert_published(&world);
+}
+
+#[test]
+fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them() {
+    let world = World::new();
+    const ENROLLED: &str = "noahwhite/edge-hosts";
+    world.github.add_repo(ENROLLED, "main");
+    world.github.set_file(
+        ENROLLED,
+        "main",
+        "hosts/edge.bu",
+        fs::read(fixture("real-world/ghost.bu")).unwrap(),
+    );
+    world.github.set_file(
+        ENROLLED,
+        "main",
+        ".github/alloy-sysext.toml",
+        "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = [\"noahwhite\"]\n",
+    );
+    let server = world.start_server();
+    let installation = json!({
+        "action": "created",
+        "installation": {"id": 77, "account": {"login": "noahwhite"}},
+        "repositories": [{"full_name": ENROLLED}, {"full_name": GHOST}, {"full_name": BUILD_REPO}],
+        "sender": {"login": "noahwhite", "type": "User"},
+    });
+    server.deliver(
+        "installed",
+        "installation",
+        installation.to_string().as_bytes(),
+    );
+    server.wait_for(
+        "the installation to be stored",
+        Duration::from_secs(30),
+        || server.get("/api/deliveries/installed").json()["state"] == "processed",
+    );
+    server.deliver("release-enrolled", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let pulls = world.github.pulls(ENROLLED);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let diff = world.github.pull_diff(ENROLLED, pulls[0].number);
+    assert_eq!(diff[0].0, "hosts/edge.bu");
+    assert_eq!(diff[0].2.len(), 4);
+    // The configured consumers still got theirs.
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+
+    // The consumer's CI finishes on the update branch: its pull request hears of it.
+    let ghost_pull = world.github.pulls(GHOST)[0].number;
+    let run = json!({
+        "action": "completed",
+        "workflow_run": {
+            "id": 555,
+            "name": "Validate Butane",
+            "head_branch": "feature/update-alloy-sysext-to-1.18.0",
+            "conclusion": "failure",
+            "html_url": "https://github.com/noahwhite/ghost-stack/actions/runs/555",
+        },
+        "repository": {"full_name": GHOST},
+        "sender": {"login": "noahwhite", "type": "User"},
+        "installation": {"id": 77},
+    });
+    server.deliver("ci-done", "workflow_run", run.to_string().as_bytes());
+    server.wait_for("the CI report", Duration::from_secs(30), || {
+        !world.github.comments(GHOST, ghost_pull).is_empty()
+    });
+    let comments = world.github.comments(GHOST, ghost_pull);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0].body.contains("Validate Butane"),
+        "{}",
+        comments[0].body
+    );
+    assert!(
+        comments[0].body.contains("**failure**"),
+        "{}",
+        comments[0].body
+    );
+    assert!(
+        comments[0].body.contains("actions/runs/555"),
+        "{}",
+        comments[0].body
+    );
+}

@@ -1,0 +1,165 @@
+//! The upstream watch: `check` against a fake GitHub holding upstream releases, and the
+//! library's watch reading the release list with conditional requests.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use alloy_sysext_automation::database::Database;
+use alloy_sysext_automation::github::api::GitHubApi;
+use alloy_sysext_automation::github::app_jwt::AppKey;
+use alloy_sysext_automation::github::rate_limit::RetryPolicy;
+use alloy_sysext_automation::settings::Settings;
+use alloy_sysext_automation::worker::upstream_watch::{CheckAction, UpstreamWatch};
+
+use crate::common::{cli, run_fail, run_ok};
+use crate::fake_github::FakeGitHub;
+
+const APP_ID: u64 = 4242;
+const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
+const TITLE: &str = "Alloy 1.10.0 sysext build triggered";
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
+/// Upstream has 1.9.3, 1.10.0 and a newer prerelease; 1.9.3 is published.
+fn github() -> FakeGitHub {
+    let github = FakeGitHub::start();
+    let public = fs::read_to_string(fixture("app/test-app-key.pub.pem")).unwrap();
+    github.register_app(APP_ID, &public, "alloy-sysext-test");
+    github.add_installation(77, "noahwhite");
+    github.add_repo(BUILD_REPO, "main");
+    github.set_file(
+        BUILD_REPO,
+        "main",
+        "SHA256SUMS",
+        format!("{}  alloy-1.9.3-amd64.raw\n", "a".repeat(64)),
+    );
+    let day = Duration::from_secs(86_400);
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    // Listed newest first by date: a patch of the older line came out last.
+    for (tag, prerelease, age) in [
+        ("v1.9.3", false, 30),
+        ("v1.10.0", false, 20),
+        ("v1.11.0-rc.1", true, 10),
+        ("v1.9.4", false, 5),
+    ] {
+        github.add_upstream_release(
+            "grafana/alloy",
+            tag,
+            prerelease,
+            false,
+            start - day * age,
+            Vec::new(),
+        );
+    }
+    github
+}
+
+fn check(github: &FakeGitHub, data: &Path, dry_run: bool) -> std::process::Command {
+    let mut command = cli();
+    command
+        .arg("check")
+        .env("APP_ID", APP_ID.to_string())
+        .env("PRIVATE_KEY_PATH", fixture("app/test-app-key.pem"))
+        .env("GITHUB_API_URL", &github.url)
+        .env("DATA_DIR", data)
+        .env_remove("PRIVATE_KEY")
+        .env_remove("CONFIG_FILE")
+        .env_remove("DATABASE_URL");
+    if dry_run {
+        command.arg("--dry-run");
+    }
+    command
+}
+
+#[test]
+fn check_finds_the_newest_stable_release_and_opens_one_tracking_issue() {
+    let github = github();
+    let data = tempfile::tempdir().unwrap();
+
+    let dry = run_ok(&mut check(&github, data.path(), true));
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(said.contains("newest upstream release: 1.10.0"), "{said}");
+    assert!(
+        said.contains("newest published: 1.9.4") || said.contains("newest published: 1.9.3"),
+        "{said}"
+    );
+    assert!(said.contains("would build 1.10.0"), "{said}");
+    assert!(
+        github.issues(BUILD_REPO).is_empty(),
+        "a dry run changes nothing"
+    );
+
+    let first = run_ok(&mut check(&github, data.path(), false));
+    let said = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        said.contains("queued a build of 1.10.0 as job #1"),
+        "{said}"
+    );
+    assert!(said.contains("(opened)"), "{said}");
+    let second = run_ok(&mut check(&github, data.path(), false));
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        said.contains("a build was already queued for 1.10.0 as job #1"),
+        "{said}"
+    );
+    assert!(said.contains("(already open)"), "{said}");
+
+    let issues = github.issues(BUILD_REPO);
+    assert_eq!(issues.len(), 1, "no second tracking issue: {issues:?}");
+    assert_eq!(issues[0].title, TITLE);
+    assert_eq!(issues[0].labels, ["RTB"]);
+    assert_eq!(issues[0].state, "open");
+}
+
+#[test]
+fn check_without_app_credentials_says_what_is_missing() {
+    let github = github();
+    let data = tempfile::tempdir().unwrap();
+    let stderr = run_fail(
+        check(&github, data.path(), true)
+            .env_remove("APP_ID")
+            .env_remove("PRIVATE_KEY_PATH"),
+    );
+    assert!(stderr.contains("APP_ID"), "{stderr}");
+}
+
+#[test]
+fn an_unchanged_release_list_is_read_with_a_conditional_request() {
+    let github = github();
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = AppKey::from_pem(
+        APP_ID,
+        &fs::read_to_string(fixture("app/test-app-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let outcomes = runtime.block_on(async {
+        let database = Database::open(None, data.path()).await.unwrap();
+        let api = GitHubApi::new(&github.url, Some(key), RetryPolicy::default()).unwrap();
+        let watch = UpstreamWatch::new(api, database, Arc::new(Settings::default()));
+        let first = watch.check(false).await.unwrap();
+        let second = watch.check(false).await.unwrap();
+        (first, second)
+    });
+    for outcome in [&outcomes.0, &outcomes.1] {
+        assert!(
+            matches!(&outcome.action, CheckAction::Queued { version, .. } if version.to_string() == "1.10.0"),
+            "{outcome}"
+        );
+    }
+    let lists = github.releases_list_requests();
+    assert_eq!(lists.len(), 2, "{lists:?}");
+    assert_eq!(lists[0], (200, false));
+    assert_eq!(
+        lists[1],
+        (304, true),
+        "the second read is conditional and unchanged"
+    );
+    assert_eq!(github.issues(BUILD_REPO).len(), 1);
+}
