@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::*;
 use crate::fake_github::{Asset, Failure, FakeGitHub};
+use crate::http::request_with_headers;
 use crate::serve_process::{SECRET, Server, fixtures, free_port};
 
 const APP_ID: u64 = 4242;
@@ -174,6 +175,43 @@ fn rebuild_by_a_write_user_builds_signs_and_replies_once() {
         fs::read(data.path().join("images/SHA256SUMS")).unwrap()
     );
     assert_eq!(github.releases(BUILD_REPO).len(), 1);
+    // The server itself serves what it published, as a systemd-sysupdate source.
+    let served = request_with_headers(server.port, "GET", "/images/SHA256SUMS", &[], b"").unwrap();
+    assert_eq!(served.status, 200);
+    assert_eq!(
+        served.body.as_bytes(),
+        fs::read(data.path().join("images/SHA256SUMS")).unwrap()
+    );
+    assert_eq!(served.header("cache-control"), Some("public, max-age=300"));
+    let image_head = request_with_headers(
+        server.port,
+        "HEAD",
+        "/images/alloy-1.17.1-amd64.raw",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(image_head.status, 200);
+    assert_eq!(
+        image_head.header("content-length").unwrap(),
+        fs::metadata(data.path().join("images/alloy-1.17.1-amd64.raw"))
+            .unwrap()
+            .len()
+            .to_string()
+    );
+    assert!(
+        image_head
+            .header("cache-control")
+            .unwrap()
+            .contains("immutable")
+    );
+    for hostile in [
+        "/images/..%2Falloy-sysext.db",
+        "/images/.signing-key.asc",
+        "/images/nothing.raw",
+    ] {
+        assert_eq!(server.get(hostile).status, 404, "{hostile}");
+    }
     assert_eq!(job["trigger"]["user"], "writer");
     assert!(job["error"].is_null());
 

@@ -219,6 +219,8 @@ impl Worker {
     /// Ends the job as failed and tells whoever asked.
     async fn fail_job(&self, id: i64, error: &str) -> Result<(), DatabaseError> {
         self.database.finish_job(id, Some(error)).await?;
+        // The job will not run again: its downloads and build output go.
+        let _ = std::fs::remove_dir_all(self.work_dir(id));
         let Some(job) = self.database.job(id).await? else {
             return Ok(());
         };
