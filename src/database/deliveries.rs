@@ -59,6 +59,25 @@ pub enum Stored {
     AlreadyStored,
 }
 
+/// The columns every delivery query selects.
+const COLUMNS: &str = "id, event, action, installation_id, repository, received_at, state,
+    processed_at, error, job_id";
+
+fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredDelivery, DatabaseError> {
+    Ok(StoredDelivery {
+        id: row.try_get("id")?,
+        event: row.try_get("event")?,
+        action: row.try_get("action")?,
+        installation_id: row.try_get("installation_id")?,
+        repository: row.try_get("repository")?,
+        received_at: row.try_get("received_at")?,
+        state: row.try_get("state")?,
+        processed_at: row.try_get("processed_at")?,
+        error: row.try_get("error")?,
+        job_id: row.try_get("job_id")?,
+    })
+}
+
 impl Database {
     /// Stores `delivery` unless one with its id is stored already; committed when it
     /// returns.
@@ -89,29 +108,13 @@ impl Database {
 
     /// The delivery with `id`, if stored.
     pub async fn delivery(&self, id: &str) -> Result<Option<StoredDelivery>, DatabaseError> {
-        let row = sqlx::query(
-            "SELECT id, event, action, installation_id, repository, received_at, state,
-                    processed_at, error, job_id
-             FROM deliveries WHERE id = ?",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM deliveries WHERE id = ?"
+        )))
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|row| {
-            Ok(StoredDelivery {
-                id: row.try_get("id")?,
-                event: row.try_get("event")?,
-                action: row.try_get("action")?,
-                installation_id: row.try_get("installation_id")?,
-                repository: row.try_get("repository")?,
-                received_at: row.try_get("received_at")?,
-                state: row.try_get("state")?,
-                processed_at: row.try_get("processed_at")?,
-                error: row.try_get("error")?,
-                job_id: row.try_get("job_id")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(delivery_from_row).transpose()
     }
 
     /// How many deliveries are stored.
@@ -220,29 +223,12 @@ impl Database {
         &self,
         limit: i64,
     ) -> Result<Vec<StoredDelivery>, DatabaseError> {
-        let rows = sqlx::query(
-            "SELECT id, event, action, installation_id, repository, received_at, state,
-                    processed_at, error, job_id
-             FROM deliveries ORDER BY received_at DESC LIMIT ?",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM deliveries ORDER BY received_at DESC LIMIT ?"
+        )))
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredDelivery {
-                    id: row.try_get("id")?,
-                    event: row.try_get("event")?,
-                    action: row.try_get("action")?,
-                    installation_id: row.try_get("installation_id")?,
-                    repository: row.try_get("repository")?,
-                    received_at: row.try_get("received_at")?,
-                    state: row.try_get("state")?,
-                    processed_at: row.try_get("processed_at")?,
-                    error: row.try_get("error")?,
-                    job_id: row.try_get("job_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(delivery_from_row).collect()
     }
 }

@@ -295,6 +295,23 @@ impl GitHubApi {
         response.json()
     }
 
+    /// `GET` as `T`, or `None` when GitHub answers 404.
+    pub async fn get_optional_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        auth: Auth,
+        what: &str,
+    ) -> Result<Option<T>, ApiError> {
+        let response = self.request(Method::GET, path, auth, None).await?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        if !response.is_success() {
+            return Err(response.into_error(what));
+        }
+        response.json().map(Some)
+    }
+
     /// A request with a JSON body that must succeed, as `T`.
     pub async fn send_json<T: DeserializeOwned>(
         &self,

@@ -12,25 +12,19 @@ pub async fn branch_head(
     repo: &str,
     branch: &str,
 ) -> Result<Option<String>, ApiError> {
-    let response = api
-        .request(
-            Method::GET,
+    let reference: Option<serde_json::Value> = api
+        .get_optional_json(
             &format!("/repos/{repo}/git/ref/heads/{branch}"),
             auth,
-            None,
+            &format!("reading branch {branch} of {repo}"),
         )
         .await?;
-    if response.status == 404 {
-        return Ok(None);
-    }
-    if !response.is_success() {
-        return Err(response.into_error(&format!("reading branch {branch} of {repo}")));
-    }
-    let value: serde_json::Value = response.json()?;
-    Ok(value
-        .pointer("/object/sha")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned))
+    Ok(reference.and_then(|value| {
+        value
+            .pointer("/object/sha")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }))
 }
 
 /// Points `branch` at `sha`, creating it or moving it there (a stale branch is reset).

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
+use super::url::escape_path;
 
 /// A file as the branch holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,39 +38,6 @@ struct ContentsResponse {
     kind: String,
 }
 
-/// A path in the URL, each segment escaped.
-fn escaped_path(path: &str) -> String {
-    path.split('/')
-        .map(|segment| {
-            segment
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// `branch` escaped for a query string.
-fn escaped_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// `path` on `branch` of `repo`, or `None` when it does not exist.
 pub async fn read_file(
     api: &GitHubApi,
@@ -80,8 +48,8 @@ pub async fn read_file(
 ) -> Result<Option<RepoFile>, ApiError> {
     let route = format!(
         "/repos/{repo}/contents/{}?ref={}",
-        escaped_path(path),
-        escaped_query(branch)
+        escape_path(path),
+        escape_path(branch)
     );
     read_route(api, auth, repo, path, &route).await
 }
@@ -93,7 +61,7 @@ pub async fn read_default_branch_file(
     repo: &str,
     path: &str,
 ) -> Result<Option<RepoFile>, ApiError> {
-    let route = format!("/repos/{repo}/contents/{}", escaped_path(path));
+    let route = format!("/repos/{repo}/contents/{}", escape_path(path));
     read_route(api, auth, repo, path, &route).await
 }
 
@@ -166,7 +134,7 @@ pub async fn write_file(
     if let Some(file) = current {
         body["sha"] = json!(file.sha);
     }
-    let route = format!("/repos/{repo}/contents/{}", escaped_path(path));
+    let route = format!("/repos/{repo}/contents/{}", escape_path(path));
     let response = api.request(Method::PUT, &route, auth, Some(&body)).await?;
     // 409: the sha is stale; 422 "sha wasn't supplied": the file appeared since it was read.
     if response.status == 409 || (response.status == 422 && current.is_none()) {
@@ -183,15 +151,4 @@ pub async fn write_file(
             .unwrap_or_default()
             .to_owned(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_and_branches_are_escaped() {
-        assert_eq!(escaped_path("a b/c#d.bu"), "a%20b/c%23d.bu");
-        assert_eq!(escaped_query("feature/x y"), "feature/x%20y");
-    }
 }

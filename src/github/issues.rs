@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
+use super::url::escape_component;
 
 /// An issue, as far as the pipeline needs it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -24,16 +25,7 @@ pub async fn find_open_issue(
     label: &str,
     title: &str,
 ) -> Result<Option<Issue>, ApiError> {
-    let label: String = label
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let label = escape_component(label);
     for page in 1..=10 {
         let issues: Vec<Issue> = api
             .get_json(

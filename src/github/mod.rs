@@ -11,3 +11,4 @@ pub mod pulls;
 pub mod rate_limit;
 pub mod release_asset;
 pub mod releases;
+pub mod url;

@@ -29,21 +29,12 @@ pub async fn release_by_tag(
     repo: &str,
     tag: &str,
 ) -> Result<Option<ReleaseSummary>, ApiError> {
-    let response = api
-        .request(
-            Method::GET,
-            &format!("/repos/{repo}/releases/tags/{tag}"),
-            auth,
-            None,
-        )
-        .await?;
-    if response.status == 404 {
-        return Ok(None);
-    }
-    if !response.is_success() {
-        return Err(response.into_error(&format!("reading release {tag} of {repo}")));
-    }
-    response.json().map(Some)
+    api.get_optional_json(
+        &format!("/repos/{repo}/releases/tags/{tag}"),
+        auth,
+        &format!("reading release {tag} of {repo}"),
+    )
+    .await
 }
 
 /// Creates release `tag` on `target` (a branch). Returns `None` when GitHub says the tag

@@ -9,26 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
-
-/// Images and their checksums never change under a name; the manifest does.
-fn cache_control(file: &str) -> &'static str {
-    if file == MANIFEST_FILE || file == MANIFEST_SIGNATURE_FILE {
-        "public, max-age=300"
-    } else {
-        "public, max-age=31536000, immutable"
-    }
-}
-
-fn content_type(file: &str) -> &'static str {
-    if file.ends_with(".asc") || file.ends_with(".gpg") {
-        "application/pgp-signature"
-    } else if file.ends_with(".sha256") || file == MANIFEST_FILE {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/octet-stream"
-    }
-}
+use crate::storage::{cache_control_of, content_type_of};
 
 /// A bare published file name: no directories, nothing hidden.
 fn is_published_name(file: &str) -> bool {
@@ -67,8 +48,8 @@ pub async fn serve_image(State(state): State<AppState>, Path(file): Path<String>
     };
     (
         [
-            (header::CONTENT_TYPE, content_type(&file).to_owned()),
-            (header::CACHE_CONTROL, cache_control(&file).to_owned()),
+            (header::CONTENT_TYPE, content_type_of(&file).to_owned()),
+            (header::CACHE_CONTROL, cache_control_of(&file).to_owned()),
             (header::CONTENT_LENGTH, length.to_string()),
         ],
         Body::from_stream(tokio_util::io::ReaderStream::new(opened)),
@@ -93,7 +74,7 @@ mod tests {
         for bad in ["", ".alloy.tmp", "../x", "a/b", "a%2Fb", "a\\b"] {
             assert!(!is_published_name(bad), "{bad}");
         }
-        assert_eq!(cache_control("SHA256SUMS"), "public, max-age=300");
-        assert!(cache_control("alloy-1.2.3-amd64.raw").contains("immutable"));
+        assert_eq!(cache_control_of("SHA256SUMS"), "public, max-age=300");
+        assert!(cache_control_of("alloy-1.2.3-amd64.raw").contains("immutable"));
     }
 }

@@ -20,6 +20,28 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Cache-Control for files that change with every release: `SHA256SUMS`, `SHA256SUMS.gpg`.
 pub const SHORT_LIVED: &str = "public, max-age=300";
 
+/// How long caches may keep the published file `name`: the manifest and its signature
+/// change with every release, everything else never changes under its name.
+pub fn cache_control_of(name: &str) -> &'static str {
+    if name == crate::artifacts::MANIFEST_FILE || name == crate::artifacts::MANIFEST_SIGNATURE_FILE
+    {
+        SHORT_LIVED
+    } else {
+        IMMUTABLE
+    }
+}
+
+/// The Content-Type of the published file `name`.
+pub fn content_type_of(name: &str) -> &'static str {
+    if name.ends_with(".asc") || name.ends_with(".gpg") {
+        "application/pgp-signature"
+    } else if name.ends_with(".sha256") || name == crate::artifacts::MANIFEST_FILE {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    }
+}
+
 /// One file to publish under `key`.
 #[derive(Clone, Copy, Debug)]
 pub struct PutRequest<'a> {

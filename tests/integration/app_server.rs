@@ -3,7 +3,7 @@
 //! state (comments, reactions, tokens, requests) and at the server's files and API.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use alloy_sysext_automation::arch::Arch;
@@ -14,26 +14,16 @@ use crate::common::*;
 use crate::fake_github::{Asset, Failure, FakeGitHub};
 use crate::http::request_with_headers;
 use crate::serve_process::{SECRET, Server, fixtures, free_port};
+use crate::test_app::{APP_SLUG, app_env, install_app};
 
-const APP_ID: u64 = 4242;
-const APP_SLUG: &str = "alloy-sysext-test";
 const INSTALLATION: u64 = 77;
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 const ISSUE: u64 = 12;
 
-fn app_key_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app/test-app-key.pem")
-}
-
 /// A fake GitHub that knows the App, its installation, and Alloy 1.17.1 upstream.
 fn github_with_app() -> FakeGitHub {
     let github = FakeGitHub::start();
-    let public = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app/test-app-key.pub.pem"),
-    )
-    .unwrap();
-    github.register_app(APP_ID, &public, APP_SLUG);
-    github.add_installation(INSTALLATION, "noahwhite");
+    install_app(&github, &[(INSTALLATION, "noahwhite")]);
     github.add_repo(BUILD_REPO, "main");
     let work = tempfile::tempdir().unwrap();
     let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
@@ -51,8 +41,6 @@ fn github_with_app() -> FakeGitHub {
 }
 
 fn start_app_server(github: &FakeGitHub, data_dir: &Path, port: u16) -> Server {
-    let key = app_key_path();
-    let signing_key = ed25519_keys().secret();
     // No consumer repositories and no schedule: these tests are about the server itself.
     let config = data_dir.join("settings.toml");
     fs::write(
@@ -60,19 +48,9 @@ fn start_app_server(github: &FakeGitHub, data_dir: &Path, port: u16) -> Server {
         "consumers = []\n[schedule]\ncheck_upstream = \"off\"\n",
     )
     .unwrap();
-    Server::start_on(
-        port,
-        data_dir,
-        &[
-            ("WEBHOOK_SECRET", SECRET),
-            ("APP_ID", &APP_ID.to_string()),
-            ("PRIVATE_KEY_PATH", key.to_str().unwrap()),
-            ("GITHUB_API_URL", &github.url),
-            ("SIGNING_KEY_PATH", signing_key.to_str().unwrap()),
-            ("CONFIG_FILE", config.to_str().unwrap()),
-            ("LOG_LEVEL", "info,alloy_sysext_automation=debug"),
-        ],
-    )
+    let env = app_env(github, &config);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start_on(port, data_dir, &env)
 }
 
 fn comment_payload(comment_id: u64, user: &str, body: &str) -> Vec<u8> {
@@ -478,7 +456,8 @@ fn comments_by_bots_and_the_app_itself_are_ignored() {
     let data = tempfile::tempdir().unwrap();
     let server = start_app_server(&github, data.path(), free_port());
     let mut body: Value =
-        serde_json::from_slice(&comment_payload(511, "alloy-sysext-test[bot]", "/help")).unwrap();
+        serde_json::from_slice(&comment_payload(511, &format!("{APP_SLUG}[bot]"), "/help"))
+            .unwrap();
     body["comment"]["user"]["type"] = json!("Bot");
     body["sender"]["type"] = json!("Bot");
     server.deliver(
@@ -513,7 +492,8 @@ fn dispatches_and_releases_in_the_build_repository_start_builds() {
         "workflow_dispatch",
         workflow.to_string().as_bytes(),
     );
-    let own_release = json!({"action": "published", "release": {"id": 9, "tag_name": "v1.17.1", "author": {"login": "alloy-sysext-test[bot]"}}, "repository": repository, "installation": installation, "sender": {"login": "alloy-sysext-test[bot]", "type": "Bot"}});
+    let app_bot = format!("{APP_SLUG}[bot]");
+    let own_release = json!({"action": "published", "release": {"id": 9, "tag_name": "v1.17.1", "author": {"login": app_bot}}, "repository": repository, "installation": installation, "sender": {"login": app_bot, "type": "Bot"}});
     server.deliver(
         "d-own-release",
         "release",

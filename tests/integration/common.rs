@@ -53,6 +53,13 @@ pub fn upstream_zip(dir: &Path, arch: Arch, size: usize) -> (PathBuf, Vec<u8>) {
     (path, binary)
 }
 
+/// A file under `tests/fixtures/`.
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
 /// The CLI binary, with a clean environment for key variables.
 pub fn cli() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_alloy-sysext-automation"));

@@ -16,5 +16,6 @@ mod serve_process;
 mod server;
 mod signatures;
 mod storage;
+mod test_app;
 mod upstream_watch;
 mod verify;

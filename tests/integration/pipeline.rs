@@ -4,7 +4,7 @@
 //! often it is asked for and whatever fails on the way.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use alloy_sysext_automation::arch::Arch;
@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 use crate::common::*;
 use crate::fake_github::{Asset, Failure, FakeGitHub};
 use crate::s3_server::S3Server;
-use crate::serve_process::{SECRET, Server, free_port};
+use crate::serve_process::{Server, free_port};
+use crate::test_app::{app_env, install_app};
 
-const APP_ID: u64 = 4242;
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 const GHOST: &str = "noahwhite/ghost-stack";
 const GHOST_PATH: &str = "opentofu/modules/vultr/instance/userdata/ghost.bu";
@@ -24,12 +24,6 @@ const INFISICAL: &str = "officina-pub/infisical-stack";
 const INFISICAL_PATH: &str = "opentofu/modules/server/userdata/infisical.bu.tftpl";
 const VERSION: &str = "1.18.0";
 const TRACKING_TITLE: &str = "Alloy 1.18.0 sysext build triggered";
-
-fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path)
-}
 
 /// GitHub as the pipeline finds it: the App installed on the build repository and both
 /// consumers, Alloy 1.18.0 upstream, the real manifest and Butane file, a tracking issue.
@@ -43,10 +37,7 @@ struct World {
 impl World {
     fn new() -> World {
         let github = FakeGitHub::start();
-        let public = fs::read_to_string(fixture("app/test-app-key.pub.pem")).unwrap();
-        github.register_app(APP_ID, &public, "alloy-sysext-test");
-        github.add_installation(77, "noahwhite");
-        github.add_installation(78, "officina-pub");
+        install_app(&github, &[(77, "noahwhite"), (78, "officina-pub")]);
         github.add_repo(BUILD_REPO, "main");
         github.set_file(
             BUILD_REPO,
@@ -98,21 +89,9 @@ impl World {
     }
 
     fn start_server(&self) -> Server {
-        let key = fixture("app/test-app-key.pem");
-        let signing_key = ed25519_keys().secret();
-        let storage = self.s3.env();
-        let mut env: Vec<(&str, &str)> = storage.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let app_id = APP_ID.to_string();
-        env.extend([
-            ("WEBHOOK_SECRET", SECRET),
-            ("APP_ID", &app_id),
-            ("PRIVATE_KEY_PATH", key.to_str().unwrap()),
-            ("GITHUB_API_URL", &self.github.url),
-            ("SIGNING_KEY_PATH", signing_key.to_str().unwrap()),
-            ("CONFIG_FILE", self.config.to_str().unwrap()),
-            ("JOB_RETRY_SECONDS", "1"),
-            ("LOG_LEVEL", "info,alloy_sysext_automation=debug"),
-        ]);
+        let mut env = app_env(&self.github, &self.config);
+        env.extend(self.s3.env());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Server::start_on(free_port(), self.data.path(), &env)
     }
 

@@ -2,7 +2,7 @@
 //! library's watch reading the release list with conditional requests.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,23 +15,15 @@ use alloy_sysext_automation::worker::upstream_watch::{CheckAction, UpstreamWatch
 
 use crate::common::{cli, run_fail, run_ok};
 use crate::fake_github::FakeGitHub;
+use crate::test_app::{APP_ID, app_key_path, install_app};
 
-const APP_ID: u64 = 4242;
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 const TITLE: &str = "Alloy 1.10.0 sysext build triggered";
-
-fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path)
-}
 
 /// Upstream has 1.9.3, 1.10.0 and a newer prerelease; 1.9.3 is published.
 fn github() -> FakeGitHub {
     let github = FakeGitHub::start();
-    let public = fs::read_to_string(fixture("app/test-app-key.pub.pem")).unwrap();
-    github.register_app(APP_ID, &public, "alloy-sysext-test");
-    github.add_installation(77, "noahwhite");
+    install_app(&github, &[(77, "noahwhite")]);
     github.add_repo(BUILD_REPO, "main");
     github.set_file(
         BUILD_REPO,
@@ -65,7 +57,7 @@ fn check(github: &FakeGitHub, data: &Path, dry_run: bool) -> std::process::Comma
     command
         .arg("check")
         .env("APP_ID", APP_ID.to_string())
-        .env("PRIVATE_KEY_PATH", fixture("app/test-app-key.pem"))
+        .env("PRIVATE_KEY_PATH", app_key_path())
         .env("GITHUB_API_URL", &github.url)
         .env("DATA_DIR", data)
         .env_remove("PRIVATE_KEY")
@@ -134,11 +126,7 @@ fn an_unchanged_release_list_is_read_with_a_conditional_request() {
     let github = github();
     let data = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let key = AppKey::from_pem(
-        APP_ID,
-        &fs::read_to_string(fixture("app/test-app-key.pem")).unwrap(),
-    )
-    .unwrap();
+    let key = AppKey::from_pem(APP_ID, &fs::read_to_string(app_key_path()).unwrap()).unwrap();
     let outcomes = runtime.block_on(async {
         let database = Database::open(None, data.path()).await.unwrap();
         let api = GitHubApi::new(&github.url, Some(key), RetryPolicy::default()).unwrap();

@@ -7,16 +7,14 @@ use alloy_sysext_automation::arch::Arch;
 
 use crate::common::*;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/real-world")
-        .join(name)
+fn real_world(name: &str) -> PathBuf {
+    fixture(&format!("real-world/{name}"))
 }
 
 fn real_world_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for name in ["SHA256SUMS", "SHA256SUMS.gpg"] {
-        fs::copy(fixture(name), dir.path().join(name)).unwrap();
+        fs::copy(real_world(name), dir.path().join(name)).unwrap();
     }
     dir
 }
@@ -40,7 +38,7 @@ fn accepts_the_real_world_manifest() {
     let dir = real_world_dir();
     let output = run_ok(&mut verify(
         dir.path(),
-        &fixture("alloy-sysext.pub.asc"),
+        &real_world("alloy-sysext.pub.asc"),
         true,
     ));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -52,7 +50,7 @@ fn accepts_the_real_world_manifest() {
     // Without --manifest-only the listed images are simply absent here.
     let output = run_ok(&mut verify(
         dir.path(),
-        &fixture("alloy-sysext.pub.asc"),
+        &real_world("alloy-sysext.pub.asc"),
         false,
     ));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -61,13 +59,13 @@ fn accepts_the_real_world_manifest() {
 
 #[test]
 fn rejects_the_real_world_manifest_with_one_byte_changed() {
-    let manifest_len = fs::metadata(fixture("SHA256SUMS")).unwrap().len() as usize;
+    let manifest_len = fs::metadata(real_world("SHA256SUMS")).unwrap().len() as usize;
     for offset in [0, 70, manifest_len - 2] {
         let dir = real_world_dir();
         flip_byte(&dir.path().join("SHA256SUMS"), offset);
         let stderr = run_fail(&mut verify(
             dir.path(),
-            &fixture("alloy-sysext.pub.asc"),
+            &real_world("alloy-sysext.pub.asc"),
             true,
         ));
         assert!(
@@ -77,12 +75,12 @@ fn rejects_the_real_world_manifest_with_one_byte_changed() {
     }
     // One byte inside the signature's base64 body.
     let dir = real_world_dir();
-    let signature = fs::read_to_string(fixture("SHA256SUMS.gpg")).unwrap();
+    let signature = fs::read_to_string(real_world("SHA256SUMS.gpg")).unwrap();
     let offset = signature.find("iQIz").unwrap() + 40;
     flip_byte(&dir.path().join("SHA256SUMS.gpg"), offset);
     let stderr = run_fail(&mut verify(
         dir.path(),
-        &fixture("alloy-sysext.pub.asc"),
+        &real_world("alloy-sysext.pub.asc"),
         true,
     ));
     assert!(stderr.contains("SHA256SUMS.gpg"), "{stderr}");
@@ -139,7 +137,7 @@ fn names_a_missing_manifest_signature() {
     fs::remove_file(dir.path().join("SHA256SUMS.gpg")).unwrap();
     let stderr = run_fail(&mut verify(
         dir.path(),
-        &fixture("alloy-sysext.pub.asc"),
+        &real_world("alloy-sysext.pub.asc"),
         true,
     ));
     assert!(stderr.contains("SHA256SUMS.gpg is missing"), "{stderr}");

@@ -11,7 +11,7 @@ use super::upload::{local_manifest, published_manifest};
 use super::{JobContext, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::github::contents::{FileTarget, FileWrite, read_file, write_file};
-use crate::storage::{PutRequest, SHORT_LIVED};
+use crate::storage::{PutRequest, cache_control_of, content_type_of};
 
 /// Re-reads after a stale write before giving up (for now; the job retries later).
 const MAX_MERGES: usize = 5;
@@ -80,8 +80,8 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
                     key: name,
                     path: &path,
                     sha256: &sha256,
-                    content_type: super::upload::content_type(name),
-                    cache_control: SHORT_LIVED,
+                    content_type: content_type_of(name),
+                    cache_control: cache_control_of(name),
                 })
                 .await?;
         }

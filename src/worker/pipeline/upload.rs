@@ -8,7 +8,7 @@ use super::{JobContext, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::github::contents::read_file;
 use crate::manifest::Manifest;
-use crate::storage::{IMMUTABLE, PutOutcome, PutRequest};
+use crate::storage::{PutOutcome, PutRequest, cache_control_of, content_type_of};
 
 /// How this build relates to what is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,17 +28,6 @@ impl Publication {
             Publication::New => "new",
             Publication::Replaced => "replaced",
         }
-    }
-}
-
-/// The content type of a published file.
-pub fn content_type(file: &str) -> &'static str {
-    if file.ends_with(".asc") || file.ends_with(".gpg") {
-        "application/pgp-signature"
-    } else if file.ends_with(".sha256") || file == MANIFEST_FILE {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/octet-stream"
     }
 }
 
@@ -151,8 +140,8 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
                 key: name,
                 path: &path,
                 sha256: &sha256,
-                content_type: content_type(name),
-                cache_control: IMMUTABLE,
+                content_type: content_type_of(name),
+                cache_control: cache_control_of(name),
             })
             .await?;
         tracing::info!(job = context.job.id, key = %name, outcome = ?outcome, "published");
@@ -202,19 +191,5 @@ mod tests {
         assert_eq!(publication, Publication::Replaced);
         assert_eq!(differing.len(), 1);
         assert!(differing[0].contains("alloy-1.2.3-amd64.raw"));
-    }
-
-    #[test]
-    fn files_get_their_content_types() {
-        assert_eq!(
-            content_type("alloy-1.2.3-amd64.raw"),
-            "application/octet-stream"
-        );
-        assert_eq!(
-            content_type("alloy-1.2.3-amd64.raw.asc"),
-            "application/pgp-signature"
-        );
-        assert_eq!(content_type("SHA256SUMS.gpg"), "application/pgp-signature");
-        assert!(content_type("alloy-1.2.3-amd64.raw.sha256").starts_with("text/plain"));
     }
 }

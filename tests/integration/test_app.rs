@@ -1,0 +1,44 @@
+//! The GitHub App the scenario tests run as: its id, key and name, registered with the fake
+//! GitHub, and the environment that makes `serve` act as it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::{ed25519_keys, fixture};
+use crate::fake_github::FakeGitHub;
+use crate::serve_process::SECRET;
+
+pub const APP_ID: u64 = 4242;
+pub const APP_SLUG: &str = "alloy-sysext-test";
+
+/// The App's private key (PKCS#1 PEM, as GitHub hands it out).
+pub fn app_key_path() -> PathBuf {
+    fixture("app/test-app-key.pem")
+}
+
+/// Registers the App with `github` and installs it for each `(installation id, account)`.
+pub fn install_app(github: &FakeGitHub, installations: &[(u64, &str)]) {
+    let public = fs::read_to_string(fixture("app/test-app-key.pub.pem")).unwrap();
+    github.register_app(APP_ID, &public, APP_SLUG);
+    for (id, account) in installations {
+        github.add_installation(*id, account);
+    }
+}
+
+/// The environment for `serve` acting as the App against `github`, signing with the shared
+/// Ed25519 key, with the settings file `config`.
+pub fn app_env(github: &FakeGitHub, config: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("WEBHOOK_SECRET", SECRET.to_owned()),
+        ("APP_ID", APP_ID.to_string()),
+        ("PRIVATE_KEY_PATH", app_key_path().display().to_string()),
+        ("GITHUB_API_URL", github.url.clone()),
+        (
+            "SIGNING_KEY_PATH",
+            ed25519_keys().secret().display().to_string(),
+        ),
+        ("CONFIG_FILE", config.display().to_string()),
+        ("JOB_RETRY_SECONDS", "1".to_owned()),
+        ("LOG_LEVEL", "info,alloy_sysext_automation=debug".to_owned()),
+    ]
+}
