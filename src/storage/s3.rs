@@ -229,8 +229,8 @@ impl S3Storage {
             return Ok(false);
         };
         let same_headers = head.content_length() == i64::try_from(size).ok()
-            && head.content_type() == Some(request.content_type)
-            && head.cache_control() == Some(request.cache_control);
+            && same_header_value(head.content_type(), request.content_type)
+            && same_header_value(head.cache_control(), request.cache_control);
         if !same_headers {
             return Ok(false);
         }
@@ -428,6 +428,19 @@ async fn file_part(path: &Path, offset: u64, length: u64) -> Result<ByteStream, 
         })
 }
 
+/// Whether a stored header value is `wanted`, ignoring case and spaces (a server may store
+/// `text/plain;charset=utf-8` for `text/plain; charset=utf-8`).
+fn same_header_value(stored: Option<&str>, wanted: &str) -> bool {
+    let normalize = |value: &str| {
+        value
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .map(|c| c.to_ascii_lowercase())
+            .collect::<String>()
+    };
+    stored.is_some_and(|stored| normalize(stored) == normalize(wanted))
+}
+
 fn length(size: u64) -> i64 {
     i64::try_from(size).expect("file sizes fit in i64")
 }
@@ -537,4 +550,32 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_headers_compare_without_case_or_spaces() {
+        let wanted = "text/plain; charset=utf-8";
+        assert!(same_header_value(Some("text/plain; charset=utf-8"), wanted));
+        assert!(same_header_value(Some("text/plain;charset=UTF-8"), wanted));
+        assert!(!same_header_value(Some("text/plain"), wanted));
+        assert!(!same_header_value(None, wanted));
+    }
+
+    #[test]
+    fn endpoints_must_be_urls_without_credentials() {
+        check_endpoint("https://acct.r2.cloudflarestorage.com").unwrap();
+        check_endpoint("http://127.0.0.1:9000").unwrap();
+        for bad in [
+            "acct.r2.cloudflarestorage.com",
+            "https://",
+            "https://k:s@host",
+            "ftp://x",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+    }
 }
