@@ -625,3 +625,21 @@ fn an_unusable_app_key_stops_the_start_without_showing_the_key() {
     assert!(stderr.contains("PRIVATE_KEY"), "{stderr}");
     assert!(!stderr.contains("c2VjcmV0LWtleS1tYXRlcmlhbA"), "{stderr}");
 }
+
+#[test]
+fn a_settings_file_with_an_unknown_key_stops_the_start_naming_it() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("settings.toml");
+    fs::write(&config, "[image]\narchs = [\"amd64\"]\n").unwrap();
+    let stderr = run_fail(
+        cli()
+            .arg("serve")
+            .env("PORT", free_port().to_string())
+            .env("DATA_DIR", data.path())
+            .env("CONFIG_FILE", &config)
+            .env("WEBHOOK_SECRET", SECRET)
+            .env("LOG_FORMAT", "json"),
+    );
+    assert!(stderr.contains("archs"), "{stderr}");
+    assert!(stderr.contains("settings.toml"), "{stderr}");
+}

@@ -555,3 +555,30 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
         comments[0].body
     );
 }
+
+#[test]
+fn a_consumer_on_a_newer_version_is_not_downgraded() {
+    let world = World::new();
+    let newer = fs::read_to_string(fixture("real-world/ghost.bu"))
+        .unwrap()
+        .replace("alloy-1.14.2-amd64.raw", "alloy-1.19.0-amd64.raw");
+    world
+        .github
+        .set_file(INFISICAL, "main", INFISICAL_PATH, &newer);
+    let server = world.start_server();
+    server.deliver("release-old", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
+    let infisical = outcomes.iter().find(|c| c["repo"] == INFISICAL).unwrap();
+    assert_eq!(infisical["outcome"], "pins a newer version", "{outcomes:?}");
+    assert!(world.github.pulls(INFISICAL).is_empty());
+    assert!(
+        !world
+            .github
+            .branches(INFISICAL)
+            .iter()
+            .any(|b| b.starts_with("feature/"))
+    );
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+}

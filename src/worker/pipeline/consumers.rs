@@ -239,6 +239,11 @@ async fn update_consumer(
         outcome["outcome"] = json!("up to date");
         return Ok(outcome);
     }
+    if edit.previous.version > context.version {
+        // A build of an older version (a late /build or /rebuild) never downgrades hosts.
+        outcome["outcome"] = json!("pins a newer version");
+        return Ok(outcome);
+    }
     let branch = context.update_branch();
     // The branch is reset from the base only when it does not hold the wanted file yet, so
     // a second run adds no commit.
