@@ -34,6 +34,13 @@ pub struct ServerConfig {
     pub github_api_url: String,
     /// `CONFIG_FILE`: the TOML settings; `None` for the built-in defaults.
     pub config_file: Option<PathBuf>,
+    /// `PUBLIC_URL`: where GitHub reaches this server (the App's webhook URL is made from
+    /// it by the setup page).
+    pub public_url: Option<String>,
+    /// `GITHUB_URL`: GitHub's web address, where the setup page sends the App manifest.
+    pub github_url: String,
+    /// `GITHUB_ORGANIZATION`: create the App for this organization instead of the user.
+    pub github_organization: Option<String>,
     /// `JOB_RETRY_SECONDS`: the wait before a transiently failed job's first retry; each
     /// later retry waits twice as long.
     pub job_retry_delay: std::time::Duration,
@@ -111,6 +118,23 @@ impl ServerConfig {
             webhook_secrets,
             github_api_url: get("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
             config_file: get("CONFIG_FILE").map(PathBuf::from),
+            public_url: match get("PUBLIC_URL") {
+                None => None,
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                    Some(url.trim().trim_end_matches('/').to_owned())
+                }
+                Some(value) => {
+                    return Err(ConfigError::Invalid {
+                        name: "PUBLIC_URL",
+                        value,
+                        expected: "an https:// URL such as https://alloy-sysext.fly.dev",
+                    });
+                }
+            },
+            github_url: get("GITHUB_URL")
+                .map(|url| url.trim().trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| "https://github.com".to_owned()),
+            github_organization: get("GITHUB_ORGANIZATION").map(|o| o.trim().to_owned()),
             job_retry_delay: match get("JOB_RETRY_SECONDS") {
                 None => std::time::Duration::from_secs(30),
                 Some(value) => match value.trim().parse::<u64>() {

@@ -10,6 +10,7 @@ pub mod growing_file;
 pub mod image_name;
 pub mod key_source;
 pub mod manifest;
+pub mod metrics;
 pub mod secret;
 pub mod server;
 pub mod settings;

@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod config;
 mod keygen;
 mod progress;
 mod serve;
@@ -25,6 +26,7 @@ struct Cli {
 enum Command {
     Build(build::BuildArgs),
     Check(check::CheckArgs),
+    Config(config::ConfigArgs),
     Keygen(keygen::KeygenArgs),
     Serve(serve::ServeArgs),
     Verify(verify::VerifyArgs),
@@ -37,6 +39,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Check(args) => check::run(args),
+        Command::Config(args) => config::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),

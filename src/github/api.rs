@@ -197,6 +197,11 @@ impl GitHubApi {
         self.inner.app.is_some()
     }
 
+    /// The App's id, when the server has App credentials.
+    pub fn app_id(&self) -> Option<u64> {
+        self.inner.app.as_ref().map(AppKey::app_id)
+    }
+
     /// A token for `installation`: the cached one while it is fresh, else a new one.
     pub async fn installation_token(&self, installation: i64) -> Result<Secret, ApiError> {
         let mut cache = self.inner.tokens.lock().await;
@@ -367,6 +372,7 @@ impl GitHubApi {
             let outcome = self
                 .send_once(method, path, authorization, body, headers)
                 .await;
+            record_metrics(method, auth, &outcome);
             let (verdict, response) = match outcome {
                 Ok(response) => {
                     let verdict = self.inner.policy.verdict(
@@ -490,6 +496,21 @@ impl GitHubApi {
             body,
             request_id,
         })
+    }
+}
+
+/// Counts one attempt, and keeps the rate limit GitHub reported.
+fn record_metrics(method: &Method, auth: Auth, outcome: &Result<ApiResponse, String>) {
+    let metrics = crate::metrics::global();
+    let response = outcome.as_ref().ok();
+    metrics.github_request(method, response.map(|r| r.status));
+    if let Some(response) = response {
+        let (auth, installation) = match auth {
+            Auth::App => ("app", None),
+            Auth::Installation(id) => ("installation", Some(id)),
+            Auth::Anonymous => ("anonymous", None),
+        };
+        metrics.github_rate_limit(&response.headers, auth, installation);
     }
 }
 

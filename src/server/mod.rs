@@ -1,10 +1,14 @@
 //! The HTTP server: GitHub's webhooks in, status out.
 
+pub mod activation;
+pub mod app_credentials_file;
+pub mod app_setup;
 pub mod images;
 pub mod jobs_api;
 pub mod listener;
 pub mod signature;
 pub mod signing_key;
+pub mod status_page;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -20,13 +24,10 @@ use serde_json::json;
 use crate::config::ServerConfig;
 use crate::database::Database;
 use crate::database::deliveries::{NewDelivery, Stored};
-use crate::github::api::GitHubApi;
 use crate::github::app_jwt::AppKey;
-use crate::github::rate_limit::RetryPolicy;
 use crate::secret::Secret;
 use crate::settings::Settings;
 use crate::storage::Storage;
-use crate::worker::{Worker, WorkerParts};
 use webhook::{MAX_BODY_BYTES, VerifiedDelivery};
 
 /// How long requests in flight may take to finish once a shutdown is asked for.
@@ -36,13 +37,26 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState {
     pub database: Database,
-    pub webhook_secrets: Arc<Vec<Secret>>,
-    /// Why the server cannot act on deliveries, if it cannot.
-    pub cannot_act: Option<&'static str>,
+    /// The webhook secrets and whether the server can act; the setup flow changes them.
+    pub credentials: Arc<std::sync::RwLock<activation::Credentials>>,
+    /// Starts the worker; holds it once started.
+    pub activation: Arc<activation::Activation>,
+    /// The App setup flow, when the server started without App credentials.
+    pub setup: Option<Arc<app_setup::SetupFlow>>,
     /// Woken when a delivery is stored, so that the worker handles it at once.
     pub deliveries_stored: Arc<tokio::sync::Notify>,
     /// The directory served at `/images/`, when storage is local.
     pub images_dir: Option<Arc<std::path::PathBuf>>,
+}
+
+impl AppState {
+    /// The credentials as they are now.
+    pub fn credentials(&self) -> activation::Credentials {
+        self.credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// The routes.
@@ -54,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(jobs_api::show_job))
         .route("/images/{file}", get(images::serve_image))
         .route("/healthz", get(health))
+        .route("/", get(status_page::status_page))
+        .route("/readyz", get(status_page::readyz))
+        .route("/metrics", get(status_page::metrics))
+        .route("/setup", get(app_setup::setup_page))
+        .route("/setup/callback", get(app_setup::setup_callback))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -66,24 +85,30 @@ pub async fn serve(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("creating DATA_DIR {}: {e}", config.data_dir.display()))?;
     let database = Database::open(config.database_url.as_deref(), &config.data_dir).await?;
-    let app_key = config
-        .app
-        .as_ref()
-        .map(|app| AppKey::from_pem(app.app_id, app.private_key.expose()))
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cannot_act = app_key
-        .is_none()
-        .then_some("no App credentials (set APP_ID and PRIVATE_KEY or PRIVATE_KEY_PATH)");
-    if let Some(reason) = cannot_act {
-        tracing::warn!(
-            reason,
-            "deliveries are stored, but the server cannot act on them"
-        );
+    // App credentials: the environment's, else those the setup flow stored.
+    let stored_app = if config.app.is_none() {
+        app_credentials_file::load(&config.data_dir)?
+    } else {
+        None
+    };
+    let app_key = match (&config.app, &stored_app) {
+        (Some(app), _) => Some(AppKey::from_pem(app.app_id, app.private_key.expose())?),
+        (None, Some(stored)) => Some(AppKey::from_pem(stored.id, &stored.pem)?),
+        (None, None) => None,
+    };
+    let mut webhook_secrets = config.webhook_secrets.clone();
+    if let Some(stored) = &stored_app {
+        webhook_secrets.push(stored.webhook_secret());
     }
-    if config.webhook_secrets.is_empty() {
+    if webhook_secrets.is_empty() {
         tracing::warn!("WEBHOOK_SECRET is not set: every webhook delivery will be refused");
     }
+    let credentials = Arc::new(std::sync::RwLock::new(activation::Credentials {
+        webhook_secrets,
+        cannot_act: Some(
+            "no App credentials (set APP_ID and PRIVATE_KEY or PRIVATE_KEY_PATH, or create the App at /setup)",
+        ),
+    }));
     let settings = Arc::new(Settings::load(config.config_file.as_deref())?);
     let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
     tracing::info!(storage = %storage.describe(), build_repo = %settings.build_repo.repo, "publishing");
@@ -93,42 +118,47 @@ pub async fn serve(
     };
     let deliveries_stored = Arc::new(tokio::sync::Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let mut workers = Vec::new();
-    if let Some(app_key) = app_key {
-        let (key, origin) =
-            signing_key::server_signing_key(&config.data_dir, |name| std::env::var(name).ok())?;
-        match &origin {
-            signing_key::KeyOrigin::Configured(source) => {
-                tracing::info!(source = %source, fingerprint = %key.fingerprint(), "signing with the configured key")
-            }
-            signing_key::KeyOrigin::Generated { public_key, new } => tracing::warn!(
-                public_key = %public_key.display(),
-                fingerprint = %key.fingerprint(),
-                new,
-                "no GPG_PRIVATE_KEY or SIGNING_KEY_PATH: signing with a key kept in DATA_DIR; give hosts its public key"
-            ),
+    let activation = activation::Activation::new(
+        database.clone(),
+        settings,
+        storage,
+        config.data_dir.clone(),
+        config.github_api_url.clone(),
+        deliveries_stored.clone(),
+        config.job_retry_delay,
+        stopping,
+        credentials.clone(),
+    );
+    let setup = match app_key {
+        Some(key) => {
+            activation.activate(key)?;
+            None
         }
-        let github = GitHubApi::new(
-            &config.github_api_url,
-            Some(app_key),
-            RetryPolicy::default(),
-        )?;
-        let worker = Worker::new(WorkerParts {
-            database: database.clone(),
-            github,
-            settings,
-            data_dir: config.data_dir.clone(),
-            signing_key: Arc::new(key),
-            storage,
-            deliveries_stored: deliveries_stored.clone(),
-            job_retry_delay: config.job_retry_delay,
-        });
-        workers = worker.spawn(stopping.clone());
-    }
+        None => {
+            let token = Secret::new(hex::encode(rand::random::<[u8; 16]>()));
+            tracing::warn!(
+                reason = "no App credentials",
+                "deliveries are stored, but the server cannot act on them; create the App at {}/setup?token={}",
+                config.public_url.as_deref().unwrap_or(""),
+                token.expose()
+            );
+            Some(Arc::new(app_setup::SetupFlow {
+                token,
+                public_url: config.public_url.clone(),
+                github_url: config.github_url.clone(),
+                organization: config.github_organization.clone(),
+                github_api_url: config.github_api_url.clone(),
+                data_dir: config.data_dir.clone(),
+                activation: activation.clone(),
+                done: std::sync::atomic::AtomicBool::new(false),
+            }))
+        }
+    };
     let state = AppState {
         database,
-        webhook_secrets: Arc::new(config.webhook_secrets.clone()),
-        cannot_act,
+        credentials,
+        activation: activation.clone(),
+        setup,
         deliveries_stored,
         images_dir,
     };
@@ -158,9 +188,7 @@ pub async fn serve(
     }
     // The loops stop between steps; a build in the middle of a step is left to resume on
     // the next start.
-    for worker in workers {
-        worker.abort();
-    }
+    activation.stop();
     tracing::info!("stopped");
     Ok(())
 }
@@ -179,7 +207,14 @@ async fn receive_webhook(State(state): State<AppState>, delivery: VerifiedDelive
         payload: &delivery.body,
         received_at: &received_at,
     };
-    match state.database.store_delivery(&new).await {
+    let stored = state.database.store_delivery(&new).await;
+    let outcome = match &stored {
+        Ok(Stored::New) => "stored",
+        Ok(Stored::AlreadyStored) => "duplicate",
+        Err(_) => "store_failed",
+    };
+    crate::metrics::global().delivery(&delivery.event, outcome);
+    match stored {
         Ok(Stored::New) => {
             tracing::info!(delivery = %delivery.id, event = %delivery.event, action = ?delivery.action(), "delivery stored");
             state.deliveries_stored.notify_one();
@@ -230,11 +265,12 @@ async fn delivery_status(State(state): State<AppState>, Path(id): Path<String>) 
 
 /// `GET /healthz`: the process is alive; says whether it can act on deliveries.
 async fn health(State(state): State<AppState>) -> Response {
+    let credentials = state.credentials();
     Json(json!({
         "status": "ok",
-        "can_act": state.cannot_act.is_none(),
-        "cannot_act_because": state.cannot_act,
-        "webhook_secret_configured": !state.webhook_secrets.is_empty(),
+        "can_act": credentials.cannot_act.is_none(),
+        "cannot_act_because": credentials.cannot_act,
+        "webhook_secret_configured": !credentials.webhook_secrets.is_empty(),
     }))
     .into_response()
 }

@@ -75,10 +75,26 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 impl FromRequest<AppState> for VerifiedDelivery {
     type Rejection = Response;
 
+    /// Counts every delivery received, and those refused, by event.
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let metrics = crate::metrics::global();
+        let event = header(request.headers(), "x-github-event").unwrap_or("");
+        let event = crate::metrics::event_label(event);
+        metrics.delivery(event, "received");
+        let verified = VerifiedDelivery::verify(request, state).await;
+        if verified.is_err() {
+            metrics.delivery(event, "refused");
+        }
+        verified
+    }
+}
+
+impl VerifiedDelivery {
+    async fn verify(request: Request, state: &AppState) -> Result<Self, Response> {
         let headers = request.headers().clone();
+        let secrets = state.credentials().webhook_secrets;
         // What can be refused without the body is refused before reading it.
-        if state.webhook_secrets.is_empty() {
+        if secrets.is_empty() {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "WEBHOOK_SECRET is not set, so no delivery can be verified",
@@ -113,7 +129,7 @@ impl FromRequest<AppState> for VerifiedDelivery {
                     ));
                 }
             };
-        if !signature_is_valid(&state.webhook_secrets, &body, signature) {
+        if !signature_is_valid(&secrets, &body, signature) {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "X-Hub-Signature-256 does not match the body with any configured secret",

@@ -73,6 +73,27 @@ impl Worker {
                         return Ok(());
                     }
                 }
+                self.count_handled(&delivery).await;
+            }
+        }
+    }
+
+    /// Counts how the worker left `delivery` (`processed`, `ignored` or `failed`), as
+    /// stored.
+    async fn count_handled(&self, delivery: &PendingDelivery) {
+        match self.database.delivery(&delivery.id).await {
+            Ok(Some(stored)) => {
+                let outcome = match stored.state.as_str() {
+                    "processed" => "processed",
+                    "ignored" => "ignored",
+                    "failed" => "failed",
+                    _ => return,
+                };
+                crate::metrics::global().delivery(&delivery.event, outcome);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(delivery = %delivery.id, %error, "reading a handled delivery back for the metrics")
             }
         }
     }

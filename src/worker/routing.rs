@@ -5,6 +5,19 @@ use serde_json::Value;
 use crate::database::jobs::Trigger;
 use crate::version::Version;
 
+/// The events the App subscribes to and acts on (its manifest's `default_events`).
+pub const SUBSCRIBED_EVENTS: [&str; 5] = [
+    "issue_comment",
+    "release",
+    "repository_dispatch",
+    "workflow_dispatch",
+    "workflow_run",
+];
+
+/// The events GitHub sends every App without a subscription, which it acts on too.
+pub const ALWAYS_DELIVERED_EVENTS: [&str; 3] =
+    ["installation", "installation_repositories", "ping"];
+
 /// The `repository_dispatch` event type that asks for a build.
 pub const DISPATCH_EVENT_TYPE: &str = "alloy-sysext-build";
 
@@ -436,6 +449,17 @@ mod tests {
             ),
             Route::Ignore(_)
         ));
+    }
+
+    #[test]
+    fn exactly_the_listed_events_are_handled() {
+        let unhandled = |event: &str| matches!(route(event, "d", &json!({}), &CONTEXT), Route::Ignore(reason) if reason.ends_with("events are not handled"));
+        for event in SUBSCRIBED_EVENTS.iter().chain(&ALWAYS_DELIVERED_EVENTS) {
+            assert!(!unhandled(event), "{event}");
+        }
+        for event in ["push", "pull_request", "star", "check_run"] {
+            assert!(unhandled(event), "{event}");
+        }
     }
 
     #[test]

@@ -304,13 +304,19 @@ fn server_errors_are_retried_with_backoff() {
     );
     let replies = wait_for_replies(&server, &github, 1);
     assert!(replies[0].contains("/rebuild X.Y.Z"), "{}", replies[0]);
-    let statuses: Vec<u16> = github
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == comments_path)
-        .map(|r| r.status)
-        .collect();
-    assert_eq!(statuses, [502, 503, 201]);
+    // The fake logs a request as it arrives and its status once answered.
+    let statuses = || -> Vec<u16> {
+        github
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == comments_path)
+            .map(|r| r.status)
+            .collect()
+    };
+    server.wait_for("the reply's status", Duration::from_secs(10), || {
+        !statuses().contains(&0)
+    });
+    assert_eq!(statuses(), [502, 503, 201]);
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! flags).
 
 mod app_server;
+mod app_setup;
 mod bad_input;
 mod common;
+mod config_command;
 mod download;
 mod fake_github;
 mod http;
@@ -14,7 +16,9 @@ mod pipeline;
 mod s3_server;
 mod serve_process;
 mod server;
+mod shutdown;
 mod signatures;
+mod status_page;
 mod storage;
 mod test_app;
 mod upstream_watch;

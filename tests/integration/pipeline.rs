@@ -407,6 +407,43 @@ fn a_kill_between_steps_resumes_to_the_same_state() {
     );
 }
 
+#[test]
+fn sigterm_mid_step_exits_promptly_and_the_job_resumes() {
+    let world = World::new();
+    // The release step hangs on GitHub for longer than a stop may take.
+    world.github.fail_next(
+        "GET",
+        &format!("/repos/{BUILD_REPO}/releases/tags/"),
+        Failure::Delay(Duration::from_secs(40)),
+    );
+    let commits_before = world.github.commits(BUILD_REPO, "main").len();
+    let mut server = world.start_server();
+    server.deliver("release-sigterm", "release", &world.release_payload());
+    server.wait_for("the release step", Duration::from_secs(60), || {
+        server.get("/api/jobs/1").json()["step"] == "release"
+    });
+    let signalled = std::time::Instant::now();
+    let exit = server.terminate();
+    assert!(exit.success(), "exit {exit}; server log:\n{}", server.log());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "took {:?}; server log:\n{}",
+        signalled.elapsed(),
+        server.log()
+    );
+    assert!(world.github.releases(BUILD_REPO).is_empty());
+    drop(server);
+    // The job was left at the step and resumes from it.
+    let restarted = world.start_server();
+    let jobs = wait_for_jobs(&restarted, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_published(&world);
+    assert_eq!(
+        world.github.commits(BUILD_REPO, "main").len(),
+        commits_before + 2
+    );
+}
+
 fn rebuild_comment(comment_id: u64) -> Vec<u8> {
     json!({
         "action": "created",

@@ -54,6 +54,7 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
         let (output, image_file) =
             built.map_err(|e| StepError::Permanent(format!("building for {arch}: {e}")))?;
         let size = output.file(&image_file).map(|f| f.size).unwrap_or(0);
+        crate::metrics::global().built_bytes.inc_by(size);
         images.push(json!({
             "arch": arch.to_string(),
             "file": image_file,

@@ -74,7 +74,7 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
                 .map_err(|e| StepError::Transient(format!("writing {}: {e}", path.display())))?;
             let sha256 = crate::digest::sha256_hex(bytes)
                 .map_err(|e| StepError::Transient(format!("hashing {name}: {e}")))?;
-            worker
+            let outcome = worker
                 .storage
                 .put_file(&PutRequest {
                     key: name,
@@ -84,6 +84,9 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
                     cache_control: cache_control_of(name),
                 })
                 .await?;
+            if outcome == crate::storage::PutOutcome::Uploaded {
+                super::upload::count_uploaded(&path);
+            }
         }
         let what = format!("{} {}", worker.settings.image.name, context.version);
         match write_file(

@@ -152,8 +152,10 @@ impl Worker {
         let resumed_at = job.step.clone();
         tracing::info!(job = id, version = %job.version, attempt = job.attempts + 1, resumed_at = ?resumed_at, "job started");
         let outcome = self.run_steps(job.clone(), shutdown).await;
+        let metrics = crate::metrics::global();
         let result = match outcome {
             Ok(()) => self.database.finish_job(id, None).await.map(|()| {
+                metrics.job("succeeded");
                 tracing::info!(job = id, "job succeeded");
             }),
             Err(StepError::Interrupted) => {
@@ -164,12 +166,14 @@ impl Worker {
                 // The first retry waits `job_retry_delay`, each later one twice as long.
                 let delay = self.job_retry_delay * 2u32.pow((job.attempts as u32).min(10));
                 tracing::warn!(job = id, %error, retry_in_seconds = delay.as_secs(), "job failed; it will be retried");
+                metrics.job("retrying");
                 self.database
                     .retry_job_later(id, &error, &crate::timestamp::after(delay))
                     .await
             }
             Err(StepError::Transient(error)) | Err(StepError::Permanent(error)) => {
                 tracing::error!(job = id, %error, "job failed");
+                metrics.job("failed");
                 self.fail_job(id, &error).await
             }
         };
@@ -200,17 +204,22 @@ impl Worker {
             self.database.set_job_step(context.job.id, step).await?;
             context.job.step = Some((*step).to_owned());
             tracing::info!(job = context.job.id, step, "step");
-            match *step {
-                "download" => download::run(&mut context).await?,
-                "build" => build::run(&mut context).await?,
-                "upload" => upload::run(&mut context).await?,
-                "manifest" => manifest::run(&mut context).await?,
-                "release" => release::run(&mut context).await?,
-                "consumers" => consumers::run(&mut context).await?,
-                "tracking" => report::close_tracking_issue(&mut context).await?,
-                "report" => report::reply(&mut context).await?,
-                other => return Err(StepError::Permanent(format!("unknown step {other}"))),
+            let started = std::time::Instant::now();
+            let ran = match *step {
+                "download" => download::run(&mut context).await,
+                "build" => build::run(&mut context).await,
+                "upload" => upload::run(&mut context).await,
+                "manifest" => manifest::run(&mut context).await,
+                "release" => release::run(&mut context).await,
+                "consumers" => consumers::run(&mut context).await,
+                "tracking" => report::close_tracking_issue(&mut context).await,
+                "report" => report::reply(&mut context).await,
+                other => Err(StepError::Permanent(format!("unknown step {other}"))),
+            };
+            if !matches!(ran, Err(StepError::Interrupted)) {
+                crate::metrics::global().step(step, ran.is_ok(), started.elapsed());
             }
+            ran?;
         }
         let _ = std::fs::remove_dir_all(context.work_dir());
         Ok(())

@@ -145,6 +145,9 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
             })
             .await?;
         tracing::info!(job = context.job.id, key = %name, outcome = ?outcome, "published");
+        if outcome == PutOutcome::Uploaded {
+            count_uploaded(&path);
+        }
         uploads.push(json!({
             "key": name,
             "uploaded": outcome == PutOutcome::Uploaded,
@@ -154,6 +157,15 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
         .record(json!({ "published": publication.as_str(), "uploads": uploads }))
         .await?;
     Ok(())
+}
+
+/// Adds the size of the uploaded file at `path` to the uploaded bytes.
+pub fn count_uploaded(path: &std::path::Path) {
+    if let Ok(metadata) = std::fs::metadata(path) {
+        crate::metrics::global()
+            .uploaded_bytes
+            .inc_by(metadata.len());
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ mod comments;
 mod contents;
 mod diff;
 mod issues;
+mod manifests;
 mod observe;
 mod pagination;
 mod pulls;
@@ -83,6 +84,7 @@ struct Model {
     releases: releases::ReleaseState,
     assets: assets::AssetState,
     hooks: webhooks::HookState,
+    manifests: manifests::ManifestState,
     observe: observe::ObserveState,
 }
 
@@ -98,6 +100,7 @@ impl Model {
             releases: releases::ReleaseState::default(),
             assets: assets::AssetState::default(),
             hooks: webhooks::HookState::default(),
+            manifests: manifests::ManifestState::default(),
             observe: observe::ObserveState::default(),
         }
     }
@@ -150,6 +153,7 @@ impl FakeGitHub {
         let model = Arc::new(Mutex::new(Model::new(url.clone())));
         let app = Router::new()
             .merge(app::routes())
+            .merge(manifests::routes())
             .merge(webhooks::routes())
             .merge(collaborators::routes())
             .merge(comments::routes())

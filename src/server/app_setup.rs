@@ -1,0 +1,409 @@
+//! Creating the GitHub App from `app-manifest.json` (GitHub's App manifest flow), for a
+//! server that starts without App credentials.
+//!
+//! `GET /setup?token=…` shows a button that POSTs the manifest, with this server's webhook
+//! and redirect URLs filled in, to GitHub. GitHub creates the App and redirects to
+//! `GET /setup/callback?code=…&state=…`, which exchanges the code for the App's id, key,
+//! webhook secret and client credentials, keeps them in `DATA_DIR` (mode 0600), starts
+//! acting as the App at once, and links to the App's installation page. The pages need the
+//! one-time token the server logs at start, and are gone once the App is configured.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use http::Method;
+use serde::Deserialize;
+
+use super::AppState;
+use super::activation::Activation;
+use super::app_credentials_file::{self, StoredApp};
+use crate::github::api::{Auth, GitHubApi};
+use crate::github::app_jwt::AppKey;
+use crate::github::rate_limit::RetryPolicy;
+use crate::secret::Secret;
+
+/// The manifest, as committed; its URLs are filled in per server.
+pub const MANIFEST_TEMPLATE: &str = include_str!("../../app-manifest.json");
+/// Where GitHub sends deliveries.
+pub const WEBHOOK_PATH: &str = "/api/github/webhooks";
+
+/// The setup flow's state.
+pub struct SetupFlow {
+    pub token: Secret,
+    pub public_url: Option<String>,
+    pub github_url: String,
+    pub organization: Option<String>,
+    pub github_api_url: String,
+    pub data_dir: PathBuf,
+    pub activation: Arc<Activation>,
+    /// Set once the App is configured: the pages are gone from then on.
+    pub done: AtomicBool,
+}
+
+/// The manifest with this server's URLs.
+pub fn manifest_for(public_url: &str) -> serde_json::Value {
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(MANIFEST_TEMPLATE).expect("app-manifest.json is valid JSON");
+    manifest["url"] = serde_json::json!(public_url);
+    manifest["hook_attributes"]["url"] = serde_json::json!(format!("{public_url}{WEBHOOK_PATH}"));
+    manifest["redirect_url"] = serde_json::json!(format!("{public_url}/setup/callback"));
+    manifest
+}
+
+/// Text for HTML, escaped.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;line-height:1.5}}\
+         button{{font-size:1.1rem;padding:.6rem 1.2rem}}code{{background:#f3f3f3;padding:0 .2rem}}</style></head>\
+         <body><h1>{title}</h1>{body}</body></html>",
+        title = escape(title)
+    )
+}
+
+/// Why a setup page is not shown.
+enum Refusal {
+    /// The App is configured (or the server started with credentials): no setup pages.
+    Gone,
+    /// The one-time token is missing or wrong.
+    NeedsToken,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Gone => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+            Refusal::NeedsToken => (
+                StatusCode::FORBIDDEN,
+                Html(page(
+                    "Setup needs its token",
+                    "<p>Open this page with the link the server printed in its log at start (<code>/setup?token=…</code>).</p>",
+                )),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The flow, when it is open and `token` is its token.
+fn open_flow<'a>(state: &'a AppState, token: Option<&str>) -> Result<&'a SetupFlow, Refusal> {
+    let Some(flow) = state.setup.as_deref() else {
+        return Err(Refusal::Gone);
+    };
+    if flow.done.load(Ordering::SeqCst) {
+        return Err(Refusal::Gone);
+    }
+    let given = token.unwrap_or_default();
+    let expected = flow.token.expose();
+    // Constant-time comparison: the token guards who may create the App.
+    let matches = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !matches {
+        return Err(Refusal::NeedsToken);
+    }
+    Ok(flow)
+}
+
+#[derive(Deserialize)]
+pub struct SetupQuery {
+    token: Option<String>,
+}
+
+/// `GET /setup`: the button that creates the App on GitHub.
+pub async fn setup_page(
+    State(state): State<AppState>,
+    Query(query): Query<SetupQuery>,
+) -> Response {
+    let flow = match open_flow(&state, query.token.as_deref()) {
+        Ok(flow) => flow,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(public_url) = &flow.public_url else {
+        return Html(page(
+            "Create the GitHub App",
+            "<p>Set <code>PUBLIC_URL</code> to the address GitHub reaches this server at (for example <code>https://alloy-sysext.fly.dev</code>) and restart: the App's webhook URL is made from it.</p>",
+        ))
+        .into_response();
+    };
+    let manifest = manifest_for(public_url);
+    let action = match &flow.organization {
+        Some(org) => format!("{}/organizations/{org}/settings/apps/new", flow.github_url),
+        None => format!("{}/settings/apps/new", flow.github_url),
+    };
+    let body = format!(
+        "<p>This creates the private GitHub App <b>{name}</b> on {owner}, with its webhook at <code>{hook}</code>. \
+         GitHub asks you to confirm and then sends you back here; the server keeps the App's credentials in its data directory and starts acting as the App at once.</p>\
+         <form action=\"{action}?state={state}\" method=\"post\">\
+         <input type=\"hidden\" name=\"manifest\" value=\"{manifest}\">\
+         <button type=\"submit\">Create the GitHub App</button></form>\
+         <p>Permissions: {permissions}. Events: {events}.</p>",
+        name = escape(manifest["name"].as_str().unwrap_or_default()),
+        owner = escape(
+            &flow
+                .organization
+                .as_ref()
+                .map_or("your account".to_owned(), |o| format!(
+                    "the organization {o}"
+                ))
+        ),
+        hook = escape(
+            manifest["hook_attributes"]["url"]
+                .as_str()
+                .unwrap_or_default()
+        ),
+        action = escape(&action),
+        state = escape(flow.token.expose()),
+        manifest = escape(&manifest.to_string()),
+        permissions = escape(
+            &manifest["default_permissions"]
+                .as_object()
+                .map(|p| p
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        events = escape(
+            &manifest["default_events"]
+                .as_array()
+                .map(|e| e
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+    );
+    Html(page("Create the GitHub App", &body)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+}
+
+/// `GET /setup/callback`: GitHub's redirect with the code to exchange.
+pub async fn setup_callback(
+    State(state): State<AppState>,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let flow = match open_flow(&state, query.state.as_deref()) {
+        Ok(flow) => flow,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(code) = query.code.filter(|c| {
+        !c.is_empty()
+            && c.len() <= 100
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(page(
+                "Setup failed",
+                "<p>GitHub's answer had no usable code. Start again from the setup page.</p>",
+            )),
+        )
+            .into_response();
+    };
+    let api = match GitHubApi::new(&flow.github_api_url, None, RetryPolicy::default()) {
+        Ok(api) => api,
+        Err(error) => return failure(&error.to_string()),
+    };
+    let response = match api
+        .request(
+            Method::POST,
+            &format!("/app-manifests/{code}/conversions"),
+            Auth::Anonymous,
+            None,
+        )
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => return failure(&error.to_string()),
+    };
+    if response.status == 404 || response.status == 422 {
+        tracing::warn!(
+            status = response.status,
+            "the App manifest code was refused"
+        );
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(page(
+                "Setup failed",
+                "<p>GitHub refused the code: it has expired (codes last one hour) or was used already. Nothing was stored. Start again from the setup page (the link in the server's log).</p>",
+            )),
+        )
+            .into_response();
+    }
+    if !response.is_success() {
+        return failure(&format!(
+            "GitHub answered {}: {}",
+            response.status,
+            response.message()
+        ));
+    }
+    let app: StoredApp = match response.json() {
+        Ok(app) => app,
+        Err(error) => return failure(&error.to_string()),
+    };
+    let key = match AppKey::from_pem(app.id, &app.pem) {
+        Ok(key) => key,
+        Err(error) => return failure(&error.to_string()),
+    };
+    if let Err(error) = app_credentials_file::save(&flow.data_dir, &app) {
+        return failure(&error.to_string());
+    }
+    state
+        .credentials
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .webhook_secrets
+        .push(app.webhook_secret());
+    if let Err(error) = flow.activation.activate(key) {
+        return failure(&error.to_string());
+    }
+    flow.done.store(true, Ordering::SeqCst);
+    tracing::info!(app_id = app.id, slug = %app.slug, "the GitHub App was created and its credentials stored");
+    let install = if app.html_url.is_empty() {
+        format!("{}/apps/{}/installations/new", flow.github_url, app.slug)
+    } else {
+        format!("{}/installations/new", app.html_url)
+    };
+    Html(page(
+        "The GitHub App is ready",
+        &format!(
+            "<p>The App <b>{slug}</b> (id {id}) was created; its credentials are kept in the server's data directory and the server is acting as it now.</p>\
+             <p><a href=\"{install}\">Install it</a> on the build repository and on the repositories whose Butane files it should update.</p>",
+            slug = escape(&app.slug),
+            id = app.id,
+            install = escape(&install),
+        ),
+    ))
+    .into_response()
+}
+
+fn failure(reason: &str) -> Response {
+    tracing::error!(reason, "the App setup failed");
+    (
+        StatusCode::BAD_GATEWAY,
+        Html(page(
+            "Setup failed",
+            &format!(
+                "<p>{}</p><p>Nothing was stored. Start again from the setup page.</p>",
+                escape(reason)
+            ),
+        )),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_gets_this_servers_urls() {
+        let manifest = manifest_for("https://alloy.example.dev");
+        assert_eq!(
+            manifest["hook_attributes"]["url"],
+            "https://alloy.example.dev/api/github/webhooks"
+        );
+        assert_eq!(
+            manifest["redirect_url"],
+            "https://alloy.example.dev/setup/callback"
+        );
+        assert_eq!(manifest["public"], false);
+    }
+
+    /// The manifest asks for exactly what the server uses: every event it acts on is
+    /// subscribed, and every permission is needed by a call the code makes.
+    #[test]
+    fn the_manifest_subscribes_to_every_handled_event_and_uses_every_permission() {
+        use crate::worker::routing::SUBSCRIBED_EVENTS;
+        let manifest: serde_json::Value = serde_json::from_str(MANIFEST_TEMPLATE).unwrap();
+        let mut events: Vec<&str> = manifest["default_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        events.sort();
+        let mut handled = SUBSCRIBED_EVENTS.to_vec();
+        handled.sort();
+        assert_eq!(events, handled);
+
+        // What each permission allows, and the code that relies on it.
+        let sources = [
+            include_str!("../github/contents.rs"),
+            include_str!("../github/branches.rs"),
+            include_str!("../github/releases.rs"),
+            include_str!("../github/pulls.rs"),
+            include_str!("../github/issues.rs"),
+            include_str!("../worker/inbox.rs"),
+            include_str!("../worker/routing.rs"),
+        ]
+        .concat();
+        let evidence: &[(&str, &str, &[&str])] = &[
+            (
+                "contents",
+                "write",
+                &["/contents/", "/git/refs", "/releases"],
+            ),
+            ("pull_requests", "write", &["/pulls"]),
+            (
+                "issues",
+                "write",
+                &[
+                    "/issues/{number}/comments",
+                    "/issues?state=open",
+                    "/reactions",
+                ],
+            ),
+            ("metadata", "read", &["/collaborators/"]),
+            ("actions", "read", &["\"workflow_run\""]),
+        ];
+        let permissions = manifest["default_permissions"].as_object().unwrap();
+        assert_eq!(permissions.len(), evidence.len(), "{permissions:?}");
+        for (permission, level, uses) in evidence {
+            assert_eq!(permissions[*permission], *level, "{permission}");
+            for used in *uses {
+                assert!(sources.contains(used), "{permission}: no call uses {used}");
+            }
+        }
+        assert_eq!(manifest["public"], false);
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

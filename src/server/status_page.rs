@@ -1,0 +1,726 @@
+//! What an operator looks at: `GET /` (the status page, plain HTML that works without
+//! JavaScript), `GET /readyz` (can the server do its work) and `GET /metrics` (Prometheus).
+//!
+//! The page is written with maud, which escapes every interpolated value: a job error or a
+//! delivery field holding markup shows as text. No secret is ever shown: the App's key,
+//! the webhook secrets and the storage credentials are not even read here; storage is
+//! described by [`crate::storage::Storage::describe`], which leaves credentials out.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::AppState;
+use crate::artifacts::MANIFEST_FILE;
+use crate::database::deliveries::StoredDelivery;
+use crate::database::installations::Installation;
+use crate::database::jobs::{Job, JobState};
+use crate::image_name::ImageFileName;
+use crate::manifest::Manifest;
+use crate::settings::Settings;
+use crate::version::systemd_version_cmp;
+use crate::worker::pipeline::STEPS;
+
+const CSS: &str = r#"
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1c2128; background: #f6f8fa; }
+header { background: #24292f; color: #fff; padding: 14px 28px; }
+header h1 { margin: 0; font-size: 20px; }
+header p { margin: 2px 0 0; color: #c9d1d9; font-size: 13px; }
+main { padding: 8px 28px 28px; max-width: 1240px; }
+section { background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 4px 16px 12px; margin-top: 16px; }
+h2 { font-size: 16px; margin: 10px 0 8px; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; vertical-align: top; padding: 5px 8px; border-bottom: 1px solid #eaeef2; }
+th { font-weight: 600; color: #57606a; font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
+table.kv th { width: 220px; text-transform: none; font-size: 13px; letter-spacing: 0; }
+code, .mono { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; word-break: break-all; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; border: 1px solid transparent; }
+.succeeded, .processed, .active, .ok, .done { background: #dafbe1; color: #116329; border-color: #aceebb; }
+.failed, .error, .deleted { background: #ffebe9; color: #a40e26; border-color: #ffcecb; }
+.running, .current, .pending, .queued { background: #ddf4ff; color: #0550ae; border-color: #b6e3ff; }
+.retrying, .ignored, .suspended, .warn { background: #fff8c5; color: #7d4e00; border-color: #f5e0a0; }
+.todo { background: #f6f8fa; color: #8c959f; border-color: #d0d7de; }
+.steps { display: flex; flex-wrap: wrap; gap: 3px; }
+.reason { color: #a40e26; white-space: pre-wrap; margin-top: 4px; }
+.muted { color: #57606a; }
+.nowrap { white-space: nowrap; word-break: normal; }
+"#;
+
+/// How many jobs and deliveries the page shows.
+const JOBS_SHOWN: i64 = 20;
+const DELIVERIES_SHOWN: i64 = 30;
+
+/// What the page shows about the App and the configuration; nothing secret.
+pub struct ConfigView {
+    /// Why the server cannot act, if it cannot.
+    pub cannot_act: Option<&'static str>,
+    pub app_id: Option<u64>,
+    pub webhook_secrets: usize,
+    pub github_api_url: String,
+    pub storage: String,
+    pub signing_key: Option<String>,
+    /// `None` when the upstream check is off; `Some(None)` when it is scheduled but the
+    /// server cannot run it (no App credentials).
+    pub next_upstream_check: Option<Option<String>>,
+}
+
+/// The newest published image for one architecture (or the compatibility name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// `amd64`, `arm64`, or `compat` for `<name>-X.Y.Z.raw`.
+    pub arch: String,
+    pub version: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+/// The published manifest as read: the newest image per architecture, or why it could
+/// not be read.
+pub enum PublishedState {
+    Read(Vec<Published>),
+    NoManifest,
+    Unreadable(String),
+}
+
+/// Everything the page shows.
+pub struct PageData {
+    pub config: ConfigView,
+    pub settings: std::sync::Arc<Settings>,
+    pub published: PublishedState,
+    pub jobs: Vec<Job>,
+    pub deliveries: Vec<StoredDelivery>,
+    pub installations: Vec<Installation>,
+    pub now: String,
+}
+
+/// The newest entry per architecture among the images named `name` in `manifest`.
+pub fn newest_per_arch(manifest: &Manifest, name: &str) -> Vec<Published> {
+    let mut newest: Vec<Published> = Vec::new();
+    for entry in manifest.entries() {
+        let Some(parsed) = ImageFileName::parse(&entry.file) else {
+            continue;
+        };
+        if parsed.name != name {
+            continue;
+        }
+        let arch = parsed
+            .arch
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "compat".to_owned());
+        let candidate = Published {
+            arch: arch.clone(),
+            version: parsed.version.as_str().to_owned(),
+            file: entry.file.clone(),
+            sha256: entry.sha256.clone(),
+        };
+        match newest.iter_mut().find(|p| p.arch == arch) {
+            Some(current) => {
+                if systemd_version_cmp(&candidate.version, &current.version).is_gt() {
+                    *current = candidate;
+                }
+            }
+            None => newest.push(candidate),
+        }
+    }
+    newest.sort_by(|a, b| a.arch.cmp(&b.arch));
+    newest
+}
+
+/// `GET /`: the status page.
+pub async fn status_page(State(state): State<AppState>) -> Response {
+    let credentials = state.credentials();
+    let activation = &state.activation;
+    let worker = activation.worker();
+    let settings = activation.settings.clone();
+    let next_upstream_check = settings.schedule.check_upstream.as_ref().map(|_| {
+        worker
+            .as_ref()
+            .and_then(|w| w.next_upstream_check())
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    });
+    let config = ConfigView {
+        cannot_act: credentials.cannot_act,
+        app_id: worker.as_ref().and_then(|w| w.github.app_id()),
+        webhook_secrets: credentials.webhook_secrets.len(),
+        github_api_url: activation.github_api_url.clone(),
+        storage: activation.storage.describe(),
+        signing_key: worker.as_ref().map(|w| w.signing_key.fingerprint()),
+        next_upstream_check,
+    };
+    let published = match activation.storage.get(MANIFEST_FILE).await {
+        Ok(Some(bytes)) => match Manifest::parse(&String::from_utf8_lossy(&bytes)) {
+            Ok(manifest) => PublishedState::Read(newest_per_arch(&manifest, &settings.image.name)),
+            Err(error) => PublishedState::Unreadable(error.to_string()),
+        },
+        Ok(None) => PublishedState::NoManifest,
+        Err(error) => PublishedState::Unreadable(error.to_string()),
+    };
+    let database = &state.database;
+    let read = async {
+        Ok::<_, crate::database::DatabaseError>((
+            database.recent_jobs(JOBS_SHOWN).await?,
+            database.recent_deliveries(DELIVERIES_SHOWN).await?,
+            database.installations().await?,
+        ))
+    };
+    let (jobs, deliveries, installations) = match read.await {
+        Ok(data) => data,
+        Err(error) => {
+            tracing::error!(%error, "reading the status page's data");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "the database is unavailable",
+            )
+                .into_response();
+        }
+    };
+    let page = render(&PageData {
+        config,
+        settings,
+        published,
+        jobs,
+        deliveries,
+        installations,
+        now: crate::timestamp::now(),
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page.into_string(),
+    )
+        .into_response()
+}
+
+/// The page.
+pub fn render(data: &PageData) -> Markup {
+    let settings = &data.settings;
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Alloy sysext automation" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    h1 { "Alloy sysext automation" }
+                    p { "Status at " (short_time(&data.now)) " UTC · builds " code { (settings.image.name) } " into " code { (settings.build_repo.repo) } }
+                }
+                main {
+                    (published_section(data))
+                    (jobs_section(data))
+                    (config_section(data))
+                    (installations_section(data))
+                    (deliveries_section(data))
+                }
+            }
+        }
+    }
+}
+
+fn published_section(data: &PageData) -> Markup {
+    let publish = &data.settings.publish;
+    html! {
+        section #published {
+            h2 { "Published" }
+            @match &data.published {
+                PublishedState::Read(images) if !images.is_empty() => {
+                    table {
+                        tr { th { "arch" } th { "version" } th { "image" } th { "sha256" } }
+                        @for image in images {
+                            tr {
+                                td { (image.arch) }
+                                td { strong { (image.version) } }
+                                td {
+                                    a href=(publish.url(&image.file)) { (image.file) }
+                                    " · " a href=(publish.url(&format!("{}.sha256", image.file))) { ".sha256" }
+                                    " · " a href=(publish.url(&format!("{}.asc", image.file))) { ".asc" }
+                                }
+                                td.mono { (image.sha256) }
+                            }
+                        }
+                    }
+                    p.muted { "From the published " a href=(publish.url(MANIFEST_FILE)) { (MANIFEST_FILE) } " (" a href=(publish.url("SHA256SUMS.gpg")) { "signature" } ")." }
+                }
+                PublishedState::Read(_) | PublishedState::NoManifest => {
+                    p.muted { "Nothing is published yet: storage has no " code { (MANIFEST_FILE) } "." }
+                }
+                PublishedState::Unreadable(reason) => {
+                    p.reason { "The published " (MANIFEST_FILE) " cannot be read: " (reason) }
+                }
+            }
+        }
+    }
+}
+
+fn jobs_section(data: &PageData) -> Markup {
+    html! {
+        section #jobs {
+            h2 { "Jobs" }
+            @if data.jobs.is_empty() {
+                p.muted { "No jobs yet." }
+            } @else {
+                table {
+                    tr { th { "job" } th { "version" } th { "state" } th { "steps" } th { "trigger" } th { "started" } th { "took" } }
+                    @for job in &data.jobs {
+                        tr {
+                            td { a href={ "/api/jobs/" (job.id) } { "#" (job.id) } }
+                            td { strong { (job.version) } @if job.rebuild { " (rebuild)" } }
+                            td {
+                                span class={ "badge " (state_name(job.state)) } { (state_name(job.state)) }
+                                @if job.attempts > 1 { br; span.muted { (job.attempts) " attempts" } }
+                            }
+                            td {
+                                (steps(job))
+                                @if let Some(error) = &job.error {
+                                    div.reason {
+                                        @if let Some(step) = &job.step { "failed at " strong { (step) } ": " }
+                                        (error)
+                                    }
+                                }
+                                (job_images(job))
+                            }
+                            td { (trigger(job)) }
+                            td.mono.nowrap { (job.started_at.as_deref().map(short_time).unwrap_or_default()) }
+                            td { (duration(job)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Retrying => "retrying",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+    }
+}
+
+/// Each step as done, current, failed or still to do.
+fn steps(job: &Job) -> Markup {
+    let at = job
+        .step
+        .as_deref()
+        .and_then(|step| STEPS.iter().position(|s| *s == step));
+    html! {
+        div.steps {
+            @for (index, step) in STEPS.iter().enumerate() {
+                @let class = match (job.state, at) {
+                    (JobState::Succeeded, _) => "done",
+                    (_, Some(at)) if index < at => "done",
+                    (JobState::Failed, Some(at)) if index == at => "failed",
+                    (JobState::Retrying, Some(at)) if index == at => "retrying",
+                    (JobState::Running, Some(at)) if index == at => "current",
+                    _ => "todo",
+                };
+                span class={ "badge " (class) } title=(class) { (step) }
+            }
+        }
+    }
+}
+
+/// The images a job built, from its result.
+fn job_images(job: &Job) -> Markup {
+    let images: Vec<&Value> = job
+        .result
+        .as_ref()
+        .and_then(|r| r.get("images"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let text = |value: &Value, key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    html! {
+        @for image in images {
+            div.muted {
+                @let url = text(image, "url");
+                @if url.is_empty() { (text(image, "file")) } @else { a href=(url) { (text(image, "file")) } }
+                " · " (human_bytes(image.get("size").and_then(Value::as_u64).unwrap_or(0)))
+                " · sha256 " span.mono { (text(image, "sha256")) }
+            }
+        }
+    }
+}
+
+fn trigger(job: &Job) -> Markup {
+    let t = &job.trigger;
+    html! {
+        (t.source)
+        @if let Some(user) = &t.user { " by @" (user) }
+        @if let (Some(repo), Some(issue)) = (&t.repository, t.issue_number) { br; span.muted { (repo) "#" (issue) } }
+    }
+}
+
+/// How long the job ran: from its (last) start to its end, or until now while it runs.
+fn duration(job: &Job) -> String {
+    let Some(started) = job.started_at.as_deref().and_then(parse_time) else {
+        return String::new();
+    };
+    let end = match job.finished_at.as_deref() {
+        Some(finished) => match parse_time(finished) {
+            Some(end) => end,
+            None => return String::new(),
+        },
+        None if job.state == JobState::Running => OffsetDateTime::now_utc(),
+        None => return String::new(),
+    };
+    let seconds = (end - started).as_seconds_f64().max(0.0);
+    let text = if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 3600.0 {
+        format!("{}m {:02}s", (seconds / 60.0) as u64, seconds as u64 % 60)
+    } else {
+        format!(
+            "{}h {:02}m",
+            (seconds / 3600.0) as u64,
+            (seconds as u64 / 60) % 60
+        )
+    };
+    if job.finished_at.is_none() {
+        format!("{text} so far")
+    } else {
+        text
+    }
+}
+
+fn parse_time(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+/// `2026-01-02T03:04:05.123456Z` as `2026-01-02 03:04:05`.
+fn short_time(text: &str) -> String {
+    match parse_time(text) {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        None => text.to_owned(),
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else if bytes >= 1 << 10 {
+        format!("{:.1} KiB", bytes as f64 / f64::from(1 << 10))
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn config_section(data: &PageData) -> Markup {
+    let c = &data.config;
+    let s = &data.settings;
+    html! {
+        section #configuration {
+            h2 { "App and configuration" }
+            table.kv {
+                tr { th { "acting as the App" } td {
+                    @match c.cannot_act {
+                        None => { span.badge.ok { "yes" } @if let Some(id) = c.app_id { " App id " (id) } }
+                        Some(reason) => { span.badge.error { "no" } " " (reason) }
+                    }
+                } }
+                tr { th { "webhook secrets" } td {
+                    @if c.webhook_secrets == 0 { span.badge.error { "none" } " every delivery is refused" }
+                    @else { (c.webhook_secrets) " configured" }
+                } }
+                tr { th { "GitHub API" } td.mono { (c.github_api_url) } }
+                tr { th { "storage" } td.mono { (c.storage) } }
+                tr { th { "signing key" } td.mono { (c.signing_key.as_deref().unwrap_or("not loaded (the server cannot act)")) } }
+                tr { th { "next upstream check" } td {
+                    @match &c.next_upstream_check {
+                        None => { span.badge.todo { "off" } }
+                        Some(Some(next)) => { (next) " " span.muted { "(" (s.schedule.check_upstream.as_deref().unwrap_or("")) ", UTC)" } }
+                        Some(None) => { span.badge.warn { "not running" } " scheduled (" (s.schedule.check_upstream.as_deref().unwrap_or("")) ") but the server cannot act" }
+                    }
+                } }
+                tr { th { "upstream" } td { code { (s.upstream.repo) } " asset " code { (s.upstream.asset) } } }
+                tr { th { "image" } td {
+                    code { (s.image.name) } " for "
+                    (s.image.arches.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "))
+                    ", " (s.image.compression)
+                    @if s.image.compat_name { ", with the compatibility name" }
+                } }
+                tr { th { "build repository" } td { code { (s.build_repo.repo) } " branch " code { (s.build_repo.branch) } } }
+                tr { th { "published at" } td { a href=(s.publish.base_url) { (s.publish.base_url) } } }
+                tr { th { "tracking label" } td { code { (s.schedule.tracking_label) } } }
+                tr { th { "consumers" } td {
+                    @if s.consumers.is_empty() { span.muted { "none configured" } }
+                    @for consumer in &s.consumers {
+                        div { code { (consumer.repo) } " " span.muted { (consumer.path) " on " (consumer.base) } }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn installations_section(data: &PageData) -> Markup {
+    html! {
+        section #installations {
+            h2 { "Installations" }
+            @if data.installations.is_empty() {
+                p.muted { "No installation has been reported by GitHub yet." }
+            } @else {
+                table {
+                    tr { th { "id" } th { "account" } th { "state" } th { "repositories" } th { "updated" } }
+                    @for installation in &data.installations {
+                        tr {
+                            td { (installation.id) }
+                            td { strong { (installation.account.as_deref().unwrap_or("?")) } }
+                            td { span class={ "badge " (installation.state) } { (installation.state) } }
+                            td { (installation.repositories.join(", ")) }
+                            td.mono.nowrap { (short_time(&installation.updated_at)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn deliveries_section(data: &PageData) -> Markup {
+    html! {
+        section #deliveries {
+            h2 { "Recent deliveries" }
+            @if data.deliveries.is_empty() {
+                p.muted { "No delivery has been received yet." }
+            } @else {
+                table {
+                    tr { th { "delivery" } th { "event" } th { "repository" } th { "received" } th { "state" } th { "job" } }
+                    @for delivery in &data.deliveries {
+                        tr {
+                            td.mono { a href={ "/api/deliveries/" (delivery.id) } { (delivery.id) } }
+                            td { (delivery.event) @if let Some(action) = &delivery.action { " " span.muted { (action) } } }
+                            td { (delivery.repository.as_deref().unwrap_or("")) }
+                            td.mono.nowrap { (short_time(&delivery.received_at)) }
+                            td {
+                                span class={ "badge " (delivery.state) } { (delivery.state) }
+                                @if let Some(error) = &delivery.error { div.muted { (error) } }
+                            }
+                            td { @if let Some(job) = delivery.job_id { a href={ "/api/jobs/" (job) } { "#" (job) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /readyz`: 200 when the database answers and the server can act as the App (its
+/// configuration is valid, or it would not have started); 503 naming the failed check.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let database = state.database.is_reachable().await;
+    let cannot_act = state.credentials().cannot_act;
+    let checks = json!({
+        "database": if database { "ok" } else { "unreachable" },
+        "config": "ok",
+        "app_credentials": match cannot_act { None => "ok", Some(reason) => reason },
+    });
+    let failed: Vec<&str> = [
+        (!database).then_some("database"),
+        cannot_act.map(|_| "app_credentials"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if failed.is_empty() {
+        (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "checks": checks})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not ready", "failed": failed, "checks": checks})),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`: the metrics in the OpenMetrics text format.
+pub async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::global().encode(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::database::jobs::Trigger;
+
+    fn job(id: i64, state: JobState, step: Option<&str>, error: Option<&str>) -> Job {
+        Job {
+            id,
+            kind: "build".into(),
+            version: "1.17.1".into(),
+            rebuild: false,
+            trigger: Trigger {
+                source: "comment".into(),
+                user: Some("<b>mallory</b>".into()),
+                ..Trigger::default()
+            },
+            installation_id: None,
+            state,
+            step: step.map(str::to_owned),
+            attempts: 1,
+            next_attempt_at: None,
+            created_at: "2026-01-02T03:04:00.000000Z".into(),
+            started_at: Some("2026-01-02T03:04:05.000000Z".into()),
+            updated_at: "2026-01-02T03:05:00.000000Z".into(),
+            finished_at: Some("2026-01-02T03:05:17.500000Z".into()),
+            error: error.map(str::to_owned),
+            result: None,
+        }
+    }
+
+    fn page(jobs: Vec<Job>, deliveries: Vec<StoredDelivery>) -> String {
+        render(&PageData {
+            config: ConfigView {
+                cannot_act: None,
+                app_id: Some(42),
+                webhook_secrets: 1,
+                github_api_url: "https://api.github.com".into(),
+                storage: "directory /data/images".into(),
+                signing_key: Some("ABCDEF".into()),
+                next_upstream_check: None,
+            },
+            settings: std::sync::Arc::new(Settings::default()),
+            published: PublishedState::NoManifest,
+            jobs,
+            deliveries,
+            installations: Vec::new(),
+            now: "2026-01-02T03:06:00.000000Z".into(),
+        })
+        .into_string()
+    }
+
+    #[test]
+    fn markup_in_a_job_error_or_a_delivery_shows_as_text() {
+        let html = page(
+            vec![job(
+                7,
+                JobState::Failed,
+                Some("download"),
+                Some("no release <script>alert(1)</script> & \"more\""),
+            )],
+            vec![StoredDelivery {
+                id: "d-1".into(),
+                event: "issue_comment".into(),
+                action: Some("<img src=x onerror=alert(2)>".into()),
+                installation_id: None,
+                repository: Some("o/r".into()),
+                received_at: "2026-01-02T03:04:00.000000Z".into(),
+                state: "failed".into(),
+                processed_at: None,
+                error: Some("</td><script>bad()</script>".into()),
+                job_id: Some(7),
+            }],
+        );
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<b>mallory"), "{html}");
+        assert!(
+            html.contains(
+                "no release &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;more&quot;"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;/td&gt;&lt;script&gt;bad()&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("@&lt;b&gt;mallory&lt;/b&gt;"), "{html}");
+        assert!(
+            html.contains("failed at <strong>download</strong>"),
+            "{html}"
+        );
+        // The step it failed at, and the time it took.
+        assert!(
+            html.contains(r#"class="badge failed" title="failed">download"#),
+            "{html}"
+        );
+        assert!(html.contains("1m 12s"), "{html}");
+        assert!(
+            html.contains("<span class=\"badge todo\">off</span>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_succeeded_job_has_every_step_done() {
+        let html = page(
+            vec![job(3, JobState::Succeeded, Some("report"), None)],
+            Vec::new(),
+        );
+        for step in STEPS {
+            assert!(
+                html.contains(&format!(r#"title="done">{step}<"#)),
+                "{step}: {html}"
+            );
+        }
+        assert!(html.contains("No delivery has been received yet."));
+    }
+
+    #[test]
+    fn the_newest_version_per_architecture_is_shown() {
+        let line = |digit: char, file: &str| format!("{}  {file}\n", digit.to_string().repeat(64));
+        let text = [
+            line('a', "alloy-1.9.0-amd64.raw"),
+            line('b', "alloy-1.10.0-amd64.raw"),
+            line('c', "alloy-1.10.0-arm64.raw"),
+            line('d', "alloy-1.10.0.raw"),
+            line('e', "other-2.0.0-amd64.raw"),
+        ]
+        .concat();
+        let manifest = Manifest::parse(&text).unwrap();
+        let newest = newest_per_arch(&manifest, "alloy");
+        let summary: Vec<(&str, &str, char)> = newest
+            .iter()
+            .map(|p| {
+                (
+                    p.arch.as_str(),
+                    p.version.as_str(),
+                    p.sha256.chars().next().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("amd64", "1.10.0", 'b'),
+                ("arm64", "1.10.0", 'c'),
+                ("compat", "1.10.0", 'd')
+            ]
+        );
+    }
+}

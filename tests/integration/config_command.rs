@@ -1,0 +1,367 @@
+//! `config` shows what `serve` would run with and never a secret; the Dockerfile and
+//! fly.toml agree with the crate and with each other.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{cli, ed25519_keys, fixture, run_fail, run_ok};
+
+const WEBHOOK_SECRET: &str = "whsec-Zq8rT0pSecretValue";
+const R2_ACCESS_KEY_ID: &str = "AKIDconfigtest0123456789";
+const R2_SECRET_ACCESS_KEY: &str = "r2SecretAccessKey-DoNotShow-9f8e7d";
+
+/// `config` with a clean environment plus `env`.
+fn config_command(env: &[(&str, &str)]) -> Command {
+    let mut command = cli();
+    command.arg("config");
+    for name in [
+        "PORT",
+        "DATA_DIR",
+        "DATABASE_URL",
+        "APP_ID",
+        "PRIVATE_KEY",
+        "PRIVATE_KEY_PATH",
+        "WEBHOOK_SECRET",
+        "CONFIG_FILE",
+        "JOB_RETRY_SECONDS",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "S3_REGION",
+        "S3_FORCE_PATH_STYLE",
+        "PUBLIC_URL",
+        "GITHUB_URL",
+        "GITHUB_ORGANIZATION",
+        "R2_ENDPOINT",
+        "R2_BUCKET",
+        "R2_ACCESS_KEY_ID",
+        "R2_SECRET_ACCESS_KEY",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+#[test]
+fn config_shows_the_settings_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = std::fs::read_to_string(fixture("app/test-app-key.pem")).unwrap();
+    let gpg_b64 = ed25519_keys().base64();
+    let gpg_armored = std::fs::read_to_string(ed25519_keys().secret()).unwrap();
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        r#"
+[build_repo]
+repo = "example-org/sysext-build"
+
+[[consumers]]
+repo = "example-org/fleet"
+path = "hosts/node.bu"
+base = "develop"
+assignees = ["octocat"]
+"#,
+    )
+    .unwrap();
+    let data_dir = dir.path().join("state");
+    let output = run_ok(&mut config_command(&[
+        ("PORT", "4123"),
+        ("DATA_DIR", data_dir.to_str().unwrap()),
+        ("APP_ID", "987654"),
+        ("PRIVATE_KEY", &pem),
+        (
+            "WEBHOOK_SECRET",
+            &format!("{WEBHOOK_SECRET},second-secret-x"),
+        ),
+        ("R2_ENDPOINT", "https://account123.r2.cloudflarestorage.com"),
+        ("R2_BUCKET", "sysext-images-bucket"),
+        ("R2_ACCESS_KEY_ID", R2_ACCESS_KEY_ID),
+        ("R2_SECRET_ACCESS_KEY", R2_SECRET_ACCESS_KEY),
+        ("GPG_PRIVATE_KEY", &gpg_b64),
+        ("CONFIG_FILE", settings.to_str().unwrap()),
+    ]));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let both = format!("{stdout}\n{stderr}");
+
+    // No secret, whole or in part.
+    let pem_body: Vec<&str> = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.len() > 20)
+        .collect();
+    assert!(!pem_body.is_empty());
+    let armored_body: Vec<&str> = gpg_armored
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.len() > 20)
+        .collect();
+    let mut secrets = vec![
+        WEBHOOK_SECRET,
+        "second-secret-x",
+        R2_ACCESS_KEY_ID,
+        R2_SECRET_ACCESS_KEY,
+        gpg_b64.as_str(),
+        &gpg_b64[40..80],
+    ];
+    secrets.extend(pem_body);
+    secrets.extend(armored_body);
+    for secret in secrets {
+        assert!(
+            !both.contains(secret),
+            "config shows a secret ({secret:?}):\n{both}"
+        );
+    }
+
+    // Everything else is there.
+    for shown in [
+        "PORT = 4123",
+        "APP_ID = 987654",
+        "PRIVATE_KEY = \"set\"",
+        "WEBHOOK_SECRET = \"set\"",
+        "secrets = 2",
+        "sysext-images-bucket",
+        "https://account123.r2.cloudflarestorage.com",
+        "R2_SECRET_ACCESS_KEY = \"set\"",
+        "source = \"GPG_PRIVATE_KEY\"",
+        &format!("fingerprint = \"{}\"", gpg_fingerprint(&gpg_armored)),
+        "repo = \"example-org/sysext-build\"",
+        "repo = \"example-org/fleet\"",
+        "path = \"hosts/node.bu\"",
+        "assignees = [\"octocat\"]",
+        // Defaults for what the file leaves out.
+        "repo = \"grafana/alloy\"",
+        "compression = \"xz\"",
+    ] {
+        assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
+    }
+    // Only the consumers of the file, not the built-in ones.
+    assert!(!stdout.contains("noahwhite/ghost-stack"), "{stdout}");
+    // Nothing was created: config only reads.
+    assert!(!data_dir.exists());
+}
+
+/// The fingerprint `config` should show, from the key itself.
+fn gpg_fingerprint(armored: &str) -> String {
+    alloy_sysext_automation::signing::SigningKey::from_armored(armored)
+        .unwrap()
+        .fingerprint()
+}
+
+#[test]
+fn config_with_nothing_set_shows_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_ok(config_command(&[]).current_dir(dir.path()));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for shown in [
+        "PORT = 3000",
+        "DATA_DIR = \"./data\"",
+        "PRIVATE_KEY = \"not set\"",
+        "can_act = false",
+        "WEBHOOK_SECRET = \"not set\"",
+        "storage = \"directory ./data/images\"",
+        "repo = \"noahwhite/ghost-stack\"",
+        "check_upstream = \"0 0 * * *\"",
+    ] {
+        assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn config_shows_the_app_made_at_setup_without_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = std::fs::read_to_string(fixture("app/test-app-key.pem")).unwrap();
+    let stored = serde_json::json!({
+        "id": 424242,
+        "slug": "alloy-sysext-test",
+        "html_url": "https://github.com/apps/alloy-sysext-test",
+        "pem": pem,
+        "webhook_secret": "stored-webhook-secret-abc123",
+        "client_id": "Iv1.clientid",
+        "client_secret": "stored-client-secret-def456",
+    });
+    std::fs::write(
+        dir.path().join("github-app.json"),
+        serde_json::to_vec(&stored).unwrap(),
+    )
+    .unwrap();
+    let output = run_ok(&mut config_command(&[(
+        "DATA_DIR",
+        dir.path().to_str().unwrap(),
+    )]));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let both = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for secret in [
+        "stored-webhook-secret-abc123",
+        "stored-client-secret-def456",
+    ]
+    .into_iter()
+    .chain(
+        pem.lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 20),
+    ) {
+        assert!(!both.contains(secret), "shows {secret:?}:\n{both}");
+    }
+    for shown in [
+        "APP_ID = 424242",
+        "slug = \"alloy-sysext-test\"",
+        "can_act = true",
+        "WEBHOOK_SECRET = \"not set\"",
+        "secrets = 1",
+    ] {
+        assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_bad_config_file_fails_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        "[image]\narches = [\"amd64\"]\ncompresion = \"xz\"\n",
+    )
+    .unwrap();
+    let stderr = run_fail(&mut config_command(&[(
+        "CONFIG_FILE",
+        settings.to_str().unwrap(),
+    )]));
+    assert!(stderr.contains("compresion"), "{stderr}");
+    assert!(stderr.contains("CONFIG_FILE"), "{stderr}");
+
+    std::fs::write(&settings, "[build_repo]\nrepo = \"no-slash\"\n").unwrap();
+    let stderr = run_fail(&mut config_command(&[(
+        "CONFIG_FILE",
+        settings.to_str().unwrap(),
+    )]));
+    assert!(stderr.contains("build_repo.repo"), "{stderr}");
+}
+
+#[test]
+fn config_refuses_a_partial_r2_set_without_showing_the_secret() {
+    let stderr = run_fail(&mut config_command(&[
+        ("R2_BUCKET", "b"),
+        ("R2_SECRET_ACCESS_KEY", R2_SECRET_ACCESS_KEY),
+    ]));
+    assert!(stderr.contains("R2_ENDPOINT"), "{stderr}");
+    assert!(!stderr.contains(R2_SECRET_ACCESS_KEY), "{stderr}");
+}
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// The Dockerfile's instructions (continuation lines joined), per stage.
+fn dockerfile_stages() -> Vec<Vec<String>> {
+    let text = repo_file("Dockerfile").replace("\\\n", " ");
+    let mut stages: Vec<Vec<String>> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.to_ascii_uppercase().starts_with("FROM ") {
+            stages.push(Vec::new());
+        }
+        if let Some(stage) = stages.last_mut() {
+            stage.push(line.to_owned());
+        }
+    }
+    stages
+}
+
+fn instruction<'a>(stage: &'a [String], name: &str) -> Vec<&'a str> {
+    stage
+        .iter()
+        .filter_map(|line| {
+            let (keyword, rest) = line.split_once(char::is_whitespace)?;
+            keyword.eq_ignore_ascii_case(name).then_some(rest.trim())
+        })
+        .collect()
+}
+
+#[test]
+fn the_dockerfile_ships_the_release_binary_as_fly_toml_expects() {
+    let cargo: toml::Table = toml::from_str(&repo_file("Cargo.toml")).unwrap();
+    let package = cargo["package"]["name"].as_str().unwrap();
+    let fly: toml::Table = toml::from_str(&repo_file("fly.toml")).unwrap();
+    let port = fly["http_service"]["internal_port"].as_integer().unwrap();
+    let data_dir = fly["env"]["DATA_DIR"].as_str().unwrap();
+    assert_eq!(fly["mounts"]["destination"].as_str(), Some(data_dir));
+    assert_eq!(
+        fly["http_service"]["auto_stop_machines"].as_str(),
+        Some("off")
+    );
+    assert!(fly["http_service"]["min_machines_running"].as_integer() >= Some(1));
+    let checks = fly["http_service"]["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["path"].as_str() == Some("/healthz"))
+    );
+
+    let stages = dockerfile_stages();
+    assert!(stages.len() >= 2, "not a multi-stage build");
+    let build = &stages[0];
+    let runtime = stages.last().unwrap();
+    assert!(
+        instruction(build, "RUN")
+            .iter()
+            .any(|run| run.contains("cargo build --release --locked")),
+        "{build:?}"
+    );
+    // The dependency layer is cached apart from the sources.
+    let copies = instruction(build, "COPY");
+    assert!(copies[0].contains("Cargo.toml") && copies[0].contains("Cargo.lock"));
+    assert!(copies.iter().any(|c| c.contains(".cargo/config.toml")));
+
+    // The binary copied is the one `cargo build --release` makes.
+    let binary = format!("target/release/{package}");
+    let copied: Vec<&str> = instruction(runtime, "COPY")
+        .into_iter()
+        .filter(|c| c.starts_with("--from="))
+        .collect();
+    assert_eq!(copied.len(), 1, "{runtime:?}");
+    let source = copied[0].split_whitespace().nth(1).unwrap();
+    assert!(source.ends_with(&binary), "copies {source}, not {binary}");
+    let workdir = instruction(build, "WORKDIR");
+    assert_eq!(
+        source,
+        format!("{}/{binary}", workdir.last().unwrap()),
+        "not where the build stage builds"
+    );
+    let entrypoint = instruction(runtime, "ENTRYPOINT");
+    assert_eq!(entrypoint, [format!("[\"{package}\"]")]);
+    assert_eq!(instruction(runtime, "CMD"), ["[\"serve\"]"]);
+
+    // HTTPS needs CA certificates.
+    assert!(
+        instruction(runtime, "RUN")
+            .iter()
+            .any(|run| run.contains("apt-get install") && run.contains("ca-certificates")),
+        "{runtime:?}"
+    );
+    // A non-root user.
+    let user = instruction(runtime, "USER");
+    assert_eq!(user.len(), 1, "{runtime:?}");
+    let name = user[0].split(':').next().unwrap();
+    assert!(name != "root" && name != "0", "runs as {name}");
+    // The data directory is a volume, and the port is Fly's.
+    let env = instruction(runtime, "ENV").join(" ");
+    assert!(env.contains(&format!("DATA_DIR={data_dir}")), "{env}");
+    assert!(env.contains(&format!("PORT={port}")), "{env}");
+    assert!(
+        instruction(runtime, "VOLUME")
+            .iter()
+            .any(|v| v.contains(&format!("\"{data_dir}\""))),
+        "{runtime:?}"
+    );
+    assert_eq!(instruction(runtime, "EXPOSE"), [port.to_string()]);
+    let health = instruction(runtime, "HEALTHCHECK").join(" ");
+    assert!(health.contains("/healthz"), "{health}");
+    assert_eq!(instruction(runtime, "STOPSIGNAL"), ["SIGTERM"]);
+
+    let ignored = repo_file(".dockerignore");
+    for path in ["target/", "data/", ".git"] {
+        assert!(ignored.lines().any(|l| l.starts_with(path)), "{ignored}");
+    }
+}
