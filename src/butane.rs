@@ -613,23 +613,12 @@ fn scan<'a>(text: &'a str, image_name: &str, arch: Arch) -> Result<Scan<'a>, But
         });
     }
 
-    let source_line = match entry.sources[..] {
-        [] => {
-            return Err(ButaneError::NoSource {
-                file,
-                line: entry.path_line + 1,
-            });
+    let source_line = only_line(&entry.sources, &file, "contents.source", || {
+        ButaneError::NoSource {
+            file: file.clone(),
+            line: entry.path_line + 1,
         }
-        [line] => line,
-        [first, second, ..] => {
-            return Err(ButaneError::DuplicateKey {
-                file,
-                key: "contents.source",
-                first_line: first + 1,
-                second_line: second + 1,
-            });
-        }
-    };
+    })?;
     let source_body = split_ending(lines[source_line]).0;
     let source = &source_body[key_value_range(source_body)];
     match pattern.version_of(source) {
@@ -652,23 +641,12 @@ fn scan<'a>(text: &'a str, image_name: &str, arch: Arch) -> Result<Scan<'a>, But
         Some(_) => {}
     }
 
-    let hash_line = match entry.hashes[..] {
-        [] => {
-            return Err(ButaneError::NoHash {
-                file,
-                line: entry.path_line + 1,
-            });
+    let hash_line = only_line(&entry.hashes, &file, "contents.verification.hash", || {
+        ButaneError::NoHash {
+            file: file.clone(),
+            line: entry.path_line + 1,
         }
-        [line] => line,
-        [first, second, ..] => {
-            return Err(ButaneError::DuplicateKey {
-                file,
-                key: "contents.verification.hash",
-                first_line: first + 1,
-                second_line: second + 1,
-            });
-        }
-    };
+    })?;
     let hash_body = split_ending(lines[hash_line]).0;
     let hash_value = key_value_range(hash_body);
     let hash = &hash_body[hash_value.clone()];
@@ -754,6 +732,26 @@ fn link_path(lines: &[&str], target: usize) -> Option<String> {
         }
     }
     None
+}
+
+/// The one line (0-based) in `found` that holds `key` of the entry for `file`: none gives
+/// `missing()`, more than one a [`ButaneError::DuplicateKey`].
+fn only_line(
+    found: &[usize],
+    file: &str,
+    key: &'static str,
+    missing: impl FnOnce() -> ButaneError,
+) -> Result<usize, ButaneError> {
+    match found {
+        [] => Err(missing()),
+        [line] => Ok(*line),
+        [first, second, ..] => Err(ButaneError::DuplicateKey {
+            file: file.to_owned(),
+            key,
+            first_line: first + 1,
+            second_line: second + 1,
+        }),
+    }
 }
 
 #[cfg(test)]

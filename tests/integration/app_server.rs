@@ -6,15 +6,14 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use alloy_sysext_automation::arch::Arch;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
-use crate::fake_github::{Asset, Failure, FakeGitHub};
+use crate::fake_github::{Failure, FakeGitHub};
 use crate::http::request_with_headers;
 use crate::serve_process::{SECRET, Server, fixtures, free_port};
-use crate::test_app::{APP_SLUG, app_env, install_app};
+use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
 
 const INSTALLATION: u64 = 77;
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
@@ -25,18 +24,7 @@ fn github_with_app() -> FakeGitHub {
     let github = FakeGitHub::start();
     install_app(&github, &[(INSTALLATION, "noahwhite")]);
     github.add_repo(BUILD_REPO, "main");
-    let work = tempfile::tempdir().unwrap();
-    let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
-    let zip = fs::read(zip).unwrap();
-    github.add_release(
-        "grafana/alloy",
-        "v1.17.1",
-        vec![Asset {
-            name: "alloy-linux-amd64.zip".into(),
-            digest: Some(format!("sha256:{}", hex::encode(Sha256::digest(&zip)))),
-            data: zip,
-        }],
-    );
+    add_upstream_alloy(&github, "1.17.1");
     github
 }
 
@@ -115,8 +103,11 @@ fn rebuild_by_a_read_user_is_refused_with_a_reply_and_nothing_runs() {
     assert!(jobs(&server).is_empty());
     assert!(github.reactions(BUILD_REPO, 501).is_empty());
     assert!(!data.path().join("images").exists());
-    let delivery = server.get("/api/deliveries/d-read").json();
-    assert_eq!(delivery["state"], "processed");
+    server.wait_for(
+        "the delivery to be processed",
+        Duration::from_secs(10),
+        || server.get("/api/deliveries/d-read").json()["state"] == "processed",
+    );
 }
 
 #[test]
@@ -400,9 +391,11 @@ fn a_delivery_stored_before_a_kill_is_handled_after_the_restart() {
     let server = start_app_server(&github, &data_dir, free_port());
     let replies = wait_for_replies(&server, &github, 1);
     assert!(replies[0].contains("/build X.Y.Z"), "{}", replies[0]);
-    assert_eq!(
-        server.get("/api/deliveries/d-stored").json()["state"],
-        "processed"
+    // The reply goes out just before the delivery is marked handled.
+    server.wait_for(
+        "the delivery to be processed",
+        Duration::from_secs(10),
+        || server.get("/api/deliveries/d-stored").json()["state"] == "processed",
     );
 }
 

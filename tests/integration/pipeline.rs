@@ -7,15 +7,14 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alloy_sysext_automation::arch::Arch;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
-use crate::fake_github::{Asset, Failure, FakeGitHub};
+use crate::fake_github::{Failure, FakeGitHub};
 use crate::s3_server::S3Server;
 use crate::serve_process::{Server, free_port};
-use crate::test_app::{app_env, install_app};
+use crate::test_app::{add_upstream_alloy, app_env, install_app};
 
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 const GHOST: &str = "noahwhite/ghost-stack";
@@ -64,18 +63,7 @@ impl World {
             &["RTB"],
         );
 
-        let work = tempfile::tempdir().unwrap();
-        let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
-        let zip = fs::read(zip).unwrap();
-        github.add_release(
-            "grafana/alloy",
-            &format!("v{VERSION}"),
-            vec![Asset {
-                name: "alloy-linux-amd64.zip".into(),
-                digest: Some(format!("sha256:{}", hex::encode(Sha256::digest(&zip)))),
-                data: zip,
-            }],
-        );
+        add_upstream_alloy(&github, VERSION);
         let s3 = S3Server::start();
         let data = tempfile::tempdir().unwrap();
         let config = data.path().join("settings.toml");

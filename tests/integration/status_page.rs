@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use alloy_sysext_automation::arch::Arch;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::common::*;
-use crate::fake_github::{Asset, FakeGitHub};
+use crate::fake_github::FakeGitHub;
 use crate::s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
 use crate::serve_process::{SECRET, Server, free_port};
-use crate::test_app::{app_env, app_key_path, install_app};
+use crate::test_app::{add_upstream_alloy, app_env, app_key_path, install_app};
 
 const INSTALLATION: u64 = 91;
 const ACCOUNT: &str = "noahwhite";
@@ -27,18 +25,7 @@ fn github_with_app() -> FakeGitHub {
     let github = FakeGitHub::start();
     install_app(&github, &[(INSTALLATION, ACCOUNT)]);
     github.add_repo(BUILD_REPO, "main");
-    let work = tempfile::tempdir().unwrap();
-    let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
-    let zip = fs::read(zip).unwrap();
-    github.add_release(
-        "grafana/alloy",
-        "v1.17.1",
-        vec![Asset {
-            name: "alloy-linux-amd64.zip".into(),
-            digest: Some(format!("sha256:{}", hex::encode(Sha256::digest(&zip)))),
-            data: zip,
-        }],
-    );
+    add_upstream_alloy(&github, "1.17.1");
     github.set_permission(BUILD_REPO, "writer", "write");
     github
 }

@@ -4,8 +4,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::{ed25519_keys, fixture};
-use crate::fake_github::FakeGitHub;
+use alloy_sysext_automation::arch::Arch;
+use sha2::{Digest, Sha256};
+
+use crate::common::{ed25519_keys, fixture, upstream_zip};
+use crate::fake_github::{Asset, FakeGitHub};
 use crate::serve_process::SECRET;
 
 pub const APP_ID: u64 = 4242;
@@ -41,4 +44,21 @@ pub fn app_env(github: &FakeGitHub, config: &Path) -> Vec<(&'static str, String)
         ("JOB_RETRY_SECONDS", "1".to_owned()),
         ("LOG_LEVEL", "info,alloy_sysext_automation=debug".to_owned()),
     ]
+}
+
+/// Publishes Alloy `version` upstream (`grafana/alloy`, tag `v<version>`) with a stand-in
+/// amd64 zip and its digest.
+pub fn add_upstream_alloy(github: &FakeGitHub, version: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
+    let zip = fs::read(zip).unwrap();
+    github.add_release(
+        "grafana/alloy",
+        &format!("v{version}"),
+        vec![Asset {
+            name: "alloy-linux-amd64.zip".into(),
+            digest: Some(format!("sha256:{}", hex::encode(Sha256::digest(&zip)))),
+            data: zip,
+        }],
+    );
 }
