@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::image_name::ImageFileName;
 use crate::version::systemd_version_cmp;
 
 /// One line of the manifest: the sha256 of a published file and its name.
@@ -193,6 +194,49 @@ fn is_lower_hex(b: u8) -> bool {
 
 fn shorten(s: &str) -> String {
     s.chars().take(40).collect()
+}
+
+/// The newest published image for one architecture (or the compatibility name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// `amd64`, `arm64`, or `compat` for `<name>-X.Y.Z.raw`.
+    pub arch: String,
+    pub version: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+/// The newest entry per architecture among the images named `name` in `manifest`.
+pub fn newest_per_arch(manifest: &Manifest, name: &str) -> Vec<Published> {
+    let mut newest: Vec<Published> = Vec::new();
+    for entry in manifest.entries() {
+        let Some(parsed) = ImageFileName::parse(&entry.file) else {
+            continue;
+        };
+        if parsed.name != name {
+            continue;
+        }
+        let arch = parsed
+            .arch
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "compat".to_owned());
+        let candidate = Published {
+            arch: arch.clone(),
+            version: parsed.version.as_str().to_owned(),
+            file: entry.file.clone(),
+            sha256: entry.sha256.clone(),
+        };
+        match newest.iter_mut().find(|p| p.arch == arch) {
+            Some(current) => {
+                if systemd_version_cmp(&candidate.version, &current.version).is_gt() {
+                    *current = candidate;
+                }
+            }
+            None => newest.push(candidate),
+        }
+    }
+    newest.sort_by(|a, b| a.arch.cmp(&b.arch));
+    newest
 }
 
 #[cfg(test)]

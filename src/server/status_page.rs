@@ -19,10 +19,8 @@ use crate::artifacts::MANIFEST_FILE;
 use crate::database::deliveries::StoredDelivery;
 use crate::database::installations::Installation;
 use crate::database::jobs::{Job, JobState};
-use crate::image_name::ImageFileName;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
-use crate::version::systemd_version_cmp;
 use crate::worker::pipeline::STEPS;
 
 const CSS: &str = r#"
@@ -68,16 +66,6 @@ pub struct ConfigView {
     pub next_upstream_check: Option<Option<String>>,
 }
 
-/// The newest published image for one architecture (or the compatibility name).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    /// `amd64`, `arm64`, or `compat` for `<name>-X.Y.Z.raw`.
-    pub arch: String,
-    pub version: String,
-    pub file: String,
-    pub sha256: String,
-}
-
 /// The published manifest as read: the newest image per architecture, or why it could
 /// not be read.
 pub enum PublishedState {
@@ -95,39 +83,6 @@ pub struct PageData {
     pub deliveries: Vec<StoredDelivery>,
     pub installations: Vec<Installation>,
     pub now: String,
-}
-
-/// The newest entry per architecture among the images named `name` in `manifest`.
-pub fn newest_per_arch(manifest: &Manifest, name: &str) -> Vec<Published> {
-    let mut newest: Vec<Published> = Vec::new();
-    for entry in manifest.entries() {
-        let Some(parsed) = ImageFileName::parse(&entry.file) else {
-            continue;
-        };
-        if parsed.name != name {
-            continue;
-        }
-        let arch = parsed
-            .arch
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "compat".to_owned());
-        let candidate = Published {
-            arch: arch.clone(),
-            version: parsed.version.as_str().to_owned(),
-            file: entry.file.clone(),
-            sha256: entry.sha256.clone(),
-        };
-        match newest.iter_mut().find(|p| p.arch == arch) {
-            Some(current) => {
-                if systemd_version_cmp(&candidate.version, &current.version).is_gt() {
-                    *current = candidate;
-                }
-            }
-            None => newest.push(candidate),
-        }
-    }
-    newest.sort_by(|a, b| a.arch.cmp(&b.arch));
-    newest
 }
 
 /// `GET /`: the status page.
@@ -276,7 +231,7 @@ fn jobs_section(data: &PageData) -> Markup {
                             td { a href={ "/api/jobs/" (job.id) } { "#" (job.id) } }
                             td { strong { (job.version) } @if job.rebuild { " (rebuild)" } }
                             td {
-                                span class={ "badge " (state_name(job.state)) } { (state_name(job.state)) }
+                                span class={ "badge " (job.state.as_str()) } { (job.state.as_str()) }
                                 @if job.attempts > 1 { br; span.muted { (job.attempts) " attempts" } }
                             }
                             td {
@@ -297,16 +252,6 @@ fn jobs_section(data: &PageData) -> Markup {
                 }
             }
         }
-    }
-}
-
-fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Retrying => "retrying",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
     }
 }
 

@@ -409,7 +409,11 @@ impl Worker {
             .ok()
             .flatten()
             .and_then(|bytes| String::from_utf8(bytes).ok());
-        Ok(replies::status(&jobs, manifest.as_deref()))
+        Ok(replies::status(
+            &jobs,
+            manifest.as_deref(),
+            &self.settings.image.name,
+        ))
     }
 }
 

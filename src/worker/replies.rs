@@ -2,7 +2,7 @@
 
 use crate::commands::{CommandError, HELP};
 use crate::database::jobs::Job;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, newest_per_arch};
 
 /// The reply to `/help`.
 pub fn help() -> String {
@@ -28,10 +28,7 @@ pub fn job_line(job: &Job) -> String {
         "- job #{} — {what} {}: **{}**",
         job.id,
         job.version,
-        serde_json::to_value(job.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        job.state.as_str()
     );
     if let Some(step) = &job.step {
         line.push_str(&format!(", step `{step}`"));
@@ -44,23 +41,19 @@ pub fn job_line(job: &Job) -> String {
 }
 
 /// The reply to `/status`: the newest images and the latest jobs.
-pub fn status(jobs: &[Job], manifest: Option<&str>) -> String {
+pub fn status(jobs: &[Job], manifest: Option<&str>, image_name: &str) -> String {
     let mut text = String::from("**Alloy sysext status**\n\n");
-    match manifest.and_then(|m| Manifest::parse(m).ok()) {
-        Some(manifest) if !manifest.entries().is_empty() => {
-            text.push_str("Newest built images:\n");
-            // The manifest is in version order, oldest first.
-            let mut seen_suffixes = Vec::new();
-            for entry in manifest.entries().iter().rev() {
-                let suffix = entry.file.rsplit('-').next().unwrap_or("").to_owned();
-                if seen_suffixes.contains(&suffix) {
-                    continue;
-                }
-                seen_suffixes.push(suffix);
-                text.push_str(&format!("- `{}` sha256 `{}`\n", entry.file, entry.sha256));
-            }
+    let newest = manifest
+        .and_then(|m| Manifest::parse(m).ok())
+        .map(|m| newest_per_arch(&m, image_name))
+        .unwrap_or_default();
+    if newest.is_empty() {
+        text.push_str("No image has been built yet.\n");
+    } else {
+        text.push_str("Newest built images:\n");
+        for image in newest {
+            text.push_str(&format!("- `{}` sha256 `{}`\n", image.file, image.sha256));
         }
-        _ => text.push_str("No image has been built yet.\n"),
     }
     text.push('\n');
     if jobs.is_empty() {
@@ -207,7 +200,7 @@ mod tests {
             "b".repeat(64),
             "c".repeat(64)
         );
-        let text = status(&[job()], Some(&manifest));
+        let text = status(&[job()], Some(&manifest), "alloy");
         assert!(text.contains("alloy-1.10.0-amd64.raw"));
         assert!(text.contains("alloy-1.10.0-arm64.raw"));
         assert!(!text.contains("alloy-1.9.0-amd64.raw"));
