@@ -21,6 +21,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use super::{
     PutOutcome, PutRequest, StorageConfigError, StorageError, checked_sha256, sha256_of_bytes,
@@ -105,6 +106,11 @@ impl S3Storage {
             .endpoint_url(&endpoint)
             .region(Region::new(settings.region.clone()))
             .credentials_provider(credentials)
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                    .build_https(),
+            )
             .force_path_style(settings.force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
