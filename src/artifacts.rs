@@ -1,27 +1,31 @@
 //! Building the published files for one version and architecture into a directory.
 //!
 //! This is the whole image pipeline short of publishing: take the upstream zip, extract and
-//! check the binary, write the squashfs image, check it, hash and sign it, and merge it into
-//! `SHA256SUMS`. Every file is written under a temporary name and renamed only when all of
+//! check the binary, write the squashfs image, check, hash, sign and copy it in one read, and
+//! merge it into `SHA256SUMS`. Every file is written under a temporary name and renamed only when all of
 //! them are ready, images first and the manifest last, so a failure leaves the directory as
 //! it was and a reader never sees a manifest that points at a missing image.
 
 use std::fs;
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::arch::Arch;
-use crate::digest::{HashingReader, sha256sum_line};
+use crate::digest::sha256sum_line;
 use crate::growing_file::GrowingFile;
 use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
+use crate::signing::detached::SignedDataHash;
 use crate::signing::{SigningError, SigningKey};
-use crate::sysext::inspect::{ExpectedBinary, InspectError, verify_image};
+use crate::sysext::inspect::{BlockCheck, ExpectedBinary, InspectError, check_layout};
 use crate::sysext::squashfs::SquashfsError;
 use crate::sysext::squashfs::write_squashfs_from;
 use crate::sysext::{ImageLayout, SquashfsOptions};
+use crate::tee_reader::TeeReader;
 use crate::upstream::elf::{ElfError, check_elf_arch};
 use crate::upstream::zip_entry::{ZipEntryError, extract_entry};
 use crate::version::Version;
@@ -197,6 +201,43 @@ impl Drop for FinishOnPanic<'_> {
     }
 }
 
+/// The read buffer of the one read after writing: large enough that the disk and the hashes
+/// see few calls.
+const READ_BACK_BUFFER: usize = 1 << 20;
+
+/// Everything that needs the finished image's bytes, fed from the one read of it: its
+/// sha256, the hash its signature is checked against, the check of its stored blocks and
+/// the copy under the compatibility name. (The signer pulls the same bytes.)
+struct ReadBack<W: Write> {
+    sha256: Sha256,
+    size: u64,
+    blocks: BlockCheck,
+    signature_hash: Option<SignedDataHash>,
+    copy: Option<BufWriter<W>>,
+}
+
+impl<W: Write> Write for ReadBack<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sha256.update(buf);
+        self.size += buf.len() as u64;
+        self.blocks.write_all(buf)?;
+        if let Some(hash) = &mut self.signature_hash {
+            hash.write_all(buf)?;
+        }
+        if let Some(copy) = &mut self.copy {
+            copy.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.copy {
+            Some(copy) => copy.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A file waiting under a temporary name in the output directory.
 struct Staged {
     temp: NamedTempFile,
@@ -289,68 +330,52 @@ pub fn build_into_dir(
         (Err(error), Ok(_)) => return Err(error.into()),
     };
 
+    // The image's tables and small files are checked first; its data is checked in the one
+    // read that also hashes, signs and copies it. (Its superblock, at the start, is written
+    // last, so nothing can hash it in order while it is being written.)
     progress.step(BuildStep::Verify);
     let binary_check = ExpectedBinary {
         size: extracted.size,
         sha256: &extracted.sha256,
         stored_blocks: written.binary_blocks.as_ref(),
     };
-    verify_image(image.path(), &layout, request.squashfs.mtime, binary_check)?;
+    let blocks = check_layout(image.path(), &layout, request.squashfs.mtime, binary_check)?;
     drop(binary);
 
     progress.step(BuildStep::Sign);
     let image_target = out_dir.join(&image_name);
-    let image_file = image.as_file_mut();
-    image_file
-        .rewind()
-        .map_err(io_error("reading", &image_target))?;
-    let mut hashing = HashingReader::new(BufReader::new(&*image_file));
-    let image_signature = match key {
-        Some(key) => Some(key.sign_detached(&mut hashing)?),
-        None => {
-            io::copy(&mut hashing, &mut io::sink()).map_err(io_error("reading", &image_target))?;
-            None
-        }
-    };
-    let (image_sha256, image_size) = hashing.finish();
-    if let (Some(key), Some(signature)) = (key, &image_signature) {
-        image_file
-            .rewind()
-            .map_err(io_error("reading", &image_target))?;
-        key.public_key()
-            .verify_detached(BufReader::new(&*image_file), signature.as_bytes())
-            .map_err(BuildError::SignatureSelfCheck)?;
-    }
+    let compat_name =
+        (request.compat_name && request.arch == Arch::Amd64).then(|| request.compat_file_name());
+    let compat = compat_name.as_deref().map(&new_temp).transpose()?;
+    let compat_target = compat_name.as_ref().map(|name| out_dir.join(name));
+    let read = read_back(
+        image.as_file_mut(),
+        &image_target,
+        key,
+        blocks,
+        compat
+            .as_ref()
+            .map(NamedTempFile::as_file)
+            .zip(compat_target.as_deref()),
+    )?;
+    let (image_sha256, image_size, image_signature) = (read.sha256, read.size, read.signature);
 
-    let mut staged = Vec::new();
+    let mut staged = vec![Staged {
+        temp: image,
+        name: image_name.clone(),
+        size: image_size,
+        sha256: image_sha256.clone(),
+    }];
     let mut image_names = vec![image_name.clone()];
-    if request.compat_name && request.arch == Arch::Amd64 {
-        let compat_name = request.compat_file_name();
-        let mut compat = new_temp(&compat_name)?;
-        image_file
-            .rewind()
-            .map_err(io_error("reading", &image_target))?;
-        io::copy(&mut BufReader::new(&*image_file), compat.as_file_mut()).map_err(io_error(
-            "copying the image to",
-            &out_dir.join(&compat_name),
-        ))?;
+    if let (Some(temp), Some(name)) = (compat, compat_name) {
         staged.push(Staged {
-            temp: compat,
-            name: compat_name.clone(),
+            temp,
+            name: name.clone(),
             size: image_size,
             sha256: image_sha256.clone(),
         });
-        image_names.push(compat_name);
+        image_names.push(name);
     }
-    staged.insert(
-        0,
-        Staged {
-            temp: image,
-            name: image_name.clone(),
-            size: image_size,
-            sha256: image_sha256.clone(),
-        },
-    );
     for name in &image_names {
         staged.push(stage_text(
             new_temp(name)?,
@@ -439,6 +464,80 @@ pub fn build_into_dir(
         binary_sha256: extracted.sha256,
         binary_size: extracted.size,
         manifest_change,
+    })
+}
+
+/// What the one read of the finished image found.
+struct ReadImage {
+    sha256: String,
+    size: u64,
+    signature: Option<String>,
+}
+
+/// Reads the finished `image` once, from the start: hashes it, signs it with `key`, checks
+/// its stored blocks and the new signature, and copies it to `copy`.
+fn read_back(
+    image: &mut File,
+    image_path: &Path,
+    key: Option<&SigningKey>,
+    blocks: BlockCheck,
+    copy: Option<(&File, &Path)>,
+) -> Result<ReadImage, BuildError> {
+    let copy_path = copy.map(|(_, path)| path).unwrap_or(image_path);
+    let copy = match copy {
+        Some((file, path)) => Some(BufWriter::with_capacity(
+            READ_BACK_BUFFER,
+            file.try_clone().map_err(io_error("writing", path))?,
+        )),
+        None => None,
+    };
+    image.rewind().map_err(io_error("reading", image_path))?;
+    let sinks = ReadBack {
+        sha256: Sha256::new(),
+        size: 0,
+        blocks,
+        signature_hash: key.map(|_| SignedDataHash::for_our_signatures()),
+        copy,
+    };
+    let mut tee = TeeReader::new(BufReader::with_capacity(READ_BACK_BUFFER, &*image), sinks);
+    let signed = match key {
+        Some(key) => key.sign_detached(&mut tee).map(Some),
+        None => io::copy(&mut tee, &mut io::sink())
+            .map(|_| None)
+            .map_err(|source| SigningError::ReadData { source }),
+    };
+    let (sinks, copy_error) = tee.into_copy();
+    if let Some(error) = copy_error {
+        return Err(io_error("copying the image to", copy_path)(error));
+    }
+    let signature = match signed {
+        Ok(signature) => signature,
+        Err(SigningError::ReadData { source }) => {
+            return Err(io_error("reading", image_path)(source));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let ReadBack {
+        sha256,
+        size,
+        blocks,
+        signature_hash,
+        copy,
+    } = sinks;
+    if let Some(copy) = copy {
+        copy.into_inner()
+            .map_err(|e| io_error("copying the image to", copy_path)(e.into_error()))?;
+    }
+    blocks.finish()?;
+    if let (Some(key), Some(signature), Some(hash)) = (key, &signature, signature_hash) {
+        key.public_key()
+            .verify_detached_hashed(hash, signature.as_bytes())
+            .map_err(BuildError::SignatureSelfCheck)?;
+    }
+    Ok(ReadImage {
+        sha256: hex::encode(sha256.finalize()),
+        size,
+        signature,
     })
 }
 

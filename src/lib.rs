@@ -17,6 +17,7 @@ pub mod settings;
 pub mod signing;
 pub mod storage;
 pub mod sysext;
+pub mod tee_reader;
 pub mod timestamp;
 pub mod upstream;
 pub mod verify;

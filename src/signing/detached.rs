@@ -16,8 +16,9 @@ use pgp::{
     composed::{ArmorOptions, Deserializable, DetachedSignature, SignedPublicSubKey},
     crypto::hash::HashAlgorithm,
     packet::{self, Signature, SignatureType},
-    types::{KeyDetails, Password},
+    types::{KeyDetails, Password, VerifyingKey},
 };
+use pgp_digest::DynDigest;
 
 use super::{
     PublicKey, SigningError, SigningKey,
@@ -89,14 +90,88 @@ impl PublicKey {
     /// several signatures, the first one made by this certificate counts.
     pub fn verify_detached<R: Read>(&self, data: R, signature: &[u8]) -> Result<(), SigningError> {
         let signatures = parse_signatures(signature)?;
-        let (signature, signer) = signatures
+        let signed = self.checked_signer(&signatures)?;
+        let mut data = ErrorKeepingReader::new(data);
+        let verified = match signed.component {
+            Component::Primary => signed.signature.verify(&self.key.primary_key, &mut data),
+            Component::Subkey(sub) => signed.signature.verify(&sub.key, &mut data),
+        };
+        if let Some(source) = data.error.take() {
+            return Err(SigningError::ReadData { source });
+        }
+        verified.map_err(|e| SigningError::BadSignature {
+            fingerprint: signed.fingerprint,
+            reason: pgp_reason(&e),
+        })
+    }
+
+    /// Checks a detached signature over data that was hashed as it went by, so that
+    /// checking a signature just made over a large file does not read the file again.
+    ///
+    /// Accepts what [`verify_detached`](Self::verify_detached) accepts, for binary-mode v4
+    /// signatures made with the hash that `data` used (SHA-512, as ours are).
+    pub fn verify_detached_hashed(
+        &self,
+        data: SignedDataHash,
+        signature: &[u8],
+    ) -> Result<(), SigningError> {
+        let signatures = parse_signatures(signature)?;
+        let signed = self.checked_signer(&signatures)?;
+        let bad = |reason: String| SigningError::BadSignature {
+            fingerprint: signed.fingerprint.clone(),
+            reason,
+        };
+        let (Some(config), Some(signed_hash_value), Some(bytes)) = (
+            signed.signature.config(),
+            signed.signature.signed_hash_value(),
+            signed.signature.signature(),
+        ) else {
+            return Err(bad("its format is unknown".to_owned()));
+        };
+        if config.version() != packet::SignatureVersion::V4
+            || config.typ() != SignatureType::Binary
+            || config.hash_alg != data.algorithm
+        {
+            return Err(bad(format!(
+                "it is a {:?} {:?} signature hashed with {:?}; the data was hashed for a v4 binary signature with {:?}",
+                config.version(),
+                config.typ(),
+                config.hash_alg,
+                data.algorithm
+            )));
+        }
+        // What rpgp's own check does after hashing the data: the signature's hashed
+        // fields and trailer, then the public-key operation on the digest.
+        let mut hasher = data.hasher;
+        let finished = config
+            .hash_signature_data(&mut hasher)
+            .and_then(|len| config.trailer(len))
+            .map_err(|e| bad(pgp_reason(&e)))?;
+        hasher.update(&finished);
+        let digest = hasher.finalize();
+        if digest[..2] != signed_hash_value {
+            return Err(bad("the data does not match the signature".to_owned()));
+        }
+        match signed.component {
+            Component::Primary => self.key.primary_key.verify(config.hash_alg, &digest, bytes),
+            Component::Subkey(sub) => sub.key.verify(config.hash_alg, &digest, bytes),
+        }
+        .map_err(|e| bad(pgp_reason(&e)))
+    }
+
+    /// The first of `signatures` made by this certificate, once it is known to be a data
+    /// signature, not MD5, by a component that is validly bound and allowed to sign.
+    fn checked_signer<'s>(
+        &'s self,
+        signatures: &'s [Signature],
+    ) -> Result<CheckedSigner<'s>, SigningError> {
+        let (signature, component) = signatures
             .iter()
             .find_map(|sig| self.component_for(sig).map(|component| (sig, component)))
             .ok_or_else(|| SigningError::WrongKey {
-                signer: describe_issuers(&signatures),
+                signer: describe_issuers(signatures),
                 expected: self.describe_components(),
             })?;
-
         match signature.typ() {
             Some(SignatureType::Binary | SignatureType::Text) => {}
             other => {
@@ -115,8 +190,8 @@ impl PublicKey {
         }
 
         let primary = &self.key.primary_key;
-        let fingerprint = signer.fingerprint_of(primary);
-        let binding = match signer {
+        let fingerprint = component.fingerprint_of(primary);
+        let binding = match component {
             Component::Primary => components::primary_binding(primary, &self.key.details),
             Component::Subkey(sub) => {
                 components::subkey_binding(primary, &sub.key, &sub.signatures)
@@ -133,17 +208,10 @@ impl PublicKey {
             });
         }
 
-        let mut data = ErrorKeepingReader::new(data);
-        let verified = match signer {
-            Component::Primary => signature.verify(primary, &mut data),
-            Component::Subkey(sub) => signature.verify(&sub.key, &mut data),
-        };
-        if let Some(source) = data.error.take() {
-            return Err(SigningError::ReadData { source });
-        }
-        verified.map_err(|e| SigningError::BadSignature {
+        Ok(CheckedSigner {
+            signature,
+            component,
             fingerprint,
-            reason: pgp_reason(&e),
         })
     }
 
@@ -182,6 +250,41 @@ impl PublicKey {
             text.push_str(&format!(" (subkeys {})", subkeys.join(", ")));
         }
         text
+    }
+}
+
+/// A signature whose signer passed every check but the one over the data.
+struct CheckedSigner<'a> {
+    signature: &'a Signature,
+    component: Component<'a>,
+    fingerprint: String,
+}
+
+/// The hash of data to be checked against one of our signatures, computed as the data goes
+/// by ([`std::io::Write`]); finished by [`PublicKey::verify_detached_hashed`].
+pub struct SignedDataHash {
+    algorithm: HashAlgorithm,
+    hasher: Box<dyn DynDigest + Send>,
+}
+
+impl SignedDataHash {
+    /// A hash for checking a signature made by [`SigningKey::sign_detached`].
+    pub fn for_our_signatures() -> Self {
+        SignedDataHash {
+            algorithm: HASH,
+            hasher: HASH.new_hasher().expect("rpgp always supports SHA-512"),
+        }
+    }
+}
+
+impl io::Write for SignedDataHash {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -360,6 +463,67 @@ mod tests {
         }
     }
 
+    fn hashed(data: &[u8]) -> SignedDataHash {
+        let mut hash = SignedDataHash::for_our_signatures();
+        io::Write::write_all(&mut hash, data).expect("hashing memory");
+        hash
+    }
+
+    #[test]
+    fn signatures_check_against_data_hashed_as_it_went_by() {
+        for algorithm in ALGORITHMS {
+            let key = shared(algorithm);
+            let signature = key.sign_detached(DATA).expect("signing");
+            let public = key.public_key();
+            public
+                .verify_detached_hashed(hashed(DATA), signature.as_bytes())
+                .expect("armored signature verifies");
+            public
+                .verify_detached_hashed(hashed(DATA), &to_binary(&signature))
+                .expect("binary signature verifies");
+
+            let err = public
+                .verify_detached_hashed(hashed(b"other data"), signature.as_bytes())
+                .expect_err("tampered data");
+            assert!(matches!(err, SigningError::BadSignature { .. }), "{err}");
+            // One byte missing at the end is other data too.
+            let err = public
+                .verify_detached_hashed(hashed(&DATA[..DATA.len() - 1]), signature.as_bytes())
+                .expect_err("truncated data");
+            assert!(matches!(err, SigningError::BadSignature { .. }), "{err}");
+        }
+        let other = shared(KeyAlgorithm::Rsa4096).public_key();
+        let signature = shared(KeyAlgorithm::Ed25519)
+            .sign_detached(DATA)
+            .expect("signing");
+        let err = other
+            .verify_detached_hashed(hashed(DATA), signature.as_bytes())
+            .expect_err("wrong key");
+        assert!(matches!(err, SigningError::WrongKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn hashed_check_refuses_a_signature_made_with_another_hash() {
+        let key = shared(KeyAlgorithm::Ed25519);
+        let sha256 = DetachedSignature::sign_binary_data(
+            crate::signing::rng(),
+            &key.key.primary_key,
+            &Password::empty(),
+            HashAlgorithm::Sha256,
+            DATA,
+        )
+        .expect("signing with SHA-256");
+        let bytes = sha256.to_bytes().expect("serialising");
+        key.public_key()
+            .verify_detached(DATA, &bytes)
+            .expect("the streaming check hashes with the signature's own hash");
+        let err = key
+            .public_key()
+            .verify_detached_hashed(hashed(DATA), &bytes)
+            .expect_err("hashed with SHA-512 in advance");
+        assert!(err.to_string().contains("Sha256"), "{err}");
+    }
+
     #[test]
     fn signatures_are_v4_binary_sha512_with_issuer() {
         let key = shared(KeyAlgorithm::Ed25519);
@@ -512,6 +676,9 @@ mod tests {
         key.public_key()
             .verify_detached(DATA, signature.as_bytes())
             .expect("subkey signature verifies");
+        key.public_key()
+            .verify_detached_hashed(hashed(DATA), signature.as_bytes())
+            .expect("subkey signature verifies against the hashed data");
         let err = key
             .public_key()
             .verify_detached(&b"other data"[..], signature.as_bytes())

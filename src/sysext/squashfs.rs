@@ -199,7 +199,7 @@ mod tests {
 
     use super::*;
     use crate::arch::Arch;
-    use crate::sysext::inspect::{ExpectedBinary, InspectError, verify_image};
+    use crate::sysext::inspect::{ExpectedBinary, InspectError, check_layout, verify_image};
 
     /// A binary of `blocks` 128 KiB blocks and a bit: varied data, with all-zero blocks
     /// (stored as holes) at the start, in the middle and at the end.
@@ -302,6 +302,47 @@ mod tests {
             ..expected
         };
         assert!(verify_image(&image, &layout, 0, without_blocks).is_err());
+    }
+
+    #[test]
+    fn stored_blocks_are_checked_whatever_pieces_the_image_comes_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, data) = binary(dir.path(), 6);
+        let layout = ImageLayout::sysext("alloy", Arch::Amd64, path);
+        let image = dir.path().join("image.raw");
+        let written = write(&layout, 2, &image).binary_blocks.unwrap();
+        let bytes = fs::read(&image).unwrap();
+        let sha256 = hex::encode(Sha256::digest(&data));
+        let expected = ExpectedBinary {
+            size: data.len() as u64,
+            sha256: &sha256,
+            stored_blocks: Some(&written),
+        };
+        let check = |piece: usize, bytes: &[u8]| {
+            let mut blocks = check_layout(&image, &layout, 0, expected).unwrap();
+            for chunk in bytes.chunks(piece) {
+                io::Write::write_all(&mut blocks, chunk).unwrap();
+            }
+            blocks.finish()
+        };
+        for piece in [1, 7, 4096, 65_536, 1 << 20] {
+            check(piece, &bytes).unwrap_or_else(|e| panic!("pieces of {piece}: {e}"));
+        }
+        // An image that stops inside the data, or whose data differs, is not accepted.
+        match check(4096, &bytes[..bytes.len() / 2]) {
+            Err(InspectError::Mismatch { problems, .. }) => {
+                assert!(problems.contains("ends at byte"), "{problems}")
+            }
+            other => panic!("a short image was accepted: {other:?}"),
+        }
+        let mut changed = bytes.clone();
+        changed[bytes.len() / 3] ^= 1;
+        match check(4096, &changed) {
+            Err(InspectError::Mismatch { problems, .. }) => {
+                assert!(problems.contains("data block"), "{problems}")
+            }
+            other => panic!("a changed block was accepted: {other:?}"),
+        }
     }
 
     #[test]
