@@ -16,17 +16,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::version::{InvalidVersion, Version};
+use crate::version::Version;
 
 /// The most results one comment yields; the rest of the comment is not read.
 pub const MAX_COMMANDS_PER_COMMENT: usize = 10;
 
 /// The longest piece of user text quoted back in an error message, in characters.
 const SHOWN_MAX_CHARS: usize = 64;
-
-/// What [`InvalidVersion`] shows of the input, in characters (`MAX_LEN` in `version.rs`);
-/// needed to cut the reason out of its message (see [`version_problem`]).
-const VERSION_SHOWN_MAX_CHARS: usize = 64;
 
 /// A command found in a comment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -315,7 +311,7 @@ fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
             return Some(Err(CommandError::BadVersion {
                 command,
                 given: shown(given),
-                reason: version_problem(given, &error),
+                reason: error.reason().to_owned(),
             }));
         }
     };
@@ -343,23 +339,6 @@ fn shown(text: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// Why `given` is not a version, without `given` in it.
-///
-/// [`InvalidVersion`] keeps its reason private and its message quotes the input with Rust
-/// escaping, not Markdown-safe, so its known frame is cut off here. Should that message
-/// change shape, a generic reason is given rather than risk echoing the input.
-fn version_problem(given: &str, error: &InvalidVersion) -> String {
-    let message = error.to_string();
-    let shown_by_version: String = given.chars().take(VERSION_SHOWN_MAX_CHARS).collect();
-    let prefix = format!("invalid version {shown_by_version:?}: ");
-    message
-        .strip_prefix(&prefix)
-        .and_then(|rest| rest.strip_suffix("; expected MAJOR.MINOR.PATCH such as 1.17.1"))
-        .filter(|reason| !reason.is_empty())
-        .unwrap_or("it is not three numbers separated by dots")
-        .to_owned()
 }
 
 #[cfg(test)]
@@ -977,15 +956,5 @@ Cheers";
         assert!(HELP.contains("admin, maintain or write permission"));
         // The help text's own example lines are not commands (none starts a line).
         assert_eq!(parse_comment(HELP), vec![]);
-    }
-
-    #[test]
-    fn version_problem_falls_back_when_the_message_shape_is_unknown() {
-        let error = "1.2".parse::<Version>().unwrap_err();
-        // The error of another input does not carry this input's frame.
-        assert_eq!(
-            version_problem("other", &error),
-            "it is not three numbers separated by dots"
-        );
     }
 }

@@ -34,6 +34,14 @@ pub struct InvalidVersion {
     reason: &'static str,
 }
 
+impl InvalidVersion {
+    /// Why the input is not a version, without the input (which may be anything a user
+    /// typed, so it is not repeated where Markdown or HTML would render it).
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 impl Version {
     /// The version without any `v` prefix, as used in file names.
     pub fn as_str(&self) -> &str {
@@ -230,6 +238,26 @@ mod tests {
         let err = "1.2".parse::<Version>().unwrap_err().to_string();
         assert!(err.contains("\"1.2\""), "{err}");
         assert!(err.contains("MAJOR.MINOR.PATCH"), "{err}");
+    }
+
+    #[test]
+    fn the_reason_alone_never_repeats_the_input() {
+        for input in [
+            "../../x",
+            "1.0.0;rm",
+            "<b>1</b>",
+            "1.2",
+            "2.0.0-beta.3",
+            &"9".repeat(100),
+        ] {
+            let error = input.parse::<Version>().unwrap_err();
+            assert!(!error.reason().is_empty());
+            assert!(!error.reason().contains(input), "{}", error.reason());
+            assert!(error.to_string().ends_with(&format!(
+                "{}; expected MAJOR.MINOR.PATCH such as 1.17.1",
+                error.reason()
+            )));
+        }
     }
 
     #[test]
