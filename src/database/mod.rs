@@ -1,5 +1,6 @@
-//! The state database (SQLite): the webhook inbox, and later jobs and installations.
+//! The state database (SQLite): the webhook inbox, jobs, installations and comment replies.
 
+pub mod comment_replies;
 pub mod deliveries;
 pub mod installations;
 pub mod jobs;

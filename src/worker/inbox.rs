@@ -213,27 +213,44 @@ impl Worker {
         }
         let auth = Auth::Installation(comment.installation_id);
         let mut queued_any = false;
-        for command in commands {
+        for (index, command) in commands.into_iter().enumerate() {
+            // Handled before and answered: this is the comment handled again after a
+            // failure further on.
+            if self
+                .database
+                .command_replied(comment.comment_id, index)
+                .await?
+            {
+                continue;
+            }
             let command = match command {
                 Ok(command) => command,
                 Err(error) => {
-                    self.reply(comment, &replies::bad_command(&comment.user, &error))
-                        .await?;
+                    self.reply_to_command(
+                        comment,
+                        index,
+                        &replies::bad_command(&comment.user, &error),
+                    )
+                    .await?;
                     continue;
                 }
             };
             match &command {
-                Command::Help => self.reply(comment, &replies::help()).await?,
+                Command::Help => {
+                    self.reply_to_command(comment, index, &replies::help())
+                        .await?
+                }
                 Command::Status => {
                     let status = self.status_text().await?;
-                    self.reply(comment, &status).await?
+                    self.reply_to_command(comment, index, &status).await?
                 }
                 Command::Build(version) | Command::Rebuild(version) => {
                     let permission = self.permission(comment).await?;
                     if !WRITE_PERMISSIONS.contains(&permission.as_str()) {
                         tracing::info!(user = %comment.user, %permission, command = command.name(), "command refused");
-                        self.reply(
+                        self.reply_to_command(
                             comment,
+                            index,
                             &replies::not_permitted(
                                 &comment.user,
                                 command.name(),
@@ -369,14 +386,24 @@ impl Worker {
     }
 
     /// Posts `body` as a comment on the issue `comment` is on.
-    pub(super) async fn reply(&self, comment: &CommentPosted, body: &str) -> Result<(), ApiError> {
+    /// Posts the reply to command `index` of `comment`, and remembers that it did.
+    async fn reply_to_command(
+        &self,
+        comment: &CommentPosted,
+        index: usize,
+        body: &str,
+    ) -> Result<(), HandlingError> {
         self.post_comment(
             comment.installation_id,
             &comment.repository,
             comment.issue_number,
             body,
         )
-        .await
+        .await?;
+        self.database
+            .record_command_reply(comment.comment_id, index)
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn post_comment(

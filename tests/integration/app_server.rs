@@ -281,6 +281,66 @@ fn a_rate_limit_is_waited_out_and_the_command_still_runs() {
 }
 
 #[test]
+fn a_comment_handled_again_after_a_failure_part_way_answers_each_command_once() {
+    let github = github_with_app();
+    github.set_permission(BUILD_REPO, "writer", "write");
+    let permission_path = format!("/repos/{BUILD_REPO}/collaborators/writer/permission");
+    // A wait longer than the client ever does: it gives up at once, after `/help` was
+    // answered, and the whole comment is handled again on a later round.
+    github.fail_next(
+        "GET",
+        &permission_path,
+        Failure::SecondaryRateLimit { retry_after: 7200 },
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let response = server.deliver(
+        "d-part-way",
+        "issue_comment",
+        &comment_payload(507, "writer", "/help\n/build 1.17.1\n/status"),
+    );
+    assert_eq!(response.status, 202);
+
+    // `/help`, `/status`, and the build's own reply when its job ends.
+    wait_for_replies(&server, &github, 3);
+    let job = jobs(&server)[0].clone();
+    wait_for_job_state(
+        &server,
+        job["id"].as_i64().unwrap(),
+        "succeeded",
+        Duration::from_secs(60),
+    );
+    // Anything posted twice would be there by now.
+    std::thread::sleep(Duration::from_secs(1));
+    let answered = replies(&github);
+    let count = |matches: &dyn Fn(&String) -> bool| answered.iter().filter(|r| matches(r)).count();
+    let help = count(&|r| r.starts_with("Commands are written"));
+    let status = count(&|r| r.starts_with("**Alloy sysext status**"));
+    let built = count(&|r| r.contains("built, signed and published"));
+    assert_eq!(
+        (answered.len(), help, status, built),
+        (3, 1, 1, 1),
+        "{answered:#?}"
+    );
+    assert_eq!(jobs(&server).len(), 1);
+    assert_eq!(github.reactions(BUILD_REPO, 507).len(), 1);
+
+    let statuses: Vec<u16> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == permission_path)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [403, 200],
+        "refused once, then asked again on the next round"
+    );
+    let delivery = server.get("/api/deliveries/d-part-way").json();
+    assert_eq!(delivery["state"], "processed", "{delivery}");
+}
+
+#[test]
 fn server_errors_are_retried_with_backoff() {
     let github = github_with_app();
     let comments_path = format!("/repos/{BUILD_REPO}/issues/{ISSUE}/comments");
