@@ -113,7 +113,18 @@ pub async fn serve(
     let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
     tracing::info!(storage = %storage.describe(), build_repo = %settings.build_repo.repo, "publishing");
     let images_dir = match &storage {
-        Storage::Local(local) => Some(Arc::new(local.root().to_owned())),
+        Storage::Local(local) => {
+            match local.remove_leftovers() {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::info!(count = removed.len(), directory = %local.root().display(), "removed the temporary files of writes cut short by the last stop")
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, directory = %local.root().display(), "could not remove the temporary files of writes cut short")
+                }
+            }
+            Some(Arc::new(local.root().to_owned()))
+        }
         Storage::S3(_) => None,
     };
     let deliveries_stored = Arc::new(tokio::sync::Notify::new());

@@ -27,6 +27,34 @@ impl LocalStorage {
         &self.root
     }
 
+    /// Removes the temporary files (`.<name>.<random>.tmp`) that writes cut short by a
+    /// killed process left under the root, and returns their paths. For the start of the one
+    /// process that writes here, before it writes anything.
+    pub fn remove_leftovers(&self) -> io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let mut directories = vec![self.root.clone()];
+        while let Some(directory) = directories.pop() {
+            let entries = match fs::read_dir(&directory) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if kind.is_dir() {
+                    directories.push(entry.path());
+                } else if kind.is_file() && name.starts_with('.') && name.ends_with(".tmp") {
+                    fs::remove_file(entry.path())?;
+                    removed.push(entry.path());
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// `directory /x/images`.
     pub fn describe(&self) -> String {
         format!("directory {}", self.root.display())
@@ -152,6 +180,35 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn leftovers_of_cut_short_writes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().join("images"));
+        assert_eq!(storage.remove_leftovers().unwrap(), Vec::<PathBuf>::new());
+        let nested = dir.path().join("images/v2");
+        fs::create_dir_all(&nested).unwrap();
+        let kept = [
+            dir.path().join("images/alloy-1.17.1-amd64.raw"),
+            dir.path().join("images/SHA256SUMS"),
+            dir.path().join("images/.well-known"),
+            nested.join("notes.tmp"),
+        ];
+        let leftovers = [
+            dir.path().join("images/.alloy-1.17.1-amd64.raw.Ab12Cd.tmp"),
+            nested.join(".SHA256SUMS.xYz789.tmp"),
+        ];
+        for path in kept.iter().chain(&leftovers) {
+            fs::write(path, b"x").unwrap();
+        }
+        let mut removed = storage.remove_leftovers().unwrap();
+        removed.sort();
+        let mut expected = leftovers.to_vec();
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(kept.iter().all(|path| path.is_file()));
+        assert!(leftovers.iter().all(|path| !path.exists()));
     }
 
     #[tokio::test]

@@ -222,3 +222,20 @@ fn unknown_deliveries_are_404() {
             .contains("never-sent")
     );
 }
+
+#[test]
+fn temporary_files_left_in_the_images_directory_are_removed_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let images = data.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    // What a kill between writing a file and renaming it leaves, and a published file.
+    let leftover = images.join(".alloy-1.17.1-amd64.raw.Qw3rTy.tmp");
+    let published = images.join("alloy-1.17.1-amd64.raw");
+    std::fs::write(&leftover, b"half an image").unwrap();
+    std::fs::write(&published, b"an image").unwrap();
+    let server = Server::with_secret(data.path());
+    assert!(!leftover.exists());
+    assert_eq!(std::fs::read(&published).unwrap(), b"an image");
+    let log = server.log();
+    assert!(log.contains("removed the temporary files"), "{log}");
+}
