@@ -2,14 +2,15 @@
 # Benchmark: `alloy-sysext-automation build` against the old shell pipeline (unzip,
 # mksquashfs -comp xz -Xdict-size 100%, sha256sum, two gpg --detach-sign --armor) on the
 # same 127 MB binary, several runs each, all cores. Prints the median wall time and peak
-# memory (RSS) of each, their ratio, and zstd's size and speed against xz.
+# memory (RSS) of each, their ratio, and zstd's size and speed against xz. One more `build`
+# under strace counts the bytes read back from the image after it was written.
 #
 #   benches/image_build.sh            # RUNS=5 by default
 #   RUNS=3 BENCH_BINARY=/path/to/alloy-linux-amd64 benches/image_build.sh
 #
 # The input is BENCH_BINARY if set, else the first 127 MB of the Rust toolchain's
 # librustc_driver (real x86-64 machine code, compressing much like a Go binary), else
-# generated data. Needs squashfs-tools, gnupg, unzip and GNU time; installs them with
+# generated data. Needs squashfs-tools, gnupg, unzip, GNU time and strace; installs them with
 # apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ command -v mksquashfs >/dev/null || missing+=(squashfs-tools)
 command -v gpg >/dev/null || missing+=(gnupg)
 command -v unzip >/dev/null || missing+=(unzip)
 [ -x /usr/bin/time ] || missing+=(time)
+command -v strace >/dev/null || missing+=(strace)
 if ((${#missing[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -115,3 +117,31 @@ row() {
 row "old: unzip + mksquashfs xz + sha256sum + gpg x2" "$old_wall" "$(rss old)" "$(size old/alloy-1.17.1-amd64.raw)"
 row "build (xz, default)" "$xz_wall" "$(rss xz)" "$(size out-xz/alloy-1.17.1-amd64.raw)"
 row "build --compression zstd (level 15)" "$zstd_wall" "$(rss zstd)" "$(size out-zstd/alloy-1.17.1-amd64.raw)"
+
+# Reads of the image after writing it: every read(2) and pread64(2) on the build's temporary
+# image file (strace -y names the file behind each descriptor), against the image's size.
+strace -f -y -e trace=read,pread64 -o reads.trace bash -c 'ours xz' >/dev/null 2>&1
+python3 - "$(size out-xz/alloy-1.17.1-amd64.raw)" <<'PY'
+import re, sys
+image_size = int(sys.argv[1])
+image = re.compile(r'^(\d+) +(?:read|pread64)\(\d+<[^>]*/\.alloy-1\.17\.1-amd64\.raw\.[^>/]*\.tmp>')
+result = re.compile(r'= (\d+)$')
+read = 0
+waiting = set()  # threads whose read of the image strace split around another thread's call
+for line in open("reads.trace"):
+    line = line.rstrip()
+    pid = line.split(" ", 1)[0]
+    if image.match(line):
+        if line.endswith("<unfinished ...>"):
+            waiting.add(pid)
+            continue
+    elif not (pid in waiting and "resumed>" in line):
+        continue
+    waiting.discard(pid)
+    m = result.search(line)
+    if m:
+        read += int(m.group(1))
+print()
+print(f"image read back after writing (checked, hashed, signed in that read): {read} bytes = "
+      f"{read / image_size:.3f}x its {image_size} bytes")
+PY
