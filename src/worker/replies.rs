@@ -139,16 +139,28 @@ pub fn job_succeeded(job: &Job) -> String {
     text
 }
 
-/// The reply when a job has failed for good.
+/// The reply when a job has failed for good, saying whether hosts can see the version: what
+/// they read is `SHA256SUMS` in storage, which the `manifest` step writes.
 pub fn job_failed(job: &Job, error: &str) -> String {
+    let step = job.step.as_deref().unwrap_or("start");
+    let published = match step {
+        "start" | "download" | "build" | "upload" => {
+            "Nothing was published: hosts see no change. Fix the cause and comment `/rebuild {v}` to try again."
+        }
+        "manifest" => {
+            "`SHA256SUMS` may or may not have reached storage, where hosts read it; `/status` shows what is published. Fix the cause and comment `/rebuild {v}` to finish: images whose hashes are unchanged are not replaced."
+        }
+        _ => {
+            "The images and `SHA256SUMS` are published: hosts can update to {v}. What failed came after that; fix the cause and comment `/rebuild {v}` to run the remaining steps again (the images, unchanged, are not replaced)."
+        }
+    }
+    .replace("{v}", job.version.as_str());
     format!(
-        "❌ Building Alloy {} failed (job #{}, step `{}`, attempt {}):\n\n```\n{}\n```\n\nNothing was published. Fix the cause and comment `/rebuild {}` to try again.",
+        "❌ Building Alloy {} failed (job #{}, step `{step}`, attempt {}):\n\n```\n{}\n```\n\n{published}",
         job.version,
         job.id,
-        job.step.as_deref().unwrap_or("start"),
         job.attempts,
         error.replace("```", "'''"),
-        job.version
     )
 }
 
@@ -215,5 +227,23 @@ mod tests {
         assert!(text.contains("step `download`"));
         assert!(text.contains("boom ''' injected"));
         assert!(text.contains("/rebuild 1.17.1"));
+        assert!(text.contains("Nothing was published"), "{text}");
+    }
+
+    #[test]
+    fn a_failure_after_publishing_says_hosts_can_update() {
+        let mut failed = job();
+        for (step, says) in [
+            ("upload", "Nothing was published"),
+            ("manifest", "may or may not have reached storage"),
+            ("release", "hosts can update to 1.17.1"),
+            ("consumers", "hosts can update to 1.17.1"),
+            ("tracking", "hosts can update to 1.17.1"),
+        ] {
+            failed.step = Some(step.to_owned());
+            let text = job_failed(&failed, "boom");
+            assert!(text.contains(says), "{step}: {text}");
+            assert!(text.contains("/rebuild 1.17.1"), "{step}: {text}");
+        }
     }
 }
