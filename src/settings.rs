@@ -53,6 +53,10 @@ pub struct BuildRepoSettings {
 pub struct PublishSettings {
     /// Ends with `/`.
     pub base_url: String,
+    /// Keys (fingerprints or key IDs) whose signature on the published `SHA256SUMS` this
+    /// server may replace with its own: a deliberate change of key, once hosts trust the new
+    /// one. A signature by any other key that is not the server's stops the job.
+    pub replace_signatures_by: Vec<String>,
 }
 
 impl PublishSettings {
@@ -165,6 +169,7 @@ struct BuildRepoFile {
 #[serde(deny_unknown_fields)]
 struct PublishFile {
     base_url: Option<String>,
+    replace_signatures_by: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,6 +340,19 @@ impl Settings {
             }
             settings.publish.base_url = base_url;
         }
+        if let Some(keys) = file.publish.replace_signatures_by {
+            for key in &keys {
+                let hex: String = key.chars().filter(|c| !c.is_whitespace()).collect();
+                if !matches!(hex.len(), 16 | 40) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid(
+                        "publish.replace_signatures_by",
+                        key,
+                        "a key's fingerprint (40 hex digits) or key ID (16)",
+                    ));
+                }
+            }
+            settings.publish.replace_signatures_by = keys;
+        }
 
         if let Some(schedule) = file.schedule.check_upstream {
             let trimmed = schedule.trim();
@@ -416,6 +434,7 @@ impl Default for Settings {
             },
             publish: PublishSettings {
                 base_url: "https://ghost-sysext-images.separationofconcerns.dev/".into(),
+                replace_signatures_by: Vec::new(),
             },
             schedule: ScheduleSettings {
                 check_upstream: Some("0 0 * * *".into()),
@@ -462,6 +481,7 @@ branch = "main"
 
 [publish]
 base_url = "https://ghost-sysext-images.separationofconcerns.dev/"
+replace_signatures_by = []    # keys whose SHA256SUMS.gpg may be replaced (a key change)
 
 [schedule]
 check_upstream = "0 0 * * *"  # cron, UTC; "off" to disable
@@ -522,6 +542,10 @@ assignees = ["noahwhite"]
             ("[build_repo]\nrepo = \"noslash\"\n", "build_repo.repo"),
             ("[build_repo]\nbranch = \"a..b\"\n", "build_repo.branch"),
             ("[publish]\nbase_url = \"ftp://x\"\n", "publish.base_url"),
+            (
+                "[publish]\nreplace_signatures_by = [\"not hex\"]\n",
+                "publish.replace_signatures_by",
+            ),
             (
                 "[schedule]\ncheck_upstream = \"every day\"\n",
                 "schedule.check_upstream",

@@ -345,6 +345,13 @@ fn write_settings(out: &mut String, settings: &Settings, from_file: bool) {
 
     let _ = writeln!(out, "\n[publish]");
     let _ = writeln!(out, "base_url = {}", quote(&settings.publish.base_url));
+    let replaced: Vec<String> = settings
+        .publish
+        .replace_signatures_by
+        .iter()
+        .map(|key| quote(key))
+        .collect();
+    let _ = writeln!(out, "replace_signatures_by = [{}]", replaced.join(", "));
 
     let _ = writeln!(out, "\n[schedule]");
     let _ = writeln!(

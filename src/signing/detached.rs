@@ -215,6 +215,15 @@ impl PublicKey {
         })
     }
 
+    /// Whether one of the signatures in `signature` (armored or binary) was made by this
+    /// certificate (its primary key or a subkey), whatever data it is over.
+    pub fn issued(&self, signature: &[u8]) -> Result<bool, SigningError> {
+        let signatures = parse_signatures(signature)?;
+        Ok(signatures
+            .iter()
+            .any(|sig| self.component_for(sig).is_some()))
+    }
+
     /// The component of this certificate that issued `signature`, if any.
     fn component_for<'a>(&'a self, signature: &Signature) -> Option<Component<'a>> {
         let issued_by = |key: &dyn KeyDetails| {
@@ -382,6 +391,62 @@ fn crc24(data: &[u8]) -> u32 {
     crc & 0x00FF_FFFF
 }
 
+/// The keys a detached signature names as its issuers: full fingerprints where it carries
+/// them, key IDs otherwise (uppercase hex, as `gpg` prints them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureIssuers {
+    pub fingerprints: Vec<String>,
+    pub key_ids: Vec<String>,
+    described: String,
+}
+
+impl SignatureIssuers {
+    /// Reads the issuers of the signatures in `signature` (armored or binary).
+    pub fn of(signature: &[u8]) -> Result<Self, SigningError> {
+        let signatures = parse_signatures(signature)?;
+        let mut fingerprints = Vec::new();
+        let mut key_ids = Vec::new();
+        for sig in &signatures {
+            fingerprints.extend(
+                sig.issuer_fingerprint()
+                    .iter()
+                    .map(|fp| fingerprint_hex(fp)),
+            );
+            key_ids.extend(sig.issuer_key_id().iter().map(|id| key_id_hex(id)));
+        }
+        Ok(SignatureIssuers {
+            fingerprints,
+            key_ids,
+            described: describe_issuers(&signatures),
+        })
+    }
+
+    /// Whether `key` (a fingerprint or a key ID, in any case, spaces allowed) names one of
+    /// the issuers. A fingerprint names a key ID that it ends with, as v4 key IDs are the
+    /// fingerprint's last 16 hex digits.
+    pub fn named_by(&self, key: &str) -> bool {
+        let key: String = key
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if key.is_empty() {
+            return false;
+        }
+        self.fingerprints.contains(&key)
+            || self
+                .key_ids
+                .iter()
+                .any(|id| *id == key || (key.len() == 40 && key.ends_with(id.as_str())))
+    }
+}
+
+impl std::fmt::Display for SignatureIssuers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.described)
+    }
+}
+
 /// The issuers named in `signatures`, for error messages.
 fn describe_issuers(signatures: &[Signature]) -> String {
     let issuers: Vec<String> = signatures
@@ -522,6 +587,36 @@ mod tests {
             .verify_detached_hashed(hashed(DATA), &bytes)
             .expect_err("hashed with SHA-512 in advance");
         assert!(err.to_string().contains("Sha256"), "{err}");
+    }
+
+    #[test]
+    fn issuers_are_read_and_named_by_fingerprint_or_key_id() {
+        let key = shared(KeyAlgorithm::Ed25519);
+        let other = shared(KeyAlgorithm::Rsa4096);
+        let signature = key.sign_detached(DATA).expect("signing");
+        assert!(key.public_key().issued(signature.as_bytes()).unwrap());
+        assert!(key.public_key().issued(&to_binary(&signature)).unwrap());
+        assert!(!other.public_key().issued(signature.as_bytes()).unwrap());
+
+        let issuers = SignatureIssuers::of(signature.as_bytes()).unwrap();
+        let fingerprint = key.signing_fingerprint();
+        assert_eq!(issuers.fingerprints, vec![fingerprint.clone()]);
+        assert_eq!(issuers.key_ids, vec![fingerprint[24..].to_owned()]);
+        assert!(issuers.named_by(&fingerprint));
+        assert!(issuers.named_by(&fingerprint.to_lowercase()));
+        assert!(issuers.named_by(&fingerprint[24..]));
+        let spaced: Vec<String> = fingerprint
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        assert!(issuers.named_by(&spaced.join(" ")));
+        assert!(!issuers.named_by(&other.fingerprint()));
+        assert!(!issuers.named_by(""));
+        assert!(issuers.to_string().contains(&fingerprint));
+
+        assert!(SignatureIssuers::of(b"not a signature").is_err());
+        assert!(key.public_key().issued(b"not a signature").is_err());
     }
 
     #[test]

@@ -23,6 +23,8 @@ const INFISICAL: &str = "officina-pub/infisical-stack";
 const INFISICAL_PATH: &str = "opentofu/modules/server/userdata/infisical.bu.tftpl";
 const VERSION: &str = "1.18.0";
 const TRACKING_TITLE: &str = "Alloy 1.18.0 sysext build triggered";
+/// The key that signed the real `SHA256SUMS.gpg` (tests/fixtures/README.md).
+const RELEASE_KEY: &str = "0768FB9A0C99B895FE5CCC46EDF71D649F349EDE";
 
 /// GitHub as the pipeline finds it: the App installed on the build repository and both
 /// consumers, Alloy 1.18.0 upstream, the real manifest and Butane file, a tracking issue.
@@ -67,7 +69,15 @@ impl World {
         let s3 = S3Server::start();
         let data = tempfile::tempdir().unwrap();
         let config = data.path().join("settings.toml");
-        fs::write(&config, "[schedule]\ncheck_upstream = \"off\"\n").unwrap();
+        // The real manifest's signature is by the project's release key; the server signs
+        // with a test key, so the release key is listed as one it may replace.
+        fs::write(
+            &config,
+            format!(
+                "[publish]\nreplace_signatures_by = [\"{RELEASE_KEY}\"]\n[schedule]\ncheck_upstream = \"off\"\n"
+            ),
+        )
+        .unwrap();
         World {
             github,
             s3,
@@ -443,6 +453,42 @@ fn rebuild_comment(comment_id: u64) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+#[test]
+fn a_manifest_signed_by_a_key_the_server_does_not_hold_is_not_replaced() {
+    let world = World::new();
+    // No `replace_signatures_by`: the release key's signature must stay.
+    fs::write(&world.config, "[schedule]\ncheck_upstream = \"off\"\n").unwrap();
+    let commits_before = world.github.commits(BUILD_REPO, "main").len();
+    let signature_before = world.github.file(BUILD_REPO, "main", "SHA256SUMS.gpg");
+    let server = world.start_server();
+    server.deliver("release-other-key", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "failed", "{}", jobs[0]);
+    assert_eq!(jobs[0]["step"], "manifest");
+    let error = jobs[0]["error"].as_str().unwrap();
+    assert!(error.contains(RELEASE_KEY), "{error}");
+    assert!(error.contains("publish.replace_signatures_by"), "{error}");
+    // Hosts see what they saw: the committed manifest and its signature, and nothing of
+    // them in the bucket (the unlisted images are there, named by nothing).
+    assert_eq!(
+        world.github.commits(BUILD_REPO, "main").len(),
+        commits_before
+    );
+    assert_eq!(
+        world.github.file(BUILD_REPO, "main", "SHA256SUMS.gpg"),
+        signature_before
+    );
+    let keys = world.s3.keys();
+    assert!(
+        !keys.iter().any(|k| k.starts_with("SHA256SUMS")),
+        "{keys:?}"
+    );
+    assert!(world.github.releases(BUILD_REPO).is_empty());
+    assert!(world.github.pulls(GHOST).is_empty());
+    let log = server.log();
+    assert!(!log.contains("BEGIN PGP PRIVATE KEY"), "{log}");
 }
 
 #[test]

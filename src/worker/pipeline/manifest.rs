@@ -11,6 +11,7 @@ use super::upload::{local_manifest, published_manifest};
 use super::{JobContext, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::github::contents::{FileTarget, FileWrite, read_file, write_file};
+use crate::signing::detached::SignatureIssuers;
 use crate::storage::{PutRequest, cache_control_of, content_type_of};
 
 /// Re-reads after a stale write before giving up (for now; the job retries later).
@@ -42,6 +43,9 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
             MANIFEST_SIGNATURE_FILE,
         )
         .await?;
+        if let Some(published) = &signature_file {
+            check_published_signer(context, &repo, &published.content)?;
+        }
         let manifest_is_current = current
             .as_ref()
             .is_some_and(|f| f.content == text.as_bytes());
@@ -167,4 +171,40 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
         }
     }
     Ok(())
+}
+
+/// Refuses to replace a published `SHA256SUMS.gpg` made by a key other than the server's,
+/// unless `publish.replace_signatures_by` names that key: hosts check the manifest against
+/// the keys they trust, so a manifest signed by a key they do not know stops every update.
+/// (A server started without `GPG_PRIVATE_KEY` makes a key of its own; this is what keeps
+/// that key from reaching hosts by mistake.)
+fn check_published_signer(
+    context: &JobContext<'_>,
+    repo: &str,
+    published: &[u8],
+) -> Result<(), StepError> {
+    let worker = context.worker;
+    let ours = worker.signing_key.public_key();
+    let issuers = match ours.issued(published) {
+        Ok(true) => return Ok(()),
+        Ok(false) => SignatureIssuers::of(published),
+        Err(error) => Err(error),
+    };
+    let issuers = match issuers {
+        Ok(issuers) => issuers,
+        Err(error) => {
+            // Hosts cannot check what is there now either; a good signature mends that.
+            tracing::warn!(job = context.job.id, %error, "the published {MANIFEST_SIGNATURE_FILE} cannot be read; replacing it");
+            return Ok(());
+        }
+    };
+    let allowed = &worker.settings.publish.replace_signatures_by;
+    if allowed.iter().any(|key| issuers.named_by(key)) {
+        tracing::warn!(job = context.job.id, previous = %issuers, ours = %worker.signing_key.signing_fingerprint(), "replacing the published {MANIFEST_SIGNATURE_FILE} made by a listed earlier key");
+        return Ok(());
+    }
+    Err(StepError::Permanent(format!(
+        "{MANIFEST_SIGNATURE_FILE} in {repo} was signed by {issuers}, but this server signs with {}: hosts that trust the earlier key would refuse every update signed with this one, so nothing was published. Give the server the key hosts trust (GPG_PRIVATE_KEY or SIGNING_KEY_PATH); to change keys on purpose, add the new public key to every host's keyring first, then list the earlier key in publish.replace_signatures_by.",
+        worker.signing_key.signing_fingerprint()
+    )))
 }
