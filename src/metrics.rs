@@ -71,6 +71,13 @@ pub struct JobLabels {
     pub outcome: &'static str,
 }
 
+/// How updating one consumer repository ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    /// `ok`, `failed` (for good) or `retrying` (failed transiently, tried again).
+    pub outcome: &'static str,
+}
+
 /// A pipeline step.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
@@ -103,6 +110,7 @@ pub struct Metrics {
     registry: Registry,
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub jobs: Family<JobLabels, Counter>,
+    pub consumer_updates: Family<ConsumerLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
     pub github_requests: Family<GitHubRequestLabels, Counter>,
     pub github_rate_limit_remaining: Family<RateLimitLabels, Gauge>,
@@ -131,6 +139,12 @@ impl Metrics {
             "jobs",
             "Build job runs by outcome: succeeded, failed (for good) or retrying (failed transiently, runs again)",
             jobs.clone(),
+        );
+        let consumer_updates = Family::<ConsumerLabels, Counter>::default();
+        registry.register(
+            "consumer_updates",
+            "Consumer repository updates by outcome: ok, failed (for good; the tracking issue stays open) or retrying",
+            consumer_updates.clone(),
         );
         let step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(STEP_SECONDS_BUCKETS)
@@ -171,6 +185,7 @@ impl Metrics {
             registry,
             deliveries,
             jobs,
+            consumer_updates,
             step_duration,
             github_requests,
             github_rate_limit_remaining,
@@ -202,6 +217,13 @@ impl Metrics {
     /// Counts a job run's end: `succeeded`, `failed` or `retrying`.
     pub fn job(&self, outcome: &'static str) {
         self.jobs.get_or_create(&JobLabels { outcome }).inc();
+    }
+
+    /// Counts a consumer update's end: `ok`, `failed` or `retrying`.
+    pub fn consumer_update(&self, outcome: &'static str) {
+        self.consumer_updates
+            .get_or_create(&ConsumerLabels { outcome })
+            .inc();
     }
 
     /// Records how long `step` took.

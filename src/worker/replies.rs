@@ -78,6 +78,7 @@ pub fn tracking_issue_title(version: &crate::version::Version) -> String {
 pub fn job_succeeded(job: &Job) -> String {
     let result = job.result.clone().unwrap_or_default();
     let text_of = |key: &str| result.get(key).and_then(|v| v.as_str());
+    let failed = failed_consumers(job);
     let mut text = match text_of("published") {
         Some("unchanged") => format!(
             "✅ Alloy {} is already published with the same hashes; nothing was uploaded or committed again (job #{}",
@@ -96,6 +97,15 @@ pub fn job_succeeded(job: &Job) -> String {
         text.push_str(&format!(", asked by @{user}"));
     }
     text.push_str(").\n\n");
+    if !failed.is_empty() {
+        text.replace_range(..'✅'.len_utf8(), "⚠️");
+        text.push_str(&format!(
+            "**{} consumer update(s) failed**: {}. The tracking issue stays open; fix the cause and comment `/rebuild {}` to try them again (the published images, unchanged, are not replaced).\n\n",
+            failed.len(),
+            failed.join(", "),
+            job.version
+        ));
+    }
     if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
         text.push_str("| image | size | sha256 |\n|---|---:|---|\n");
         for image in images {
@@ -137,6 +147,20 @@ pub fn job_succeeded(job: &Job) -> String {
         }
     }
     text
+}
+
+/// The consumer repositories whose update failed for good in `job`.
+pub fn failed_consumers(job: &Job) -> Vec<String> {
+    job.result
+        .as_ref()
+        .and_then(|result| result.get("consumers"))
+        .and_then(|consumers| consumers.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|consumer| consumer.get("outcome").and_then(|o| o.as_str()) == Some("failed"))
+        .filter_map(|consumer| consumer.get("repo").and_then(|r| r.as_str()))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The reply when a job has failed for good, saying whether hosts can see the version: what

@@ -653,3 +653,48 @@ fn a_consumer_on_a_newer_version_is_not_downgraded() {
     );
     assert_eq!(world.github.pulls(GHOST).len(), 1);
 }
+
+#[test]
+fn a_consumer_that_cannot_be_updated_keeps_the_tracking_issue_open() {
+    let world = World::new();
+    // A Butane file without the Alloy sysext: nothing to pin, a permanent failure.
+    world.github.set_file(
+        INFISICAL,
+        "main",
+        INFISICAL_PATH,
+        "variant: flatcar\nversion: 1.1.0\n",
+    );
+    let server = world.start_server();
+    server.deliver("release-bad-consumer", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    // Publishing succeeded, and the other consumer got its pull request.
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert!(world.s3.keys().contains(&"SHA256SUMS".to_owned()));
+    assert_eq!(world.github.releases(BUILD_REPO).len(), 1);
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
+    let infisical = outcomes.iter().find(|c| c["repo"] == INFISICAL).unwrap();
+    assert_eq!(infisical["outcome"], "failed", "{outcomes:?}");
+    assert!(world.github.pulls(INFISICAL).is_empty());
+
+    let tracking = world
+        .github
+        .issues(BUILD_REPO)
+        .into_iter()
+        .find(|i| i.title == TRACKING_TITLE)
+        .unwrap();
+    assert_eq!(tracking.state, "open", "a consumer was left behind");
+    let report = &tracking.comments.last().unwrap().body;
+    assert!(report.starts_with("⚠️"), "{report}");
+    assert!(report.contains("1 consumer update(s) failed"), "{report}");
+    assert!(report.contains(INFISICAL), "{report}");
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+}

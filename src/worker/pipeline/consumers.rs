@@ -72,13 +72,18 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let mut transient = Vec::new();
     for consumer in &consumers {
         match update_consumer(context, consumer, &images).await {
-            Ok(outcome) => outcomes.push(outcome),
+            Ok(outcome) => {
+                crate::metrics::global().consumer_update("ok");
+                outcomes.push(outcome)
+            }
             Err(StepError::Transient(error)) => {
+                crate::metrics::global().consumer_update("retrying");
                 tracing::warn!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed; it will be tried again");
                 transient.push(format!("{}: {error}", consumer.repo));
                 outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error, "will_retry": true}));
             }
             Err(StepError::Permanent(error)) => {
+                crate::metrics::global().consumer_update("failed");
                 tracing::error!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed");
                 outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error}));
             }

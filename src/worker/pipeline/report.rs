@@ -1,5 +1,6 @@
-//! Steps 7 and 8: the tracking issue gets the outcome and is closed; whoever asked in a
-//! comment gets a reply. A failed job is reported in both places too.
+//! Steps 7 and 8: the tracking issue gets the outcome and is closed (unless a consumer update
+//! failed); whoever asked in a comment gets a reply. A failed job is reported in both places
+//! too.
 
 use super::{JobContext, StepError};
 use crate::database::jobs::Job;
@@ -7,7 +8,7 @@ use crate::github::api::ApiError;
 use crate::github::issues::{close_issue, comment, find_open_issue};
 use crate::version::Version;
 use crate::worker::Worker;
-use crate::worker::replies::{job_failed, job_succeeded, tracking_issue_title};
+use crate::worker::replies::{failed_consumers, job_failed, job_succeeded, tracking_issue_title};
 
 pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let worker = context.worker;
@@ -33,7 +34,10 @@ pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), St
         &job_succeeded(&context.job),
     )
     .await?;
-    close_issue(&worker.github, auth, repo, issue.number).await?;
+    // A consumer left behind is not done: the issue stays open until a later run updates it.
+    if failed_consumers(&context.job).is_empty() {
+        close_issue(&worker.github, auth, repo, issue.number).await?;
+    }
     context
         .record(serde_json::json!({ "tracking_issue": issue.html_url }))
         .await?;
