@@ -71,10 +71,10 @@ pub struct JobLabels {
     pub outcome: &'static str,
 }
 
-/// How updating one consumer repository ended.
+/// How one consumer update or one upstream check ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConsumerLabels {
-    /// `ok`, `failed` (for good) or `retrying` (failed transiently, tried again).
+pub struct OutcomeLabels {
+    /// `ok` or `failed`; consumer updates also `retrying` (failed transiently, tried again).
     pub outcome: &'static str,
 }
 
@@ -110,7 +110,8 @@ pub struct Metrics {
     registry: Registry,
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub jobs: Family<JobLabels, Counter>,
-    pub consumer_updates: Family<ConsumerLabels, Counter>,
+    pub consumer_updates: Family<OutcomeLabels, Counter>,
+    pub upstream_checks: Family<OutcomeLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
     pub github_requests: Family<GitHubRequestLabels, Counter>,
     pub github_rate_limit_remaining: Family<RateLimitLabels, Gauge>,
@@ -140,7 +141,13 @@ impl Metrics {
             "Build job runs by outcome: succeeded, failed (for good) or retrying (failed transiently, runs again)",
             jobs.clone(),
         );
-        let consumer_updates = Family::<ConsumerLabels, Counter>::default();
+        let upstream_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "upstream_checks",
+            "Scheduled upstream checks by outcome: ok or failed (tried again within the hour)",
+            upstream_checks.clone(),
+        );
+        let consumer_updates = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "consumer_updates",
             "Consumer repository updates by outcome: ok, failed (for good; the tracking issue stays open) or retrying",
@@ -186,6 +193,7 @@ impl Metrics {
             deliveries,
             jobs,
             consumer_updates,
+            upstream_checks,
             step_duration,
             github_requests,
             github_rate_limit_remaining,
@@ -222,7 +230,15 @@ impl Metrics {
     /// Counts a consumer update's end: `ok`, `failed` or `retrying`.
     pub fn consumer_update(&self, outcome: &'static str) {
         self.consumer_updates
-            .get_or_create(&ConsumerLabels { outcome })
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Counts a scheduled upstream check: `ok` or `failed`.
+    pub fn upstream_check(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.upstream_checks
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

@@ -22,6 +22,7 @@ use crate::database::jobs::{Job, JobState};
 use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
 use crate::worker::pipeline::STEPS;
+use crate::worker::upstream_schedule::LastUpstreamCheck;
 
 const CSS: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1c2128; background: #f6f8fa; }
@@ -64,6 +65,8 @@ pub struct ConfigView {
     /// `None` when the upstream check is off; `Some(None)` when it is scheduled but the
     /// server cannot run it (no App credentials).
     pub next_upstream_check: Option<Option<String>>,
+    /// The last upstream check this process ran.
+    pub last_upstream_check: Option<LastUpstreamCheck>,
 }
 
 /// The published manifest as read: the newest image per architecture, or why it could
@@ -105,6 +108,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         storage: activation.storage.describe(),
         signing_key: worker.as_ref().map(|w| w.signing_key.fingerprint()),
         next_upstream_check,
+        last_upstream_check: worker.as_ref().and_then(|w| w.last_upstream_check()),
     };
     let published = match activation.storage.get(MANIFEST_FILE).await {
         Ok(Some(bytes)) => match Manifest::parse(&String::from_utf8_lossy(&bytes)) {
@@ -404,6 +408,15 @@ fn config_section(data: &PageData) -> Markup {
                         Some(None) => { span.badge.warn { "not running" } " scheduled (" (s.schedule.check_upstream.as_deref().unwrap_or("")) ") but the server cannot act" }
                     }
                 } }
+                @if let Some(last) = &c.last_upstream_check {
+                    tr { th { "last upstream check" } td {
+                        (last.at) " "
+                        @match &last.result {
+                            Ok(found) => { span.muted { (found) } }
+                            Err(error) => { span.badge.error { "failed" } " " (error) " " span.muted { "(tried again at the next check above)" } }
+                        }
+                    } }
+                }
                 tr { th { "upstream" } td { code { (s.upstream.repo) } " asset " code { (s.upstream.asset) } } }
                 tr { th { "image" } td {
                     code { (s.image.name) } " for "
@@ -558,6 +571,7 @@ mod tests {
                 storage: "directory /data/images".into(),
                 signing_key: Some("ABCDEF".into()),
                 next_upstream_check: None,
+                last_upstream_check: None,
             },
             settings: std::sync::Arc::new(Settings::default()),
             published: PublishedState::NoManifest,

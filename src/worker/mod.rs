@@ -6,6 +6,7 @@ pub mod pipeline;
 pub mod redelivery;
 pub mod replies;
 pub mod routing;
+pub mod upstream_schedule;
 pub mod upstream_watch;
 
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub struct Worker {
     app_login: tokio::sync::OnceCell<Option<String>>,
     /// Which installation acts on which repository, as GitHub said.
     installation_of: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// The scheduled upstream check's last result and next run.
+    upstream: std::sync::Mutex<upstream_schedule::UpstreamSchedule>,
 }
 
 /// What a worker is made of.
@@ -71,6 +74,7 @@ impl Worker {
             jobs_queued: Notify::new(),
             app_login: tokio::sync::OnceCell::new(),
             installation_of: std::sync::Mutex::new(std::collections::HashMap::new()),
+            upstream: std::sync::Mutex::default(),
         })
     }
 
@@ -232,45 +236,6 @@ impl Worker {
             tokio::select! {
                 () = tokio::time::sleep(redelivery::SWEEP_INTERVAL) => {}
                 _ = shutdown.changed() => {}
-            }
-        }
-    }
-
-    /// When the upstream check runs next, if it is scheduled.
-    pub fn next_upstream_check(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.settings.schedule.next_check(chrono::Utc::now())
-    }
-
-    async fn upstream_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let watch = upstream_watch::UpstreamWatch::new(
-            self.github.clone(),
-            self.database.clone(),
-            self.settings.clone(),
-        );
-        loop {
-            let Some(next) = self.next_upstream_check() else {
-                tracing::info!("the upstream check is off");
-                return;
-            };
-            let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-            tracing::info!(next = %next.to_rfc3339(), "next upstream check");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
-            }
-            match watch.check(false).await {
-                Ok(outcome) => {
-                    tracing::info!(%outcome, "upstream checked");
-                    if let upstream_watch::CheckAction::Queued {
-                        job_is_new: true, ..
-                    } = outcome.action
-                    {
-                        self.jobs_queued.notify_one();
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "the upstream check failed; it runs again at the next scheduled time")
-                }
             }
         }
     }

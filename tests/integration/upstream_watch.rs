@@ -14,8 +14,9 @@ use alloy_sysext_automation::settings::Settings;
 use alloy_sysext_automation::worker::upstream_watch::{CheckAction, UpstreamWatch};
 
 use crate::common::{cli, run_fail, run_ok};
-use crate::fake_github::FakeGitHub;
-use crate::test_app::{APP_ID, app_key_path, install_app};
+use crate::fake_github::{Failure, FakeGitHub};
+use crate::serve_process::Server;
+use crate::test_app::{APP_ID, app_env, app_key_path, install_app};
 
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 const TITLE: &str = "Alloy 1.10.0 sysext build triggered";
@@ -150,4 +151,86 @@ fn an_unchanged_release_list_is_read_with_a_conditional_request() {
         "the second read is conditional and unchanged"
     );
     assert_eq!(github.issues(BUILD_REPO).len(), 1);
+}
+
+/// `serve` with the daily schedule against `github`.
+fn serve_with_schedule(github: &FakeGitHub, data: &Path) -> Server {
+    let config = data.join("settings.toml");
+    fs::write(
+        &config,
+        "consumers = []\n[schedule]\ncheck_upstream = \"0 0 * * *\"\n",
+    )
+    .unwrap();
+    let env = app_env(github, &config);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start(data, &env)
+}
+
+#[test]
+fn serve_checks_upstream_at_start_and_queues_the_newer_release() {
+    let github = github();
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with_schedule(&github, data.path());
+    let mut jobs = Vec::new();
+    server.wait_for("the start-up check's job", Duration::from_secs(30), || {
+        jobs = server.get("/api/jobs").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .clone();
+        !jobs.is_empty()
+    });
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["version"], "1.10.0");
+    assert_eq!(jobs[0]["trigger"]["source"], "schedule");
+    let page = server.get("/").body;
+    assert!(page.contains("last upstream check"), "{page}");
+    assert!(page.contains("newest upstream release: 1.10.0"), "{page}");
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("alloy_sysext_upstream_checks_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_failed_scheduled_check_is_shown_and_tried_again_within_minutes() {
+    let github = github();
+    // A wait longer than the client ever does: the check fails at once.
+    github.fail_next(
+        "GET",
+        "/repos/grafana/alloy/releases",
+        Failure::SecondaryRateLimit { retry_after: 7200 },
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with_schedule(&github, data.path());
+    server.wait_for("the failed check", Duration::from_secs(30), || {
+        server
+            .get("/metrics")
+            .body
+            .contains("alloy_sysext_upstream_checks_total{outcome=\"failed\"} 1")
+    });
+    let page = server.get("/").body;
+    assert!(page.contains("last upstream check"), "{page}");
+    assert!(page.contains(">failed<"), "{page}");
+    // The next check is the retry, five minutes on, not tomorrow's scheduled one.
+    let next = page
+        .split("next upstream check")
+        .nth(1)
+        .and_then(|rest| rest.split("<td>").nth(1))
+        .and_then(|cell| cell.get(..20))
+        .unwrap_or_default()
+        .to_owned();
+    let next = chrono::DateTime::parse_from_rfc3339(&next)
+        .unwrap_or_else(|e| panic!("{next:?}: {e}\n{page}"));
+    let in_minutes = (next.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes();
+    assert!(
+        (3..=5).contains(&in_minutes),
+        "next check in {in_minutes} min"
+    );
+    assert!(
+        server.get("/api/jobs").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
