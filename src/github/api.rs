@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::app_jwt::AppKey;
 use super::installation_tokens::{InstallationToken, TokenCache};
-use super::rate_limit::{RetryPolicy, Verdict};
+use super::rate_limit::{RetryPolicy, RetryReason, Verdict};
 use crate::secret::Secret;
 
 /// How long one request may take, from sending it to reading the whole answer.
@@ -217,6 +217,8 @@ impl GitHubApi {
                 Auth::App,
                 Some(&serde_json::json!({})),
                 &[],
+                // A token made twice is harmless.
+                true,
             )
             .await?;
         if !response.is_success() {
@@ -261,6 +263,35 @@ impl GitHubApi {
         body: Option<&serde_json::Value>,
         headers: &[(&'static str, String)],
     ) -> Result<ApiResponse, ApiError> {
+        self.request_inner(method, path, auth, body, headers, true)
+            .await
+    }
+
+    /// [`GitHubApi::request`] for a request that must not be repeated blindly (one that
+    /// creates something): refusals for rate limits are waited out and sent again, since
+    /// GitHub did nothing with them, but a server error or a request with no answer is
+    /// returned at once (as the 5xx answer, or as a transient error): GitHub may have acted
+    /// on it, and the caller looks before asking again.
+    pub async fn request_not_repeated(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse, ApiError> {
+        self.request_inner(method, path, auth, body, &[], false)
+            .await
+    }
+
+    async fn request_inner(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth,
+        body: Option<&serde_json::Value>,
+        headers: &[(&'static str, String)],
+        repeat_unanswered: bool,
+    ) -> Result<ApiResponse, ApiError> {
         let _write_guard = match repository_of(path) {
             Some(repository) if method != Method::GET && method != Method::HEAD => {
                 Some(self.repository_write_lock(repository).lock_owned().await)
@@ -268,7 +299,7 @@ impl GitHubApi {
             _ => None,
         };
         let response = self
-            .send_with_retries(&method, path, auth, body, headers)
+            .send_with_retries(&method, path, auth, body, headers, repeat_unanswered)
             .await?;
         if response.status == 401
             && let Auth::Installation(installation) = auth
@@ -281,7 +312,7 @@ impl GitHubApi {
             );
             self.inner.tokens.lock().await.forget(installation);
             return self
-                .send_with_retries(&method, path, auth, body, headers)
+                .send_with_retries(&method, path, auth, body, headers, repeat_unanswered)
                 .await;
         }
         Ok(response)
@@ -365,6 +396,7 @@ impl GitHubApi {
         auth: Auth,
         body: Option<&serde_json::Value>,
         headers: &[(&'static str, String)],
+        repeat_unanswered: bool,
     ) -> Result<ApiResponse, ApiError> {
         let mut retries = 0u32;
         loop {
@@ -399,6 +431,19 @@ impl GitHubApi {
                     return response.map_err(|reason| ApiError::Unexpected {
                         reason,
                         request_id: None,
+                    });
+                }
+                Verdict::RetryAfter {
+                    reason: RetryReason::ServerError(_),
+                    ..
+                } if !repeat_unanswered => {
+                    return response.map_err(|error| ApiError::GaveUp {
+                        method: method.to_string(),
+                        path: path.to_owned(),
+                        attempts: retries + 1,
+                        reason: format!(
+                            "no answer ({error}); not sent again, as GitHub may have acted on it"
+                        ),
                     });
                 }
                 Verdict::RetryAfter { wait, reason } => {

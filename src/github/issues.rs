@@ -1,11 +1,10 @@
-//! Issues: tracking issues found by title and label, comments, closing.
+//! Issues: tracking issues found by title, opened once, commented on and closed.
 
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
-use super::url::escape_component;
 
 /// An issue, as far as the pipeline needs it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -17,19 +16,18 @@ pub struct Issue {
     pub pull_request: Option<serde_json::Value>,
 }
 
-/// The open issue titled `title` with `label`, if any (pull requests are not issues here).
+/// The open issue titled `title`, if any, whatever its labels (pull requests are not issues
+/// here).
 pub async fn find_open_issue(
     api: &GitHubApi,
     auth: Auth,
     repo: &str,
-    label: &str,
     title: &str,
 ) -> Result<Option<Issue>, ApiError> {
-    let label = escape_component(label);
     for page in 1..=10 {
         let issues: Vec<Issue> = api
             .get_json(
-                &format!("/repos/{repo}/issues?state=open&labels={label}&per_page=100&page={page}"),
+                &format!("/repos/{repo}/issues?state=open&per_page=100&page={page}"),
                 auth,
             )
             .await?;
@@ -47,7 +45,11 @@ pub async fn find_open_issue(
     Ok(None)
 }
 
-/// Opens an issue.
+/// How often opening an issue is tried when GitHub's answers are lost.
+const OPEN_ATTEMPTS: u32 = 4;
+
+/// Opens an issue, once: when GitHub fails or its answer is lost, the open issues are read
+/// for one with this title (GitHub may have opened it) before asking again.
 pub async fn open_issue(
     api: &GitHubApi,
     auth: Auth,
@@ -56,13 +58,37 @@ pub async fn open_issue(
     body: &str,
     labels: &[&str],
 ) -> Result<Issue, ApiError> {
-    api.send_json(
-        Method::POST,
-        &format!("/repos/{repo}/issues"),
-        auth,
-        &json!({"title": title, "body": body, "labels": labels}),
-    )
-    .await
+    let path = format!("/repos/{repo}/issues");
+    let request = json!({"title": title, "body": body, "labels": labels});
+    let mut attempt = 1;
+    loop {
+        let failure = match api
+            .request_not_repeated(Method::POST, &path, auth, Some(&request))
+            .await
+        {
+            Ok(response) if response.is_success() => return response.json(),
+            Ok(response) if response.status < 500 => {
+                return Err(response.into_error(&format!("POST {path}")));
+            }
+            Ok(response) => response.into_error(&format!("POST {path}")),
+            Err(error) if error.is_transient() => error,
+            Err(error) => return Err(error),
+        };
+        if let Some(opened) = find_open_issue(api, auth, repo, title).await? {
+            tracing::info!(
+                repo,
+                number = opened.number,
+                "the issue was opened although GitHub's answer was lost"
+            );
+            return Ok(opened);
+        }
+        if attempt == OPEN_ATTEMPTS {
+            return Err(failure);
+        }
+        tracing::warn!(repo, error = %failure, attempt, "opening an issue failed; trying again");
+        tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+        attempt += 1;
+    }
 }
 
 /// Comments on issue or pull request `number`.

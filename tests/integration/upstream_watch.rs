@@ -111,6 +111,53 @@ fn check_finds_the_newest_stable_release_and_opens_one_tracking_issue() {
 }
 
 #[test]
+fn a_tracking_issue_is_opened_once_even_when_github_loses_the_answer() {
+    let github = github();
+    // GitHub opens the issue, then answers 502: the check must not open a second one.
+    github.fail_next(
+        "POST",
+        &format!("/repos/{BUILD_REPO}/issues"),
+        Failure::AnswerLost(502),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let done = run_ok(&mut check(&github, data.path(), false));
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(said.contains("queued"), "{said}");
+    let titled: Vec<_> = github
+        .issues(BUILD_REPO)
+        .into_iter()
+        .filter(|i| i.title == TITLE)
+        .collect();
+    assert_eq!(titled.len(), 1, "{titled:?}");
+    let posts = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == format!("/repos/{BUILD_REPO}/issues"))
+        .count();
+    assert_eq!(
+        posts, 1,
+        "the lost answer was not followed by a second POST"
+    );
+}
+
+#[test]
+fn an_open_issue_with_the_title_counts_whatever_its_labels() {
+    let github = github();
+    // Opened by hand, without the tracking label.
+    github.add_issue(BUILD_REPO, "noahwhite", TITLE, "by hand", &[]);
+    let data = tempfile::tempdir().unwrap();
+    let done = run_ok(&mut check(&github, data.path(), false));
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(said.contains("queued"), "{said}");
+    let titled = github
+        .issues(BUILD_REPO)
+        .into_iter()
+        .filter(|i| i.title == TITLE)
+        .count();
+    assert_eq!(titled, 1);
+}
+
+#[test]
 fn check_without_app_credentials_says_what_is_missing() {
     let github = github();
     let data = tempfile::tempdir().unwrap();

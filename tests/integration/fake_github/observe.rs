@@ -61,6 +61,9 @@ pub enum Failure {
     Status { status: u16, message: String },
     /// The normal answer, after this wait (a slow GitHub; a test kills the server meanwhile).
     Delay(Duration),
+    /// The request is carried out, but the answer is this status instead (GitHub acting on a
+    /// request and then failing, or an answer lost on the way).
+    AnswerLost(u16),
 }
 
 struct QueuedFailure {
@@ -189,6 +192,10 @@ pub(super) async fn observe(State(model): State<Shared>, request: Request, next:
             tokio::time::sleep(*wait).await;
             next.run(request).await
         }
+        Some(Failure::AnswerLost(status)) => {
+            let _carried_out = next.run(request).await;
+            failure_response(&Failure::ServerError(*status), &request_id, &model)
+        }
         Some(failure) => failure_response(failure, &request_id, &model),
         None => next.run(request).await,
     };
@@ -262,6 +269,8 @@ fn failure_response(failure: &Failure, request_id: &str, model: &Mutex<Model>) -
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
             error(status, message.clone()).into_response()
         }
-        Failure::Delay(_) => unreachable!("a delay is answered normally, later"),
+        Failure::Delay(_) | Failure::AnswerLost(_) => {
+            unreachable!("carried out, then answered")
+        }
     }
 }
