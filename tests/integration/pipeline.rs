@@ -698,3 +698,38 @@ fn a_consumer_that_cannot_be_updated_keeps_the_tracking_issue_open() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_branch_and_pull_request_left_by_a_failed_run_are_taken_over() {
+    let world = World::new();
+    let branch = "feature/update-alloy-sysext-to-1.18.0";
+    // A failed run left the branch, with a commit of its own and without the edit, and an
+    // open pull request on it.
+    world.github.create_branch(GHOST, branch, "develop");
+    world
+        .github
+        .set_file(GHOST, branch, "leftover.txt", "from a failed run\n");
+    let left = world.github.add_pull(
+        GHOST,
+        "alloy-sysext-automation[bot]",
+        branch,
+        "develop",
+        "Update Grafana Alloy sysext to 1.18.0",
+        "from a failed run",
+    );
+    let server = world.start_server();
+    server.deliver("release-leftovers", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+
+    // The branch was reset from the base and carries the edit; the open pull request was
+    // updated rather than a second one opened.
+    assert_eq!(world.github.file(GHOST, branch, "leftover.txt"), None);
+    let edited = String::from_utf8(world.github.file(GHOST, branch, GHOST_PATH).unwrap()).unwrap();
+    assert!(edited.contains("alloy-1.18.0-amd64.raw"), "{edited}");
+    let pulls = world.github.pulls(GHOST);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(pulls[0].number, left);
+    assert_eq!(pulls[0].state, "open");
+    assert!(pulls[0].body.contains("1.18.0"), "{}", pulls[0].body);
+}
