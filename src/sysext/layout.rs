@@ -92,6 +92,8 @@ mod tests {
     #[test]
     fn unit_has_todays_directives() {
         for directive in [
+            "Description=Grafana Alloy",
+            "Documentation=https://grafana.com/docs/alloy/latest/",
             "Wants=network-online.target",
             "After=network-online.target",
             "Type=simple",

@@ -14,7 +14,7 @@ use crate::common::*;
 use crate::fake_github::{Failure, FakeGitHub};
 use crate::s3_server::S3Server;
 use crate::serve_process::{Server, free_port};
-use crate::test_app::{add_upstream_alloy, app_env, install_app};
+use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
 
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 const GHOST: &str = "noahwhite/ghost-stack";
@@ -207,6 +207,12 @@ fn assert_published(world: &World) {
     assert_eq!(releases.len(), 1);
     assert_eq!(releases[0].tag, "v1.18.0");
     assert_eq!(releases[0].name, "Alloy Sysext 1.18.0");
+    // Upstream's notes are carried over.
+    assert!(
+        releases[0].body.contains("release notes"),
+        "{}",
+        releases[0].body
+    );
 
     for (repo, base, path) in [
         (GHOST, "develop", GHOST_PATH),
@@ -224,6 +230,16 @@ fn assert_published(world: &World) {
             "{}",
             pull.body
         );
+        for section in ["## Summary", "## Test plan", "## Links"] {
+            assert!(pull.body.contains(section), "{section}: {}", pull.body);
+        }
+        let commits = world.github.commits(repo, &pull.head);
+        assert_eq!(
+            commits[0].message, "chore: update Grafana Alloy sysext to 1.18.0",
+            "{commits:?}"
+        );
+        assert_eq!(commits[0].author, format!("{APP_SLUG}[bot]"));
+        assert_eq!(commits[0].changed_paths, [path]);
         let diff = world.github.pull_diff(repo, pull.number);
         assert_eq!(diff.len(), 1, "one file changes: {diff:?}");
         let (changed_path, removed, added) = &diff[0];
