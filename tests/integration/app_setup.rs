@@ -18,21 +18,25 @@ const PUBLIC_URL: &str = "https://alloy.example.test";
 const GITHUB_URL: &str = "https://github.example.test";
 
 fn start(github: &FakeGitHub, data: &std::path::Path) -> Server {
+    start_with(github, data, &[])
+}
+
+/// [`start`] with more environment.
+fn start_with(github: &FakeGitHub, data: &std::path::Path, extra: &[(&str, &str)]) -> Server {
     let config = data.join("settings.toml");
     fs::write(
         &config,
         "consumers = []\n[schedule]\ncheck_upstream = \"off\"\n",
     )
     .unwrap();
-    Server::start(
-        data,
-        &[
-            ("PUBLIC_URL", PUBLIC_URL),
-            ("GITHUB_URL", GITHUB_URL),
-            ("GITHUB_API_URL", &github.url),
-            ("CONFIG_FILE", config.to_str().unwrap()),
-        ],
-    )
+    let mut env = vec![
+        ("PUBLIC_URL", PUBLIC_URL),
+        ("GITHUB_URL", GITHUB_URL),
+        ("GITHUB_API_URL", github.url.as_str()),
+        ("CONFIG_FILE", config.to_str().unwrap()),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(data, &env)
 }
 
 /// The one-time token the server logged at start.
@@ -202,4 +206,26 @@ fn a_reused_code_is_refused() {
     assert_eq!(reused.status, 400);
     assert!(reused.body.contains("used already"), "{}", reused.body);
     assert!(!second.path().join("github-app.json").exists());
+}
+
+#[test]
+fn with_an_organization_the_app_is_created_there() {
+    let github = github_with_codes();
+    let data = tempfile::tempdir().unwrap();
+    let server = start_with(
+        &github,
+        data.path(),
+        &[("GITHUB_ORGANIZATION", "officina-pub")],
+    );
+    let token = setup_token(&server);
+    let page = server.get(&format!("/setup?token={token}"));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!(
+            "action=\"{GITHUB_URL}/organizations/officina-pub/settings/apps/new?state={token}\""
+        )),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("officina-pub"), "{}", page.body);
 }
