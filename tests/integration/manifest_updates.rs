@@ -99,3 +99,50 @@ fn existing_lines_of_a_real_manifest_are_kept() {
     assert_eq!(files[1], "alloy-1.9.0-amd64.raw");
     assert_eq!(files.last().unwrap(), "alloy-1.18.0-amd64.raw");
 }
+
+#[test]
+fn builds_into_one_directory_at_once_take_turns_and_keep_every_line() {
+    let work = tempfile::tempdir().unwrap();
+    let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 512 << 10);
+    let out = work.path().join("out");
+    let gpg = Gpg::new();
+    let keyring = gpg.keyring(&ed25519_keys().public());
+    // Four builds started together: each reads, edits and writes SHA256SUMS, and without
+    // taking turns one would write over another's line.
+    let versions = ["1.1.0", "1.2.0", "1.3.0", "1.4.0"];
+    let builds: Vec<_> = versions
+        .iter()
+        .map(|version| {
+            cli()
+                .args(["build", "--version", version, "--no-compat-name", "--zip"])
+                .arg(&zip)
+                .arg("--out")
+                .arg(&out)
+                .arg("--signing-key")
+                .arg(ed25519_keys().secret())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for build in builds {
+        let output = build.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let files: Vec<String> = manifest_files(&out).into_iter().map(|(_, f)| f).collect();
+    let expected: Vec<String> = versions
+        .iter()
+        .map(|v| format!("alloy-{v}-amd64.raw"))
+        .collect();
+    assert_eq!(files, expected);
+    assert!(gpg.sysupdate_verify(
+        &keyring,
+        &out.join("SHA256SUMS.gpg"),
+        &out.join("SHA256SUMS")
+    ));
+}
