@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
-use crate::fake_github::{Failure, FakeGitHub};
+use crate::fake_github::{Failure, FakeGitHub, FakeIssue};
 use crate::s3_server::S3Server;
 use crate::serve_process::{Server, free_port};
 use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
@@ -102,6 +102,15 @@ impl World {
             "installation": {"id": 77},
         }))
         .unwrap()
+    }
+
+    /// The tracking issue of 1.18.0.
+    fn tracking_issue(&self) -> FakeIssue {
+        self.github
+            .issues(BUILD_REPO)
+            .into_iter()
+            .find(|i| i.title == TRACKING_TITLE)
+            .expect("the tracking issue")
     }
 
     /// Everything a run can change, to compare runs.
@@ -265,12 +274,7 @@ fn assert_published(world: &World) {
             "{removed:?}"
         );
     }
-    let tracking = world
-        .github
-        .issues(BUILD_REPO)
-        .into_iter()
-        .find(|i| i.title == TRACKING_TITLE)
-        .unwrap();
+    let tracking = world.tracking_issue();
     assert_eq!(tracking.state, "closed");
     assert!(
         tracking
@@ -534,12 +538,7 @@ fn a_published_version_with_another_hash_is_replaced_only_by_rebuild() {
     assert!(world.github.releases(BUILD_REPO).is_empty());
     assert!(world.github.pulls(GHOST).is_empty());
     // The tracking issue says why.
-    let tracking = world
-        .github
-        .issues(BUILD_REPO)
-        .into_iter()
-        .find(|i| i.title == TRACKING_TITLE)
-        .unwrap();
+    let tracking = world.tracking_issue();
     assert_eq!(tracking.state, "open");
     assert!(
         tracking.comments.iter().any(|c| c.body.contains("failed")),
@@ -693,12 +692,7 @@ fn a_consumer_that_cannot_be_updated_keeps_the_tracking_issue_open() {
     assert_eq!(infisical["outcome"], "failed", "{outcomes:?}");
     assert!(world.github.pulls(INFISICAL).is_empty());
 
-    let tracking = world
-        .github
-        .issues(BUILD_REPO)
-        .into_iter()
-        .find(|i| i.title == TRACKING_TITLE)
-        .unwrap();
+    let tracking = world.tracking_issue();
     assert_eq!(tracking.state, "open", "a consumer was left behind");
     let report = &tracking.comments.last().unwrap().body;
     assert!(report.starts_with("⚠️"), "{report}");
