@@ -7,7 +7,7 @@
 #       --env-file secrets.env alloy-sysext-automation
 #
 # The build stage compiles the release binary (C code too: liblzma, zstd, SQLite and
-# aws-lc, for which the image's gcc is enough); the runtime stage is Debian slim with CA
+# ring's assembly, for which the image's gcc is enough); the runtime stage is Debian slim with CA
 # certificates (every GitHub, release download and R2 call is HTTPS), curl for the health
 # check, and the binary, run as an unprivileged user with its state on the /data volume.
 
