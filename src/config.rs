@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub app: Option<AppCredentials>,
     /// Every secret that may sign a delivery (several during a rotation).
     pub webhook_secrets: Vec<Secret>,
+    /// `STATUS_TOKEN`: when set, the status page, `/api/` and `/metrics` ask for it.
+    pub status_token: Option<Secret>,
     pub github_api_url: String,
     /// `CONFIG_FILE`: the TOML settings; `None` for the built-in defaults.
     pub config_file: Option<PathBuf>,
@@ -116,6 +118,7 @@ impl ServerConfig {
             database_url,
             app: app_credentials(&get)?,
             webhook_secrets,
+            status_token: get("STATUS_TOKEN").map(|token| Secret::new(token.trim().to_owned())),
             github_api_url: get("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
             config_file: get("CONFIG_FILE").map(PathBuf::from),
             public_url: match get("PUBLIC_URL") {

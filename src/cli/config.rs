@@ -268,6 +268,18 @@ fn write_server(
         }
     }
 
+    let _ = writeln!(out, "\n[status]");
+    let _ = writeln!(
+        out,
+        "STATUS_TOKEN = {}{}",
+        set_or_not(config.status_token.is_some()),
+        if config.status_token.is_some() {
+            "  # the status page, /api/ and /metrics ask for it"
+        } else {
+            "  # the status page, /api/ and /metrics are open"
+        }
+    );
+
     let _ = writeln!(out, "\n[webhook]");
     let _ = writeln!(
         out,

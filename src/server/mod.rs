@@ -8,6 +8,7 @@ pub mod jobs_api;
 pub mod listener;
 pub mod signature;
 pub mod signing_key;
+pub mod status_access;
 pub mod status_page;
 pub mod webhook;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     pub deliveries_stored: Arc<tokio::sync::Notify>,
     /// The directory served at `/images/`, when storage is local.
     pub images_dir: Option<Arc<std::path::PathBuf>>,
+    /// `STATUS_TOKEN`: what the status page, `/api/` and `/metrics` ask for, when set.
+    pub status_token: Option<Arc<crate::secret::Secret>>,
 }
 
 impl AppState {
@@ -61,16 +64,23 @@ impl AppState {
 
 /// The routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/github/webhooks", post(receive_webhook))
+    // What the status token guards, when it is set.
+    let status = Router::new()
         .route("/api/deliveries/{id}", get(delivery_status))
         .route("/api/jobs", get(jobs_api::list_jobs))
         .route("/api/jobs/{id}", get(jobs_api::show_job))
+        .route("/", get(status_page::status_page))
+        .route("/metrics", get(status_page::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            status_access::require_status_token,
+        ));
+    Router::new()
+        .merge(status)
+        .route("/api/github/webhooks", post(receive_webhook))
         .route("/images/{file}", get(images::serve_image))
         .route("/healthz", get(health))
-        .route("/", get(status_page::status_page))
         .route("/readyz", get(status_page::readyz))
-        .route("/metrics", get(status_page::metrics))
         .route("/setup", get(app_setup::setup_page))
         .route("/setup/callback", get(app_setup::setup_callback))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -172,7 +182,13 @@ pub async fn serve(
         setup,
         deliveries_stored,
         images_dir,
+        status_token: config.status_token.clone().map(Arc::new),
     };
+    if state.status_token.is_none() {
+        tracing::info!(
+            "STATUS_TOKEN is not set: the status page, /api/ and /metrics are open to anyone who reaches the server"
+        );
+    }
     let address = SocketAddr::from(([0, 0, 0, 0], config.port));
     let listener = tokio::net::TcpListener::bind(address)
         .await

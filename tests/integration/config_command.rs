@@ -9,6 +9,7 @@ use crate::common::{cli, ed25519_keys, fixture, run_fail, run_ok};
 const WEBHOOK_SECRET: &str = "whsec-Zq8rT0pSecretValue";
 const R2_ACCESS_KEY_ID: &str = "AKIDconfigtest0123456789";
 const R2_SECRET_ACCESS_KEY: &str = "r2SecretAccessKey-DoNotShow-9f8e7d";
+const STATUS_TOKEN: &str = "status-token-Kq7Wn2DoNotShow";
 
 /// `config` with a clean environment plus `env`.
 fn config_command(env: &[(&str, &str)]) -> Command {
@@ -22,6 +23,7 @@ fn config_command(env: &[(&str, &str)]) -> Command {
         "PRIVATE_KEY",
         "PRIVATE_KEY_PATH",
         "WEBHOOK_SECRET",
+        "STATUS_TOKEN",
         "CONFIG_FILE",
         "JOB_RETRY_SECONDS",
         "LOG_LEVEL",
@@ -80,6 +82,7 @@ assignees = ["octocat"]
         ("R2_ACCESS_KEY_ID", R2_ACCESS_KEY_ID),
         ("R2_SECRET_ACCESS_KEY", R2_SECRET_ACCESS_KEY),
         ("GPG_PRIVATE_KEY", &gpg_b64),
+        ("STATUS_TOKEN", STATUS_TOKEN),
         ("CONFIG_FILE", settings.to_str().unwrap()),
     ]));
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -101,6 +104,7 @@ assignees = ["octocat"]
         "second-secret-x",
         R2_ACCESS_KEY_ID,
         R2_SECRET_ACCESS_KEY,
+        STATUS_TOKEN,
         gpg_b64.as_str(),
         &gpg_b64[40..80],
     ];
@@ -119,6 +123,7 @@ assignees = ["octocat"]
         "APP_ID = 987654",
         "PRIVATE_KEY = \"set\"",
         "WEBHOOK_SECRET = \"set\"",
+        "STATUS_TOKEN = \"set\"",
         "secrets = 2",
         "sysext-images-bucket",
         "https://account123.r2.cloudflarestorage.com",

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::fake_github::FakeGitHub;
+use crate::http::request_with_headers;
 use crate::s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
 use crate::serve_process::{SECRET, Server, free_port};
 use crate::test_app::{add_upstream_alloy, app_env, app_key_path, install_app};
@@ -340,4 +341,63 @@ fn readyz_is_503_without_app_credentials_and_says_why() {
     let page = server.get("/");
     assert_eq!(page.status, 200);
     assert!(page.body.contains("no App credentials"));
+}
+
+#[test]
+fn with_a_status_token_the_status_answers_only_to_it_and_the_rest_stays_open() {
+    const TOKEN: &str = "status-token-8sKq2mWz";
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &[("WEBHOOK_SECRET", SECRET), ("STATUS_TOKEN", TOKEN)],
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("admin:{TOKEN}")
+        )
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let get = |path: &str, authorization: Option<&str>| {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|value| vec![("Authorization", value)])
+            .unwrap_or_default();
+        request_with_headers(server.port, "GET", path, &headers, b"").unwrap()
+    };
+    assert_eq!(
+        server.deliver("d-token", "ping", br#"{"zen":"x"}"#).status,
+        202
+    );
+
+    for path in [
+        "/",
+        "/api/jobs",
+        "/api/jobs/1",
+        "/api/deliveries/d-token",
+        "/metrics",
+    ] {
+        let refused = get(path, None);
+        assert_eq!(refused.status, 401, "{path}: {}", refused.body);
+        assert!(
+            refused
+                .header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Basic realm=")),
+            "{path}"
+        );
+        assert!(!refused.body.contains(TOKEN));
+        assert_eq!(get(path, Some("Bearer wrong-token")).status, 401, "{path}");
+    }
+    assert_eq!(get("/", Some(&basic)).status, 200);
+    assert_eq!(get("/metrics", Some(&bearer)).status, 200);
+    let delivery = get("/api/deliveries/d-token", Some(&bearer));
+    assert_eq!(delivery.status, 200);
+    assert_eq!(delivery.json()["event"], "ping");
+
+    // Health checks and published images need no token; unknown images are still 404.
+    assert_eq!(get("/healthz", None).status, 200);
+    // (Not ready, as this server has no App credentials, but not refused.)
+    assert_eq!(get("/readyz", None).status, 503);
+    assert_eq!(get("/images/SHA256SUMS", None).status, 404);
+    assert!(!server.log().contains(TOKEN));
 }

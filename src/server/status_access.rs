@@ -1,0 +1,104 @@
+//! `STATUS_TOKEN`: when set, the status page, `/api/jobs`, `/api/deliveries` and `/metrics`
+//! answer only requests that carry it, as a bearer token (`Authorization: Bearer <token>`,
+//! what Prometheus sends with `authorization: {credentials: …}`) or as the password of HTTP
+//! Basic authentication with any user name (what a browser asks for). Webhooks (verified by
+//! their signature), `/images/` (hosts download from it), the setup pages (their own token)
+//! and the health checks stay open.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+
+/// Lets the request through when no token is configured or the request carries it.
+pub async fn require_status_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match &state.status_token {
+        Some(token) if !carries(request.headers(), token.expose()) => {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                "this server's status needs its STATUS_TOKEN: as a bearer token, or as the password (any user name)\n",
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "Basic realm=\"alloy-sysext-automation\", charset=\"UTF-8\"",
+                ),
+            );
+            response
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// Whether `headers` carry `token` as a bearer token or a Basic password.
+fn carries(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let given = if scheme.eq_ignore_ascii_case("bearer") {
+        credentials.trim().to_owned()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credentials.trim())
+        else {
+            return false;
+        };
+        let decoded = String::from_utf8_lossy(&decoded).into_owned();
+        match decoded.split_once(':') {
+            Some((_, password)) => password.to_owned(),
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    // Digests compared, so the time taken says nothing about how much of the token matched.
+    Sha256::digest(given.as_bytes()) == Sha256::digest(token.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    fn basic(user_and_password: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_and_password)
+        )
+    }
+
+    #[test]
+    fn the_token_is_accepted_as_bearer_or_basic_password_only() {
+        let token = "s3cret-token";
+        assert!(carries(&with("Bearer s3cret-token"), token));
+        assert!(carries(&with("bearer  s3cret-token "), token));
+        assert!(carries(&with(&basic("anyone:s3cret-token")), token));
+        assert!(carries(&with(&basic(":s3cret-token")), token));
+
+        assert!(!carries(&HeaderMap::new(), token));
+        assert!(!carries(&with("Bearer s3cret"), token));
+        assert!(!carries(&with("Bearer s3cret-token-and-more"), token));
+        assert!(!carries(&with("s3cret-token"), token));
+        assert!(!carries(&with("Token s3cret-token"), token));
+        assert!(!carries(&with(&basic("s3cret-token:")), token));
+        assert!(!carries(&with(&basic("s3cret-token")), token));
+        assert!(!carries(&with("Basic not base64!"), token));
+    }
+}
