@@ -3,6 +3,7 @@
 pub mod comment_replies;
 pub mod deliveries;
 pub mod installations;
+pub mod job_steps;
 pub mod jobs;
 
 use std::path::Path;

@@ -19,7 +19,8 @@ pub async fn list_jobs(State(state): State<AppState>) -> Response {
     }
 }
 
-/// One job.
+/// One job, with each run of each of its steps (when it started, how long it took, how
+/// it ended).
 pub async fn show_job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(number) = id.parse::<i64>() else {
         return (
@@ -29,7 +30,15 @@ pub async fn show_job(State(state): State<AppState>, Path(id): Path<String>) -> 
             .into_response();
     };
     match state.database.job(number).await {
-        Ok(Some(job)) => Json(job).into_response(),
+        Ok(Some(job)) => {
+            let steps: Vec<_> = match state.database.step_runs(number, number).await {
+                Ok(runs) => runs.into_iter().map(|(_, run)| run).collect(),
+                Err(error) => return unavailable(error),
+            };
+            let mut shown = json!(job);
+            shown["steps"] = json!(steps);
+            Json(shown).into_response()
+        }
         Ok(None) => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no job {number}") })),

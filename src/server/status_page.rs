@@ -18,6 +18,7 @@ use super::AppState;
 use crate::artifacts::MANIFEST_FILE;
 use crate::database::deliveries::StoredDelivery;
 use crate::database::installations::Installation;
+use crate::database::job_steps::StepRun;
 use crate::database::jobs::{Job, JobState};
 use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
@@ -43,7 +44,8 @@ code, .mono { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, mono
 .running, .current, .pending, .queued { background: #ddf4ff; color: #0550ae; border-color: #b6e3ff; }
 .retrying, .ignored, .suspended, .warn { background: #fff8c5; color: #7d4e00; border-color: #f5e0a0; }
 .todo { background: #f6f8fa; color: #8c959f; border-color: #d0d7de; }
-.steps { display: flex; flex-wrap: wrap; gap: 3px; }
+.steps { display: flex; flex-wrap: wrap; gap: 3px; align-items: center; }
+.took { font-size: 11px; color: #57606a; margin-right: 4px; }
 .reason { color: #a40e26; white-space: pre-wrap; margin-top: 4px; }
 .muted { color: #57606a; }
 .nowrap { white-space: nowrap; word-break: normal; }
@@ -83,6 +85,8 @@ pub struct PageData {
     pub settings: std::sync::Arc<Settings>,
     pub published: PublishedState,
     pub jobs: Vec<Job>,
+    /// The step runs of those jobs: (job id, run), oldest first.
+    pub step_runs: Vec<(i64, StepRun)>,
     pub deliveries: Vec<StoredDelivery>,
     pub installations: Vec<Installation>,
     pub now: String,
@@ -120,13 +124,20 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     };
     let database = &state.database;
     let read = async {
+        let jobs = database.recent_jobs(JOBS_SHOWN).await?;
+        let ids = jobs.iter().map(|job| job.id);
+        let step_runs = match (ids.clone().min(), ids.max()) {
+            (Some(first), Some(last)) => database.step_runs(first, last).await?,
+            _ => Vec::new(),
+        };
         Ok::<_, crate::database::DatabaseError>((
-            database.recent_jobs(JOBS_SHOWN).await?,
+            jobs,
+            step_runs,
             database.recent_deliveries(DELIVERIES_SHOWN).await?,
             database.installations().await?,
         ))
     };
-    let (jobs, deliveries, installations) = match read.await {
+    let (jobs, step_runs, deliveries, installations) = match read.await {
         Ok(data) => data,
         Err(error) => {
             tracing::error!(%error, "reading the status page's data");
@@ -143,6 +154,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         settings,
         published,
         jobs,
+        step_runs,
         deliveries,
         installations,
         now: crate::timestamp::now(),
@@ -239,7 +251,7 @@ fn jobs_section(data: &PageData) -> Markup {
                                 @if job.attempts > 1 { br; span.muted { (job.attempts) " attempts" } }
                             }
                             td {
-                                (steps(job))
+                                (steps(job, &data.step_runs))
                                 @if let Some(error) = &job.error {
                                     div.reason {
                                         @if let Some(step) = &job.step { "failed at " strong { (step) } ": " }
@@ -259,8 +271,21 @@ fn jobs_section(data: &PageData) -> Markup {
     }
 }
 
-/// Each step as done, current, failed or still to do.
-fn steps(job: &Job) -> Markup {
+/// Each step as done, current, failed or still to do, with how long its latest run took.
+fn steps(job: &Job, runs: &[(i64, StepRun)]) -> Markup {
+    let took = |step: &str| {
+        runs.iter()
+            .rev()
+            .find(|(id, run)| *id == job.id && run.step == step)
+            .and_then(|(_, run)| run.seconds)
+            .map(|seconds| {
+                if seconds < 10.0 {
+                    format!("{seconds:.1} s")
+                } else {
+                    format!("{seconds:.0} s")
+                }
+            })
+    };
     let at = job
         .step
         .as_deref()
@@ -277,6 +302,7 @@ fn steps(job: &Job) -> Markup {
                     _ => "todo",
                 };
                 span class={ "badge " (class) } title=(class) { (step) }
+                @if let Some(took) = took(step) { span.took { (took) } }
             }
         }
     }
@@ -576,6 +602,17 @@ mod tests {
             settings: std::sync::Arc::new(Settings::default()),
             published: PublishedState::NoManifest,
             jobs,
+            step_runs: vec![(
+                7,
+                StepRun {
+                    step: "download".into(),
+                    attempt: 1,
+                    started_at: "2026-01-02T03:04:05.000000Z".into(),
+                    finished_at: Some("2026-01-02T03:04:17.000000Z".into()),
+                    seconds: Some(12.4),
+                    outcome: "error".into(),
+                },
+            )],
             deliveries,
             installations: Vec::new(),
             now: "2026-01-02T03:06:00.000000Z".into(),
@@ -626,6 +663,11 @@ mod tests {
         // The step it failed at, and the time it took.
         assert!(
             html.contains(r#"class="badge failed" title="failed">download"#),
+            "{html}"
+        );
+        // How long the step's latest run took.
+        assert!(
+            html.contains(r#"title="failed">download</span><span class="took">12 s</span>"#),
             "{html}"
         );
         assert!(html.contains("1m 12s"), "{html}");

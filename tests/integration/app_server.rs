@@ -425,6 +425,51 @@ fn a_job_killed_mid_download_resumes_after_restart() {
     let job = wait_for_job_state(&restarted, 1, "succeeded", Duration::from_secs(60));
     assert_eq!(job["attempts"], 2, "{job}");
     assert!(data_dir.join("images/alloy-1.17.1-amd64.raw").is_file());
+    // The step runs: the download cut short by the kill (never finished), then every step
+    // of the second attempt, each with how long it took.
+    let runs: Vec<(String, i64, String)> = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| {
+            (
+                run["step"].as_str().unwrap().to_owned(),
+                run["attempt"].as_i64().unwrap(),
+                run["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs[0],
+        ("download".to_owned(), 1, "running".to_owned()),
+        "{job}"
+    );
+    let second: Vec<&str> = runs[1..]
+        .iter()
+        .map(|(step, attempt, outcome)| {
+            assert_eq!((*attempt, outcome.as_str()), (2, "ok"), "{job}");
+            step.as_str()
+        })
+        .collect();
+    assert_eq!(
+        second,
+        [
+            "download",
+            "build",
+            "upload",
+            "manifest",
+            "release",
+            "consumers",
+            "tracking",
+            "report"
+        ]
+    );
+    assert!(
+        job["steps"][1]["seconds"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0),
+        "{job}"
+    );
     let replies = wait_for_replies(&restarted, &github, 1);
     assert_eq!(replies.len(), 1);
     assert_eq!(github.reactions(BUILD_REPO, 506), ["eyes"]);

@@ -202,6 +202,10 @@ impl Worker {
                 return Err(StepError::Interrupted);
             }
             self.database.set_job_step(context.job.id, step).await?;
+            let attempt = context.job.attempts + 1;
+            self.database
+                .start_step(context.job.id, step, attempt)
+                .await?;
             context.job.step = Some((*step).to_owned());
             tracing::info!(job = context.job.id, step, "step");
             let started = std::time::Instant::now();
@@ -216,8 +220,21 @@ impl Worker {
                 "report" => report::reply(&mut context).await,
                 other => Err(StepError::Permanent(format!("unknown step {other}"))),
             };
-            if !matches!(ran, Err(StepError::Interrupted)) {
-                crate::metrics::global().step(step, ran.is_ok(), started.elapsed());
+            let took = started.elapsed();
+            let outcome = match &ran {
+                Ok(()) => "ok",
+                Err(StepError::Interrupted) => "interrupted",
+                Err(_) => "error",
+            };
+            if outcome != "interrupted" {
+                crate::metrics::global().step(step, ran.is_ok(), took);
+            }
+            if let Err(error) = self
+                .database
+                .finish_step(context.job.id, step, attempt, outcome, took.as_secs_f64())
+                .await
+            {
+                tracing::warn!(job = context.job.id, step, %error, "could not record the step's duration");
             }
             ran?;
         }
