@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
+use super::url::escape_component;
 
 /// An issue, as far as the pipeline needs it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -17,29 +18,39 @@ pub struct Issue {
 }
 
 /// The open issue titled `title`, if any, whatever its labels (pull requests are not issues
-/// here).
+/// here). Issues with `label` are read first: the tracking label finds it in one request
+/// even in a repository with more open issues than one listing reaches.
 pub async fn find_open_issue(
     api: &GitHubApi,
     auth: Auth,
     repo: &str,
+    label: &str,
     title: &str,
 ) -> Result<Option<Issue>, ApiError> {
-    for page in 1..=10 {
-        let issues: Vec<Issue> = api
-            .get_json(
-                &format!("/repos/{repo}/issues?state=open&per_page=100&page={page}"),
-                auth,
-            )
-            .await?;
-        let count = issues.len();
-        if let Some(found) = issues
-            .into_iter()
-            .find(|i| i.pull_request.is_none() && i.title == title)
-        {
-            return Ok(Some(found));
-        }
-        if count < 100 {
-            break;
+    let labelled = format!("labels={}&", escape_component(label));
+    let filters = if label.is_empty() {
+        vec![""]
+    } else {
+        vec![labelled.as_str(), ""]
+    };
+    for filter in filters {
+        for page in 1..=10 {
+            let issues: Vec<Issue> = api
+                .get_json(
+                    &format!("/repos/{repo}/issues?state=open&{filter}per_page=100&page={page}"),
+                    auth,
+                )
+                .await?;
+            let count = issues.len();
+            if let Some(found) = issues
+                .into_iter()
+                .find(|i| i.pull_request.is_none() && i.title == title)
+            {
+                return Ok(Some(found));
+            }
+            if count < 100 {
+                break;
+            }
         }
     }
     Ok(None)
@@ -48,8 +59,8 @@ pub async fn find_open_issue(
 /// How often opening an issue is tried when GitHub's answers are lost.
 const OPEN_ATTEMPTS: u32 = 4;
 
-/// Opens an issue, once: when GitHub fails or its answer is lost, the open issues are read
-/// for one with this title (GitHub may have opened it) before asking again.
+/// Opens an issue, once: when GitHub fails or its answer is lost, the open issues are read,
+/// after a moment, for one with this title (GitHub may have opened it) before asking again.
 pub async fn open_issue(
     api: &GitHubApi,
     auth: Auth,
@@ -74,7 +85,17 @@ pub async fn open_issue(
             Err(error) if error.is_transient() => error,
             Err(error) => return Err(error),
         };
-        if let Some(opened) = find_open_issue(api, auth, repo, title).await? {
+        // Give GitHub's listing time to show an issue it opened before failing.
+        tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+        if let Some(opened) = find_open_issue(
+            api,
+            auth,
+            repo,
+            labels.first().copied().unwrap_or(""),
+            title,
+        )
+        .await?
+        {
             tracing::info!(
                 repo,
                 number = opened.number,
@@ -86,7 +107,6 @@ pub async fn open_issue(
             return Err(failure);
         }
         tracing::warn!(repo, error = %failure, attempt, "opening an issue failed; trying again");
-        tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
         attempt += 1;
     }
 }

@@ -13,6 +13,11 @@ fn escape(text: &str, keep: &[u8]) -> String {
         .collect()
 }
 
+/// One path segment or query value: `/` is escaped too.
+pub fn escape_component(text: &str) -> String {
+    escape(text, b"")
+}
+
 /// A repository path or branch name: its `/` separators stay.
 pub fn escape_path(text: &str) -> String {
     escape(text, b"/")
@@ -26,5 +31,6 @@ mod tests {
     fn reserved_characters_are_escaped() {
         assert_eq!(escape_path("a b/c#d.bu"), "a%20b/c%23d.bu");
         assert_eq!(escape_path("feature/x y"), "feature/x%20y");
+        assert_eq!(escape_component("needs triage/ok"), "needs%20triage%2Fok");
     }
 }

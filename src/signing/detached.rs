@@ -27,6 +27,10 @@ use super::{
     key::Signer,
 };
 
+/// Why a signature is refused when the first two bytes of the hash it carries differ from
+/// the data's (before any public-key operation).
+const HASH_PREFIX_MISMATCH: &str = "the hash of the data does not begin as the signature says";
+
 /// The hash algorithm of the signatures we make.
 const HASH: HashAlgorithm = HashAlgorithm::Sha512;
 
@@ -150,7 +154,7 @@ impl PublicKey {
         hasher.update(&finished);
         let digest = hasher.finalize();
         if digest[..2] != signed_hash_value {
-            return Err(bad("the data does not match the signature".to_owned()));
+            return Err(bad(HASH_PREFIX_MISMATCH.to_owned()));
         }
         match signed.component {
             Component::Primary => self.key.primary_key.verify(config.hash_alg, &digest, bytes),
@@ -422,8 +426,8 @@ impl SignatureIssuers {
     }
 
     /// Whether `key` (a fingerprint or a key ID, in any case, spaces allowed) names one of
-    /// the issuers. A fingerprint names a key ID that it ends with, as v4 key IDs are the
-    /// fingerprint's last 16 hex digits.
+    /// the issuers. A fingerprint and a key ID name each other when the fingerprint ends with
+    /// the key ID, as v4 key IDs are the fingerprint's last 16 hex digits.
     pub fn named_by(&self, key: &str) -> bool {
         let key: String = key
             .chars()
@@ -433,7 +437,9 @@ impl SignatureIssuers {
         if key.is_empty() {
             return false;
         }
-        self.fingerprints.contains(&key)
+        self.fingerprints
+            .iter()
+            .any(|fp| *fp == key || (key.len() == 16 && fp.ends_with(key.as_str())))
             || self
                 .key_ids
                 .iter()
@@ -615,6 +621,14 @@ mod tests {
         assert!(!issuers.named_by(""));
         assert!(issuers.to_string().contains(&fingerprint));
 
+        let fingerprint_only = SignatureIssuers {
+            fingerprints: vec![fingerprint.clone()],
+            key_ids: Vec::new(),
+            described: String::new(),
+        };
+        assert!(fingerprint_only.named_by(&fingerprint[24..]));
+        assert!(!fingerprint_only.named_by(&fingerprint[..16]));
+
         assert!(SignatureIssuers::of(b"not a signature").is_err());
         assert!(key.public_key().issued(b"not a signature").is_err());
     }
@@ -682,6 +696,35 @@ mod tests {
             .verify_detached(DATA, &tampered)
             .expect_err("tampered signature");
         assert!(matches!(err, SigningError::BadSignature { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_tampered_signature_value_fails_the_hashed_check_at_the_key() {
+        for algorithm in ALGORITHMS {
+            let key = shared(algorithm);
+            let signature = to_binary(&key.sign_detached(DATA).expect("signing"));
+            key.public_key()
+                .verify_detached_hashed(hashed(DATA), &signature)
+                .expect("untouched");
+            // The last byte belongs to the signature value (the EdDSA or RSA number): the
+            // data's hash and its first two bytes still match, so only the public-key
+            // operation can refuse it.
+            let mut tampered = signature.clone();
+            let last = tampered.len() - 1;
+            tampered[last] ^= 0x01;
+            let err = key
+                .public_key()
+                .verify_detached_hashed(hashed(DATA), &tampered)
+                .expect_err("tampered signature value");
+            assert!(
+                matches!(err, SigningError::BadSignature { .. }),
+                "{algorithm:?}: {err}"
+            );
+            assert!(
+                !err.to_string().contains(HASH_PREFIX_MISMATCH),
+                "{algorithm:?}: refused before the key check: {err}"
+            );
+        }
     }
 
     #[test]

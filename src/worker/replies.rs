@@ -168,6 +168,10 @@ pub fn failed_consumers(job: &Job) -> Vec<String> {
 pub fn job_failed(job: &Job, error: &str) -> String {
     let step = job.step.as_deref().unwrap_or("start");
     let published = match step {
+        // A rebuild's upload replaces images under their published names.
+        "upload" if job.rebuild => {
+            "Images may have been replaced in storage, but `SHA256SUMS` was not: hosts still check against the earlier hashes. Fix the cause and comment `/rebuild {v}` to finish."
+        }
         "start" | "download" | "build" | "upload" => {
             "Nothing was published: hosts see no change. Fix the cause and comment `/rebuild {v}` to try again."
         }
@@ -257,6 +261,7 @@ mod tests {
     #[test]
     fn a_failure_after_publishing_says_hosts_can_update() {
         let mut failed = job();
+        failed.rebuild = false;
         for (step, says) in [
             ("upload", "Nothing was published"),
             ("manifest", "may or may not have reached storage"),
@@ -269,5 +274,10 @@ mod tests {
             assert!(text.contains(says), "{step}: {text}");
             assert!(text.contains("/rebuild 1.17.1"), "{step}: {text}");
         }
+        // A rebuild's upload replaces images under their published names.
+        failed.rebuild = true;
+        failed.step = Some("upload".into());
+        let text = job_failed(&failed, "boom");
+        assert!(text.contains("may have been replaced"), "{text}");
     }
 }

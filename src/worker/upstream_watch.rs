@@ -263,7 +263,7 @@ impl UpstreamWatch {
         let repo = &settings.build_repo.repo;
         let label = &settings.schedule.tracking_label;
         let title = tracking_issue_title(&version);
-        let existing = find_open_issue(&self.github, auth, repo, &title).await?;
+        let existing = find_open_issue(&self.github, auth, repo, label, &title).await?;
         if dry_run {
             return Ok(CheckOutcome {
                 newest_upstream,

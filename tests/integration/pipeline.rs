@@ -486,12 +486,15 @@ fn a_manifest_signed_by_a_key_the_server_does_not_hold_is_not_replaced() {
     server.deliver("release-other-key", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "failed", "{}", jobs[0]);
-    assert_eq!(jobs[0]["step"], "manifest");
+    assert_eq!(
+        jobs[0]["step"], "upload",
+        "stopped before anything is uploaded"
+    );
     let error = jobs[0]["error"].as_str().unwrap();
     assert!(error.contains(RELEASE_KEY), "{error}");
     assert!(error.contains("publish.replace_signatures_by"), "{error}");
-    // Hosts see what they saw: the committed manifest and its signature, and nothing of
-    // them in the bucket (the unlisted images are there, named by nothing).
+    // Hosts see what they saw: the committed manifest and its signature, and an empty
+    // bucket.
     assert_eq!(
         world.github.commits(BUILD_REPO, "main").len(),
         commits_before
@@ -742,4 +745,21 @@ fn a_branch_and_pull_request_left_by_a_failed_run_are_taken_over() {
     assert_eq!(pulls[0].number, left);
     assert_eq!(pulls[0].state, "open");
     assert!(pulls[0].body.contains("1.18.0"), "{}", pulls[0].body);
+}
+
+#[test]
+fn a_published_signature_that_cannot_be_read_is_not_replaced_either() {
+    let world = World::new();
+    world
+        .github
+        .set_file(BUILD_REPO, "main", "SHA256SUMS.gpg", "not a signature\n");
+    let server = world.start_server();
+    server.deliver("release-unreadable", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "failed", "{}", jobs[0]);
+    assert_eq!(jobs[0]["step"], "upload");
+    let error = jobs[0]["error"].as_str().unwrap();
+    assert!(error.contains("cannot be read"), "{error}");
+    assert!(error.contains("delete SHA256SUMS.gpg"), "{error}");
+    assert_eq!(world.s3.keys(), Vec::<String>::new());
 }

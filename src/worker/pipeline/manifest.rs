@@ -173,18 +173,20 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Refuses to replace a published `SHA256SUMS.gpg` made by a key other than the server's,
-/// unless `publish.replace_signatures_by` names that key: hosts check the manifest against
-/// the keys they trust, so a manifest signed by a key they do not know stops every update.
-/// (A server started without `GPG_PRIVATE_KEY` makes a key of its own; this is what keeps
-/// that key from reaching hosts by mistake.)
-fn check_published_signer(
+/// Refuses to publish over a `SHA256SUMS.gpg` made by a key other than the server's, unless
+/// `publish.replace_signatures_by` names that key: hosts check the manifest against the keys
+/// they trust, so a manifest signed by a key they do not know stops every update. (A server
+/// started without `GPG_PRIVATE_KEY` makes a key of its own; this is what keeps that key
+/// from reaching hosts by mistake.) `upload` runs it before it puts anything in storage, and
+/// this step again on the signature it is about to replace.
+pub(super) fn check_published_signer(
     context: &JobContext<'_>,
     repo: &str,
     published: &[u8],
 ) -> Result<(), StepError> {
     let worker = context.worker;
     let ours = worker.signing_key.public_key();
+    let allowed = &worker.settings.publish.replace_signatures_by;
     let issuers = match ours.issued(published) {
         Ok(true) => return Ok(()),
         Ok(false) => SignatureIssuers::of(published),
@@ -193,12 +195,13 @@ fn check_published_signer(
     let issuers = match issuers {
         Ok(issuers) => issuers,
         Err(error) => {
-            // Hosts cannot check what is there now either; a good signature mends that.
-            tracing::warn!(job = context.job.id, %error, "the published {MANIFEST_SIGNATURE_FILE} cannot be read; replacing it");
-            return Ok(());
+            // Perhaps a format this server cannot read, made by a key hosts trust.
+            return Err(StepError::Permanent(format!(
+                "{MANIFEST_SIGNATURE_FILE} in {repo} cannot be read ({error}), so whether hosts trust this server's key ({}) is unknown; nothing was published. If they do, delete {MANIFEST_SIGNATURE_FILE} from {repo} and run the build again.",
+                worker.signing_key.signing_fingerprint()
+            )));
         }
     };
-    let allowed = &worker.settings.publish.replace_signatures_by;
     if allowed.iter().any(|key| issuers.named_by(key)) {
         tracing::warn!(job = context.job.id, previous = %issuers, ours = %worker.signing_key.signing_fingerprint(), "replacing the published {MANIFEST_SIGNATURE_FILE} made by a listed earlier key");
         return Ok(());

@@ -15,7 +15,15 @@ pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), St
     let repo = &worker.settings.build_repo.repo;
     let auth = context.auth_for(repo).await?;
     let title = tracking_issue_title(&context.version);
-    let Some(issue) = find_open_issue(&worker.github, auth, repo, &title).await? else {
+    let Some(issue) = find_open_issue(
+        &worker.github,
+        auth,
+        repo,
+        &worker.settings.schedule.tracking_label,
+        &title,
+    )
+    .await?
+    else {
         return Ok(());
     };
     comment(
@@ -72,8 +80,14 @@ pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(
     if let (Ok(version), Ok(auth)) = (
         job.version.parse::<Version>(),
         worker.auth_for_repository(repo).await,
-    ) && let Some(issue) =
-        find_open_issue(&worker.github, auth, repo, &tracking_issue_title(&version)).await?
+    ) && let Some(issue) = find_open_issue(
+        &worker.github,
+        auth,
+        repo,
+        &worker.settings.schedule.tracking_label,
+        &tracking_issue_title(&version),
+    )
+    .await?
     {
         comment(&worker.github, auth, repo, issue.number, &text).await?;
     }

@@ -98,6 +98,24 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
             context.version
         )));
     }
+    if publication != Publication::Unchanged {
+        // Nothing goes to storage that the manifest step would then refuse to list: a
+        // replaced image under a signature hosts cannot check would reach them unlisted.
+        let settings = &context.worker.settings;
+        let repo = &settings.build_repo.repo;
+        let auth = context.auth_for(repo).await?;
+        if let Some(signature) = read_file(
+            &context.worker.github,
+            auth,
+            repo,
+            &settings.build_repo.branch,
+            MANIFEST_SIGNATURE_FILE,
+        )
+        .await?
+        {
+            super::manifest::check_published_signer(context, repo, &signature.content)?;
+        }
+    }
     if publication == Publication::Unchanged {
         tracing::info!(
             job = context.job.id,
