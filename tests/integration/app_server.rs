@@ -451,19 +451,7 @@ fn a_job_killed_mid_download_resumes_after_restart() {
             step.as_str()
         })
         .collect();
-    assert_eq!(
-        second,
-        [
-            "download",
-            "build",
-            "upload",
-            "manifest",
-            "release",
-            "consumers",
-            "tracking",
-            "report"
-        ]
-    );
+    assert_eq!(second, alloy_sysext_automation::worker::pipeline::STEPS);
     assert!(
         job["steps"][1]["seconds"]
             .as_f64()
