@@ -11,6 +11,7 @@ pub mod image_name;
 pub mod key_source;
 pub mod manifest;
 pub mod metrics;
+pub mod private_file;
 pub mod secret;
 pub mod server;
 pub mod settings;

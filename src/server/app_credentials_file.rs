@@ -1,8 +1,6 @@
 //! The App credentials the setup flow received from GitHub, kept in `DATA_DIR` (mode 0600)
 //! so that the server acts as the App after a restart too.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -82,22 +80,7 @@ impl ClassifyName for serde_json::Error {
 
 /// Keeps `app` in `data_dir`, readable by the owner only, replaced whole.
 pub fn save(data_dir: &Path, app: &StoredApp) -> anyhow::Result<()> {
-    let path = path_in(data_dir);
-    let temp = data_dir.join(format!(".{FILE_NAME}.tmp"));
-    let text = serde_json::to_vec_pretty(app)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", temp.display()))?;
-    file.write_all(&text)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", temp.display()))?;
-    std::fs::rename(&temp, &path)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    Ok(())
+    crate::private_file::write_private(&path_in(data_dir), &serde_json::to_vec_pretty(app)?)
 }
 
 #[cfg(test)]

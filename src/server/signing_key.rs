@@ -1,7 +1,6 @@
 //! The key `serve` signs with: `GPG_PRIVATE_KEY` or `SIGNING_KEY_PATH` when set, else a key
 //! the server made in `DATA_DIR` on its first start.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::key_source::{KeySource, KeySourceError};
@@ -52,7 +51,7 @@ pub fn server_signing_key(
                 KeyAlgorithm::Ed25519,
                 "Alloy sysext signing key (made by alloy-sysext-automation)",
             )?;
-            write_private(&secret_path, key.to_armored()?.as_bytes())?;
+            crate::private_file::write_private(&secret_path, key.to_armored()?.as_bytes())?;
             std::fs::write(&public_path, key.public_key().to_armored()?)
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", public_path.display()))?;
             Ok((
@@ -65,24 +64,6 @@ pub fn server_signing_key(
         }
         Err(error) => Err(error.into()),
     }
-}
-
-/// Writes `data` to `path`, readable by the owner only, in place only once complete.
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let temp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", temp.display()))?;
-    file.write_all(data)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", temp.display()))?;
-    std::fs::rename(&temp, path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]
