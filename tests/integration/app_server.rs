@@ -710,7 +710,6 @@ fn an_unusable_app_key_stops_the_start_without_showing_the_key() {
             .env("DATA_DIR", data.path())
             .env("APP_ID", "1")
             .env("PRIVATE_KEY", junk)
-            .env_remove("PRIVATE_KEY_PATH")
             .env("WEBHOOK_SECRET", SECRET)
             .env("LOG_FORMAT", "json"),
     );

@@ -60,16 +60,41 @@ pub fn fixture(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// The CLI binary, with a clean environment for key variables.
+/// Every environment variable the binary reads: a test sets those it wants, and the
+/// machine's own never leak in.
+pub const BINARY_ENV: &[&str] = &[
+    "APP_ID",
+    "CONFIG_FILE",
+    "DATABASE_URL",
+    "DATA_DIR",
+    "GITHUB_API_URL",
+    "GITHUB_ORGANIZATION",
+    "GITHUB_TOKEN",
+    "GITHUB_URL",
+    "GPG_PRIVATE_KEY",
+    "JOB_RETRY_SECONDS",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "PORT",
+    "PRIVATE_KEY",
+    "PRIVATE_KEY_PATH",
+    "PUBLIC_URL",
+    "R2_ACCESS_KEY_ID",
+    "R2_BUCKET",
+    "R2_ENDPOINT",
+    "R2_SECRET_ACCESS_KEY",
+    "S3_FORCE_PATH_STYLE",
+    "S3_REGION",
+    "SIGNING_KEY_PATH",
+    "SOURCE_DATE_EPOCH",
+    "STATUS_TOKEN",
+    "WEBHOOK_SECRET",
+];
+
+/// The CLI binary, with none of the variables it reads set.
 pub fn cli() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_alloy-sysext-automation"));
-    for name in [
-        "GPG_PRIVATE_KEY",
-        "SIGNING_KEY_PATH",
-        "SOURCE_DATE_EPOCH",
-        "GITHUB_TOKEN",
-        "GITHUB_API_URL",
-    ] {
+    for name in BINARY_ENV {
         command.env_remove(name);
     }
     command

@@ -11,35 +11,10 @@ const R2_ACCESS_KEY_ID: &str = "AKIDconfigtest0123456789";
 const R2_SECRET_ACCESS_KEY: &str = "r2SecretAccessKey-DoNotShow-9f8e7d";
 const STATUS_TOKEN: &str = "status-token-Kq7Wn2DoNotShow";
 
-/// `config` with a clean environment plus `env`.
+/// `config` with only `env` set of what the binary reads.
 fn config_command(env: &[(&str, &str)]) -> Command {
     let mut command = cli();
     command.arg("config");
-    for name in [
-        "PORT",
-        "DATA_DIR",
-        "DATABASE_URL",
-        "APP_ID",
-        "PRIVATE_KEY",
-        "PRIVATE_KEY_PATH",
-        "WEBHOOK_SECRET",
-        "STATUS_TOKEN",
-        "CONFIG_FILE",
-        "JOB_RETRY_SECONDS",
-        "LOG_LEVEL",
-        "LOG_FORMAT",
-        "S3_REGION",
-        "S3_FORCE_PATH_STYLE",
-        "PUBLIC_URL",
-        "GITHUB_URL",
-        "GITHUB_ORGANIZATION",
-        "R2_ENDPOINT",
-        "R2_BUCKET",
-        "R2_ACCESS_KEY_ID",
-        "R2_SECRET_ACCESS_KEY",
-    ] {
-        command.env_remove(name);
-    }
     for (name, value) in env {
         command.env(name, value);
     }

@@ -41,17 +41,6 @@ impl Server {
             .env("LOG_FORMAT", "json")
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        for name in [
-            "APP_ID",
-            "PRIVATE_KEY",
-            "PRIVATE_KEY_PATH",
-            "WEBHOOK_SECRET",
-            "DATABASE_URL",
-            "GITHUB_API_URL",
-            "LOG_LEVEL",
-        ] {
-            command.env_remove(name);
-        }
         for (name, value) in env {
             command.env(name, value);
         }

@@ -60,10 +60,7 @@ fn check(github: &FakeGitHub, data: &Path, dry_run: bool) -> std::process::Comma
         .env("APP_ID", APP_ID.to_string())
         .env("PRIVATE_KEY_PATH", app_key_path())
         .env("GITHUB_API_URL", &github.url)
-        .env("DATA_DIR", data)
-        .env_remove("PRIVATE_KEY")
-        .env_remove("CONFIG_FILE")
-        .env_remove("DATABASE_URL");
+        .env("DATA_DIR", data);
     if dry_run {
         command.arg("--dry-run");
     }
