@@ -64,17 +64,11 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
-/// How a job run ended.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct JobLabels {
-    /// `succeeded`, `failed` or `retrying`.
-    pub outcome: &'static str,
-}
-
-/// How one consumer update or one upstream check ended.
+/// How one job run, consumer update or upstream check ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `ok` or `failed`; consumer updates also `retrying` (failed transiently, tried again).
+    /// Jobs: `succeeded`, `failed` or `retrying`. Consumer updates: `ok`, `failed` or
+    /// `retrying` (failed transiently, tried again). Upstream checks: `ok` or `failed`.
     pub outcome: &'static str,
 }
 
@@ -109,7 +103,7 @@ pub struct RateLimitLabels {
 pub struct Metrics {
     registry: Registry,
     pub deliveries: Family<DeliveryLabels, Counter>,
-    pub jobs: Family<JobLabels, Counter>,
+    pub jobs: Family<OutcomeLabels, Counter>,
     pub consumer_updates: Family<OutcomeLabels, Counter>,
     pub upstream_checks: Family<OutcomeLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
@@ -135,7 +129,7 @@ impl Metrics {
             "Webhook deliveries by event and outcome: received, stored, duplicate, refused or store_failed at intake; processed, ignored or failed by the worker",
             deliveries.clone(),
         );
-        let jobs = Family::<JobLabels, Counter>::default();
+        let jobs = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "jobs",
             "Build job runs by outcome: succeeded, failed (for good) or retrying (failed transiently, runs again)",
@@ -224,7 +218,7 @@ impl Metrics {
 
     /// Counts a job run's end: `succeeded`, `failed` or `retrying`.
     pub fn job(&self, outcome: &'static str) {
-        self.jobs.get_or_create(&JobLabels { outcome }).inc();
+        self.jobs.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// Counts a consumer update's end: `ok`, `failed` or `retrying`.
