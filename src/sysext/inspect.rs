@@ -249,13 +249,8 @@ fn plan_binary_check(
         }
     }
     Ok(Ok(BlockCheck {
-        image: String::new(),
-        file: String::new(),
         pending,
-        next: 0,
-        hasher: Sha256::new(),
-        position: 0,
-        problem: None,
+        ..BlockCheck::nothing("")
     }))
 }
 
