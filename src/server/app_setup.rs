@@ -5,12 +5,17 @@
 //! and redirect URLs filled in, to GitHub. GitHub creates the App and redirects to
 //! `GET /setup/callback?code=…&state=…`, which exchanges the code for the App's id, key,
 //! webhook secret and client credentials, keeps them in `DATA_DIR` (mode 0600), starts
-//! acting as the App at once, and links to the App's installation page. The pages need the
-//! one-time token the server logs at start, and are gone once the App is configured.
+//! acting as the App at once, and links to the App's installation page. The setup page
+//! needs the one-time token the server logs at start; the callback needs an OAuth `state`
+//! that the setup page made for that one visit (a different value, so the token never
+//! travels through GitHub and the browser's history, and a `state` is good only once). The
+//! pages are gone once the App is configured, and only one callback at a time may complete
+//! the setup: two racing callbacks never create or store two Apps.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -41,7 +46,89 @@ pub struct SetupFlow {
     pub data_dir: PathBuf,
     pub activation: Arc<Activation>,
     /// Set once the App is configured: the pages are gone from then on.
-    pub done: AtomicBool,
+    done: AtomicBool,
+    /// Set while a callback is completing the setup: a second one is turned away.
+    completing: AtomicBool,
+    /// The OAuth `state` values handed out by the setup page and not used yet.
+    states: Mutex<Vec<IssuedState>>,
+}
+
+/// A `state` the setup page put in the form it sent to GitHub.
+pub struct IssuedState {
+    value: Secret,
+    issued: Instant,
+}
+
+/// GitHub's manifest codes last an hour: a `state` older than that is of no use.
+const STATE_LIFETIME: Duration = Duration::from_secs(3600);
+/// States kept at once; the oldest goes first (each setup page view makes one).
+const MAX_STATES: usize = 16;
+
+impl SetupFlow {
+    /// A flow that still needs its App; `token` opens the setup page.
+    pub fn new(
+        token: Secret,
+        public_url: Option<String>,
+        github_url: String,
+        organization: Option<String>,
+        github_api_url: String,
+        data_dir: PathBuf,
+        activation: Arc<Activation>,
+    ) -> SetupFlow {
+        SetupFlow {
+            token,
+            public_url,
+            github_url,
+            organization,
+            github_api_url,
+            data_dir,
+            activation,
+            done: AtomicBool::new(false),
+            completing: AtomicBool::new(false),
+            states: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A new `state` for one trip through GitHub.
+    fn issue_state(&self) -> String {
+        let value = hex::encode(rand::random::<[u8; 16]>());
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.retain(|s| s.issued.elapsed() < STATE_LIFETIME);
+        if states.len() >= MAX_STATES {
+            states.remove(0);
+        }
+        states.push(IssuedState {
+            value: Secret::new(value.clone()),
+            issued: Instant::now(),
+        });
+        value
+    }
+
+    /// Whether `given` is a `state` this flow handed out within the hour; a match is used
+    /// up.
+    fn take_state(&self, given: &str) -> bool {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.retain(|s| s.issued.elapsed() < STATE_LIFETIME);
+        match states
+            .iter()
+            .position(|s| constant_time_eq(s.value.expose(), given))
+        {
+            Some(at) => {
+                states.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// The manifest with this server's URLs.
@@ -86,6 +173,10 @@ enum Refusal {
     Gone,
     /// The one-time token is missing or wrong.
     NeedsToken,
+    /// The callback's `state` was not made by this server's setup page, or was used.
+    UnknownState,
+    /// Another callback is completing the setup right now.
+    Completing,
 }
 
 impl IntoResponse for Refusal {
@@ -100,31 +191,59 @@ impl IntoResponse for Refusal {
                 )),
             )
                 .into_response(),
+            Refusal::UnknownState => (
+                StatusCode::FORBIDDEN,
+                Html(page(
+                    "Setup link not recognised",
+                    "<p>This answer from GitHub does not come from a setup page this server showed, or it was used already. Start again from the setup page (the link the server printed in its log at start).</p>",
+                )),
+            )
+                .into_response(),
+            Refusal::Completing => (
+                StatusCode::CONFLICT,
+                Html(page(
+                    "Setup in progress",
+                    "<p>Another answer from GitHub is completing the setup right now. Open the server's status page in a moment to see the App it acts as.</p>",
+                )),
+            )
+                .into_response(),
         }
     }
 }
 
-/// The flow, when it is open and `token` is its token.
-fn open_flow<'a>(state: &'a AppState, token: Option<&str>) -> Result<&'a SetupFlow, Refusal> {
-    let Some(flow) = state.setup.as_deref() else {
-        return Err(Refusal::Gone);
-    };
-    if flow.done.load(Ordering::SeqCst) {
-        return Err(Refusal::Gone);
+/// The flow, while it still needs its App.
+fn open_flow(state: &AppState) -> Result<&SetupFlow, Refusal> {
+    match state.setup.as_deref() {
+        Some(flow) if !flow.done.load(Ordering::SeqCst) => Ok(flow),
+        _ => Err(Refusal::Gone),
     }
-    let given = token.unwrap_or_default();
-    let expected = flow.token.expose();
-    // Constant-time comparison: the token guards who may create the App.
-    let matches = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !matches {
+}
+
+/// The open flow, when `token` is its one-time token.
+fn flow_for_token<'a>(state: &'a AppState, token: Option<&str>) -> Result<&'a SetupFlow, Refusal> {
+    let flow = open_flow(state)?;
+    if !constant_time_eq(flow.token.expose(), token.unwrap_or_default()) {
         return Err(Refusal::NeedsToken);
     }
     Ok(flow)
+}
+
+/// Held by the one callback completing the setup; lets another try if it fails.
+struct Completing<'a>(&'a SetupFlow);
+
+impl<'a> Completing<'a> {
+    fn claim(flow: &'a SetupFlow) -> Result<Self, Refusal> {
+        flow.completing
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .map(|_| Completing(flow))
+            .map_err(|_| Refusal::Completing)
+    }
+}
+
+impl Drop for Completing<'_> {
+    fn drop(&mut self) {
+        self.0.completing.store(false, Ordering::SeqCst);
+    }
 }
 
 #[derive(Deserialize)]
@@ -137,7 +256,7 @@ pub async fn setup_page(
     State(state): State<AppState>,
     Query(query): Query<SetupQuery>,
 ) -> Response {
-    let flow = match open_flow(&state, query.token.as_deref()) {
+    let flow = match flow_for_token(&state, query.token.as_deref()) {
         Ok(flow) => flow,
         Err(refusal) => return refusal.into_response(),
     };
@@ -175,7 +294,7 @@ pub async fn setup_page(
                 .unwrap_or_default()
         ),
         action = escape(&action),
-        state = escape(flow.token.expose()),
+        state = escape(&flow.issue_state()),
         manifest = escape(&manifest.to_string()),
         permissions = escape(
             &manifest["default_permissions"]
@@ -212,10 +331,22 @@ pub async fn setup_callback(
     State(state): State<AppState>,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
-    let flow = match open_flow(&state, query.state.as_deref()) {
+    let flow = match open_flow(&state) {
         Ok(flow) => flow,
         Err(refusal) => return refusal.into_response(),
     };
+    if !flow.take_state(query.state.as_deref().unwrap_or_default()) {
+        return Refusal::UnknownState.into_response();
+    }
+    // From here on one callback at a time: the first to claim the flow exchanges its code;
+    // another arriving meanwhile is turned away rather than creating a second App.
+    let _completing = match Completing::claim(flow) {
+        Ok(claim) => claim,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if flow.done.load(Ordering::SeqCst) {
+        return Refusal::Gone.into_response();
+    }
     let Some(code) = query.code.filter(|c| {
         !c.is_empty()
             && c.len() <= 100

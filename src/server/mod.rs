@@ -48,8 +48,8 @@ pub struct AppState {
     pub deliveries_stored: Arc<tokio::sync::Notify>,
     /// The directory served at `/images/`, when storage is local.
     pub images_dir: Option<Arc<std::path::PathBuf>>,
-    /// `STATUS_TOKEN`: what the status page, `/api/` and `/metrics` ask for, when set.
-    pub status_token: Option<Arc<crate::secret::Secret>>,
+    /// Who may read the status page, `/api/` and `/metrics`.
+    pub status_access: Arc<crate::config::StatusAccess>,
 }
 
 impl AppState {
@@ -73,7 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(status_page::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            status_access::require_status_token,
+            status_access::require_status_access,
         ));
     Router::new()
         .merge(status)
@@ -163,16 +163,15 @@ pub async fn serve(
                 config.public_url.as_deref().unwrap_or(""),
                 token.expose()
             );
-            Some(Arc::new(app_setup::SetupFlow {
+            Some(Arc::new(app_setup::SetupFlow::new(
                 token,
-                public_url: config.public_url.clone(),
-                github_url: config.github_url.clone(),
-                organization: config.github_organization.clone(),
-                github_api_url: config.github_api_url.clone(),
-                data_dir: config.data_dir.clone(),
-                activation: activation.clone(),
-                done: std::sync::atomic::AtomicBool::new(false),
-            }))
+                config.public_url.clone(),
+                config.github_url.clone(),
+                config.github_organization.clone(),
+                config.github_api_url.clone(),
+                config.data_dir.clone(),
+                activation.clone(),
+            )))
         }
     };
     let state = AppState {
@@ -182,13 +181,9 @@ pub async fn serve(
         setup,
         deliveries_stored,
         images_dir,
-        status_token: config.status_token.clone().map(Arc::new),
+        status_access: Arc::new(config.status_access.clone()),
     };
-    if state.status_token.is_none() {
-        tracing::info!(
-            "STATUS_TOKEN is not set: the status page, /api/ and /metrics are open to anyone who reaches the server"
-        );
-    }
+    log_status_access(&config);
     let address = SocketAddr::from(([0, 0, 0, 0], config.port));
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -218,6 +213,30 @@ pub async fn serve(
     activation.stop();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says at start who may read the status page, `/api/` and `/metrics`, and how to change it.
+fn log_status_access(config: &ServerConfig) {
+    use crate::config::StatusAccess;
+    match &config.status_access {
+        StatusAccess::Token(_) => {
+            tracing::info!(
+                "the status page, /api/ and /metrics answer requests carrying STATUS_TOKEN"
+            );
+            if config.status_public_ignored {
+                tracing::warn!(
+                    "STATUS_PUBLIC=true is ignored: STATUS_TOKEN is set, and the status needs it"
+                );
+            }
+        }
+        StatusAccess::Open if config.public_url.is_some() => tracing::warn!(
+            "STATUS_PUBLIC=true: the status page, /api/ and /metrics are open to anyone who reaches the server (job errors, repository and user names); set STATUS_TOKEN to restrict them"
+        ),
+        StatusAccess::Open => tracing::info!(
+            "STATUS_TOKEN is not set: the status page, /api/ and /metrics are open to anyone who reaches the server; set STATUS_TOKEN to restrict them"
+        ),
+        StatusAccess::Closed => tracing::warn!("{}", status_access::CLOSED_EXPLANATION.trim_end()),
+    }
 }
 
 /// `POST /api/github/webhooks`: a verified delivery is committed to the inbox before the

@@ -9,7 +9,7 @@ use std::time::Duration;
 use alloy_sysext_automation::server::signature::sign;
 
 use crate::common::fixture;
-use crate::fake_github::FakeGitHub;
+use crate::fake_github::{Failure, FakeGitHub};
 use crate::http::request;
 use crate::serve_process::Server;
 
@@ -34,6 +34,8 @@ fn start_with(github: &FakeGitHub, data: &std::path::Path, extra: &[(&str, &str)
         ("GITHUB_URL", GITHUB_URL),
         ("GITHUB_API_URL", github.url.as_str()),
         ("CONFIG_FILE", config.to_str().unwrap()),
+        // The test reads deliveries' states; a public server's status is closed otherwise.
+        ("STATUS_PUBLIC", "true"),
     ];
     env.extend_from_slice(extra);
     Server::start(data, &env)
@@ -56,6 +58,26 @@ fn setup_token(server: &Server) -> String {
         }
     });
     token
+}
+
+/// The OAuth `state` the setup page put in its form's action, after checking that the form
+/// goes to `action` (GitHub's App creation page) and does not carry the setup token.
+fn state_from_page(server: &Server, token: &str, action: &str) -> String {
+    let page = server.get(&format!("/setup?token={token}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let prefix = format!("action=\"{action}?state=");
+    let at = page
+        .body
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no form to {action} in {}", page.body));
+    let state: String = page.body[at + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    assert_eq!(state.len(), 32, "{}", page.body);
+    assert_ne!(state, token, "the state must not be the setup token");
+    assert!(!page.body.contains(token), "the page shows the setup token");
+    state
 }
 
 fn github_with_codes() -> FakeGitHub {
@@ -92,13 +114,8 @@ fn the_app_is_created_from_the_manifest_and_used_without_a_restart() {
     );
     let page = server.get(&format!("/setup?token={token}"));
     assert_eq!(page.status, 200);
-    assert!(
-        page.body.contains(&format!(
-            "action=\"{GITHUB_URL}/settings/apps/new?state={token}\""
-        )),
-        "{}",
-        page.body
-    );
+    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let state = state_from_page(&server, &token, &action);
     // The manifest posted to GitHub carries this server's URLs.
     assert!(
         page.body
@@ -114,21 +131,24 @@ fn the_app_is_created_from_the_manifest_and_used_without_a_restart() {
     );
     assert!(page.body.contains("name=\"manifest\""));
 
-    // An expired code stores nothing and leaves the setup open.
-    let expired = server.get(&format!("/setup/callback?code=old-code&state={token}"));
+    // An expired code stores nothing and leaves the setup open; its state is used up.
+    let expired = server.get(&format!("/setup/callback?code=old-code&state={state}"));
     assert_eq!(expired.status, 400);
     assert!(expired.body.contains("expired"), "{}", expired.body);
     assert!(!data.path().join("github-app.json").exists());
     assert_eq!(server.get(&format!("/setup?token={token}")).status, 200);
+    let reused_state = server.get(&format!("/setup/callback?code=good-code&state={state}"));
+    assert_eq!(reused_state.status, 403, "{}", reused_state.body);
 
-    // A callback without the token is refused; with it, the code is exchanged.
-    assert_eq!(
-        server
-            .get("/setup/callback?code=good-code&state=wrong")
-            .status,
-        403
-    );
-    let done = server.get(&format!("/setup/callback?code=good-code&state={token}"));
+    // A callback without a state the setup page made is refused, the setup token included;
+    // with one, the code is exchanged.
+    for wrong in ["wrong", "", token.as_str()] {
+        let refused = server.get(&format!("/setup/callback?code=good-code&state={wrong}"));
+        assert_eq!(refused.status, 403, "state {wrong:?}: {}", refused.body);
+    }
+    assert_eq!(server.get("/setup/callback?code=good-code").status, 403);
+    let state = state_from_page(&server, &token, &action);
+    let done = server.get(&format!("/setup/callback?code=good-code&state={state}"));
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(
         done.body
@@ -169,7 +189,7 @@ fn the_app_is_created_from_the_manifest_and_used_without_a_restart() {
     assert_eq!(server.get(&format!("/setup?token={token}")).status, 404);
     assert_eq!(
         server
-            .get(&format!("/setup/callback?code=good-code&state={token}"))
+            .get(&format!("/setup/callback?code=good-code&state={state}"))
             .status,
         404
     );
@@ -190,9 +210,11 @@ fn a_reused_code_is_refused() {
     let first = tempfile::tempdir().unwrap();
     let server = start(&github, first.path());
     let token = setup_token(&server);
+    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let state = state_from_page(&server, &token, &action);
     assert_eq!(
         server
-            .get(&format!("/setup/callback?code=good-code&state={token}"))
+            .get(&format!("/setup/callback?code=good-code&state={state}"))
             .status,
         200
     );
@@ -200,8 +222,9 @@ fn a_reused_code_is_refused() {
     let second = tempfile::tempdir().unwrap();
     let other = start(&github, second.path());
     let other_token = setup_token(&other);
+    let other_state = state_from_page(&other, &other_token, &action);
     let reused = other.get(&format!(
-        "/setup/callback?code=good-code&state={other_token}"
+        "/setup/callback?code=good-code&state={other_state}"
     ));
     assert_eq!(reused.status, 400);
     assert!(reused.body.contains("used already"), "{}", reused.body);
@@ -218,14 +241,80 @@ fn with_an_organization_the_app_is_created_there() {
         &[("GITHUB_ORGANIZATION", "officina-pub")],
     );
     let token = setup_token(&server);
-    let page = server.get(&format!("/setup?token={token}"));
-    assert_eq!(page.status, 200);
-    assert!(
-        page.body.contains(&format!(
-            "action=\"{GITHUB_URL}/organizations/officina-pub/settings/apps/new?state={token}\""
-        )),
-        "{}",
-        page.body
+    state_from_page(
+        &server,
+        &token,
+        &format!("{GITHUB_URL}/organizations/officina-pub/settings/apps/new"),
     );
+    let page = server.get(&format!("/setup?token={token}"));
     assert!(page.body.contains("officina-pub"), "{}", page.body);
+}
+
+#[test]
+fn two_racing_callbacks_create_one_app() {
+    let github = github_with_codes();
+    let private = fs::read_to_string(fixture("app/test-app-key.pem")).unwrap();
+    let public = fs::read_to_string(fixture("app/test-app-key.pub.pem")).unwrap();
+    github.add_manifest_code(
+        "other-code",
+        NEW_APP_ID + 2,
+        "second-app",
+        &private,
+        &public,
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = start(&github, data.path());
+    let token = setup_token(&server);
+    let action = format!("{GITHUB_URL}/settings/apps/new");
+    // Two setup page views (two tabs), each sent through GitHub.
+    let first_state = state_from_page(&server, &token, &action);
+    let second_state = state_from_page(&server, &token, &action);
+    // GitHub is slow to exchange the first code, so the second callback arrives meanwhile.
+    github.fail_next(
+        "POST",
+        "/app-manifests/",
+        Failure::Delay(Duration::from_secs(3)),
+    );
+    let port = server.port;
+    let first = std::thread::spawn(move || {
+        request(
+            port,
+            "GET",
+            &format!("/setup/callback?code=good-code&state={first_state}"),
+            &[],
+            b"",
+        )
+        .unwrap()
+    });
+    let conversions = || {
+        github
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.starts_with("/app-manifests/"))
+            .count()
+    };
+    server.wait_for("the first code's exchange", Duration::from_secs(10), || {
+        conversions() == 1
+    });
+    let second = server.get(&format!(
+        "/setup/callback?code=other-code&state={second_state}"
+    ));
+    assert_eq!(second.status, 409, "{}", second.body);
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+
+    // One App: one exchange, the first one's credentials kept, the setup gone.
+    assert_eq!(conversions(), 1);
+    assert!(github.manifest_webhook_secret(NEW_APP_ID + 2).is_none());
+    let kept: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(data.path().join("github-app.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept["id"], NEW_APP_ID);
+    assert_eq!(server.get(&format!("/setup?token={token}")).status, 404);
+    assert_eq!(
+        server.log().matches("the GitHub App was created").count(),
+        1,
+        "{}",
+        server.log()
+    );
 }
