@@ -20,6 +20,20 @@ pub struct AppCredentials {
     pub private_key: Secret,
 }
 
+/// Who may read the status page, `/api/jobs…`, `/api/deliveries…` and `/metrics`.
+#[derive(Debug, Clone)]
+pub enum StatusAccess {
+    /// Anyone who reaches the server: it has no `PUBLIC_URL` (it is not meant to be reached
+    /// from the internet), or `STATUS_PUBLIC=true` says so on purpose.
+    Open,
+    /// Requests that carry `STATUS_TOKEN`.
+    Token(Secret),
+    /// Nobody: the server is public (`PUBLIC_URL`) and neither `STATUS_TOKEN` nor
+    /// `STATUS_PUBLIC=true` is set. Job errors, repository and user names stay private
+    /// until the operator chooses.
+    Closed,
+}
+
 /// Everything `serve` reads from the environment.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -31,8 +45,10 @@ pub struct ServerConfig {
     pub app: Option<AppCredentials>,
     /// Every secret that may sign a delivery (several during a rotation).
     pub webhook_secrets: Vec<Secret>,
-    /// `STATUS_TOKEN`: when set, the status page, `/api/` and `/metrics` ask for it.
-    pub status_token: Option<Secret>,
+    /// `STATUS_TOKEN`, `STATUS_PUBLIC` and `PUBLIC_URL`: who may read the status surfaces.
+    pub status_access: StatusAccess,
+    /// `STATUS_PUBLIC=true` was set while `STATUS_TOKEN` was too: the token wins.
+    pub status_public_ignored: bool,
     pub github_api_url: String,
     /// `CONFIG_FILE`: the TOML settings; `None` for the built-in defaults.
     pub config_file: Option<PathBuf>,
@@ -112,28 +128,51 @@ impl ServerConfig {
                 });
             }
         };
+        let public_url = match get("PUBLIC_URL") {
+            None => None,
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Some(url.trim().trim_end_matches('/').to_owned())
+            }
+            Some(value) => {
+                return Err(ConfigError::Invalid {
+                    name: "PUBLIC_URL",
+                    value,
+                    expected: "an https:// URL such as https://alloy-sysext.fly.dev",
+                });
+            }
+        };
+        let status_public = match get("STATUS_PUBLIC") {
+            None => false,
+            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "STATUS_PUBLIC",
+                        value,
+                        expected: "true or false",
+                    });
+                }
+            },
+        };
+        let status_token = get("STATUS_TOKEN").map(|token| Secret::new(token.trim().to_owned()));
+        let status_public_ignored = status_public && status_token.is_some();
+        let status_access = match status_token {
+            Some(token) => StatusAccess::Token(token),
+            None if status_public || public_url.is_none() => StatusAccess::Open,
+            None => StatusAccess::Closed,
+        };
         Ok(ServerConfig {
             port,
             data_dir,
             database_url,
             app: app_credentials(&get)?,
             webhook_secrets,
-            status_token: get("STATUS_TOKEN").map(|token| Secret::new(token.trim().to_owned())),
+            status_access,
+            status_public_ignored,
             github_api_url: get("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
             config_file: get("CONFIG_FILE").map(PathBuf::from),
-            public_url: match get("PUBLIC_URL") {
-                None => None,
-                Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
-                    Some(url.trim().trim_end_matches('/').to_owned())
-                }
-                Some(value) => {
-                    return Err(ConfigError::Invalid {
-                        name: "PUBLIC_URL",
-                        value,
-                        expected: "an https:// URL such as https://alloy-sysext.fly.dev",
-                    });
-                }
-            },
+            public_url,
             github_url: get("GITHUB_URL")
                 .map(|url| url.trim().trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| "https://github.com".to_owned()),
@@ -269,5 +308,34 @@ mod tests {
         let app = c.app.unwrap();
         assert_eq!(app.app_id, 42);
         assert_eq!(app.private_key.expose(), "-----BEGIN KEY-----\nSECRET");
+    }
+
+    #[test]
+    fn a_public_server_closes_its_status_unless_told_otherwise() {
+        let access = |pairs: &[(&str, &str)]| config(pairs).unwrap().status_access;
+        // Not reachable from the internet on purpose: open, as before.
+        assert!(matches!(access(&[]), StatusAccess::Open));
+        let public = ("PUBLIC_URL", "https://alloy.example.dev");
+        assert!(matches!(access(&[public]), StatusAccess::Closed));
+        assert!(matches!(
+            access(&[public, ("STATUS_PUBLIC", "true")]),
+            StatusAccess::Open
+        ));
+        assert!(matches!(
+            access(&[public, ("STATUS_PUBLIC", "false")]),
+            StatusAccess::Closed
+        ));
+        match access(&[public, ("STATUS_TOKEN", " t0ken ")]) {
+            StatusAccess::Token(token) => assert_eq!(token.expose(), "t0ken"),
+            other => panic!("{other:?}"),
+        }
+        // The token wins over STATUS_PUBLIC, and the start-up log says so.
+        let both = config(&[public, ("STATUS_TOKEN", "t"), ("STATUS_PUBLIC", "yes")]).unwrap();
+        assert!(matches!(both.status_access, StatusAccess::Token(_)));
+        assert!(both.status_public_ignored);
+        let err = config(&[("STATUS_PUBLIC", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("STATUS_PUBLIC"), "{err}");
     }
 }

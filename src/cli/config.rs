@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use alloy_sysext_automation::config::{LogFormat, ServerConfig};
+use alloy_sysext_automation::config::{LogFormat, ServerConfig, StatusAccess};
 use alloy_sysext_automation::github::app_jwt::AppKey;
 use alloy_sysext_automation::key_source::{KeySource, KeySourceError};
 use alloy_sysext_automation::server::app_credentials_file;
@@ -16,7 +16,8 @@ use clap::Args;
 ///
 /// Prints, as TOML-like text: the server's environment settings (PORT, DATA_DIR,
 /// DATABASE_URL, GITHUB_API_URL, GITHUB_URL, PUBLIC_URL, GITHUB_ORGANIZATION, CONFIG_FILE,
-/// JOB_RETRY_SECONDS, LOG_LEVEL, LOG_FORMAT), the App (APP_ID, and whether PRIVATE_KEY or
+/// JOB_RETRY_SECONDS, LOG_LEVEL, LOG_FORMAT), who may read the status (STATUS_TOKEN only as
+/// "set", STATUS_PUBLIC), the App (APP_ID, and whether PRIVATE_KEY or
 /// PRIVATE_KEY_PATH holds a usable key; else the App made at /setup and kept in DATA_DIR),
 /// how many webhook secrets are set, the storage (R2_BUCKET, R2_ENDPOINT, S3_REGION and
 /// S3_FORCE_PATH_STYLE, or the local directory; R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY
@@ -269,16 +270,28 @@ fn write_server(
     }
 
     let _ = writeln!(out, "\n[status]");
-    let _ = writeln!(
-        out,
-        "STATUS_TOKEN = {}{}",
-        set_or_not(config.status_token.is_some()),
-        if config.status_token.is_some() {
-            "  # the status page, /api/ and /metrics ask for it"
-        } else {
-            "  # the status page, /api/ and /metrics are open"
+    let (token_set, access, why) = match &config.status_access {
+        StatusAccess::Token(_) => (
+            true,
+            "token",
+            "the status page, /api/ and /metrics ask for STATUS_TOKEN",
+        ),
+        StatusAccess::Open if config.public_url.is_some() => {
+            (false, "open", "STATUS_PUBLIC=true: open to anyone")
         }
-    );
+        StatusAccess::Open => (
+            false,
+            "open",
+            "no PUBLIC_URL and no STATUS_TOKEN: open to anyone who reaches the server",
+        ),
+        StatusAccess::Closed => (
+            false,
+            "closed",
+            "PUBLIC_URL without STATUS_TOKEN: set STATUS_TOKEN, or STATUS_PUBLIC=true",
+        ),
+    };
+    let _ = writeln!(out, "STATUS_TOKEN = {}", set_or_not(token_set));
+    let _ = writeln!(out, "access = \"{access}\"  # {why}");
 
     let _ = writeln!(out, "\n[webhook]");
     let _ = writeln!(

@@ -1,9 +1,11 @@
-//! `STATUS_TOKEN`: when set, the status page, `/api/jobs`, `/api/deliveries` and `/metrics`
-//! answer only requests that carry it, as a bearer token (`Authorization: Bearer <token>`,
-//! what Prometheus sends with `authorization: {credentials: …}`) or as the password of HTTP
-//! Basic authentication with any user name (what a browser asks for). Webhooks (verified by
-//! their signature), `/images/` (hosts download from it), the setup pages (their own token)
-//! and the health checks stay open.
+//! Who may read the status page, `/api/jobs`, `/api/deliveries` and `/metrics`
+//! ([`StatusAccess`]). With `STATUS_TOKEN` set they answer only requests that carry it, as a
+//! bearer token (`Authorization: Bearer <token>`, what Prometheus sends with
+//! `authorization: {credentials: …}`) or as the password of HTTP Basic authentication with
+//! any user name (what a browser asks for). A server with a `PUBLIC_URL` and no token keeps
+//! them closed unless `STATUS_PUBLIC=true` opens them on purpose: they show job errors and
+//! repository and user names. Webhooks (verified by their signature), `/images/` (hosts
+//! download from it), the setup pages (their own token) and the health checks stay open.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,15 +15,20 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use crate::config::StatusAccess;
 
-/// Lets the request through when no token is configured or the request carries it.
-pub async fn require_status_token(
+/// Lets the request through when the status is open or the request carries the token.
+pub async fn require_status_access(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    match &state.status_token {
-        Some(token) if !carries(request.headers(), token.expose()) => {
+    match state.status_access.as_ref() {
+        StatusAccess::Open => next.run(request).await,
+        StatusAccess::Token(token) if carries(request.headers(), token.expose()) => {
+            next.run(request).await
+        }
+        StatusAccess::Token(_) => {
             let mut response = (
                 StatusCode::UNAUTHORIZED,
                 "this server's status needs its STATUS_TOKEN: as a bearer token, or as the password (any user name)\n",
@@ -35,9 +42,12 @@ pub async fn require_status_token(
             );
             response
         }
-        _ => next.run(request).await,
+        StatusAccess::Closed => (StatusCode::UNAUTHORIZED, CLOSED_EXPLANATION).into_response(),
     }
 }
+
+/// What a closed status answers, and what the start-up log says.
+pub const CLOSED_EXPLANATION: &str = "this server is public (PUBLIC_URL is set) and has no STATUS_TOKEN, so its status page, /api/jobs, /api/deliveries and /metrics are closed: set STATUS_TOKEN to open them to requests that carry it, or STATUS_PUBLIC=true to open them to anyone\n";
 
 /// Whether `headers` carry `token` as a bearer token or a Basic password.
 fn carries(headers: &HeaderMap, token: &str) -> bool {

@@ -87,6 +87,7 @@ pub const BINARY_ENV: &[&str] = &[
     "S3_REGION",
     "SIGNING_KEY_PATH",
     "SOURCE_DATE_EPOCH",
+    "STATUS_PUBLIC",
     "STATUS_TOKEN",
     "WEBHOOK_SECRET",
 ];

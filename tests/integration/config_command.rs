@@ -99,6 +99,7 @@ assignees = ["octocat"]
         "PRIVATE_KEY = \"set\"",
         "WEBHOOK_SECRET = \"set\"",
         "STATUS_TOKEN = \"set\"",
+        "access = \"token\"",
         "secrets = 2",
         "sysext-images-bucket",
         "https://account123.r2.cloudflarestorage.com",
@@ -142,9 +143,16 @@ fn config_with_nothing_set_shows_the_defaults() {
         "storage = \"directory ./data/images\"",
         "repo = \"noahwhite/ghost-stack\"",
         "check_upstream = \"0 0 * * *\"",
+        "access = \"open\"",
     ] {
         assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
     }
+    // A public server's status is closed until a token or STATUS_PUBLIC says otherwise.
+    let public = run_ok(
+        config_command(&[("PUBLIC_URL", "https://alloy.example.test")]).current_dir(dir.path()),
+    );
+    let stdout = String::from_utf8(public.stdout).unwrap();
+    assert!(stdout.contains("access = \"closed\""), "{stdout}");
 }
 
 #[test]

@@ -401,3 +401,61 @@ fn with_a_status_token_the_status_answers_only_to_it_and_the_rest_stays_open() {
     assert_eq!(get("/images/SHA256SUMS", None).status, 404);
     assert!(!server.log().contains(TOKEN));
 }
+
+#[test]
+fn a_public_server_without_a_status_token_keeps_its_status_closed_unless_made_public() {
+    let data = tempfile::tempdir().unwrap();
+    let public = ("PUBLIC_URL", "https://alloy.example.test");
+    let server = Server::start(data.path(), &[("WEBHOOK_SECRET", SECRET), public]);
+    assert_eq!(
+        server.deliver("d-closed", "ping", br#"{"zen":"x"}"#).status,
+        202
+    );
+    let status_paths = [
+        "/",
+        "/api/jobs",
+        "/api/jobs/1",
+        "/api/deliveries/d-closed",
+        "/metrics",
+    ];
+    for path in status_paths {
+        let refused = server.get(path);
+        assert_eq!(refused.status, 401, "{path}: {}", refused.body);
+        assert!(
+            refused.body.contains("STATUS_TOKEN") && refused.body.contains("STATUS_PUBLIC"),
+            "{path}: {}",
+            refused.body
+        );
+        assert!(!refused.body.contains("ping"), "{path}: {}", refused.body);
+    }
+    // The start-up log says so, and how to open them.
+    assert!(
+        server.log().contains("STATUS_PUBLIC=true to open them"),
+        "{}",
+        server.log()
+    );
+    // Webhooks (the delivery above), health checks, setup and images are unchanged.
+    assert_eq!(server.get("/healthz").status, 200);
+    assert_eq!(server.get("/readyz").status, 503);
+    assert_eq!(server.get("/setup").status, 403);
+    assert_eq!(server.get("/images/SHA256SUMS").status, 404);
+
+    // STATUS_PUBLIC=true opens them on purpose, and the log warns.
+    let data_dir = server.kill();
+    let opened = Server::start(
+        &data_dir,
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            public,
+            ("STATUS_PUBLIC", "true"),
+        ],
+    );
+    for path in status_paths.into_iter().filter(|p| *p != "/api/jobs/1") {
+        assert_eq!(opened.get(path).status, 200, "{path}");
+    }
+    assert_eq!(
+        opened.get("/api/deliveries/d-closed").json()["event"],
+        "ping"
+    );
+    assert!(opened.log().contains("STATUS_PUBLIC=true: the status page"));
+}
