@@ -615,6 +615,8 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
             "id": 555,
             "name": "Validate Butane",
             "head_branch": "feature/update-alloy-sysext-to-1.18.0",
+            "head_sha": world.github.pulls(GHOST)[0].head_sha,
+            "head_repository": {"full_name": GHOST},
             "conclusion": "failure",
             "html_url": "https://github.com/noahwhite/ghost-stack/actions/runs/555",
         },
