@@ -154,7 +154,15 @@ impl Worker {
                     .await?
             }
             Route::WorkflowRun(run) => {
-                self.report_consumer_ci(&run).await?;
+                // A run reported before (its body replayed under a new delivery id) is not
+                // reported again.
+                if !self
+                    .database
+                    .workflow_run_known(run.id, run.conclusion.as_deref())
+                    .await?
+                {
+                    self.report_consumer_ci(&run).await?;
+                }
                 self.database
                     .store_workflow_run(
                         &delivery.id,

@@ -384,11 +384,21 @@ fn workflow_runs_are_reported_only_for_the_update_pull_requests_own_head_and_inj
     for id in ["run-fork", "run-old", "run-own"] {
         assert_eq!(wait_handled(&server, id)["state"], "processed");
     }
+    // The reported run's body again, under a new delivery id.
+    server.deliver(
+        "run-own-replayed",
+        "workflow_run",
+        run(703, CONSUMER, &head_sha).as_bytes(),
+    );
+    assert_eq!(
+        wait_handled(&server, "run-own-replayed")["state"],
+        "processed"
+    );
     let comments = github.comments(CONSUMER, pull);
     assert_eq!(
         comments.len(),
         1,
-        "only the pull request's own run: {comments:#?}"
+        "only the pull request's own run, once: {comments:#?}"
     );
     let body = &comments[0].body;
     assert!(body.contains("actions/runs/703"), "{body}");
