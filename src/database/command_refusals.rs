@@ -11,6 +11,10 @@ use crate::timestamp;
 /// The least time between two answered refusals to the same user in the same repository.
 pub const REFUSAL_ANSWER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How long a refusal is kept: past the answer interval, and past the few minutes a comment
+/// may be handled again after a failure.
+const REFUSAL_KEPT: time::Duration = time::Duration::days(1);
+
 /// Why a command was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalReason {
@@ -88,6 +92,13 @@ impl Database {
         .bind(timestamp::now())
         .execute(&mut *tx)
         .await?;
+        // Older refusals decide nothing any more.
+        sqlx::query("DELETE FROM command_refusals WHERE refused_at < ?")
+            .bind(timestamp::format(
+                time::OffsetDateTime::now_utc() - REFUSAL_KEPT,
+            ))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Refusal {
             answered,
@@ -152,5 +163,21 @@ mod tests {
             .await
             .unwrap();
         assert!(refuse(5, "mallory", "o/r").await.answered);
+
+        // Refusals older than a day are dropped as new ones come.
+        let last_week =
+            timestamp::format(time::OffsetDateTime::now_utc() - time::Duration::days(7));
+        sqlx::query("UPDATE command_refusals SET refused_at = ? WHERE comment_id = 1")
+            .bind(last_week)
+            .execute(database.pool())
+            .await
+            .unwrap();
+        refuse(6, "eve", "o/other").await;
+        let kept: Vec<i64> =
+            sqlx::query_scalar("SELECT comment_id FROM command_refusals ORDER BY comment_id")
+                .fetch_all(database.pool())
+                .await
+                .unwrap();
+        assert_eq!(kept, [2, 3, 4, 5, 6]);
     }
 }
