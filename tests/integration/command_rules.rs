@@ -228,10 +228,9 @@ fn requests_join_a_queued_job_a_running_one_is_left_alone_and_a_user_has_three_q
         "issue_comment",
         &comment_payload(621, "ann", "/build 1.18.0"),
     );
+    // Its download has started, held back by the delay it started with; later ones are not.
     server.wait_for("the first job to download", Duration::from_secs(60), || {
-        jobs(&server)
-            .first()
-            .is_some_and(|job| job["state"] == "running" && job["step"] == "download")
+        !github.downloads().is_empty()
     });
     github.set_asset_delay(Duration::ZERO);
     let ask = |id: &str, comment: u64, user: &str, body: &str| {
@@ -281,7 +280,9 @@ fn requests_join_a_queued_job_a_running_one_is_left_alone_and_a_user_has_three_q
     let first = wait_for_job_state(&server, 1, "succeeded", Duration::from_secs(10));
     assert_eq!(first["rebuild"], false);
 
-    let answered = replies(&github);
+    // The reply to bob, ann's refusal, and a report per job (each posted after its job
+    // ends).
+    let answered = wait_for_replies(&server, &github, 7);
     let about = |job: &Value| -> Vec<&String> {
         let tag = format!("(job #{},", job["id"]);
         answered.iter().filter(|r| r.contains(&tag)).collect()

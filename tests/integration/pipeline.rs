@@ -540,7 +540,12 @@ fn a_published_version_with_another_hash_is_replaced_only_by_rebuild() {
     );
     assert!(world.github.releases(BUILD_REPO).is_empty());
     assert!(world.github.pulls(GHOST).is_empty());
-    // The tracking issue says why.
+    // The tracking issue says why (the report follows the job's end).
+    server.wait_for(
+        "the failure on the tracking issue",
+        Duration::from_secs(30),
+        || !world.tracking_issue().comments.is_empty(),
+    );
     let tracking = world.tracking_issue();
     assert_eq!(tracking.state, "open");
     assert!(
