@@ -48,7 +48,7 @@ impl Command {
         }
     }
 
-    /// Whether the comment's author needs admin, maintain or write permission on the
+    /// Whether the comment's author needs admin, maintain or write permission on the build
     /// repository for the command to run: true for the commands that publish images.
     pub fn needs_write_permission(&self) -> bool {
         match self {
@@ -129,13 +129,17 @@ Commands in code blocks, quotes and HTML comments are ignored.
 
 | Command | What it does | Who may use it |
 |---|---|---|
-| `/build X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images, if that version is not published yet. | Users with admin, maintain or write permission on this repository |
-| `/rebuild X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images again, replacing the published ones. | Users with admin, maintain or write permission on this repository |
+| `/build X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images, if that version is not published yet. | Users with admin, maintain or write permission on the build repository |
+| `/rebuild X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images again, replacing the published ones. | Users with admin, maintain or write permission on the build repository |
 | `/status` | Replies with the newest built images and the latest build jobs. | Anyone |
 | `/help` | Replies with this message. | Anyone |
 
 A version is three numbers such as `1.17.1` (a leading `v` is fine); pre-releases such as \
 `1.10.0-rc.1` are not published.
+
+A comment gets one reply with the answers to all its commands. An accepted build gets an \
+:eyes: reaction and a report when it ends. A request for a version whose build is queued \
+joins that job (a `/rebuild` makes it a rebuild); one user may have at most 3 queued jobs.
 ";
 
 /// The command words, as [`Command::name`] spells them.

@@ -10,6 +10,7 @@ pub mod growing_file;
 pub mod image_name;
 pub mod key_source;
 pub mod manifest;
+pub mod markdown;
 pub mod metrics;
 pub mod private_file;
 pub mod secret;

@@ -72,6 +72,16 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// A refused `/build` or `/rebuild`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `permission` or `queue_limit`.
+    pub reason: &'static str,
+    /// `true` when the comment's reply said why; `false` when it was only recorded (a
+    /// refusal to the same user in the same repository was answered within the hour).
+    pub answered: &'static str,
+}
+
 /// A pipeline step.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
@@ -106,6 +116,7 @@ pub struct Metrics {
     pub jobs: Family<OutcomeLabels, Counter>,
     pub consumer_updates: Family<OutcomeLabels, Counter>,
     pub upstream_checks: Family<OutcomeLabels, Counter>,
+    pub command_refusals: Family<RefusalLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
     pub github_requests: Family<GitHubRequestLabels, Counter>,
     pub github_rate_limit_remaining: Family<RateLimitLabels, Gauge>,
@@ -146,6 +157,12 @@ impl Metrics {
             "consumer_updates",
             "Consumer repository updates by outcome: ok, failed (for good; the tracking issue stays open) or retrying",
             consumer_updates.clone(),
+        );
+        let command_refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "command_refusals",
+            "Refused /build and /rebuild commands by reason (permission, queue_limit) and whether the refusal was answered (at most once an hour per user and repository)",
+            command_refusals.clone(),
         );
         let step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(STEP_SECONDS_BUCKETS)
@@ -188,6 +205,7 @@ impl Metrics {
             jobs,
             consumer_updates,
             upstream_checks,
+            command_refusals,
             step_duration,
             github_requests,
             github_rate_limit_remaining,
@@ -233,6 +251,17 @@ impl Metrics {
         let outcome = if ok { "ok" } else { "failed" };
         self.upstream_checks
             .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Counts a refused command: `reason` as [`RefusalLabels::reason`], `answered` when the
+    /// refusal got a reply.
+    pub fn command_refusal(&self, reason: &'static str, answered: bool) {
+        self.command_refusals
+            .get_or_create(&RefusalLabels {
+                reason,
+                answered: if answered { "true" } else { "false" },
+            })
             .inc();
     }
 
@@ -341,6 +370,9 @@ mod tests {
         headers.insert("x-ratelimit-remaining", "4987".parse().unwrap());
         headers.insert("x-ratelimit-resource", "core".parse().unwrap());
         metrics.github_rate_limit(&headers, "installation", Some(77));
+        metrics.command_refusal("permission", true);
+        metrics.command_refusal("permission", false);
+        metrics.command_refusal("permission", false);
         metrics.built_bytes.inc_by(1000);
         metrics.uploaded_bytes.inc_by(1500);
 
@@ -404,6 +436,13 @@ mod tests {
                 r#"alloy_sysext_github_rate_limit_remaining{resource="core",auth="installation",installation="77"}"#
             ),
             4987.0
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"alloy_sysext_command_refusals_total{reason="permission",answered="false"}"#
+            ),
+            2.0
         );
         assert_eq!(sample(&text, "alloy_sysext_built_bytes_total"), 1000.0);
         assert_eq!(sample(&text, "alloy_sysext_uploaded_bytes_total"), 1500.0);

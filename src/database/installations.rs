@@ -162,6 +162,22 @@ impl Database {
         Ok(())
     }
 
+    /// Whether run `id` is stored already with `conclusion`: a redelivered or replayed
+    /// report of it.
+    pub async fn workflow_run_known(
+        &self,
+        id: i64,
+        conclusion: Option<&str>,
+    ) -> Result<bool, DatabaseError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM workflow_runs WHERE id = ? AND conclusion IS ?")
+                .bind(id)
+                .bind(conclusion)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(found.is_some())
+    }
+
     /// How many workflow runs are stored.
     pub async fn workflow_run_count(&self) -> Result<i64, DatabaseError> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM workflow_runs")

@@ -103,6 +103,10 @@ pub struct Job {
     pub result: Option<serde_json::Value>,
 }
 
+/// How long a succeeded dispatch-started job stops the same request, replayed, from
+/// starting another.
+pub const DISPATCH_REPLAY_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Whether a job was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
@@ -193,8 +197,62 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Queues `job`, started by a dispatch, for `delivery_id` unless a job that asked for
+    /// the same `request_key` (`dispatch:{kind}:{version}`) is queued, running or retrying,
+    /// or succeeded within [`DISPATCH_REPLAY_WINDOW`]: a signed dispatch body replayed
+    /// under a new delivery id then finds that job. A failed job does not count, so asking
+    /// again after a failure builds again. Marks the delivery processed in the same
+    /// transaction.
+    pub async fn queue_dispatched_job(
+        &self,
+        delivery_id: &str,
+        job: &NewJob,
+        request_key: &str,
+    ) -> Result<Queued, DatabaseError> {
+        let since = timestamp::format(time::OffsetDateTime::now_utc() - DISPATCH_REPLAY_WINDOW);
+        let mut tx = self.pool().begin().await?;
+        let asked_before: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs
+             WHERE request_key = ?
+               AND (state IN ('queued', 'running', 'retrying')
+                    OR (state = 'succeeded' AND finished_at >= ?))
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(request_key)
+        .bind(&since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let queued = match asked_before {
+            Some(id) => Queued::Existing(id),
+            None => {
+                let queued = insert_job(&mut tx, job).await?;
+                if let Queued::New(id) = queued {
+                    sqlx::query("UPDATE jobs SET request_key = ? WHERE id = ?")
+                        .bind(request_key)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                queued
+            }
+        };
+        sqlx::query(
+            "UPDATE deliveries SET state = 'processed', processed_at = ?, job_id = ?, error = NULL
+             WHERE id = ?",
+        )
+        .bind(timestamp::now())
+        .bind(queued.id())
+        .bind(delivery_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(queued)
+    }
+}
+
 /// Inserts `job` unless its dedupe key is taken; either way, says which job it is.
-async fn insert_job(
+pub(super) async fn insert_job(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     job: &NewJob,
 ) -> Result<Queued, DatabaseError> {
@@ -415,6 +473,47 @@ mod tests {
         let job = database.job(first.id()).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Queued);
         assert_eq!(job.trigger.comment_id, Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_dispatch_is_keyed_by_what_it_asks_while_its_job_is_live_or_lately_succeeded() {
+        let (_dir, database) = database_with_delivery("d1").await;
+        let queue = |key: &'static str| {
+            let database = database.clone();
+            async move {
+                database
+                    .queue_dispatched_job("d1", &new_job(key), "dispatch:build:1.2.3")
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = queue("delivery:d1").await;
+        assert!(matches!(first, Queued::New(_)));
+        // Replayed under new delivery ids: queued, running, then succeeded.
+        assert_eq!(queue("delivery:d2").await, Queued::Existing(first.id()));
+        database.start_job_attempt(first.id()).await.unwrap();
+        assert_eq!(queue("delivery:d3").await, Queued::Existing(first.id()));
+        database.finish_job(first.id(), None).await.unwrap();
+        assert_eq!(queue("delivery:d4").await, Queued::Existing(first.id()));
+        // Succeeded more than the window ago: asking again builds again.
+        let long_ago = timestamp::format(
+            time::OffsetDateTime::now_utc() - DISPATCH_REPLAY_WINDOW - time::Duration::minutes(1),
+        );
+        sqlx::query("UPDATE jobs SET finished_at = ?")
+            .bind(&long_ago)
+            .execute(database.pool())
+            .await
+            .unwrap();
+        let second = queue("delivery:d5").await;
+        assert!(matches!(second, Queued::New(_)));
+        // A failed job does not block either.
+        database
+            .finish_job(second.id(), Some("boom"))
+            .await
+            .unwrap();
+        assert!(matches!(queue("delivery:d6").await, Queued::New(_)));
+        let delivery = database.delivery("d1").await.unwrap().unwrap();
+        assert_eq!(delivery.state, "processed");
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
-//! The state database (SQLite): the webhook inbox, jobs, installations and comment replies.
+//! The state database (SQLite): the webhook inbox, jobs and who asked for them, installations,
+//! comment replies and refusals.
 
+pub mod command_refusals;
 pub mod comment_replies;
 pub mod deliveries;
 pub mod installations;
+pub mod job_requests;
 pub mod job_steps;
 pub mod jobs;
 

@@ -15,6 +15,16 @@ pub struct PullRequest {
     pub title: String,
     #[serde(default)]
     pub body: Option<String>,
+    /// The head branch and commit; GitHub always sends it.
+    #[serde(default)]
+    pub head: Option<PullHead>,
+}
+
+/// The head of a pull request.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PullHead {
+    /// The commit the pull request's branch is at.
+    pub sha: String,
 }
 
 /// The open pull request from `branch` of `repo` itself, if any.

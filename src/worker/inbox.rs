@@ -7,16 +7,19 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::Worker;
-use super::replies;
+use super::replies::{self, Audience, BuildAnswer};
 use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
 use crate::commands::{Command, parse_comment};
 use crate::database::DatabaseError;
+use crate::database::command_refusals::RefusalReason;
 use crate::database::deliveries::{DeliveryOutcome, PendingDelivery};
 use crate::database::installations::{InstallationChange, WorkflowRun};
+use crate::database::job_requests::{BuildRequest, MAX_QUEUED_PER_USER, RequestOutcome};
 use crate::database::jobs::{NewJob, Queued, Trigger};
 use crate::github::api::{ApiError, Auth};
 use crate::github::issues::comment;
 use crate::github::pulls::open_pull_for_branch;
+use crate::markdown::{code_span, escape, safe_url};
 
 /// The branches consumer pull requests come from.
 pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
@@ -24,7 +27,7 @@ pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
 /// A delivery whose handling keeps failing transiently is given up after this many tries.
 const MAX_DELIVERY_ATTEMPTS: i64 = 5;
 
-/// The permissions that may run `/build` and `/rebuild`.
+/// The permissions on the build repository that may run `/build` and `/rebuild`.
 const WRITE_PERMISSIONS: [&str; 3] = ["admin", "maintain", "write"];
 
 /// Why a delivery could not be handled now.
@@ -34,6 +37,9 @@ pub enum HandlingError {
     Database(#[from] DatabaseError),
     #[error(transparent)]
     GitHub(#[from] ApiError),
+    /// The App cannot act on the build repository, to check a commenter's permission there.
+    #[error("acting on the build repository: {message}")]
+    BuildRepository { message: String, transient: bool },
 }
 
 impl Worker {
@@ -56,6 +62,7 @@ impl Worker {
                     let transient = match &error {
                         HandlingError::GitHub(e) => e.is_transient(),
                         HandlingError::Database(_) => true,
+                        HandlingError::BuildRepository { transient, .. } => *transient,
                     };
                     let given_up = if transient {
                         self.database
@@ -147,7 +154,15 @@ impl Worker {
                     .await?
             }
             Route::WorkflowRun(run) => {
-                self.report_consumer_ci(&run).await?;
+                // A run reported before (its body replayed under a new delivery id) is not
+                // reported again.
+                if !self
+                    .database
+                    .workflow_run_known(run.id, run.conclusion.as_deref())
+                    .await?
+                {
+                    self.report_consumer_ci(&run).await?;
+                }
                 self.database
                     .store_workflow_run(
                         &delivery.id,
@@ -169,10 +184,18 @@ impl Worker {
                     trigger: build.trigger,
                     installation_id: build.installation_id,
                 };
-                let queued = self
-                    .database
-                    .queue_job_for_delivery(&delivery.id, &job)
-                    .await?;
+                let queued = match &build.request_key {
+                    Some(key) => {
+                        self.database
+                            .queue_dispatched_job(&delivery.id, &job, key)
+                            .await?
+                    }
+                    None => {
+                        self.database
+                            .queue_job_for_delivery(&delivery.id, &job)
+                            .await?
+                    }
+                };
                 self.announce_job(queued, &job);
             }
             Route::Comment(comment) => self.handle_comment(&delivery.id, &comment).await?,
@@ -192,9 +215,13 @@ impl Worker {
         }
     }
 
-    /// Runs the commands in a comment. Replies that report a refusal or a bad command go
-    /// out here; an accepted build gets an `eyes` reaction, and its job replies when it
-    /// ends.
+    /// Runs the commands in a comment and answers them all in one reply, if any needs an
+    /// answer: help, status, bad commands, refusals, requests that joined a queued job. An
+    /// accepted build gets an `eyes` reaction instead, and its job reports when it ends.
+    ///
+    /// The delivery stays pending until the reply is posted: handling that fails part-way
+    /// is done again later, and finds the jobs it asked for and the refusals it decided
+    /// (stored under the comment), so nothing is queued or answered twice.
     async fn handle_comment(
         &self,
         delivery_id: &str,
@@ -211,119 +238,228 @@ impl Worker {
                 .await?;
             return Ok(());
         }
-        let auth = Auth::Installation(comment.installation_id);
-        let mut queued_any = false;
-        for (index, command) in commands.into_iter().enumerate() {
-            // Handled before and answered: this is the comment handled again after a
-            // failure further on.
-            if self
-                .database
-                .command_replied(comment.comment_id, index)
-                .await?
-            {
-                continue;
-            }
+        if self.database.comment_replied(comment.comment_id).await? {
+            self.database
+                .finish_delivery(
+                    delivery_id,
+                    DeliveryOutcome::Ignored,
+                    Some("this comment was answered before"),
+                )
+                .await?;
+            return Ok(());
+        }
+        let build_repo = self.settings.build_repo.repo.as_str();
+        let audience = if comment.repository.eq_ignore_ascii_case(build_repo) {
+            Audience::BuildRepository
+        } else {
+            Audience::Elsewhere(&comment.repository)
+        };
+        let mut parts = Vec::new();
+        let mut unanswered = Vec::new();
+        let mut accepted = false;
+        let mut permission: Option<String> = None;
+        for command in commands {
             let command = match command {
                 Ok(command) => command,
                 Err(error) => {
-                    self.reply_to_command(
-                        comment,
-                        index,
-                        &replies::bad_command(&comment.user, &error),
-                    )
-                    .await?;
+                    parts.push(replies::bad_command(&error));
                     continue;
                 }
             };
-            match &command {
+            let version = match &command {
                 Command::Help => {
-                    self.reply_to_command(comment, index, &replies::help())
-                        .await?
+                    parts.push(replies::help());
+                    continue;
                 }
                 Command::Status => {
-                    let status = self.status_text().await?;
-                    self.reply_to_command(comment, index, &status).await?
+                    parts.push(self.status_text(audience).await?);
+                    continue;
                 }
-                Command::Build(version) | Command::Rebuild(version) => {
-                    let permission = self.permission(comment).await?;
-                    if !WRITE_PERMISSIONS.contains(&permission.as_str()) {
-                        tracing::info!(user = %comment.user, %permission, command = command.name(), "command refused");
-                        self.reply_to_command(
-                            comment,
-                            index,
-                            &replies::not_permitted(
-                                &comment.user,
-                                command.name(),
-                                &comment.repository,
-                                &permission,
-                            ),
-                        )
-                        .await?;
-                        continue;
-                    }
-                    let job = NewJob {
-                        version: version.to_string(),
-                        rebuild: matches!(command, Command::Rebuild(_)),
-                        dedupe_key: format!(
-                            "comment:{}:{}:{}",
-                            comment.comment_id,
-                            command.name(),
-                            version
-                        ),
-                        trigger: Trigger {
-                            source: "comment".into(),
-                            delivery_id: Some(delivery_id.into()),
-                            repository: Some(comment.repository.clone()),
-                            issue_number: Some(comment.issue_number),
-                            comment_id: Some(comment.comment_id),
-                            user: Some(comment.user.clone()),
-                        },
-                        installation_id: Some(comment.installation_id),
-                    };
-                    let queued = self
-                        .database
-                        .queue_job_for_delivery(delivery_id, &job)
-                        .await?;
-                    queued_any = true;
-                    if let Queued::New(_) = queued {
-                        let reaction = self
-                            .github
-                            .request(
-                                Method::POST,
-                                &format!(
-                                    "/repos/{}/issues/comments/{}/reactions",
-                                    comment.repository, comment.comment_id
-                                ),
-                                auth,
-                                Some(&json!({"content": "eyes"})),
-                            )
-                            .await;
-                        match reaction {
-                            Ok(r) if r.is_success() => {}
-                            Ok(r) => {
-                                tracing::warn!(status = r.status, request_id = ?r.request_id, "the eyes reaction was refused")
-                            }
-                            Err(error) => tracing::warn!(%error, "the eyes reaction failed"),
-                        }
-                    }
-                    self.announce_job(queued, &job);
+                Command::Build(version) | Command::Rebuild(version) => version,
+            };
+            // Asked of GitHub once per comment.
+            let granted = match &permission {
+                Some(known) => known.clone(),
+                None => {
+                    let asked = self.permission(&comment.user).await?;
+                    permission = Some(asked.clone());
+                    asked
+                }
+            };
+            let answer = if WRITE_PERMISSIONS.contains(&granted.as_str()) {
+                match self
+                    .request_build(delivery_id, comment, &command, version)
+                    .await?
+                {
+                    Some(answer) => answer,
+                    // Asked for by this comment before: already answered or queued.
+                    None => continue,
+                }
+            } else {
+                tracing::info!(user = %comment.user, permission = %granted, command = command.name(), "command refused");
+                BuildAnswer::NotPermitted {
+                    permission: granted,
+                }
+            };
+            let refused = match answer {
+                BuildAnswer::NotPermitted { .. } => Some(RefusalReason::Permission),
+                BuildAnswer::TooManyQueued { .. } => Some(RefusalReason::QueueLimit),
+                BuildAnswer::Queued | BuildAnswer::Joined { .. } => None,
+            };
+            if refused.is_none() {
+                accepted = true;
+            }
+            if let Some(reason) = refused {
+                let refusal = self
+                    .database
+                    .record_refusal(
+                        comment.comment_id,
+                        &comment.user,
+                        &comment.repository,
+                        reason,
+                    )
+                    .await?;
+                if refusal.new {
+                    crate::metrics::global().command_refusal(reason.as_str(), refusal.answered);
+                }
+                if !refusal.answered {
+                    unanswered.push(format!(
+                        "{command} refused ({}); not answered: a refusal to {} in {} was answered within the hour",
+                        reason.as_str(),
+                        comment.user,
+                        comment.repository
+                    ));
+                    continue;
                 }
             }
+            if let Some(text) =
+                replies::build_answer(&command.to_string(), &answer, build_repo, audience)
+            {
+                parts.push(text);
+            }
         }
-        if !queued_any {
+        if !parts.is_empty() {
+            self.post_comment(
+                comment.installation_id,
+                &comment.repository,
+                comment.issue_number,
+                &replies::comment_reply(&comment.user, &parts),
+            )
+            .await?;
             self.database
-                .finish_delivery(delivery_id, DeliveryOutcome::Processed, None)
+                .record_comment_reply(comment.comment_id)
                 .await?;
         }
+        let note = (!unanswered.is_empty()).then(|| unanswered.join("; "));
+        let outcome = if parts.is_empty() && !accepted && note.is_some() {
+            DeliveryOutcome::Ignored
+        } else {
+            DeliveryOutcome::Processed
+        };
+        self.database
+            .finish_delivery(delivery_id, outcome, note.as_deref())
+            .await?;
         Ok(())
     }
 
-    /// A consumer's CI finished on an update branch: its pull request gets the conclusion.
+    /// Queues the job `command` asks for, or joins the queued one for `version`. `None`
+    /// when this comment asked for it before.
+    async fn request_build(
+        &self,
+        delivery_id: &str,
+        comment: &CommentPosted,
+        command: &Command,
+        version: &crate::version::Version,
+    ) -> Result<Option<BuildAnswer>, HandlingError> {
+        let key = format!(
+            "comment:{}:{}:{}",
+            comment.comment_id,
+            command.name(),
+            version
+        );
+        let job = NewJob {
+            version: version.to_string(),
+            rebuild: matches!(command, Command::Rebuild(_)),
+            dedupe_key: key.clone(),
+            trigger: Trigger {
+                source: "comment".into(),
+                delivery_id: Some(delivery_id.into()),
+                repository: Some(comment.repository.clone()),
+                issue_number: Some(comment.issue_number),
+                comment_id: Some(comment.comment_id),
+                user: Some(comment.user.clone()),
+            },
+            installation_id: Some(comment.installation_id),
+        };
+        let outcome = self
+            .database
+            .request_build(&BuildRequest {
+                key: &key,
+                job: &job,
+                user: &comment.user,
+                repository: &comment.repository,
+                issue_number: comment.issue_number,
+                comment_id: comment.comment_id,
+                delivery_id,
+            })
+            .await?;
+        Ok(Some(match outcome {
+            RequestOutcome::Queued(id) => {
+                self.react_with_eyes(comment).await;
+                self.announce_job(Queued::New(id), &job);
+                BuildAnswer::Queued
+            }
+            RequestOutcome::Joined { job: id, upgraded } => {
+                tracing::info!(job = id, upgraded, user = %comment.user, "request joined a queued job");
+                self.react_with_eyes(comment).await;
+                BuildAnswer::Joined { job: id, upgraded }
+            }
+            RequestOutcome::AskedBefore(_) => return Ok(None),
+            RequestOutcome::TooManyQueued => BuildAnswer::TooManyQueued {
+                limit: MAX_QUEUED_PER_USER,
+            },
+        }))
+    }
+
+    /// The `eyes` reaction on an accepted command's comment; a failure is only logged.
+    async fn react_with_eyes(&self, comment: &CommentPosted) {
+        let reaction = self
+            .github
+            .request(
+                Method::POST,
+                &format!(
+                    "/repos/{}/issues/comments/{}/reactions",
+                    comment.repository, comment.comment_id
+                ),
+                Auth::Installation(comment.installation_id),
+                Some(&json!({"content": "eyes"})),
+            )
+            .await;
+        match reaction {
+            Ok(r) if r.is_success() => {}
+            Ok(r) => {
+                tracing::warn!(status = r.status, request_id = ?r.request_id, "the eyes reaction was refused")
+            }
+            Err(error) => tracing::warn!(%error, "the eyes reaction failed"),
+        }
+    }
+
+    /// A consumer's CI finished on an update branch: its pull request gets the conclusion,
+    /// when the run is of that pull request's own head: run in the consumer repository
+    /// itself (not a fork's pull request), on the commit the pull request is at.
     async fn report_consumer_ci(&self, run: &WorkflowRunCompleted) -> Result<(), HandlingError> {
         let (Some(branch), Some(conclusion)) = (&run.head_branch, &run.conclusion) else {
             return Ok(());
         };
         if !branch.starts_with(UPDATE_BRANCH_PREFIX) {
+            return Ok(());
+        }
+        let own_head = run
+            .head_repository
+            .as_deref()
+            .is_some_and(|head| head.eq_ignore_ascii_case(&run.repository));
+        if !own_head {
+            tracing::info!(run = run.id, repo = %run.repository, head_repository = ?run.head_repository, "a CI run from another repository is not reported");
             return Ok(());
         }
         let auth = match self.auth_for_repository(&run.repository).await {
@@ -337,44 +473,46 @@ impl Worker {
         else {
             return Ok(());
         };
-        let mark = match conclusion.as_str() {
-            "success" => "✅",
-            "failure" | "timed_out" | "startup_failure" => "❌",
-            _ => "ℹ️",
-        };
-        let link = run
-            .html_url
-            .as_deref()
-            .map(|url| format!(" — {url}"))
-            .unwrap_or_default();
-        let body = format!(
-            "{mark} {} finished on `{branch}`: **{conclusion}**{link}",
-            run.name.as_deref().unwrap_or("CI")
-        );
+        let pull_head = pull.head.as_ref().map(|head| head.sha.as_str());
+        if pull_head.is_none() || pull_head != run.head_sha.as_deref() {
+            tracing::info!(run = run.id, repo = %run.repository, run_sha = ?run.head_sha, pull_sha = ?pull_head, "a CI run on another commit than the pull request's head is not reported");
+            return Ok(());
+        }
+        let body = consumer_ci_report(run, branch, conclusion);
         comment(&self.github, auth, &run.repository, pull.number, &body).await?;
         Ok(())
     }
 
-    /// The commenter's permission on the repository, as GitHub names it.
-    async fn permission(&self, comment: &CommentPosted) -> Result<String, ApiError> {
-        let path = format!(
-            "/repos/{}/collaborators/{}/permission",
-            comment.repository, comment.user
-        );
-        let response = self
-            .github
-            .request(
-                Method::GET,
-                &path,
-                Auth::Installation(comment.installation_id),
-                None,
-            )
-            .await?;
+    /// The commenter's permission on the build repository, as GitHub names it: `/build`
+    /// and `/rebuild` publish from there, whatever repository the comment is in.
+    async fn permission(&self, user: &str) -> Result<String, HandlingError> {
+        let build_repo = &self.settings.build_repo.repo;
+        let auth = self
+            .auth_for_repository(build_repo)
+            .await
+            .map_err(|error| match error {
+                super::pipeline::StepError::Transient(message) => HandlingError::BuildRepository {
+                    message,
+                    transient: true,
+                },
+                super::pipeline::StepError::Permanent(message) => HandlingError::BuildRepository {
+                    message,
+                    transient: false,
+                },
+                super::pipeline::StepError::Interrupted => HandlingError::BuildRepository {
+                    message: "interrupted".into(),
+                    transient: true,
+                },
+            })?;
+        let path = format!("/repos/{build_repo}/collaborators/{user}/permission");
+        let response = self.github.request(Method::GET, &path, auth, None).await?;
         if response.status == 404 {
             return Ok("none".into());
         }
         if !response.is_success() {
-            return Err(response.into_error("checking the commenter's permission"));
+            return Err(response
+                .into_error("checking the commenter's permission on the build repository")
+                .into());
         }
         // Read as a plain string: the field holds values that typed clients fail on.
         let value: serde_json::Value = response.json()?;
@@ -383,27 +521,6 @@ impl Worker {
             .and_then(|p| p.as_str())
             .unwrap_or("none")
             .to_owned())
-    }
-
-    /// Posts `body` as a comment on the issue `comment` is on.
-    /// Posts the reply to command `index` of `comment`, and remembers that it did.
-    async fn reply_to_command(
-        &self,
-        comment: &CommentPosted,
-        index: usize,
-        body: &str,
-    ) -> Result<(), HandlingError> {
-        self.post_comment(
-            comment.installation_id,
-            &comment.repository,
-            comment.issue_number,
-            body,
-        )
-        .await?;
-        self.database
-            .record_command_reply(comment.comment_id, index)
-            .await?;
-        Ok(())
     }
 
     pub(super) async fn post_comment(
@@ -426,7 +543,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn status_text(&self) -> Result<String, DatabaseError> {
+    async fn status_text(&self, audience: Audience<'_>) -> Result<String, DatabaseError> {
         let jobs = self.database.recent_jobs(5).await?;
         // What hosts see: the published manifest.
         let manifest = self
@@ -440,8 +557,32 @@ impl Worker {
             &jobs,
             manifest.as_deref(),
             &self.settings.image.name,
+            audience,
         ))
     }
+}
+
+/// The comment on an update pull request about a CI run: the workflow's name, the branch
+/// and the conclusion come from the payload, so each is escaped or in a code span, and the
+/// run's address is linked only when it is a plain web address.
+fn consumer_ci_report(run: &WorkflowRunCompleted, branch: &str, conclusion: &str) -> String {
+    let mark = match conclusion {
+        "success" => "✅",
+        "failure" | "timed_out" | "startup_failure" => "❌",
+        _ => "ℹ️",
+    };
+    let link = run
+        .html_url
+        .as_deref()
+        .and_then(safe_url)
+        .map(|url| format!(" — {url}"))
+        .unwrap_or_default();
+    format!(
+        "{mark} {} finished on {}: **{}**{link}",
+        code_span(run.name.as_deref().unwrap_or("CI")),
+        code_span(branch),
+        escape(conclusion),
+    )
 }
 
 fn route_name(route: &Route) -> &'static str {
@@ -452,5 +593,37 @@ fn route_name(route: &Route) -> &'static str {
         Route::Installation(_) => "installation",
         Route::WorkflowRun(_) => "workflow_run",
         Route::Ignore(_) => "ignore",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ci_report_shows_payload_text_without_markup() {
+        let run = WorkflowRunCompleted {
+            id: 1,
+            name: Some("CI @org/team ![x](https://evil.example/x.png) <img src=x> `".into()),
+            repository: "o/r".into(),
+            head_branch: None,
+            head_sha: None,
+            head_repository: None,
+            conclusion: None,
+            html_url: Some("https://evil.example/)[click](https://evil.example".into()),
+        };
+        let body = consumer_ci_report(&run, "feature/update-alloy-sysext-to-1.0.0", "fail**ure");
+        assert_eq!(
+            body,
+            "ℹ️ `` CI @org/team ![x](https://evil.example/x.png) <img src=x> ` `` finished on \
+             `feature/update-alloy-sysext-to-1.0.0`: **fail\\*\\*ure**"
+        );
+        let mut plain = run.clone();
+        plain.name = Some("Validate Butane".into());
+        plain.html_url = Some("https://github.com/o/r/actions/runs/1".into());
+        assert_eq!(
+            consumer_ci_report(&plain, "b", "success"),
+            "✅ `Validate Butane` finished on `b`: **success** — https://github.com/o/r/actions/runs/1"
+        );
     }
 }

@@ -1,28 +1,107 @@
 //! The text of the App's comments.
+//!
+//! Everything that comes from a payload or a repository (an error, a repository name, an
+//! address) goes through [`crate::markdown`]; a login is mentioned only when it is one.
 
 use crate::commands::{CommandError, HELP};
 use crate::database::jobs::Job;
 use crate::manifest::{Manifest, newest_per_arch};
+use crate::markdown::{code_block, code_span, escape, safe_url};
+
+/// Who reads a comment: those of the build repository see everything; elsewhere (a
+/// consumer repository, any other one the App is installed on) no error text and no other
+/// repository's name is shown, since those may be private.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience<'a> {
+    BuildRepository,
+    /// `owner/name` of the repository the comment is in.
+    Elsewhere(&'a str),
+}
+
+/// What a `/build` or `/rebuild` came to, for the comment's one reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildAnswer {
+    /// Queued as a new job: the eyes reaction says so, and the job's end report follows.
+    Queued,
+    /// Joined the queued job `job` for the same version; `upgraded` when this `/rebuild`
+    /// made it a rebuild.
+    Joined { job: i64, upgraded: bool },
+    /// The commenter lacks write permission on the build repository.
+    NotPermitted { permission: String },
+    /// The commenter has asked for `limit` queued jobs already.
+    TooManyQueued { limit: i64 },
+}
+
+/// `@login` when `login` is a GitHub login (letters, digits, hyphens, maybe `[bot]`),
+/// else the text escaped, so that it mentions nobody.
+pub fn mention(login: &str) -> String {
+    let name = login.strip_suffix("[bot]").unwrap_or(login);
+    let is_login = !name.is_empty()
+        && name.len() <= 39
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if is_login {
+        format!("@{login}")
+    } else {
+        escape(login)
+    }
+}
 
 /// The reply to `/help`.
 pub fn help() -> String {
     HELP.to_owned()
 }
 
-/// The reply to a command that cannot be read.
-pub fn bad_command(user: &str, error: &CommandError) -> String {
-    format!("@{user} {error}\n\nNothing was run. Comment `/help` for the commands.")
+/// The part of a reply about a command that cannot be read.
+pub fn bad_command(error: &CommandError) -> String {
+    format!("{error}\n\nNothing was run for it. Comment `/help` for the commands.")
 }
 
-/// The reply to a command the commenter may not run.
-pub fn not_permitted(user: &str, command: &str, repository: &str, permission: &str) -> String {
-    format!(
-        "@{user} `/{command}` needs admin, maintain or write permission on {repository}; yours is `{permission}`. Nothing was run."
-    )
+/// The part of a reply about a `/build` or `/rebuild` (`command`, as typed) that was not
+/// simply queued.
+pub fn build_answer(
+    command: &str,
+    answer: &BuildAnswer,
+    build_repo: &str,
+    audience: Audience<'_>,
+) -> Option<String> {
+    let command = code_span(command);
+    let build_repository = match audience {
+        Audience::BuildRepository => format!("the build repository {}", code_span(build_repo)),
+        Audience::Elsewhere(_) => "the build repository".to_owned(),
+    };
+    Some(match answer {
+        BuildAnswer::Queued => return None,
+        BuildAnswer::Joined { job, upgraded } => {
+            let made = if *upgraded {
+                "; it is a rebuild now"
+            } else {
+                ""
+            };
+            format!(
+                "{command} joins job #{job}, already queued for that version{made}. Its report names everyone who asked."
+            )
+        }
+        BuildAnswer::NotPermitted { permission } => format!(
+            "{command} publishes from {build_repository}, so it needs admin, maintain or write permission there; yours is {}. Nothing was run.",
+            code_span(permission)
+        ),
+        BuildAnswer::TooManyQueued { limit } => format!(
+            "{command} was not queued: you have asked for {limit} jobs that are still queued, the most one user may have. Ask again once one of them has started."
+        ),
+    })
 }
 
-/// One line about a job.
-pub fn job_line(job: &Job) -> String {
+/// The one reply to a comment: its parts (one per command that needs an answer), in order,
+/// addressed to `user`.
+pub fn comment_reply(user: &str, parts: &[String]) -> String {
+    let mut text = mention(user);
+    text.push(' ');
+    text.push_str(&parts.join("\n\n---\n\n"));
+    text
+}
+
+/// One line about a job; error text only for `Audience::BuildRepository`.
+pub fn job_line(job: &Job, audience: Audience<'_>) -> String {
     let what = if job.rebuild { "rebuild" } else { "build" };
     let mut line = format!(
         "- job #{} — {what} {}: **{}**",
@@ -31,17 +110,22 @@ pub fn job_line(job: &Job) -> String {
         job.state.as_str()
     );
     if let Some(step) = &job.step {
-        line.push_str(&format!(", step `{step}`"));
+        line.push_str(&format!(", step {}", code_span(step)));
     }
     line.push_str(&format!(", attempt {}", job.attempts));
-    if let Some(error) = &job.error {
-        line.push_str(&format!(" — {}", one_line(error)));
+    if let (Some(error), Audience::BuildRepository) = (&job.error, audience) {
+        line.push_str(&format!(" — {}", code_span(&one_line(error))));
     }
     line
 }
 
 /// The reply to `/status`: the newest images and the latest jobs.
-pub fn status(jobs: &[Job], manifest: Option<&str>, image_name: &str) -> String {
+pub fn status(
+    jobs: &[Job],
+    manifest: Option<&str>,
+    image_name: &str,
+    audience: Audience<'_>,
+) -> String {
     let mut text = String::from("**Alloy sysext status**\n\n");
     let newest = manifest
         .and_then(|m| Manifest::parse(m).ok())
@@ -52,7 +136,11 @@ pub fn status(jobs: &[Job], manifest: Option<&str>, image_name: &str) -> String 
     } else {
         text.push_str("Newest built images:\n");
         for image in newest {
-            text.push_str(&format!("- `{}` sha256 `{}`\n", image.file, image.sha256));
+            text.push_str(&format!(
+                "- {} sha256 {}\n",
+                code_span(&image.file),
+                code_span(&image.sha256)
+            ));
         }
     }
     text.push('\n');
@@ -61,7 +149,7 @@ pub fn status(jobs: &[Job], manifest: Option<&str>, image_name: &str) -> String 
     } else {
         text.push_str("Latest jobs:\n");
         for job in jobs {
-            text.push_str(&job_line(job));
+            text.push_str(&job_line(job, audience));
             text.push('\n');
         }
     }
@@ -73,9 +161,20 @@ pub fn tracking_issue_title(version: &crate::version::Version) -> String {
     format!("Alloy {version} sysext build triggered")
 }
 
+/// `askers` as a list of mentions: "@a", "@a and @b", "@a, @b and @c".
+fn asked_by(askers: &[String]) -> Option<String> {
+    let mentions: Vec<String> = askers.iter().map(|a| mention(a)).collect();
+    match mentions.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        [rest @ .., last] => Some(format!("{} and {last}", rest.join(", "))),
+    }
+}
+
 /// The report of a job that has finished well: what was published, where, and the pull
-/// requests.
-pub fn job_succeeded(job: &Job) -> String {
+/// requests; `askers` are everyone who asked for it. Outside the build repository, other
+/// repositories' names and errors are left out.
+pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
     let result = job.result.clone().unwrap_or_default();
     let text_of = |key: &str| result.get(key).and_then(|v| v.as_str());
     let failed = failed_consumers(job);
@@ -93,41 +192,62 @@ pub fn job_succeeded(job: &Job) -> String {
             job.version, job.id
         ),
     };
-    if let Some(user) = &job.trigger.user {
-        text.push_str(&format!(", asked by @{user}"));
+    if let Some(askers) = asked_by(askers) {
+        text.push_str(&format!(", asked by {askers}"));
     }
     text.push_str(").\n\n");
     if !failed.is_empty() {
         text.replace_range(..'✅'.len_utf8(), "⚠️");
+        let which = match audience {
+            Audience::BuildRepository => format!(
+                ": {}",
+                failed
+                    .iter()
+                    .map(|repo| code_span(repo))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Audience::Elsewhere(_) => String::new(),
+        };
         text.push_str(&format!(
-            "**{} consumer update(s) failed**: {}. The tracking issue stays open; fix the cause and comment `/rebuild {}` to try them again (the published images, unchanged, are not replaced).\n\n",
+            "**{} consumer update(s) failed**{which}. The tracking issue stays open; fix the cause and comment `/rebuild {}` to try them again (the published images, unchanged, are not replaced).\n\n",
             failed.len(),
-            failed.join(", "),
             job.version
         ));
     }
     if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
         text.push_str("| image | size | sha256 |\n|---|---:|---|\n");
         for image in images {
-            let file = image.get("file").and_then(|v| v.as_str()).unwrap_or("?");
-            let name = match image.get("url").and_then(|v| v.as_str()) {
-                Some(url) => format!("[`{file}`]({url})"),
-                None => format!("`{file}`"),
+            let file = code_span(image.get("file").and_then(|v| v.as_str()).unwrap_or("?"));
+            let name = match image.get("url").and_then(|v| v.as_str()).and_then(safe_url) {
+                Some(url) => format!("[{file}]({url})"),
+                None => file,
             };
             text.push_str(&format!(
-                "| {name} | {} | `{}` |\n",
+                "| {name} | {} | {} |\n",
                 image.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
-                image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?"),
+                code_span(image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?")),
             ));
         }
         text.push('\n');
     }
     if let Some(release) = text_of("release") {
-        text.push_str(&format!("Release: {release}\n"));
+        text.push_str(&format!("Release: {}\n", link_or_code(release)));
     }
-    if let Some(consumers) = result.get("consumers").and_then(|c| c.as_array())
-        && !consumers.is_empty()
-    {
+    let consumers: Vec<&serde_json::Value> = result
+        .get("consumers")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|consumer| match audience {
+            Audience::BuildRepository => true,
+            Audience::Elsewhere(here) => consumer
+                .get("repo")
+                .and_then(|v| v.as_str())
+                .is_some_and(|repo| repo.eq_ignore_ascii_case(here)),
+        })
+        .collect();
+    if !consumers.is_empty() {
         text.push_str("\nConsumers:\n");
         for consumer in consumers {
             let repo = consumer.get("repo").and_then(|v| v.as_str()).unwrap_or("?");
@@ -135,18 +255,26 @@ pub fn job_succeeded(job: &Job) -> String {
                 .get("outcome")
                 .and_then(|v| v.as_str())
                 .unwrap_or("?");
-            let mut line = format!("- {repo}: {outcome}");
+            let mut line = format!("- {}: {}", code_span(repo), escape(outcome));
             if let Some(url) = consumer.get("pull_request").and_then(|v| v.as_str()) {
-                line.push_str(&format!(" — {url}"));
+                line.push_str(&format!(" — {}", link_or_code(url)));
             }
-            if let Some(error) = consumer.get("error").and_then(|v| v.as_str()) {
-                line.push_str(&format!(" — {}", one_line(error)));
+            if let (Some(error), Audience::BuildRepository) =
+                (consumer.get("error").and_then(|v| v.as_str()), audience)
+            {
+                line.push_str(&format!(" — {}", code_span(&one_line(error))));
             }
             text.push_str(&line);
             text.push('\n');
         }
     }
     text
+}
+
+/// An address from GitHub's answers: bare when it is a plain web address, else in a code
+/// span.
+fn link_or_code(url: &str) -> String {
+    safe_url(url).map_or_else(|| code_span(url), str::to_owned)
 }
 
 /// The consumer repositories whose update failed for good in `job`.
@@ -163,9 +291,10 @@ pub fn failed_consumers(job: &Job) -> Vec<String> {
         .collect()
 }
 
-/// The reply when a job has failed for good, saying whether hosts can see the version: what
-/// they read is `SHA256SUMS` in storage, which the `manifest` step writes.
-pub fn job_failed(job: &Job, error: &str) -> String {
+/// The report when a job has failed for good, saying whether hosts can see the version:
+/// what they read is `SHA256SUMS` in storage, which the `manifest` step writes. The error
+/// itself is shown only in the build repository.
+pub fn job_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
     let step = job.step.as_deref().unwrap_or("start");
     let published = match step {
         // A rebuild's upload replaces images under their published names.
@@ -183,12 +312,21 @@ pub fn job_failed(job: &Job, error: &str) -> String {
         }
     }
     .replace("{v}", job.version.as_str());
+    let asked = asked_by(askers)
+        .map(|a| format!(", asked by {a}"))
+        .unwrap_or_default();
+    let why = match audience {
+        Audience::BuildRepository => code_block(error),
+        Audience::Elsewhere(_) => {
+            "The error is reported in the build repository's tracking issue.\n".to_owned()
+        }
+    };
     format!(
-        "❌ Building Alloy {} failed (job #{}, step `{step}`, attempt {}):\n\n```\n{}\n```\n\n{published}",
+        "❌ Building Alloy {} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{published}",
         job.version,
         job.id,
+        code_span(step),
         job.attempts,
-        error.replace("```", "'''"),
     )
 }
 
@@ -240,20 +378,108 @@ mod tests {
             "b".repeat(64),
             "c".repeat(64)
         );
-        let text = status(&[job()], Some(&manifest), "alloy");
+        let text = status(
+            &[job()],
+            Some(&manifest),
+            "alloy",
+            Audience::BuildRepository,
+        );
         assert!(text.contains("alloy-1.10.0-amd64.raw"));
         assert!(text.contains("alloy-1.10.0-arm64.raw"));
         assert!(!text.contains("alloy-1.9.0-amd64.raw"));
         assert!(text.contains(
-            "job #3 — rebuild 1.17.1: **failed**, step `download`, attempt 2 — GitHub answered 404"
+            "job #3 — rebuild 1.17.1: **failed**, step `download`, attempt 2 — `GitHub answered 404`"
         ));
     }
 
     #[test]
+    fn status_elsewhere_shows_no_error_text() {
+        let mut failed = job();
+        failed.error = Some("updating noahwhite/private-infra: GitHub answered 404".into());
+        let text = status(&[failed], None, "alloy", Audience::Elsewhere("o/consumer"));
+        assert!(
+            text.contains("job #3 — rebuild 1.17.1: **failed**"),
+            "{text}"
+        );
+        assert!(!text.contains("private-infra"), "{text}");
+        assert!(!text.contains("404"), "{text}");
+    }
+
+    #[test]
+    fn reports_name_everyone_who_asked_and_no_one_else() {
+        let mut done = job();
+        done.state = JobState::Succeeded;
+        done.result = Some(serde_json::json!({
+            "consumers": [
+                {"repo": "o/consumer", "outcome": "ok", "pull_request": "https://github.com/o/consumer/pull/1"},
+                {"repo": "o/private", "outcome": "failed", "error": "![x](http://evil) @org/team"},
+            ],
+        }));
+        let askers = [
+            "ann".to_owned(),
+            "bob".to_owned(),
+            "evil @org/team".to_owned(),
+        ];
+        let text = job_succeeded(&done, &askers, Audience::BuildRepository);
+        assert!(
+            text.contains("asked by @ann, @bob and evil @\u{200B}org\\/team"),
+            "{text}"
+        );
+        assert!(text.contains("`![x](http://evil) @org/team`"), "{text}");
+        assert!(text.contains("`o/private`"), "{text}");
+        let elsewhere = job_succeeded(&done, &askers, Audience::Elsewhere("o/consumer"));
+        assert!(elsewhere.contains("`o/consumer`"), "{elsewhere}");
+        assert!(!elsewhere.contains("private"), "{elsewhere}");
+        assert!(!elsewhere.contains("evil)"), "{elsewhere}");
+        assert!(
+            elsewhere.contains("1 consumer update(s) failed"),
+            "{elsewhere}"
+        );
+    }
+
+    #[test]
+    fn answers_to_build_commands_say_why() {
+        let refused = build_answer(
+            "/build 1.0.0",
+            &BuildAnswer::NotPermitted {
+                permission: "read".into(),
+            },
+            "o/build",
+            Audience::Elsewhere("o/consumer"),
+        )
+        .unwrap();
+        assert!(refused.contains("the build repository"), "{refused}");
+        assert!(!refused.contains("o/build"), "{refused}");
+        assert!(refused.contains("`read`"), "{refused}");
+        let limited = build_answer(
+            "/build 1.0.0",
+            &BuildAnswer::TooManyQueued { limit: 3 },
+            "o/build",
+            Audience::BuildRepository,
+        )
+        .unwrap();
+        assert!(
+            limited.contains("3 jobs that are still queued"),
+            "{limited}"
+        );
+        assert_eq!(
+            build_answer(
+                "/build 1.0.0",
+                &BuildAnswer::Queued,
+                "o/build",
+                Audience::BuildRepository
+            ),
+            None
+        );
+        let reply = comment_reply("ann", &["a".into(), "b".into()]);
+        assert_eq!(reply, "@ann a\n\n---\n\nb");
+    }
+
+    #[test]
     fn a_failure_reply_says_where_and_why() {
-        let text = job_failed(&job(), "boom ``` injected");
+        let text = job_failed(&job(), "boom ``` injected", &[], Audience::BuildRepository);
         assert!(text.contains("step `download`"));
-        assert!(text.contains("boom ''' injected"));
+        assert!(text.contains("````\nboom ``` injected\n````"), "{text}");
         assert!(text.contains("/rebuild 1.17.1"));
         assert!(text.contains("Nothing was published"), "{text}");
     }
@@ -270,14 +496,18 @@ mod tests {
             ("tracking", "hosts can update to 1.17.1"),
         ] {
             failed.step = Some(step.to_owned());
-            let text = job_failed(&failed, "boom");
+            let text = job_failed(&failed, "boom", &[], Audience::BuildRepository);
             assert!(text.contains(says), "{step}: {text}");
             assert!(text.contains("/rebuild 1.17.1"), "{step}: {text}");
         }
         // A rebuild's upload replaces images under their published names.
         failed.rebuild = true;
         failed.step = Some("upload".into());
-        let text = job_failed(&failed, "boom");
+        let text = job_failed(&failed, "boom", &[], Audience::BuildRepository);
         assert!(text.contains("may have been replaced"), "{text}");
+        // Elsewhere, the error stays in the build repository.
+        let text = job_failed(&failed, "boom", &["ann".into()], Audience::Elsewhere("o/c"));
+        assert!(!text.contains("boom"), "{text}");
+        assert!(text.contains("asked by @ann"), "{text}");
     }
 }

@@ -1,4 +1,10 @@
 //! What a delivery asks for, decided from its event and payload alone.
+//!
+//! The `X-GitHub-Event` header is not part of what GitHub signs, so a signed body could be
+//! sent again under another event name. Before anything else, the payload's shape must
+//! match the event: each handled event has top-level fields that mark its payloads (an
+//! `issue_comment` has `comment` and `issue`, a `release` has `release`, …), and a payload
+//! with another handled event's marks is ignored, with the reason kept on the delivery.
 
 use serde_json::Value;
 
@@ -35,6 +41,9 @@ pub struct RoutingContext<'a> {
 pub struct BuildAsked {
     pub version: Version,
     pub dedupe_key: String,
+    /// For dispatches: what is asked (`dispatch:build:{version}`), so that a replay under a
+    /// new delivery id finds the job it started.
+    pub request_key: Option<String>,
     pub trigger: Trigger,
     pub installation_id: Option<i64>,
 }
@@ -69,6 +78,11 @@ pub struct WorkflowRunCompleted {
     pub name: Option<String>,
     pub repository: String,
     pub head_branch: Option<String>,
+    /// The commit the run ran on.
+    pub head_sha: Option<String>,
+    /// `owner/name` of the repository the head commit came from: another one for a run on
+    /// a fork's pull request.
+    pub head_repository: Option<String>,
     pub conclusion: Option<String>,
     pub html_url: Option<String>,
 }
@@ -101,8 +115,54 @@ fn full_names(list: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The top-level fields that mark each handled event's payloads; `installation` payloads
+/// have none of them.
+const SHAPE_MARKS: [(&str, &[&str]); 7] = [
+    ("issue_comment", &["comment", "issue"]),
+    ("release", &["release"]),
+    ("repository_dispatch", &["client_payload"]),
+    ("workflow_dispatch", &["inputs"]),
+    ("workflow_run", &["workflow_run"]),
+    (
+        "installation_repositories",
+        &["repositories_added", "repositories_removed"],
+    ),
+    ("ping", &["zen", "hook_id"]),
+];
+
+/// Why `payload` cannot be a payload of `event`, if it cannot: it lacks the event's own
+/// marks, or has another event's.
+pub fn shape_mismatch(event: &str, payload: &Value) -> Option<String> {
+    let object = payload.as_object()?;
+    let has = |field: &&str| object.contains_key(*field);
+    if let Some((_, own)) = SHAPE_MARKS.iter().find(|(name, _)| *name == event) {
+        // Some fixtures of real events leave out one of two marks: one is enough.
+        if !own.iter().any(has) {
+            return Some(format!(
+                "X-GitHub-Event is {event}, but the payload has no {} field",
+                own.join(" or ")
+            ));
+        }
+    }
+    SHAPE_MARKS
+        .iter()
+        .filter(|(name, _)| *name != event)
+        .find(|(_, marks)| marks.iter().any(has))
+        .map(|(other, marks)| {
+            let found: Vec<&str> = marks.iter().copied().filter(|m| has(m)).collect();
+            format!(
+                "X-GitHub-Event is {event}, but the payload has the {} field of a {other} payload",
+                found.join(" and ")
+            )
+        })
+}
+
 /// Decides what the delivery `delivery_id` of `event` asks for.
 pub fn route(event: &str, delivery_id: &str, payload: &Value, context: &RoutingContext) -> Route {
+    let handled = SUBSCRIBED_EVENTS.contains(&event) || ALWAYS_DELIVERED_EVENTS.contains(&event);
+    if handled && let Some(reason) = shape_mismatch(event, payload) {
+        return Route::Ignore(reason);
+    }
     let action = text(payload, "/action");
     let repository = text(payload, "/repository/full_name");
     let installation_id = payload.pointer("/installation/id").and_then(Value::as_i64);
@@ -157,6 +217,7 @@ pub fn route(event: &str, delivery_id: &str, payload: &Value, context: &RoutingC
                     Some(id) => format!("release:{id}"),
                     None => format!("delivery:{delivery_id}"),
                 },
+                request_key: None,
                 version,
                 trigger: Trigger {
                     source: "release".into(),
@@ -305,6 +366,9 @@ pub fn route(event: &str, delivery_id: &str, payload: &Value, context: &RoutingC
                 name: text(payload, "/workflow_run/name").map(str::to_owned),
                 repository: repository.to_owned(),
                 head_branch: text(payload, "/workflow_run/head_branch").map(str::to_owned),
+                head_sha: text(payload, "/workflow_run/head_sha").map(str::to_owned),
+                head_repository: text(payload, "/workflow_run/head_repository/full_name")
+                    .map(str::to_owned),
                 conclusion: text(payload, "/workflow_run/conclusion").map(str::to_owned),
                 html_url: text(payload, "/workflow_run/html_url").map(str::to_owned),
             })
@@ -327,6 +391,8 @@ fn dispatched_build(
     };
     match given.parse::<Version>() {
         Ok(version) => Route::Build(BuildAsked {
+            // A dispatch asks for a plain build.
+            request_key: Some(format!("dispatch:build:{version}")),
             version,
             dedupe_key: format!("delivery:{delivery_id}"),
             trigger: Trigger {
@@ -413,6 +479,67 @@ mod tests {
             route("workflow_dispatch", "d2", &workflow, &CONTEXT),
             Route::Ignore(_)
         ));
+    }
+
+    #[test]
+    fn the_event_header_must_match_the_payloads_shape() {
+        // A signed release body sent again as a comment, a dispatch or a workflow run.
+        let body = release("v1.17.1", "noahwhite");
+        for event in [
+            "issue_comment",
+            "repository_dispatch",
+            "workflow_dispatch",
+            "workflow_run",
+        ] {
+            assert!(
+                matches!(route(event, "d", &body, &CONTEXT), Route::Ignore(reason) if reason.contains(&format!("X-GitHub-Event is {event}"))),
+                "{event}"
+            );
+        }
+        // A comment body that also carries a dispatch's fields is no comment.
+        let mixed = json!({
+            "action": "created",
+            "issue": {"number": 3},
+            "comment": {"id": 5, "body": "/help", "user": {"login": "u", "type": "User"}},
+            "client_payload": {"version": "1.2.3"},
+            "repository": {"full_name": "noahwhite/alloy-sysext-build"},
+            "installation": {"id": 1},
+        });
+        let Route::Ignore(reason) = route("issue_comment", "d", &mixed, &CONTEXT) else {
+            panic!("a mixed payload was routed");
+        };
+        assert!(reason.contains("client_payload"), "{reason}");
+        assert!(matches!(
+            route("repository_dispatch", "d", &mixed, &CONTEXT),
+            Route::Ignore(_)
+        ));
+        // An installation event with a comment's fields is ignored too.
+        assert!(matches!(
+            route("installation", "d", &mixed, &CONTEXT),
+            Route::Ignore(reason) if reason.contains("issue_comment")
+        ));
+        assert_eq!(shape_mismatch("release", &body), None);
+    }
+
+    #[test]
+    fn dispatches_are_keyed_by_what_they_ask() {
+        let dispatch = |id: &str| {
+            let body = json!({
+                "action": "alloy-sysext-build",
+                "client_payload": {"version": "v1.2.3"},
+                "repository": {"full_name": "noahwhite/alloy-sysext-build"},
+            });
+            match route("repository_dispatch", id, &body, &CONTEXT) {
+                Route::Build(build) => build.request_key,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(dispatch("d1"), Some("dispatch:build:1.2.3".into()));
+        assert_eq!(dispatch("d1"), dispatch("d2"));
+        let Route::Build(release) = route("release", "d", &release("v1.2.3", "u"), &CONTEXT) else {
+            panic!("expected a build");
+        };
+        assert_eq!(release.request_key, None);
     }
 
     #[test]

@@ -15,12 +15,12 @@ use crate::http::request_with_headers;
 use crate::serve_process::{SECRET, Server, fixtures, free_port};
 use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
 
-const INSTALLATION: u64 = 77;
-const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
-const ISSUE: u64 = 12;
+pub(crate) const INSTALLATION: u64 = 77;
+pub(crate) const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
+pub(crate) const ISSUE: u64 = 12;
 
 /// A fake GitHub that knows the App, its installation, and Alloy 1.17.1 upstream.
-fn github_with_app() -> FakeGitHub {
+pub(crate) fn github_with_app() -> FakeGitHub {
     let github = FakeGitHub::start();
     install_app(&github, &[(INSTALLATION, "noahwhite")]);
     github.add_repo(BUILD_REPO, "main");
@@ -28,7 +28,7 @@ fn github_with_app() -> FakeGitHub {
     github
 }
 
-fn start_app_server(github: &FakeGitHub, data_dir: &Path, port: u16) -> Server {
+pub(crate) fn start_app_server(github: &FakeGitHub, data_dir: &Path, port: u16) -> Server {
     // No consumer repositories and no schedule: these tests are about the server itself.
     let config = data_dir.join("settings.toml");
     fs::write(
@@ -41,7 +41,7 @@ fn start_app_server(github: &FakeGitHub, data_dir: &Path, port: u16) -> Server {
     Server::start_on(port, data_dir, &env)
 }
 
-fn comment_payload(comment_id: u64, user: &str, body: &str) -> Vec<u8> {
+pub(crate) fn comment_payload(comment_id: u64, user: &str, body: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "action": "created",
         "issue": {"number": ISSUE, "title": "Release tracking"},
@@ -53,14 +53,14 @@ fn comment_payload(comment_id: u64, user: &str, body: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn jobs(server: &Server) -> Vec<Value> {
+pub(crate) fn jobs(server: &Server) -> Vec<Value> {
     server.get("/api/jobs").json()["jobs"]
         .as_array()
         .unwrap()
         .clone()
 }
 
-fn wait_for_job_state(server: &Server, id: i64, state: &str, limit: Duration) -> Value {
+pub(crate) fn wait_for_job_state(server: &Server, id: i64, state: &str, limit: Duration) -> Value {
     let mut last = Value::Null;
     server.wait_for(&format!("job {id} to be {state}"), limit, || {
         last = server.get(&format!("/api/jobs/{id}")).json();
@@ -69,7 +69,7 @@ fn wait_for_job_state(server: &Server, id: i64, state: &str, limit: Duration) ->
     last
 }
 
-fn replies(github: &FakeGitHub) -> Vec<String> {
+pub(crate) fn replies(github: &FakeGitHub) -> Vec<String> {
     github
         .comments(BUILD_REPO, ISSUE)
         .into_iter()
@@ -77,7 +77,7 @@ fn replies(github: &FakeGitHub) -> Vec<String> {
         .collect()
 }
 
-fn wait_for_replies(server: &Server, github: &FakeGitHub, count: usize) -> Vec<String> {
+pub(crate) fn wait_for_replies(server: &Server, github: &FakeGitHub, count: usize) -> Vec<String> {
     server.wait_for(&format!("{count} replies"), Duration::from_secs(60), || {
         replies(github).len() >= count
     });
@@ -301,8 +301,8 @@ fn a_comment_handled_again_after_a_failure_part_way_answers_each_command_once() 
     );
     assert_eq!(response.status, 202);
 
-    // `/help`, `/status`, and the build's own reply when its job ends.
-    wait_for_replies(&server, &github, 3);
+    // One reply with `/help` and `/status`, and the build's own report when its job ends.
+    wait_for_replies(&server, &github, 2);
     let job = jobs(&server)[0].clone();
     wait_for_job_state(
         &server,
@@ -314,12 +314,17 @@ fn a_comment_handled_again_after_a_failure_part_way_answers_each_command_once() 
     std::thread::sleep(Duration::from_secs(1));
     let answered = replies(&github);
     let count = |matches: &dyn Fn(&String) -> bool| answered.iter().filter(|r| matches(r)).count();
-    let help = count(&|r| r.starts_with("Commands are written"));
-    let status = count(&|r| r.starts_with("**Alloy sysext status**"));
+    let help = count(&|r| r.contains("Commands are written"));
+    let status = count(&|r| r.contains("**Alloy sysext status**"));
     let built = count(&|r| r.contains("built, signed and published"));
+    let both = count(&|r| {
+        r.starts_with("@writer ")
+            && r.contains("Commands are written")
+            && r.contains("**Alloy sysext status**")
+    });
     assert_eq!(
-        (answered.len(), help, status, built),
-        (3, 1, 1, 1),
+        (answered.len(), help, status, built, both),
+        (2, 1, 1, 1, 1),
         "{answered:#?}"
     );
     assert_eq!(jobs(&server).len(), 1);
@@ -591,17 +596,29 @@ fn dispatches_and_releases_in_the_build_repository_start_builds() {
         "release",
         own_release.to_string().as_bytes(),
     );
+    // A release someone publishes by hand starts a build too.
+    let release = json!({"action": "published", "release": {"id": 10, "tag_name": "v1.17.1", "author": {"login": "noahwhite"}}, "repository": repository, "installation": installation, "sender": {"login": "noahwhite", "type": "User"}});
+    server.deliver("d-release", "release", release.to_string().as_bytes());
     server.wait_for("two jobs to finish", Duration::from_secs(60), || {
         let all = jobs(&server);
         all.len() == 2 && all.iter().all(|j| j["state"] == "succeeded")
     });
     let all = jobs(&server);
-    let sources: Vec<&str> = all
+    let mut sources: Vec<&str> = all
         .iter()
         .map(|j| j["trigger"]["source"].as_str().unwrap())
         .collect();
-    assert!(sources.contains(&"repository_dispatch") && sources.contains(&"workflow_dispatch"));
-    // The second build of the same version found it built and changed nothing.
+    sources.sort();
+    assert_eq!(sources, ["release", "repository_dispatch"]);
+    // Both dispatches asked for the same build of 1.17.1: the second found the first's job.
+    let dispatched = all
+        .iter()
+        .find(|j| j["trigger"]["source"] == "repository_dispatch")
+        .unwrap();
+    let workflow_delivery = server.get("/api/deliveries/d-workflow").json();
+    assert_eq!(workflow_delivery["state"], "processed");
+    assert_eq!(workflow_delivery["job_id"], dispatched["id"]);
+    // The release's build of the same version found it built and changed nothing.
     assert!(
         all.iter().any(|j| j["result"]["published"] == "unchanged"),
         "{all:?}"

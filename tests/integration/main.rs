@@ -5,6 +5,7 @@
 mod app_server;
 mod app_setup;
 mod bad_input;
+mod command_rules;
 mod common;
 mod config_command;
 mod download;

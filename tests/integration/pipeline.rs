@@ -216,9 +216,9 @@ fn assert_published(world: &World) {
     assert_eq!(releases.len(), 1);
     assert_eq!(releases[0].tag, "v1.18.0");
     assert_eq!(releases[0].name, "Alloy Sysext 1.18.0");
-    // Upstream's notes are carried over.
+    // Upstream's notes are carried over, as text: their mentions and links stay inert.
     assert!(
-        releases[0].body.contains("release notes"),
+        releases[0].body.contains("```\nrelease notes\n```"),
         "{}",
         releases[0].body
     );
@@ -540,7 +540,12 @@ fn a_published_version_with_another_hash_is_replaced_only_by_rebuild() {
     );
     assert!(world.github.releases(BUILD_REPO).is_empty());
     assert!(world.github.pulls(GHOST).is_empty());
-    // The tracking issue says why.
+    // The tracking issue says why (the report follows the job's end).
+    server.wait_for(
+        "the failure on the tracking issue",
+        Duration::from_secs(30),
+        || !world.tracking_issue().comments.is_empty(),
+    );
     let tracking = world.tracking_issue();
     assert_eq!(tracking.state, "open");
     assert!(
@@ -615,6 +620,8 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
             "id": 555,
             "name": "Validate Butane",
             "head_branch": "feature/update-alloy-sysext-to-1.18.0",
+            "head_sha": world.github.pulls(GHOST)[0].head_sha,
+            "head_repository": {"full_name": GHOST},
             "conclusion": "failure",
             "html_url": "https://github.com/noahwhite/ghost-stack/actions/runs/555",
         },

@@ -18,6 +18,7 @@ use crate::github::contents::{
     FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
 };
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
+use crate::markdown::{code_span, safe_url};
 use crate::settings::ConsumerSettings;
 
 /// The file a repository adds to enroll itself as a consumer.
@@ -146,7 +147,14 @@ async fn all_consumers(context: &JobContext<'_>) -> Vec<ConsumerSettings> {
     consumers
 }
 
-/// The pull request's body.
+/// An address in a pull request body: bare when it is a plain web address, else in a code
+/// span.
+fn link_or_code(url: &str) -> String {
+    safe_url(url).map_or_else(|| code_span(url), str::to_owned)
+}
+
+/// The pull request's body. The path and the hashes read from the consumer's file are in
+/// code spans: they come from the repository.
 fn pull_body(
     context: &JobContext<'_>,
     edit: &ButaneEdit,
@@ -157,16 +165,16 @@ fn pull_body(
     let upstream = result
         .get("upstream_release")
         .and_then(|u| u.as_str())
-        .map(|u| format!("- Upstream release notes: {u}\n"))
+        .map(|u| format!("- Upstream release notes: {}\n", link_or_code(u)))
         .unwrap_or_default();
     let release = result
         .get("release")
         .and_then(|u| u.as_str())
-        .map(|u| format!("- Sysext release: {u}\n"))
+        .map(|u| format!("- Sysext release: {}\n", link_or_code(u)))
         .unwrap_or_default();
     format!(
-        "## Summary\n\nUpdates the Grafana Alloy sysext in `{path}` from **{from}** to **{to}**.\n\n\
-         | | version | sha256 |\n|---|---|---|\n| from | {from} | `{from_hash}` |\n| to | {to} | `{to_hash}` |\n\n\
+        "## Summary\n\nUpdates the Grafana Alloy sysext in {path} from **{from}** to **{to}**.\n\n\
+         | | version | sha256 |\n|---|---|---|\n| from | {from} | {from_hash} |\n| to | {to} | {to_hash} |\n\n\
          Only the Alloy image's version strings and its hash change.\n\n\
          ## Test plan\n\n\
          - [ ] CI passes\n\
@@ -174,14 +182,15 @@ fn pull_body(
          - [ ] `systemd-sysext status` lists the alloy extension\n\n\
          ## Links\n\n\
          - Image: {url}\n\
-         - Checksum: {url}.sha256\n\
+         - Checksum: {checksum}\n\
          {upstream}{release}",
-        path = consumer.path,
+        path = code_span(&consumer.path),
         from = edit.previous.version,
-        from_hash = edit.previous.sha256,
+        from_hash = code_span(&edit.previous.sha256),
         to = context.version,
-        to_hash = image.sha256,
-        url = image.url,
+        to_hash = code_span(&image.sha256),
+        url = link_or_code(&image.url),
+        checksum = link_or_code(&format!("{}.sha256", image.url)),
     )
 }
 

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{JobContext, StepError};
 use crate::github::releases::{create_release, release_by_tag};
+use crate::markdown::{code_block, code_span, safe_url};
 
 pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let worker = context.worker;
@@ -22,20 +23,27 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     if let Some(notes) = result.get("upstream_notes").and_then(|n| n.as_str())
         && !notes.trim().is_empty()
     {
-        body.push_str(notes);
-        body.push_str("\n\n");
+        // Upstream's Markdown would mention its contributors and link in the App's name:
+        // shown as text.
+        body.push_str("Upstream release notes:\n\n");
+        body.push_str(&code_block(notes));
+        body.push('\n');
     }
     if let Some(url) = result.get("upstream_release").and_then(|n| n.as_str()) {
-        body.push_str(&format!("Upstream release: {url}\n"));
+        let shown = safe_url(url).map_or_else(|| code_span(url), str::to_owned);
+        body.push_str(&format!("Upstream release: {shown}\n"));
     }
     if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
         body.push_str("\n| image | sha256 |\n|---|---|\n");
         for image in images {
+            let file = code_span(image["file"].as_str().unwrap_or("?"));
+            let name = match image["url"].as_str().and_then(safe_url) {
+                Some(url) => format!("[{file}]({url})"),
+                None => file,
+            };
             body.push_str(&format!(
-                "| [{file}]({url}) | `{sha}` |\n",
-                file = image["file"].as_str().unwrap_or("?"),
-                url = image["url"].as_str().unwrap_or(""),
-                sha = image["sha256"].as_str().unwrap_or("?"),
+                "| {name} | {} |\n",
+                code_span(image["sha256"].as_str().unwrap_or("?")),
             ));
         }
     }

@@ -1,14 +1,74 @@
 //! Steps 7 and 8: the tracking issue gets the outcome and is closed (unless a consumer update
-//! failed); whoever asked in a comment gets a reply. A failed job is reported in both places
-//! too.
+//! failed); each issue where a comment asked for the job gets one report, naming everyone
+//! who asked. A failed job is reported in both places too.
 
 use super::{JobContext, StepError};
+use crate::database::DatabaseError;
 use crate::database::jobs::Job;
 use crate::github::api::ApiError;
 use crate::github::issues::{close_issue, comment, find_open_issue};
 use crate::version::Version;
 use crate::worker::Worker;
-use crate::worker::replies::{failed_consumers, job_failed, job_succeeded, tracking_issue_title};
+use crate::worker::replies::{
+    Audience, failed_consumers, job_failed, job_succeeded, tracking_issue_title,
+};
+
+/// Who asked for a job, and where they asked.
+struct Askers {
+    /// Logins, first asker first, each once.
+    users: Vec<String>,
+    /// `(owner/name, issue number)` of each issue a comment asked in, each once.
+    issues: Vec<(String, u64)>,
+}
+
+/// Everyone who asked for `job`: whoever started it (a commenter, a release's or a
+/// dispatch's sender) and the comments that joined it.
+async fn askers(worker: &Worker, job: &Job) -> Result<Askers, DatabaseError> {
+    let mut askers = Askers {
+        users: Vec::new(),
+        issues: Vec::new(),
+    };
+    let mut add = |user: Option<&str>, issue: Option<(&str, u64)>| {
+        if let Some(user) = user
+            && !askers.users.iter().any(|u| u.eq_ignore_ascii_case(user))
+        {
+            askers.users.push(user.to_owned());
+        }
+        if let Some((repo, number)) = issue
+            && !askers
+                .issues
+                .iter()
+                .any(|(r, n)| r.eq_ignore_ascii_case(repo) && *n == number)
+        {
+            askers.issues.push((repo.to_owned(), number));
+        }
+    };
+    let trigger = &job.trigger;
+    let trigger_issue = match (
+        &trigger.repository,
+        trigger.issue_number,
+        trigger.source.as_str(),
+    ) {
+        (Some(repo), Some(number), "comment") => Some((repo.as_str(), number)),
+        _ => None,
+    };
+    add(trigger.user.as_deref(), trigger_issue);
+    for request in worker.database.job_requests(job.id).await? {
+        add(
+            Some(&request.user),
+            Some((&request.repository, request.issue_number)),
+        );
+    }
+    Ok(askers)
+}
+
+fn audience<'a>(worker: &Worker, repo: &'a str) -> Audience<'a> {
+    if repo.eq_ignore_ascii_case(&worker.settings.build_repo.repo) {
+        Audience::BuildRepository
+    } else {
+        Audience::Elsewhere(repo)
+    }
+}
 
 pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let worker = context.worker;
@@ -26,12 +86,13 @@ pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), St
     else {
         return Ok(());
     };
+    let askers = askers(worker, &context.job).await?;
     comment(
         &worker.github,
         auth,
         repo,
         issue.number,
-        &job_succeeded(&context.job),
+        &job_succeeded(&context.job, &askers.users, Audience::BuildRepository),
     )
     .await?;
     // A consumer left behind is not done: the issue stays open until a later run updates it.
@@ -44,37 +105,50 @@ pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), St
     Ok(())
 }
 
+/// The end report, once to each issue a comment asked in. Each issue reported to is
+/// recorded, so a step run again after a failure part-way does not report twice.
 pub async fn reply(context: &mut JobContext<'_>) -> Result<(), StepError> {
-    let job = &context.job;
-    let (Some(repository), Some(issue), "comment") = (
-        &job.trigger.repository,
-        job.trigger.issue_number,
-        job.trigger.source.as_str(),
-    ) else {
-        return Ok(());
-    };
-    let auth = context.auth_for(repository).await?;
-    comment(
-        &context.worker.github,
-        auth,
-        repository,
-        issue,
-        &job_succeeded(job),
-    )
-    .await?;
+    let worker = context.worker;
+    let askers = askers(worker, &context.job).await?;
+    for (repository, issue) in &askers.issues {
+        let done = format!("{repository}#{issue}");
+        let reported: Vec<String> = context
+            .result()
+            .get("reported_to")
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or_default();
+        if reported.contains(&done) {
+            continue;
+        }
+        let auth = context.auth_for(repository).await?;
+        let text = job_succeeded(&context.job, &askers.users, audience(worker, repository));
+        comment(&worker.github, auth, repository, *issue, &text).await?;
+        let mut reported = reported;
+        reported.push(done);
+        context
+            .record(serde_json::json!({ "reported_to": reported }))
+            .await?;
+    }
     Ok(())
 }
 
-/// Tells the commenter who asked, and the tracking issue, that `job` failed.
+/// Tells the issues where comments asked for `job`, and the tracking issue, that it failed.
 pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(), ApiError> {
-    let text = job_failed(job, error);
-    if let (Some(repository), Some(issue), "comment") = (
-        &job.trigger.repository,
-        job.trigger.issue_number,
-        job.trigger.source.as_str(),
-    ) && let Ok(auth) = worker.auth_for_repository(repository).await
-    {
-        comment(&worker.github, auth, repository, issue, &text).await?;
+    let askers = match askers(worker, job).await {
+        Ok(askers) => askers,
+        Err(database) => {
+            tracing::warn!(job = job.id, error = %database, "reading who asked for a failed job");
+            Askers {
+                users: job.trigger.user.iter().cloned().collect(),
+                issues: Vec::new(),
+            }
+        }
+    };
+    for (repository, issue) in &askers.issues {
+        if let Ok(auth) = worker.auth_for_repository(repository).await {
+            let text = job_failed(job, error, &askers.users, audience(worker, repository));
+            comment(&worker.github, auth, repository, *issue, &text).await?;
+        }
     }
     let repo = &worker.settings.build_repo.repo;
     if let (Ok(version), Ok(auth)) = (
@@ -89,6 +163,7 @@ pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(
     )
     .await?
     {
+        let text = job_failed(job, error, &askers.users, Audience::BuildRepository);
         comment(&worker.github, auth, repo, issue.number, &text).await?;
     }
     Ok(())

@@ -1,0 +1,183 @@
+//! Refused `/build` and `/rebuild` commands, and whether each was answered.
+//!
+//! Refusals to one user in one repository are answered at most once an hour
+//! ([`REFUSAL_ANSWER_INTERVAL`]); those within the hour after an answered one are only
+//! recorded. The decision is stored with the comment, so a comment handled again after a
+//! failure part-way is answered (or not) as it was decided the first time.
+
+use super::{Database, DatabaseError};
+use crate::timestamp;
+
+/// The least time between two answered refusals to the same user in the same repository.
+pub const REFUSAL_ANSWER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long a refusal is kept: past the answer interval, and past the few minutes a comment
+/// may be handled again after a failure.
+const REFUSAL_KEPT: time::Duration = time::Duration::days(1);
+
+/// Why a command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// The commenter lacks write permission on the build repository.
+    Permission,
+    /// The commenter has asked for the most queued jobs one user may have.
+    QueueLimit,
+}
+
+impl RefusalReason {
+    /// The reason as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Permission => "permission",
+            RefusalReason::QueueLimit => "queue_limit",
+        }
+    }
+}
+
+/// A comment's refusal, as decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// Whether the comment's reply says why it was refused.
+    pub answered: bool,
+    /// False when the refusal was recorded before (the comment handled again).
+    pub new: bool,
+}
+
+impl Database {
+    /// Records that a command in comment `comment_id` by `user` in `repository` was
+    /// refused, and decides whether to answer it: yes, unless a refusal to the same user in
+    /// the same repository was answered within [`REFUSAL_ANSWER_INTERVAL`]. A comment
+    /// recorded before keeps its first decision.
+    pub async fn record_refusal(
+        &self,
+        comment_id: u64,
+        user: &str,
+        repository: &str,
+        reason: RefusalReason,
+    ) -> Result<Refusal, DatabaseError> {
+        let mut tx = self.pool().begin().await?;
+        let decided: Option<i64> =
+            sqlx::query_scalar("SELECT answered FROM command_refusals WHERE comment_id = ?")
+                .bind(comment_id as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(answered) = decided {
+            return Ok(Refusal {
+                answered: answered != 0,
+                new: false,
+            });
+        }
+        let since = timestamp::format(time::OffsetDateTime::now_utc() - REFUSAL_ANSWER_INTERVAL);
+        let answered_lately: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM command_refusals
+             WHERE user = ? AND repository = ? AND answered = 1 AND refused_at >= ?
+             LIMIT 1",
+        )
+        .bind(user)
+        .bind(repository)
+        .bind(&since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let answered = answered_lately.is_none();
+        sqlx::query(
+            "INSERT INTO command_refusals
+                 (comment_id, user, repository, reason, answered, refused_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(comment_id as i64)
+        .bind(user)
+        .bind(repository)
+        .bind(reason.as_str())
+        .bind(answered as i64)
+        .bind(timestamp::now())
+        .execute(&mut *tx)
+        .await?;
+        // Older refusals decide nothing any more.
+        sqlx::query("DELETE FROM command_refusals WHERE refused_at < ?")
+            .bind(timestamp::format(
+                time::OffsetDateTime::now_utc() - REFUSAL_KEPT,
+            ))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Refusal {
+            answered,
+            new: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refusals_are_answered_once_an_hour_per_user_and_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::open(None, dir.path()).await.unwrap();
+        let refuse = |comment: u64, user: &'static str, repo: &'static str| {
+            let database = database.clone();
+            async move {
+                database
+                    .record_refusal(comment, user, repo, RefusalReason::Permission)
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = refuse(1, "mallory", "o/r").await;
+        assert_eq!(
+            first,
+            Refusal {
+                answered: true,
+                new: true
+            }
+        );
+        // The same user again, any case, in the same repository: recorded, not answered.
+        assert!(!refuse(2, "Mallory", "O/R").await.answered);
+        // Another user, or another repository, is answered.
+        assert!(refuse(3, "eve", "o/r").await.answered);
+        assert!(refuse(4, "mallory", "o/other").await.answered);
+        // A comment handled again keeps its first decision.
+        assert_eq!(
+            refuse(1, "mallory", "o/r").await,
+            Refusal {
+                answered: true,
+                new: false
+            }
+        );
+        assert_eq!(
+            refuse(2, "mallory", "o/r").await,
+            Refusal {
+                answered: false,
+                new: false
+            }
+        );
+
+        // An answer older than the interval no longer counts.
+        let long_ago = timestamp::format(
+            time::OffsetDateTime::now_utc() - REFUSAL_ANSWER_INTERVAL - time::Duration::minutes(1),
+        );
+        sqlx::query("UPDATE command_refusals SET refused_at = ?")
+            .bind(long_ago)
+            .execute(database.pool())
+            .await
+            .unwrap();
+        assert!(refuse(5, "mallory", "o/r").await.answered);
+
+        // Refusals older than a day are dropped as new ones come.
+        let last_week =
+            timestamp::format(time::OffsetDateTime::now_utc() - time::Duration::days(7));
+        sqlx::query("UPDATE command_refusals SET refused_at = ? WHERE comment_id = 1")
+            .bind(last_week)
+            .execute(database.pool())
+            .await
+            .unwrap();
+        refuse(6, "eve", "o/other").await;
+        let kept: Vec<i64> =
+            sqlx::query_scalar("SELECT comment_id FROM command_refusals ORDER BY comment_id")
+                .fetch_all(database.pool())
+                .await
+                .unwrap();
+        assert_eq!(kept, [2, 3, 4, 5, 6]);
+    }
+}
