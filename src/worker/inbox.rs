@@ -17,6 +17,7 @@ use crate::database::jobs::{NewJob, Queued, Trigger};
 use crate::github::api::{ApiError, Auth};
 use crate::github::issues::comment;
 use crate::github::pulls::open_pull_for_branch;
+use crate::github::url::{escape_component, escape_repo};
 
 /// The branches consumer pull requests come from.
 pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
@@ -292,7 +293,8 @@ impl Worker {
                                 Method::POST,
                                 &format!(
                                     "/repos/{}/issues/comments/{}/reactions",
-                                    comment.repository, comment.comment_id
+                                    escape_repo(&comment.repository),
+                                    comment.comment_id
                                 ),
                                 auth,
                                 Some(&json!({"content": "eyes"})),
@@ -359,7 +361,8 @@ impl Worker {
     async fn permission(&self, comment: &CommentPosted) -> Result<String, ApiError> {
         let path = format!(
             "/repos/{}/collaborators/{}/permission",
-            comment.repository, comment.user
+            escape_repo(&comment.repository),
+            escape_component(&comment.user)
         );
         let response = self
             .github
@@ -413,7 +416,10 @@ impl Worker {
         issue_number: u64,
         body: &str,
     ) -> Result<(), ApiError> {
-        let path = format!("/repos/{repository}/issues/{issue_number}/comments");
+        let path = format!(
+            "/repos/{}/issues/{issue_number}/comments",
+            escape_repo(repository)
+        );
         let _: serde_json::Value = self
             .github
             .send_json(

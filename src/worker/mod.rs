@@ -102,7 +102,10 @@ impl Worker {
                     .github
                     .request(
                         http::Method::GET,
-                        &format!("/repos/{repo}/installation"),
+                        &format!(
+                            "/repos/{}/installation",
+                            crate::github::url::escape_repo(repo)
+                        ),
                         Auth::App,
                         None,
                     )
