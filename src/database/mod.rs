@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod installations;
 pub mod job_steps;
 pub mod jobs;
+pub mod retention;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -5,6 +5,7 @@ pub mod inbox;
 pub mod pipeline;
 pub mod redelivery;
 pub mod replies;
+pub mod retention;
 pub mod routing;
 pub mod upstream_schedule;
 pub mod upstream_watch;

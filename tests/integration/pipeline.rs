@@ -947,3 +947,59 @@ fn names_with_url_characters_reach_github_escaped_and_tokens_reach_one_repositor
             .any(|scope| scope.repositories.as_deref() == Some(&["alloy".to_owned()][..]))
     );
 }
+
+#[test]
+fn data_dir_is_the_owners_alone_but_the_published_images() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    // Opened up by hand, as an older version or an operator may have left it.
+    fs::set_permissions(world.data.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&world.config, fs::Permissions::from_mode(0o644)).unwrap();
+    // Local storage under DATA_DIR/images, and a signing key made in DATA_DIR.
+    let env: Vec<(&str, String)> = app_env(&world.github, &world.config)
+        .into_iter()
+        .filter(|(name, _)| *name != "SIGNING_KEY_PATH")
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_on(free_port(), world.data.path(), &env);
+    server.deliver("release-local", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+
+    let mode =
+        |path: &std::path::Path| fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777;
+    let root = world.data.path();
+    assert_eq!(mode(root), 0o700);
+    for name in [
+        "alloy-sysext.db",
+        "alloy-sysext.db-wal",
+        "alloy-sysext.db-shm",
+        "signing-key.asc",
+        "images/alloy-1.18.0-amd64.raw",
+        "images/SHA256SUMS",
+    ] {
+        assert!(root.join(name).exists(), "{name} is in DATA_DIR");
+    }
+    let mut checked = 0;
+    let mut directories = vec![root.to_owned()];
+    while let Some(directory) = directories.pop() {
+        for entry in fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            let published = path.starts_with(root.join("images"));
+            let kind = fs::symlink_metadata(&path).unwrap().file_type();
+            let expected = match (kind.is_dir(), published) {
+                (true, true) => 0o755,
+                (true, false) => 0o700,
+                (false, true) => 0o644,
+                (false, false) => 0o600,
+            };
+            assert_eq!(mode(&path), expected, "{}", path.display());
+            checked += 1;
+            if kind.is_dir() {
+                directories.push(path);
+            }
+        }
+    }
+    assert!(checked >= 8, "{checked} entries");
+    drop(server);
+}
