@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::*;
 use crate::fake_github::{Failure, FakeGitHub, FakeIssue};
+use crate::http::request_with_headers;
 use crate::s3_server::S3Server;
 use crate::serve_process::{Server, free_port};
 use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
@@ -939,6 +940,28 @@ fn names_with_url_characters_reach_github_escaped_and_tokens_reach_one_repositor
     assert!(writes_to("odd-names", "pull_requests"));
     assert!(writes_to("alloy-sysext-build", "contents"));
     assert!(writes_to("alloy-sysext-build", "issues"));
+    // A token the server got for a consumer reaches that consumer only: not the build
+    // repository, not the other consumers of the same installation.
+    let consumer_tokens = world.github.tokens_scoped_to("odd-names");
+    assert!(!consumer_tokens.is_empty());
+    for token in &consumer_tokens {
+        let authorization = format!("token {token}");
+        for path in [
+            format!("/repos/{BUILD_REPO}/contents/SHA256SUMS"),
+            format!("/repos/{GHOST}/contents/{GHOST_PATH}"),
+            format!("/repos/{BUILD_REPO}/issues"),
+        ] {
+            let response = request_with_headers(
+                world.github.port(),
+                "GET",
+                &path,
+                &[("Authorization", &authorization)],
+                b"",
+            )
+            .unwrap();
+            assert_eq!(response.status, 404, "{path}: {}", response.body);
+        }
+    }
     // Upstream is outside the installation: it is read with a read-only token of the build
     // repository, never one of its own.
     assert!(

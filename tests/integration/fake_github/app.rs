@@ -124,6 +124,19 @@ impl FakeGitHub {
         self.model().app.scopes_issued.clone()
     }
 
+    /// The tokens issued for repository `name` (without its owner) alone, to try them
+    /// elsewhere.
+    pub fn tokens_scoped_to(&self, name: &str) -> Vec<String> {
+        let only = Some(vec![name.to_lowercase()]);
+        self.model()
+            .app
+            .tokens
+            .iter()
+            .filter(|(_, issued)| issued.scope.repositories == only)
+            .map(|(token, _)| token.clone())
+            .collect()
+    }
+
     /// Accepts `token` on the public release routes, as a personal access token.
     pub fn accept_personal_token(&self, token: &str) {
         self.model().app.personal_tokens.insert(token.to_owned());
