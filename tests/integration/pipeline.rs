@@ -857,6 +857,11 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
         "{report}"
     );
     assert_eq!(world.github.pulls(GHOST).len(), 1);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"refused\"} 3"),
+        "{metrics}"
+    );
     // No `..` reached GitHub.
     for request in world.github.requests() {
         assert!(

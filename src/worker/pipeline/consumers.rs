@@ -139,7 +139,7 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
                     Ok(consumer) => consumers.valid.push(consumer),
                     Err(error) => {
                         tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} is refused; no pull request is opened there");
-                        crate::metrics::global().consumer_update("failed");
+                        crate::metrics::global().consumer_update("refused");
                         consumers.refused.push(json!({
                             "repo": repo,
                             "path": ENROLLMENT_FILE,
