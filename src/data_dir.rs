@@ -22,11 +22,6 @@ pub enum DataDirError {
         path: String,
         source: std::io::Error,
     },
-    #[error("making DATA_DIR {path} readable by its owner only (chmod 0700): {source}")]
-    Restrict {
-        path: String,
-        source: std::io::Error,
-    },
 }
 
 /// What [`prepare`] changed, for the log.
@@ -34,6 +29,9 @@ pub enum DataDirError {
 pub struct Tightened {
     /// The mode `DATA_DIR` had when it was looser than 0700.
     pub directory_was: Option<u32>,
+    /// Why `DATA_DIR` could not be made 0700 (another user owns it): the files in it are
+    /// still 0600.
+    pub directory_left_open: Option<String>,
     /// Files and directories inside that were readable by others, now the owner's only.
     pub entries: usize,
 }
@@ -63,13 +61,12 @@ fn make_private(dir: &Path) -> Result<Tightened, DataDirError> {
         .mode()
         & 0o7777;
     if mode != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
-            DataDirError::Restrict {
-                path: shown(),
-                source,
+        match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
+            Ok(()) => tightened.directory_was = Some(mode),
+            Err(error) => {
+                tightened.directory_left_open = Some(format!("mode {mode:o}: {error}"));
             }
-        })?;
-        tightened.directory_was = Some(mode);
+        }
     }
     tightened.entries = tighten_inside(dir, true);
     Ok(tightened)
@@ -85,7 +82,7 @@ fn restrict_umask() {
 
 /// Makes what is under `dir` the owner's only: files 0600 (or 0700 when executable),
 /// directories 0700. Returns how many were changed; an entry that cannot be read or changed
-/// is skipped (it is logged by the caller's count staying the same).
+/// (another user's) is left as it is.
 fn tighten_inside(dir: &Path, top: bool) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
