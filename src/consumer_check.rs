@@ -70,12 +70,13 @@ pub fn is_file_path(text: &str) -> bool {
 }
 
 /// A branch name as `git check-ref-format --branch` accepts it, at most 255 bytes (GitHub's
-/// limit for a ref).
+/// limit for a ref). `@`, which git reads as "the current branch", is refused too.
 pub fn is_branch_name(text: &str) -> bool {
     let forbidden = |c: char| c.is_control() || " ~^:?*[\\".contains(c);
     !text.is_empty()
         && text.len() <= 255
         && text != "@"
+        && text != "HEAD"
         && !text.starts_with('-')
         && !text.ends_with('.')
         && !text.contains("..")
@@ -166,6 +167,47 @@ mod tests {
             assert!(!is_branch_name(bad), "{bad:?}");
         }
         assert!(!is_branch_name(&"a".repeat(256)));
+    }
+
+    #[test]
+    fn branches_are_judged_as_git_judges_them() {
+        let names = [
+            "main",
+            "feature/x-1",
+            "release#1%x",
+            "a@b",
+            "x@",
+            "a/HEAD",
+            "HEAD",
+            "-x",
+            "a..b",
+            "a b",
+            "a~1",
+            "a:b",
+            "a[b",
+            "a\\b",
+            "a@{1}",
+            "a//b",
+            "a/.b",
+            "a.lock/b",
+            "a.",
+            "a\tb",
+        ];
+        // Outside any repository, where `--branch` would expand `@{-N}` from its history.
+        let outside = tempfile::tempdir().unwrap();
+        for name in names {
+            let git = std::process::Command::new("git")
+                .current_dir(outside.path())
+                .args(["check-ref-format", "--branch", name])
+                .output()
+                .expect("git runs");
+            assert_eq!(
+                is_branch_name(name),
+                git.status.success(),
+                "{name:?}: git says {}",
+                git.status
+            );
+        }
     }
 
     #[test]
