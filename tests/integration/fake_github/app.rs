@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use jsonwebtoken::DecodingKey;
 use serde_json::{Value, json};
 
-use super::answers::{Answer, created, not_found, ok, rfc3339, user_json};
+use super::answers::{Answer, created, not_found, ok, rfc3339, unprocessable, user_json};
 use super::auth::app_auth;
 use super::scope::{TokenScope, requested_scope};
 use super::{FakeGitHub, Shared, lock};
@@ -186,6 +186,21 @@ async fn create_access_token(
     else {
         return Err(not_found());
     };
+    // Only repositories the installation has (its account's) can be named.
+    let account = state.installations[&installation_id].clone();
+    if let Some(names) = &scope.repositories
+        && let Some(missing) = names
+            .iter()
+            .find(|name| model.repo(&account, name).is_err())
+    {
+        eprintln!(
+            "fake GitHub: a token was asked for {account}/{missing}, which installation {installation_id} does not have: 422"
+        );
+        return Err(unprocessable(
+            "There is at least one repository that does not exist or is not accessible to the parent installation.",
+        ));
+    }
+    let state = &mut model.app;
     state.tokens_issued += 1;
     state.scopes_issued.push(scope.clone());
     let token = format!(
