@@ -285,6 +285,9 @@ fn a_scoped_token_reaches_only_its_repository_with_only_its_permissions() {
         issue(r#"{"permissions": {"administration": "read"}}"#).status,
         422
     );
+    // So is a repository the installation does not have.
+    assert_eq!(issue(r#"{"repositories": ["nowhere"]}"#).status, 422);
+    assert_eq!(issue(r#"{"repositories": ["alloy"]}"#).status, 422);
     let scopes = github.token_scopes();
     assert_eq!(scopes.len(), 1);
     assert_eq!(scopes[0].repositories, Some(vec!["site".to_owned()]));
