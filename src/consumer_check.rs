@@ -4,7 +4,12 @@
 //! so a file path must stay inside the repository, a branch must be one git accepts and an
 //! assignee must be a GitHub login.
 
-/// A field that fails its check: its key, its value, and what was expected.
+/// At most this many characters of a refused value are kept: the value may come from a
+/// stranger's file, and the error goes into job reports.
+const SHOWN_CHARS: usize = 100;
+
+/// A field that fails its check: its key, its value (cut to its first 100 characters), and
+/// what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key} = {value:?} is not valid: {expected}")]
 pub struct InvalidField {
@@ -15,9 +20,13 @@ pub struct InvalidField {
 
 impl InvalidField {
     fn new(key: &str, value: &str, expected: &'static str) -> InvalidField {
+        let mut shown: String = value.chars().take(SHOWN_CHARS).collect();
+        if shown.len() < value.len() {
+            shown.push('…');
+        }
         InvalidField {
             key: key.to_owned(),
-            value: value.to_owned(),
+            value: shown,
             expected,
         }
     }
@@ -247,5 +256,10 @@ mod tests {
                 .starts_with("consumers[2].assignees = \"-no\""),
             "{error}"
         );
+        // A stranger's value is cut before it reaches a report.
+        let long = format!("/{}", "x".repeat(100_000));
+        let refused = check_consumer_fields(&long, "main", &[]).unwrap_err();
+        assert_eq!(refused.value.chars().count(), SHOWN_CHARS + 1);
+        assert!(refused.to_string().len() < 400, "{refused}");
     }
 }

@@ -160,7 +160,9 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
 /// consumers are; the error names the key at fault.
 fn enrollment(repo: &str, content: &[u8]) -> Result<ConsumerSettings, String> {
     let text = std::str::from_utf8(content).map_err(|_| "the file is not UTF-8 text".to_owned())?;
-    let enrollment: Enrollment = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+    // The parser's message may quote a value of any length.
+    let enrollment: Enrollment =
+        toml::from_str(text).map_err(|e| e.message().chars().take(300).collect::<String>())?;
     check_consumer_fields(&enrollment.path, &enrollment.base, &enrollment.assignees)
         .map_err(|e| e.to_string())?;
     Ok(ConsumerSettings {
