@@ -12,6 +12,9 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// `RETENTION_DAYS` when it is not set.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+
 /// The GitHub App's identity.
 #[derive(Debug, Clone)]
 pub struct AppCredentials {
@@ -62,6 +65,9 @@ pub struct ServerConfig {
     /// `JOB_RETRY_SECONDS`: the wait before a transiently failed job's first retry; each
     /// later retry waits twice as long.
     pub job_retry_delay: std::time::Duration,
+    /// `RETENTION_DAYS`: how long the payloads of handled deliveries, and workflow runs,
+    /// are kept.
+    pub retention: std::time::Duration,
     pub log_level: String,
     /// `None`: pretty on a terminal, JSON otherwise.
     pub log_format: Option<LogFormat>,
@@ -192,6 +198,19 @@ impl ServerConfig {
                     }
                 },
             },
+            retention: match get("RETENTION_DAYS") {
+                None => std::time::Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400),
+                Some(value) => match value.trim().parse::<u64>() {
+                    Ok(days) if days <= 36_500 => std::time::Duration::from_secs(days * 86_400),
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            name: "RETENTION_DAYS",
+                            value,
+                            expected: "a number of days from 0 (payloads go as soon as they are handled) to 36500",
+                        });
+                    }
+                },
+            },
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
             log_format,
         })
@@ -267,6 +286,21 @@ mod tests {
         assert!(c.webhook_secrets.is_empty());
         assert_eq!(c.github_api_url, "https://api.github.com");
         assert_eq!(c.log_level, "info");
+        assert_eq!(c.retention, std::time::Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn retention_is_in_days() {
+        let c = config(&[("RETENTION_DAYS", "7")]).unwrap();
+        assert_eq!(c.retention, std::time::Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            config(&[("RETENTION_DAYS", "0")]).unwrap().retention,
+            std::time::Duration::ZERO
+        );
+        for bad in ["-1", "a week", "36501"] {
+            let err = config(&[("RETENTION_DAYS", bad)]).unwrap_err().to_string();
+            assert!(err.contains("RETENTION_DAYS"), "{err}");
+        }
     }
 
     #[test]

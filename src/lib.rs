@@ -3,6 +3,8 @@ pub mod artifacts;
 pub mod butane;
 pub mod commands;
 pub mod config;
+pub mod consumer_check;
+pub mod data_dir;
 pub mod database;
 pub mod digest;
 pub mod github;

@@ -155,7 +155,7 @@ impl Metrics {
         let consumer_updates = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "consumer_updates",
-            "Consumer repository updates by outcome: ok, failed (for good; the tracking issue stays open) or retrying",
+            "Consumer repository updates by outcome: ok, failed (for good; the tracking issue stays open), retrying, or refused (an enrollment file that fails its checks)",
             consumer_updates.clone(),
         );
         let command_refusals = Family::<RefusalLabels, Counter>::default();
@@ -239,7 +239,7 @@ impl Metrics {
         self.jobs.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
-    /// Counts a consumer update's end: `ok`, `failed` or `retrying`.
+    /// Counts a consumer update's end: `ok`, `failed`, `retrying` or `refused`.
     pub fn consumer_update(&self, outcome: &'static str) {
         self.consumer_updates
             .get_or_create(&OutcomeLabels { outcome })

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::arch::Arch;
+use crate::consumer_check::{BRANCH_EXPECTED, check_consumer_fields, is_branch_name};
 use crate::sysext::compression::Compression;
 
 /// Where Alloy's releases come from.
@@ -192,28 +193,6 @@ fn is_repo_name(text: &str) -> bool {
     matches!(text.split_once('/'), Some((owner, name)) if ok(owner) && ok(name))
 }
 
-/// A branch name git and GitHub accept, without surprises.
-fn is_branch_name(text: &str) -> bool {
-    !text.is_empty()
-        && !text.starts_with('/')
-        && !text.ends_with('/')
-        && !text.contains("..")
-        && !text.contains("//")
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
-}
-
-/// A repository-relative file path.
-fn is_file_path(text: &str) -> bool {
-    !text.is_empty()
-        && !text.starts_with('/')
-        && text
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..")
-        && !text.contains(['\\', '\0', '?', '#'])
-}
-
 impl Settings {
     /// The settings in `path`, or the defaults when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
@@ -320,7 +299,7 @@ impl Settings {
         }
         if let Some(branch) = file.build_repo.branch {
             if !is_branch_name(&branch) {
-                return Err(invalid("build_repo.branch", &branch, "a branch name"));
+                return Err(invalid("build_repo.branch", &branch, BRANCH_EXPECTED));
             }
             settings.build_repo.branch = branch;
         }
@@ -388,25 +367,8 @@ impl Settings {
                 if !is_repo_name(&consumer.repo) {
                     return Err(invalid(&key("repo"), &consumer.repo, "expected owner/name"));
                 }
-                if !is_file_path(&consumer.path) {
-                    return Err(invalid(
-                        &key("path"),
-                        &consumer.path,
-                        "a path inside the repository",
-                    ));
-                }
-                if !is_branch_name(&consumer.base) {
-                    return Err(invalid(&key("base"), &consumer.base, "a branch name"));
-                }
-                for assignee in &consumer.assignees {
-                    if assignee.is_empty()
-                        || !assignee
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    {
-                        return Err(invalid(&key("assignees"), assignee, "GitHub user names"));
-                    }
-                }
+                check_consumer_fields(&consumer.path, &consumer.base, &consumer.assignees)
+                    .map_err(|error| error.under(&key("")).to_string())?;
             }
             settings.consumers = consumers;
         }
@@ -560,6 +522,14 @@ assignees = ["noahwhite"]
                 "consumers[0].path",
             ),
             ("[[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\n", "base"),
+            (
+                "[[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\nbase = \"a b\"\n",
+                "consumers[0].base",
+            ),
+            (
+                "[[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\nbase = \"main\"\nassignees = [\"-x\"]\n",
+                "consumers[0].assignees",
+            ),
             (
                 "[[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\nbase = \"main\"\nlabels = []\n",
                 "labels",

@@ -16,8 +16,8 @@ use clap::Args;
 ///
 /// Prints, as TOML-like text: the server's environment settings (PORT, DATA_DIR,
 /// DATABASE_URL, GITHUB_API_URL, GITHUB_URL, PUBLIC_URL, GITHUB_ORGANIZATION, CONFIG_FILE,
-/// JOB_RETRY_SECONDS, LOG_LEVEL, LOG_FORMAT), who may read the status (STATUS_TOKEN only as
-/// "set", STATUS_PUBLIC), the App (APP_ID, and whether PRIVATE_KEY or
+/// JOB_RETRY_SECONDS, RETENTION_DAYS, LOG_LEVEL, LOG_FORMAT), who may read the status
+/// (STATUS_TOKEN only as "set", STATUS_PUBLIC), the App (APP_ID, and whether PRIVATE_KEY or
 /// PRIVATE_KEY_PATH holds a usable key; else the App made at /setup and kept in DATA_DIR),
 /// how many webhook secrets are set, the storage (R2_BUCKET, R2_ENDPOINT, S3_REGION and
 /// S3_FORCE_PATH_STYLE, or the local directory; R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY
@@ -222,6 +222,11 @@ fn write_server(
         out,
         "JOB_RETRY_SECONDS = {}",
         config.job_retry_delay.as_secs()
+    );
+    let _ = writeln!(
+        out,
+        "RETENTION_DAYS = {}",
+        config.retention.as_secs() / 86_400
     );
     let _ = writeln!(out, "LOG_LEVEL = {}", quote(&config.log_level));
     let _ = writeln!(

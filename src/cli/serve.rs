@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 
 use alloy_sysext_automation::config::{LogFormat, ServerConfig};
+use alloy_sysext_automation::data_dir;
 use anyhow::Context;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
@@ -22,6 +23,17 @@ pub struct ServeArgs {}
 pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
     init_logging(&config)?;
+    // Before any thread starts or anything is written: the umask is the process's.
+    let tightened = data_dir::prepare(&config.data_dir)?;
+    if let Some(mode) = tightened.directory_was {
+        tracing::warn!(data_dir = %config.data_dir.display(), was = format!("{mode:o}"), "DATA_DIR was open to others; it is now 0700 (owner only)");
+    }
+    if let Some(reason) = &tightened.directory_left_open {
+        tracing::warn!(data_dir = %config.data_dir.display(), reason = %reason, "DATA_DIR could not be made 0700 (owner only); the files the server writes in it are 0600 all the same");
+    }
+    if tightened.entries > 0 {
+        tracing::warn!(data_dir = %config.data_dir.display(), count = tightened.entries, "files in DATA_DIR were readable by others; they are now the owner's only");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

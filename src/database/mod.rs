@@ -8,6 +8,7 @@ pub mod installations;
 pub mod job_requests;
 pub mod job_steps;
 pub mod jobs;
+pub mod retention;
 
 use std::path::Path;
 use std::str::FromStr;

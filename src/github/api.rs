@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use super::app_jwt::AppKey;
 use super::installation_tokens::{InstallationToken, TokenCache};
 use super::rate_limit::{RetryPolicy, RetryReason, Verdict};
+use super::token_scope::TokenScope;
 use crate::secret::Secret;
 
 /// How long one request may take, from sending it to reading the whole answer.
@@ -27,10 +28,34 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Auth {
     /// The App itself (a JWT): `/app/...` routes.
     App,
-    /// One installation of the App (its access token): repository routes.
+    /// One installation of the App: repository routes, each with a token that reaches only
+    /// the repository in the route's path, with only the permission the route needs.
     Installation(i64),
     /// No credentials: public data.
     Anonymous,
+}
+
+/// What a request carries, once its scope is known.
+#[derive(Debug, Clone)]
+enum Credential {
+    App,
+    Installation { id: i64, scope: TokenScope },
+    Anonymous,
+}
+
+impl Credential {
+    /// The credential of `auth` for `method path`: an installation's is scoped to the
+    /// repository and permission the route needs.
+    fn for_request(auth: Auth, method: &Method, path: &str) -> Result<Credential, ApiError> {
+        Ok(match auth {
+            Auth::App => Credential::App,
+            Auth::Anonymous => Credential::Anonymous,
+            Auth::Installation(id) => Credential::Installation {
+                id,
+                scope: TokenScope::for_request(method, path)?,
+            },
+        })
+    }
 }
 
 /// A response GitHub gave, of any status.
@@ -102,6 +127,10 @@ pub enum ApiError {
         attempts: u32,
         reason: String,
     },
+    #[error(transparent)]
+    UnsafePath(#[from] super::url::UnsafePath),
+    #[error(transparent)]
+    UnknownScope(#[from] super::token_scope::UnknownScope),
     #[error("{reason}{}", request_id_note(request_id))]
     Unexpected {
         reason: String,
@@ -123,7 +152,10 @@ impl ApiError {
         match self {
             ApiError::GaveUp { .. } => true,
             ApiError::Status { status, .. } => *status >= 500 || *status == 429,
-            ApiError::NoCredentials | ApiError::Unexpected { .. } => false,
+            ApiError::NoCredentials
+            | ApiError::UnsafePath(_)
+            | ApiError::UnknownScope(_)
+            | ApiError::Unexpected { .. } => false,
         }
     }
 
@@ -202,11 +234,16 @@ impl GitHubApi {
         self.inner.app.as_ref().map(AppKey::app_id)
     }
 
-    /// A token for `installation`: the cached one while it is fresh, else a new one.
-    pub async fn installation_token(&self, installation: i64) -> Result<Secret, ApiError> {
+    /// A token of `installation` that reaches only `scope`: the cached one while it is
+    /// fresh, else a new one.
+    pub async fn installation_token(
+        &self,
+        installation: i64,
+        scope: &TokenScope,
+    ) -> Result<Secret, ApiError> {
         let mut cache = self.inner.tokens.lock().await;
         let now = OffsetDateTime::now_utc();
-        if let Some(token) = cache.fresh(installation, now) {
+        if let Some(token) = cache.fresh(installation, scope, now) {
             return Ok(token);
         }
         let path = format!("/app/installations/{installation}/access_tokens");
@@ -214,8 +251,8 @@ impl GitHubApi {
             .send_with_retries(
                 &Method::POST,
                 &path,
-                Auth::App,
-                Some(&serde_json::json!({})),
+                &Credential::App,
+                Some(&scope.request_body()),
                 &[],
                 // A token made twice is harmless.
                 true,
@@ -223,14 +260,17 @@ impl GitHubApi {
             .await?;
         if !response.is_success() {
             return Err(response.into_error(&format!(
-                "getting an access token for installation {installation}"
+                "getting an access token for installation {installation} on {} ({})",
+                scope.repository(),
+                scope.request_body()["permissions"]
             )));
         }
         let access: AccessToken = response.json()?;
-        tracing::info!(installation, expires_at = %access.expires_at, "new installation token");
+        tracing::info!(installation, repository = scope.repository(), permissions = %scope.request_body()["permissions"], expires_at = %access.expires_at, "new installation token");
         let token = Secret::new(access.token);
         cache.store(
             installation,
+            scope.clone(),
             InstallationToken {
                 token: token.clone(),
                 issued_at: now,
@@ -263,7 +303,30 @@ impl GitHubApi {
         body: Option<&serde_json::Value>,
         headers: &[(&'static str, String)],
     ) -> Result<ApiResponse, ApiError> {
-        self.request_inner(method, path, auth, body, headers, true)
+        let credential = Credential::for_request(auth, &method, path)?;
+        self.request_inner(method, path, credential, body, headers, true)
+            .await
+    }
+
+    /// A `GET` of public data in a repository outside the installation (upstream's
+    /// releases), made with a read-only token of `acting_repository` when `auth` is an
+    /// installation: it raises the rate limit, and reaches nothing else.
+    pub async fn get_public_with_headers(
+        &self,
+        path: &str,
+        auth: Auth,
+        acting_repository: &str,
+        headers: &[(&'static str, String)],
+    ) -> Result<ApiResponse, ApiError> {
+        let credential = match auth {
+            Auth::Installation(id) => Credential::Installation {
+                id,
+                scope: TokenScope::reading_public_data_as(acting_repository),
+            },
+            Auth::App => Credential::App,
+            Auth::Anonymous => Credential::Anonymous,
+        };
+        self.request_inner(Method::GET, path, credential, None, headers, true)
             .await
     }
 
@@ -279,7 +342,8 @@ impl GitHubApi {
         auth: Auth,
         body: Option<&serde_json::Value>,
     ) -> Result<ApiResponse, ApiError> {
-        self.request_inner(method, path, auth, body, &[], false)
+        let credential = Credential::for_request(auth, &method, path)?;
+        self.request_inner(method, path, credential, body, &[], false)
             .await
     }
 
@@ -287,7 +351,7 @@ impl GitHubApi {
         &self,
         method: Method,
         path: &str,
-        auth: Auth,
+        credential: Credential,
         body: Option<&serde_json::Value>,
         headers: &[(&'static str, String)],
         repeat_unanswered: bool,
@@ -299,10 +363,12 @@ impl GitHubApi {
             _ => None,
         };
         let response = self
-            .send_with_retries(&method, path, auth, body, headers, repeat_unanswered)
+            .send_with_retries(&method, path, &credential, body, headers, repeat_unanswered)
             .await?;
         if response.status == 401
-            && let Auth::Installation(installation) = auth
+            && let Credential::Installation {
+                id: installation, ..
+            } = credential
         {
             // The token may have been revoked or expired early: renew it once.
             tracing::warn!(
@@ -312,7 +378,7 @@ impl GitHubApi {
             );
             self.inner.tokens.lock().await.forget(installation);
             return self
-                .send_with_retries(&method, path, auth, body, headers, repeat_unanswered)
+                .send_with_retries(&method, path, &credential, body, headers, repeat_unanswered)
                 .await;
         }
         Ok(response)
@@ -375,15 +441,15 @@ impl GitHubApi {
             .clone()
     }
 
-    async fn authorization(&self, auth: Auth) -> Result<Option<String>, ApiError> {
-        Ok(match auth {
-            Auth::Anonymous => None,
-            Auth::App => {
+    async fn authorization(&self, credential: &Credential) -> Result<Option<String>, ApiError> {
+        Ok(match credential {
+            Credential::Anonymous => None,
+            Credential::App => {
                 let app = self.inner.app.as_ref().ok_or(ApiError::NoCredentials)?;
                 Some(format!("Bearer {}", app.jwt(unix_now())))
             }
-            Auth::Installation(installation) => {
-                let token = Box::pin(self.installation_token(installation)).await?;
+            Credential::Installation { id, scope } => {
+                let token = Box::pin(self.installation_token(*id, scope)).await?;
                 Some(format!("token {}", token.expose()))
             }
         })
@@ -393,18 +459,18 @@ impl GitHubApi {
         &self,
         method: &Method,
         path: &str,
-        auth: Auth,
+        credential: &Credential,
         body: Option<&serde_json::Value>,
         headers: &[(&'static str, String)],
         repeat_unanswered: bool,
     ) -> Result<ApiResponse, ApiError> {
         let mut retries = 0u32;
         loop {
-            let authorization = self.authorization(auth).await?;
+            let authorization = self.authorization(credential).await?;
             let outcome = self
                 .send_once(method, path, authorization, body, headers)
                 .await;
-            record_metrics(method, auth, &outcome);
+            record_metrics(method, credential, &outcome);
             let (verdict, response) = match outcome {
                 Ok(response) => {
                     let verdict = self.inner.policy.verdict(
@@ -545,15 +611,15 @@ impl GitHubApi {
 }
 
 /// Counts one attempt, and keeps the rate limit GitHub reported.
-fn record_metrics(method: &Method, auth: Auth, outcome: &Result<ApiResponse, String>) {
+fn record_metrics(method: &Method, credential: &Credential, outcome: &Result<ApiResponse, String>) {
     let metrics = crate::metrics::global();
     let response = outcome.as_ref().ok();
     metrics.github_request(method, response.map(|r| r.status));
     if let Some(response) = response {
-        let (auth, installation) = match auth {
-            Auth::App => ("app", None),
-            Auth::Installation(id) => ("installation", Some(id)),
-            Auth::Anonymous => ("anonymous", None),
+        let (auth, installation) = match credential {
+            Credential::App => ("app", None),
+            Credential::Installation { id, .. } => ("installation", Some(*id)),
+            Credential::Anonymous => ("anonymous", None),
         };
         metrics.github_rate_limit(&response.headers, auth, installation);
     }

@@ -4,6 +4,7 @@ use http::Method;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
+use super::url::{escape_repo, escape_segments};
 
 /// The commit `branch` of `repo` points at, or `None` when there is no such branch.
 pub async fn branch_head(
@@ -14,7 +15,11 @@ pub async fn branch_head(
 ) -> Result<Option<String>, ApiError> {
     let reference: Option<serde_json::Value> = api
         .get_optional_json(
-            &format!("/repos/{repo}/git/ref/heads/{branch}"),
+            &format!(
+                "/repos/{}/git/ref/heads/{}",
+                escape_repo(repo),
+                escape_segments(branch)?
+            ),
             auth,
             &format!("reading branch {branch} of {repo}"),
         )
@@ -41,7 +46,11 @@ pub async fn reset_branch(
         Some(_) => {
             api.request(
                 Method::PATCH,
-                &format!("/repos/{repo}/git/refs/heads/{branch}"),
+                &format!(
+                    "/repos/{}/git/refs/heads/{}",
+                    escape_repo(repo),
+                    escape_segments(branch)?
+                ),
                 auth,
                 Some(&json!({"sha": sha, "force": true})),
             )
@@ -50,7 +59,7 @@ pub async fn reset_branch(
         None => {
             api.request(
                 Method::POST,
-                &format!("/repos/{repo}/git/refs"),
+                &format!("/repos/{}/git/refs", escape_repo(repo)),
                 auth,
                 Some(&json!({"ref": format!("refs/heads/{branch}"), "sha": sha})),
             )

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
-use super::url::escape_path;
+use super::url::{escape_component, escape_repo, escape_segments};
 
 /// A file as the branch holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +47,10 @@ pub async fn read_file(
     path: &str,
 ) -> Result<Option<RepoFile>, ApiError> {
     let route = format!(
-        "/repos/{repo}/contents/{}?ref={}",
-        escape_path(path),
-        escape_path(branch)
+        "/repos/{}/contents/{}?ref={}",
+        escape_repo(repo),
+        escape_segments(path)?,
+        escape_component(branch)
     );
     read_route(api, auth, repo, path, &route).await
 }
@@ -61,7 +62,11 @@ pub async fn read_default_branch_file(
     repo: &str,
     path: &str,
 ) -> Result<Option<RepoFile>, ApiError> {
-    let route = format!("/repos/{repo}/contents/{}", escape_path(path));
+    let route = format!(
+        "/repos/{}/contents/{}",
+        escape_repo(repo),
+        escape_segments(path)?
+    );
     read_route(api, auth, repo, path, &route).await
 }
 
@@ -134,7 +139,11 @@ pub async fn write_file(
     if let Some(file) = current {
         body["sha"] = json!(file.sha);
     }
-    let route = format!("/repos/{repo}/contents/{}", escape_path(path));
+    let route = format!(
+        "/repos/{}/contents/{}",
+        escape_repo(repo),
+        escape_segments(path)?
+    );
     let response = api.request(Method::PUT, &route, auth, Some(&body)).await?;
     // 409: the sha is stale; 422 "sha wasn't supplied": the file appeared since it was read.
     if response.status == 409 || (response.status == 422 && current.is_none()) {

@@ -1,4 +1,5 @@
-//! Installation access tokens, cached per installation and renewed before they expire.
+//! Installation access tokens, cached per installation and scope (one repository, one
+//! permission) and renewed before they expire.
 //!
 //! A token lasts an hour and a build can outlive one, so every call asks the cache, which
 //! hands out the cached token only while a good part of its life is left.
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::token_scope::TokenScope;
 use crate::secret::Secret;
 
 /// The most of a token's life left unused: it is renewed this long before it expires.
@@ -37,28 +39,37 @@ impl InstallationToken {
     }
 }
 
-/// The cache: installation id → token.
+/// The cache: (installation id, scope) → token.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    tokens: HashMap<i64, InstallationToken>,
+    tokens: HashMap<(i64, TokenScope), InstallationToken>,
 }
 
 impl TokenCache {
-    /// The cached token for `installation`, if it is still fresh at `now`.
-    pub fn fresh(&self, installation: i64, now: OffsetDateTime) -> Option<Secret> {
+    /// The cached token for `scope` in `installation`, if it is still fresh at `now`.
+    pub fn fresh(
+        &self,
+        installation: i64,
+        scope: &TokenScope,
+        now: OffsetDateTime,
+    ) -> Option<Secret> {
         self.tokens
-            .get(&installation)
+            .get(&(installation, scope.clone()))
             .filter(|token| token.is_fresh(now))
             .map(|token| token.token.clone())
     }
 
-    pub fn store(&mut self, installation: i64, token: InstallationToken) {
-        self.tokens.insert(installation, token);
+    pub fn store(&mut self, installation: i64, scope: TokenScope, token: InstallationToken) {
+        let now = OffsetDateTime::now_utc();
+        // Expired tokens go, so the cache stays as small as the scopes in use.
+        self.tokens.retain(|_, token| now < token.expires_at);
+        self.tokens.insert((installation, scope), token);
     }
 
-    /// Drops the token GitHub refused, so that the next call fetches a new one.
+    /// Drops the installation's tokens after GitHub refused one (revoked, or the
+    /// installation changed), so that the next calls fetch new ones.
     pub fn forget(&mut self, installation: i64) {
-        self.tokens.remove(&installation);
+        self.tokens.retain(|(id, _), _| *id != installation);
     }
 }
 
@@ -92,14 +103,24 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_hands_out_only_fresh_tokens() {
-        let issued = datetime!(2026-01-01 00:00 UTC);
+    fn the_cache_hands_out_only_fresh_tokens_of_the_same_scope() {
+        use crate::github::token_scope::{Access, Permission};
+        let issued = OffsetDateTime::now_utc();
+        let read = TokenScope::new("o/a", Permission::Contents, Access::Read);
+        let write = TokenScope::new("o/a", Permission::Contents, Access::Write);
+        let other = TokenScope::new("o/b", Permission::Contents, Access::Read);
         let mut cache = TokenCache::default();
-        cache.store(1, token(issued, 3600));
-        assert!(cache.fresh(1, issued).is_some());
-        assert!(cache.fresh(2, issued).is_none());
-        assert!(cache.fresh(1, issued + time::Duration::hours(1)).is_none());
+        cache.store(1, read.clone(), token(issued, 3600));
+        assert!(cache.fresh(1, &read, issued).is_some());
+        assert!(cache.fresh(1, &write, issued).is_none());
+        assert!(cache.fresh(1, &other, issued).is_none());
+        assert!(cache.fresh(2, &read, issued).is_none());
+        assert!(
+            cache
+                .fresh(1, &read, issued + time::Duration::hours(1))
+                .is_none()
+        );
         cache.forget(1);
-        assert!(cache.fresh(1, issued).is_none());
+        assert!(cache.fresh(1, &read, issued).is_none());
     }
 }

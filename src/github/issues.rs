@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
-use super::url::escape_component;
+use super::url::{escape_component, escape_repo};
 
 /// An issue, as far as the pipeline needs it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -37,7 +37,10 @@ pub async fn find_open_issue(
         for page in 1..=10 {
             let issues: Vec<Issue> = api
                 .get_json(
-                    &format!("/repos/{repo}/issues?state=open&{filter}per_page=100&page={page}"),
+                    &format!(
+                        "/repos/{}/issues?state=open&{filter}per_page=100&page={page}",
+                        escape_repo(repo)
+                    ),
                     auth,
                 )
                 .await?;
@@ -69,7 +72,7 @@ pub async fn open_issue(
     body: &str,
     labels: &[&str],
 ) -> Result<Issue, ApiError> {
-    let path = format!("/repos/{repo}/issues");
+    let path = format!("/repos/{}/issues", escape_repo(repo));
     let request = json!({"title": title, "body": body, "labels": labels});
     let mut attempt = 1;
     loop {
@@ -122,7 +125,7 @@ pub async fn comment(
     let _: serde_json::Value = api
         .send_json(
             Method::POST,
-            &format!("/repos/{repo}/issues/{number}/comments"),
+            &format!("/repos/{}/issues/{number}/comments", escape_repo(repo)),
             auth,
             &json!({ "body": body }),
         )
@@ -140,7 +143,7 @@ pub async fn close_issue(
     let _: serde_json::Value = api
         .send_json(
             Method::PATCH,
-            &format!("/repos/{repo}/issues/{number}"),
+            &format!("/repos/{}/issues/{number}", escape_repo(repo)),
             auth,
             &json!({"state": "closed", "state_reason": "completed"}),
         )

@@ -11,4 +11,5 @@ pub mod pulls;
 pub mod rate_limit;
 pub mod release_asset;
 pub mod releases;
+pub mod token_scope;
 pub mod url;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
+use super::url::{escape_component, escape_repo};
 
 /// A pull request, as far as the pipeline needs it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -38,7 +39,12 @@ pub async fn open_pull_for_branch(
     let owner = repo.split('/').next().unwrap_or(repo);
     let pulls: Vec<PullRequest> = api
         .get_json(
-            &format!("/repos/{repo}/pulls?state=open&head={owner}:{branch}&per_page=10"),
+            &format!(
+                "/repos/{}/pulls?state=open&head={}:{}&per_page=10",
+                escape_repo(repo),
+                escape_component(owner),
+                escape_component(branch)
+            ),
             auth,
         )
         .await?;
@@ -57,7 +63,7 @@ pub async fn open_pull(
 ) -> Result<PullRequest, ApiError> {
     api.send_json(
         Method::POST,
-        &format!("/repos/{repo}/pulls"),
+        &format!("/repos/{}/pulls", escape_repo(repo)),
         auth,
         &json!({"title": title, "head": head, "base": base, "body": body}),
     )
@@ -75,7 +81,7 @@ pub async fn update_pull(
 ) -> Result<PullRequest, ApiError> {
     api.send_json(
         Method::PATCH,
-        &format!("/repos/{repo}/pulls/{number}"),
+        &format!("/repos/{}/pulls/{number}", escape_repo(repo)),
         auth,
         &json!({"title": title, "body": body}),
     )
@@ -96,7 +102,7 @@ pub async fn assign(
     let _: serde_json::Value = api
         .send_json(
             Method::POST,
-            &format!("/repos/{repo}/issues/{number}/assignees"),
+            &format!("/repos/{}/issues/{number}/assignees", escape_repo(repo)),
             auth,
             &json!({ "assignees": assignees }),
         )

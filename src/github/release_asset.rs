@@ -108,7 +108,11 @@ fn split_repo(repo: &str) -> (&str, &str) {
 
 /// The release tagged `tag` in `repo` (`owner/name`).
 pub async fn get_release(client: &Octocrab, repo: &str, tag: &str) -> Result<Release, AssetError> {
-    let route = format!("/repos/{repo}/releases/tags/{tag}");
+    let route = format!(
+        "/repos/{}/releases/tags/{}",
+        super::url::escape_repo(repo),
+        super::url::escape_component(tag)
+    );
     client
         .get::<Release, _, ()>(route, None)
         .await

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
+use super::url::{escape_component, escape_repo};
 
 /// A release, as far as the pipeline and the watch need it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -30,7 +31,11 @@ pub async fn release_by_tag(
     tag: &str,
 ) -> Result<Option<ReleaseSummary>, ApiError> {
     api.get_optional_json(
-        &format!("/repos/{repo}/releases/tags/{tag}"),
+        &format!(
+            "/repos/{}/releases/tags/{}",
+            escape_repo(repo),
+            escape_component(tag)
+        ),
         auth,
         &format!("reading release {tag} of {repo}"),
     )
@@ -51,7 +56,7 @@ pub async fn create_release(
     let response = api
         .request(
             Method::POST,
-            &format!("/repos/{repo}/releases"),
+            &format!("/repos/{}/releases", escape_repo(repo)),
             auth,
             Some(&json!({
                 "tag_name": tag,

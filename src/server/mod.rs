@@ -95,6 +95,7 @@ pub async fn serve(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("creating DATA_DIR {}: {e}", config.data_dir.display()))?;
     let database = Database::open(config.database_url.as_deref(), &config.data_dir).await?;
+    crate::worker::retention::spawn(database.clone(), config.retention);
     // App credentials: the environment's, else those the setup flow stored.
     let stored_app = if config.app.is_none() {
         app_credentials_file::load(&config.data_dir)?

@@ -67,7 +67,8 @@ impl LocalStorage {
         let destination = self.root.join(request.key);
         let source = request.path.to_owned();
         let key = request.key.to_owned();
-        tokio::task::spawn_blocking(move || put_blocking(&source, &destination, &sha256))
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || put_blocking(&source, &root, &destination, &sha256))
             .await
             .map_err(|e| StorageError::io(format!("storing {key}"), io::Error::other(e)))?
     }
@@ -86,6 +87,7 @@ impl LocalStorage {
 
 fn put_blocking(
     source: &Path,
+    root: &Path,
     destination: &Path,
     sha256: &str,
 ) -> Result<PutOutcome, StorageError> {
@@ -103,6 +105,11 @@ fn put_blocking(
         .expect("a key makes a path with a parent");
     fs::create_dir_all(directory)
         .map_err(|e| StorageError::io(context("creating", directory), e))?;
+    // Hosts download what is published: its directories are readable whatever the umask.
+    for published in directory.ancestors().take_while(|d| d.starts_with(root)) {
+        fs::set_permissions(published, fs::Permissions::from_mode(0o755))
+            .map_err(|e| StorageError::io(context("making readable", published), e))?;
+    }
     let name = destination
         .file_name()
         .expect("a key's last segment is a file name")

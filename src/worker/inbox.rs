@@ -19,6 +19,7 @@ use crate::database::jobs::{NewJob, Queued, Trigger};
 use crate::github::api::{ApiError, Auth};
 use crate::github::issues::comment;
 use crate::github::pulls::open_pull_for_branch;
+use crate::github::url::{escape_component, escape_repo};
 use crate::markdown::{code_span, escape, safe_url};
 
 /// The branches consumer pull requests come from.
@@ -429,7 +430,8 @@ impl Worker {
                 Method::POST,
                 &format!(
                     "/repos/{}/issues/comments/{}/reactions",
-                    comment.repository, comment.comment_id
+                    escape_repo(&comment.repository),
+                    comment.comment_id
                 ),
                 Auth::Installation(comment.installation_id),
                 Some(&json!({"content": "eyes"})),
@@ -504,7 +506,11 @@ impl Worker {
                     transient: true,
                 },
             })?;
-        let path = format!("/repos/{build_repo}/collaborators/{user}/permission");
+        let path = format!(
+            "/repos/{}/collaborators/{}/permission",
+            escape_repo(build_repo),
+            escape_component(user)
+        );
         let response = self.github.request(Method::GET, &path, auth, None).await?;
         if response.status == 404 {
             return Ok("none".into());
@@ -530,7 +536,10 @@ impl Worker {
         issue_number: u64,
         body: &str,
     ) -> Result<(), ApiError> {
-        let path = format!("/repos/{repository}/issues/{issue_number}/comments");
+        let path = format!(
+            "/repos/{}/issues/{issue_number}/comments",
+            escape_repo(repository)
+        );
         let _: serde_json::Value = self
             .github
             .send_json(

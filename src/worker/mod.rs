@@ -5,6 +5,7 @@ pub mod inbox;
 pub mod pipeline;
 pub mod redelivery;
 pub mod replies;
+pub mod retention;
 pub mod routing;
 pub mod upstream_schedule;
 pub mod upstream_watch;
@@ -102,7 +103,10 @@ impl Worker {
                     .github
                     .request(
                         http::Method::GET,
-                        &format!("/repos/{repo}/installation"),
+                        &format!(
+                            "/repos/{}/installation",
+                            crate::github::url::escape_repo(repo)
+                        ),
                         Auth::App,
                         None,
                     )

@@ -6,8 +6,6 @@
 
 use std::sync::Mutex;
 
-use http::Method;
-
 use super::replies::tracking_issue_title;
 use crate::artifacts::MANIFEST_FILE;
 use crate::database::Database;
@@ -16,6 +14,7 @@ use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::contents::read_file;
 use crate::github::issues::{find_open_issue, open_issue};
 use crate::github::releases::ReleaseSummary;
+use crate::github::url::escape_repo;
 use crate::image_name::ImageFileName;
 use crate::manifest::Manifest;
 use crate::settings::Settings;
@@ -153,14 +152,17 @@ impl UpstreamWatch {
         let mut releases = Vec::new();
         let mut first_etag = None;
         for page in 1..=MAX_PAGES {
-            let path = format!("/repos/{repo}/releases?per_page=100&page={page}");
+            let path = format!(
+                "/repos/{}/releases?per_page=100&page={page}",
+                escape_repo(repo)
+            );
             let headers = match (&cached_etag, page) {
                 (Some(etag), 1) => vec![("if-none-match", etag.clone())],
                 _ => Vec::new(),
             };
             let response = self
                 .github
-                .request_with_headers(Method::GET, &path, auth, None, &headers)
+                .get_public_with_headers(&path, auth, &self.settings.build_repo.repo, &headers)
                 .await?;
             if response.status == 304
                 && let Some((_, list)) = self
@@ -208,7 +210,10 @@ impl UpstreamWatch {
         }
         let value: serde_json::Value = self
             .github
-            .get_json(&format!("/repos/{repo}/installation"), Auth::App)
+            .get_json(
+                &format!("/repos/{}/installation", escape_repo(repo)),
+                Auth::App,
+            )
             .await?;
         value
             .get("id")

@@ -83,6 +83,7 @@ pub const BINARY_ENV: &[&str] = &[
     "R2_BUCKET",
     "R2_ENDPOINT",
     "R2_SECRET_ACCESS_KEY",
+    "RETENTION_DAYS",
     "S3_FORCE_PATH_STYLE",
     "S3_REGION",
     "SIGNING_KEY_PATH",

@@ -45,6 +45,7 @@ assignees = ["octocat"]
     let data_dir = dir.path().join("state");
     let output = run_ok(&mut config_command(&[
         ("PORT", "4123"),
+        ("RETENTION_DAYS", "7"),
         ("DATA_DIR", data_dir.to_str().unwrap()),
         ("APP_ID", "987654"),
         ("PRIVATE_KEY", &pem),
@@ -95,6 +96,7 @@ assignees = ["octocat"]
     // Everything else is there.
     for shown in [
         "PORT = 4123",
+        "RETENTION_DAYS = 7",
         "APP_ID = 987654",
         "PRIVATE_KEY = \"set\"",
         "WEBHOOK_SECRET = \"set\"",
@@ -144,6 +146,7 @@ fn config_with_nothing_set_shows_the_defaults() {
         "repo = \"noahwhite/ghost-stack\"",
         "check_upstream = \"0 0 * * *\"",
         "access = \"open\"",
+        "RETENTION_DAYS = 30",
     ] {
         assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
     }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::*;
 use crate::fake_github::{Failure, FakeGitHub, FakeIssue};
+use crate::http::request_with_headers;
 use crate::s3_server::S3Server;
 use crate::serve_process::{Server, free_port};
 use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
@@ -769,4 +770,271 @@ fn a_published_signature_that_cannot_be_read_is_not_replaced_either() {
     assert!(error.contains("cannot be read"), "{error}");
     assert!(error.contains("delete SHA256SUMS.gpg"), "{error}");
     assert_eq!(world.s3.keys(), Vec::<String>::new());
+}
+
+/// Tells GitHub, as an installation event would, that the App is installed on `extra` too,
+/// and waits until the server has stored it.
+fn install_on(server: &Server, extra: &[&str]) {
+    let mut repositories: Vec<Value> = vec![
+        json!({"full_name": GHOST}),
+        json!({"full_name": BUILD_REPO}),
+    ];
+    repositories.extend(extra.iter().map(|repo| json!({"full_name": repo})));
+    let installation = json!({
+        "action": "created",
+        "installation": {"id": 77, "account": {"login": "noahwhite"}},
+        "repositories": repositories,
+        "sender": {"login": "noahwhite", "type": "User"},
+    });
+    server.deliver(
+        "installed",
+        "installation",
+        installation.to_string().as_bytes(),
+    );
+    server.wait_for(
+        "the installation to be stored",
+        Duration::from_secs(30),
+        || server.get("/api/deliveries/installed").json()["state"] == "processed",
+    );
+}
+
+#[test]
+fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
+    let world = World::new();
+    const OUTSIDE: &str = "noahwhite/reaches-outside";
+    const BAD_BRANCH: &str = "noahwhite/bad-branch";
+    const BAD_ASSIGNEE: &str = "noahwhite/bad-assignee";
+    for (repo, enrollment) in [
+        (
+            OUTSIDE,
+            "path = \"../alloy-sysext-build/SHA256SUMS\"\nbase = \"main\"\n",
+        ),
+        (BAD_BRANCH, "path = \"hosts/edge.bu\"\nbase = \"main..x\"\n"),
+        (
+            BAD_ASSIGNEE,
+            "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = [\"ok\", \"not a login\"]\n",
+        ),
+    ] {
+        world.github.add_repo(repo, "main");
+        world.github.set_file(
+            repo,
+            "main",
+            "hosts/edge.bu",
+            fs::read(fixture("real-world/ghost.bu")).unwrap(),
+        );
+        world
+            .github
+            .set_file(repo, "main", ".github/alloy-sysext.toml", enrollment);
+    }
+    let server = world.start_server();
+    install_on(&server, &[OUTSIDE, BAD_BRANCH, BAD_ASSIGNEE]);
+    server.deliver("release-refused", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
+    for (repo, key, value) in [
+        (OUTSIDE, "path", "../alloy-sysext-build/SHA256SUMS"),
+        (BAD_BRANCH, "base", "main..x"),
+        (BAD_ASSIGNEE, "assignees", "not a login"),
+    ] {
+        let outcome = outcomes
+            .iter()
+            .find(|c| c["repo"] == repo)
+            .unwrap_or_else(|| panic!("{repo} is reported: {outcomes:?}"));
+        assert_eq!(outcome["outcome"], "refused", "{outcome}");
+        let error = outcome["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!(
+                ".github/alloy-sysext.toml: {key} = {value:?} is not valid"
+            )),
+            "{error}"
+        );
+        // Nothing was made there.
+        assert!(world.github.pulls(repo).is_empty(), "{repo}");
+        assert_eq!(world.github.branches(repo), ["main"], "{repo}");
+    }
+    // The refusal is in the job's report, and does not hold the build back.
+    let tracking = world.tracking_issue();
+    assert_eq!(tracking.state, "closed");
+    let report = &tracking.comments.last().unwrap().body;
+    assert!(
+        report.contains(&format!(
+            "- {OUTSIDE}: refused — .github/alloy-sysext.toml: path = "
+        )),
+        "{report}"
+    );
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"refused\"} 3"),
+        "{metrics}"
+    );
+    // No `..` reached GitHub.
+    for request in world.github.requests() {
+        assert!(
+            !request.path.split('/').any(|s| s == ".." || s == "."),
+            "{} {}",
+            request.method,
+            request.path
+        );
+    }
+}
+
+#[test]
+fn names_with_url_characters_reach_github_escaped_and_tokens_reach_one_repository() {
+    let world = World::new();
+    const ODD: &str = "noahwhite/odd-names";
+    const PATH: &str = "hosts/edge #1?%.bu";
+    const BASE: &str = "release#1%x";
+    world.github.add_repo(ODD, "main");
+    world.github.create_branch(ODD, BASE, "main");
+    world.github.set_file(
+        ODD,
+        BASE,
+        PATH,
+        fs::read(fixture("real-world/ghost.bu")).unwrap(),
+    );
+    world.github.set_file(
+        ODD,
+        "main",
+        ".github/alloy-sysext.toml",
+        format!("path = {PATH:?}\nbase = {BASE:?}\nassignees = [\"noahwhite\"]\n"),
+    );
+    let server = world.start_server();
+    install_on(&server, &[ODD]);
+    server.deliver("release-odd", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+
+    let pulls = world.github.pulls(ODD);
+    assert_eq!(pulls.len(), 1, "{:?}", jobs[0]["result"]["consumers"]);
+    assert_eq!(pulls[0].base, BASE);
+    assert_eq!(pulls[0].head, "feature/update-alloy-sysext-to-1.18.0");
+    let edited = world
+        .github
+        .file(ODD, "feature/update-alloy-sysext-to-1.18.0", PATH)
+        .expect("the file is committed under its own name");
+    assert!(
+        String::from_utf8(edited)
+            .unwrap()
+            .contains("alloy-1.18.0-amd64.raw"),
+        "the edit is there"
+    );
+    let diff = world.github.pull_diff(ODD, pulls[0].number);
+    assert_eq!(diff.len(), 1, "{diff:?}");
+    assert_eq!(diff[0].0, PATH);
+
+    // Every token the server asked for names one repository and what it may do there.
+    let scopes = world.github.token_scopes();
+    assert!(!scopes.is_empty());
+    for scope in &scopes {
+        let repositories = scope.repositories.as_ref().expect("a scoped token");
+        assert_eq!(repositories.len(), 1, "{scope:?}");
+        let permissions = scope.permissions.as_ref().expect("scoped permissions");
+        assert!(
+            permissions.len() <= 2,
+            "one permission and metadata: {scope:?}"
+        );
+    }
+    let writes_to = |name: &str, permission: &str| {
+        scopes.iter().any(|scope| {
+            scope.repositories.as_deref() == Some(&[name.to_owned()][..])
+                && scope
+                    .permissions
+                    .as_ref()
+                    .unwrap()
+                    .get(permission)
+                    .map(String::as_str)
+                    == Some("write")
+        })
+    };
+    assert!(writes_to("odd-names", "contents"));
+    assert!(writes_to("odd-names", "pull_requests"));
+    assert!(writes_to("alloy-sysext-build", "contents"));
+    assert!(writes_to("alloy-sysext-build", "issues"));
+    // A token the server got for a consumer reaches that consumer only: not the build
+    // repository, not the other consumers of the same installation.
+    let consumer_tokens = world.github.tokens_scoped_to("odd-names");
+    assert!(!consumer_tokens.is_empty());
+    for token in &consumer_tokens {
+        let authorization = format!("token {token}");
+        for path in [
+            format!("/repos/{BUILD_REPO}/contents/SHA256SUMS"),
+            format!("/repos/{GHOST}/contents/{GHOST_PATH}"),
+            format!("/repos/{BUILD_REPO}/issues"),
+        ] {
+            let response = request_with_headers(
+                world.github.port(),
+                "GET",
+                &path,
+                &[("Authorization", &authorization)],
+                b"",
+            )
+            .unwrap();
+            assert_eq!(response.status, 404, "{path}: {}", response.body);
+        }
+    }
+    // Upstream is outside the installation: it is read with a read-only token of the build
+    // repository, never one of its own.
+    assert!(
+        !scopes
+            .iter()
+            .any(|scope| scope.repositories.as_deref() == Some(&["alloy".to_owned()][..]))
+    );
+}
+
+#[test]
+fn data_dir_is_the_owners_alone_but_the_published_images() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    // Opened up by hand, as an older version or an operator may have left it.
+    fs::set_permissions(world.data.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&world.config, fs::Permissions::from_mode(0o644)).unwrap();
+    // Local storage under DATA_DIR/images, and a signing key made in DATA_DIR.
+    let env: Vec<(&str, String)> = app_env(&world.github, &world.config)
+        .into_iter()
+        .filter(|(name, _)| *name != "SIGNING_KEY_PATH")
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_on(free_port(), world.data.path(), &env);
+    server.deliver("release-local", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+
+    let mode =
+        |path: &std::path::Path| fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777;
+    let root = world.data.path();
+    assert_eq!(mode(root), 0o700);
+    for name in [
+        "alloy-sysext.db",
+        "alloy-sysext.db-wal",
+        "alloy-sysext.db-shm",
+        "signing-key.asc",
+        "images/alloy-1.18.0-amd64.raw",
+        "images/SHA256SUMS",
+    ] {
+        assert!(root.join(name).exists(), "{name} is in DATA_DIR");
+    }
+    let mut checked = 0;
+    let mut directories = vec![root.to_owned()];
+    while let Some(directory) = directories.pop() {
+        for entry in fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            let published = path.starts_with(root.join("images"));
+            let kind = fs::symlink_metadata(&path).unwrap().file_type();
+            let expected = match (kind.is_dir(), published) {
+                (true, true) => 0o755,
+                (true, false) => 0o700,
+                (false, true) => 0o644,
+                (false, false) => 0o600,
+            };
+            assert_eq!(mode(&path), expected, "{}", path.display());
+            checked += 1;
+            if kind.is_dir() {
+                directories.push(path);
+            }
+        }
+    }
+    assert!(checked >= 8, "{checked} entries");
+    drop(server);
 }

@@ -4,7 +4,8 @@
 //! A consumer whose file already pins this version and hash is left alone. The update
 //! branch is reset from the base only when it does not already hold the wanted file, and an
 //! open pull request for it is updated, never duplicated. A consumer that fails does not
-//! stop the others.
+//! stop the others. A repository's own enrollment file is checked as `CONFIG_FILE`
+//! consumers are; one that fails is reported as refused, naming the key, and gets nothing.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use super::{JobContext, StepError};
 use crate::arch::Arch;
 use crate::butane::{ButaneEdit, update_alloy_pin};
+use crate::consumer_check::check_consumer_fields;
 use crate::github::api::Auth;
 use crate::github::branches::{branch_head, reset_branch};
 use crate::github::contents::{
@@ -69,9 +71,9 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
         return Err(StepError::Permanent("the build recorded no images".into()));
     }
     let consumers = all_consumers(context).await;
-    let mut outcomes = Vec::new();
+    let mut outcomes = consumers.refused;
     let mut transient = Vec::new();
-    for consumer in &consumers {
+    for consumer in &consumers.valid {
         match update_consumer(context, consumer, &images).await {
             Ok(outcome) => {
                 crate::metrics::global().consumer_update("ok");
@@ -101,10 +103,20 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
+/// The consumers of a job: the configured ones, then the repositories that enrolled
+/// themselves; and the enrolled repositories whose file was refused, as their outcomes.
+struct Consumers {
+    valid: Vec<ConsumerSettings>,
+    refused: Vec<Value>,
+}
+
 /// The configured consumers, then the repositories that enrolled themselves.
-async fn all_consumers(context: &JobContext<'_>) -> Vec<ConsumerSettings> {
+async fn all_consumers(context: &JobContext<'_>) -> Consumers {
     let worker = context.worker;
-    let mut consumers = worker.settings.consumers.clone();
+    let mut consumers = Consumers {
+        valid: worker.settings.consumers.clone(),
+        refused: Vec::new(),
+    };
     let installations = match worker.database.installations().await {
         Ok(installations) => installations,
         Err(error) => {
@@ -115,36 +127,51 @@ async fn all_consumers(context: &JobContext<'_>) -> Vec<ConsumerSettings> {
     for installation in installations.iter().filter(|i| i.state == "active") {
         for repo in &installation.repositories {
             if repo.eq_ignore_ascii_case(&worker.settings.build_repo.repo)
-                || consumers.iter().any(|c| c.repo.eq_ignore_ascii_case(repo))
+                || consumers
+                    .valid
+                    .iter()
+                    .any(|c| c.repo.eq_ignore_ascii_case(repo))
             {
                 continue;
             }
             let auth = Auth::Installation(installation.id);
             match read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE).await {
-                Ok(Some(file)) => {
-                    let parsed = std::str::from_utf8(&file.content)
-                        .map_err(|e| e.to_string())
-                        .and_then(|text| {
-                            toml::from_str::<Enrollment>(text).map_err(|e| e.to_string())
-                        });
-                    match parsed {
-                        Ok(enrollment) => consumers.push(ConsumerSettings {
-                            repo: repo.clone(),
-                            path: enrollment.path,
-                            base: enrollment.base,
-                            assignees: enrollment.assignees,
-                        }),
-                        Err(error) => {
-                            tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} cannot be read; the repository is skipped")
-                        }
+                Ok(Some(file)) => match enrollment(repo, &file.content) {
+                    Ok(consumer) => consumers.valid.push(consumer),
+                    Err(error) => {
+                        tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} is refused; no pull request is opened there");
+                        crate::metrics::global().consumer_update("refused");
+                        consumers.refused.push(json!({
+                            "repo": repo,
+                            "path": ENROLLMENT_FILE,
+                            "outcome": "refused",
+                            "error": format!("{ENROLLMENT_FILE}: {error}"),
+                        }));
                     }
-                }
+                },
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%repo, %error, "looking for {ENROLLMENT_FILE}"),
             }
         }
     }
     consumers
+}
+
+/// The consumer `repo` describes in its enrollment file `content`, checked as `CONFIG_FILE`
+/// consumers are; the error names the key at fault.
+fn enrollment(repo: &str, content: &[u8]) -> Result<ConsumerSettings, String> {
+    let text = std::str::from_utf8(content).map_err(|_| "the file is not UTF-8 text".to_owned())?;
+    // The parser's message may quote a value of any length.
+    let enrollment: Enrollment =
+        toml::from_str(text).map_err(|e| e.message().chars().take(300).collect::<String>())?;
+    check_consumer_fields(&enrollment.path, &enrollment.base, &enrollment.assignees)
+        .map_err(|e| e.to_string())?;
+    Ok(ConsumerSettings {
+        repo: repo.to_owned(),
+        path: enrollment.path,
+        base: enrollment.base,
+        assignees: enrollment.assignees,
+    })
 }
 
 /// An address in a pull request body: bare when it is a plain web address, else in a code
@@ -325,4 +352,35 @@ async fn update_consumer(
     outcome["pull_request"] = json!(pull.html_url);
     tracing::info!(job = context.job.id, %repo, pull = %pull.html_url, outcome = %outcome["outcome"], "consumer updated");
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enrollment_is_checked_like_a_configured_consumer() {
+        let consumer = enrollment(
+            "o/r",
+            b"path = \"hosts/a b.bu\"\nbase = \"main\"\nassignees = [\"me\"]\n",
+        )
+        .unwrap();
+        assert_eq!(consumer.repo, "o/r");
+        assert_eq!(consumer.path, "hosts/a b.bu");
+        for (text, key) in [
+            ("path = \"/etc/x\"\nbase = \"main\"\n", "path = \"/etc/x\""),
+            ("path = \"a\\\\b\"\nbase = \"main\"\n", "path = "),
+            ("path = \"x.bu\"\nbase = \"a b\"\n", "base = \"a b\""),
+            (
+                "path = \"x.bu\"\nbase = \"main\"\nassignees = [\"a_b\"]\n",
+                "assignees = \"a_b\"",
+            ),
+            ("path = \"x.bu\"\n", "base"),
+            ("path = \"x.bu\"\nbase = \"main\"\nlabels = []\n", "labels"),
+        ] {
+            let error = enrollment("o/r", text.as_bytes()).unwrap_err();
+            assert!(error.contains(key), "{text:?} gave {error}");
+        }
+        assert!(enrollment("o/r", b"\xff").is_err());
+    }
 }

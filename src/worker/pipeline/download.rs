@@ -4,8 +4,10 @@ use serde_json::json;
 
 use super::{JobContext, StepError};
 use crate::arch::Arch;
+use crate::github::api::Auth;
 use crate::github::client::api_client;
 use crate::github::release_asset::{AssetError, download_checked, get_release};
+use crate::github::token_scope::TokenScope;
 
 /// Release notes carried into the build repository's release: at most this many lines.
 const NOTES_LINES: usize = 100;
@@ -20,11 +22,24 @@ pub fn zip_path(context: &JobContext<'_>, arch: Arch) -> std::path::PathBuf {
 pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let worker = context.worker;
     let settings = &worker.settings;
-    // The upstream repository is public: the job's own installation token raises the rate
-    // limit when there is one.
-    let token = match context.job.installation_id {
-        Some(installation) => Some(worker.github.installation_token(installation).await?),
-        None => None,
+    // The upstream repository is public: a read-only token of the build repository's
+    // installation raises the rate limit, and reaches nothing else. Without one, upstream is
+    // read anonymously.
+    let token = match context.auth_for(&settings.build_repo.repo).await {
+        Ok(Auth::Installation(installation)) => Some(
+            worker
+                .github
+                .installation_token(
+                    installation,
+                    &TokenScope::reading_public_data_as(&settings.build_repo.repo),
+                )
+                .await?,
+        ),
+        Ok(_) => None,
+        Err(error) => {
+            tracing::warn!(job = context.job.id, error = ?error, "no installation token for reading upstream; reading it anonymously");
+            None
+        }
     };
     let client = api_client(worker.github.base_url(), token.as_ref().map(|t| t.expose()))
         .map_err(|e| StepError::Permanent(e.to_string()))?;

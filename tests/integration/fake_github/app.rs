@@ -4,14 +4,16 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use jsonwebtoken::DecodingKey;
 use serde_json::{Value, json};
 
-use super::answers::{Answer, created, not_found, ok, rfc3339, user_json};
+use super::answers::{Answer, created, not_found, ok, rfc3339, unprocessable, user_json};
 use super::auth::app_auth;
+use super::scope::{TokenScope, requested_scope};
 use super::{FakeGitHub, Shared, lock};
 
 /// The App's owner, as `/app` reports it.
@@ -27,6 +29,8 @@ pub(super) struct IssuedToken {
     pub(super) installation_id: u64,
     pub(super) app_id: u64,
     pub(super) expires_at: SystemTime,
+    /// What it was made for.
+    pub(super) scope: TokenScope,
 }
 
 pub(super) struct AppState {
@@ -36,6 +40,8 @@ pub(super) struct AppState {
     token_lifetime: Duration,
     pub(super) tokens: HashMap<String, IssuedToken>,
     tokens_issued: usize,
+    /// The scope of every token issued, in order.
+    scopes_issued: Vec<TokenScope>,
     /// Tokens accepted on the public routes, as personal tokens would be.
     pub(super) personal_tokens: HashSet<String>,
 }
@@ -48,6 +54,7 @@ impl Default for AppState {
             token_lifetime: Duration::from_secs(3600),
             tokens: HashMap::new(),
             tokens_issued: 0,
+            scopes_issued: Vec::new(),
             personal_tokens: HashSet::new(),
         }
     }
@@ -112,6 +119,24 @@ impl FakeGitHub {
         self.model().app.tokens_issued
     }
 
+    /// What each installation token issued was made for, in order.
+    pub fn token_scopes(&self) -> Vec<TokenScope> {
+        self.model().app.scopes_issued.clone()
+    }
+
+    /// The tokens issued for repository `name` (without its owner) alone, to try them
+    /// elsewhere.
+    pub fn tokens_scoped_to(&self, name: &str) -> Vec<String> {
+        let only = Some(vec![name.to_lowercase()]);
+        self.model()
+            .app
+            .tokens
+            .iter()
+            .filter(|(_, issued)| issued.scope.repositories == only)
+            .map(|(token, _)| token.clone())
+            .collect()
+    }
+
     /// Accepts `token` on the public release routes, as a personal access token.
     pub fn accept_personal_token(&self, token: &str) {
         self.model().app.personal_tokens.insert(token.to_owned());
@@ -119,7 +144,7 @@ impl FakeGitHub {
 }
 
 fn app_permissions() -> Value {
-    json!({"contents": "write", "issues": "write", "metadata": "read", "pull_requests": "write"})
+    json!(super::scope::app_permissions())
 }
 
 async fn get_app(State(model): State<Shared>, headers: HeaderMap) -> Answer {
@@ -148,9 +173,11 @@ async fn create_access_token(
     State(model): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Answer {
     let mut model = lock(&model);
     let app_id = app_auth(&model, &headers)?;
+    let scope = requested_scope(&body)?;
     let state = &mut model.app;
     let Some(installation_id) = id
         .parse()
@@ -159,7 +186,23 @@ async fn create_access_token(
     else {
         return Err(not_found());
     };
+    // Only repositories the installation has (its account's) can be named.
+    let account = state.installations[&installation_id].clone();
+    if let Some(names) = &scope.repositories
+        && let Some(missing) = names
+            .iter()
+            .find(|name| model.repo(&account, name).is_err())
+    {
+        eprintln!(
+            "fake GitHub: a token was asked for {account}/{missing}, which installation {installation_id} does not have: 422"
+        );
+        return Err(unprocessable(
+            "There is at least one repository that does not exist or is not accessible to the parent installation.",
+        ));
+    }
+    let state = &mut model.app;
     state.tokens_issued += 1;
+    state.scopes_issued.push(scope.clone());
     let token = format!(
         "ghs_{:04}{:032x}",
         state.tokens_issued,
@@ -172,13 +215,22 @@ async fn create_access_token(
             installation_id,
             app_id,
             expires_at,
+            scope: scope.clone(),
         },
     );
+    let permissions = match &scope.permissions {
+        Some(asked) => {
+            let mut permissions = asked.clone();
+            permissions.insert("metadata".into(), "read".into());
+            json!(permissions)
+        }
+        None => app_permissions(),
+    };
     created(json!({
         "token": token,
         "expires_at": rfc3339(expires_at),
-        "permissions": app_permissions(),
-        "repository_selection": "all",
+        "permissions": permissions,
+        "repository_selection": if scope.repositories.is_some() { "selected" } else { "all" },
     }))
 }
 

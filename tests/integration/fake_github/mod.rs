@@ -10,7 +10,9 @@
 //!   GitHub does; installation tokens are issued for registered installations, expire, and are
 //!   needed on the repository routes, which only reach repositories of the installation's
 //!   account (the releases of an upstream repository, one not added with
-//!   [`FakeGitHub::add_repo`], are public);
+//!   [`FakeGitHub::add_repo`], are public); a token made for some `repositories` reaches only
+//!   those (404 elsewhere), and one made with some `permissions` only the routes they cover
+//!   (403);
 //! - repositories hold branches, commits (real git object ids: blob, tree and commit shas are
 //!   what `git hash-object` gives) and files, changed through the Contents API (every PUT makes
 //!   a commit, even one that changes nothing) and the Git refs API; issues and pull requests
@@ -24,7 +26,8 @@
 //! - failures (rate limits, 5xx, any status) can be queued for the next matching request;
 //! - every request is logged with its query, body and answer.
 //!
-//! One concept per file: `app` (the App, its installations and tokens), `auth`, `observe` (the
+//! One concept per file: `app` (the App, its installations and tokens), `auth`, `scope` (what a
+//! scoped token reaches), `observe` (the
 //! request log, rate limits and injected failures), `webhooks`, `repos` (repositories,
 //! branches, commits), `refs`, `contents`, `pulls`, `issues`, `comments`, `collaborators`,
 //! `releases`, `assets`, and helpers (`answers`, `pagination`, `sha1`, `diff`).
@@ -48,6 +51,7 @@ mod pulls;
 mod refs;
 mod releases;
 mod repos;
+mod scope;
 mod sha1;
 mod webhooks;
 
@@ -67,7 +71,7 @@ use axum::Router;
 pub use self::{
     assets::Asset, comments::FakeComment, issues::FakeIssue, observe::Failure,
     observe::RecordedRequest, pulls::FakePull, releases::FakeRelease, repos::FakeCommit,
-    webhooks::FakeDelivery,
+    scope::TokenScope, webhooks::FakeDelivery,
 };
 
 /// Everything the fake knows, behind one lock.
@@ -165,6 +169,10 @@ impl FakeGitHub {
             .merge(releases::routes())
             .merge(assets::routes())
             .fallback(|| async { answers::not_found() })
+            .layer(axum::middleware::from_fn_with_state(
+                model.clone(),
+                scope::enforce,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 model.clone(),
                 observe::observe,

@@ -205,6 +205,95 @@ fn installation_tokens_are_issued_reach_their_account_and_expire() {
 }
 
 #[test]
+fn a_scoped_token_reaches_only_its_repository_with_only_its_permissions() {
+    let github = github_with_app();
+    github.add_repo("acme/site", "main");
+    github.add_repo("acme/secrets", "main");
+    github.set_file("acme/site", "main", "a b#1.txt", "site\n");
+    github.set_file("acme/secrets", "main", "key.txt", "secret\n");
+    github.add_release("grafana/alloy", "v1.0.0", vec![]);
+    let jwt = format!("Bearer {}", app_jwt());
+    let issue = |body: &str| {
+        call(
+            &github,
+            "POST",
+            &format!("/app/installations/{INSTALLATION}/access_tokens"),
+            Some(&jwt),
+            body,
+        )
+    };
+    let response = issue(r#"{"repositories": ["site"], "permissions": {"contents": "read"}}"#);
+    assert_eq!(response.status, 201, "{}", response.body);
+    let issued = response.json();
+    assert_eq!(issued["repository_selection"], "selected");
+    assert_eq!(
+        issued["permissions"],
+        json!({"contents": "read", "metadata": "read"})
+    );
+    let token = format!("token {}", issued["token"].as_str().unwrap());
+
+    // Its repository, read, with the path decoded.
+    let response = call(
+        &github,
+        "GET",
+        "/repos/acme/site/contents/a%20b%231.txt",
+        Some(&token),
+        "",
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    // Another repository of the same installation does not exist for it.
+    let response = call(
+        &github,
+        "GET",
+        "/repos/acme/secrets/contents/key.txt",
+        Some(&token),
+        "",
+    );
+    assert_eq!(response.status, 404, "{}", response.body);
+    // Writing needs contents: write; pull requests need their own permission.
+    let put = call(
+        &github,
+        "PUT",
+        "/repos/acme/site/contents/new.txt",
+        Some(&token),
+        r#"{"message": "m", "content": "eA=="}"#,
+    );
+    assert_eq!(put.status, 403, "{}", put.body);
+    assert_eq!(
+        put.json()["message"],
+        "Resource not accessible by integration"
+    );
+    let pulls = call(&github, "GET", "/repos/acme/site/pulls", Some(&token), "");
+    assert_eq!(pulls.status, 403, "{}", pulls.body);
+    assert_eq!(github.file("acme/site", "main", "new.txt"), None);
+    // Public data elsewhere stays readable.
+    let release = call(
+        &github,
+        "GET",
+        "/repos/grafana/alloy/releases/tags/v1.0.0",
+        Some(&token),
+        "",
+    );
+    assert_eq!(release.status, 200, "{}", release.body);
+
+    // More than the App has is refused, and so is an unknown permission.
+    assert_eq!(
+        issue(r#"{"permissions": {"actions": "write"}}"#).status,
+        422
+    );
+    assert_eq!(
+        issue(r#"{"permissions": {"administration": "read"}}"#).status,
+        422
+    );
+    // So is a repository the installation does not have.
+    assert_eq!(issue(r#"{"repositories": ["nowhere"]}"#).status, 422);
+    assert_eq!(issue(r#"{"repositories": ["alloy"]}"#).status, 422);
+    let scopes = github.token_scopes();
+    assert_eq!(scopes.len(), 1);
+    assert_eq!(scopes[0].repositories, Some(vec!["site".to_owned()]));
+}
+
+#[test]
 fn queued_failures_replace_the_next_matching_answer() {
     let github = FakeGitHub::start();
     github.add_release("grafana/alloy", "v1.0.0", vec![]);
