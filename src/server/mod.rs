@@ -10,6 +10,7 @@ pub mod signature;
 pub mod signing_key;
 pub mod status_access;
 pub mod status_page;
+pub mod unverified_body;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub images_dir: Option<Arc<std::path::PathBuf>>,
     /// `STATUS_TOKEN`: what the status page, `/api/` and `/metrics` ask for, when set.
     pub status_token: Option<Arc<crate::secret::Secret>>,
+    /// Where webhook bodies are held until their signature is checked.
+    pub body_intake: unverified_body::BodyIntake,
 }
 
 impl AppState {
@@ -175,6 +178,20 @@ pub async fn serve(
             }))
         }
     };
+    let body_intake = unverified_body::BodyIntake::new(
+        config.data_dir.join(unverified_body::SPILL_DIR),
+        unverified_body::MEMORY_BUDGET,
+    );
+    match body_intake.prepare() {
+        Ok(0) => {}
+        Ok(removed) => {
+            tracing::info!(count = removed, directory = %body_intake.spill_dir().display(), "removed the webhook bodies a crash left behind")
+        }
+        Err(error) => anyhow::bail!(
+            "preparing {} for webhook bodies: {error}",
+            body_intake.spill_dir().display()
+        ),
+    }
     let state = AppState {
         database,
         credentials,
@@ -183,6 +200,7 @@ pub async fn serve(
         deliveries_stored,
         images_dir,
         status_token: config.status_token.clone().map(Arc::new),
+        body_intake,
     };
     if state.status_token.is_none() {
         tracing::info!(
