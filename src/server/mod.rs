@@ -3,9 +3,11 @@
 pub mod activation;
 pub mod app_credentials_file;
 pub mod app_setup;
+pub mod connections;
 pub mod images;
 pub mod jobs_api;
 pub mod listener;
+pub mod per_client;
 pub mod signature;
 pub mod signing_key;
 pub mod status_access;
@@ -216,9 +218,35 @@ pub async fn serve(
     // In-flight requests get a few seconds to finish after the signal; a client that
     // never finishes its request does not keep the process alive.
     let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
-    let listener =
-        listener::BoundedListener::new(listener, listener::MAX_CONNECTIONS, listener::IDLE_TIMEOUT);
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    let per_client = per_client::PerClientLimit::new(per_client::MAX_PER_CLIENT);
+    let client_address = match &config.trusted_proxy_header {
+        Some(header) => {
+            tracing::info!(header = %header, "client addresses are read from the trusted proxy's header");
+            per_client::ClientAddressSource::ProxyHeader(header.clone())
+        }
+        None => per_client::ClientAddressSource::Peer,
+    };
+    // Directly reached, the cap counts each peer's connections as they are accepted;
+    // behind a proxy every connection is the proxy's, so it counts requests per the
+    // header's address instead (`connections::answer`).
+    let per_peer = match client_address {
+        per_client::ClientAddressSource::Peer => Some(per_client.clone()),
+        per_client::ClientAddressSource::ProxyHeader(_) => None,
+    };
+    let listener = listener::BoundedListener::new(
+        listener,
+        listener::MAX_CONNECTIONS,
+        per_peer,
+        listener::IDLE_TIMEOUT,
+    );
+    let serving = connections::Serving {
+        router: router(state),
+        client_address,
+        per_client,
+        head_timeout: connections::HEAD_TIMEOUT,
+        request_timeout: connections::REQUEST_TIMEOUT,
+    };
+    let server = connections::serve(listener, serving, async move {
         shutdown.await;
         let _ = signalled.send(true);
         let _ = stopping_tx.send(true);
@@ -228,7 +256,7 @@ pub async fn serve(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = server => served?,
+        () = server => {}
         () = deadline => tracing::warn!("requests still open at the shutdown deadline were cut off"),
     }
     // The loops stop between steps; a build in the middle of a step is left to resume on

@@ -34,8 +34,6 @@ const FIRST_ALLOCATION: usize = 16 * 1024;
 pub enum ReceiveError {
     #[error("the body is larger than {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("the body took too long to arrive")]
-    TimedOut,
     #[error("the body could not be read: {0}")]
     Read(axum::Error),
     #[error("writing the body to {dir}: {error} (is DATA_DIR full or read-only?)")]

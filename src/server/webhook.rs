@@ -69,9 +69,6 @@ fn valid_event(event: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// How long a client may take to send its body; GitHub sends at once.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
-
 impl FromRequest<AppState> for VerifiedDelivery {
     type Rejection = Response;
 
@@ -114,27 +111,19 @@ impl VerifiedDelivery {
             ));
         }
         // The body is hashed as it arrives, held in memory only while the budget of
-        // unverified bytes allows, and streamed to a temporary file otherwise; a client that
-        // trickles its body is cut off.
-        let received = tokio::time::timeout(
-            BODY_TIMEOUT,
-            state.body_intake.receive(
+        // unverified bytes allows, and streamed to a temporary file otherwise. A client that
+        // trickles its body is cut off by the request deadline (`connections`).
+        let received = state
+            .body_intake
+            .receive(
                 request.into_body(),
                 declared,
                 MAX_BODY_BYTES,
                 SignatureCheck::new(&secrets),
-            ),
-        )
-        .await
-        .unwrap_or_else(|_| Err(ReceiveError::TimedOut));
+            )
+            .await;
         let unverified = match received {
             Ok(body) => body,
-            Err(ReceiveError::TimedOut) => {
-                return Err(refuse(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the body took too long",
-                ));
-            }
             Err(ReceiveError::TooLarge { .. }) => {
                 return Err(refuse(
                     StatusCode::PAYLOAD_TOO_LARGE,

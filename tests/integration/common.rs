@@ -88,6 +88,7 @@ pub const BINARY_ENV: &[&str] = &[
     "SIGNING_KEY_PATH",
     "SOURCE_DATE_EPOCH",
     "STATUS_TOKEN",
+    "TRUSTED_PROXY_HEADER",
     "WEBHOOK_SECRET",
 ];
 
