@@ -68,6 +68,9 @@ pub struct ServerConfig {
     /// `RETENTION_DAYS`: how long the payloads of handled deliveries, and workflow runs,
     /// are kept.
     pub retention: std::time::Duration,
+    /// `TRUSTED_PROXY_HEADER`: the header in which the proxy in front of the server names
+    /// the client's address (`Fly-Client-IP` on Fly.io); `None`: clients connect directly.
+    pub trusted_proxy_header: Option<http::HeaderName>,
     pub log_level: String,
     /// `None`: pretty on a terminal, JSON otherwise.
     pub log_format: Option<LogFormat>,
@@ -211,6 +214,18 @@ impl ServerConfig {
                     }
                 },
             },
+            trusted_proxy_header: match get("TRUSTED_PROXY_HEADER") {
+                None => None,
+                Some(value) => Some(
+                    http::HeaderName::from_bytes(value.trim().as_bytes()).map_err(|_| {
+                        ConfigError::Invalid {
+                            name: "TRUSTED_PROXY_HEADER",
+                            value,
+                            expected: "an HTTP header name such as Fly-Client-IP",
+                        }
+                    })?,
+                ),
+            },
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
             log_format,
         })
@@ -287,6 +302,7 @@ mod tests {
         assert_eq!(c.github_api_url, "https://api.github.com");
         assert_eq!(c.log_level, "info");
         assert_eq!(c.retention, std::time::Duration::from_secs(30 * 86_400));
+        assert_eq!(c.trusted_proxy_header, None);
     }
 
     #[test]
@@ -301,6 +317,16 @@ mod tests {
             let err = config(&[("RETENTION_DAYS", bad)]).unwrap_err().to_string();
             assert!(err.contains("RETENTION_DAYS"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_trusted_proxy_header_is_a_header_name() {
+        let c = config(&[("TRUSTED_PROXY_HEADER", " Fly-Client-IP ")]).unwrap();
+        assert_eq!(c.trusted_proxy_header.unwrap().as_str(), "fly-client-ip");
+        let err = config(&[("TRUSTED_PROXY_HEADER", "Fly Client IP")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TRUSTED_PROXY_HEADER"), "{err}");
     }
 
     #[test]

@@ -3,13 +3,16 @@
 pub mod activation;
 pub mod app_credentials_file;
 pub mod app_setup;
+pub mod connections;
 pub mod images;
 pub mod jobs_api;
 pub mod listener;
+pub mod per_client;
 pub mod signature;
 pub mod signing_key;
 pub mod status_access;
 pub mod status_page;
+pub mod unverified_body;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -50,6 +53,8 @@ pub struct AppState {
     pub images_dir: Option<Arc<std::path::PathBuf>>,
     /// Who may read the status page, `/api/` and `/metrics`.
     pub status_access: Arc<crate::config::StatusAccess>,
+    /// Where webhook bodies are held until their signature is checked.
+    pub body_intake: unverified_body::BodyIntake,
 }
 
 impl AppState {
@@ -175,6 +180,20 @@ pub async fn serve(
             )))
         }
     };
+    let body_intake = unverified_body::BodyIntake::new(
+        config.data_dir.join(unverified_body::SPILL_DIR),
+        unverified_body::MEMORY_BUDGET,
+    );
+    match body_intake.prepare() {
+        Ok(0) => {}
+        Ok(removed) => {
+            tracing::info!(count = removed, directory = %body_intake.spill_dir().display(), "removed the webhook bodies a crash left behind")
+        }
+        Err(error) => anyhow::bail!(
+            "preparing {} for webhook bodies: {error}",
+            body_intake.spill_dir().display()
+        ),
+    }
     let state = AppState {
         database,
         credentials,
@@ -183,6 +202,7 @@ pub async fn serve(
         deliveries_stored,
         images_dir,
         status_access: Arc::new(config.status_access.clone()),
+        body_intake,
     };
     log_status_access(&config);
     let address = SocketAddr::from(([0, 0, 0, 0], config.port));
@@ -194,9 +214,35 @@ pub async fn serve(
     // In-flight requests get a few seconds to finish after the signal; a client that
     // never finishes its request does not keep the process alive.
     let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
-    let listener =
-        listener::BoundedListener::new(listener, listener::MAX_CONNECTIONS, listener::IDLE_TIMEOUT);
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    let per_client = per_client::PerClientLimit::new(per_client::MAX_PER_CLIENT);
+    let client_address = match &config.trusted_proxy_header {
+        Some(header) => {
+            tracing::info!(header = %header, "client addresses are read from the trusted proxy's header");
+            per_client::ClientAddressSource::ProxyHeader(header.clone())
+        }
+        None => per_client::ClientAddressSource::Peer,
+    };
+    // Directly reached, the cap counts each peer's connections as they are accepted;
+    // behind a proxy every connection is the proxy's, so it counts requests per the
+    // header's address instead (`connections::answer`).
+    let per_peer = match client_address {
+        per_client::ClientAddressSource::Peer => Some(per_client.clone()),
+        per_client::ClientAddressSource::ProxyHeader(_) => None,
+    };
+    let listener = listener::BoundedListener::new(
+        listener,
+        listener::MAX_CONNECTIONS,
+        per_peer,
+        listener::IDLE_TIMEOUT,
+    );
+    let serving = connections::Serving {
+        router: router(state),
+        client_address,
+        per_client,
+        head_timeout: connections::HEAD_TIMEOUT,
+        request_timeout: connections::REQUEST_TIMEOUT,
+    };
+    let server = connections::serve(listener, serving, async move {
         shutdown.await;
         let _ = signalled.send(true);
         let _ = stopping_tx.send(true);
@@ -206,7 +252,7 @@ pub async fn serve(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = server => served?,
+        () = server => {}
         () = deadline => tracing::warn!("requests still open at the shutdown deadline were cut off"),
     }
     // The loops stop between steps; a build in the middle of a step is left to resume on

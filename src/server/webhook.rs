@@ -1,14 +1,14 @@
 //! Receiving a webhook delivery: an axum extractor that hands the handler only deliveries
 //! whose signature checks out.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AppState;
-use super::signature::signature_is_valid;
+use super::signature::SignatureCheck;
+use super::unverified_body::ReceiveError;
 
 /// GitHub caps payloads at 25 MB; anything larger is not from GitHub.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -69,9 +69,6 @@ fn valid_event(event: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// How long a client may take to send its body; GitHub sends at once.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
-
 impl FromRequest<AppState> for VerifiedDelivery {
     type Rejection = Response;
 
@@ -113,28 +110,56 @@ impl VerifiedDelivery {
                 "the body is larger than 25 MiB",
             ));
         }
-        // The body limit layer turns a longer body into 413 here; a client that trickles
-        // its body is cut off.
-        let body =
-            match tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(request, state)).await {
-                Ok(Ok(body)) => body,
-                Ok(Err(rejection)) => {
-                    let response = rejection.into_response();
-                    return Err(refuse(response.status(), "the body could not be read"));
-                }
-                Err(_) => {
-                    return Err(refuse(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the body took too long",
-                    ));
-                }
-            };
-        if !signature_is_valid(&secrets, &body, signature) {
-            return Err(refuse(
-                StatusCode::UNAUTHORIZED,
-                "X-Hub-Signature-256 does not match the body with any configured secret",
-            ));
-        }
+        // The body is hashed as it arrives, held in memory only while the budget of
+        // unverified bytes allows, and streamed to a temporary file otherwise. A client that
+        // trickles its body is cut off by the request deadline (`connections`).
+        let received = state
+            .body_intake
+            .receive(
+                request.into_body(),
+                declared,
+                MAX_BODY_BYTES,
+                SignatureCheck::new(&secrets),
+            )
+            .await;
+        let unverified = match received {
+            Ok(body) => body,
+            Err(ReceiveError::TooLarge { .. }) => {
+                return Err(refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the body is larger than 25 MiB",
+                ));
+            }
+            Err(ReceiveError::Read(_)) => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "the body could not be read",
+                ));
+            }
+            Err(error @ ReceiveError::Spill { .. }) => {
+                tracing::error!(%error, "could not receive a webhook body");
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the body could not be received; redeliver it",
+                ));
+            }
+        };
+        let body = match unverified.verify(signature).await {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                return Err(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "X-Hub-Signature-256 does not match the body with any configured secret",
+                ));
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not read back a verified webhook body");
+                return Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the body could not be received; redeliver it",
+                ));
+            }
+        };
 
         let Some(id) = header(&headers, "x-github-delivery").filter(|id| valid_delivery_id(id))
         else {
@@ -149,7 +174,7 @@ impl VerifiedDelivery {
                 "missing or malformed X-GitHub-Event",
             ));
         };
-        let Ok(body) = String::from_utf8(body.to_vec()) else {
+        let Ok(body) = String::from_utf8(body) else {
             return Err(refuse(StatusCode::BAD_REQUEST, "the body is not UTF-8"));
         };
         let payload: Value = match serde_json::from_str(&body) {

@@ -90,6 +90,7 @@ pub const BINARY_ENV: &[&str] = &[
     "SOURCE_DATE_EPOCH",
     "STATUS_PUBLIC",
     "STATUS_TOKEN",
+    "TRUSTED_PROXY_HEADER",
     "WEBHOOK_SECRET",
 ];
 

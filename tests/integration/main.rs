@@ -22,6 +22,7 @@ mod shutdown;
 mod signatures;
 mod status_page;
 mod storage;
+mod strangers;
 mod test_app;
 mod upstream_watch;
 mod verify;

@@ -1,0 +1,283 @@
+//! Serving the accepted connections: HTTP/1.1 with deadlines, a per-client cap behind a
+//! proxy, and a graceful stop.
+//!
+//! `axum::serve` has no deadline for a request's head, so a client could hold a connection
+//! by sending its headers a byte at a time, each byte resetting the idle timeout. Here hyper
+//! is driven directly: a request's head must be complete within [`HEAD_TIMEOUT`] of the
+//! connection opening (or of the previous answer, on a kept-alive connection), and the
+//! request must be answered within [`REQUEST_TIMEOUT`] after that, however slowly its body
+//! comes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tower::ServiceExt;
+
+use super::listener::{BoundedListener, BoundedStream};
+use super::per_client::{ClientAddressSource, PerClientLimit};
+
+/// A request's head (request line and headers) must arrive within this.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request must be answered within this after its head arrived, body included (an answer
+/// that streams a file, such as an image download, only has to start by then).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most of a connection's input held at once, the request head included: enough for any
+/// head GitHub or a browser sends, and what a body passes through on its way.
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// What is needed to serve each connection.
+#[derive(Clone)]
+pub struct Serving {
+    pub router: Router,
+    pub client_address: ClientAddressSource,
+    /// Behind a proxy, the cap on requests in flight per client address.
+    pub per_client: PerClientLimit,
+    /// [`HEAD_TIMEOUT`] and [`REQUEST_TIMEOUT`], but for tests.
+    pub head_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// Accepts and serves connections until `shutdown` completes, then stops accepting, lets
+/// the requests in flight finish (idle connections are closed), and returns once every
+/// connection is closed.
+pub async fn serve(
+    mut listener: BoundedListener,
+    serving: Serving,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            (stream, peer) = listener.accept() => {
+                connections.spawn(serve_connection(stream, peer, serving.clone(), stop_rx.clone()));
+            }
+            () = &mut shutdown => break,
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    // Closing the socket refuses new connections at once.
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: BoundedStream,
+    peer: SocketAddr,
+    serving: Serving,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(serving.head_timeout)
+        .max_buf_size(READ_BUFFER_BYTES);
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let serving = serving.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(serving, peer, request).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(error) = served {
+                    tracing::debug!(%error, %peer, "connection ended");
+                }
+                break;
+            }
+            _ = stop.wait_for(|stop| *stop), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+async fn answer(serving: Serving, peer: SocketAddr, request: Request<Incoming>) -> Response {
+    // Behind a proxy every connection is the proxy's, so the cap applies here, per the
+    // address the proxy names, to requests in flight.
+    let _slot = match &serving.client_address {
+        ClientAddressSource::Peer => None,
+        source @ ClientAddressSource::ProxyHeader(_) => {
+            let client = source.client_address(request.headers(), peer);
+            match serving.per_client.try_take(client) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::warn!(%client, "request refused: its client address has too many requests in flight");
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        axum::Json(serde_json::json!({
+                            "error": "too many requests in flight from this address"
+                        })),
+                    )
+                        .into_response();
+                }
+            }
+        }
+    };
+    let request = request.map(Body::new);
+    match tokio::time::timeout(serving.request_timeout, serving.router.oneshot(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(infallible)) => match infallible {},
+        Err(_) => {
+            tracing::warn!(%peer, "request cut off: not answered within the request deadline");
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                axum::Json(serde_json::json!({ "error": "the request took too long" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::Notify;
+
+    struct TestServer {
+        address: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        served: tokio::task::JoinHandle<()>,
+    }
+
+    /// A server on loopback with short deadlines: `/fast` answers at once, `/slow` never in
+    /// time, `/held` once `release` is notified (after notifying `started`).
+    async fn start(
+        head: Duration,
+        request: Duration,
+        started: Arc<Notify>,
+        release: Arc<Notify>,
+    ) -> TestServer {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = tcp.local_addr().unwrap();
+        let listener = BoundedListener::new(tcp, 8, None, Duration::from_secs(60));
+        let router = Router::new()
+            .route("/fast", get(|| async { "fast" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "slow"
+                }),
+            )
+            .route(
+                "/held",
+                get(move || async move {
+                    started.notify_one();
+                    release.notified().await;
+                    "held"
+                }),
+            );
+        let serving = Serving {
+            router,
+            client_address: ClientAddressSource::Peer,
+            per_client: PerClientLimit::new(4),
+            head_timeout: head,
+            request_timeout: request,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve(listener, serving, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            address,
+            stop: Some(stop),
+            served,
+        }
+    }
+
+    async fn start_plain(head: Duration, request: Duration) -> TestServer {
+        start(head, request, Arc::default(), Arc::default()).await
+    }
+
+    async fn read_all(stream: &mut TcpStream) -> String {
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_head_that_does_not_arrive_in_time_closes_the_connection() {
+        let server = start_plain(Duration::from_millis(300), Duration::from_secs(5)).await;
+        let mut slow = TcpStream::connect(server.address).await.unwrap();
+        let opened = tokio::time::Instant::now();
+        slow.write_all(b"GET /fast HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let answer = read_all(&mut slow).await;
+        assert!(!answer.contains("fast"), "{answer}");
+        assert!(opened.elapsed() < Duration::from_secs(2));
+
+        let mut quick = TcpStream::connect(server.address).await.unwrap();
+        quick
+            .write_all(b"GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_all(&mut quick).await.ends_with("fast"));
+    }
+
+    #[tokio::test]
+    async fn a_request_not_answered_in_time_gets_408() {
+        let server = start_plain(Duration::from_secs(5), Duration::from_millis(300)).await;
+        let mut stream = TcpStream::connect(server.address).await.unwrap();
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_all(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn stopping_refuses_new_connections_and_finishes_the_request_in_flight() {
+        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let mut server = start(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            started.clone(),
+            release.clone(),
+        )
+        .await;
+        let mut in_flight = TcpStream::connect(server.address).await.unwrap();
+        in_flight
+            .write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        started.notified().await;
+        server.stop.take().unwrap().send(()).unwrap();
+        let refused_by = tokio::time::Instant::now() + Duration::from_secs(2);
+        while TcpStream::connect(server.address).await.is_ok() {
+            assert!(
+                tokio::time::Instant::now() < refused_by,
+                "still accepting after the stop"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        release.notify_one();
+        let answer = read_all(&mut in_flight).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("held"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(5), server.served)
+            .await
+            .expect("serve returns once its connections are closed")
+            .unwrap();
+    }
+}

@@ -1,0 +1,332 @@
+//! What strangers can cost the server: memory for bodies that are not GitHub's, and time
+//! and connections held by clients that send slowly. Each against the real binary on
+//! loopback.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy_sysext_automation::server::connections::HEAD_TIMEOUT;
+use alloy_sysext_automation::server::per_client::MAX_PER_CLIENT;
+use alloy_sysext_automation::server::signature::sign;
+use alloy_sysext_automation::server::unverified_body::{MEMORY_BUDGET, SPILL_DIR};
+use alloy_sysext_automation::server::webhook::MAX_BODY_BYTES;
+
+use crate::common::fixture;
+use crate::http::request;
+use crate::serve_process::{SECRET, Server};
+
+/// The peak resident memory the issue allows while strangers send large bodies.
+const PEAK_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+
+fn files_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+}
+
+fn ping_body() -> Vec<u8> {
+    std::fs::read(fixture("github-webhooks/ping/payload.json")).unwrap()
+}
+
+#[test]
+fn twenty_forged_25_mib_bodies_are_streamed_to_disk_and_a_signed_delivery_still_gets_in() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    let spill = data.path().join(SPILL_DIR);
+    let forged = Arc::new(vec![b'x'; MAX_BODY_BYTES]);
+    let forged_signature = sign("not the secret", &forged);
+    let port = server.port;
+
+    let senders = 20;
+    let start = Arc::new(Barrier::new(senders));
+    let threads: Vec<_> = (0..senders)
+        .map(|i| {
+            let (forged, signature, start) =
+                (forged.clone(), forged_signature.clone(), start.clone());
+            std::thread::spawn(move || {
+                let id = format!("forged-{i}");
+                start.wait();
+                request(
+                    port,
+                    "POST",
+                    "/api/github/webhooks",
+                    &[
+                        ("X-GitHub-Delivery", &id),
+                        ("X-GitHub-Event", "ping"),
+                        ("X-Hub-Signature-256", &signature),
+                        ("Content-Type", "application/json"),
+                    ],
+                    &forged,
+                )
+                .map(|response| response.status)
+            })
+        })
+        .collect();
+
+    // While the forged bodies stream through the HMAC into temporary files, GitHub's
+    // delivery is verified and stored as usual.
+    server.wait_for(
+        "the forged bodies to be streaming to disk",
+        Duration::from_secs(60),
+        || files_in(&spill) >= senders / 2,
+    );
+    let signed = server.deliver("signed-among-forged", "ping", &ping_body());
+    assert_eq!(signed.status, 202, "{}", signed.body);
+
+    for thread in threads {
+        let status = thread.join().unwrap().expect("the server answers");
+        assert_eq!(status, 401, "a forged body is refused");
+    }
+    let peak = server.peak_memory_bytes();
+    assert!(
+        peak < PEAK_MEMORY_LIMIT,
+        "peak resident memory {} MiB; server log:\n{}",
+        peak / (1024 * 1024),
+        server.log()
+    );
+    assert_eq!(files_in(&spill), 0, "every temporary body file is removed");
+    let stored = server.get("/api/deliveries/signed-among-forged");
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    assert_eq!(stored.json()["event"], "ping");
+    for i in 0..senders {
+        assert_eq!(
+            server.get(&format!("/api/deliveries/forged-{i}")).status,
+            404
+        );
+    }
+}
+
+#[test]
+fn a_signed_delivery_larger_than_the_memory_budget_is_verified_from_disk_and_stored() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    let padding = "z".repeat(MEMORY_BUDGET + 1024 * 1024);
+    let body =
+        format!(r#"{{"zen":"Keep it logically awesome.","hook_id":7,"padding":"{padding}"}}"#);
+    let response = server.deliver("large-signed", "ping", body.as_bytes());
+    assert_eq!(response.status, 202, "{}", response.body);
+    assert_eq!(
+        server.get("/api/deliveries/large-signed").json()["event"],
+        "ping"
+    );
+    assert_eq!(files_in(&data.path().join(SPILL_DIR)), 0);
+    // A leftover from a crash is removed at the next start.
+    let spill = data.path().join(SPILL_DIR);
+    std::fs::write(spill.join("body-left-by-a-crash"), b"{").unwrap();
+    let data_dir = server.kill();
+    let _restarted = Server::with_secret(&data_dir);
+    assert_eq!(files_in(&spill), 0);
+}
+
+/// A connection to `server` whose local end is bound to `local` (any 127/8 address is this
+/// machine's on Linux), so the server sees it come from there.
+fn connect_from(local: &str, port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{local}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket.connect(&server.into()).unwrap();
+    TcpStream::from(socket)
+}
+
+/// True once the server has closed `stream` (end of file, a reset, or an answer before the
+/// close); never blocks.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 512];
+    match stream.read(&mut buffer) {
+        // End of file, or the start of an answer the server closes after.
+        Ok(0) | Ok(1..) => true,
+        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[test]
+fn three_hundred_trickling_connections_from_one_address_delay_no_one_else() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    let port = server.port;
+    let count = 300;
+    let head = b"POST /api/github/webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Event: ping\r\n";
+    let connected = Instant::now();
+    let streams: Vec<TcpStream> = (0..count)
+        .map(|_| {
+            let stream = connect_from("127.0.0.2", port);
+            stream.set_nonblocking(true).unwrap();
+            stream
+        })
+        .collect();
+    // When each connection was closed by the server, if it was.
+    let closed: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; count]));
+
+    // One header byte on every open connection every 2 s; closures are noticed within
+    // 50 ms. Bounded: it stops when all are closed or after 40 s.
+    let trickler = {
+        let closed = closed.clone();
+        std::thread::spawn(move || {
+            let mut streams = streams;
+            let mut sent = 0;
+            let mut next_byte = Instant::now();
+            let give_up = Instant::now() + Duration::from_secs(40);
+            while Instant::now() < give_up {
+                let mut closed = closed.lock().unwrap();
+                for (stream, closed_at) in streams.iter_mut().zip(closed.iter_mut()) {
+                    if closed_at.is_none() && closed_by_server(stream) {
+                        *closed_at = Some(Instant::now());
+                    }
+                }
+                if closed.iter().all(Option::is_some) {
+                    break;
+                }
+                if Instant::now() >= next_byte && sent < head.len() {
+                    for (stream, closed_at) in streams.iter_mut().zip(closed.iter()) {
+                        if closed_at.is_none() {
+                            let _ = stream.write(&head[sent..=sent]);
+                        }
+                    }
+                    sent += 1;
+                    next_byte += Duration::from_secs(2);
+                }
+                drop(closed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let closed_count = || closed.lock().unwrap().iter().flatten().count();
+
+    // The address's share is held; every connection beyond it is closed at once.
+    server.wait_for(
+        "the connections beyond the address's share to be closed",
+        Duration::from_secs(5),
+        || closed_count() >= count - MAX_PER_CLIENT,
+    );
+    assert_eq!(
+        closed_count(),
+        count - MAX_PER_CLIENT,
+        "the address keeps its share open"
+    );
+
+    // Meanwhile, from 127.0.0.1, GitHub's deliveries and the health check are answered at
+    // once, twice over the trickle.
+    let body = ping_body();
+    for round in 0..2 {
+        let started = Instant::now();
+        let health = server.get("/healthz");
+        let health_took = started.elapsed();
+        assert_eq!(health.status, 200);
+        assert!(
+            health_took < Duration::from_secs(1),
+            "/healthz took {health_took:?}"
+        );
+        let started = Instant::now();
+        let delivery = server.deliver(&format!("during-trickle-{round}"), "ping", &body);
+        let delivery_took = started.elapsed();
+        assert_eq!(delivery.status, 202, "{}", delivery.body);
+        assert!(
+            delivery_took < Duration::from_secs(1),
+            "the delivery took {delivery_took:?}"
+        );
+        if round == 0 {
+            // The second round comes a few trickled bytes later.
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+    assert_eq!(
+        closed_count(),
+        count - MAX_PER_CLIENT,
+        "the held connections were still open during the deliveries"
+    );
+
+    // The head deadline ends the connections that were held.
+    trickler.join().unwrap();
+    let closed = closed.lock().unwrap();
+    let last = closed
+        .iter()
+        .map(|at| at.expect("every trickling connection is closed by the server"))
+        .max()
+        .unwrap();
+    let held_for = last.duration_since(connected);
+    assert!(
+        held_for < HEAD_TIMEOUT + Duration::from_secs(5),
+        "a trickling connection was held {held_for:?}"
+    );
+    for round in 0..2 {
+        assert_eq!(
+            server
+                .get(&format!("/api/deliveries/during-trickle-{round}"))
+                .status,
+            200
+        );
+    }
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_cap_counts_requests_per_named_client() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("TRUSTED_PROXY_HEADER", "Fly-Client-IP"),
+        ],
+    );
+    let body = ping_body();
+    let signature = sign(SECRET, &body);
+    // Every connection comes from the "proxy" at 127.0.0.1; one client behind it holds its
+    // share of requests, each waiting for a body that does not come yet.
+    let held: Vec<TcpStream> = (0..MAX_PER_CLIENT)
+        .map(|i| {
+            let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            let head = format!(
+                "POST /api/github/webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nFly-Client-IP: 203.0.113.9\r\n\
+                 X-GitHub-Delivery: held-{i}\r\nX-GitHub-Event: ping\r\nX-Hub-Signature-256: {signature}\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    server.wait_for(
+        "the held requests to reach the webhook route",
+        Duration::from_secs(10),
+        || {
+            let metrics = server.get("/metrics").body;
+            metrics.contains(&format!(
+                "alloy_sysext_webhook_deliveries_total{{event=\"ping\",outcome=\"received\"}} {MAX_PER_CLIENT}"
+            ))
+        },
+    );
+
+    let from = |client: &str, id: &str| {
+        request(
+            server.port,
+            "POST",
+            "/api/github/webhooks",
+            &[
+                ("Fly-Client-IP", client),
+                ("X-GitHub-Delivery", id),
+                ("X-GitHub-Event", "ping"),
+                ("X-Hub-Signature-256", &signature),
+            ],
+            &body,
+        )
+        .unwrap()
+    };
+    let refused = from("203.0.113.9", "one-too-many");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    // Another client behind the same proxy is not affected, although the proxy's own
+    // address has more connections open than one client's share.
+    let other = from("198.51.100.7", "another-client");
+    assert_eq!(other.status, 202, "{}", other.body);
+
+    // The held requests finish, and their client's share is free again.
+    for mut stream in held {
+        stream.write_all(&body).unwrap();
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 202");
+    }
+    let again = from("203.0.113.9", "after-the-held-ones");
+    assert_eq!(again.status, 202, "{}", again.body);
+}
