@@ -857,10 +857,15 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
     let tracking = world.tracking_issue();
     assert_eq!(tracking.state, "closed");
     let report = &tracking.comments.last().unwrap().body;
+    // Both the repository and the error come from outside: each is in a code span.
     assert!(
-        report.contains(&format!(
-            "- {OUTSIDE}: refused — .github/alloy-sysext.toml: path = "
-        )),
+        report.contains(&format!("- `{OUTSIDE}`: refused — ")),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            ".github/alloy-sysext.toml: path = \"../alloy-sysext-build/SHA256SUMS\" is not valid"
+        ),
         "{report}"
     );
     assert_eq!(world.github.pulls(GHOST).len(), 1);
