@@ -21,6 +21,7 @@
 //! result says that the YAML check could not run.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
@@ -656,6 +657,12 @@ fn compare(
                 }
             }
             (Kind::Mapping(xs), Kind::Mapping(ys)) if xs.len() == ys.len() => {
+                let mut key_counts: HashMap<&str, usize> = HashMap::new();
+                for (key, _) in ys {
+                    if let Kind::Scalar(key, _) = &key.kind {
+                        *key_counts.entry(key).or_default() += 1;
+                    }
+                }
                 for ((xk, xv), (yk, yv)) in xs.iter().zip(ys) {
                     let same_key = match (&xk.kind, &yk.kind) {
                         (Kind::Scalar(x, x_style), Kind::Scalar(y, y_style)) => {
@@ -675,11 +682,7 @@ fn compare(
                     let Kind::Scalar(key, _) = &yk.kind else {
                         unreachable!("compared as scalars above")
                     };
-                    let unique = ys
-                        .iter()
-                        .filter(|(k, _)| matches!(&k.kind, Kind::Scalar(other, _) if other == key))
-                        .count()
-                        == 1;
+                    let unique = key_counts.get(key.as_str()) == Some(&1);
                     work.push((child(&path, Step::Key(key.clone(), unique)), xv, yv));
                 }
             }
@@ -1111,6 +1114,18 @@ storage:
             placeholders,
             "a: __x_y______ $${lit} _________b__________\n          \n"
         );
+    }
+
+    #[test]
+    fn large_mappings_are_compared_key_by_key_once() {
+        let mut text = synthetic();
+        text.push_str("x-big:\n");
+        for n in 0..100_000 {
+            text.push_str(&format!("  key{n}: value {n}\n"));
+        }
+        let edit = update(&text, "1.15.0", NEW_HASH).unwrap();
+        assert_eq!(edit.yaml_check, YamlCheck::Agreed);
+        assert_eq!(edit.changed_lines, [6, 9, 11, 18]);
     }
 
     #[test]
