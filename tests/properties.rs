@@ -9,22 +9,25 @@ mod targets;
 use std::fmt::Debug;
 
 use proptest::strategy::Strategy;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 use targets::Verdict;
 
 /// Runs `check` on `cases` values of `strategy`; a failure is shrunk to a minimal input,
-/// which the panic message shows.
+/// which the panic message shows. The inputs are the same on every run, so that a failure
+/// is one of the change under test; `benches/fuzz_parsers.sh --seed N` explores others.
 fn run<S>(cases: u32, strategy: S, check: fn(&S::Value) -> Verdict)
 where
     S: Strategy,
     S::Value: Debug,
 {
-    let mut runner = TestRunner::new(Config {
+    let config = Config {
         cases,
         failure_persistence: None,
         ..Config::default()
-    });
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     if let Err(error) = runner.run(&strategy, |value| {
         check(&value).map_err(TestCaseError::fail)
     }) {
