@@ -873,7 +873,7 @@ storage:
     }
 
     #[test]
-    fn synthetic_crlf_and_compact_files_pass() {
+    fn crlf_quoted_and_non_ascii_files_pass() {
         let text = synthetic();
         assert_eq!(
             update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
