@@ -44,6 +44,13 @@
 //! The entry of a `- path:` line runs until the next line, other than a blank line, a
 //! comment or a template directive (`%{…}`), that is indented no deeper than its dash
 //! (the next list item, or a less-indented key).
+//!
+//! A line reader can be fooled by YAML it does not model, so every edit is then checked
+//! with a YAML parser ([`YamlCheck`]): the pin's lines must be plain block YAML (no
+//! anchors, aliases, merge keys, flow collections, or line breaks other than LF and CRLF),
+//! and the parsed old and new files must differ only at the pin. A template that does not
+//! parse even with its expressions replaced keeps the line edit, and
+//! [`ButaneEdit::yaml_check`] says that the check could not run.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,6 +58,10 @@ use std::ops::Range;
 
 use crate::arch::Arch;
 use crate::version::Version;
+
+mod yaml_check;
+
+pub use yaml_check::{Construct, MAX_DEPTH, YamlCheck, YamlRefusal};
 
 /// The Alloy image a consumer file pins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +82,8 @@ pub struct ButaneEdit {
     pub changed: bool,
     /// The 1-based numbers of the lines that changed, in order.
     pub changed_lines: Vec<usize>,
+    /// Whether a YAML parser confirmed that only the pin changed.
+    pub yaml_check: YamlCheck,
 }
 
 /// Which line of the files entry something was read from, for messages.
@@ -175,6 +188,17 @@ pub enum ButaneError {
         pinned: Version,
         pinned_line: usize,
     },
+
+    #[error(transparent)]
+    Yaml(#[from] YamlRefusal),
+}
+
+impl ButaneError {
+    /// Whether the file has no entry for this image and architecture at all (it may pin
+    /// another architecture's), rather than one that cannot be read or updated.
+    pub fn is_no_entry(&self) -> bool {
+        matches!(self, ButaneError::NoFilesEntry { .. })
+    }
 }
 
 fn describe_link(path: Option<&str>, line: usize) -> String {
@@ -229,6 +253,7 @@ pub fn update_alloy_pin(
             previous: scan.pin,
             changed: false,
             changed_lines: Vec::new(),
+            yaml_check: YamlCheck::NothingChanged,
         });
     }
 
@@ -266,11 +291,29 @@ pub fn update_alloy_pin(
         out.push_str(&new_body);
         out.push_str(ending);
     }
+    let yaml_check = if changed_lines.is_empty() {
+        YamlCheck::NothingChanged
+    } else {
+        let new_hash_value = format!("sha256-{new_hash}");
+        yaml_check::check(
+            text,
+            &out,
+            &yaml_check::PinEdit {
+                path_line: scan.path_line,
+                source_line: scan.source_line,
+                hash_line: scan.hash_line,
+                target_lines: &scan.target_lines,
+                new_file_name: (!same_version).then_some(new_name.as_str()),
+                new_hash_value: (!same_hash).then_some(new_hash_value.as_str()),
+            },
+        )?
+    };
     Ok(ButaneEdit {
         changed: !changed_lines.is_empty(),
         text: out,
         previous: scan.pin,
         changed_lines,
+        yaml_check,
     })
 }
 

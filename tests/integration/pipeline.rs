@@ -721,6 +721,73 @@ fn a_consumer_that_cannot_be_updated_keeps_the_tracking_issue_open() {
 }
 
 #[test]
+fn the_yaml_check_refuses_shared_nodes_and_says_when_a_template_could_not_be_checked() {
+    let world = World::new();
+    let ghost = fs::read_to_string(fixture("real-world/ghost.bu")).unwrap();
+    // An anchor inside the Alloy entry: refused, no branch, no pull request.
+    let anchored = ghost.replace(
+        "    - path: /opt/extensions/alloy/alloy-1.14.2-amd64.raw\n",
+        "    - path: /opt/extensions/alloy/alloy-1.14.2-amd64.raw\n      mode: &mode 0644\n",
+    );
+    assert_ne!(anchored, ghost);
+    world
+        .github
+        .set_file(INFISICAL, "main", INFISICAL_PATH, &anchored);
+    // A template that is not YAML until OpenTofu renders it: edited, and the pull request
+    // says that the YAML check could not run.
+    let template = format!("{ghost}${{indent(4, yamlencode(extra_units))}}\n");
+    world
+        .github
+        .set_file(GHOST, "develop", GHOST_PATH, &template);
+    let server = world.start_server();
+    server.deliver("release-yaml-check", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+
+    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
+    let infisical = outcomes.iter().find(|c| c["repo"] == INFISICAL).unwrap();
+    assert_eq!(infisical["outcome"], "failed", "{outcomes:?}");
+    let error = infisical["error"].as_str().unwrap();
+    assert!(
+        error.contains("line 37, within the Alloy pin (lines 36–401), defines an anchor"),
+        "{error}"
+    );
+    assert!(world.github.pulls(INFISICAL).is_empty());
+    assert!(
+        !world
+            .github
+            .branches(INFISICAL)
+            .iter()
+            .any(|b| b.starts_with("feature/"))
+    );
+
+    let pulls = world.github.pulls(GHOST);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert!(
+        pulls[0]
+            .body
+            .contains("The YAML check could not run: the file does not parse as YAML"),
+        "{}",
+        pulls[0].body
+    );
+    let images = jobs[0]["result"]["images"].as_array().unwrap();
+    let amd64 = images.iter().find(|i| i["arch"] == "amd64").unwrap();
+    let edited = world
+        .github
+        .file(GHOST, "feature/update-alloy-sysext-to-1.18.0", GHOST_PATH)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(edited).unwrap(),
+        template
+            .replace("alloy-1.14.2-amd64.raw", "alloy-1.18.0-amd64.raw")
+            .replace(
+                "sha256-268db7a95a807cfb1c9544fce8a0845db8d7b74354c9ab0e5a1959e4093b7fa7",
+                &format!("sha256-{}", amd64["sha256"].as_str().unwrap())
+            )
+    );
+}
+
+#[test]
 fn a_branch_and_pull_request_left_by_a_failed_run_are_taken_over() {
     let world = World::new();
     let branch = "feature/update-alloy-sysext-to-1.18.0";

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{JobContext, StepError};
 use crate::arch::Arch;
-use crate::butane::{ButaneEdit, update_alloy_pin};
+use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
 use crate::consumer_check::check_consumer_fields;
 use crate::github::api::Auth;
 use crate::github::branches::{branch_head, reset_branch};
@@ -246,7 +246,8 @@ async fn update_consumer(
         StepError::Permanent(format!("{} in {repo} is not UTF-8 text", consumer.path))
     })?;
     // The consumer pins one architecture's image; find which.
-    let mut last_error = None;
+    // The error of an entry that exists says more than another architecture's "no entry".
+    let mut last_error: Option<ButaneError> = None;
     let mut found = None;
     for image in images {
         match update_alloy_pin(
@@ -260,7 +261,7 @@ async fn update_consumer(
                 found = Some((edit, image));
                 break;
             }
-            Err(error) => last_error = Some(error),
+            Err(error) => last_error = last_error.filter(|e| !e.is_no_entry()).or(Some(error)),
         }
     }
     let Some((edit, image)) = found else {
@@ -321,7 +322,8 @@ async fn update_consumer(
         }
     }
     let title = format!("Update Grafana Alloy sysext to {}", context.version);
-    let body = pull_body(context, &edit, image, consumer);
+    let mut body = pull_body(context, &edit, image, consumer);
+    body.extend(edit.yaml_check.review_note());
     let pull: PullRequest = match open_pull_for_branch(api, auth, repo, &branch).await? {
         Some(existing) => {
             if existing.title != title || existing.body.as_deref() != Some(body.as_str()) {
