@@ -465,6 +465,8 @@ impl GitHubApi {
         repeat_unanswered: bool,
     ) -> Result<ApiResponse, ApiError> {
         let mut retries = 0u32;
+        let shown_path = path_for_logs(path);
+        let shown_path = shown_path.as_ref();
         loop {
             let authorization = self.authorization(credential).await?;
             let outcome = self
@@ -480,7 +482,7 @@ impl GitHubApi {
                         retries,
                         unix_now(),
                     );
-                    tracing::debug!(%method, path, status = response.status, request_id = ?response.request_id, "GitHub answered");
+                    tracing::debug!(%method, path = shown_path, status = response.status, request_id = ?response.request_id, "GitHub answered");
                     (verdict, Ok(response))
                 }
                 Err(reason) => {
@@ -505,10 +507,11 @@ impl GitHubApi {
                 } if !repeat_unanswered => {
                     return response.map_err(|error| ApiError::GaveUp {
                         method: method.to_string(),
-                        path: path.to_owned(),
+                        path: shown_path.to_owned(),
                         attempts: retries + 1,
                         reason: format!(
-                            "no answer ({error}); not sent again, as GitHub may have acted on it"
+                            "no answer ({}); not sent again, as GitHub may have acted on it",
+                            error.replace(path, shown_path)
                         ),
                     });
                 }
@@ -518,7 +521,7 @@ impl GitHubApi {
                         Err(_) => (None, None),
                     };
                     let error = response.as_ref().err();
-                    tracing::warn!(%method, path, ?status, ?request_id, error = ?error, %reason, wait_seconds = wait.as_secs_f64(), "retrying a GitHub request");
+                    tracing::warn!(%method, path = shown_path, ?status, ?request_id, error = ?error.map(|e| e.replace(path, shown_path)), %reason, wait_seconds = wait.as_secs_f64(), "retrying a GitHub request");
                     tokio::time::sleep(wait).await;
                     retries += 1;
                 }
@@ -530,11 +533,13 @@ impl GitHubApi {
                             r.message(),
                             request_id_note(&r.request_id)
                         ),
-                        Err(e) => format!("{reason}; last error: {e}"),
+                        Err(e) => {
+                            format!("{reason}; last error: {}", e.replace(path, shown_path))
+                        }
                     };
                     return Err(ApiError::GaveUp {
                         method: method.to_string(),
-                        path: path.to_owned(),
+                        path: shown_path.to_owned(),
                         attempts: retries + 1,
                         reason: detail,
                     });
@@ -625,6 +630,18 @@ fn record_metrics(method: &Method, credential: &Credential, outcome: &Result<Api
     }
 }
 
+/// `path` as logs and errors may show it: an App manifest code is a secret for the hour it
+/// can be exchanged for the App's key, so it is left out.
+fn path_for_logs(path: &str) -> std::borrow::Cow<'_, str> {
+    match path
+        .strip_prefix("/app-manifests/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((_, tail)) => format!("/app-manifests/<code>/{tail}").into(),
+        None => path.into(),
+    }
+}
+
 /// `owner/name` for a path under `/repos/owner/name/`.
 fn repository_of(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/repos/")?;
@@ -649,6 +666,11 @@ mod tests {
     #[test]
     fn writes_are_grouped_by_repository() {
         assert_eq!(repository_of("/repos/o/r/contents/x"), Some("o/r"));
+        assert_eq!(
+            path_for_logs("/app-manifests/s3cr3t-code/conversions"),
+            "/app-manifests/<code>/conversions"
+        );
+        assert_eq!(path_for_logs("/repos/o/r/pulls"), "/repos/o/r/pulls");
         assert_eq!(repository_of("/repos/o/r"), Some("o/r"));
         assert_eq!(repository_of("/repos/o/r?x=1"), Some("o/r"));
         assert_eq!(repository_of("/app/hook/deliveries"), None);

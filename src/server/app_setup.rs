@@ -183,30 +183,27 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
             Refusal::Gone => (StatusCode::NOT_FOUND, "not found\n").into_response(),
-            Refusal::NeedsToken => (
+            Refusal::NeedsToken => setup_page_response(
                 StatusCode::FORBIDDEN,
-                Html(page(
+                page(
                     "Setup needs its token",
                     "<p>Open this page with the link the server printed in its log at start (<code>/setup?token=…</code>).</p>",
-                )),
-            )
-                .into_response(),
-            Refusal::UnknownState => (
+                ),
+            ),
+            Refusal::UnknownState => setup_page_response(
                 StatusCode::FORBIDDEN,
-                Html(page(
+                page(
                     "Setup link not recognised",
                     "<p>This answer from GitHub does not come from a setup page this server showed, or it was used already. Start again from the setup page (the link the server printed in its log at start).</p>",
-                )),
-            )
-                .into_response(),
-            Refusal::Completing => (
+                ),
+            ),
+            Refusal::Completing => setup_page_response(
                 StatusCode::CONFLICT,
-                Html(page(
+                page(
                     "Setup in progress",
                     "<p>Another answer from GitHub is completing the setup right now. Open the server's status page in a moment to see the App it acts as.</p>",
-                )),
-            )
-                .into_response(),
+                ),
+            ),
         }
     }
 }
@@ -261,11 +258,13 @@ pub async fn setup_page(
         Err(refusal) => return refusal.into_response(),
     };
     let Some(public_url) = &flow.public_url else {
-        return Html(page(
-            "Create the GitHub App",
-            "<p>Set <code>PUBLIC_URL</code> to the address GitHub reaches this server at (for example <code>https://alloy-sysext.fly.dev</code>) and restart: the App's webhook URL is made from it.</p>",
-        ))
-        .into_response();
+        return setup_page_response(
+            StatusCode::OK,
+            page(
+                "Create the GitHub App",
+                "<p>Set <code>PUBLIC_URL</code> to the address GitHub reaches this server at (for example <code>https://alloy-sysext.fly.dev</code>) and restart: the App's webhook URL is made from it.</p>",
+            ),
+        );
     };
     let manifest = manifest_for(public_url);
     let action = match &flow.organization {
@@ -317,7 +316,7 @@ pub async fn setup_page(
                 .unwrap_or_default()
         ),
     );
-    Html(page("Create the GitHub App", &body)).into_response()
+    setup_page_response(StatusCode::OK, page("Create the GitHub App", &body))
 }
 
 #[derive(Deserialize)]
@@ -353,21 +352,24 @@ pub async fn setup_callback(
             && c.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     }) else {
-        return (
+        return setup_page_response(
             StatusCode::BAD_REQUEST,
-            Html(page(
+            page(
                 "Setup failed",
                 "<p>GitHub's answer had no usable code. Start again from the setup page.</p>",
-            )),
-        )
-            .into_response();
+            ),
+        );
     };
     let api = match GitHubApi::new(&flow.github_api_url, None, RetryPolicy::default()) {
         Ok(api) => api,
-        Err(error) => return failure(&error.to_string()),
+        Err(error) => return failure(&error.to_string(), Created::No),
     };
+    // Sent once: after a server error or a lost answer GitHub may have made the App already,
+    // and asking again would only get "used already". The code is a secret for the hour it
+    // lasts (it buys the App's key), so neither the page nor the log shows the error, whose
+    // text names the request's path.
     let response = match api
-        .request(
+        .request_not_repeated(
             Method::POST,
             &format!("/app-manifests/{code}/conversions"),
             Auth::Anonymous,
@@ -376,40 +378,51 @@ pub async fn setup_callback(
         .await
     {
         Ok(response) => response,
-        Err(error) => return failure(&error.to_string()),
+        Err(error) => {
+            let what = match error.status() {
+                Some(status) => format!("GitHub answered {status} to the code's exchange"),
+                None => "GitHub did not answer the code's exchange".to_owned(),
+            };
+            return failure(&what, Created::Maybe);
+        }
     };
     if response.status == 404 || response.status == 422 {
         tracing::warn!(
             status = response.status,
             "the App manifest code was refused"
         );
-        return (
+        return setup_page_response(
             StatusCode::BAD_REQUEST,
-            Html(page(
+            page(
                 "Setup failed",
                 "<p>GitHub refused the code: it has expired (codes last one hour) or was used already. Nothing was stored. Start again from the setup page (the link in the server's log).</p>",
-            )),
-        )
-            .into_response();
+            ),
+        );
     }
     if !response.is_success() {
-        return failure(&format!(
-            "GitHub answered {}: {}",
-            response.status,
-            response.message()
-        ));
+        return failure(
+            &format!(
+                "GitHub answered {} to the code's exchange: {}",
+                response.status,
+                response.message()
+            ),
+            Created::Maybe,
+        );
     }
     let app: StoredApp = match response.json() {
         Ok(app) => app,
-        Err(error) => return failure(&error.to_string()),
+        Err(error) => return failure(&error.to_string(), Created::Yes),
     };
     let key = match AppKey::from_pem(app.id, &app.pem) {
         Ok(key) => key,
-        Err(error) => return failure(&error.to_string()),
+        Err(error) => return failure(&error.to_string(), Created::Yes),
     };
     if let Err(error) = app_credentials_file::save(&flow.data_dir, &app) {
-        return failure(&error.to_string());
+        return failure(&error.to_string(), Created::Yes);
     }
+    // From here the App is this server's: the setup is over whatever happens next, so that
+    // another callback can never make a second App and replace the stored one.
+    flow.done.store(true, Ordering::SeqCst);
     state
         .credentials
         .write()
@@ -417,41 +430,87 @@ pub async fn setup_callback(
         .webhook_secrets
         .push(app.webhook_secret());
     if let Err(error) = flow.activation.activate(key) {
-        return failure(&error.to_string());
+        tracing::error!(app_id = app.id, %error, "the GitHub App was created and its credentials stored, but the server cannot act as it");
+        return setup_page_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            page(
+                "The App was created, but the server cannot act as it yet",
+                &format!(
+                    "<p>The App <b>{slug}</b> (id {id}) was created and its credentials are kept in the server's data directory, but the server could not start acting as it: {error}</p>\
+                     <p>Fix that and restart the server: it uses the stored App on its next start.</p>",
+                    slug = escape(&app.slug),
+                    id = app.id,
+                    error = escape(&error.to_string()),
+                ),
+            ),
+        );
     }
-    flow.done.store(true, Ordering::SeqCst);
     tracing::info!(app_id = app.id, slug = %app.slug, "the GitHub App was created and its credentials stored");
     let install = if app.html_url.is_empty() {
         format!("{}/apps/{}/installations/new", flow.github_url, app.slug)
     } else {
         format!("{}/installations/new", app.html_url)
     };
-    Html(page(
-        "The GitHub App is ready",
-        &format!(
-            "<p>The App <b>{slug}</b> (id {id}) was created; its credentials are kept in the server's data directory and the server is acting as it now.</p>\
-             <p><a href=\"{install}\">Install it</a> on the build repository and on the repositories whose Butane files it should update.</p>",
-            slug = escape(&app.slug),
-            id = app.id,
-            install = escape(&install),
+    setup_page_response(
+        StatusCode::OK,
+        page(
+            "The GitHub App is ready",
+            &format!(
+                "<p>The App <b>{slug}</b> (id {id}) was created; its credentials are kept in the server's data directory and the server is acting as it now.</p>\
+                 <p><a href=\"{install}\">Install it</a> on the build repository and on the repositories whose Butane files it should update.</p>",
+                slug = escape(&app.slug),
+                id = app.id,
+                install = escape(&install),
+            ),
         ),
-    ))
-    .into_response()
+    )
 }
 
-fn failure(reason: &str) -> Response {
+/// Whether GitHub may hold a new App when the setup fails.
+#[derive(Clone, Copy)]
+enum Created {
+    /// Nothing was asked of GitHub.
+    No,
+    /// The exchange failed on the way: GitHub may have made the App.
+    Maybe,
+    /// GitHub made the App, but the server could not keep it.
+    Yes,
+}
+
+fn failure(reason: &str, created: Created) -> Response {
     tracing::error!(reason, "the App setup failed");
-    (
+    let next = match created {
+        Created::No => "Nothing was stored. Start again from the setup page.",
+        Created::Maybe => {
+            "Nothing was stored. GitHub may have created the App all the same: look for it in GitHub's settings (Developer settings, GitHub Apps) and delete it, then start again from the setup page."
+        }
+        Created::Yes => {
+            "GitHub created the App, but nothing was stored here: delete it in GitHub's settings (Developer settings, GitHub Apps), then start again from the setup page."
+        }
+    };
+    setup_page_response(
         StatusCode::BAD_GATEWAY,
-        Html(page(
+        page(
             "Setup failed",
-            &format!(
-                "<p>{}</p><p>Nothing was stored. Start again from the setup page.</p>",
-                escape(reason)
-            ),
-        )),
+            &format!("<p>{}</p><p>{next}</p>", escape(reason)),
+        ),
     )
-        .into_response()
+}
+
+/// A setup page: never cached, and its address (which may carry the setup token) never
+/// sent on as a referrer.
+fn setup_page_response(status: StatusCode, html: String) -> Response {
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        axum::http::header::REFERRER_POLICY,
+        axum::http::HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use alloy_sysext_automation::server::signature::sign;
 
 use crate::common::fixture;
 use crate::fake_github::{Failure, FakeGitHub};
-use crate::http::request;
+use crate::http::{request, request_with_headers};
 use crate::serve_process::Server;
 
 const NEW_APP_ID: u64 = 5151;
@@ -316,5 +316,89 @@ fn two_racing_callbacks_create_one_app() {
         1,
         "{}",
         server.log()
+    );
+}
+
+#[test]
+fn a_lost_answer_is_not_asked_again_and_shows_no_code() {
+    let github = github_with_codes();
+    let data = tempfile::tempdir().unwrap();
+    let server = start(&github, data.path());
+    let token = setup_token(&server);
+    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let page = request_with_headers(
+        server.port,
+        "GET",
+        &format!("/setup?token={token}"),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    // GitHub makes the App, but its answer is lost.
+    github.fail_next("POST", "/app-manifests/", Failure::AnswerLost(502));
+    let state = state_from_page(&server, &token, &action);
+    let failed = server.get(&format!("/setup/callback?code=good-code&state={state}"));
+    assert_eq!(failed.status, 502, "{}", failed.body);
+    assert!(
+        failed.body.contains("GitHub answered 502"),
+        "{}",
+        failed.body
+    );
+    assert!(
+        failed.body.contains("GitHub may have created the App"),
+        "{}",
+        failed.body
+    );
+    // Asked once: a second exchange of a used code could only be refused.
+    let conversions = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/app-manifests/"))
+        .count();
+    assert_eq!(conversions, 1);
+    assert!(!data.path().join("github-app.json").exists());
+    // The code is a secret for its hour: not in the page, not in the log.
+    assert!(!failed.body.contains("good-code"), "{}", failed.body);
+    assert!(!server.log().contains("good-code"), "{}", server.log());
+    // The setup is still open.
+    assert_eq!(server.get(&format!("/setup?token={token}")).status, 200);
+}
+
+#[test]
+fn an_app_stored_but_not_usable_ends_the_setup_and_says_to_restart() {
+    let github = github_with_codes();
+    let data = tempfile::tempdir().unwrap();
+    let missing_key = data.path().join("no-such-signing-key.asc");
+    let server = start_with(
+        &github,
+        data.path(),
+        &[("SIGNING_KEY_PATH", missing_key.to_str().unwrap())],
+    );
+    let token = setup_token(&server);
+    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let first = state_from_page(&server, &token, &action);
+    let second = state_from_page(&server, &token, &action);
+    let stored = server.get(&format!("/setup/callback?code=good-code&state={first}"));
+    assert_eq!(stored.status, 500, "{}", stored.body);
+    assert!(stored.body.contains("restart"), "{}", stored.body);
+    assert!(
+        !stored.body.contains("Nothing was stored"),
+        "{}",
+        stored.body
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(data.path().join("github-app.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept["id"], NEW_APP_ID);
+    // The setup is over: no second App can replace the stored one.
+    assert_eq!(server.get(&format!("/setup?token={token}")).status, 404);
+    assert_eq!(
+        server
+            .get(&format!("/setup/callback?code=old-code&state={second}"))
+            .status,
+        404
     );
 }
