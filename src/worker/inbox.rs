@@ -155,11 +155,11 @@ impl Worker {
                     .await?
             }
             Route::WorkflowRun(run) => {
-                // A run reported before (its body replayed under a new delivery id) is not
-                // reported again.
+                // A run attempt handled before (its body replayed under a new delivery id,
+                // with any conclusion) is not reported again.
                 if !self
                     .database
-                    .workflow_run_known(run.id, run.conclusion.as_deref())
+                    .workflow_run_handled(run.id, run.attempt)
                     .await?
                 {
                     self.report_consumer_ci(&run).await?;
@@ -169,6 +169,7 @@ impl Worker {
                         &delivery.id,
                         &WorkflowRun {
                             id: run.id,
+                            attempt: run.attempt,
                             repository: &run.repository,
                             head_branch: run.head_branch.as_deref(),
                             conclusion: run.conclusion.as_deref(),
@@ -613,6 +614,7 @@ mod tests {
     fn a_ci_report_shows_payload_text_without_markup() {
         let run = WorkflowRunCompleted {
             id: 1,
+            attempt: 1,
             name: Some("CI @org/team ![x](https://evil.example/x.png) <img src=x> `".into()),
             repository: "o/r".into(),
             head_branch: None,

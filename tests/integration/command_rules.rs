@@ -471,3 +471,68 @@ fn a_replayed_dispatch_starts_no_second_build_and_the_event_must_match_the_paylo
     assert_eq!(jobs(&server).len(), 3);
     assert!(replies(&github).is_empty());
 }
+
+#[test]
+fn replayed_reports_of_a_re_run_with_other_conclusions_are_posted_once_per_attempt() {
+    let github = github_with_app();
+    github.add_repo(CONSUMER, "main");
+    let branch = "feature/update-alloy-sysext-to-1.17.1";
+    let head_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
+    let pull = github.add_pull(
+        CONSUMER,
+        "alloy-sysext-test[bot]",
+        branch,
+        "main",
+        "Update",
+        "",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let run = |attempt: u64, conclusion: &str| {
+        json!({
+            "action": "completed",
+            "workflow_run": {
+                "id": 801,
+                "run_attempt": attempt,
+                "name": "Validate",
+                "head_branch": branch,
+                "head_sha": head_sha,
+                "head_repository": {"full_name": CONSUMER},
+                "conclusion": conclusion,
+                "html_url": format!("https://github.com/{CONSUMER}/actions/runs/801"),
+            },
+            "repository": {"full_name": CONSUMER},
+            "sender": {"login": "noahwhite", "type": "User"},
+            "installation": {"id": INSTALLATION},
+        })
+        .to_string()
+    };
+    // The first attempt failed; a re-run (same run id and head) succeeded.
+    let failed = run(1, "failure");
+    let succeeded = run(2, "success");
+    server.deliver("run-1", "workflow_run", failed.as_bytes());
+    assert_eq!(wait_handled(&server, "run-1")["state"], "processed");
+    server.deliver("run-2", "workflow_run", succeeded.as_bytes());
+    assert_eq!(wait_handled(&server, "run-2")["state"], "processed");
+    assert_eq!(github.comments(CONSUMER, pull).len(), 2);
+    // Both bodies replayed alternately under new delivery ids, and the first attempt's id
+    // with the other conclusion: nothing more is said.
+    for (n, body) in [
+        &failed,
+        &succeeded,
+        &failed,
+        &run(1, "success"),
+        &run(2, "failure"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("run-replay-{n}");
+        server.deliver(&id, "workflow_run", body.as_bytes());
+        assert_eq!(wait_handled(&server, &id)["state"], "processed");
+    }
+    let comments = github.comments(CONSUMER, pull);
+    assert_eq!(comments.len(), 2, "{comments:#?}");
+    assert!(comments[0].body.contains("**failure**"), "{comments:#?}");
+    assert!(comments[1].body.contains("**success**"), "{comments:#?}");
+}
