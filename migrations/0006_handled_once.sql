@@ -7,3 +7,13 @@ CREATE TABLE reported_workflow_runs (
     handled_at TEXT NOT NULL,
     PRIMARY KEY (run_id, run_attempt)
 );
+
+-- Comments whose commands were handled to the end (answered, queued, refused, or refused
+-- and left unanswered): a comment's signed body replayed under a new delivery id, even days
+-- later when the queue has room or the commenter has gained write permission, is ignored.
+-- Never pruned: one short row per command comment.
+CREATE TABLE handled_comments (
+    comment_id INTEGER PRIMARY KEY NOT NULL,
+    delivery_id TEXT NOT NULL,
+    handled_at TEXT NOT NULL
+);

@@ -1,9 +1,10 @@
 //! The state database (SQLite): the webhook inbox, jobs and who asked for them, installations,
-//! comment replies and refusals.
+//! comment replies and refusals, and the comments and workflow runs handled once for good.
 
 pub mod command_refusals;
 pub mod comment_replies;
 pub mod deliveries;
+pub mod handled_comments;
 pub mod installations;
 pub mod job_requests;
 pub mod job_steps;

@@ -229,6 +229,19 @@ impl Worker {
         delivery_id: &str,
         comment: &CommentPosted,
     ) -> Result<(), HandlingError> {
+        // Decided once, for good: a replay of a handled comment's body (under a new
+        // delivery id, when the queue has room or the commenter has gained permission)
+        // does nothing.
+        if self.database.comment_handled(comment.comment_id).await? {
+            self.database
+                .finish_delivery(
+                    delivery_id,
+                    DeliveryOutcome::Ignored,
+                    Some("this comment was handled before"),
+                )
+                .await?;
+            return Ok(());
+        }
         let commands = parse_comment(&comment.body);
         if commands.is_empty() {
             self.database
@@ -359,7 +372,7 @@ impl Worker {
             DeliveryOutcome::Processed
         };
         self.database
-            .finish_delivery(delivery_id, outcome, note.as_deref())
+            .finish_comment(delivery_id, comment.comment_id, outcome, note.as_deref())
             .await?;
         Ok(())
     }

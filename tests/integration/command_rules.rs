@@ -536,3 +536,38 @@ fn replayed_reports_of_a_re_run_with_other_conclusions_are_posted_once_per_attem
     assert!(comments[0].body.contains("**failure**"), "{comments:#?}");
     assert!(comments[1].body.contains("**success**"), "{comments:#?}");
 }
+
+#[test]
+fn a_refused_comment_replayed_after_the_commenter_gained_write_starts_nothing() {
+    let github = github_with_app();
+    github.set_permission(BUILD_REPO, "eve", "read");
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let answered = comment_payload(901, "eve", "/build 1.17.1");
+    let unanswered = comment_payload(902, "eve", "/rebuild 1.17.1");
+    server.deliver("d-answered", "issue_comment", &answered);
+    assert_eq!(wait_handled(&server, "d-answered")["state"], "processed");
+    // Refused within the hour: recorded only, nothing stored under the comment but that.
+    server.deliver("d-unanswered", "issue_comment", &unanswered);
+    assert_eq!(wait_handled(&server, "d-unanswered")["state"], "ignored");
+    assert_eq!(replies(&github).len(), 1);
+
+    // Eve gains write; both signed bodies come back under new delivery ids.
+    github.set_permission(BUILD_REPO, "eve", "write");
+    server.deliver("d-answered-replayed", "issue_comment", &answered);
+    server.deliver("d-unanswered-replayed", "issue_comment", &unanswered);
+    for id in ["d-answered-replayed", "d-unanswered-replayed"] {
+        let handled = wait_handled(&server, id);
+        assert_eq!(handled["state"], "ignored", "{handled}");
+        assert!(
+            handled["error"]
+                .as_str()
+                .unwrap()
+                .contains("handled before"),
+            "{handled}"
+        );
+    }
+    assert!(jobs(&server).is_empty(), "{:#?}", jobs(&server));
+    assert!(github.reactions(BUILD_REPO, 902).is_empty());
+    assert_eq!(replies(&github).len(), 1, "{:#?}", replies(&github));
+}
