@@ -571,3 +571,71 @@ fn a_refused_comment_replayed_after_the_commenter_gained_write_starts_nothing() 
     assert!(github.reactions(BUILD_REPO, 902).is_empty());
     assert_eq!(replies(&github).len(), 1, "{:#?}", replies(&github));
 }
+
+/// A job asked for by `first` (in the consumer repository's issue) and joined by `second`
+/// (in the build repository's issue) while another job holds the queue; both have write on
+/// the build repository. Gives the shared job, once it has ended.
+fn shared_job(server: &Server, github: &FakeGitHub, first: &str, second: &str) -> Value {
+    add_upstream_alloy(github, "1.18.0");
+    for user in ["holder", first, second] {
+        github.set_permission(BUILD_REPO, user, "write");
+    }
+    github.set_asset_delay(Duration::from_secs(20));
+    server.deliver(
+        "d-holder",
+        "issue_comment",
+        &comment_payload(920, "holder", "/build 1.18.0"),
+    );
+    server.wait_for("the first job to download", Duration::from_secs(60), || {
+        !github.downloads().is_empty()
+    });
+    github.set_asset_delay(Duration::ZERO);
+    server.deliver(
+        "d-first",
+        "issue_comment",
+        &comment_in(CONSUMER, 921, first, "/build 1.17.1"),
+    );
+    assert_eq!(wait_handled(server, "d-first")["state"], "processed");
+    server.deliver(
+        "d-second",
+        "issue_comment",
+        &comment_payload(922, second, "/build 1.17.1"),
+    );
+    let joined = wait_handled(server, "d-second");
+    assert_eq!(joined["state"], "processed", "{joined}");
+    let id = joined["job_id"].as_i64().unwrap();
+    server.wait_for(
+        &format!("job {id} to end"),
+        Duration::from_secs(120),
+        || {
+            let state = server.get(&format!("/api/jobs/{id}")).json()["state"].clone();
+            state == "succeeded" || state == "failed"
+        },
+    );
+    server.get(&format!("/api/jobs/{id}")).json()
+}
+
+#[test]
+fn an_issue_that_refuses_the_end_report_fails_nothing_and_the_others_get_theirs() {
+    let github = github_with_app();
+    github.add_repo(CONSUMER, "main");
+    github.lock_issue(CONSUMER, CONSUMER_ISSUE);
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let job = shared_job(&server, &github, "bob", "ann");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(
+        job["result"]["report_failed"],
+        json!([format!("{CONSUMER}#{CONSUMER_ISSUE}")]),
+        "{job}"
+    );
+    // Ann's issue got the success report, once, and no failure report.
+    let tag = format!("(job #{},", job["id"]);
+    let reports: Vec<String> = replies(&github)
+        .into_iter()
+        .filter(|r| r.contains(&tag))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert!(reports[0].starts_with("✅"), "{}", reports[0]);
+    assert!(consumer_replies(&github).is_empty());
+}
