@@ -639,3 +639,38 @@ fn an_issue_that_refuses_the_end_report_fails_nothing_and_the_others_get_theirs(
     assert!(reports[0].starts_with("✅"), "{}", reports[0]);
     assert!(consumer_replies(&github).is_empty());
 }
+
+#[test]
+fn an_end_report_outside_the_build_repository_names_neither_it_nor_who_asked_elsewhere() {
+    let github = github_with_app();
+    github.add_repo(CONSUMER, "main");
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let job = shared_job(&server, &github, "bob", "ann");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let tag = format!("(job #{},", job["id"]);
+    let here: Vec<String> = consumer_replies(&github)
+        .into_iter()
+        .filter(|r| r.contains(&tag))
+        .collect();
+    assert_eq!(here.len(), 1, "{here:#?}");
+    let report = &here[0];
+    assert!(report.contains("asked by @bob)"), "{report}");
+    for hidden in ["@ann", BUILD_REPO, "alloy-sysext-build", "Release:"] {
+        assert!(!report.contains(hidden), "{hidden}: {report}");
+    }
+    // The build repository's issue has it all.
+    let there: Vec<String> = replies(&github)
+        .into_iter()
+        .filter(|r| r.contains(&tag))
+        .collect();
+    assert_eq!(there.len(), 1, "{there:#?}");
+    assert!(there[0].contains("asked by @bob and @ann)"), "{}", there[0]);
+    assert!(
+        there[0].contains(&format!(
+            "Release: https://github.com/{BUILD_REPO}/releases/tag/v1.17.1"
+        )),
+        "{}",
+        there[0]
+    );
+}

@@ -10,13 +10,13 @@ use crate::github::issues::{close_issue, comment, find_open_issue};
 use crate::version::Version;
 use crate::worker::Worker;
 use crate::worker::replies::{
-    Audience, failed_consumers, job_failed, job_succeeded, tracking_issue_title,
+    Asker, Audience, failed_consumers, job_failed, job_succeeded, tracking_issue_title,
 };
 
 /// Who asked for a job, and where they asked.
 struct Askers {
-    /// Logins, first asker first, each once.
-    users: Vec<String>,
+    /// First asker first, each login once per repository asked in.
+    users: Vec<Asker>,
     /// `(owner/name, issue number)` of each issue a comment asked in, each once.
     issues: Vec<(String, u64)>,
 }
@@ -29,10 +29,21 @@ async fn askers(worker: &Worker, job: &Job) -> Result<Askers, DatabaseError> {
         issues: Vec::new(),
     };
     let mut add = |user: Option<&str>, issue: Option<(&str, u64)>| {
+        let repository = issue.map(|(repo, _)| repo);
         if let Some(user) = user
-            && !askers.users.iter().any(|u| u.eq_ignore_ascii_case(user))
+            && !askers.users.iter().any(|a| {
+                a.user.eq_ignore_ascii_case(user)
+                    && match (&a.repository, repository) {
+                        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            })
         {
-            askers.users.push(user.to_owned());
+            askers.users.push(Asker {
+                user: user.to_owned(),
+                repository: repository.map(str::to_owned),
+            });
         }
         if let Some((repo, number)) = issue
             && !askers
@@ -92,7 +103,11 @@ pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), St
         auth,
         repo,
         issue.number,
-        &job_succeeded(&context.job, &askers.users, Audience::BuildRepository),
+        &job_succeeded(
+            &context.job,
+            &Asker::visible_to(&askers.users, Audience::BuildRepository),
+            Audience::BuildRepository,
+        ),
     )
     .await?;
     // A consumer left behind is not done: the issue stays open until a later run updates it.
@@ -132,7 +147,9 @@ pub async fn reply(context: &mut JobContext<'_>) -> Result<(), StepError> {
         {
             continue;
         }
-        let text = job_succeeded(&context.job, &askers.users, audience(worker, repository));
+        let audience = audience(worker, repository);
+        let users = Asker::visible_to(&askers.users, audience);
+        let text = job_succeeded(&context.job, &users, audience);
         let posted = match context.auth_for(repository).await {
             Ok(auth) => comment(&worker.github, auth, repository, *issue, &text)
                 .await
@@ -174,7 +191,15 @@ pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(
         Err(database) => {
             tracing::warn!(job = job.id, error = %database, "reading who asked for a failed job");
             Askers {
-                users: job.trigger.user.iter().cloned().collect(),
+                users: job
+                    .trigger
+                    .user
+                    .iter()
+                    .map(|user| Asker {
+                        user: user.clone(),
+                        repository: job.trigger.repository.clone(),
+                    })
+                    .collect(),
                 issues: Vec::new(),
             }
         }
@@ -196,7 +221,9 @@ pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(
             tracing::warn!(job = job.id, repo = %repository, issue, "cannot act on the repository to report the failed job");
             continue;
         };
-        let text = job_failed(job, error, &askers.users, audience(worker, repository));
+        let audience = audience(worker, repository);
+        let users = Asker::visible_to(&askers.users, audience);
+        let text = job_failed(job, error, &users, audience);
         if let Err(posting) = comment(&worker.github, auth, repository, *issue, &text).await {
             tracing::warn!(job = job.id, repo = %repository, issue, error = %posting, "reporting the failed job to an issue");
             last_error = Some(posting);
@@ -221,7 +248,8 @@ pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(
         .await
         {
             Ok(Some(issue)) => {
-                let text = job_failed(job, error, &askers.users, Audience::BuildRepository);
+                let users = Asker::visible_to(&askers.users, Audience::BuildRepository);
+                let text = job_failed(job, error, &users, Audience::BuildRepository);
                 comment(&worker.github, auth, repo, issue.number, &text).await
             }
             Ok(None) => Ok(()),
