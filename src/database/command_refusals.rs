@@ -22,6 +22,8 @@ pub enum RefusalReason {
     Permission,
     /// The commenter has asked for the most queued jobs one user may have.
     QueueLimit,
+    /// A command that cannot be read (`/build 1.2`, an unknown command).
+    Malformed,
 }
 
 impl RefusalReason {
@@ -30,6 +32,7 @@ impl RefusalReason {
         match self {
             RefusalReason::Permission => "permission",
             RefusalReason::QueueLimit => "queue_limit",
+            RefusalReason::Malformed => "malformed",
         }
     }
 }

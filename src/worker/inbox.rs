@@ -277,7 +277,19 @@ impl Worker {
             let command = match command {
                 Ok(command) => command,
                 Err(error) => {
-                    parts.push(replies::bad_command(&error));
+                    // Answered like a refusal, so a flood of bad commands gets one answer
+                    // an hour.
+                    if self
+                        .refusal_answered(
+                            comment,
+                            RefusalReason::Malformed,
+                            "a command",
+                            &mut unanswered,
+                        )
+                        .await?
+                    {
+                        parts.push(replies::bad_command(&error));
+                    }
                     continue;
                 }
             };
@@ -324,28 +336,12 @@ impl Worker {
             if refused.is_none() {
                 accepted = true;
             }
-            if let Some(reason) = refused {
-                let refusal = self
-                    .database
-                    .record_refusal(
-                        comment.comment_id,
-                        &comment.user,
-                        &comment.repository,
-                        reason,
-                    )
-                    .await?;
-                if refusal.new {
-                    crate::metrics::global().command_refusal(reason.as_str(), refusal.answered);
-                }
-                if !refusal.answered {
-                    unanswered.push(format!(
-                        "{command} refused ({}); not answered: a refusal to {} in {} was answered within the hour",
-                        reason.as_str(),
-                        comment.user,
-                        comment.repository
-                    ));
-                    continue;
-                }
+            if let Some(reason) = refused
+                && !self
+                    .refusal_answered(comment, reason, &command.to_string(), &mut unanswered)
+                    .await?
+            {
+                continue;
             }
             if let Some(text) =
                 replies::build_answer(&command.to_string(), &answer, build_repo, audience)
@@ -375,6 +371,38 @@ impl Worker {
             .finish_comment(delivery_id, comment.comment_id, outcome, note.as_deref())
             .await?;
         Ok(())
+    }
+
+    /// Records that `what` in `comment` was refused for `reason`, and whether to answer it
+    /// (at most once an hour per user and repository); when not, notes it in `unanswered`.
+    async fn refusal_answered(
+        &self,
+        comment: &CommentPosted,
+        reason: RefusalReason,
+        what: &str,
+        unanswered: &mut Vec<String>,
+    ) -> Result<bool, HandlingError> {
+        let refusal = self
+            .database
+            .record_refusal(
+                comment.comment_id,
+                &comment.user,
+                &comment.repository,
+                reason,
+            )
+            .await?;
+        if refusal.new {
+            crate::metrics::global().command_refusal(reason.as_str(), refusal.answered);
+        }
+        if !refusal.answered {
+            unanswered.push(format!(
+                "{what} refused ({}); not answered: a refusal to {} in {} was answered within the hour",
+                reason.as_str(),
+                comment.user,
+                comment.repository
+            ));
+        }
+        Ok(refusal.answered)
     }
 
     /// Queues the job `command` asks for, or joins the queued one for `version`. `None`

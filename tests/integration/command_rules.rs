@@ -196,12 +196,21 @@ fn a_comment_gets_one_reply_and_refusals_are_answered_once_an_hour() {
     );
     assert!(!all[2].contains("publishes from"), "{}", all[2]);
     assert!(jobs(&server).is_empty());
+    // A comment's refusal is counted once, under its first refused command's reason: the
+    // malformed `/build 1.2` for the first comment.
+    assert_eq!(
+        metric(
+            &server,
+            r#"alloy_sysext_command_refusals_total{reason="malformed",answered="true"}"#
+        ),
+        1.0
+    );
     assert_eq!(
         metric(
             &server,
             r#"alloy_sysext_command_refusals_total{reason="permission",answered="true"}"#
         ),
-        2.0
+        1.0
     );
     assert_eq!(
         metric(
@@ -672,5 +681,50 @@ fn an_end_report_outside_the_build_repository_names_neither_it_nor_who_asked_els
         )),
         "{}",
         there[0]
+    );
+}
+
+#[test]
+fn malformed_commands_are_answered_once_an_hour_like_refusals() {
+    let github = github_with_app();
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    server.deliver(
+        "d-bad-1",
+        "issue_comment",
+        &comment_payload(931, "flooder", "/build 1.2"),
+    );
+    let first = wait_for_replies(&server, &github, 1);
+    assert!(first[0].contains("`1.2` is not one"), "{}", first[0]);
+    assert_eq!(wait_handled(&server, "d-bad-1")["state"], "processed");
+    for (id, comment) in [("d-bad-2", 932), ("d-bad-3", 933)] {
+        server.deliver(
+            id,
+            "issue_comment",
+            &comment_payload(comment, "flooder", "/build x.y.z\n/build 1"),
+        );
+        let handled = wait_handled(&server, id);
+        assert_eq!(handled["state"], "ignored", "{handled}");
+        assert!(
+            handled["error"].as_str().unwrap().contains("not answered"),
+            "{handled}"
+        );
+    }
+    // Another user's bad command is answered.
+    server.deliver(
+        "d-bad-other",
+        "issue_comment",
+        &comment_payload(934, "someone", "/build 1.2"),
+    );
+    let all = wait_for_replies(&server, &github, 2);
+    wait_handled(&server, "d-bad-other");
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all[1].starts_with("@someone "), "{}", all[1]);
+    assert_eq!(
+        metric(
+            &server,
+            r#"alloy_sysext_command_refusals_total{reason="malformed",answered="false"}"#
+        ),
+        2.0
     );
 }
