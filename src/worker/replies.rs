@@ -6,7 +6,7 @@
 use crate::commands::{CommandError, HELP};
 use crate::database::jobs::Job;
 use crate::manifest::{Manifest, newest_per_arch};
-use crate::markdown::{code_block, code_span, escape, safe_url};
+use crate::markdown::{code_block, code_span, escape, safe_url, table_code_span};
 
 /// Who reads a comment: those of the build repository see everything; elsewhere (a
 /// consumer repository, any other one the App is installed on) no error text and no other
@@ -256,7 +256,7 @@ pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> St
     if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
         text.push_str("| image | size | sha256 |\n|---|---:|---|\n");
         for image in images {
-            let file = code_span(image.get("file").and_then(|v| v.as_str()).unwrap_or("?"));
+            let file = table_code_span(image.get("file").and_then(|v| v.as_str()).unwrap_or("?"));
             let name = match image.get("url").and_then(|v| v.as_str()).and_then(safe_url) {
                 Some(url) => format!("[{file}]({url})"),
                 None => file,
@@ -264,7 +264,7 @@ pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> St
             text.push_str(&format!(
                 "| {name} | {} | {} |\n",
                 image.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
-                code_span(image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?")),
+                table_code_span(image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?")),
             ));
         }
         text.push('\n');

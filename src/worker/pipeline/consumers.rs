@@ -20,7 +20,7 @@ use crate::github::contents::{
     FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
 };
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
-use crate::markdown::{code_span, safe_url};
+use crate::markdown::{code_span, safe_url, table_code_span};
 use crate::settings::ConsumerSettings;
 
 /// The file a repository adds to enroll itself as a consumer.
@@ -213,9 +213,9 @@ fn pull_body(
          {upstream}{release}",
         path = code_span(&consumer.path),
         from = edit.previous.version,
-        from_hash = code_span(&edit.previous.sha256),
+        from_hash = table_code_span(&edit.previous.sha256),
         to = context.version,
-        to_hash = code_span(&image.sha256),
+        to_hash = table_code_span(&image.sha256),
         url = link_or_code(&image.url),
         checksum = link_or_code(&format!("{}.sha256", image.url)),
     )
