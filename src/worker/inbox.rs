@@ -490,7 +490,8 @@ impl Worker {
 
     /// A consumer's CI finished on an update branch: its pull request gets the conclusion,
     /// when the run is of that pull request's own head: run in the consumer repository
-    /// itself (not a fork's pull request), on the commit the pull request is at.
+    /// itself (not a fork's pull request), on the commit the pull request is at; and when
+    /// the pull request is the App's own, in a configured or enrolled consumer repository.
     async fn report_consumer_ci(&self, run: &WorkflowRunCompleted) -> Result<(), HandlingError> {
         let (Some(branch), Some(conclusion)) = (&run.head_branch, &run.conclusion) else {
             return Ok(());
@@ -517,6 +518,19 @@ impl Worker {
         else {
             return Ok(());
         };
+        // Only the App's own update pull requests, in a consumer repository: anyone who can
+        // push to an installed repository could open one from a branch of that name and
+        // have a workflow's name posted in the App's name.
+        let author = pull.user.as_ref().map(|user| user.login.as_str());
+        let own_pull = matches!((author, self.app_login().await), (Some(a), Some(app)) if a.eq_ignore_ascii_case(app));
+        if !own_pull {
+            tracing::info!(run = run.id, repo = %run.repository, author = ?author, "a CI run on a pull request the App did not open is not reported");
+            return Ok(());
+        }
+        if !super::pipeline::is_consumer(self, auth, &run.repository).await? {
+            tracing::info!(run = run.id, repo = %run.repository, "a CI run in a repository that is no consumer is not reported");
+            return Ok(());
+        }
         let pull_head = pull.head.as_ref().map(|head| head.sha.as_str());
         if pull_head.is_none() || pull_head != run.head_sha.as_deref() {
             tracing::info!(run = run.id, repo = %run.repository, run_sha = ?run.head_sha, pull_sha = ?pull_head, "a CI run on another commit than the pull request's head is not reported");

@@ -28,6 +28,36 @@ fn comment_in(repo: &str, comment_id: u64, user: &str, body: &str) -> Vec<u8> {
     serde_json::to_vec(&payload).unwrap()
 }
 
+/// Makes `repo` a consumer by its enrollment file.
+fn enroll(github: &FakeGitHub, repo: &str) {
+    github.set_file(
+        repo,
+        "main",
+        ".github/alloy-sysext.toml",
+        "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = []\n",
+    );
+}
+
+/// A completed run of workflow `name` in `repo` on `branch` at `sha`, concluded `failure`.
+fn completed_run(id: u64, repo: &str, branch: &str, sha: &str) -> String {
+    json!({
+        "action": "completed",
+        "workflow_run": {
+            "id": id,
+            "name": "Validate",
+            "head_branch": branch,
+            "head_sha": sha,
+            "head_repository": {"full_name": repo},
+            "conclusion": "failure",
+            "html_url": format!("https://github.com/{repo}/actions/runs/{id}"),
+        },
+        "repository": {"full_name": repo},
+        "sender": {"login": "noahwhite", "type": "User"},
+        "installation": {"id": INSTALLATION},
+    })
+    .to_string()
+}
+
 fn delivery(server: &Server, id: &str) -> Value {
     server.get(&format!("/api/deliveries/{id}")).json()
 }
@@ -339,6 +369,7 @@ fn requests_join_a_queued_job_a_running_one_is_left_alone_and_a_user_has_three_q
 fn workflow_runs_are_reported_only_for_the_update_pull_requests_own_head_and_inject_nothing() {
     let github = github_with_app();
     github.add_repo(CONSUMER, "main");
+    enroll(&github, CONSUMER);
     let branch = "feature/update-alloy-sysext-to-1.17.1";
     let head_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
     let pull = github.add_pull(
@@ -485,6 +516,7 @@ fn a_replayed_dispatch_starts_no_second_build_and_the_event_must_match_the_paylo
 fn replayed_reports_of_a_re_run_with_other_conclusions_are_posted_once_per_attempt() {
     let github = github_with_app();
     github.add_repo(CONSUMER, "main");
+    enroll(&github, CONSUMER);
     let branch = "feature/update-alloy-sysext-to-1.17.1";
     let head_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
     let pull = github.add_pull(
@@ -727,4 +759,45 @@ fn malformed_commands_are_answered_once_an_hour_like_refusals() {
         ),
         2.0
     );
+}
+
+#[test]
+fn ci_runs_are_reported_only_on_the_apps_own_pull_requests_in_consumer_repositories() {
+    let github = github_with_app();
+    let branch = "feature/update-alloy-sysext-to-1.17.1";
+    // An enrolled consumer where someone else opened a pull request from an update branch.
+    github.add_repo(CONSUMER, "main");
+    enroll(&github, CONSUMER);
+    let consumer_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
+    let theirs = github.add_pull(CONSUMER, "mallory", branch, "main", "Update", "");
+    // A repository the App is installed on that is no consumer, with a pull request that
+    // claims to be the App's.
+    let other = "noahwhite/scratch";
+    github.add_repo(other, "main");
+    let other_sha = github.set_file(other, branch, "x", "y\n");
+    let stray = github.add_pull(
+        other,
+        "alloy-sysext-test[bot]",
+        branch,
+        "main",
+        "Update",
+        "",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    server.deliver(
+        "run-theirs",
+        "workflow_run",
+        completed_run(811, CONSUMER, branch, &consumer_sha).as_bytes(),
+    );
+    server.deliver(
+        "run-stray",
+        "workflow_run",
+        completed_run(812, other, branch, &other_sha).as_bytes(),
+    );
+    for id in ["run-theirs", "run-stray"] {
+        assert_eq!(wait_handled(&server, id)["state"], "processed");
+    }
+    assert!(github.comments(CONSUMER, theirs).is_empty());
+    assert!(github.comments(other, stray).is_empty());
 }

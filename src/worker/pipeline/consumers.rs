@@ -14,7 +14,7 @@ use super::{JobContext, StepError};
 use crate::arch::Arch;
 use crate::butane::{ButaneEdit, update_alloy_pin};
 use crate::consumer_check::check_consumer_fields;
-use crate::github::api::Auth;
+use crate::github::api::{ApiError, Auth};
 use crate::github::branches::{branch_head, reset_branch};
 use crate::github::contents::{
     FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
@@ -22,6 +22,7 @@ use crate::github::contents::{
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
 use crate::markdown::{code_span, safe_url, table_code_span};
 use crate::settings::ConsumerSettings;
+use crate::worker::Worker;
 
 /// The file a repository adds to enroll itself as a consumer.
 pub const ENROLLMENT_FILE: &str = ".github/alloy-sysext.toml";
@@ -155,6 +156,24 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
         }
     }
     consumers
+}
+
+/// Whether `repo` is a consumer: configured, or enrolled by a valid enrollment file on its
+/// default branch.
+pub(crate) async fn is_consumer(worker: &Worker, auth: Auth, repo: &str) -> Result<bool, ApiError> {
+    if worker
+        .settings
+        .consumers
+        .iter()
+        .any(|c| c.repo.eq_ignore_ascii_case(repo))
+    {
+        return Ok(true);
+    }
+    Ok(
+        read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE)
+            .await?
+            .is_some_and(|file| enrollment(repo, &file.content).is_ok()),
+    )
 }
 
 /// The consumer `repo` describes in its enrollment file `content`, checked as `CONFIG_FILE`

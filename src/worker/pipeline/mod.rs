@@ -23,6 +23,8 @@ mod release;
 mod report;
 mod upload;
 
+pub(crate) use consumers::is_consumer;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
