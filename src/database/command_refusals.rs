@@ -58,7 +58,7 @@ impl Database {
         repository: &str,
         reason: RefusalReason,
     ) -> Result<Refusal, DatabaseError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let decided: Option<i64> =
             sqlx::query_scalar("SELECT answered FROM command_refusals WHERE comment_id = ?")
                 .bind(comment_id as i64)

@@ -62,7 +62,7 @@ impl Database {
         &self,
         request: &BuildRequest<'_>,
     ) -> Result<RequestOutcome, DatabaseError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let asked_before: Option<i64> =
             sqlx::query_scalar("SELECT job_id FROM job_requests WHERE request_key = ?")
                 .bind(request.key)

@@ -211,7 +211,7 @@ impl Database {
         request_key: &str,
     ) -> Result<Queued, DatabaseError> {
         let since = timestamp::format(time::OffsetDateTime::now_utc() - DISPATCH_REPLAY_WINDOW);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let asked_before: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM jobs
              WHERE request_key = ?
