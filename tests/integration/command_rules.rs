@@ -801,3 +801,41 @@ fn ci_runs_are_reported_only_on_the_apps_own_pull_requests_in_consumer_repositor
     assert!(github.comments(CONSUMER, theirs).is_empty());
     assert!(github.comments(other, stray).is_empty());
 }
+
+#[test]
+fn a_refusal_whose_reply_could_not_be_posted_does_not_silence_the_next_one() {
+    let github = github_with_app();
+    github.set_permission(BUILD_REPO, "reader", "read");
+    // The first comment is on a locked issue: its reply is refused for good.
+    github.lock_issue(BUILD_REPO, 99);
+    let mut locked: Value =
+        serde_json::from_slice(&comment_payload(941, "reader", "/build 1.17.1")).unwrap();
+    locked["issue"]["number"] = json!(99);
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    server.deliver(
+        "d-locked",
+        "issue_comment",
+        &serde_json::to_vec(&locked).unwrap(),
+    );
+    let failed = wait_handled(&server, "d-locked");
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(github.comments(BUILD_REPO, 99).is_empty());
+    // The next refusal within the hour, on an open issue, is answered: nobody was yet.
+    server.deliver(
+        "d-open",
+        "issue_comment",
+        &comment_payload(942, "reader", "/build 1.17.1"),
+    );
+    let answered = wait_for_replies(&server, &github, 1);
+    assert_eq!(wait_handled(&server, "d-open")["state"], "processed");
+    assert!(answered[0].contains("`read`"), "{}", answered[0]);
+    // And that answer, posted, keeps the one after it unanswered.
+    server.deliver(
+        "d-after",
+        "issue_comment",
+        &comment_payload(943, "reader", "/build 1.17.1"),
+    );
+    assert_eq!(wait_handled(&server, "d-after")["state"], "ignored");
+    assert_eq!(replies(&github).len(), 1);
+}
