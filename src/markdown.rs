@@ -8,6 +8,7 @@
 //!
 //! - [`code_span`] shows it as inline code: nothing in a code span is a mention, link,
 //!   image or HTML, and the fence is chosen longer than any run of backticks inside.
+//! - [`table_code_span`] is [`code_span`] for a table cell, where `|` ends the cell.
 //! - [`code_block`] does the same for text of several lines (an error with its causes).
 //! - [`escape`] keeps it as plain text, every Markdown character backslash-escaped and every
 //!   `@` kept from starting a mention.
@@ -46,6 +47,13 @@ pub fn code_span(text: &str) -> String {
     } else {
         format!("{fence}{text}{fence}")
     }
+}
+
+/// [`code_span`] for a GitHub table cell: the table splits its row at every `|` before code
+/// spans are read, so each `|` is written `\|`, which GitHub reads as a `|` inside the
+/// span.
+pub fn table_code_span(text: &str) -> String {
+    code_span(text).replace('|', "\\|")
 }
 
 /// `text` as a fenced code block of its own lines, the fence longer than any run of
@@ -112,6 +120,20 @@ fn longest_backtick_run(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_code_span_in_a_table_cell_keeps_its_pipes_inside() {
+        assert_eq!(table_code_span("a|b"), "`a\\|b`");
+        assert_eq!(table_code_span("x"), "`x`");
+        // A row of hostile cells still has three cells: no unescaped `|` is left inside.
+        let cell = table_code_span("| ![x](https://evil.example/x.png) |");
+        let row = format!("| {cell} | {} |", table_code_span("@org/team"));
+        let unescaped = row
+            .char_indices()
+            .filter(|(i, c)| *c == '|' && !row[..*i].ends_with('\\'))
+            .count();
+        assert_eq!(unescaped, 3, "{row}");
+    }
 
     const HOSTILE: [&str; 9] = [
         "@org/team",

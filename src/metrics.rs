@@ -75,7 +75,7 @@ pub struct OutcomeLabels {
 /// A refused `/build` or `/rebuild`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusalLabels {
-    /// `permission` or `queue_limit`.
+    /// `permission`, `queue_limit` or `malformed`.
     pub reason: &'static str,
     /// `true` when the comment's reply said why; `false` when it was only recorded (a
     /// refusal to the same user in the same repository was answered within the hour).
@@ -161,7 +161,7 @@ impl Metrics {
         let command_refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "command_refusals",
-            "Refused /build and /rebuild commands by reason (permission, queue_limit) and whether the refusal was answered (at most once an hour per user and repository)",
+            "Comments with a refused /build or /rebuild or a malformed command, by reason (permission, queue_limit, malformed) and whether the refusal was answered (at most once an hour per user and repository)",
             command_refusals.clone(),
         );
         let step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| {

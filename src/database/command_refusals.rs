@@ -4,6 +4,11 @@
 //! ([`REFUSAL_ANSWER_INTERVAL`]); those within the hour after an answered one are only
 //! recorded. The decision is stored with the comment, so a comment handled again after a
 //! failure part-way is answered (or not) as it was decided the first time.
+//!
+//! `answered` is 0 for a refusal only recorded, 2 for one to be answered whose reply is not
+//! posted yet, and 1 once the reply is posted ([`Database::record_comment_reply`]). Only a
+//! posted answer keeps the next refusals unanswered: a reply that could never be posted
+//! leaves the user free to be answered next time.
 
 use super::{Database, DatabaseError};
 use crate::timestamp;
@@ -15,6 +20,9 @@ pub const REFUSAL_ANSWER_INTERVAL: std::time::Duration = std::time::Duration::fr
 /// may be handled again after a failure.
 const REFUSAL_KEPT: time::Duration = time::Duration::days(1);
 
+/// `answered` of a refusal whose reply is to be posted and is not yet.
+const TO_ANSWER: i64 = 2;
+
 /// Why a command was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalReason {
@@ -22,6 +30,8 @@ pub enum RefusalReason {
     Permission,
     /// The commenter has asked for the most queued jobs one user may have.
     QueueLimit,
+    /// A command that cannot be read (`/build 1.2`, an unknown command).
+    Malformed,
 }
 
 impl RefusalReason {
@@ -30,6 +40,7 @@ impl RefusalReason {
         match self {
             RefusalReason::Permission => "permission",
             RefusalReason::QueueLimit => "queue_limit",
+            RefusalReason::Malformed => "malformed",
         }
     }
 }
@@ -55,7 +66,7 @@ impl Database {
         repository: &str,
         reason: RefusalReason,
     ) -> Result<Refusal, DatabaseError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let decided: Option<i64> =
             sqlx::query_scalar("SELECT answered FROM command_refusals WHERE comment_id = ?")
                 .bind(comment_id as i64)
@@ -88,7 +99,7 @@ impl Database {
         .bind(user)
         .bind(repository)
         .bind(reason.as_str())
-        .bind(answered as i64)
+        .bind(if answered { TO_ANSWER } else { 0 })
         .bind(timestamp::now())
         .execute(&mut *tx)
         .await?;
@@ -132,6 +143,9 @@ mod tests {
                 new: true
             }
         );
+        // Until its reply is posted, the answer does not count.
+        assert!(refuse(7, "mallory", "o/r").await.answered);
+        database.record_comment_reply(1).await.unwrap();
         // The same user again, any case, in the same repository: recorded, not answered.
         assert!(!refuse(2, "Mallory", "O/R").await.answered);
         // Another user, or another repository, is answered.
@@ -178,6 +192,6 @@ mod tests {
                 .fetch_all(database.pool())
                 .await
                 .unwrap();
-        assert_eq!(kept, [2, 3, 4, 5, 6]);
+        assert_eq!(kept, [2, 3, 4, 5, 6, 7]);
     }
 }

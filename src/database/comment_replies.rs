@@ -19,8 +19,12 @@ impl Database {
         Ok(found.is_some())
     }
 
-    /// Records that the reply to comment `comment_id` was posted.
+    /// Records that the reply to comment `comment_id` was posted, and with it the answer to
+    /// its refusal, if it had one to answer: from now on that answer keeps the next refusals
+    /// to the same user in the same repository unanswered for the hour.
     pub async fn record_comment_reply(&self, comment_id: u64) -> Result<(), DatabaseError> {
+        let now = timestamp::now();
+        let mut tx = self.pool().begin().await?;
         // One row per comment now; `command_index` is kept at 0 (the table once held one row
         // per command).
         sqlx::query(
@@ -28,9 +32,18 @@ impl Database {
              VALUES (?, 0, ?)",
         )
         .bind(comment_id as i64)
-        .bind(timestamp::now())
-        .execute(self.pool())
+        .bind(&now)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE command_refusals SET answered = 1, refused_at = ?
+             WHERE comment_id = ? AND answered = 2",
+        )
+        .bind(&now)
+        .bind(comment_id as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -39,6 +39,17 @@ pub enum DeliveryOutcome {
     Failed,
 }
 
+impl DeliveryOutcome {
+    /// The delivery's state, as stored.
+    pub fn as_state(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Processed => "processed",
+            DeliveryOutcome::Ignored => "ignored",
+            DeliveryOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// A delivery about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewDelivery<'a> {
@@ -155,11 +166,7 @@ impl Database {
         outcome: DeliveryOutcome,
         note: Option<&str>,
     ) -> Result<(), DatabaseError> {
-        let state = match outcome {
-            DeliveryOutcome::Processed => "processed",
-            DeliveryOutcome::Ignored => "ignored",
-            DeliveryOutcome::Failed => "failed",
-        };
+        let state = outcome.as_state();
         sqlx::query(
             "UPDATE deliveries SET state = ?, error = ?, processed_at = ?
              WHERE id = ? AND state = 'pending'",

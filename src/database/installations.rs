@@ -21,6 +21,8 @@ pub struct Installation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkflowRun<'a> {
     pub id: i64,
+    /// 1 for the first run, one more for each re-run (which keeps the run's id).
+    pub attempt: i64,
     pub repository: &'a str,
     pub head_branch: Option<&'a str>,
     pub conclusion: Option<&'a str>,
@@ -157,24 +159,32 @@ impl Database {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO reported_workflow_runs (run_id, run_attempt, handled_at)
+             VALUES (?, ?, ?)",
+        )
+        .bind(run.id)
+        .bind(run.attempt)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
         mark_processed(&mut tx, delivery_id, &now).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Whether run `id` is stored already with `conclusion`: a redelivered or replayed
-    /// report of it.
-    pub async fn workflow_run_known(
-        &self,
-        id: i64,
-        conclusion: Option<&str>,
-    ) -> Result<bool, DatabaseError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM workflow_runs WHERE id = ? AND conclusion IS ?")
-                .bind(id)
-                .bind(conclusion)
-                .fetch_optional(self.pool())
-                .await?;
+    /// Whether attempt `attempt` of run `id` was handled before (reported, or found not
+    /// to be reported): a redelivered or replayed body of it, whatever conclusion it
+    /// claims. Deliveries are handled one at a time, so checking here and recording in
+    /// [`Database::store_workflow_run`] after the report cannot report an attempt twice.
+    pub async fn workflow_run_handled(&self, id: i64, attempt: i64) -> Result<bool, DatabaseError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM reported_workflow_runs WHERE run_id = ? AND run_attempt = ?",
+        )
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(self.pool())
+        .await?;
         Ok(found.is_some())
     }
 
@@ -285,5 +295,27 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_handled_run_attempt_stays_handled_after_the_retention_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::open(None, dir.path()).await.unwrap();
+        let run = WorkflowRun {
+            id: 9,
+            attempt: 1,
+            repository: "o/r",
+            head_branch: Some("b"),
+            conclusion: Some("failure"),
+            html_url: None,
+        };
+        database.store_workflow_run("d1", &run).await.unwrap();
+        let swept = database
+            .forget_before("9999-01-01T00:00:00.000000Z")
+            .await
+            .unwrap();
+        assert_eq!(swept.workflow_runs, 1);
+        assert!(database.workflow_run_handled(9, 1).await.unwrap());
+        assert!(!database.workflow_run_handled(9, 2).await.unwrap());
     }
 }

@@ -62,7 +62,7 @@ impl Database {
         &self,
         request: &BuildRequest<'_>,
     ) -> Result<RequestOutcome, DatabaseError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let asked_before: Option<i64> =
             sqlx::query_scalar("SELECT job_id FROM job_requests WHERE request_key = ?")
                 .bind(request.key)
@@ -112,7 +112,9 @@ impl Database {
             Some((id, rebuild)) => {
                 let upgraded = request.job.rebuild && !rebuild;
                 if upgraded {
-                    sqlx::query("UPDATE jobs SET rebuild = 1, updated_at = ? WHERE id = ?")
+                    sqlx::query(
+                        "UPDATE jobs SET rebuild = 1, updated_at = ? WHERE id = ? AND state = 'queued'",
+                    )
                         .bind(timestamp::now())
                         .bind(id)
                         .execute(&mut *tx)
@@ -259,7 +261,7 @@ mod tests {
         let RequestOutcome::Queued(running) = ask(&database, 1, "ann", "1.0.0", false).await else {
             panic!("expected a new job");
         };
-        database.start_job_attempt(running).await.unwrap();
+        database.claim_job(running).await.unwrap().unwrap();
         let RequestOutcome::Queued(after) = ask(&database, 2, "bob", "1.0.0", true).await else {
             panic!("expected a job after the running one");
         };
@@ -295,10 +297,34 @@ mod tests {
             RequestOutcome::Queued(_)
         ));
         let oldest = database.next_runnable_job().await.unwrap().unwrap();
-        database.start_job_attempt(oldest.id).await.unwrap();
+        database.claim_job(oldest.id).await.unwrap().unwrap();
         assert!(matches!(
             ask(&database, 7, "ann", "1.0.4", false).await,
             RequestOutcome::Queued(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_joining_between_the_read_and_the_claim_runs_as_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::open(None, dir.path()).await.unwrap();
+        let RequestOutcome::Queued(id) = ask(&database, 1, "ann", "1.0.0", false).await else {
+            panic!("expected a new job");
+        };
+        // The job loop reads the next job; a /rebuild joins it before the loop claims it.
+        let read = database.next_runnable_job().await.unwrap().unwrap();
+        assert!(!read.rebuild);
+        assert!(matches!(
+            ask(&database, 2, "bob", "1.0.0", true).await,
+            RequestOutcome::Joined { upgraded: true, .. }
+        ));
+        let claimed = database.claim_job(read.id).await.unwrap().unwrap();
+        assert_eq!(claimed.id, id);
+        assert!(claimed.rebuild, "the job runs as it is when claimed");
+        assert_eq!(claimed.state, JobState::Running);
+        assert_eq!(claimed.attempts, 1);
+        // A job that ended is not claimed again.
+        database.finish_job(id, None).await.unwrap();
+        assert!(database.claim_job(id).await.unwrap().is_none());
     }
 }

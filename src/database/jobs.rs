@@ -211,7 +211,7 @@ impl Database {
         request_key: &str,
     ) -> Result<Queued, DatabaseError> {
         let since = timestamp::format(time::OffsetDateTime::now_utc() - DISPATCH_REPLAY_WINDOW);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let asked_before: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM jobs
              WHERE request_key = ?
@@ -333,20 +333,28 @@ impl Database {
         )
     }
 
-    /// Marks the job as started for another attempt.
-    pub async fn start_job_attempt(&self, id: i64) -> Result<(), DatabaseError> {
+    /// Claims job `id` for another attempt, if it is still runnable (queued, left running
+    /// by a stopped process, or retrying with its wait over), and returns it as it is now.
+    /// The claim and the read are one statement: a request that changes the queued job (a
+    /// `/rebuild` joining it) either lands before the claim, and the job runs with it, or
+    /// finds the job running and queues another.
+    pub async fn claim_job(&self, id: i64) -> Result<Option<Job>, DatabaseError> {
         let now = timestamp::now();
-        sqlx::query(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, next_attempt_at = NULL,
                     started_at = COALESCE(started_at, ?), updated_at = ?
-             WHERE id = ?",
-        )
+             WHERE id = ?
+               AND (state IN ('queued', 'running')
+                    OR (state = 'retrying' AND next_attempt_at <= ?))
+             RETURNING {COLUMNS}"
+        )))
         .bind(&now)
         .bind(&now)
         .bind(id)
-        .execute(self.pool())
+        .bind(&now)
+        .fetch_optional(self.pool())
         .await?;
-        Ok(())
+        row.as_ref().map(job_from_row).transpose()
     }
 
     /// Records the step the job is entering.
@@ -491,7 +499,7 @@ mod tests {
         assert!(matches!(first, Queued::New(_)));
         // Replayed under new delivery ids: queued, running, then succeeded.
         assert_eq!(queue("delivery:d2").await, Queued::Existing(first.id()));
-        database.start_job_attempt(first.id()).await.unwrap();
+        database.claim_job(first.id()).await.unwrap().unwrap();
         assert_eq!(queue("delivery:d3").await, Queued::Existing(first.id()));
         database.finish_job(first.id(), None).await.unwrap();
         assert_eq!(queue("delivery:d4").await, Queued::Existing(first.id()));
@@ -525,7 +533,7 @@ mod tests {
             .unwrap()
             .id();
         assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
-        database.start_job_attempt(id).await.unwrap();
+        database.claim_job(id).await.unwrap().unwrap();
         database.set_job_step(id, "download").await.unwrap();
         // A job left running (the process stopped) is picked again, to resume.
         let resumed = database.next_runnable_job().await.unwrap().unwrap();
@@ -547,7 +555,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
-        database.start_job_attempt(id).await.unwrap();
+        database.claim_job(id).await.unwrap().unwrap();
         database
             .set_job_result(id, &serde_json::json!({"sha256": "ab"}))
             .await

@@ -1,9 +1,10 @@
 //! The state database (SQLite): the webhook inbox, jobs and who asked for them, installations,
-//! comment replies and refusals.
+//! comment replies and refusals, and the comments and workflow runs handled once for good.
 
 pub mod command_refusals;
 pub mod comment_replies;
 pub mod deliveries;
+pub mod handled_comments;
 pub mod installations;
 pub mod job_requests;
 pub mod job_steps;
@@ -85,11 +86,60 @@ impl Database {
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// A transaction that holds the write lock from its start, for those that read and then
+    /// write on what they read. A deferred one would take the lock only at its first write,
+    /// and fail with `SQLITE_BUSY_SNAPSHOT` if another connection (the job loop) wrote in
+    /// between; this one makes the other writer wait (`busy_timeout`) instead.
+    pub(crate) async fn begin_immediate(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_read_then_write_transaction_is_not_broken_by_a_write_in_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::open(None, dir.path()).await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(database.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (0)")
+            .execute(database.pool())
+            .await
+            .unwrap();
+        let mut tx = database.begin_immediate().await.unwrap();
+        let read: i64 = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        // Another connection writes meanwhile: it waits for the transaction.
+        let other = database.clone();
+        let writer = tokio::spawn(async move {
+            sqlx::query("UPDATE t SET n = n + 10")
+                .execute(other.pool())
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sqlx::query("UPDATE t SET n = ? + 1")
+            .bind(read)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        writer.await.unwrap().unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_one(database.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 11);
+    }
 
     #[tokio::test]
     async fn commits_are_synced_to_disk() {

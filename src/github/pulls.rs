@@ -19,6 +19,15 @@ pub struct PullRequest {
     /// The head branch and commit; GitHub always sends it.
     #[serde(default)]
     pub head: Option<PullHead>,
+    /// Who opened it.
+    #[serde(default)]
+    pub user: Option<PullAuthor>,
+}
+
+/// The author of a pull request.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PullAuthor {
+    pub login: String,
 }
 
 /// The head of a pull request.

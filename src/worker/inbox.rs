@@ -155,11 +155,11 @@ impl Worker {
                     .await?
             }
             Route::WorkflowRun(run) => {
-                // A run reported before (its body replayed under a new delivery id) is not
-                // reported again.
+                // A run attempt handled before (its body replayed under a new delivery id,
+                // with any conclusion) is not reported again.
                 if !self
                     .database
-                    .workflow_run_known(run.id, run.conclusion.as_deref())
+                    .workflow_run_handled(run.id, run.attempt)
                     .await?
                 {
                     self.report_consumer_ci(&run).await?;
@@ -169,6 +169,7 @@ impl Worker {
                         &delivery.id,
                         &WorkflowRun {
                             id: run.id,
+                            attempt: run.attempt,
                             repository: &run.repository,
                             head_branch: run.head_branch.as_deref(),
                             conclusion: run.conclusion.as_deref(),
@@ -228,6 +229,19 @@ impl Worker {
         delivery_id: &str,
         comment: &CommentPosted,
     ) -> Result<(), HandlingError> {
+        // Decided once, for good: a replay of a handled comment's body (under a new
+        // delivery id, when the queue has room or the commenter has gained permission)
+        // does nothing.
+        if self.database.comment_handled(comment.comment_id).await? {
+            self.database
+                .finish_delivery(
+                    delivery_id,
+                    DeliveryOutcome::Ignored,
+                    Some("this comment was handled before"),
+                )
+                .await?;
+            return Ok(());
+        }
         let commands = parse_comment(&comment.body);
         if commands.is_empty() {
             self.database
@@ -263,7 +277,19 @@ impl Worker {
             let command = match command {
                 Ok(command) => command,
                 Err(error) => {
-                    parts.push(replies::bad_command(&error));
+                    // Answered like a refusal, so a flood of bad commands gets one answer
+                    // an hour.
+                    if self
+                        .refusal_answered(
+                            comment,
+                            RefusalReason::Malformed,
+                            "a command",
+                            &mut unanswered,
+                        )
+                        .await?
+                    {
+                        parts.push(replies::bad_command(&error));
+                    }
                     continue;
                 }
             };
@@ -310,28 +336,12 @@ impl Worker {
             if refused.is_none() {
                 accepted = true;
             }
-            if let Some(reason) = refused {
-                let refusal = self
-                    .database
-                    .record_refusal(
-                        comment.comment_id,
-                        &comment.user,
-                        &comment.repository,
-                        reason,
-                    )
-                    .await?;
-                if refusal.new {
-                    crate::metrics::global().command_refusal(reason.as_str(), refusal.answered);
-                }
-                if !refusal.answered {
-                    unanswered.push(format!(
-                        "{command} refused ({}); not answered: a refusal to {} in {} was answered within the hour",
-                        reason.as_str(),
-                        comment.user,
-                        comment.repository
-                    ));
-                    continue;
-                }
+            if let Some(reason) = refused
+                && !self
+                    .refusal_answered(comment, reason, &command.to_string(), &mut unanswered)
+                    .await?
+            {
+                continue;
             }
             if let Some(text) =
                 replies::build_answer(&command.to_string(), &answer, build_repo, audience)
@@ -358,9 +368,41 @@ impl Worker {
             DeliveryOutcome::Processed
         };
         self.database
-            .finish_delivery(delivery_id, outcome, note.as_deref())
+            .finish_comment(delivery_id, comment.comment_id, outcome, note.as_deref())
             .await?;
         Ok(())
+    }
+
+    /// Records that `what` in `comment` was refused for `reason`, and whether to answer it
+    /// (at most once an hour per user and repository); when not, notes it in `unanswered`.
+    async fn refusal_answered(
+        &self,
+        comment: &CommentPosted,
+        reason: RefusalReason,
+        what: &str,
+        unanswered: &mut Vec<String>,
+    ) -> Result<bool, HandlingError> {
+        let refusal = self
+            .database
+            .record_refusal(
+                comment.comment_id,
+                &comment.user,
+                &comment.repository,
+                reason,
+            )
+            .await?;
+        if refusal.new {
+            crate::metrics::global().command_refusal(reason.as_str(), refusal.answered);
+        }
+        if !refusal.answered {
+            unanswered.push(format!(
+                "{what} refused ({}); not answered: a refusal to {} in {} was answered within the hour",
+                reason.as_str(),
+                comment.user,
+                comment.repository
+            ));
+        }
+        Ok(refusal.answered)
     }
 
     /// Queues the job `command` asks for, or joins the queued one for `version`. `None`
@@ -448,7 +490,8 @@ impl Worker {
 
     /// A consumer's CI finished on an update branch: its pull request gets the conclusion,
     /// when the run is of that pull request's own head: run in the consumer repository
-    /// itself (not a fork's pull request), on the commit the pull request is at.
+    /// itself (not a fork's pull request), on the commit the pull request is at; and when
+    /// the pull request is the App's own, in a configured or enrolled consumer repository.
     async fn report_consumer_ci(&self, run: &WorkflowRunCompleted) -> Result<(), HandlingError> {
         let (Some(branch), Some(conclusion)) = (&run.head_branch, &run.conclusion) else {
             return Ok(());
@@ -475,6 +518,19 @@ impl Worker {
         else {
             return Ok(());
         };
+        // Only the App's own update pull requests, in a consumer repository: anyone who can
+        // push to an installed repository could open one from a branch of that name and
+        // have a workflow's name posted in the App's name.
+        let author = pull.user.as_ref().map(|user| user.login.as_str());
+        let own_pull = matches!((author, self.app_login().await), (Some(a), Some(app)) if a.eq_ignore_ascii_case(app));
+        if !own_pull {
+            tracing::info!(run = run.id, repo = %run.repository, author = ?author, "a CI run on a pull request the App did not open is not reported");
+            return Ok(());
+        }
+        if !super::pipeline::is_consumer(self, auth, &run.repository).await? {
+            tracing::info!(run = run.id, repo = %run.repository, "a CI run in a repository that is no consumer is not reported");
+            return Ok(());
+        }
         let pull_head = pull.head.as_ref().map(|head| head.sha.as_str());
         if pull_head.is_none() || pull_head != run.head_sha.as_deref() {
             tracing::info!(run = run.id, repo = %run.repository, run_sha = ?run.head_sha, pull_sha = ?pull_head, "a CI run on another commit than the pull request's head is not reported");
@@ -613,6 +669,7 @@ mod tests {
     fn a_ci_report_shows_payload_text_without_markup() {
         let run = WorkflowRunCompleted {
             id: 1,
+            attempt: 1,
             name: Some("CI @org/team ![x](https://evil.example/x.png) <img src=x> `".into()),
             repository: "o/r".into(),
             head_branch: None,

@@ -6,7 +6,7 @@
 use crate::commands::{CommandError, HELP};
 use crate::database::jobs::Job;
 use crate::manifest::{Manifest, newest_per_arch};
-use crate::markdown::{code_block, code_span, escape, safe_url};
+use crate::markdown::{code_block, code_span, escape, safe_url, table_code_span};
 
 /// Who reads a comment: those of the build repository see everything; elsewhere (a
 /// consumer repository, any other one the App is installed on) no error text and no other
@@ -161,6 +161,36 @@ pub fn tracking_issue_title(version: &crate::version::Version) -> String {
     format!("Alloy {version} sysext build triggered")
 }
 
+/// Someone who asked for a job, and the repository they asked in (`None`: not in a
+/// comment, such as a release's or a dispatch's sender, who acted on the build repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asker {
+    pub user: String,
+    pub repository: Option<String>,
+}
+
+impl Asker {
+    /// The logins of `askers` that `audience` may see, each once, in order: all of them in
+    /// the build repository; elsewhere only those who asked in that repository, since the
+    /// others asked in repositories that may be private.
+    pub fn visible_to(askers: &[Asker], audience: Audience<'_>) -> Vec<String> {
+        let mut users: Vec<String> = Vec::new();
+        for asker in askers {
+            let visible = match audience {
+                Audience::BuildRepository => true,
+                Audience::Elsewhere(here) => asker
+                    .repository
+                    .as_deref()
+                    .is_some_and(|repo| repo.eq_ignore_ascii_case(here)),
+            };
+            if visible && !users.iter().any(|u| u.eq_ignore_ascii_case(&asker.user)) {
+                users.push(asker.user.clone());
+            }
+        }
+        users
+    }
+}
+
 /// `askers` as a list of mentions: "@a", "@a and @b", "@a, @b and @c".
 fn asked_by(askers: &[String]) -> Option<String> {
     let mentions: Vec<String> = askers.iter().map(|a| mention(a)).collect();
@@ -172,12 +202,20 @@ fn asked_by(askers: &[String]) -> Option<String> {
 }
 
 /// The report of a job that has finished well: what was published, where, and the pull
-/// requests; `askers` are everyone who asked for it. Outside the build repository, other
-/// repositories' names and errors are left out.
+/// requests; `askers` are those who asked for it whom this audience may see (see
+/// [`Asker::visible_to`]). Outside the build repository, the release (its address names the
+/// build repository), other repositories' names, outcomes and errors are left out.
 pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
     let result = job.result.clone().unwrap_or_default();
     let text_of = |key: &str| result.get(key).and_then(|v| v.as_str());
-    let failed = failed_consumers(job);
+    // Elsewhere, only that repository's own update counts: the others may be private.
+    let failed: Vec<String> = failed_consumers(job)
+        .into_iter()
+        .filter(|repo| match audience {
+            Audience::BuildRepository => true,
+            Audience::Elsewhere(here) => repo.eq_ignore_ascii_case(here),
+        })
+        .collect();
     let mut text = match text_of("published") {
         Some("unchanged") => format!(
             "✅ Alloy {} is already published with the same hashes; nothing was uploaded or committed again (job #{}",
@@ -218,7 +256,7 @@ pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> St
     if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
         text.push_str("| image | size | sha256 |\n|---|---:|---|\n");
         for image in images {
-            let file = code_span(image.get("file").and_then(|v| v.as_str()).unwrap_or("?"));
+            let file = table_code_span(image.get("file").and_then(|v| v.as_str()).unwrap_or("?"));
             let name = match image.get("url").and_then(|v| v.as_str()).and_then(safe_url) {
                 Some(url) => format!("[{file}]({url})"),
                 None => file,
@@ -226,12 +264,13 @@ pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> St
             text.push_str(&format!(
                 "| {name} | {} | {} |\n",
                 image.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
-                code_span(image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?")),
+                table_code_span(image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?")),
             ));
         }
         text.push('\n');
     }
-    if let Some(release) = text_of("release") {
+    // The release's address names the build repository, which may be private.
+    if let (Some(release), Audience::BuildRepository) = (text_of("release"), audience) {
         text.push_str(&format!("Release: {}\n", link_or_code(release)));
     }
     let consumers: Vec<&serde_json::Value> = result
@@ -431,9 +470,69 @@ mod tests {
         assert!(elsewhere.contains("`o/consumer`"), "{elsewhere}");
         assert!(!elsewhere.contains("private"), "{elsewhere}");
         assert!(!elsewhere.contains("evil)"), "{elsewhere}");
+        // Another repository's failed update is not counted there.
+        assert!(!elsewhere.contains("failed"), "{elsewhere}");
+        assert!(elsewhere.starts_with("✅"), "{elsewhere}");
+        assert!(text.contains("1 consumer update(s) failed"), "{text}");
+    }
+
+    #[test]
+    fn a_report_elsewhere_shows_no_release_of_the_build_repository_and_no_other_askers() {
+        let mut done = job();
+        done.state = JobState::Succeeded;
+        done.result = Some(serde_json::json!({
+            "release": "https://github.com/o/private-build/releases/tag/v1.17.1",
+            "consumers": [
+                {"repo": "o/consumer", "outcome": "failed", "error": "boom"},
+                {"repo": "o/other", "outcome": "ok", "pull_request": "https://github.com/o/other/pull/1"},
+            ],
+        }));
+        let askers = [
+            Asker {
+                user: "ann".into(),
+                repository: Some("o/private-build".into()),
+            },
+            Asker {
+                user: "bob".into(),
+                repository: Some("O/Consumer".into()),
+            },
+            Asker {
+                user: "cy".into(),
+                repository: Some("o/secret".into()),
+            },
+            Asker {
+                user: "dispatcher".into(),
+                repository: None,
+            },
+            Asker {
+                user: "bob".into(),
+                repository: Some("o/secret".into()),
+            },
+        ];
+        let here = Audience::Elsewhere("o/consumer");
+        assert_eq!(Asker::visible_to(&askers, here), ["bob"]);
+        assert_eq!(
+            Asker::visible_to(&askers, Audience::BuildRepository),
+            ["ann", "bob", "cy", "dispatcher"]
+        );
+        let elsewhere = job_succeeded(&done, &Asker::visible_to(&askers, here), here);
+        for hidden in ["private-build", "Release", "o/other", "@ann", "@cy", "boom"] {
+            assert!(!elsewhere.contains(hidden), "{hidden}: {elsewhere}");
+        }
+        // Its own update's failure is its to know.
         assert!(
-            elsewhere.contains("1 consumer update(s) failed"),
+            elsewhere.contains("**1 consumer update(s) failed**."),
             "{elsewhere}"
+        );
+        assert!(elsewhere.contains("asked by @bob)"), "{elsewhere}");
+        let built = job_succeeded(
+            &done,
+            &Asker::visible_to(&askers, Audience::BuildRepository),
+            Audience::BuildRepository,
+        );
+        assert!(
+            built.contains("Release: https://github.com/o/private-build/releases/tag/v1.17.1"),
+            "{built}"
         );
     }
 

@@ -74,6 +74,8 @@ pub struct InstallationEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkflowRunCompleted {
     pub id: i64,
+    /// 1 for the first run, one more for each re-run (which keeps the run's id).
+    pub attempt: i64,
     /// The workflow's name.
     pub name: Option<String>,
     pub repository: String,
@@ -363,6 +365,10 @@ pub fn route(event: &str, delivery_id: &str, payload: &Value, context: &RoutingC
             };
             Route::WorkflowRun(WorkflowRunCompleted {
                 id,
+                attempt: payload
+                    .pointer("/workflow_run/run_attempt")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1),
                 name: text(payload, "/workflow_run/name").map(str::to_owned),
                 repository: repository.to_owned(),
                 head_branch: text(payload, "/workflow_run/head_branch").map(str::to_owned),

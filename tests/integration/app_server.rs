@@ -508,10 +508,11 @@ fn hostile_commands_get_replies_and_start_nothing() {
         "issue_comment",
         &comment_payload(508, "writer", "/rebuild ../../x"),
     );
+    // Another user: a malformed command is answered once an hour per user and repository.
     server.deliver(
         "d-h2",
         "issue_comment",
-        &comment_payload(509, "writer", "/build 1.0.0;rm -rf /"),
+        &comment_payload(509, "other-writer", "/build 1.0.0;rm -rf /"),
     );
     server.deliver(
         "d-h3",

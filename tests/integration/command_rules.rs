@@ -28,6 +28,36 @@ fn comment_in(repo: &str, comment_id: u64, user: &str, body: &str) -> Vec<u8> {
     serde_json::to_vec(&payload).unwrap()
 }
 
+/// Makes `repo` a consumer by its enrollment file.
+fn enroll(github: &FakeGitHub, repo: &str) {
+    github.set_file(
+        repo,
+        "main",
+        ".github/alloy-sysext.toml",
+        "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = []\n",
+    );
+}
+
+/// A completed run of workflow `name` in `repo` on `branch` at `sha`, concluded `failure`.
+fn completed_run(id: u64, repo: &str, branch: &str, sha: &str) -> String {
+    json!({
+        "action": "completed",
+        "workflow_run": {
+            "id": id,
+            "name": "Validate",
+            "head_branch": branch,
+            "head_sha": sha,
+            "head_repository": {"full_name": repo},
+            "conclusion": "failure",
+            "html_url": format!("https://github.com/{repo}/actions/runs/{id}"),
+        },
+        "repository": {"full_name": repo},
+        "sender": {"login": "noahwhite", "type": "User"},
+        "installation": {"id": INSTALLATION},
+    })
+    .to_string()
+}
+
 fn delivery(server: &Server, id: &str) -> Value {
     server.get(&format!("/api/deliveries/{id}")).json()
 }
@@ -196,12 +226,21 @@ fn a_comment_gets_one_reply_and_refusals_are_answered_once_an_hour() {
     );
     assert!(!all[2].contains("publishes from"), "{}", all[2]);
     assert!(jobs(&server).is_empty());
+    // A comment's refusal is counted once, under its first refused command's reason: the
+    // malformed `/build 1.2` for the first comment.
+    assert_eq!(
+        metric(
+            &server,
+            r#"alloy_sysext_command_refusals_total{reason="malformed",answered="true"}"#
+        ),
+        1.0
+    );
     assert_eq!(
         metric(
             &server,
             r#"alloy_sysext_command_refusals_total{reason="permission",answered="true"}"#
         ),
-        2.0
+        1.0
     );
     assert_eq!(
         metric(
@@ -330,6 +369,7 @@ fn requests_join_a_queued_job_a_running_one_is_left_alone_and_a_user_has_three_q
 fn workflow_runs_are_reported_only_for_the_update_pull_requests_own_head_and_inject_nothing() {
     let github = github_with_app();
     github.add_repo(CONSUMER, "main");
+    enroll(&github, CONSUMER);
     let branch = "feature/update-alloy-sysext-to-1.17.1";
     let head_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
     let pull = github.add_pull(
@@ -470,4 +510,332 @@ fn a_replayed_dispatch_starts_no_second_build_and_the_event_must_match_the_paylo
     }
     assert_eq!(jobs(&server).len(), 3);
     assert!(replies(&github).is_empty());
+}
+
+#[test]
+fn replayed_reports_of_a_re_run_with_other_conclusions_are_posted_once_per_attempt() {
+    let github = github_with_app();
+    github.add_repo(CONSUMER, "main");
+    enroll(&github, CONSUMER);
+    let branch = "feature/update-alloy-sysext-to-1.17.1";
+    let head_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
+    let pull = github.add_pull(
+        CONSUMER,
+        "alloy-sysext-test[bot]",
+        branch,
+        "main",
+        "Update",
+        "",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let run = |attempt: u64, conclusion: &str| {
+        json!({
+            "action": "completed",
+            "workflow_run": {
+                "id": 801,
+                "run_attempt": attempt,
+                "name": "Validate",
+                "head_branch": branch,
+                "head_sha": head_sha,
+                "head_repository": {"full_name": CONSUMER},
+                "conclusion": conclusion,
+                "html_url": format!("https://github.com/{CONSUMER}/actions/runs/801"),
+            },
+            "repository": {"full_name": CONSUMER},
+            "sender": {"login": "noahwhite", "type": "User"},
+            "installation": {"id": INSTALLATION},
+        })
+        .to_string()
+    };
+    // The first attempt failed; a re-run (same run id and head) succeeded.
+    let failed = run(1, "failure");
+    let succeeded = run(2, "success");
+    server.deliver("run-1", "workflow_run", failed.as_bytes());
+    assert_eq!(wait_handled(&server, "run-1")["state"], "processed");
+    server.deliver("run-2", "workflow_run", succeeded.as_bytes());
+    assert_eq!(wait_handled(&server, "run-2")["state"], "processed");
+    assert_eq!(github.comments(CONSUMER, pull).len(), 2);
+    // Both bodies replayed alternately under new delivery ids, and the first attempt's id
+    // with the other conclusion: nothing more is said.
+    for (n, body) in [
+        &failed,
+        &succeeded,
+        &failed,
+        &run(1, "success"),
+        &run(2, "failure"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("run-replay-{n}");
+        server.deliver(&id, "workflow_run", body.as_bytes());
+        assert_eq!(wait_handled(&server, &id)["state"], "processed");
+    }
+    let comments = github.comments(CONSUMER, pull);
+    assert_eq!(comments.len(), 2, "{comments:#?}");
+    assert!(comments[0].body.contains("**failure**"), "{comments:#?}");
+    assert!(comments[1].body.contains("**success**"), "{comments:#?}");
+}
+
+#[test]
+fn a_refused_comment_replayed_after_the_commenter_gained_write_starts_nothing() {
+    let github = github_with_app();
+    github.set_permission(BUILD_REPO, "eve", "read");
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let answered = comment_payload(901, "eve", "/build 1.17.1");
+    let unanswered = comment_payload(902, "eve", "/rebuild 1.17.1");
+    server.deliver("d-answered", "issue_comment", &answered);
+    assert_eq!(wait_handled(&server, "d-answered")["state"], "processed");
+    // Refused within the hour: recorded only, nothing stored under the comment but that.
+    server.deliver("d-unanswered", "issue_comment", &unanswered);
+    assert_eq!(wait_handled(&server, "d-unanswered")["state"], "ignored");
+    assert_eq!(replies(&github).len(), 1);
+
+    // Eve gains write; both signed bodies come back under new delivery ids.
+    github.set_permission(BUILD_REPO, "eve", "write");
+    server.deliver("d-answered-replayed", "issue_comment", &answered);
+    server.deliver("d-unanswered-replayed", "issue_comment", &unanswered);
+    for id in ["d-answered-replayed", "d-unanswered-replayed"] {
+        let handled = wait_handled(&server, id);
+        assert_eq!(handled["state"], "ignored", "{handled}");
+        assert!(
+            handled["error"]
+                .as_str()
+                .unwrap()
+                .contains("handled before"),
+            "{handled}"
+        );
+    }
+    assert!(jobs(&server).is_empty(), "{:#?}", jobs(&server));
+    assert!(github.reactions(BUILD_REPO, 902).is_empty());
+    assert_eq!(replies(&github).len(), 1, "{:#?}", replies(&github));
+}
+
+/// A job asked for by `first` (in the consumer repository's issue) and joined by `second`
+/// (in the build repository's issue) while another job holds the queue; both have write on
+/// the build repository. Gives the shared job, once it has ended.
+fn shared_job(server: &Server, github: &FakeGitHub, first: &str, second: &str) -> Value {
+    add_upstream_alloy(github, "1.18.0");
+    for user in ["holder", first, second] {
+        github.set_permission(BUILD_REPO, user, "write");
+    }
+    github.set_asset_delay(Duration::from_secs(20));
+    server.deliver(
+        "d-holder",
+        "issue_comment",
+        &comment_payload(920, "holder", "/build 1.18.0"),
+    );
+    server.wait_for("the first job to download", Duration::from_secs(60), || {
+        !github.downloads().is_empty()
+    });
+    github.set_asset_delay(Duration::ZERO);
+    server.deliver(
+        "d-first",
+        "issue_comment",
+        &comment_in(CONSUMER, 921, first, "/build 1.17.1"),
+    );
+    assert_eq!(wait_handled(server, "d-first")["state"], "processed");
+    server.deliver(
+        "d-second",
+        "issue_comment",
+        &comment_payload(922, second, "/build 1.17.1"),
+    );
+    let joined = wait_handled(server, "d-second");
+    assert_eq!(joined["state"], "processed", "{joined}");
+    let id = joined["job_id"].as_i64().unwrap();
+    server.wait_for(
+        &format!("job {id} to end"),
+        Duration::from_secs(120),
+        || {
+            let state = server.get(&format!("/api/jobs/{id}")).json()["state"].clone();
+            state == "succeeded" || state == "failed"
+        },
+    );
+    server.get(&format!("/api/jobs/{id}")).json()
+}
+
+#[test]
+fn an_issue_that_refuses_the_end_report_fails_nothing_and_the_others_get_theirs() {
+    let github = github_with_app();
+    github.add_repo(CONSUMER, "main");
+    github.lock_issue(CONSUMER, CONSUMER_ISSUE);
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let job = shared_job(&server, &github, "bob", "ann");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(
+        job["result"]["report_failed"],
+        json!([format!("{CONSUMER}#{CONSUMER_ISSUE}")]),
+        "{job}"
+    );
+    // Ann's issue got the success report, once, and no failure report.
+    let tag = format!("(job #{},", job["id"]);
+    let reports: Vec<String> = replies(&github)
+        .into_iter()
+        .filter(|r| r.contains(&tag))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert!(reports[0].starts_with("✅"), "{}", reports[0]);
+    assert!(consumer_replies(&github).is_empty());
+}
+
+#[test]
+fn an_end_report_outside_the_build_repository_names_neither_it_nor_who_asked_elsewhere() {
+    let github = github_with_app();
+    github.add_repo(CONSUMER, "main");
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    let job = shared_job(&server, &github, "bob", "ann");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let tag = format!("(job #{},", job["id"]);
+    let here: Vec<String> = consumer_replies(&github)
+        .into_iter()
+        .filter(|r| r.contains(&tag))
+        .collect();
+    assert_eq!(here.len(), 1, "{here:#?}");
+    let report = &here[0];
+    assert!(report.contains("asked by @bob)"), "{report}");
+    for hidden in ["@ann", BUILD_REPO, "alloy-sysext-build", "Release:"] {
+        assert!(!report.contains(hidden), "{hidden}: {report}");
+    }
+    // The build repository's issue has it all.
+    let there: Vec<String> = replies(&github)
+        .into_iter()
+        .filter(|r| r.contains(&tag))
+        .collect();
+    assert_eq!(there.len(), 1, "{there:#?}");
+    assert!(there[0].contains("asked by @bob and @ann)"), "{}", there[0]);
+    assert!(
+        there[0].contains(&format!(
+            "Release: https://github.com/{BUILD_REPO}/releases/tag/v1.17.1"
+        )),
+        "{}",
+        there[0]
+    );
+}
+
+#[test]
+fn malformed_commands_are_answered_once_an_hour_like_refusals() {
+    let github = github_with_app();
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    server.deliver(
+        "d-bad-1",
+        "issue_comment",
+        &comment_payload(931, "flooder", "/build 1.2"),
+    );
+    let first = wait_for_replies(&server, &github, 1);
+    assert!(first[0].contains("`1.2` is not one"), "{}", first[0]);
+    assert_eq!(wait_handled(&server, "d-bad-1")["state"], "processed");
+    for (id, comment) in [("d-bad-2", 932), ("d-bad-3", 933)] {
+        server.deliver(
+            id,
+            "issue_comment",
+            &comment_payload(comment, "flooder", "/build x.y.z\n/build 1"),
+        );
+        let handled = wait_handled(&server, id);
+        assert_eq!(handled["state"], "ignored", "{handled}");
+        assert!(
+            handled["error"].as_str().unwrap().contains("not answered"),
+            "{handled}"
+        );
+    }
+    // Another user's bad command is answered.
+    server.deliver(
+        "d-bad-other",
+        "issue_comment",
+        &comment_payload(934, "someone", "/build 1.2"),
+    );
+    let all = wait_for_replies(&server, &github, 2);
+    wait_handled(&server, "d-bad-other");
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all[1].starts_with("@someone "), "{}", all[1]);
+    assert_eq!(
+        metric(
+            &server,
+            r#"alloy_sysext_command_refusals_total{reason="malformed",answered="false"}"#
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn ci_runs_are_reported_only_on_the_apps_own_pull_requests_in_consumer_repositories() {
+    let github = github_with_app();
+    let branch = "feature/update-alloy-sysext-to-1.17.1";
+    // An enrolled consumer where someone else opened a pull request from an update branch.
+    github.add_repo(CONSUMER, "main");
+    enroll(&github, CONSUMER);
+    let consumer_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
+    let theirs = github.add_pull(CONSUMER, "mallory", branch, "main", "Update", "");
+    // A repository the App is installed on that is no consumer, with a pull request that
+    // claims to be the App's.
+    let other = "noahwhite/scratch";
+    github.add_repo(other, "main");
+    let other_sha = github.set_file(other, branch, "x", "y\n");
+    let stray = github.add_pull(
+        other,
+        "alloy-sysext-test[bot]",
+        branch,
+        "main",
+        "Update",
+        "",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    server.deliver(
+        "run-theirs",
+        "workflow_run",
+        completed_run(811, CONSUMER, branch, &consumer_sha).as_bytes(),
+    );
+    server.deliver(
+        "run-stray",
+        "workflow_run",
+        completed_run(812, other, branch, &other_sha).as_bytes(),
+    );
+    for id in ["run-theirs", "run-stray"] {
+        assert_eq!(wait_handled(&server, id)["state"], "processed");
+    }
+    assert!(github.comments(CONSUMER, theirs).is_empty());
+    assert!(github.comments(other, stray).is_empty());
+}
+
+#[test]
+fn a_refusal_whose_reply_could_not_be_posted_does_not_silence_the_next_one() {
+    let github = github_with_app();
+    github.set_permission(BUILD_REPO, "reader", "read");
+    // The first comment is on a locked issue: its reply is refused for good.
+    github.lock_issue(BUILD_REPO, 99);
+    let mut locked: Value =
+        serde_json::from_slice(&comment_payload(941, "reader", "/build 1.17.1")).unwrap();
+    locked["issue"]["number"] = json!(99);
+    let data = tempfile::tempdir().unwrap();
+    let server = start_app_server(&github, data.path(), free_port());
+    server.deliver(
+        "d-locked",
+        "issue_comment",
+        &serde_json::to_vec(&locked).unwrap(),
+    );
+    let failed = wait_handled(&server, "d-locked");
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(github.comments(BUILD_REPO, 99).is_empty());
+    // The next refusal within the hour, on an open issue, is answered: nobody was yet.
+    server.deliver(
+        "d-open",
+        "issue_comment",
+        &comment_payload(942, "reader", "/build 1.17.1"),
+    );
+    let answered = wait_for_replies(&server, &github, 1);
+    assert_eq!(wait_handled(&server, "d-open")["state"], "processed");
+    assert!(answered[0].contains("`read`"), "{}", answered[0]);
+    // And that answer, posted, keeps the one after it unanswered.
+    server.deliver(
+        "d-after",
+        "issue_comment",
+        &comment_payload(943, "reader", "/build 1.17.1"),
+    );
+    assert_eq!(wait_handled(&server, "d-after")["state"], "ignored");
+    assert_eq!(replies(&github).len(), 1);
 }

@@ -14,14 +14,15 @@ use super::{JobContext, StepError};
 use crate::arch::Arch;
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
 use crate::consumer_check::check_consumer_fields;
-use crate::github::api::Auth;
+use crate::github::api::{ApiError, Auth};
 use crate::github::branches::{branch_head, reset_branch};
 use crate::github::contents::{
     FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
 };
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
-use crate::markdown::{code_span, safe_url};
+use crate::markdown::{code_span, safe_url, table_code_span};
 use crate::settings::ConsumerSettings;
+use crate::worker::Worker;
 
 /// The file a repository adds to enroll itself as a consumer.
 pub const ENROLLMENT_FILE: &str = ".github/alloy-sysext.toml";
@@ -157,6 +158,24 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
     consumers
 }
 
+/// Whether `repo` is a consumer: configured, or enrolled by a valid enrollment file on its
+/// default branch.
+pub(crate) async fn is_consumer(worker: &Worker, auth: Auth, repo: &str) -> Result<bool, ApiError> {
+    if worker
+        .settings
+        .consumers
+        .iter()
+        .any(|c| c.repo.eq_ignore_ascii_case(repo))
+    {
+        return Ok(true);
+    }
+    Ok(
+        read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE)
+            .await?
+            .is_some_and(|file| enrollment(repo, &file.content).is_ok()),
+    )
+}
+
 /// The consumer `repo` describes in its enrollment file `content`, checked as `CONFIG_FILE`
 /// consumers are; the error names the key at fault.
 fn enrollment(repo: &str, content: &[u8]) -> Result<ConsumerSettings, String> {
@@ -213,9 +232,9 @@ fn pull_body(
          {upstream}{release}",
         path = code_span(&consumer.path),
         from = edit.previous.version,
-        from_hash = code_span(&edit.previous.sha256),
+        from_hash = table_code_span(&edit.previous.sha256),
         to = context.version,
-        to_hash = code_span(&image.sha256),
+        to_hash = table_code_span(&image.sha256),
         url = link_or_code(&image.url),
         checksum = link_or_code(&format!("{}.sha256", image.url)),
     )

@@ -23,6 +23,8 @@ mod release;
 mod report;
 mod upload;
 
+pub(crate) use consumers::is_consumer;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,13 +146,22 @@ impl Worker {
     /// stops.
     pub(super) async fn run_job(self: &Arc<Self>, job: Job, shutdown: &watch::Receiver<bool>) {
         let id = job.id;
-        if let Err(error) = self.database.start_job_attempt(id).await {
-            tracing::error!(job = id, %error, "could not start the job");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            return;
-        }
+        // Run the job as claimed, not as read before: a `/rebuild` may have joined it since.
+        let job = match self.database.claim_job(id).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                tracing::info!(job = id, "the job is no longer runnable; not started");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(job = id, %error, "could not start the job");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return;
+            }
+        };
         let resumed_at = job.step.clone();
-        tracing::info!(job = id, version = %job.version, attempt = job.attempts + 1, resumed_at = ?resumed_at, "job started");
+        // `attempts` counts this attempt already.
+        tracing::info!(job = id, version = %job.version, rebuild = job.rebuild, attempt = job.attempts, resumed_at = ?resumed_at, "job started");
         let outcome = self.run_steps(job.clone(), shutdown).await;
         let metrics = crate::metrics::global();
         let result = match outcome {
@@ -162,9 +173,10 @@ impl Worker {
                 tracing::info!(job = id, "stopping; the job resumes on the next start");
                 Ok(())
             }
-            Err(StepError::Transient(error)) if job.attempts + 1 < MAX_JOB_ATTEMPTS => {
+            Err(StepError::Transient(error)) if job.attempts < MAX_JOB_ATTEMPTS => {
                 // The first retry waits `job_retry_delay`, each later one twice as long.
-                let delay = self.job_retry_delay * 2u32.pow((job.attempts as u32).min(10));
+                let delay =
+                    self.job_retry_delay * 2u32.pow((job.attempts.max(1) as u32 - 1).min(10));
                 tracing::warn!(job = id, %error, retry_in_seconds = delay.as_secs(), "job failed; it will be retried");
                 metrics.job("retrying");
                 self.database
@@ -202,7 +214,7 @@ impl Worker {
                 return Err(StepError::Interrupted);
             }
             self.database.set_job_step(context.job.id, step).await?;
-            let attempt = context.job.attempts + 1;
+            let attempt = context.job.attempts;
             self.database
                 .start_step(context.job.id, step, attempt)
                 .await?;

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{JobContext, StepError};
 use crate::github::releases::{create_release, release_by_tag};
-use crate::markdown::{code_block, code_span, safe_url};
+use crate::markdown::{code_block, code_span, safe_url, table_code_span};
 
 pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let worker = context.worker;
@@ -36,14 +36,14 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
         body.push_str("\n| image | sha256 |\n|---|---|\n");
         for image in images {
-            let file = code_span(image["file"].as_str().unwrap_or("?"));
+            let file = table_code_span(image["file"].as_str().unwrap_or("?"));
             let name = match image["url"].as_str().and_then(safe_url) {
                 Some(url) => format!("[{file}]({url})"),
                 None => file,
             };
             body.push_str(&format!(
                 "| {name} | {} |\n",
-                code_span(image["sha256"].as_str().unwrap_or("?")),
+                table_code_span(image["sha256"].as_str().unwrap_or("?")),
             ));
         }
     }

@@ -2,7 +2,7 @@
 //! failed); each issue where a comment asked for the job gets one report, naming everyone
 //! who asked. A failed job is reported in both places too.
 
-use super::{JobContext, StepError};
+use super::{JobContext, MAX_JOB_ATTEMPTS, StepError};
 use crate::database::DatabaseError;
 use crate::database::jobs::Job;
 use crate::github::api::ApiError;
@@ -10,13 +10,13 @@ use crate::github::issues::{close_issue, comment, find_open_issue};
 use crate::version::Version;
 use crate::worker::Worker;
 use crate::worker::replies::{
-    Audience, failed_consumers, job_failed, job_succeeded, tracking_issue_title,
+    Asker, Audience, failed_consumers, job_failed, job_succeeded, tracking_issue_title,
 };
 
 /// Who asked for a job, and where they asked.
 struct Askers {
-    /// Logins, first asker first, each once.
-    users: Vec<String>,
+    /// First asker first, each login once per repository asked in.
+    users: Vec<Asker>,
     /// `(owner/name, issue number)` of each issue a comment asked in, each once.
     issues: Vec<(String, u64)>,
 }
@@ -29,10 +29,21 @@ async fn askers(worker: &Worker, job: &Job) -> Result<Askers, DatabaseError> {
         issues: Vec::new(),
     };
     let mut add = |user: Option<&str>, issue: Option<(&str, u64)>| {
+        let repository = issue.map(|(repo, _)| repo);
         if let Some(user) = user
-            && !askers.users.iter().any(|u| u.eq_ignore_ascii_case(user))
+            && !askers.users.iter().any(|a| {
+                a.user.eq_ignore_ascii_case(user)
+                    && match (&a.repository, repository) {
+                        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            })
         {
-            askers.users.push(user.to_owned());
+            askers.users.push(Asker {
+                user: user.to_owned(),
+                repository: repository.map(str::to_owned),
+            });
         }
         if let Some((repo, number)) = issue
             && !askers
@@ -92,7 +103,11 @@ pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), St
         auth,
         repo,
         issue.number,
-        &job_succeeded(&context.job, &askers.users, Audience::BuildRepository),
+        &job_succeeded(
+            &context.job,
+            &Asker::visible_to(&askers.users, Audience::BuildRepository),
+            Audience::BuildRepository,
+        ),
     )
     .await?;
     // A consumer left behind is not done: the issue stays open until a later run updates it.
@@ -105,66 +120,148 @@ pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), St
     Ok(())
 }
 
+/// The issues (`owner/name#number`) listed under `key` in the job's result.
+fn issues_listed(context: &JobContext<'_>, key: &str) -> Vec<String> {
+    context
+        .result()
+        .get(key)
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
+        .unwrap_or_default()
+}
+
 /// The end report, once to each issue a comment asked in. Each issue reported to is
 /// recorded, so a step run again after a failure part-way does not report twice.
+///
+/// The job is published by now: an issue that cannot be reached (locked, deleted, the App
+/// removed from its repository) is logged and recorded under `report_failed`, and the
+/// others still get theirs. A transient failure runs the step again while the job has
+/// attempts left; after that it is recorded like the others.
 pub async fn reply(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let worker = context.worker;
     let askers = askers(worker, &context.job).await?;
+    let mut transient = None;
     for (repository, issue) in &askers.issues {
         let done = format!("{repository}#{issue}");
-        let reported: Vec<String> = context
-            .result()
-            .get("reported_to")
-            .and_then(|r| serde_json::from_value(r.clone()).ok())
-            .unwrap_or_default();
-        if reported.contains(&done) {
+        if issues_listed(context, "reported_to").contains(&done)
+            || issues_listed(context, "report_failed").contains(&done)
+        {
             continue;
         }
-        let auth = context.auth_for(repository).await?;
-        let text = job_succeeded(&context.job, &askers.users, audience(worker, repository));
-        comment(&worker.github, auth, repository, *issue, &text).await?;
-        let mut reported = reported;
-        reported.push(done);
-        context
-            .record(serde_json::json!({ "reported_to": reported }))
-            .await?;
+        let audience = audience(worker, repository);
+        let users = Asker::visible_to(&askers.users, audience);
+        let text = job_succeeded(&context.job, &users, audience);
+        let posted = match context.auth_for(repository).await {
+            Ok(auth) => comment(&worker.github, auth, repository, *issue, &text)
+                .await
+                .map_err(StepError::from),
+            Err(error) => Err(error),
+        };
+        let (key, error) = match posted {
+            Ok(()) => ("reported_to", None),
+            Err(StepError::Interrupted) => return Err(StepError::Interrupted),
+            Err(StepError::Transient(error)) if context.job.attempts < MAX_JOB_ATTEMPTS => {
+                tracing::warn!(job = context.job.id, issue = %done, %error, "the end report could not be posted; trying again later");
+                transient = Some(error);
+                continue;
+            }
+            Err(StepError::Transient(error)) | Err(StepError::Permanent(error)) => {
+                ("report_failed", Some(error))
+            }
+        };
+        if let Some(error) = error {
+            tracing::warn!(job = context.job.id, issue = %done, %error, "the end report could not be posted to this issue; the others still get theirs");
+        }
+        let mut listed = issues_listed(context, key);
+        listed.push(done);
+        context.record(serde_json::json!({ key: listed })).await?;
     }
-    Ok(())
+    match transient {
+        Some(error) => Err(StepError::Transient(error)),
+        None => Ok(()),
+    }
 }
 
 /// Tells the issues where comments asked for `job`, and the tracking issue, that it failed.
+/// An issue that already got the job's outcome (reported to before the failure) gets
+/// nothing more, and an issue that cannot be reached does not keep the others from theirs:
+/// its error is logged, and the last one returned.
 pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(), ApiError> {
     let askers = match askers(worker, job).await {
         Ok(askers) => askers,
         Err(database) => {
             tracing::warn!(job = job.id, error = %database, "reading who asked for a failed job");
             Askers {
-                users: job.trigger.user.iter().cloned().collect(),
+                users: job
+                    .trigger
+                    .user
+                    .iter()
+                    .map(|user| Asker {
+                        user: user.clone(),
+                        repository: job.trigger.repository.clone(),
+                    })
+                    .collect(),
                 issues: Vec::new(),
             }
         }
     };
+    let result = job.result.clone().unwrap_or_default();
+    let listed = |key: &str| -> Vec<String> {
+        result
+            .get(key)
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or_default()
+    };
+    let reported = listed("reported_to");
+    let mut last_error = None;
     for (repository, issue) in &askers.issues {
-        if let Ok(auth) = worker.auth_for_repository(repository).await {
-            let text = job_failed(job, error, &askers.users, audience(worker, repository));
-            comment(&worker.github, auth, repository, *issue, &text).await?;
+        if reported.contains(&format!("{repository}#{issue}")) {
+            continue;
+        }
+        let Ok(auth) = worker.auth_for_repository(repository).await else {
+            tracing::warn!(job = job.id, repo = %repository, issue, "cannot act on the repository to report the failed job");
+            continue;
+        };
+        let audience = audience(worker, repository);
+        let users = Asker::visible_to(&askers.users, audience);
+        let text = job_failed(job, error, &users, audience);
+        if let Err(posting) = comment(&worker.github, auth, repository, *issue, &text).await {
+            tracing::warn!(job = job.id, repo = %repository, issue, error = %posting, "reporting the failed job to an issue");
+            last_error = Some(posting);
         }
     }
+    // The tracking issue had the outcome already when the job failed after that step.
+    let tracked = result.get("tracking_issue").is_some();
     let repo = &worker.settings.build_repo.repo;
-    if let (Ok(version), Ok(auth)) = (
-        job.version.parse::<Version>(),
-        worker.auth_for_repository(repo).await,
-    ) && let Some(issue) = find_open_issue(
-        &worker.github,
-        auth,
-        repo,
-        &worker.settings.schedule.tracking_label,
-        &tracking_issue_title(&version),
-    )
-    .await?
+    if !tracked
+        && let (Ok(version), Ok(auth)) = (
+            job.version.parse::<Version>(),
+            worker.auth_for_repository(repo).await,
+        )
     {
-        let text = job_failed(job, error, &askers.users, Audience::BuildRepository);
-        comment(&worker.github, auth, repo, issue.number, &text).await?;
+        let posted = match find_open_issue(
+            &worker.github,
+            auth,
+            repo,
+            &worker.settings.schedule.tracking_label,
+            &tracking_issue_title(&version),
+        )
+        .await
+        {
+            Ok(Some(issue)) => {
+                let users = Asker::visible_to(&askers.users, Audience::BuildRepository);
+                let text = job_failed(job, error, &users, Audience::BuildRepository);
+                comment(&worker.github, auth, repo, issue.number, &text).await
+            }
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        if let Err(posting) = posted {
+            tracing::warn!(job = job.id, error = %posting, "reporting the failed job to the tracking issue");
+            last_error = Some(posting);
+        }
     }
-    Ok(())
+    match last_error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }

@@ -57,6 +57,8 @@ pub(super) struct CommentState {
     /// (repo lowercased, comment id) -> reactions
     reactions: HashMap<(String, u64), Vec<Reaction>>,
     next_reaction_id: u64,
+    /// (repo lowercased, issue) of locked issues: comments on them are refused.
+    locked: std::collections::HashSet<(String, u64)>,
 }
 
 impl Default for CommentState {
@@ -66,6 +68,7 @@ impl Default for CommentState {
             next_comment_id: 2_000_000_000,
             reactions: HashMap::new(),
             next_reaction_id: 300_000_000,
+            locked: std::collections::HashSet::new(),
         }
     }
 }
@@ -138,6 +141,15 @@ impl FakeGitHub {
         self.model().comments.add(repo, issue, user, body)
     }
 
+    /// Locks issue `issue` of `repo`: like GitHub, the API then refuses comments on it
+    /// (403) from anyone but collaborators, the App included.
+    pub fn lock_issue(&self, repo: &str, issue: u64) {
+        self.model()
+            .comments
+            .locked
+            .insert((repo.to_lowercase(), issue));
+    }
+
     /// The reactions on comment `comment_id` of `repo`, oldest first. Like GitHub, a user's
     /// second identical reaction is not a new one (see [`Self::requests`] for attempts).
     pub fn reactions(&self, repo: &str, comment_id: u64) -> Vec<String> {
@@ -196,6 +208,16 @@ async fn create_comment(
         ));
     };
     let full_name = format!("{owner}/{repo}");
+    if model
+        .comments
+        .locked
+        .contains(&(full_name.to_lowercase(), number))
+    {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "Unable to create comment because issue is locked.",
+        ));
+    }
     model
         .comments
         .add(&full_name, number, &installation.bot, text);
