@@ -871,6 +871,9 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
     const OUTSIDE: &str = "noahwhite/reaches-outside";
     const BAD_BRANCH: &str = "noahwhite/bad-branch";
     const BAD_ASSIGNEE: &str = "noahwhite/bad-assignee";
+    const FULL_REF: &str = "noahwhite/full-ref";
+    const COMMIT: &str = "noahwhite/commit-base";
+    let commit = "0123456789abcdef".repeat(3)[..40].to_owned();
     for (repo, enrollment) in [
         (
             OUTSIDE,
@@ -880,6 +883,15 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
         (
             BAD_ASSIGNEE,
             "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = [\"ok\", \"not a login\"]\n",
+        ),
+        // Names GitHub may resolve to another ref than the branch (a tag, a commit).
+        (
+            FULL_REF,
+            "path = \"hosts/edge.bu\"\nbase = \"refs/tags/v1\"\n",
+        ),
+        (
+            COMMIT,
+            &format!("path = \"hosts/edge.bu\"\nbase = \"{commit}\"\n"),
         ),
     ] {
         world.github.add_repo(repo, "main");
@@ -894,7 +906,10 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
             .set_file(repo, "main", ".github/alloy-sysext.toml", enrollment);
     }
     let server = world.start_server();
-    install_on(&server, &[OUTSIDE, BAD_BRANCH, BAD_ASSIGNEE]);
+    install_on(
+        &server,
+        &[OUTSIDE, BAD_BRANCH, BAD_ASSIGNEE, FULL_REF, COMMIT],
+    );
     server.deliver("release-refused", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
@@ -903,6 +918,8 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
         (OUTSIDE, "path", "../alloy-sysext-build/SHA256SUMS"),
         (BAD_BRANCH, "base", "main..x"),
         (BAD_ASSIGNEE, "assignees", "not a login"),
+        (FULL_REF, "base", "refs/tags/v1"),
+        (COMMIT, "base", commit.as_str()),
     ] {
         let outcome = outcomes
             .iter()
@@ -938,7 +955,7 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
     assert_eq!(world.github.pulls(GHOST).len(), 1);
     let metrics = server.get("/metrics").body;
     assert!(
-        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"refused\"} 3"),
+        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"refused\"} 5"),
         "{metrics}"
     );
     // No `..` reached GitHub.
@@ -949,6 +966,88 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
             request.method,
             request.path
         );
+    }
+}
+
+#[test]
+fn an_enrolled_repository_that_fails_every_write_fails_alone_without_holding_the_job() {
+    let world = World::new();
+    const ENROLLED: &str = "noahwhite/edge-hosts";
+    const PATH: &str = "hosts/edge.bu";
+    world.github.add_repo(ENROLLED, "main");
+    world.github.set_file(
+        ENROLLED,
+        "main",
+        PATH,
+        fs::read(fixture("real-world/ghost.bu")).unwrap(),
+    );
+    world.github.set_file(
+        ENROLLED,
+        "main",
+        ".github/alloy-sysext.toml",
+        format!("path = {PATH:?}\nbase = \"main\"\n"),
+    );
+    // Every write of the file meets a file that changed meanwhile, as a repository that
+    // moves its base (or names another ref) under each job would make it.
+    for _ in 0..8 {
+        world.github.fail_next(
+            "PUT",
+            &format!("/repos/{ENROLLED}/contents/"),
+            Failure::Status {
+                status: 409,
+                message: format!("{PATH} does not match"),
+            },
+        );
+    }
+    let server = world.start_server();
+    install_on(&server, &[ENROLLED]);
+    server.deliver("release-stale", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
+    let enrolled = outcomes.iter().find(|c| c["repo"] == ENROLLED).unwrap();
+    assert_eq!(enrolled["outcome"], "failed", "{outcomes:?}");
+    assert!(enrolled.get("will_retry").is_none(), "{enrolled}");
+    assert!(
+        enrolled["error"]
+            .as_str()
+            .unwrap()
+            .contains("changed while it was updated"),
+        "{enrolled}"
+    );
+    // One attempt at the write: the job was not retried for it.
+    let puts = world
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "PUT" && r.path.starts_with(&format!("/repos/{ENROLLED}/contents/"))
+        })
+        .count();
+    assert_eq!(puts, 1);
+    // The others got theirs; the tracking issue says who was left behind.
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+    assert!(world.github.pulls(ENROLLED).is_empty());
+    let tracking = world.tracking_issue();
+    assert_eq!(tracking.state, "open");
+    assert!(
+        tracking.comments.last().unwrap().body.contains(ENROLLED),
+        "{}",
+        tracking.comments.last().unwrap().body
+    );
+    // The file was read at the commit the update branch starts from, not by the base's
+    // name, which GitHub resolves anew (a tag of that name may win).
+    let head = world.github.commits(ENROLLED, "main")[0].sha.clone();
+    let reads: Vec<String> = world
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/contents/hosts/edge.bu"))
+        .map(|r| r.query)
+        .collect();
+    assert!(!reads.is_empty());
+    for query in reads {
+        assert_eq!(query, format!("ref={head}"));
     }
 }
 

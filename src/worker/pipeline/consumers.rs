@@ -4,8 +4,11 @@
 //! A consumer whose file already pins this version and hash is left alone. The update
 //! branch is reset from the base only when it does not already hold the wanted file, and an
 //! open pull request for it is updated, never duplicated. A consumer that fails does not
-//! stop the others. A repository's own enrollment file is checked as `CONFIG_FILE`
-//! consumers are; one that fails is reported as refused, naming the key, and gets nothing.
+//! stop the others; an enrolled repository that fails, even for a reason that may pass
+//! (a file changed meanwhile, GitHub busy), fails alone and does not hold the job in
+//! retries, as configured consumers do. A repository's own enrollment file is checked as
+//! `CONFIG_FILE` consumers are; one that fails is reported as refused, naming the key, and
+//! gets nothing.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -73,19 +76,24 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let consumers = all_consumers(context).await;
     let mut outcomes = consumers.refused;
     let mut transient = Vec::new();
-    for consumer in &consumers.valid {
+    let configured = consumers.configured.iter().map(|c| (c, false));
+    let enrolled = consumers.enrolled.iter().map(|c| (c, true));
+    for (consumer, is_enrolled) in configured.chain(enrolled) {
         match update_consumer(context, consumer, &images).await {
             Ok(outcome) => {
                 crate::metrics::global().consumer_update("ok");
                 outcomes.push(outcome)
             }
-            Err(StepError::Transient(error)) => {
+            // An enrolled repository is anyone's: it must not be able to hold the job in
+            // retries (a file that changes under every write, a ref that never resolves),
+            // so it fails alone and is tried again with the next build.
+            Err(StepError::Transient(error)) if !is_enrolled => {
                 crate::metrics::global().consumer_update("retrying");
                 tracing::warn!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed; it will be tried again");
                 transient.push(format!("{}: {error}", consumer.repo));
                 outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error, "will_retry": true}));
             }
-            Err(StepError::Permanent(error)) => {
+            Err(StepError::Transient(error) | StepError::Permanent(error)) => {
                 crate::metrics::global().consumer_update("failed");
                 tracing::error!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed");
                 outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error}));
@@ -103,10 +111,11 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// The consumers of a job: the configured ones, then the repositories that enrolled
-/// themselves; and the enrolled repositories whose file was refused, as their outcomes.
+/// The consumers of a job: the configured ones, the repositories that enrolled themselves,
+/// and, as their outcomes, the repositories whose enrollment file was refused.
 struct Consumers {
-    valid: Vec<ConsumerSettings>,
+    configured: Vec<ConsumerSettings>,
+    enrolled: Vec<ConsumerSettings>,
     refused: Vec<Value>,
 }
 
@@ -114,7 +123,8 @@ struct Consumers {
 async fn all_consumers(context: &JobContext<'_>) -> Consumers {
     let worker = context.worker;
     let mut consumers = Consumers {
-        valid: worker.settings.consumers.clone(),
+        configured: worker.settings.consumers.clone(),
+        enrolled: Vec::new(),
         refused: Vec::new(),
     };
     let installations = match worker.database.installations().await {
@@ -128,8 +138,9 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
         for repo in &installation.repositories {
             if repo.eq_ignore_ascii_case(&worker.settings.build_repo.repo)
                 || consumers
-                    .valid
+                    .configured
                     .iter()
+                    .chain(&consumers.enrolled)
                     .any(|c| c.repo.eq_ignore_ascii_case(repo))
             {
                 continue;
@@ -137,7 +148,7 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
             let auth = Auth::Installation(installation.id);
             match read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE).await {
                 Ok(Some(file)) => match enrollment(repo, &file.content) {
-                    Ok(consumer) => consumers.valid.push(consumer),
+                    Ok(consumer) => consumers.enrolled.push(consumer),
                     Err(error) => {
                         tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} is refused; no pull request is opened there");
                         crate::metrics::global().consumer_update("refused");
@@ -236,7 +247,9 @@ async fn update_consumer(
             consumer.base
         )));
     };
-    let Some(base_file) = read_file(api, auth, repo, &consumer.base, &consumer.path).await? else {
+    // Read at the commit the branch reset below starts from: a name would be resolved again
+    // by GitHub (a tag of that name may win), and a push meanwhile would move it.
+    let Some(base_file) = read_file(api, auth, repo, &base_head, &consumer.path).await? else {
         return Err(StepError::Permanent(format!(
             "{repo} has no file {} on {}",
             consumer.path, consumer.base
@@ -290,7 +303,7 @@ async fn update_consumer(
     // The branch is reset from the base only when it does not hold the wanted file yet, so
     // a second run adds no commit.
     let on_branch = match branch_head(api, auth, repo, &branch).await? {
-        Some(_) => read_file(api, auth, repo, &branch, &consumer.path).await?,
+        Some(head) => read_file(api, auth, repo, &head, &consumer.path).await?,
         None => None,
     };
     let mut committed = false;
