@@ -1052,6 +1052,59 @@ fn an_enrolled_repository_that_fails_every_write_fails_alone_without_holding_the
 }
 
 #[test]
+fn an_enrollment_file_that_cannot_be_read_is_reported_as_failed() {
+    let world = World::new();
+    const UNREADABLE: &str = "noahwhite/unreadable";
+    world.github.add_repo(UNREADABLE, "main");
+    world.github.set_file(
+        UNREADABLE,
+        "main",
+        ".github/alloy-sysext.toml",
+        "path = \"hosts/edge.bu\"\nbase = \"main\"\n",
+    );
+    world.github.fail_next(
+        "GET",
+        &format!("/repos/{UNREADABLE}/contents/.github/alloy-sysext.toml"),
+        Failure::Status {
+            status: 422,
+            message: "Validation Failed".into(),
+        },
+    );
+    let server = world.start_server();
+    install_on(&server, &[UNREADABLE]);
+    server.deliver(
+        "release-unreadable-enrollment",
+        "release",
+        &world.release_payload(),
+    );
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
+    let unreadable = outcomes
+        .iter()
+        .find(|c| c["repo"] == UNREADABLE)
+        .unwrap_or_else(|| panic!("{UNREADABLE} is reported: {outcomes:?}"));
+    assert_eq!(unreadable["outcome"], "failed", "{unreadable}");
+    let error = unreadable["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("reading .github/alloy-sysext.toml: "),
+        "{error}"
+    );
+    assert!(error.contains("422"), "{error}");
+    // The job does not look complete: the tracking issue stays open and names it.
+    let tracking = world.tracking_issue();
+    assert_eq!(tracking.state, "open");
+    let report = &tracking.comments.last().unwrap().body;
+    assert!(report.contains(&format!("`{UNREADABLE}`")), "{report}");
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn names_with_url_characters_reach_github_escaped_and_tokens_reach_one_repository() {
     let world = World::new();
     const ODD: &str = "noahwhite/odd-names";

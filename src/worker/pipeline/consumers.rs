@@ -8,7 +8,7 @@
 //! (a file changed meanwhile, GitHub busy), fails alone and does not hold the job in
 //! retries, as configured consumers do. A repository's own enrollment file is checked as
 //! `CONFIG_FILE` consumers are; one that fails is reported as refused, naming the key, and
-//! gets nothing.
+//! gets nothing; one that cannot be read is reported as failed.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -112,7 +112,8 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
 }
 
 /// The consumers of a job: the configured ones, the repositories that enrolled themselves,
-/// and, as their outcomes, the repositories whose enrollment file was refused.
+/// and, as their outcomes, the repositories whose enrollment file was refused or could not
+/// be read.
 struct Consumers {
     configured: Vec<ConsumerSettings>,
     enrolled: Vec<ConsumerSettings>,
@@ -161,7 +162,18 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
                     }
                 },
                 Ok(None) => {}
-                Err(error) => tracing::warn!(%repo, %error, "looking for {ENROLLMENT_FILE}"),
+                // The repository may have enrolled: its owners must hear that it was not
+                // served, and the job must not look complete.
+                Err(error) => {
+                    tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} could not be read; no pull request is opened there");
+                    crate::metrics::global().consumer_update("failed");
+                    consumers.refused.push(json!({
+                        "repo": repo,
+                        "path": ENROLLMENT_FILE,
+                        "outcome": "failed",
+                        "error": format!("reading {ENROLLMENT_FILE}: {error}"),
+                    }));
+                }
             }
         }
     }
