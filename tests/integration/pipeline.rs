@@ -583,8 +583,14 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
         ENROLLED,
         "main",
         ".github/alloy-sysext.toml",
-        "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = [\"noahwhite\"]\n",
+        "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = [\"noahwhite\", \"org-owner\"]\n",
     );
+    // Only those who may push to the enrolled repository itself are assigned: an org owner
+    // it names without their having a say there is not notified on its word.
+    world.github.set_permission(ENROLLED, "noahwhite", "write");
+    world
+        .github
+        .set_permission(BUILD_REPO, "org-owner", "admin");
     let server = world.start_server();
     let installation = json!({
         "action": "created",
@@ -610,6 +616,7 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
     let diff = world.github.pull_diff(ENROLLED, pulls[0].number);
     assert_eq!(diff[0].0, "hosts/edge.bu");
     assert_eq!(diff[0].2.len(), 4);
+    assert_eq!(pulls[0].assignees, ["noahwhite"]);
     // The configured consumers still got theirs.
     assert_eq!(world.github.pulls(GHOST).len(), 1);
 

@@ -17,8 +17,9 @@ use super::{JobContext, StepError};
 use crate::arch::Arch;
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
 use crate::consumer_check::check_consumer_fields;
-use crate::github::api::Auth;
+use crate::github::api::{Auth, GitHubApi};
 use crate::github::branches::{branch_head, reset_branch};
+use crate::github::collaborators::can_write;
 use crate::github::contents::{
     FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
 };
@@ -79,7 +80,7 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let configured = consumers.configured.iter().map(|c| (c, false));
     let enrolled = consumers.enrolled.iter().map(|c| (c, true));
     for (consumer, is_enrolled) in configured.chain(enrolled) {
-        match update_consumer(context, consumer, &images).await {
+        match update_consumer(context, consumer, is_enrolled, &images).await {
             Ok(outcome) => {
                 crate::metrics::global().consumer_update("ok");
                 outcomes.push(outcome)
@@ -197,6 +198,26 @@ fn enrollment(repo: &str, content: &[u8]) -> Result<ConsumerSettings, String> {
     })
 }
 
+/// Those of an enrollment file's `assignees` who may push to the enrolled repository itself:
+/// anyone can write the file, and an assignment notifies, so the App never assigns (nor
+/// notifies) someone on a stranger's word. A login whose permission cannot be read is left
+/// out.
+async fn writers_of(api: &GitHubApi, auth: Auth, repo: &str, assignees: &[String]) -> Vec<String> {
+    let mut writers = Vec::new();
+    for login in assignees {
+        match can_write(api, auth, repo, login).await {
+            Ok(true) => writers.push(login.clone()),
+            Ok(false) => {
+                tracing::info!(%repo, %login, "not assigned: the enrollment file names someone who cannot push to the repository")
+            }
+            Err(error) => {
+                tracing::warn!(%repo, %login, %error, "not assigned: their permission could not be read")
+            }
+        }
+    }
+    writers
+}
+
 /// An address in a pull request body: bare when it is a plain web address, else in a code
 /// span.
 fn link_or_code(url: &str) -> String {
@@ -247,6 +268,7 @@ fn pull_body(
 async fn update_consumer(
     context: &JobContext<'_>,
     consumer: &ConsumerSettings,
+    is_enrolled: bool,
     images: &[Image],
 ) -> Result<Value, StepError> {
     let worker = context.worker;
@@ -371,7 +393,12 @@ async fn update_consumer(
                     }
                     Err(error) => return Err(error.into()),
                 };
-            assign(api, auth, repo, opened.number, &consumer.assignees).await?;
+            let assignees = if is_enrolled {
+                writers_of(api, auth, repo, &consumer.assignees).await
+            } else {
+                consumer.assignees.clone()
+            };
+            assign(api, auth, repo, opened.number, &assignees).await?;
             outcome["outcome"] = json!("opened");
             opened
         }
