@@ -44,6 +44,9 @@ pub const FILE_PATH_EXPECTED: &str = "a path relative to the repository's root, 
 /// What `base` must be.
 pub const BRANCH_EXPECTED: &str = "a branch name git accepts (git check-ref-format: no spaces, `..`, `~^:?*[\\`, `@{`, control characters, component starting with `.` or ending in `.lock`)";
 
+/// What `base` must not look like.
+pub const UNAMBIGUOUS_BRANCH_EXPECTED: &str = "a branch's short name: not starting with `refs/` and not 40 or 64 hexadecimal digits, which GitHub may read as a full ref or a commit rather than the branch";
+
 /// What each of `assignees` must be.
 pub const LOGIN_EXPECTED: &str = "GitHub logins (letters, digits and single hyphens, at most 39, not starting or ending with a hyphen)";
 
@@ -59,6 +62,9 @@ pub fn check_consumer_fields(
     }
     if !is_branch_name(base) {
         return Err(InvalidField::new("base", base, BRANCH_EXPECTED));
+    }
+    if !is_unambiguous_branch_name(base) {
+        return Err(InvalidField::new("base", base, UNAMBIGUOUS_BRANCH_EXPECTED));
     }
     if let Some(bad) = assignees.iter().find(|login| !is_login(login)) {
         return Err(InvalidField::new("assignees", bad, LOGIN_EXPECTED));
@@ -94,6 +100,14 @@ pub fn is_branch_name(text: &str) -> bool {
         && text
             .split('/')
             .all(|part| !part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"))
+}
+
+/// A branch name GitHub reads as that branch alone wherever a ref is taken: not a full ref
+/// (`refs/tags/v1`) and not what looks like a commit sha (SHA-1 or SHA-256).
+pub fn is_unambiguous_branch_name(text: &str) -> bool {
+    let commit_like =
+        (text.len() == 40 || text.len() == 64) && text.bytes().all(|b| b.is_ascii_hexdigit());
+    !text.starts_with("refs/") && !commit_like
 }
 
 /// A GitHub login: letters, digits and single hyphens, not at either end, 1 to 39 long.
@@ -215,6 +229,26 @@ mod tests {
                 git.status.success(),
                 "{name:?}: git says {}",
                 git.status
+            );
+        }
+    }
+
+    #[test]
+    fn a_base_that_github_may_read_as_another_ref_or_a_commit_is_refused() {
+        for ambiguous in [
+            "refs/tags/v1",
+            "refs/heads/main",
+            &"a".repeat(40),
+            &"0123456789ABCDEF".repeat(4),
+        ] {
+            let error = check_consumer_fields("x.bu", ambiguous, &[]).unwrap_err();
+            assert_eq!(error.key, "base", "{ambiguous:?}");
+            assert_eq!(error.expected, UNAMBIGUOUS_BRANCH_EXPECTED);
+        }
+        for plain in ["main", "heads/x", "v1", &"a".repeat(39), &"g".repeat(40)] {
+            assert!(
+                check_consumer_fields("x.bu", plain, &[]).is_ok(),
+                "{plain:?}"
             );
         }
     }

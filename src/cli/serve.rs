@@ -29,10 +29,10 @@ pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(data_dir = %config.data_dir.display(), was = format!("{mode:o}"), "DATA_DIR was open to others; it is now 0700 (owner only)");
     }
     if let Some(reason) = &tightened.directory_left_open {
-        tracing::warn!(data_dir = %config.data_dir.display(), reason = %reason, "DATA_DIR could not be made 0700 (owner only); the files the server writes in it are 0600 all the same");
+        tracing::warn!(data_dir = %config.data_dir.display(), reason = %reason, "DATA_DIR (root's, readable by others) could not be made 0700 (owner only); the files the server writes in it are 0600 all the same");
     }
     if tightened.entries > 0 {
-        tracing::warn!(data_dir = %config.data_dir.display(), count = tightened.entries, "files in DATA_DIR were readable by others; they are now the owner's only");
+        tracing::warn!(data_dir = %config.data_dir.display(), count = tightened.entries, "the server's files in DATA_DIR were readable by others; they are now the owner's only");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -63,6 +63,7 @@ impl Database {
                 (SqliteConnectOptions::new().filename(file), shown)
             }
         };
+        let file = options.get_filename().to_owned();
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -74,6 +75,9 @@ impl Database {
             .connect_with(options)
             .await
             .map_err(|source| DatabaseError::Open { url: shown, source })?;
+        // A file made before (by an older version, or by hand, wherever DATABASE_URL
+        // points) keeps its mode; SQLite gives the database's mode to its -wal and -shm.
+        make_owner_only(&file);
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Database { pool })
     }
@@ -95,6 +99,35 @@ impl Database {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// Makes the database file `file` and its journals readable by its owner alone; one that
+/// cannot be changed (another user's, an in-memory database) is left as it is, with a
+/// warning when it is open to others.
+fn make_owner_only(file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let name = file.as_os_str().to_string_lossy();
+    if name.is_empty() || name == ":memory:" {
+        return;
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let path = std::path::PathBuf::from(format!("{name}{suffix}"));
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode() & 0o7777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => {
+                tracing::warn!(path = %path.display(), was = format!("{mode:o}"), "the database was readable by others; it is now the owner's only")
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), %error, "the database is readable by others and could not be made the owner's only")
+            }
+        }
     }
 }
 
@@ -139,6 +172,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 11);
+    }
+
+    #[tokio::test]
+    async fn a_database_outside_data_dir_is_made_the_owners_only_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let data_dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let file = elsewhere.path().join("state.db");
+        // Made before, open to everyone.
+        Database::open(
+            Some(&format!("sqlite://{}", file.display())),
+            data_dir.path(),
+        )
+        .await
+        .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", file.display());
+            if std::path::Path::new(&path).exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let _database = Database::open(
+            Some(&format!("sqlite://{}", file.display())),
+            data_dir.path(),
+        )
+        .await
+        .unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        for suffix in ["-wal", "-shm"] {
+            let path = format!("{}{suffix}", file.display());
+            if let Ok(metadata) = std::fs::metadata(&path) {
+                assert_eq!(metadata.permissions().mode() & 0o777, 0o600, "{path}");
+            }
+        }
+        assert!(std::fs::read_dir(data_dir.path()).unwrap().next().is_none());
     }
 
     #[tokio::test]

@@ -131,6 +131,8 @@ pub enum ApiError {
     UnsafePath(#[from] super::url::UnsafePath),
     #[error(transparent)]
     UnknownScope(#[from] super::token_scope::UnknownScope),
+    #[error(transparent)]
+    ForeignRepository(#[from] super::token_scope::ForeignRepository),
     #[error("{reason}{}", request_id_note(request_id))]
     Unexpected {
         reason: String,
@@ -155,6 +157,7 @@ impl ApiError {
             ApiError::NoCredentials
             | ApiError::UnsafePath(_)
             | ApiError::UnknownScope(_)
+            | ApiError::ForeignRepository(_)
             | ApiError::Unexpected { .. } => false,
         }
     }
@@ -178,11 +181,20 @@ struct Inner {
     http: Octocrab,
     base_url: String,
     app: Option<AppKey>,
-    tokens: tokio::sync::Mutex<TokenCache>,
+    tokens: std::sync::Mutex<TokenCache>,
+    /// One lock per (installation, scope): a token is asked for once however many calls
+    /// need it, and a slow request (a rate-limit wait) holds back only the calls that need
+    /// that same token.
+    token_requests: std::sync::Mutex<HashMap<(i64, TokenScope), RequestLock>>,
+    /// Installation id → the account it is installed on, asked of GitHub once.
+    installation_accounts: std::sync::Mutex<HashMap<i64, String>>,
     policy: RetryPolicy,
     timeout: Duration,
     repository_writes: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// Held while one token is asked for.
+type RequestLock = Arc<tokio::sync::Mutex<()>>;
 
 #[derive(Deserialize)]
 struct AccessToken {
@@ -211,7 +223,9 @@ impl GitHubApi {
                 http,
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 app,
-                tokens: tokio::sync::Mutex::new(TokenCache::default()),
+                tokens: std::sync::Mutex::new(TokenCache::default()),
+                token_requests: std::sync::Mutex::new(HashMap::new()),
+                installation_accounts: std::sync::Mutex::new(HashMap::new()),
                 policy,
                 timeout: REQUEST_TIMEOUT,
                 repository_writes: std::sync::Mutex::new(HashMap::new()),
@@ -241,18 +255,32 @@ impl GitHubApi {
         installation: i64,
         scope: &TokenScope,
     ) -> Result<Secret, ApiError> {
-        let mut cache = self.inner.tokens.lock().await;
-        let now = OffsetDateTime::now_utc();
-        if let Some(token) = cache.fresh(installation, scope, now) {
+        if let Some(token) = self.cached_token(installation, scope) {
             return Ok(token);
         }
+        let request_lock = self.token_request_lock(installation, scope);
+        let _one_request = request_lock.lock().await;
+        // Another call may have fetched it while this one waited.
+        if let Some(token) = self.cached_token(installation, scope) {
+            return Ok(token);
+        }
+        let account = self.installation_account(installation, false).await?;
+        let body = match scope.request_body(&account) {
+            Ok(body) => body,
+            // The account may have been renamed since it was asked.
+            Err(_) => {
+                let account = self.installation_account(installation, true).await?;
+                scope.request_body(&account)?
+            }
+        };
+        let now = OffsetDateTime::now_utc();
         let path = format!("/app/installations/{installation}/access_tokens");
         let response = self
             .send_with_retries(
                 &Method::POST,
                 &path,
                 &Credential::App,
-                Some(&scope.request_body()),
+                Some(&body),
                 &[],
                 // A token made twice is harmless.
                 true,
@@ -262,13 +290,13 @@ impl GitHubApi {
             return Err(response.into_error(&format!(
                 "getting an access token for installation {installation} on {} ({})",
                 scope.repository(),
-                scope.request_body()["permissions"]
+                scope.permissions()
             )));
         }
         let access: AccessToken = response.json()?;
-        tracing::info!(installation, repository = scope.repository(), permissions = %scope.request_body()["permissions"], expires_at = %access.expires_at, "new installation token");
+        tracing::info!(installation, repository = scope.repository(), permissions = %scope.permissions(), expires_at = %access.expires_at, "new installation token");
         let token = Secret::new(access.token);
-        cache.store(
+        self.token_cache().store(
             installation,
             scope.clone(),
             InstallationToken {
@@ -278,6 +306,72 @@ impl GitHubApi {
             },
         );
         Ok(token)
+    }
+
+    fn token_cache(&self) -> std::sync::MutexGuard<'_, TokenCache> {
+        self.inner
+            .tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cached_token(&self, installation: i64, scope: &TokenScope) -> Option<Secret> {
+        self.token_cache()
+            .fresh(installation, scope, OffsetDateTime::now_utc())
+    }
+
+    fn token_request_lock(&self, installation: i64, scope: &TokenScope) -> RequestLock {
+        let mut locks = self
+            .inner
+            .token_requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Locks no one holds or waits for go, so the map stays as small as the calls in
+        // flight.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks
+            .entry((installation, scope.clone()))
+            .or_default()
+            .clone()
+    }
+
+    /// The login of the account `installation` is installed on (`GET
+    /// /app/installations/{id}`, as the App), asked once unless `renew`.
+    async fn installation_account(
+        &self,
+        installation: i64,
+        renew: bool,
+    ) -> Result<String, ApiError> {
+        let accounts = || {
+            self.inner
+                .installation_accounts
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if !renew && let Some(account) = accounts().get(&installation) {
+            return Ok(account.clone());
+        }
+        let path = format!("/app/installations/{installation}");
+        let response = self
+            .send_with_retries(&Method::GET, &path, &Credential::App, None, &[], true)
+            .await?;
+        if !response.is_success() {
+            return Err(response.into_error(&format!(
+                "reading which account installation {installation} is on"
+            )));
+        }
+        let value: serde_json::Value = response.json()?;
+        let account = value
+            .pointer("/account/login")
+            .and_then(|login| login.as_str())
+            .filter(|login| !login.is_empty())
+            .ok_or_else(|| ApiError::Unexpected {
+                reason: format!("GitHub named no account for installation {installation}"),
+                request_id: response.request_id.clone(),
+            })?
+            .to_owned();
+        accounts().insert(installation, account.clone());
+        Ok(account)
     }
 
     /// Sends a request and returns GitHub's answer, whatever its status, once rate limits
@@ -376,7 +470,7 @@ impl GitHubApi {
                 path,
                 "GitHub refused the installation token; renewing it"
             );
-            self.inner.tokens.lock().await.forget(installation);
+            self.token_cache().forget(installation);
             return self
                 .send_with_retries(&method, path, &credential, body, headers, repeat_unanswered)
                 .await;
@@ -674,6 +768,60 @@ mod tests {
         assert_eq!(repository_of("/repos/o/r"), Some("o/r"));
         assert_eq!(repository_of("/repos/o/r?x=1"), Some("o/r"));
         assert_eq!(repository_of("/app/hook/deliveries"), None);
+    }
+
+    #[tokio::test]
+    async fn a_slow_token_request_holds_back_only_the_calls_that_need_that_token() {
+        use super::super::token_scope::{Access, Permission};
+        use axum::routing::{get, post};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let slow_asked = Arc::new(AtomicBool::new(false));
+        let seen = slow_asked.clone();
+        let github = axum::Router::new()
+            .route(
+                "/app/installations/1",
+                get(|| async { axum::Json(serde_json::json!({"id": 1, "account": {"login": "o"}})) }),
+            )
+            .route(
+                "/app/installations/1/access_tokens",
+                post(move |body: String| {
+                    let seen = seen.clone();
+                    async move {
+                        if body.contains("\"slow\"") {
+                            // A token request waiting out a rate limit, for as long as it takes.
+                            seen.store(true, Ordering::SeqCst);
+                            std::future::pending::<()>().await;
+                        }
+                        axum::Json(serde_json::json!({"token": "ghs_fast", "expires_at": "2999-01-01T00:00:00Z"}))
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, github).await });
+        let key =
+            AppKey::from_pem(1, include_str!("../../tests/fixtures/app/test-app-key.pem")).unwrap();
+        let api = GitHubApi::new(&url, Some(key), RetryPolicy::default()).unwrap();
+
+        let slow = TokenScope::new("o/slow", Permission::Contents, Access::Write);
+        let waiting = api.clone();
+        let _slow_call = tokio::spawn(async move { waiting.installation_token(1, &slow).await });
+        while !slow_asked.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let fast = TokenScope::new("o/fast", Permission::Contents, Access::Write);
+        let token = tokio::time::timeout(Duration::from_secs(10), api.installation_token(1, &fast))
+            .await
+            .expect("another repository's token is not held back")
+            .unwrap();
+        assert_eq!(token.expose(), "ghs_fast");
+        // Another owner's repository is refused before GitHub is asked.
+        let foreign = TokenScope::new("x/fast", Permission::Contents, Access::Write);
+        assert!(matches!(
+            api.installation_token(1, &foreign).await,
+            Err(ApiError::ForeignRepository(_))
+        ));
     }
 
     #[test]

@@ -38,19 +38,20 @@ struct ContentsResponse {
     kind: String,
 }
 
-/// `path` on `branch` of `repo`, or `None` when it does not exist.
+/// `path` at `reference` of `repo` (a commit sha, or a name GitHub resolves: a branch, but a
+/// tag or a full ref of that name may win), or `None` when it does not exist.
 pub async fn read_file(
     api: &GitHubApi,
     auth: Auth,
     repo: &str,
-    branch: &str,
+    reference: &str,
     path: &str,
 ) -> Result<Option<RepoFile>, ApiError> {
     let route = format!(
         "/repos/{}/contents/{}?ref={}",
         escape_repo(repo),
         escape_segments(path)?,
-        escape_component(branch)
+        escape_component(reference)
     );
     read_route(api, auth, repo, path, &route).await
 }

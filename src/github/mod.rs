@@ -4,6 +4,7 @@ pub mod api;
 pub mod app_jwt;
 pub mod branches;
 pub mod client;
+pub mod collaborators;
 pub mod contents;
 pub mod installation_tokens;
 pub mod issues;

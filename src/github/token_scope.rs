@@ -128,18 +128,42 @@ impl TokenScope {
         &self.repository
     }
 
-    /// The body of `POST /app/installations/{id}/access_tokens` for this scope.
-    pub fn request_body(&self) -> Value {
-        let name = self
+    /// The body of `POST /app/installations/{id}/access_tokens` for this scope, for the
+    /// installation on `account`. The request names the repository by its name alone, which
+    /// GitHub looks up among the account's repositories: a repository of another owner is
+    /// refused rather than confused with the account's repository of the same name.
+    pub fn request_body(&self, account: &str) -> Result<Value, ForeignRepository> {
+        let (owner, name) = self
             .repository
             .split_once('/')
-            .map_or(self.repository.as_str(), |(_, name)| name);
+            .unwrap_or(("", self.repository.as_str()));
+        if !owner.eq_ignore_ascii_case(account) {
+            return Err(ForeignRepository {
+                repository: self.repository.clone(),
+                account: account.to_owned(),
+            });
+        }
+        Ok(json!({ "repositories": [name], "permissions": self.permissions() }))
+    }
+
+    /// The permissions a token for this scope is asked for.
+    pub fn permissions(&self) -> Value {
         let mut permissions = json!({ "metadata": "read" });
         if self.permission != Permission::Metadata {
             permissions[self.permission.name()] = json!(self.access.name());
         }
-        json!({ "repositories": [name], "permissions": permissions })
+        permissions
     }
+}
+
+/// A token asked for a repository that the installation's account does not own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a token for {repository} cannot come from the installation on {account}: an installation reaches only its own account's repositories (install the App on the repository's owner)"
+)]
+pub struct ForeignRepository {
+    pub repository: String,
+    pub account: String,
 }
 
 #[cfg(test)]
@@ -213,14 +237,37 @@ mod tests {
     fn the_token_request_names_the_repository_and_the_permission() {
         let scope = TokenScope::for_request(&Method::PUT, "/repos/Owner/Repo/contents/x").unwrap();
         assert_eq!(
-            scope.request_body(),
+            scope.request_body("owner").unwrap(),
             json!({"repositories": ["repo"], "permissions": {"metadata": "read", "contents": "write"}})
         );
         let scope =
             TokenScope::for_request(&Method::GET, "/repos/o/r/collaborators/u/permission").unwrap();
         assert_eq!(
-            scope.request_body(),
+            scope.request_body("O").unwrap(),
             json!({"repositories": ["r"], "permissions": {"metadata": "read"}})
+        );
+    }
+
+    #[test]
+    fn a_token_is_never_asked_for_another_owners_repository_of_the_same_name() {
+        // The request names `site` alone: GitHub would give a token for `mine/site`.
+        let scope = TokenScope::for_request(&Method::PUT, "/repos/theirs/site/contents/x").unwrap();
+        let refused = scope.request_body("mine").unwrap_err();
+        assert_eq!(
+            refused,
+            ForeignRepository {
+                repository: "theirs/site".into(),
+                account: "mine".into()
+            }
+        );
+        let message = refused.to_string();
+        assert!(message.contains("theirs/site"), "{message}");
+        assert!(message.contains("installation on mine"), "{message}");
+        // A prefix of the account is not the account.
+        assert!(
+            TokenScope::new("mine-too/site", Permission::Contents, Access::Read)
+                .request_body("mine")
+                .is_err()
         );
     }
 }

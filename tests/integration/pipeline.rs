@@ -583,8 +583,14 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
         ENROLLED,
         "main",
         ".github/alloy-sysext.toml",
-        "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = [\"noahwhite\"]\n",
+        "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = [\"noahwhite\", \"org-owner\"]\n",
     );
+    // Only those who may push to the enrolled repository itself are assigned: an org owner
+    // it names without their having a say there is not notified on its word.
+    world.github.set_permission(ENROLLED, "noahwhite", "write");
+    world
+        .github
+        .set_permission(BUILD_REPO, "org-owner", "admin");
     let server = world.start_server();
     let installation = json!({
         "action": "created",
@@ -610,6 +616,7 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
     let diff = world.github.pull_diff(ENROLLED, pulls[0].number);
     assert_eq!(diff[0].0, "hosts/edge.bu");
     assert_eq!(diff[0].2.len(), 4);
+    assert_eq!(pulls[0].assignees, ["noahwhite"]);
     // The configured consumers still got theirs.
     assert_eq!(world.github.pulls(GHOST).len(), 1);
 
@@ -871,6 +878,9 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
     const OUTSIDE: &str = "noahwhite/reaches-outside";
     const BAD_BRANCH: &str = "noahwhite/bad-branch";
     const BAD_ASSIGNEE: &str = "noahwhite/bad-assignee";
+    const FULL_REF: &str = "noahwhite/full-ref";
+    const COMMIT: &str = "noahwhite/commit-base";
+    let commit = "0123456789abcdef".repeat(3)[..40].to_owned();
     for (repo, enrollment) in [
         (
             OUTSIDE,
@@ -880,6 +890,15 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
         (
             BAD_ASSIGNEE,
             "path = \"hosts/edge.bu\"\nbase = \"main\"\nassignees = [\"ok\", \"not a login\"]\n",
+        ),
+        // Names GitHub may resolve to another ref than the branch (a tag, a commit).
+        (
+            FULL_REF,
+            "path = \"hosts/edge.bu\"\nbase = \"refs/tags/v1\"\n",
+        ),
+        (
+            COMMIT,
+            &format!("path = \"hosts/edge.bu\"\nbase = \"{commit}\"\n"),
         ),
     ] {
         world.github.add_repo(repo, "main");
@@ -894,7 +913,10 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
             .set_file(repo, "main", ".github/alloy-sysext.toml", enrollment);
     }
     let server = world.start_server();
-    install_on(&server, &[OUTSIDE, BAD_BRANCH, BAD_ASSIGNEE]);
+    install_on(
+        &server,
+        &[OUTSIDE, BAD_BRANCH, BAD_ASSIGNEE, FULL_REF, COMMIT],
+    );
     server.deliver("release-refused", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
@@ -903,6 +925,8 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
         (OUTSIDE, "path", "../alloy-sysext-build/SHA256SUMS"),
         (BAD_BRANCH, "base", "main..x"),
         (BAD_ASSIGNEE, "assignees", "not a login"),
+        (FULL_REF, "base", "refs/tags/v1"),
+        (COMMIT, "base", commit.as_str()),
     ] {
         let outcome = outcomes
             .iter()
@@ -938,7 +962,7 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
     assert_eq!(world.github.pulls(GHOST).len(), 1);
     let metrics = server.get("/metrics").body;
     assert!(
-        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"refused\"} 3"),
+        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"refused\"} 5"),
         "{metrics}"
     );
     // No `..` reached GitHub.
@@ -950,6 +974,141 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
             request.path
         );
     }
+}
+
+#[test]
+fn an_enrolled_repository_that_fails_every_write_fails_alone_without_holding_the_job() {
+    let world = World::new();
+    const ENROLLED: &str = "noahwhite/edge-hosts";
+    const PATH: &str = "hosts/edge.bu";
+    world.github.add_repo(ENROLLED, "main");
+    world.github.set_file(
+        ENROLLED,
+        "main",
+        PATH,
+        fs::read(fixture("real-world/ghost.bu")).unwrap(),
+    );
+    world.github.set_file(
+        ENROLLED,
+        "main",
+        ".github/alloy-sysext.toml",
+        format!("path = {PATH:?}\nbase = \"main\"\n"),
+    );
+    // Every write of the file meets a file that changed meanwhile, as a repository that
+    // moves its base (or names another ref) under each job would make it.
+    for _ in 0..8 {
+        world.github.fail_next(
+            "PUT",
+            &format!("/repos/{ENROLLED}/contents/"),
+            Failure::Status {
+                status: 409,
+                message: format!("{PATH} does not match"),
+            },
+        );
+    }
+    let server = world.start_server();
+    install_on(&server, &[ENROLLED]);
+    server.deliver("release-stale", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
+    let enrolled = outcomes.iter().find(|c| c["repo"] == ENROLLED).unwrap();
+    assert_eq!(enrolled["outcome"], "failed", "{outcomes:?}");
+    assert!(enrolled.get("will_retry").is_none(), "{enrolled}");
+    assert!(
+        enrolled["error"]
+            .as_str()
+            .unwrap()
+            .contains("changed while it was updated"),
+        "{enrolled}"
+    );
+    // One attempt at the write: the job was not retried for it.
+    let puts = world
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "PUT" && r.path.starts_with(&format!("/repos/{ENROLLED}/contents/"))
+        })
+        .count();
+    assert_eq!(puts, 1);
+    // The others got theirs; the tracking issue says who was left behind.
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+    assert!(world.github.pulls(ENROLLED).is_empty());
+    let tracking = world.tracking_issue();
+    assert_eq!(tracking.state, "open");
+    assert!(
+        tracking.comments.last().unwrap().body.contains(ENROLLED),
+        "{}",
+        tracking.comments.last().unwrap().body
+    );
+    // The file was read at the commit the update branch starts from, not by the base's
+    // name, which GitHub resolves anew (a tag of that name may win).
+    let head = world.github.commits(ENROLLED, "main")[0].sha.clone();
+    let reads: Vec<String> = world
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/contents/hosts/edge.bu"))
+        .map(|r| r.query)
+        .collect();
+    assert!(!reads.is_empty());
+    for query in reads {
+        assert_eq!(query, format!("ref={head}"));
+    }
+}
+
+#[test]
+fn an_enrollment_file_that_cannot_be_read_is_reported_as_failed() {
+    let world = World::new();
+    const UNREADABLE: &str = "noahwhite/unreadable";
+    world.github.add_repo(UNREADABLE, "main");
+    world.github.set_file(
+        UNREADABLE,
+        "main",
+        ".github/alloy-sysext.toml",
+        "path = \"hosts/edge.bu\"\nbase = \"main\"\n",
+    );
+    world.github.fail_next(
+        "GET",
+        &format!("/repos/{UNREADABLE}/contents/.github/alloy-sysext.toml"),
+        Failure::Status {
+            status: 422,
+            message: "Validation Failed".into(),
+        },
+    );
+    let server = world.start_server();
+    install_on(&server, &[UNREADABLE]);
+    server.deliver(
+        "release-unreadable-enrollment",
+        "release",
+        &world.release_payload(),
+    );
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
+    let unreadable = outcomes
+        .iter()
+        .find(|c| c["repo"] == UNREADABLE)
+        .unwrap_or_else(|| panic!("{UNREADABLE} is reported: {outcomes:?}"));
+    assert_eq!(unreadable["outcome"], "failed", "{unreadable}");
+    let error = unreadable["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("reading .github/alloy-sysext.toml: "),
+        "{error}"
+    );
+    assert!(error.contains("422"), "{error}");
+    // The job does not look complete: the tracking issue stays open and names it.
+    let tracking = world.tracking_issue();
+    assert_eq!(tracking.state, "open");
+    let report = &tracking.comments.last().unwrap().body;
+    assert!(report.contains(&format!("`{UNREADABLE}`")), "{report}");
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("alloy_sysext_consumer_updates_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -1095,6 +1254,9 @@ fn data_dir_is_the_owners_alone_but_the_published_images() {
             let published = path.starts_with(root.join("images"));
             let kind = fs::symlink_metadata(&path).unwrap().file_type();
             let expected = match (kind.is_dir(), published) {
+                // The operator's settings and the test's log of the server: not the server's
+                // files, so not its to change.
+                _ if path == world.config || path == root.join("test-server.log") => 0o644,
                 (true, true) => 0o755,
                 (true, false) => 0o700,
                 (false, true) => 0o644,

@@ -4,8 +4,11 @@
 //! A consumer whose file already pins this version and hash is left alone. The update
 //! branch is reset from the base only when it does not already hold the wanted file, and an
 //! open pull request for it is updated, never duplicated. A consumer that fails does not
-//! stop the others. A repository's own enrollment file is checked as `CONFIG_FILE`
-//! consumers are; one that fails is reported as refused, naming the key, and gets nothing.
+//! stop the others; an enrolled repository that fails, even for a reason that may pass
+//! (a file changed meanwhile, GitHub busy), fails alone and does not hold the job in
+//! retries, as configured consumers do. A repository's own enrollment file is checked as
+//! `CONFIG_FILE` consumers are; one that fails is reported as refused, naming the key, and
+//! gets nothing; one that cannot be read is reported as failed.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,8 +17,9 @@ use super::{JobContext, StepError};
 use crate::arch::Arch;
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
 use crate::consumer_check::check_consumer_fields;
-use crate::github::api::{ApiError, Auth};
+use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::branches::{branch_head, reset_branch};
+use crate::github::collaborators::can_write;
 use crate::github::contents::{
     FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
 };
@@ -74,19 +78,24 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     let consumers = all_consumers(context).await;
     let mut outcomes = consumers.refused;
     let mut transient = Vec::new();
-    for consumer in &consumers.valid {
-        match update_consumer(context, consumer, &images).await {
+    let configured = consumers.configured.iter().map(|c| (c, false));
+    let enrolled = consumers.enrolled.iter().map(|c| (c, true));
+    for (consumer, is_enrolled) in configured.chain(enrolled) {
+        match update_consumer(context, consumer, is_enrolled, &images).await {
             Ok(outcome) => {
                 crate::metrics::global().consumer_update("ok");
                 outcomes.push(outcome)
             }
-            Err(StepError::Transient(error)) => {
+            // An enrolled repository is anyone's: it must not be able to hold the job in
+            // retries (a file that changes under every write, a ref that never resolves),
+            // so it fails alone and is tried again with the next build.
+            Err(StepError::Transient(error)) if !is_enrolled => {
                 crate::metrics::global().consumer_update("retrying");
                 tracing::warn!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed; it will be tried again");
                 transient.push(format!("{}: {error}", consumer.repo));
                 outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error, "will_retry": true}));
             }
-            Err(StepError::Permanent(error)) => {
+            Err(StepError::Transient(error) | StepError::Permanent(error)) => {
                 crate::metrics::global().consumer_update("failed");
                 tracing::error!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed");
                 outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error}));
@@ -104,10 +113,12 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// The consumers of a job: the configured ones, then the repositories that enrolled
-/// themselves; and the enrolled repositories whose file was refused, as their outcomes.
+/// The consumers of a job: the configured ones, the repositories that enrolled themselves,
+/// and, as their outcomes, the repositories whose enrollment file was refused or could not
+/// be read.
 struct Consumers {
-    valid: Vec<ConsumerSettings>,
+    configured: Vec<ConsumerSettings>,
+    enrolled: Vec<ConsumerSettings>,
     refused: Vec<Value>,
 }
 
@@ -115,7 +126,8 @@ struct Consumers {
 async fn all_consumers(context: &JobContext<'_>) -> Consumers {
     let worker = context.worker;
     let mut consumers = Consumers {
-        valid: worker.settings.consumers.clone(),
+        configured: worker.settings.consumers.clone(),
+        enrolled: Vec::new(),
         refused: Vec::new(),
     };
     let installations = match worker.database.installations().await {
@@ -129,8 +141,9 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
         for repo in &installation.repositories {
             if repo.eq_ignore_ascii_case(&worker.settings.build_repo.repo)
                 || consumers
-                    .valid
+                    .configured
                     .iter()
+                    .chain(&consumers.enrolled)
                     .any(|c| c.repo.eq_ignore_ascii_case(repo))
             {
                 continue;
@@ -138,7 +151,7 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
             let auth = Auth::Installation(installation.id);
             match read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE).await {
                 Ok(Some(file)) => match enrollment(repo, &file.content) {
-                    Ok(consumer) => consumers.valid.push(consumer),
+                    Ok(consumer) => consumers.enrolled.push(consumer),
                     Err(error) => {
                         tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} is refused; no pull request is opened there");
                         crate::metrics::global().consumer_update("refused");
@@ -151,7 +164,18 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
                     }
                 },
                 Ok(None) => {}
-                Err(error) => tracing::warn!(%repo, %error, "looking for {ENROLLMENT_FILE}"),
+                // The repository may have enrolled: its owners must hear that it was not
+                // served, and the job must not look complete.
+                Err(error) => {
+                    tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} could not be read; no pull request is opened there");
+                    crate::metrics::global().consumer_update("failed");
+                    consumers.refused.push(json!({
+                        "repo": repo,
+                        "path": ENROLLMENT_FILE,
+                        "outcome": "failed",
+                        "error": format!("reading {ENROLLMENT_FILE}: {error}"),
+                    }));
+                }
             }
         }
     }
@@ -191,6 +215,26 @@ fn enrollment(repo: &str, content: &[u8]) -> Result<ConsumerSettings, String> {
         base: enrollment.base,
         assignees: enrollment.assignees,
     })
+}
+
+/// Those of an enrollment file's `assignees` who may push to the enrolled repository itself:
+/// anyone can write the file, and an assignment notifies, so the App never assigns (nor
+/// notifies) someone on a stranger's word. A login whose permission cannot be read is left
+/// out.
+async fn writers_of(api: &GitHubApi, auth: Auth, repo: &str, assignees: &[String]) -> Vec<String> {
+    let mut writers = Vec::new();
+    for login in assignees {
+        match can_write(api, auth, repo, login).await {
+            Ok(true) => writers.push(login.clone()),
+            Ok(false) => {
+                tracing::info!(%repo, %login, "not assigned: the enrollment file names someone who cannot push to the repository")
+            }
+            Err(error) => {
+                tracing::warn!(%repo, %login, %error, "not assigned: their permission could not be read")
+            }
+        }
+    }
+    writers
 }
 
 /// An address in a pull request body: bare when it is a plain web address, else in a code
@@ -243,6 +287,7 @@ fn pull_body(
 async fn update_consumer(
     context: &JobContext<'_>,
     consumer: &ConsumerSettings,
+    is_enrolled: bool,
     images: &[Image],
 ) -> Result<Value, StepError> {
     let worker = context.worker;
@@ -255,7 +300,9 @@ async fn update_consumer(
             consumer.base
         )));
     };
-    let Some(base_file) = read_file(api, auth, repo, &consumer.base, &consumer.path).await? else {
+    // Read at the commit the branch reset below starts from: a name would be resolved again
+    // by GitHub (a tag of that name may win), and a push meanwhile would move it.
+    let Some(base_file) = read_file(api, auth, repo, &base_head, &consumer.path).await? else {
         return Err(StepError::Permanent(format!(
             "{repo} has no file {} on {}",
             consumer.path, consumer.base
@@ -309,7 +356,7 @@ async fn update_consumer(
     // The branch is reset from the base only when it does not hold the wanted file yet, so
     // a second run adds no commit.
     let on_branch = match branch_head(api, auth, repo, &branch).await? {
-        Some(_) => read_file(api, auth, repo, &branch, &consumer.path).await?,
+        Some(head) => read_file(api, auth, repo, &head, &consumer.path).await?,
         None => None,
     };
     let mut committed = false;
@@ -365,7 +412,12 @@ async fn update_consumer(
                     }
                     Err(error) => return Err(error.into()),
                 };
-            assign(api, auth, repo, opened.number, &consumer.assignees).await?;
+            let assignees = if is_enrolled {
+                writers_of(api, auth, repo, &consumer.assignees).await
+            } else {
+                consumer.assignees.clone()
+            };
+            assign(api, auth, repo, opened.number, &assignees).await?;
             outcome["outcome"] = json!("opened");
             opened
         }

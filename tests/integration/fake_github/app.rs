@@ -74,6 +74,7 @@ impl AppState {
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route("/app", get(get_app))
+        .route("/app/installations/{id}", get(get_installation))
         .route(
             "/app/installations/{id}/access_tokens",
             post(create_access_token),
@@ -251,9 +252,14 @@ async fn repository_installation(
     else {
         return Err(not_found());
     };
+    ok(installation_json(&model, app_id, id, account))
+}
+
+/// An installation of App `app_id` as `GET /app/installations/{id}` gives it.
+fn installation_json(model: &super::Model, app_id: u64, id: u64, account: &str) -> Value {
     let slug = &model.app.apps[&app_id].slug;
     let api = &model.base_url;
-    ok(json!({
+    json!({
         "id": id,
         "account": user_json(account, "User"),
         "access_tokens_url": format!("{api}/app/installations/{id}/access_tokens"),
@@ -270,5 +276,22 @@ async fn repository_installation(
         "single_file_name": null,
         "repository_selection": "all",
         "suspended_at": null,
-    }))
+    })
+}
+
+async fn get_installation(
+    State(model): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let model = lock(&model);
+    let app_id = app_auth(&model, &headers)?;
+    let Some((id, account)) = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| Some((id, model.app.installations.get(&id)?)))
+    else {
+        return Err(not_found());
+    };
+    ok(installation_json(&model, app_id, id, account))
 }
