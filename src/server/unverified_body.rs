@@ -26,6 +26,9 @@ pub const MEMORY_BUDGET: usize = 16 * 1024 * 1024;
 /// The folder of `DATA_DIR` where bodies that do not fit in memory are streamed.
 pub const SPILL_DIR: &str = "incoming";
 
+/// The most a spilled body's file buffers at once: what a connection's input holds.
+const WRITE_BUFFER_BYTES: usize = super::connections::READ_BUFFER_BYTES;
+
 /// A body that grows without a declared length starts with this much room.
 const FIRST_ALLOCATION: usize = 16 * 1024;
 
@@ -213,6 +216,10 @@ impl BodyIntake {
             .try_clone()
             .map_err(|error| self.spill_error(error))?;
         let mut writer = tokio::fs::File::from_std(handle);
+        // tokio's file copies each write into a buffer of its own, kept for the file's
+        // life and outside the budget: bounded to what one read brings in, a large first
+        // write (the bytes held in memory so far) goes out in pieces instead.
+        writer.set_max_buf_size(WRITE_BUFFER_BYTES);
         writer
             .write_all(start)
             .await

@@ -330,3 +330,77 @@ fn behind_a_trusted_proxy_the_cap_counts_requests_per_named_client() {
     let again = from("203.0.113.9", "after-the-held-ones");
     assert_eq!(again.status, 202, "{}", again.body);
 }
+
+/// Sends the head of a forged webhook delivery on `stream`, with `length` as its
+/// `Content-Length` or, without one, a chunked body.
+fn send_forged_head(stream: &mut TcpStream, length: Option<usize>) {
+    let framing = match length {
+        Some(length) => format!("Content-Length: {length}"),
+        None => "Transfer-Encoding: chunked".to_owned(),
+    };
+    let head = format!(
+        "POST /api/github/webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Delivery: forged\r\n\
+         X-GitHub-Event: ping\r\nX-Hub-Signature-256: {}\r\n{framing}\r\n\r\n",
+        sign("not the secret", b"")
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+}
+
+/// Sends `bytes` bytes of a chunked body on `stream`, in 64 KiB chunks, without ending it.
+fn send_chunks(stream: &mut TcpStream, bytes: usize) {
+    let chunk = vec![b'c'; 64 * 1024];
+    let mut sent = 0;
+    while sent < bytes {
+        let size = chunk.len().min(bytes - sent);
+        stream
+            .write_all(format!("{size:x}\r\n").as_bytes())
+            .unwrap();
+        stream.write_all(&chunk[..size]).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+        sent += size;
+    }
+}
+
+#[test]
+fn chunked_bodies_that_outgrow_the_budget_spill_within_the_memory_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    let spill = data.path().join(SPILL_DIR);
+    // One connection holds three quarters of the budget with a declared body it has almost
+    // all sent, so that bodies without a length soon outgrow what is left and spill what
+    // they held in memory.
+    let reserved = MEMORY_BUDGET / 4 * 3;
+    let mut reservation = connect_from("127.0.0.2", server.port);
+    send_forged_head(&mut reservation, Some(reserved));
+    reservation.write_all(&vec![b'r'; reserved - 1]).unwrap();
+    // Each chunked body outgrows the rest of the budget and is left open, spilled.
+    let spilling = 30;
+    let mut open = Vec::new();
+    for i in 0..spilling {
+        let mut stream = connect_from(&format!("127.0.0.{}", 3 + i / 10), server.port);
+        send_forged_head(&mut stream, None);
+        send_chunks(&mut stream, MEMORY_BUDGET / 8 + 1024 * 1024);
+        open.push(stream);
+        server.wait_for(
+            "the chunked body to be spilled",
+            Duration::from_secs(10),
+            || files_in(&spill) > i,
+        );
+    }
+    // GitHub's delivery is acknowledged meanwhile.
+    let signed = server.deliver("signed-among-chunked", "ping", &ping_body());
+    assert_eq!(signed.status, 202, "{}", signed.body);
+    let peak = server.peak_memory_bytes();
+    assert!(
+        peak < PEAK_MEMORY_LIMIT,
+        "peak resident memory {} MiB with {spilling} spilled chunked bodies",
+        peak / (1024 * 1024)
+    );
+    drop(open);
+    drop(reservation);
+    server.wait_for(
+        "the spilled bodies to be removed",
+        Duration::from_secs(10),
+        || files_in(&spill) == 0,
+    );
+}
