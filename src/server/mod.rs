@@ -183,6 +183,7 @@ pub async fn serve(
     let body_intake = unverified_body::BodyIntake::new(
         config.data_dir.join(unverified_body::SPILL_DIR),
         unverified_body::MEMORY_BUDGET,
+        unverified_body::SPILL_BUDGET,
     );
     match body_intake.prepare() {
         Ok(0) => {}

@@ -13,6 +13,10 @@ use super::unverified_body::ReceiveError;
 /// GitHub caps payloads at 25 MB; anything larger is not from GitHub.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
+/// When a body refused for want of room may be sent again: by then the bodies that took
+/// the room have ended, one way or another (the request deadline).
+const RETRY_AFTER_SECONDS: u64 = super::connections::REQUEST_TIMEOUT.as_secs();
+
 /// A delivery whose `X-Hub-Signature-256` matched one of the configured secrets.
 #[derive(Debug, Clone)]
 pub struct VerifiedDelivery {
@@ -136,7 +140,19 @@ impl VerifiedDelivery {
                     "the body could not be read",
                 ));
             }
-            Err(error @ ReceiveError::Spill { .. }) => {
+            Err(error) if error.is_lack_of_room() => {
+                tracing::warn!(%error, "webhook delivery refused for want of room");
+                let mut refused = refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the body does not fit in the room kept for unverified bodies now; redeliver it later",
+                );
+                refused.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+                );
+                return Err(refused);
+            }
+            Err(error) => {
                 tracing::error!(%error, "could not receive a webhook body");
                 return Err(refuse(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use alloy_sysext_automation::server::connections::HEAD_TIMEOUT;
 use alloy_sysext_automation::server::per_client::MAX_PER_CLIENT;
 use alloy_sysext_automation::server::signature::sign;
-use alloy_sysext_automation::server::unverified_body::{MEMORY_BUDGET, SPILL_DIR};
+use alloy_sysext_automation::server::unverified_body::{MEMORY_BUDGET, SPILL_BUDGET, SPILL_DIR};
 use alloy_sysext_automation::server::webhook::MAX_BODY_BYTES;
 
 use crate::common::fixture;
@@ -29,7 +29,8 @@ fn ping_body() -> Vec<u8> {
 }
 
 #[test]
-fn twenty_forged_25_mib_bodies_are_streamed_to_disk_and_a_signed_delivery_still_gets_in() {
+fn twenty_forged_25_mib_bodies_are_streamed_to_disk_or_refused_and_a_signed_delivery_still_gets_in()
+{
     let data = tempfile::tempdir().unwrap();
     let server = Server::with_secret(data.path());
     let spill = data.path().join(SPILL_DIR);
@@ -73,10 +74,21 @@ fn twenty_forged_25_mib_bodies_are_streamed_to_disk_and_a_signed_delivery_still_
     let signed = server.deliver("signed-among-forged", "ping", &ping_body());
     assert_eq!(signed.status, 202, "{}", signed.body);
 
-    for thread in threads {
-        let status = thread.join().unwrap().expect("the server answers");
-        assert_eq!(status, 401, "a forged body is refused");
-    }
+    // The disk holds as many as the spill budget allows; those beyond are refused at
+    // their head, for want of room.
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .map(|thread| thread.join().unwrap().expect("the server answers"))
+        .collect();
+    assert!(
+        statuses.iter().all(|status| [401, 503].contains(status)),
+        "a forged body is refused: {statuses:?}"
+    );
+    let read_whole = statuses.iter().filter(|status| **status == 401).count();
+    assert!(
+        read_whole >= SPILL_BUDGET / MAX_BODY_BYTES,
+        "as many as the spill budget holds are read: {statuses:?}"
+    );
     let peak = server.peak_memory_bytes();
     assert!(
         peak < PEAK_MEMORY_LIMIT,
@@ -403,4 +415,56 @@ fn chunked_bodies_that_outgrow_the_budget_spill_within_the_memory_limit() {
         Duration::from_secs(10),
         || files_in(&spill) == 0,
     );
+}
+
+#[test]
+fn once_the_spill_budget_is_taken_forged_bodies_get_503_and_a_signed_delivery_still_202() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    let spill = data.path().join(SPILL_DIR);
+    // Declared bodies larger than the memory budget go to disk, each charged its length:
+    // as many as the spill budget holds are left open.
+    let held_count = SPILL_BUDGET / MAX_BODY_BYTES;
+    let held: Vec<TcpStream> = (0..held_count)
+        .map(|i| {
+            let mut stream = connect_from(&format!("127.0.0.{}", 2 + i / 16), server.port);
+            send_forged_head(&mut stream, Some(MAX_BODY_BYTES));
+            stream.write_all(b"{").unwrap();
+            stream
+        })
+        .collect();
+    server.wait_for(
+        "the held bodies to be spilled",
+        Duration::from_secs(10),
+        || files_in(&spill) == held_count,
+    );
+
+    // Refused at its head: it is not read.
+    let mut refused = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    send_forged_head(&mut refused, Some(MAX_BODY_BYTES));
+    let mut answer = [0u8; 4096];
+    let read = refused.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).to_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 30\r\n"), "{answer}");
+    assert!(answer.contains("redeliver it later"), "{answer}");
+    assert_eq!(files_in(&spill), held_count, "no file for the refused body");
+
+    let signed = server.deliver("signed-with-the-disk-taken", "ping", &ping_body());
+    assert_eq!(signed.status, 202, "{}", signed.body);
+
+    // Once the held bodies end, their room is free again.
+    drop(held);
+    server.wait_for(
+        "the held bodies' files to be removed",
+        Duration::from_secs(10),
+        || files_in(&spill) == 0,
+    );
+    let padding = "z".repeat(MEMORY_BUDGET + 1024);
+    let large = format!(r#"{{"zen":"Approachable is better than simple.","padding":"{padding}"}}"#);
+    let after = server.deliver("large-after-the-held-ones", "ping", large.as_bytes());
+    assert_eq!(after.status, 202, "{}", after.body);
 }
