@@ -6,22 +6,24 @@
 //! is driven directly: a request's head must be complete within [`HEAD_TIMEOUT`] of the
 //! connection opening (or of the previous answer, on a kept-alive connection), and the
 //! request must be answered within [`REQUEST_TIMEOUT`] after that, however slowly its body
-//! comes.
+//! comes. Behind a proxy, a request holds its client's slot until its answer is sent whole.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt;
 
 use super::listener::{BoundedListener, BoundedStream};
-use super::per_client::{ClientAddressSource, PerClientLimit};
+use super::per_client::{ClientAddressSource, ClientSlot, PerClientLimit};
 
 /// A request's head (request line and headers) must arrive within this.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,8 +108,8 @@ async fn serve_connection(
 
 async fn answer(serving: Serving, peer: SocketAddr, request: Request<Incoming>) -> Response {
     // Behind a proxy every connection is the proxy's, so the cap applies here, per the
-    // address the proxy names, to requests in flight.
-    let _slot = match &serving.client_address {
+    // address the proxy names, to requests in flight, until their answer is sent whole.
+    let slot = match &serving.client_address {
         ClientAddressSource::Peer => None,
         source @ ClientAddressSource::ProxyHeader(_) => {
             let client = source.client_address(request.headers(), peer);
@@ -127,7 +129,21 @@ async fn answer(serving: Serving, peer: SocketAddr, request: Request<Incoming>) 
         }
     };
     let request = request.map(Body::new);
-    match tokio::time::timeout(serving.request_timeout, serving.router.oneshot(request)).await {
+    let response = answer_in_time(&serving, peer, request).await;
+    match slot {
+        Some(slot) => response.map(|body| {
+            Body::new(HoldingSlot {
+                body,
+                slot: Some(slot),
+            })
+        }),
+        None => response,
+    }
+}
+
+async fn answer_in_time(serving: &Serving, peer: SocketAddr, request: Request<Body>) -> Response {
+    let router = serving.router.clone();
+    match tokio::time::timeout(serving.request_timeout, router.oneshot(request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(infallible)) => match infallible {},
         Err(_) => {
@@ -138,6 +154,37 @@ async fn answer(serving: Serving, peer: SocketAddr, request: Request<Incoming>) 
             )
                 .into_response()
         }
+    }
+}
+
+/// An answer's body that holds its request's client slot until it is sent whole (or given
+/// up): a slow download keeps its connection, so it counts against its client's cap.
+struct HoldingSlot {
+    body: Body,
+    slot: Option<ClientSlot>,
+}
+
+impl hyper::body::Body for HoldingSlot {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) || self.body.is_end_stream() {
+            self.slot = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

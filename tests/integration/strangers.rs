@@ -468,3 +468,54 @@ fn once_the_spill_budget_is_taken_forged_bodies_get_503_and_a_signed_delivery_st
     let after = server.deliver("large-after-the-held-ones", "ping", large.as_bytes());
     assert_eq!(after.status, 202, "{}", after.body);
 }
+
+#[test]
+fn behind_a_trusted_proxy_a_download_still_being_sent_counts_against_its_client() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("TRUSTED_PROXY_HEADER", "Fly-Client-IP"),
+        ],
+    );
+    // Larger than what loopback's socket buffers take, so a client that does not read
+    // keeps its download being sent.
+    let images = data.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let image = std::fs::File::create(images.join("alloy-1.0.0-amd64.raw")).unwrap();
+    image.set_len(256 * 1024 * 1024).unwrap();
+    let download = |client: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "GET /images/alloy-1.0.0-amd64.raw HTTP/1.1\r\nHost: 127.0.0.1\r\nFly-Client-IP: {client}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).unwrap();
+        (stream, String::from_utf8_lossy(&status).into_owned())
+    };
+    // One client starts its share of downloads and reads no further than the status.
+    let held: Vec<TcpStream> = (0..MAX_PER_CLIENT)
+        .map(|_| {
+            let (stream, status) = download("203.0.113.9");
+            assert_eq!(status, "HTTP/1.1 200");
+            stream
+        })
+        .collect();
+    let (_refused, status) = download("203.0.113.9");
+    assert_eq!(status, "HTTP/1.1 429", "its answers are still being sent");
+    let (_other, status) = download("198.51.100.7");
+    assert_eq!(status, "HTTP/1.1 200", "another client is not affected");
+
+    // Once its downloads are given up, the client's share is free again.
+    drop(held);
+    server.wait_for(
+        "the given-up downloads to free their client's share",
+        Duration::from_secs(10),
+        || download("203.0.113.9").1 == "HTTP/1.1 200",
+    );
+}
