@@ -13,6 +13,15 @@ pub fn signature_is_valid(secrets: &[Secret], body: &[u8], header: &str) -> bool
     check.matches(header)
 }
 
+/// True when `header` has the shape of GitHub's signature, `sha256=` and 64 hex digits:
+/// one that does not can be refused before its body is read.
+pub fn is_well_formed(header: &str) -> bool {
+    header
+        .trim()
+        .strip_prefix("sha256=")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The HMACs of a body as it arrives, one per configured secret, all fed the same bytes in
 /// one pass: a body is checked without being held whole, and without being read once per
 /// secret.
@@ -86,6 +95,27 @@ mod tests {
         assert!(!signature_is_valid(&[], b"{}", &sign("old", b"{}")));
         for header in ["", "sha256=", "sha1=abcd", "sha256=zz", "757107ea"] {
             assert!(!signature_is_valid(&secrets, b"{}", header), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn only_sha256_and_64_hex_digits_are_well_formed() {
+        assert!(is_well_formed(&sign("any", b"{}")));
+        assert!(is_well_formed(
+            &sign("any", b"{}")
+                .to_uppercase()
+                .replace("SHA256", "sha256")
+        ));
+        let too_long = format!("{}0", sign("any", b"{}"));
+        for header in [
+            "",
+            "sha256=",
+            "sha1=abcd",
+            "sha256=zz",
+            "757107ea",
+            &too_long,
+        ] {
+            assert!(!is_well_formed(header), "{header:?}");
         }
     }
 

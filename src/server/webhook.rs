@@ -107,6 +107,12 @@ impl VerifiedDelivery {
                 "missing X-Hub-Signature-256",
             ));
         };
+        if !super::signature::is_well_formed(signature) {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "X-Hub-Signature-256 is not sha256= followed by 64 hex digits",
+            ));
+        }
         let declared = header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
             return Err(refuse(

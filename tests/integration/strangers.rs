@@ -519,3 +519,34 @@ fn behind_a_trusted_proxy_a_download_still_being_sent_counts_against_its_client(
         || download("203.0.113.9").1 == "HTTP/1.1 200",
     );
 }
+
+#[test]
+fn a_malformed_signature_is_refused_before_the_body_is_read() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    for signature in [
+        "sha256=zz",
+        "sha1=0123456789abcdef0123456789abcdef01234567",
+        "forged",
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The head promises GitHub's largest body, none of which is sent.
+        let head = format!(
+            "POST /api/github/webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Delivery: malformed\r\n\
+             X-GitHub-Event: ping\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = [0u8; 4096];
+        let read = stream.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{signature}: {answer}");
+        assert!(
+            answer.contains("sha256= followed by 64 hex digits"),
+            "{signature}: {answer}"
+        );
+    }
+    assert_eq!(files_in(&data.path().join(SPILL_DIR)), 0);
+}
