@@ -3,9 +3,10 @@
 //! Anyone can POST to the webhook route, so until its signature checks out a body is a
 //! stranger's. At most [`MEMORY_BUDGET`] bytes of such bodies are held in memory at once,
 //! across all requests, whatever arrives. A body that does not fit in what is left of the
-//! budget streams to a temporary file in `DATA_DIR/incoming` instead, so GitHub's
-//! deliveries are still taken up to its 25 MiB limit. Either way the signature is computed
-//! as the bytes go by, for every configured secret at once. Once verified, a body is
+//! budget, or declares a length over [`MAX_RESERVATION`], streams to a temporary file in
+//! `DATA_DIR/incoming` instead, so GitHub's deliveries are still taken up to its 25 MiB
+//! limit. Either way the signature is computed as the bytes go by, for every configured
+//! secret at once. Once verified, a body is
 //! GitHub's: it leaves the budget and a spilled one is read back into memory to be stored.
 //! A temporary file is removed when its body is dropped (refused, cut off by a disconnect
 //! or a timeout, or read back), and any left by a crash are removed at start.
@@ -30,6 +31,11 @@ use super::signature::SignatureCheck;
 
 /// Bytes of unverified bodies held in memory at once, across all requests.
 pub const MEMORY_BUDGET: usize = 16 * 1024 * 1024;
+
+/// The largest declared length that takes its room in memory up front. A larger body goes
+/// straight to disk: a client that declares a large body and sends nothing would otherwise
+/// hold the whole budget for the request deadline, pushing every other body to disk.
+pub const MAX_RESERVATION: usize = 1024 * 1024;
 
 /// Bytes of unverified bodies spilled to disk at once, across all requests: ten of
 /// GitHub's largest deliveries.
@@ -154,7 +160,10 @@ impl BodyIntake {
     ) -> Result<UnverifiedBody, ReceiveError> {
         let mut store = match declared {
             // Room for the whole body at once, or straight to disk: it never grows.
-            Some(length) => match self.take(length) {
+            Some(length) => match (length <= MAX_RESERVATION)
+                .then(|| self.take(length))
+                .flatten()
+            {
                 Some(permit) => Store::Memory {
                     bytes: Vec::with_capacity(length),
                     _permit: Some(permit),
@@ -520,6 +529,36 @@ mod tests {
         assert_eq!(intake.available(), 300);
         drop(first);
         assert_eq!(intake.available(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_beyond_the_largest_reservation_goes_straight_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let intake = BodyIntake::new(dir.path().join(SPILL_DIR), MEMORY_BUDGET, SPILL_BUDGET);
+        intake.prepare().unwrap();
+        let data = vec![b'y'; MAX_RESERVATION + 1];
+        let large = intake
+            .receive(
+                Body::from(data.clone()),
+                Some(data.len()),
+                2 * data.len(),
+                check(),
+            )
+            .await
+            .unwrap();
+        assert!(large.spilled());
+        assert_eq!(intake.available(), MEMORY_BUDGET, "no memory taken");
+        let fits = intake
+            .receive(
+                Body::from(vec![b'z'; MAX_RESERVATION]),
+                Some(MAX_RESERVATION),
+                2 * data.len(),
+                check(),
+            )
+            .await
+            .unwrap();
+        assert!(!fits.spilled());
+        assert_eq!(intake.available(), MEMORY_BUDGET - MAX_RESERVATION);
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use alloy_sysext_automation::server::connections::HEAD_TIMEOUT;
 use alloy_sysext_automation::server::per_client::MAX_PER_CLIENT;
 use alloy_sysext_automation::server::signature::sign;
-use alloy_sysext_automation::server::unverified_body::{MEMORY_BUDGET, SPILL_BUDGET, SPILL_DIR};
+use alloy_sysext_automation::server::unverified_body::{
+    MAX_RESERVATION, MEMORY_BUDGET, SPILL_BUDGET, SPILL_DIR,
+};
 use alloy_sysext_automation::server::webhook::MAX_BODY_BYTES;
 
 use crate::common::fixture;
@@ -378,13 +380,19 @@ fn chunked_bodies_that_outgrow_the_budget_spill_within_the_memory_limit() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::with_secret(data.path());
     let spill = data.path().join(SPILL_DIR);
-    // One connection holds three quarters of the budget with a declared body it has almost
-    // all sent, so that bodies without a length soon outgrow what is left and spill what
-    // they held in memory.
-    let reserved = MEMORY_BUDGET / 4 * 3;
-    let mut reservation = connect_from("127.0.0.2", server.port);
-    send_forged_head(&mut reservation, Some(reserved));
-    reservation.write_all(&vec![b'r'; reserved - 1]).unwrap();
+    // Connections hold three quarters of the budget with the largest declared bodies that
+    // take memory, almost all sent, so that bodies without a length soon outgrow what is
+    // left and spill what they held in memory.
+    let reservations: Vec<TcpStream> = (0..MEMORY_BUDGET / 4 * 3 / MAX_RESERVATION)
+        .map(|_| {
+            let mut reservation = connect_from("127.0.0.2", server.port);
+            send_forged_head(&mut reservation, Some(MAX_RESERVATION));
+            reservation
+                .write_all(&vec![b'r'; MAX_RESERVATION - 1])
+                .unwrap();
+            reservation
+        })
+        .collect();
     // Each chunked body outgrows the rest of the budget and is left open, spilled.
     let spilling = 30;
     let mut open = Vec::new();
@@ -409,7 +417,7 @@ fn chunked_bodies_that_outgrow_the_budget_spill_within_the_memory_limit() {
         peak / (1024 * 1024)
     );
     drop(open);
-    drop(reservation);
+    drop(reservations);
     server.wait_for(
         "the spilled bodies to be removed",
         Duration::from_secs(10),
