@@ -410,12 +410,16 @@ pub async fn setup_callback(
     if let Err(error) = app_credentials_file::save(&flow.data_dir, &app) {
         return failure(&error.to_string());
     }
-    state
-        .credentials
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .webhook_secrets
-        .push(app.webhook_secret());
+    let webhook_secret = app.webhook_secret();
+    // An empty secret would let anyone sign.
+    if !webhook_secret.expose().is_empty() {
+        state
+            .credentials
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .webhook_secrets
+            .push(webhook_secret);
+    }
     if let Err(error) = flow.activation.activate(key) {
         return failure(&error.to_string());
     }

@@ -113,7 +113,11 @@ pub async fn serve(
         (None, None) => None,
     };
     let mut webhook_secrets = config.webhook_secrets.clone();
-    if let Some(stored) = &stored_app {
+    // An empty secret would let anyone sign; the stored App's is left out when empty.
+    if let Some(stored) = stored_app
+        .as_ref()
+        .filter(|app| !app.webhook_secret().expose().is_empty())
+    {
         webhook_secrets.push(stored.webhook_secret());
     }
     if webhook_secrets.is_empty() {

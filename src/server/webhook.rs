@@ -93,9 +93,9 @@ impl FromRequest<AppState> for VerifiedDelivery {
 impl VerifiedDelivery {
     async fn verify(request: Request, state: &AppState) -> Result<Self, Response> {
         let headers = request.headers().clone();
-        let secrets = state.credentials().webhook_secrets;
+        let check = SignatureCheck::new(&state.credentials().webhook_secrets);
         // What can be refused without the body is refused before reading it.
-        if secrets.is_empty() {
+        if check.has_no_secret() {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "WEBHOOK_SECRET is not set, so no delivery can be verified",
@@ -125,12 +125,7 @@ impl VerifiedDelivery {
         // trickles its body is cut off by the request deadline (`connections`).
         let received = state
             .body_intake
-            .receive(
-                request.into_body(),
-                declared,
-                MAX_BODY_BYTES,
-                SignatureCheck::new(&secrets),
-            )
+            .receive(request.into_body(), declared, MAX_BODY_BYTES, check)
             .await;
         let unverified = match received {
             Ok(body) => body,
