@@ -11,6 +11,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt;
 
 use super::listener::{BoundedListener, BoundedStream};
-use super::per_client::{ClientAddressSource, ClientSlot, PerClientLimit};
+use super::per_client::{ClientAddressSource, PerClientLimit};
 
 /// A request's head (request line and headers) must arrive within this.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +35,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most of a connection's input held at once, the request head included: enough for any
 /// head GitHub or a browser sends, and what a body passes through on its way.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// At a stop, how long a connection with no request in flight has to finish sending its
+/// last answer before it is closed: one waiting for a head (idle, or with half a head) is
+/// closed then rather than at its head deadline, which is as long as the shutdown grace.
+pub const STOP_FLUSH_WINDOW: Duration = Duration::from_secs(1);
 
 /// What is needed to serve each connection.
 #[derive(Clone)]
@@ -83,13 +90,28 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(serving.head_timeout)
         .max_buf_size(READ_BUFFER_BYTES);
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let serving = serving.clone();
-        async move { Ok::<_, std::convert::Infallible>(answer(serving, peer, request).await) }
+    // Requests whose head has arrived and whose answer is not sent whole yet.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let service = hyper::service::service_fn({
+        let in_flight = in_flight.clone();
+        move |request: Request<Incoming>| {
+            let serving = serving.clone();
+            let held = InFlight::start(in_flight.clone());
+            async move {
+                let response = answer(serving, peer, request).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::new(HeldUntilSent {
+                        body,
+                        held: Some(held),
+                    })
+                }))
+            }
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut stopping = false;
+    let mut flush_window_over = false;
     loop {
         tokio::select! {
             served = connection.as_mut() => {
@@ -100,7 +122,16 @@ async fn serve_connection(
             }
             _ = stop.wait_for(|stop| *stop), if !stopping => {
                 stopping = true;
+                // Closes the connection after the request in flight, if any; hyper leaves
+                // one that has not completed a request yet to its head deadline.
                 connection.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep(STOP_FLUSH_WINDOW), if stopping && !flush_window_over => {
+                flush_window_over = true;
+                if in_flight.load(Ordering::SeqCst) == 0 {
+                    tracing::debug!(%peer, "connection without a request closed at the stop");
+                    break;
+                }
             }
         }
     }
@@ -132,9 +163,9 @@ async fn answer(serving: Serving, peer: SocketAddr, request: Request<Incoming>) 
     let response = answer_in_time(&serving, peer, request).await;
     match slot {
         Some(slot) => response.map(|body| {
-            Body::new(HoldingSlot {
+            Body::new(HeldUntilSent {
                 body,
-                slot: Some(slot),
+                held: Some(slot),
             })
         }),
         None => response,
@@ -157,14 +188,31 @@ async fn answer_in_time(serving: &Serving, peer: SocketAddr, request: Request<Bo
     }
 }
 
-/// An answer's body that holds its request's client slot until it is sent whole (or given
-/// up): a slow download keeps its connection, so it counts against its client's cap.
-struct HoldingSlot {
-    body: Body,
-    slot: Option<ClientSlot>,
+/// One request of a connection counted in flight, until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
+    }
 }
 
-impl hyper::body::Body for HoldingSlot {
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An answer's body that holds something of its request (its client slot, its count in
+/// flight) until it is sent whole or given up: a slow download keeps its connection, so it
+/// counts against its client's cap.
+struct HeldUntilSent<T> {
+    body: Body,
+    held: Option<T>,
+}
+
+impl<T: Unpin> hyper::body::Body for HeldUntilSent<T> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -174,7 +222,7 @@ impl hyper::body::Body for HoldingSlot {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let frame = Pin::new(&mut self.body).poll_frame(cx);
         if matches!(frame, Poll::Ready(None | Some(Err(_)))) || self.body.is_end_stream() {
-            self.slot = None;
+            self.held = None;
         }
         frame
     }
@@ -291,6 +339,38 @@ mod tests {
             .unwrap();
         let answer = read_all(&mut stream).await;
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn stopping_closes_a_connection_whose_head_is_half_sent_at_once() {
+        let mut server = start_plain(Duration::from_secs(5), Duration::from_secs(5)).await;
+        let mut half = TcpStream::connect(server.address).await.unwrap();
+        half.write_all(b"POST /fast HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut idle = TcpStream::connect(server.address).await.unwrap();
+        // Both connections are being served before the stop.
+        let mut probe = TcpStream::connect(server.address).await.unwrap();
+        probe
+            .write_all(b"GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_all(&mut probe).await.ends_with("fast"));
+        let stopped = tokio::time::Instant::now();
+        server.stop.take().unwrap().send(()).unwrap();
+        for stream in [&mut half, &mut idle] {
+            let answer = read_all(stream).await;
+            assert!(!answer.contains("fast"), "{answer}");
+        }
+        tokio::time::timeout(Duration::from_secs(5), server.served)
+            .await
+            .expect("serve returns once its connections are closed")
+            .unwrap();
+        let took = stopped.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "closed {took:?} after the stop, not at the head deadline"
+        );
     }
 
     #[tokio::test]
