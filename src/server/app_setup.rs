@@ -423,12 +423,16 @@ pub async fn setup_callback(
     // From here the App is this server's: the setup is over whatever happens next, so that
     // another callback can never make a second App and replace the stored one.
     flow.done.store(true, Ordering::SeqCst);
-    state
-        .credentials
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .webhook_secrets
-        .push(app.webhook_secret());
+    let webhook_secret = app.webhook_secret();
+    // An empty secret would let anyone sign.
+    if !webhook_secret.expose().is_empty() {
+        state
+            .credentials
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .webhook_secrets
+            .push(webhook_secret);
+    }
     if let Err(error) = flow.activation.activate(key) {
         tracing::error!(app_id = app.id, %error, "the GitHub App was created and its credentials stored, but the server cannot act as it");
         return setup_page_response(

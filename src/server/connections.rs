@@ -6,17 +6,21 @@
 //! is driven directly: a request's head must be complete within [`HEAD_TIMEOUT`] of the
 //! connection opening (or of the previous answer, on a kept-alive connection), and the
 //! request must be answered within [`REQUEST_TIMEOUT`] after that, however slowly its body
-//! comes.
+//! comes. Behind a proxy, a request holds its client's slot until its answer is sent whole.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt;
 
@@ -31,6 +35,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most of a connection's input held at once, the request head included: enough for any
 /// head GitHub or a browser sends, and what a body passes through on its way.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// At a stop, how long a connection with no request in flight has to finish sending its
+/// last answer before it is closed: one waiting for a head (idle, or with half a head) is
+/// closed then rather than at its head deadline, which is as long as the shutdown grace.
+pub const STOP_FLUSH_WINDOW: Duration = Duration::from_secs(1);
 
 /// What is needed to serve each connection.
 #[derive(Clone)]
@@ -81,13 +90,28 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(serving.head_timeout)
         .max_buf_size(READ_BUFFER_BYTES);
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let serving = serving.clone();
-        async move { Ok::<_, std::convert::Infallible>(answer(serving, peer, request).await) }
+    // Requests whose head has arrived and whose answer is not sent whole yet.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let service = hyper::service::service_fn({
+        let in_flight = in_flight.clone();
+        move |request: Request<Incoming>| {
+            let serving = serving.clone();
+            let held = InFlight::start(in_flight.clone());
+            async move {
+                let response = answer(serving, peer, request).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::new(HeldUntilSent {
+                        body,
+                        held: Some(held),
+                    })
+                }))
+            }
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut stopping = false;
+    let mut flush_window_over = false;
     loop {
         tokio::select! {
             served = connection.as_mut() => {
@@ -98,7 +122,16 @@ async fn serve_connection(
             }
             _ = stop.wait_for(|stop| *stop), if !stopping => {
                 stopping = true;
+                // Closes the connection after the request in flight, if any; hyper leaves
+                // one that has not completed a request yet to its head deadline.
                 connection.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep(STOP_FLUSH_WINDOW), if stopping && !flush_window_over => {
+                flush_window_over = true;
+                if in_flight.load(Ordering::SeqCst) == 0 {
+                    tracing::debug!(%peer, "connection without a request closed at the stop");
+                    break;
+                }
             }
         }
     }
@@ -106,8 +139,8 @@ async fn serve_connection(
 
 async fn answer(serving: Serving, peer: SocketAddr, request: Request<Incoming>) -> Response {
     // Behind a proxy every connection is the proxy's, so the cap applies here, per the
-    // address the proxy names, to requests in flight.
-    let _slot = match &serving.client_address {
+    // address the proxy names, to requests in flight, until their answer is sent whole.
+    let slot = match &serving.client_address {
         ClientAddressSource::Peer => None,
         source @ ClientAddressSource::ProxyHeader(_) => {
             let client = source.client_address(request.headers(), peer);
@@ -127,7 +160,21 @@ async fn answer(serving: Serving, peer: SocketAddr, request: Request<Incoming>) 
         }
     };
     let request = request.map(Body::new);
-    match tokio::time::timeout(serving.request_timeout, serving.router.oneshot(request)).await {
+    let response = answer_in_time(&serving, peer, request).await;
+    match slot {
+        Some(slot) => response.map(|body| {
+            Body::new(HeldUntilSent {
+                body,
+                held: Some(slot),
+            })
+        }),
+        None => response,
+    }
+}
+
+async fn answer_in_time(serving: &Serving, peer: SocketAddr, request: Request<Body>) -> Response {
+    let router = serving.router.clone();
+    match tokio::time::timeout(serving.request_timeout, router.oneshot(request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(infallible)) => match infallible {},
         Err(_) => {
@@ -138,6 +185,54 @@ async fn answer(serving: Serving, peer: SocketAddr, request: Request<Incoming>) 
             )
                 .into_response()
         }
+    }
+}
+
+/// One request of a connection counted in flight, until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An answer's body that holds something of its request (its client slot, its count in
+/// flight) until it is sent whole or given up: a slow download keeps its connection, so it
+/// counts against its client's cap.
+struct HeldUntilSent<T> {
+    body: Body,
+    held: Option<T>,
+}
+
+impl<T: Unpin> hyper::body::Body for HeldUntilSent<T> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) || self.body.is_end_stream() {
+            self.held = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -244,6 +339,38 @@ mod tests {
             .unwrap();
         let answer = read_all(&mut stream).await;
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn stopping_closes_a_connection_whose_head_is_half_sent_at_once() {
+        let mut server = start_plain(Duration::from_secs(5), Duration::from_secs(5)).await;
+        let mut half = TcpStream::connect(server.address).await.unwrap();
+        half.write_all(b"POST /fast HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut idle = TcpStream::connect(server.address).await.unwrap();
+        // Both connections are being served before the stop.
+        let mut probe = TcpStream::connect(server.address).await.unwrap();
+        probe
+            .write_all(b"GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_all(&mut probe).await.ends_with("fast"));
+        let stopped = tokio::time::Instant::now();
+        server.stop.take().unwrap().send(()).unwrap();
+        for stream in [&mut half, &mut idle] {
+            let answer = read_all(stream).await;
+            assert!(!answer.contains("fast"), "{answer}");
+        }
+        tokio::time::timeout(Duration::from_secs(5), server.served)
+            .await
+            .expect("serve returns once its connections are closed")
+            .unwrap();
+        let took = stopped.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "closed {took:?} after the stop, not at the head deadline"
+        );
     }
 
     #[tokio::test]

@@ -113,7 +113,11 @@ pub async fn serve(
         (None, None) => None,
     };
     let mut webhook_secrets = config.webhook_secrets.clone();
-    if let Some(stored) = &stored_app {
+    // An empty secret would let anyone sign; the stored App's is left out when empty.
+    if let Some(stored) = stored_app
+        .as_ref()
+        .filter(|app| !app.webhook_secret().expose().is_empty())
+    {
         webhook_secrets.push(stored.webhook_secret());
     }
     if webhook_secrets.is_empty() {
@@ -183,6 +187,7 @@ pub async fn serve(
     let body_intake = unverified_body::BodyIntake::new(
         config.data_dir.join(unverified_body::SPILL_DIR),
         unverified_body::MEMORY_BUDGET,
+        unverified_body::SPILL_BUDGET,
     );
     match body_intake.prepare() {
         Ok(0) => {}

@@ -5,6 +5,9 @@
 //! open connections per peer address when clients connect directly, requests in flight per
 //! the trusted proxy header's address behind a proxy, where every connection comes from the
 //! proxy itself.
+//!
+//! An IPv6 client is counted per /64, the block one subscriber is usually given, since it
+//! can pick any address in it; an IPv4 address written in IPv6 form counts as itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -67,6 +70,7 @@ impl PerClientLimit {
 
     /// A slot for `address`, or `None` when it holds the most it may already.
     pub fn try_take(&self, address: IpAddr) -> Option<ClientSlot> {
+        let address = counted_as(address);
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let count = held.entry(address).or_insert(0);
         if *count >= self.max {
@@ -82,7 +86,18 @@ impl PerClientLimit {
     /// Slots `address` holds now.
     pub fn held_by(&self, address: IpAddr) -> usize {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.get(&address).copied().unwrap_or(0)
+        held.get(&counted_as(address)).copied().unwrap_or(0)
+    }
+}
+
+/// The address `address` is counted under: an IPv4 one as itself (also when written as an
+/// IPv4-mapped IPv6 address), an IPv6 one as its /64.
+fn counted_as(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !u128::from(u64::MAX),
+        )),
     }
 }
 
@@ -124,6 +139,31 @@ mod tests {
         assert!(limit.try_take(a).is_some());
         drop(other);
         assert!(limit.held.lock().unwrap().get(&b).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_per_64_and_a_mapped_ipv4_one_as_itself() {
+        let limit = PerClientLimit::new(2);
+        let in_one_64 = ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"];
+        let _held: Vec<ClientSlot> = in_one_64
+            .iter()
+            .map(|a| limit.try_take(a.parse().unwrap()).unwrap())
+            .collect();
+        assert!(
+            limit
+                .try_take("2001:db8:1:2:abcd::7".parse().unwrap())
+                .is_none(),
+            "another address of the same /64 is the same client"
+        );
+        assert!(limit.try_take("2001:db8:1:3::1".parse().unwrap()).is_some());
+
+        let v4: IpAddr = "192.0.2.8".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.8".parse().unwrap();
+        let _first = limit.try_take(v4).unwrap();
+        let _second = limit.try_take(mapped).unwrap();
+        assert!(limit.try_take(v4).is_none());
+        assert_eq!(limit.held_by(mapped), 2);
+        assert!(limit.try_take("192.0.2.9".parse().unwrap()).is_some());
     }
 
     #[test]

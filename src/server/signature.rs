@@ -13,6 +13,15 @@ pub fn signature_is_valid(secrets: &[Secret], body: &[u8], header: &str) -> bool
     check.matches(header)
 }
 
+/// True when `header` has the shape of GitHub's signature, `sha256=` and 64 hex digits:
+/// one that does not can be refused before its body is read.
+pub fn is_well_formed(header: &str) -> bool {
+    header
+        .trim()
+        .strip_prefix("sha256=")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The HMACs of a body as it arrives, one per configured secret, all fed the same bytes in
 /// one pass: a body is checked without being held whole, and without being read once per
 /// secret.
@@ -22,16 +31,23 @@ pub struct SignatureCheck {
 }
 
 impl SignatureCheck {
+    /// A check by each of `secrets` but the empty ones: anyone can sign with an empty key.
     pub fn new(secrets: &[Secret]) -> Self {
         SignatureCheck {
             macs: secrets
                 .iter()
+                .filter(|secret| !secret.expose().is_empty())
                 .map(|secret| {
                     Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
                         .expect("HMAC takes keys of any length")
                 })
                 .collect(),
         }
+    }
+
+    /// True when no secret can verify anything.
+    pub fn has_no_secret(&self) -> bool {
+        self.macs.is_empty()
     }
 
     /// Feeds the next bytes of the body to every secret's HMAC.
@@ -87,6 +103,36 @@ mod tests {
         for header in ["", "sha256=", "sha1=abcd", "sha256=zz", "757107ea"] {
             assert!(!signature_is_valid(&secrets, b"{}", header), "{header:?}");
         }
+    }
+
+    #[test]
+    fn only_sha256_and_64_hex_digits_are_well_formed() {
+        assert!(is_well_formed(&sign("any", b"{}")));
+        assert!(is_well_formed(
+            &sign("any", b"{}")
+                .to_uppercase()
+                .replace("SHA256", "sha256")
+        ));
+        let too_long = format!("{}0", sign("any", b"{}"));
+        for header in [
+            "",
+            "sha256=",
+            "sha1=abcd",
+            "sha256=zz",
+            "757107ea",
+            &too_long,
+        ] {
+            assert!(!is_well_formed(header), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_secret_verifies_nothing() {
+        let secrets = [Secret::new(String::new()), Secret::new("real".into())];
+        assert!(!signature_is_valid(&secrets, b"{}", &sign("", b"{}")));
+        assert!(signature_is_valid(&secrets, b"{}", &sign("real", b"{}")));
+        assert!(SignatureCheck::new(&[Secret::new(String::new())]).has_no_secret());
+        assert!(!SignatureCheck::new(&secrets).has_no_secret());
     }
 
     #[test]

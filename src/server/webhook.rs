@@ -13,6 +13,10 @@ use super::unverified_body::ReceiveError;
 /// GitHub caps payloads at 25 MB; anything larger is not from GitHub.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
+/// When a body refused for want of room may be sent again: by then the bodies that took
+/// the room have ended, one way or another (the request deadline).
+const RETRY_AFTER_SECONDS: u64 = super::connections::REQUEST_TIMEOUT.as_secs();
+
 /// A delivery whose `X-Hub-Signature-256` matched one of the configured secrets.
 #[derive(Debug, Clone)]
 pub struct VerifiedDelivery {
@@ -89,9 +93,9 @@ impl FromRequest<AppState> for VerifiedDelivery {
 impl VerifiedDelivery {
     async fn verify(request: Request, state: &AppState) -> Result<Self, Response> {
         let headers = request.headers().clone();
-        let secrets = state.credentials().webhook_secrets;
+        let check = SignatureCheck::new(&state.credentials().webhook_secrets);
         // What can be refused without the body is refused before reading it.
-        if secrets.is_empty() {
+        if check.has_no_secret() {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "WEBHOOK_SECRET is not set, so no delivery can be verified",
@@ -103,6 +107,12 @@ impl VerifiedDelivery {
                 "missing X-Hub-Signature-256",
             ));
         };
+        if !super::signature::is_well_formed(signature) {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "X-Hub-Signature-256 is not sha256= followed by 64 hex digits",
+            ));
+        }
         let declared = header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
             return Err(refuse(
@@ -115,12 +125,7 @@ impl VerifiedDelivery {
         // trickles its body is cut off by the request deadline (`connections`).
         let received = state
             .body_intake
-            .receive(
-                request.into_body(),
-                declared,
-                MAX_BODY_BYTES,
-                SignatureCheck::new(&secrets),
-            )
+            .receive(request.into_body(), declared, MAX_BODY_BYTES, check)
             .await;
         let unverified = match received {
             Ok(body) => body,
@@ -136,7 +141,19 @@ impl VerifiedDelivery {
                     "the body could not be read",
                 ));
             }
-            Err(error @ ReceiveError::Spill { .. }) => {
+            Err(error) if error.is_lack_of_room() => {
+                tracing::warn!(%error, "webhook delivery refused for want of room");
+                let mut refused = refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the body does not fit in the room kept for unverified bodies now; redeliver it later",
+                );
+                refused.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+                );
+                return Err(refused);
+            }
+            Err(error) => {
                 tracing::error!(%error, "could not receive a webhook body");
                 return Err(refuse(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use alloy_sysext_automation::server::connections::HEAD_TIMEOUT;
 use alloy_sysext_automation::server::per_client::MAX_PER_CLIENT;
 use alloy_sysext_automation::server::signature::sign;
-use alloy_sysext_automation::server::unverified_body::{MEMORY_BUDGET, SPILL_DIR};
+use alloy_sysext_automation::server::unverified_body::{
+    MAX_RESERVATION, MEMORY_BUDGET, SPILL_BUDGET, SPILL_DIR,
+};
 use alloy_sysext_automation::server::webhook::MAX_BODY_BYTES;
 
 use crate::common::fixture;
@@ -29,7 +31,8 @@ fn ping_body() -> Vec<u8> {
 }
 
 #[test]
-fn twenty_forged_25_mib_bodies_are_streamed_to_disk_and_a_signed_delivery_still_gets_in() {
+fn twenty_forged_25_mib_bodies_are_streamed_to_disk_or_refused_and_a_signed_delivery_still_gets_in()
+{
     let data = tempfile::tempdir().unwrap();
     let server = Server::with_secret(data.path());
     let spill = data.path().join(SPILL_DIR);
@@ -73,10 +76,21 @@ fn twenty_forged_25_mib_bodies_are_streamed_to_disk_and_a_signed_delivery_still_
     let signed = server.deliver("signed-among-forged", "ping", &ping_body());
     assert_eq!(signed.status, 202, "{}", signed.body);
 
-    for thread in threads {
-        let status = thread.join().unwrap().expect("the server answers");
-        assert_eq!(status, 401, "a forged body is refused");
-    }
+    // The disk holds as many as the spill budget allows; those beyond are refused at
+    // their head, for want of room.
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .map(|thread| thread.join().unwrap().expect("the server answers"))
+        .collect();
+    assert!(
+        statuses.iter().all(|status| [401, 503].contains(status)),
+        "a forged body is refused: {statuses:?}"
+    );
+    let read_whole = statuses.iter().filter(|status| **status == 401).count();
+    assert!(
+        read_whole >= SPILL_BUDGET / MAX_BODY_BYTES,
+        "as many as the spill budget holds are read: {statuses:?}"
+    );
     let peak = server.peak_memory_bytes();
     assert!(
         peak < PEAK_MEMORY_LIMIT,
@@ -329,4 +343,218 @@ fn behind_a_trusted_proxy_the_cap_counts_requests_per_named_client() {
     }
     let again = from("203.0.113.9", "after-the-held-ones");
     assert_eq!(again.status, 202, "{}", again.body);
+}
+
+/// Sends the head of a forged webhook delivery on `stream`, with `length` as its
+/// `Content-Length` or, without one, a chunked body.
+fn send_forged_head(stream: &mut TcpStream, length: Option<usize>) {
+    let framing = match length {
+        Some(length) => format!("Content-Length: {length}"),
+        None => "Transfer-Encoding: chunked".to_owned(),
+    };
+    let head = format!(
+        "POST /api/github/webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Delivery: forged\r\n\
+         X-GitHub-Event: ping\r\nX-Hub-Signature-256: {}\r\n{framing}\r\n\r\n",
+        sign("not the secret", b"")
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+}
+
+/// Sends `bytes` bytes of a chunked body on `stream`, in 64 KiB chunks, without ending it.
+fn send_chunks(stream: &mut TcpStream, bytes: usize) {
+    let chunk = vec![b'c'; 64 * 1024];
+    let mut sent = 0;
+    while sent < bytes {
+        let size = chunk.len().min(bytes - sent);
+        stream
+            .write_all(format!("{size:x}\r\n").as_bytes())
+            .unwrap();
+        stream.write_all(&chunk[..size]).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+        sent += size;
+    }
+}
+
+#[test]
+fn chunked_bodies_that_outgrow_the_budget_spill_within_the_memory_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    let spill = data.path().join(SPILL_DIR);
+    // Connections hold three quarters of the budget with the largest declared bodies that
+    // take memory, almost all sent, so that bodies without a length soon outgrow what is
+    // left and spill what they held in memory.
+    let reservations: Vec<TcpStream> = (0..MEMORY_BUDGET / 4 * 3 / MAX_RESERVATION)
+        .map(|_| {
+            let mut reservation = connect_from("127.0.0.2", server.port);
+            send_forged_head(&mut reservation, Some(MAX_RESERVATION));
+            reservation
+                .write_all(&vec![b'r'; MAX_RESERVATION - 1])
+                .unwrap();
+            reservation
+        })
+        .collect();
+    // Each chunked body outgrows the rest of the budget and is left open, spilled.
+    let spilling = 30;
+    let mut open = Vec::new();
+    for i in 0..spilling {
+        let mut stream = connect_from(&format!("127.0.0.{}", 3 + i / 10), server.port);
+        send_forged_head(&mut stream, None);
+        send_chunks(&mut stream, MEMORY_BUDGET / 8 + 1024 * 1024);
+        open.push(stream);
+        server.wait_for(
+            "the chunked body to be spilled",
+            Duration::from_secs(10),
+            || files_in(&spill) > i,
+        );
+    }
+    // GitHub's delivery is acknowledged meanwhile.
+    let signed = server.deliver("signed-among-chunked", "ping", &ping_body());
+    assert_eq!(signed.status, 202, "{}", signed.body);
+    let peak = server.peak_memory_bytes();
+    assert!(
+        peak < PEAK_MEMORY_LIMIT,
+        "peak resident memory {} MiB with {spilling} spilled chunked bodies",
+        peak / (1024 * 1024)
+    );
+    drop(open);
+    drop(reservations);
+    server.wait_for(
+        "the spilled bodies to be removed",
+        Duration::from_secs(10),
+        || files_in(&spill) == 0,
+    );
+}
+
+#[test]
+fn once_the_spill_budget_is_taken_forged_bodies_get_503_and_a_signed_delivery_still_202() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    let spill = data.path().join(SPILL_DIR);
+    // Declared bodies larger than the memory budget go to disk, each charged its length:
+    // as many as the spill budget holds are left open.
+    let held_count = SPILL_BUDGET / MAX_BODY_BYTES;
+    let held: Vec<TcpStream> = (0..held_count)
+        .map(|i| {
+            let mut stream = connect_from(&format!("127.0.0.{}", 2 + i / 16), server.port);
+            send_forged_head(&mut stream, Some(MAX_BODY_BYTES));
+            stream.write_all(b"{").unwrap();
+            stream
+        })
+        .collect();
+    server.wait_for(
+        "the held bodies to be spilled",
+        Duration::from_secs(10),
+        || files_in(&spill) == held_count,
+    );
+
+    // Refused at its head: it is not read.
+    let mut refused = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    send_forged_head(&mut refused, Some(MAX_BODY_BYTES));
+    let mut answer = [0u8; 4096];
+    let read = refused.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).to_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 30\r\n"), "{answer}");
+    assert!(answer.contains("redeliver it later"), "{answer}");
+    assert_eq!(files_in(&spill), held_count, "no file for the refused body");
+
+    let signed = server.deliver("signed-with-the-disk-taken", "ping", &ping_body());
+    assert_eq!(signed.status, 202, "{}", signed.body);
+
+    // Once the held bodies end, their room is free again.
+    drop(held);
+    server.wait_for(
+        "the held bodies' files to be removed",
+        Duration::from_secs(10),
+        || files_in(&spill) == 0,
+    );
+    let padding = "z".repeat(MEMORY_BUDGET + 1024);
+    let large = format!(r#"{{"zen":"Approachable is better than simple.","padding":"{padding}"}}"#);
+    let after = server.deliver("large-after-the-held-ones", "ping", large.as_bytes());
+    assert_eq!(after.status, 202, "{}", after.body);
+}
+
+#[test]
+fn behind_a_trusted_proxy_a_download_still_being_sent_counts_against_its_client() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("TRUSTED_PROXY_HEADER", "Fly-Client-IP"),
+        ],
+    );
+    // Larger than what loopback's socket buffers take, so a client that does not read
+    // keeps its download being sent.
+    let images = data.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let image = std::fs::File::create(images.join("alloy-1.0.0-amd64.raw")).unwrap();
+    image.set_len(256 * 1024 * 1024).unwrap();
+    let download = |client: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "GET /images/alloy-1.0.0-amd64.raw HTTP/1.1\r\nHost: 127.0.0.1\r\nFly-Client-IP: {client}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).unwrap();
+        (stream, String::from_utf8_lossy(&status).into_owned())
+    };
+    // One client starts its share of downloads and reads no further than the status.
+    let held: Vec<TcpStream> = (0..MAX_PER_CLIENT)
+        .map(|_| {
+            let (stream, status) = download("203.0.113.9");
+            assert_eq!(status, "HTTP/1.1 200");
+            stream
+        })
+        .collect();
+    let (_refused, status) = download("203.0.113.9");
+    assert_eq!(status, "HTTP/1.1 429", "its answers are still being sent");
+    let (_other, status) = download("198.51.100.7");
+    assert_eq!(status, "HTTP/1.1 200", "another client is not affected");
+
+    // Once its downloads are given up, the client's share is free again.
+    drop(held);
+    server.wait_for(
+        "the given-up downloads to free their client's share",
+        Duration::from_secs(10),
+        || download("203.0.113.9").1 == "HTTP/1.1 200",
+    );
+}
+
+#[test]
+fn a_malformed_signature_is_refused_before_the_body_is_read() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::with_secret(data.path());
+    for signature in [
+        "sha256=zz",
+        "sha1=0123456789abcdef0123456789abcdef01234567",
+        "forged",
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The head promises GitHub's largest body, none of which is sent.
+        let head = format!(
+            "POST /api/github/webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Delivery: malformed\r\n\
+             X-GitHub-Event: ping\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = [0u8; 4096];
+        let read = stream.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{signature}: {answer}");
+        assert!(
+            answer.contains("sha256= followed by 64 hex digits"),
+            "{signature}: {answer}"
+        );
+    }
+    assert_eq!(files_in(&data.path().join(SPILL_DIR)), 0);
 }
