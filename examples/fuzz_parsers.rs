@@ -175,6 +175,12 @@ fn main() {
             &options,
         ),
         fuzz(
+            "enrollment-toml",
+            targets::enrollment_files(),
+            targets::check_enrollment,
+            &options,
+        ),
+        fuzz(
             "settings-noise",
             targets::settings_noise(),
             targets::check_settings_noise,

@@ -101,6 +101,69 @@ pub struct ConsumerSettings {
     pub assignees: Vec<String>,
 }
 
+/// What an enrollment file (`.github/alloy-sysext.toml` in a repository that asks for pull
+/// requests) holds: the repository itself is the one the file is in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Enrollment {
+    path: String,
+    base: String,
+    #[serde(default)]
+    assignees: Vec<String>,
+}
+
+impl ConsumerSettings {
+    /// The consumer `repo` describes in its enrollment file `content`, checked as
+    /// `CONFIG_FILE` consumers are; the error names the key at fault. The file is a
+    /// stranger's: nothing in it is trusted until it passes.
+    ///
+    /// ```
+    /// use alloy_sysext_automation::settings::ConsumerSettings;
+    /// let consumer = ConsumerSettings::from_enrollment(
+    ///     "acme/fleet",
+    ///     b"path = \"hosts/node.bu\"\nbase = \"main\"\n",
+    /// )
+    /// .unwrap();
+    /// assert_eq!(consumer.path, "hosts/node.bu");
+    /// let refused = ConsumerSettings::from_enrollment("acme/fleet", b"path = \"../x\"\nbase = \"main\"\n");
+    /// assert!(refused.unwrap_err().starts_with("path = \"../x\" is not valid"));
+    /// ```
+    pub fn from_enrollment(repo: &str, content: &[u8]) -> Result<ConsumerSettings, String> {
+        let text =
+            std::str::from_utf8(content).map_err(|_| "the file is not UTF-8 text".to_owned())?;
+        let enrollment: Enrollment = toml::from_str(text).map_err(|e| {
+            // The parser's message may quote a value of any length, and may not name the
+            // key ("duplicate key"): the line it points at does.
+            let mut message: String = e.message().chars().take(300).collect();
+            if let Some(span) = e.span() {
+                let mut at = span.start.min(text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let start = text[..at].rfind('\n').map_or(0, |at| at + 1);
+                let number = text[..start].matches('\n').count() + 1;
+                let line: String = text[start..]
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(100)
+                    .collect();
+                message.push_str(&format!(" (line {number}: {line})"));
+            }
+            message
+        })?;
+        check_consumer_fields(&enrollment.path, &enrollment.base, &enrollment.assignees)
+            .map_err(|e| e.to_string())?;
+        Ok(ConsumerSettings {
+            repo: repo.to_owned(),
+            path: enrollment.path,
+            base: enrollment.base,
+            assignees: enrollment.assignees,
+        })
+    }
+}
+
 /// Everything above.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -423,6 +486,32 @@ impl Default for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_enrollment_is_checked_like_a_configured_consumer() {
+        let consumer = ConsumerSettings::from_enrollment(
+            "o/r",
+            b"path = \"hosts/a b.bu\"\nbase = \"main\"\nassignees = [\"me\"]\n",
+        )
+        .unwrap();
+        assert_eq!(consumer.repo, "o/r");
+        assert_eq!(consumer.path, "hosts/a b.bu");
+        for (text, key) in [
+            ("path = \"/etc/x\"\nbase = \"main\"\n", "path = \"/etc/x\""),
+            ("path = \"a\\\\b\"\nbase = \"main\"\n", "path = "),
+            ("path = \"x.bu\"\nbase = \"a b\"\n", "base = \"a b\""),
+            (
+                "path = \"x.bu\"\nbase = \"main\"\nassignees = [\"a_b\"]\n",
+                "assignees = \"a_b\"",
+            ),
+            ("path = \"x.bu\"\n", "base"),
+            ("path = \"x.bu\"\nbase = \"main\"\nlabels = []\n", "labels"),
+        ] {
+            let error = ConsumerSettings::from_enrollment("o/r", text.as_bytes()).unwrap_err();
+            assert!(error.contains(key), "{text:?} gave {error}");
+        }
+        assert!(ConsumerSettings::from_enrollment("o/r", b"\xff").is_err());
+    }
 
     /// The example in the README, which is also the defaults.
     const EXAMPLE: &str = r#"

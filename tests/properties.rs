@@ -84,6 +84,11 @@ fn consumer_settings_accept_only_safe_values() {
 }
 
 #[test]
+fn enrollment_files_accept_only_safe_values_for_their_own_repository() {
+    run(300, targets::enrollment_files(), targets::check_enrollment);
+}
+
+#[test]
 fn settings_parser_survives_any_text() {
     run(
         300,

@@ -14,7 +14,7 @@ use alloy_sysext_automation::arch::Arch;
 use alloy_sysext_automation::butane::{YamlCheck, find_alloy_pin, update_alloy_pin};
 use alloy_sysext_automation::commands::{Command, MAX_COMMANDS_PER_COMMENT, parse_comment};
 use alloy_sysext_automation::manifest::Manifest;
-use alloy_sysext_automation::settings::Settings;
+use alloy_sysext_automation::settings::{ConsumerSettings, Settings};
 use alloy_sysext_automation::version::{Version, systemd_version_cmp};
 use alloy_sysext_automation::worker::routing::{Route, RoutingContext, route};
 use proptest::collection::vec;
@@ -684,6 +684,55 @@ pub fn check_consumers(case: &ConsumersCase) -> Verdict {
         Err(message) => ensure(message.contains("consumers"), || {
             format!("refusal does not name the key: {message}")
         }),
+    }
+}
+
+/// Enrollment files (`.github/alloy-sysext.toml`, written by whoever owns a repository):
+/// `path`, `base` and `assignees` with values that may be hostile, sometimes with a key
+/// the file may not hold.
+pub fn enrollment_files() -> impl Strategy<Value = String> {
+    (
+        hostile_value("flatcar/ghost.bu.tftpl"),
+        hostile_value("main"),
+        vec(hostile_value("octocat"), 0..3),
+        select(vec![
+            "",
+            "repo = \"other/repo\"\n",
+            "labels = []\n",
+            "path = \"x\"\n",
+        ]),
+    )
+        .prop_map(|(path, base, assignees, extra)| {
+            let assignees: Vec<String> = assignees.iter().map(|a| toml_string(a)).collect();
+            format!(
+                "path = {}\nbase = {}\nassignees = [{}]\n{extra}",
+                toml_string(&path),
+                toml_string(&base),
+                assignees.join(", ")
+            )
+        })
+}
+
+/// An accepted enrollment is a safe consumer of the repository the file is in, and nothing
+/// else; a refusal names the key at fault.
+pub fn check_enrollment(text: &String) -> Verdict {
+    const REPO: &str = "acme/fleet";
+    match ConsumerSettings::from_enrollment(REPO, text.as_bytes()) {
+        Ok(consumer) => {
+            ensure(consumer.repo == REPO, || {
+                format!("{text:?} moved to {consumer:?}")
+            })?;
+            ensure(
+                consumer_is_safe(&consumer.repo, &consumer.path, &consumer.base),
+                || format!("{text:?} accepted as {consumer:?}"),
+            )
+        }
+        Err(message) => ensure(
+            ["path", "base", "assignees", "repo", "labels"]
+                .iter()
+                .any(|key| message.contains(key)),
+            || format!("{text:?}: the refusal names no key: {message}"),
+        ),
     }
 }
 

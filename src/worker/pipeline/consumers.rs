@@ -10,13 +10,11 @@
 //! `CONFIG_FILE` consumers are; one that fails is reported as refused, naming the key, and
 //! gets nothing; one that cannot be read is reported as failed.
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{JobContext, StepError};
 use crate::arch::Arch;
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
-use crate::consumer_check::check_consumer_fields;
 use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::branches::{branch_head, reset_branch};
 use crate::github::collaborators::can_write;
@@ -30,16 +28,6 @@ use crate::worker::Worker;
 
 /// The file a repository adds to enroll itself as a consumer.
 pub const ENROLLMENT_FILE: &str = ".github/alloy-sysext.toml";
-
-/// What an enrollment file holds.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Enrollment {
-    path: String,
-    base: String,
-    #[serde(default)]
-    assignees: Vec<String>,
-}
 
 /// One image this job published.
 #[derive(Debug, Clone)]
@@ -150,7 +138,7 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
             }
             let auth = Auth::Installation(installation.id);
             match read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE).await {
-                Ok(Some(file)) => match enrollment(repo, &file.content) {
+                Ok(Some(file)) => match ConsumerSettings::from_enrollment(repo, &file.content) {
                     Ok(consumer) => consumers.enrolled.push(consumer),
                     Err(error) => {
                         tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} is refused; no pull request is opened there");
@@ -196,25 +184,8 @@ pub(crate) async fn is_consumer(worker: &Worker, auth: Auth, repo: &str) -> Resu
     Ok(
         read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE)
             .await?
-            .is_some_and(|file| enrollment(repo, &file.content).is_ok()),
+            .is_some_and(|file| ConsumerSettings::from_enrollment(repo, &file.content).is_ok()),
     )
-}
-
-/// The consumer `repo` describes in its enrollment file `content`, checked as `CONFIG_FILE`
-/// consumers are; the error names the key at fault.
-fn enrollment(repo: &str, content: &[u8]) -> Result<ConsumerSettings, String> {
-    let text = std::str::from_utf8(content).map_err(|_| "the file is not UTF-8 text".to_owned())?;
-    // The parser's message may quote a value of any length.
-    let enrollment: Enrollment =
-        toml::from_str(text).map_err(|e| e.message().chars().take(300).collect::<String>())?;
-    check_consumer_fields(&enrollment.path, &enrollment.base, &enrollment.assignees)
-        .map_err(|e| e.to_string())?;
-    Ok(ConsumerSettings {
-        repo: repo.to_owned(),
-        path: enrollment.path,
-        base: enrollment.base,
-        assignees: enrollment.assignees,
-    })
 }
 
 /// Those of an enrollment file's `assignees` who may push to the enrolled repository itself:
@@ -425,35 +396,4 @@ async fn update_consumer(
     outcome["pull_request"] = json!(pull.html_url);
     tracing::info!(job = context.job.id, %repo, pull = %pull.html_url, outcome = %outcome["outcome"], "consumer updated");
     Ok(outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_enrollment_is_checked_like_a_configured_consumer() {
-        let consumer = enrollment(
-            "o/r",
-            b"path = \"hosts/a b.bu\"\nbase = \"main\"\nassignees = [\"me\"]\n",
-        )
-        .unwrap();
-        assert_eq!(consumer.repo, "o/r");
-        assert_eq!(consumer.path, "hosts/a b.bu");
-        for (text, key) in [
-            ("path = \"/etc/x\"\nbase = \"main\"\n", "path = \"/etc/x\""),
-            ("path = \"a\\\\b\"\nbase = \"main\"\n", "path = "),
-            ("path = \"x.bu\"\nbase = \"a b\"\n", "base = \"a b\""),
-            (
-                "path = \"x.bu\"\nbase = \"main\"\nassignees = [\"a_b\"]\n",
-                "assignees = \"a_b\"",
-            ),
-            ("path = \"x.bu\"\n", "base"),
-            ("path = \"x.bu\"\nbase = \"main\"\nlabels = []\n", "labels"),
-        ] {
-            let error = enrollment("o/r", text.as_bytes()).unwrap_err();
-            assert!(error.contains(key), "{text:?} gave {error}");
-        }
-        assert!(enrollment("o/r", b"\xff").is_err());
-    }
 }
