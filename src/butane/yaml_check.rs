@@ -8,17 +8,18 @@
 //!
 //! 1. The lines from the first to the last line of the pin (the files entry's path, source
 //!    and hash, and every links target) must use none of those. This is checked on the
-//!    parser's events and on the raw text.
+//!    raw text, so that it holds for a file that does not parse, and on the parser's events.
 //! 2. The old and the new file are parsed, and their trees compared node by node: every
 //!    difference must be the entry's `path`, `contents.source` or
 //!    `contents.verification.hash` in `storage.files`, or a `target` in `storage.links`,
 //!    on a line the editor changed and holding the value the editor meant to write; and
 //!    every change the editor meant must show up in the tree.
 //!
-//! Consumer files may be OpenTofu templates: `${…}` and `%{…}` are replaced by
-//! placeholders of the same length before parsing (a directive alone on its line becomes
-//! a blank line). A template that still does not parse keeps the line edit, and the
-//! result says that the YAML check could not run.
+//! Consumer files may be OpenTofu templates: `${…}` and `%{…}` outside comments are
+//! replaced by placeholders of the same length before parsing (a directive alone on its
+//! line becomes a blank line). A template whose parse fails at a placeholder keeps the line
+//! edit, and the result says that the YAML check could not run; any other parse failure,
+//! and nesting deeper than any Butane file, is refused.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -166,21 +167,26 @@ pub(super) fn check(old: &str, new: &str, edit: &PinEdit<'_>) -> Result<YamlChec
         last: last + 1,
     };
     check_line_breaks(old, &old_lines, &span)?;
+    check_pin_text(old, &old_lines, &span)?;
 
-    let (old_text, templated) = with_placeholders(old);
-    let old_tree = match parse(&old_text, &old_lines, Some(&span)) {
+    let old_text = with_placeholders(old);
+    let old_tree = match parse(&old_text.text, &old_lines, Some(&span)) {
         Ok(tree) => tree,
         Err(ParseProblem::Refused(refusal)) => return Err(refusal),
-        Err(ParseProblem::Syntax(reason)) if templated => {
+        // Only a template expression may keep a file from parsing: the placeholder that
+        // stands for it is not what the template renders.
+        Err(ParseProblem::Syntax { reason, line })
+            if old_text.breaks_the_parse_at(line, &old_lines) =>
+        {
             return Ok(YamlCheck::NotRun { reason });
         }
-        Err(ParseProblem::Syntax(reason)) => return Err(YamlRefusal::Invalid { reason }),
+        Err(ParseProblem::Syntax { reason, .. }) => return Err(YamlRefusal::Invalid { reason }),
     };
-    let (new_text, _) = with_placeholders(new);
-    let new_tree = match parse(&new_text, &new_lines, None) {
+    let new_text = with_placeholders(new);
+    let new_tree = match parse(&new_text.text, &new_lines, None) {
         Ok(tree) => tree,
         Err(ParseProblem::Refused(refusal)) => return Err(refusal),
-        Err(ParseProblem::Syntax(reason)) => {
+        Err(ParseProblem::Syntax { reason, .. }) => {
             return Err(YamlRefusal::InvalidAfterEdit { reason });
         }
     };
@@ -258,36 +264,203 @@ fn check_line_breaks(text: &str, lines: &LineTable, span: &PinSpan) -> Result<()
     Ok(())
 }
 
-/// `text` with every OpenTofu template expression (`${…}`) and directive (`%{…}`) replaced
-/// by a placeholder of the same byte length, and whether there was any.
+/// Refuses anchors, aliases, merge keys and flow collections on the pin's lines, read from
+/// the raw text: the parser's events show them too, but only when the file parses, and
+/// these refusals must hold for a file that does not.
+///
+/// Each line is read as YAML block structure: indicators (`- `, `? `), node properties
+/// (`&anchor`, `!tag`), then a key or a value. The content of block scalars is skipped,
+/// like the editor does; a multi-line flow or quoted scalar is read as if each of its lines
+/// started a node, which can only refuse more.
+fn check_pin_text(text: &str, lines: &LineTable, span: &PinSpan) -> Result<(), YamlRefusal> {
+    // Inside a block scalar: lines indented deeper than this column are its content.
+    let mut block: Option<usize> = None;
+    for line in span.first..=span.last {
+        let raw = &text[lines.start(line - 1)..lines.end(line - 1)];
+        let body = raw.trim_end_matches(['\n', '\r']);
+        let indent = body.len() - body.trim_start_matches(' ').len();
+        if body[indent..].trim().is_empty() {
+            continue;
+        }
+        if block.is_some_and(|column| indent > column) {
+            continue;
+        }
+        block = check_pin_line(body, indent, |construct, what| {
+            span.refuse(construct, what, line)
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads one line of the pin (see [`check_pin_text`]); returns the column a block scalar
+/// it opens belongs to, if it opens one.
+fn check_pin_line(
+    body: &str,
+    indent: usize,
+    refuse: impl Fn(Construct, &'static str) -> YamlRefusal,
+) -> Result<Option<usize>, YamlRefusal> {
+    let bytes = body.as_bytes();
+    let ends_token = |at: usize| at >= bytes.len() || matches!(bytes[at], b' ' | b'\t');
+    let mut at = indent;
+    // The column of the node the line's value belongs to: its key's, or its dash's.
+    let mut column = indent;
+    let mut merge_tag = false;
+    loop {
+        while at < bytes.len() && matches!(bytes[at], b' ' | b'\t') {
+            at += 1;
+        }
+        if at >= bytes.len() || bytes[at] == b'#' {
+            return Ok(None);
+        }
+        match bytes[at] {
+            b'-' | b'?' if ends_token(at + 1) => {
+                column = at;
+                at += 1;
+                continue;
+            }
+            b'-' if body[at..].starts_with("---") && ends_token(at + 3) => {
+                at += 3;
+                continue;
+            }
+            b'&' => return Err(refuse(Construct::Anchor, "defines an anchor (`&name`)")),
+            b'*' => return Err(refuse(Construct::Alias, "uses an alias (`*name`)")),
+            b'[' | b'{' => {
+                return Err(refuse(
+                    Construct::FlowCollection,
+                    "has a flow collection (`{…}` or `[…]`)",
+                ));
+            }
+            b'!' => {
+                let end = (at..bytes.len())
+                    .find(|&i| ends_token(i))
+                    .unwrap_or(bytes.len());
+                merge_tag |= body[at..end].ends_with("merge");
+                at = end;
+                continue;
+            }
+            _ => {}
+        }
+        // A scalar: quoted, or plain up to `: `, ` #` or the end of the line.
+        let (value, end) = match bytes[at] {
+            quote @ (b'"' | b'\'') => {
+                let Some(close) = closing_quote(bytes, at + 1, quote) else {
+                    // A quoted scalar that goes on to the next line.
+                    return Ok(None);
+                };
+                (&body[at + 1..close], close + 1)
+            }
+            _ => {
+                let end = (at..bytes.len())
+                    .find(|&i| {
+                        (bytes[i] == b':' && ends_token(i + 1))
+                            || (bytes[i] == b'#' && matches!(bytes[i - 1], b' ' | b'\t'))
+                    })
+                    .unwrap_or(bytes.len());
+                (body[at..end].trim_end(), end)
+            }
+        };
+        let mut after = end;
+        while after < bytes.len() && matches!(bytes[after], b' ' | b'\t') {
+            after += 1;
+        }
+        if after < bytes.len() && bytes[after] == b':' && ends_token(after + 1) {
+            if value == "<<" || merge_tag {
+                return Err(refuse(Construct::MergeKey, "has a merge key (`<<:`)"));
+            }
+            column = at;
+            merge_tag = false;
+            at = after + 1;
+            continue;
+        }
+        let plain = !matches!(bytes[at], b'"' | b'\'');
+        let block_scalar = plain
+            && value.starts_with(['|', '>'])
+            && value[1..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
+        return Ok(block_scalar.then_some(column));
+    }
+}
+
+/// The index of the quote that closes a quoted scalar whose content starts at `from`, on
+/// this line.
+fn closing_quote(bytes: &[u8], from: usize, quote: u8) -> Option<usize> {
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote == b'"' => i += 1,
+            b'\'' if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 1,
+            b if b == quote => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A text with its template expressions replaced by placeholders.
+struct Placeholders<'a> {
+    text: Cow<'a, str>,
+    /// The 1-based lines that hold a placeholder, in order.
+    placeholder_lines: Vec<usize>,
+}
+
+impl Placeholders<'_> {
+    /// Whether a placeholder may be what the parser stopped at on `line` (1-based): one on
+    /// that line, or on the last line before it with anything but blanks and comments (the
+    /// parser often stops at the token after the one it could not fit).
+    fn breaks_the_parse_at(&self, line: usize, lines: &LineTable) -> bool {
+        let holds = |line: usize| self.placeholder_lines.binary_search(&line).is_ok();
+        if holds(line) {
+            return true;
+        }
+        let previous = (1..line).rev().find(|&before| {
+            let content = self.text[lines.start(before - 1)..lines.end(before - 1)].trim();
+            !content.is_empty() && !content.starts_with('#')
+        });
+        previous.is_some_and(holds)
+    }
+}
+
+/// `text` with every OpenTofu template expression (`${…}`) and directive (`%{…}`) outside
+/// YAML comments replaced by a placeholder of the same byte length.
 ///
 /// An expression becomes its ASCII letters and digits with every other byte an `_`, so that
 /// different expressions stay different and none can be read as YAML syntax. A directive
 /// alone on its line (`%{ if x ~}`) becomes spaces, a blank line; elsewhere, underscores.
-/// `$${` and `%%{` are the template's escapes for a literal `${` and `%{`, and stay.
-fn with_placeholders(text: &str) -> (Cow<'_, str>, bool) {
+/// `$${` and `%%{` are the template's escapes for a literal `${` and `%{`, and stay. In a
+/// comment an expression is left as it is: the parser skips it either way, and a file whose
+/// only expressions are in comments is no template whose parse errors could be excused.
+fn with_placeholders(text: &str) -> Placeholders<'_> {
     if !text.contains("${") && !text.contains("%{") {
-        return (Cow::Borrowed(text), false);
+        return Placeholders {
+            text: Cow::Borrowed(text),
+            placeholder_lines: Vec::new(),
+        };
     }
     let bytes = text.as_bytes();
     let mut out = bytes.to_vec();
-    let mut replaced = false;
+    let mut placeholder_lines = Vec::new();
+    let mut reader = YamlLineReader::default();
+    let mut line = 1;
     let mut i = 0;
-    while i + 1 < bytes.len() {
+    while i < bytes.len() {
         let sigil = bytes[i];
-        if !(matches!(sigil, b'$' | b'%') && bytes[i + 1] == b'{') {
-            i += 1;
-            continue;
-        }
-        if i > 0 && bytes[i - 1] == sigil {
+        let opens = matches!(sigil, b'$' | b'%')
+            && bytes.get(i + 1) == Some(&b'{')
             // `$${` / `%%{`: a literal, not an expression.
-            i += 2;
+            && !(i > 0 && bytes[i - 1] == sigil);
+        if !opens || reader.in_comment {
+            if sigil == b'\n' {
+                line += 1;
+            }
+            reader.read(bytes, i);
+            i += 1;
             continue;
         }
         let Some(end) = closing_brace(bytes, i + 2) else {
             break;
         };
-        replaced = true;
         let whole_line = sigil == b'%' && alone_on_its_line(bytes, i, end);
         for (at, slot) in out[i..end].iter_mut().enumerate() {
             let b = bytes[i + at];
@@ -298,11 +471,79 @@ fn with_placeholders(text: &str) -> (Cow<'_, str>, bool) {
                 _ => b'_',
             };
         }
+        placeholder_lines.push(line);
+        line += bytes[i..end].iter().filter(|&&b| b == b'\n').count();
+        reader.value_started();
         i = end;
     }
     // Only ASCII bytes were written, each over a whole expression: the text is still UTF-8.
     let text = String::from_utf8(out).expect("placeholders keep the text UTF-8");
-    (Cow::Owned(text), replaced)
+    placeholder_lines.dedup();
+    Placeholders {
+        text: Cow::Owned(text),
+        placeholder_lines,
+    }
+}
+
+/// Follows a text byte by byte, well enough to tell a YAML comment from a `#` in a quoted
+/// scalar or in the middle of a plain one. Quotes are followed within a line only: a
+/// quoted scalar that goes on to the next line is read as plain text there.
+#[derive(Default)]
+struct YamlLineReader {
+    in_comment: bool,
+    /// The quote of the quoted scalar being read.
+    quote: Option<u8>,
+    /// Whether the next non-blank byte starts a node (after an indicator or a new line).
+    past_node_start: bool,
+    /// Whether the last byte was a blank (or there was none on this line).
+    after_text: bool,
+    /// Whether the next byte of the quoted scalar is escaped (`\"`, `''`).
+    escaped: bool,
+}
+
+impl YamlLineReader {
+    fn read(&mut self, bytes: &[u8], i: usize) {
+        let b = bytes[i];
+        let next_is_blank = matches!(bytes.get(i + 1), None | Some(b' ' | b'\t' | b'\r' | b'\n'));
+        let after_blank = !self.after_text;
+        self.after_text = !matches!(b, b' ' | b'\t' | b'\r');
+        if b == b'\n' {
+            *self = YamlLineReader::default();
+            return;
+        }
+        if self.in_comment {
+            return;
+        }
+        if let Some(quote) = self.quote {
+            if self.escaped {
+                self.escaped = false;
+            } else if (b == b'\\' && quote == b'"')
+                || (b == b'\'' && quote == b'\'' && bytes.get(i + 1) == Some(&b'\''))
+            {
+                self.escaped = true;
+            } else if b == quote {
+                self.quote = None;
+                self.past_node_start = true;
+            }
+            return;
+        }
+        match b {
+            b' ' | b'\t' | b'\r' => {}
+            b'#' if after_blank => self.in_comment = true,
+            b'"' | b'\'' if !self.past_node_start => self.quote = Some(b),
+            b'-' | b'?' | b':' if next_is_blank => self.past_node_start = false,
+            b'[' | b'{' | b',' => self.past_node_start = false,
+            _ => self.past_node_start = true,
+        }
+    }
+
+    /// A placeholder was read: it is the start of a plain scalar, or within a scalar.
+    fn value_started(&mut self) {
+        if self.quote.is_none() {
+            self.past_node_start = true;
+        }
+        self.after_text = true;
+    }
 }
 
 /// The end (exclusive) of the expression whose body starts at `from`: after the `}` that
@@ -385,7 +626,11 @@ fn shorten(text: &str) -> String {
 }
 
 enum ParseProblem {
-    Syntax(String),
+    /// The text is not YAML; `line` (1-based) is where the parser stopped.
+    Syntax {
+        reason: String,
+        line: usize,
+    },
     Refused(YamlRefusal),
 }
 
@@ -503,7 +748,15 @@ fn parse(text: &str, lines: &LineTable, span: Option<&PinSpan>) -> Result<Vec<No
 
 fn syntax(error: &ScanError, offsets: &mut CharOffsets<'_>, lines: &LineTable) -> ParseProblem {
     let line = lines.line_of(offsets.byte(error.marker().index()));
-    ParseProblem::Syntax(format!("{} on line {line}", error.info()))
+    // The parser's own bound on flow nesting: no Butane file comes near it, and a file
+    // that does must not pass for a template the check cannot read.
+    if error.info() == "recursion limit exceeded" {
+        return ParseProblem::Refused(YamlRefusal::TooDeep { line });
+    }
+    ParseProblem::Syntax {
+        reason: format!("{} on line {line}", error.info()),
+        line,
+    }
 }
 
 /// Turns the parser's character indices into byte offsets, walking from the last position
@@ -1108,13 +1361,113 @@ storage:
             .replace("  links:\n", "%{ endif ~}\n  links:\n");
         let edit = update(&text, "1.15.0", NEW_HASH).unwrap();
         assert_eq!(edit.yaml_check, YamlCheck::Agreed);
-        let (placeholders, templated) =
+        let placeholders =
             with_placeholders("a: ${x.y[\"}\"]} $${lit} %{ if a }b%{ endif }\n%{ else ~}\n");
-        assert!(templated);
+        assert_eq!(placeholders.placeholder_lines, [1, 2]);
         assert_eq!(
-            placeholders,
+            placeholders.text,
             "a: __x_y______ $${lit} _________b__________\n          \n"
         );
+    }
+
+    #[test]
+    fn expressions_in_comments_are_not_placeholders() {
+        let placeholders = with_placeholders(
+            "# ${a}\nb: 1 # ${c}\nd: '#${e}' # ${f}\ng: \"it's # ${h}\"\ni: it's # ${j}\nk: x#${l}\n",
+        );
+        assert_eq!(
+            placeholders.text,
+            "# ${a}\nb: 1 # ${c}\nd: '#__e_' # ${f}\ng: \"it's # __h_\"\ni: it's # ${j}\nk: x#__l_\n"
+        );
+        assert_eq!(placeholders.placeholder_lines, [3, 4, 6]);
+        // A file whose only expressions are in comments is no template: its parse errors
+        // are refusals.
+        let text = synthetic().replace("${base_url}", "https://x") + "# ${x}\nx: 'unterminated\n";
+        assert!(matches!(refusal(&text), YamlRefusal::Invalid { .. }));
+    }
+
+    #[test]
+    fn only_a_parse_error_on_a_placeholder_line_skips_the_check() {
+        // The template's `${base_url}` (line 9) is not what breaks the parse.
+        let text = synthetic() + "x: 'unterminated\n";
+        let refused = refusal(&text);
+        assert!(
+            matches!(refused, YamlRefusal::Invalid { .. }),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("line 21"), "{refused}");
+    }
+
+    /// The Alloy pin of [`synthetic`], in a file that does not parse because of the
+    /// template expression on its last line.
+    fn unparsable_template() -> String {
+        format!(
+            "{}systemd:\n  units:\n${{indent(4, yamlencode(units))}}\n",
+            synthetic()
+        )
+    }
+
+    #[test]
+    fn pin_constructs_are_refused_when_the_file_does_not_parse() {
+        assert!(matches!(
+            update(&unparsable_template(), "1.15.0", NEW_HASH)
+                .unwrap()
+                .yaml_check,
+            YamlCheck::NotRun { .. }
+        ));
+        for (line, wanted) in [
+            ("      mode: &m 0644\n", Construct::Anchor),
+            ("      - &m 0644\n", Construct::Anchor),
+            ("      mode: *m\n", Construct::Alias),
+            ("      mode: !!int *m\n", Construct::Alias),
+            ("      <<: {mode: 1}\n", Construct::MergeKey),
+            ("      \"<<\": x\n", Construct::MergeKey),
+            ("      '<<' : x\n", Construct::MergeKey),
+            ("      !!merge m: x\n", Construct::MergeKey),
+            ("      user: {name: core}\n", Construct::FlowCollection),
+            ("      \"user\": [core]\n", Construct::FlowCollection),
+            ("      ? [a]\n      : b\n", Construct::FlowCollection),
+        ] {
+            let text = unparsable_template().replace("      mode: 0644\n", line);
+            let refused = refusal(&text);
+            assert_eq!(construct(&refused), (wanted, 7), "{line}");
+        }
+        // Within a block scalar, in a comment or inside a quoted or plain scalar, the same
+        // characters are text.
+        let text = unparsable_template().replace(
+            "      mode: 0644\n",
+            "      mode: 0644 # &m *m [x]\n      x: a&b *c [d] {e}\n      y: '&m [x]'\n      z: !!str |\n        &m *m\n        [Transfer]\n      w: \"&m\" \n",
+        );
+        assert!(matches!(
+            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
+            YamlCheck::NotRun { .. }
+        ));
+    }
+
+    #[test]
+    fn a_comment_and_deep_flow_nesting_do_not_skip_the_check() {
+        // A file that is no template, but has an expression in a comment, and nests flow
+        // collections deeper than the parser goes, above the pin.
+        let deep = format!("x-pad: {}{}\n", "[".repeat(300), "]".repeat(300));
+        let base = synthetic().replace("${base_url}", "https://x").replace(
+            "version: 1.1.0\n",
+            &format!("version: 1.1.0\n# ${{x}}\n{deep}"),
+        );
+        let refused = refusal(&base);
+        assert_eq!(refused, YamlRefusal::TooDeep { line: 4 });
+        assert!(
+            refused.to_string().contains("Butane files do not"),
+            "{refused}"
+        );
+        for (line, wanted) in [
+            ("      mode: &m 0644\n", Construct::Anchor),
+            ("      mode: *m\n", Construct::Alias),
+            ("      <<: *m\n", Construct::MergeKey),
+            ("      user: {name: core}\n", Construct::FlowCollection),
+        ] {
+            let text = base.replace("      mode: 0644\n", line);
+            assert_eq!(construct(&refusal(&text)), (wanted, 9), "{line}");
+        }
     }
 
     #[test]
@@ -1137,18 +1490,13 @@ storage:
             deep.push_str("k:\n");
         }
         assert!(matches!(refusal(&deep), YamlRefusal::TooDeep { .. }));
-        // Flow nesting is bounded by the parser itself.
+        // Flow nesting is bounded by the parser itself, and refused the same way.
         let flow = format!(
             "{}deep: {}{}\n",
             synthetic(),
             "[".repeat(100_000),
             "]".repeat(100_000)
         );
-        let edit = update(&flow, "1.15.0", NEW_HASH).unwrap();
-        assert!(
-            matches!(&edit.yaml_check, YamlCheck::NotRun { reason } if reason.contains("recursion limit")),
-            "{:?}",
-            edit.yaml_check
-        );
+        assert_eq!(refusal(&flow), YamlRefusal::TooDeep { line: 21 });
     }
 }
