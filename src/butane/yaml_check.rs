@@ -28,6 +28,8 @@ use std::ops::Range;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 
+use super::ImagePattern;
+
 /// Whether the YAML check of an edit ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum YamlCheck {
@@ -101,6 +103,17 @@ pub enum YamlRefusal {
     )]
     MissingDifference { line: usize, expected: &'static str },
 
+    #[error(
+        "{at} (line {line}) also names {value:?}: a YAML parser sees another Alloy entry \
+         than the one on the lines the editor reads, so the edit was not made; keep a single \
+         Alloy files entry and its links, written in plain block YAML"
+    )]
+    AnotherAlloyEntry {
+        at: String,
+        value: String,
+        line: usize,
+    },
+
     #[error("the file nests deeper than {max} levels (line {line}); Butane files do not", max = MAX_DEPTH)]
     TooDeep { line: usize },
 }
@@ -133,6 +146,10 @@ pub const MAX_DEPTH: usize = 256;
 
 /// The lines (0-based) the editor reads the pin from, and what it wrote there.
 pub(super) struct PinEdit<'a> {
+    /// The image's name: its links entry is `/etc/extensions/{image_name}.raw`.
+    pub image_name: &'a str,
+    /// The file names of the image and architecture being edited.
+    pub pattern: &'a ImagePattern,
     pub path_line: usize,
     pub source_line: usize,
     pub hash_line: usize,
@@ -190,6 +207,7 @@ pub(super) fn check(old: &str, new: &str, edit: &PinEdit<'_>) -> Result<YamlChec
             return Err(YamlRefusal::InvalidAfterEdit { reason });
         }
     };
+    check_one_alloy_entry(&old_tree, &old_lines, edit)?;
     compare(&old_tree, &new_tree, &new_lines, edit)?;
     Ok(YamlCheck::Agreed)
 }
@@ -872,6 +890,7 @@ fn compare(
         ));
     }
 
+    let fragment = old.first().is_some_and(is_fragment);
     let mut found: Vec<PinPart> = Vec::new();
     let mut work: Vec<(Vec<Step>, &Node, &Node)> = old
         .iter()
@@ -893,7 +912,7 @@ fn compare(
                 if x == y && x_style == y_style {
                     continue;
                 }
-                match pin_part(&path, y, new_lines.line_of(b.start) - 1, edit) {
+                match pin_part(&path, y, new_lines.line_of(b.start) - 1, fragment, edit) {
                     Some(part) if x_style == y_style => found.push(part),
                     _ => {
                         return Err(unexpected(
@@ -954,23 +973,178 @@ fn compare(
     check_all_found(&found, edit)
 }
 
+/// Refuses a file in which a YAML parser sees another Alloy entry than the one the editor
+/// edited: another `files` entry or links `target` naming an image file of this name and
+/// architecture, or any file under the pin's directory but the other architectures' images,
+/// or another entry at the image's links path. The line editor
+/// cannot see an entry written with a quoted key or a flow mapping, and would edit a decoy
+/// while hosts go on reading the real one.
+fn check_one_alloy_entry(
+    documents: &[Node],
+    lines: &LineTable,
+    edit: &PinEdit<'_>,
+) -> Result<(), YamlRefusal> {
+    let on_line = |node: &Node, line: usize| lines.line_of(node.start) == line + 1;
+    let lists = alloy_lists(documents);
+    let edited_path = lists
+        .iter()
+        .filter(|list| list.files)
+        .flat_map(|list| list.items.iter())
+        .flat_map(|item| scalar_values(item, "path"))
+        .find(|(node, _)| on_line(node, edit.path_line))
+        .map(|(_, value)| value);
+    let directory = edited_path
+        .and_then(|path| path.rsplit_once('/'))
+        .map(|(directory, _)| format!("{directory}/"));
+    let link_path = format!("/etc/extensions/{}.raw", edit.image_name);
+    let names_alloy = |value: &str| {
+        let file_name = value.rsplit('/').next().unwrap_or(value);
+        let other_architecture = file_name.starts_with(&edit.pattern.prefix)
+            && file_name.ends_with(".raw")
+            && !file_name.ends_with(&edit.pattern.suffix);
+        value == link_path
+            || edit.pattern.version_of(value).is_some()
+            || (directory.as_deref().is_some_and(|d| value.starts_with(d)) && !other_architecture)
+    };
+    for list in &lists {
+        for (i, item) in list.items.iter().enumerate() {
+            let (key, edited) = if list.files {
+                ("path", &[edit.path_line][..])
+            } else {
+                ("target", edit.target_lines)
+            };
+            let values = scalar_values(item, key);
+            if values
+                .iter()
+                .any(|(node, _)| edited.iter().any(|&line| on_line(node, line)))
+            {
+                continue;
+            }
+            let link_paths = if list.files {
+                Vec::new()
+            } else {
+                scalar_values(item, "path")
+            };
+            let link = link_paths
+                .into_iter()
+                .filter(|(_, value)| *value == link_path);
+            let other = values
+                .into_iter()
+                .filter(|(_, value)| names_alloy(value))
+                .chain(link)
+                .next();
+            if let Some((node, value)) = other {
+                return Err(YamlRefusal::AnotherAlloyEntry {
+                    at: format!("{}[{i}]", list.name),
+                    value: shorten(value),
+                    line: lines.line_of(node.start),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `files` or `links` list a Butane config is read from.
+struct AlloyList<'a> {
+    /// `storage.files`, `document 2.links`…
+    name: String,
+    files: bool,
+    items: &'a [Node],
+}
+
+/// Every `storage.files` and `storage.links` list, in every document, and those at the top
+/// of a fragment.
+fn alloy_lists(documents: &[Node]) -> Vec<AlloyList<'_>> {
+    let mut lists = Vec::new();
+    for (d, document) in documents.iter().enumerate() {
+        let prefix = if d == 0 {
+            String::new()
+        } else {
+            format!("document {}.", d + 1)
+        };
+        let mut sections = vec![];
+        for (_, storage) in mapping_values(document, "storage") {
+            sections.push((format!("{prefix}storage."), storage));
+        }
+        if is_fragment(document) {
+            sections.push((prefix.clone(), document));
+        }
+        for (section_name, section) in sections {
+            for (key, files) in [("files", true), ("links", false)] {
+                for (_, list) in mapping_values(section, key) {
+                    if let Kind::Sequence(items) = &list.kind {
+                        lists.push(AlloyList {
+                            name: format!("{section_name}{key}"),
+                            files,
+                            items,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    lists
+}
+
+/// The values of every `key` in `node`, if it is a mapping (a duplicate key gives more).
+fn mapping_values<'a>(node: &'a Node, key: &str) -> Vec<(&'a Node, &'a Node)> {
+    let Kind::Mapping(pairs) = &node.kind else {
+        return Vec::new();
+    };
+    pairs
+        .iter()
+        .filter(|(k, _)| matches!(&k.kind, Kind::Scalar(name, _) if name == key))
+        .map(|(k, v)| (k, v))
+        .collect()
+}
+
+/// The scalar values of every `key` in `node`, with their nodes.
+fn scalar_values<'a>(node: &'a Node, key: &str) -> Vec<(&'a Node, &'a str)> {
+    mapping_values(node, key)
+        .into_iter()
+        .filter_map(|(_, value)| match &value.kind {
+            Kind::Scalar(text, _) => Some((value, text.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn child(path: &[Step], step: Step) -> Vec<Step> {
     let mut path = path.to_vec();
     path.push(step);
     path
 }
 
+/// Whether a document is a fragment of a Butane config (its `storage` section alone, as
+/// some templates are), rather than a config: Butane ignores a config's top-level `files`
+/// and `links`, with only a warning.
+fn is_fragment(document: &Node) -> bool {
+    let Kind::Mapping(pairs) = &document.kind else {
+        return false;
+    };
+    !pairs.iter().any(|(key, _)| {
+        matches!(&key.kind, Kind::Scalar(k, _) if matches!(k.as_str(), "storage" | "variant" | "version"))
+    })
+}
+
 /// Which part of the pin the scalar at `path` on line `line` (0-based), now `value`, is,
 /// if it is one and holds what the editor meant to write. `files` and `links` are those of
-/// `storage`, or at the top of a file that is a fragment of a Butane config.
-fn pin_part(path: &[Step], value: &str, line: usize, edit: &PinEdit<'_>) -> Option<PinPart> {
+/// `storage`, or at the top of a `fragment` (see [`is_fragment`]).
+fn pin_part(
+    path: &[Step],
+    value: &str,
+    line: usize,
+    fragment: bool,
+    edit: &PinEdit<'_>,
+) -> Option<PinPart> {
     let key = |step: &Step, name: &str| matches!(step, Step::Key(k, true) if k == name);
     let names_new_file = |value: &str| {
         edit.new_file_name.is_some() && value.rsplit('/').next() == edit.new_file_name
     };
     let path = match path {
         [Step::Document(0), storage, rest @ ..] if key(storage, "storage") => rest,
-        [Step::Document(0), rest @ ..] => rest,
+        [Step::Document(0), rest @ ..] if fragment => rest,
         _ => return None,
     };
     match path {
@@ -1468,6 +1642,125 @@ storage:
             let text = base.replace("      mode: 0644\n", line);
             assert_eq!(construct(&refusal(&text)), (wanted, 9), "{line}");
         }
+    }
+
+    /// A pin at the top of the file, where Butane ignores it in a config.
+    fn top_level_pin() -> String {
+        format!(
+            "files:
+  - path: /opt/extensions/alloy/alloy-1.14.2-amd64.raw
+    contents:
+      source: https://example.com/alloy-1.14.2-amd64.raw
+      verification:
+        hash: sha256-{OLD_HASH}
+links:
+  - target: /opt/extensions/alloy/alloy-1.14.2-amd64.raw
+    path: /etc/extensions/alloy.raw
+"
+        )
+    }
+
+    #[test]
+    fn a_fragment_may_pin_at_its_top_but_a_config_may_not() {
+        let edit = update(&top_level_pin(), "1.15.0", NEW_HASH).unwrap();
+        assert_eq!(edit.yaml_check, YamlCheck::Agreed);
+        for key in ["variant: flatcar\n", "version: 1.1.0\n", "storage: {}\n"] {
+            let text = format!("{key}{}", top_level_pin());
+            let refused = refusal(&text);
+            assert!(
+                matches!(&refused, YamlRefusal::UnexpectedDifference { at, .. }
+                    if at == "files[0].path" || at == "links[0].target"),
+                "{key}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_decoy_pin_with_the_real_entry_hidden_from_the_line_reader_is_refused() {
+        let real = format!(
+            "storage:
+  files:
+    - \"path\": /opt/extensions/alloy/alloy-1.14.2-amd64.raw
+      contents:
+        source: https://example.com/alloy-1.14.2-amd64.raw
+        verification: {{hash: sha256-{NEW_HASH}}}
+"
+        );
+        let text = format!(
+            "variant: flatcar\nversion: 1.1.0\n{}{real}",
+            top_level_pin()
+        );
+        let refused = refusal(&text);
+        assert_eq!(
+            refused,
+            YamlRefusal::AnotherAlloyEntry {
+                at: "storage.files[0]".into(),
+                value: "/opt/extensions/alloy/alloy-1.14.2-amd64.raw".into(),
+                line: 14,
+            }
+        );
+        let message = refused.to_string();
+        assert!(
+            message.starts_with("storage.files[0] (line 14) also names \"/opt/extensions/alloy/"),
+            "{message}"
+        );
+        assert!(
+            message.contains("keep a single Alloy files entry"),
+            "{message}"
+        );
+        // The same entry as a flow mapping.
+        let flow = format!(
+            "variant: flatcar\nversion: 1.1.0\n{}storage:\n  files:\n    - {{path: /opt/extensions/alloy/alloy-1.0.0-amd64.raw}}\n",
+            top_level_pin()
+        );
+        assert!(matches!(
+            refusal(&flow),
+            YamlRefusal::AnotherAlloyEntry { line: 14, .. }
+        ));
+    }
+
+    #[test]
+    fn another_entry_in_the_pin_directory_or_at_the_link_path_is_refused() {
+        for (extra, at, line) in [
+            (
+                "    - {path: /opt/extensions/alloy/other.raw}\n",
+                "storage.files[0]",
+                5,
+            ),
+            (
+                "    - \"path\": /opt/images/alloy-1.0.0-amd64.raw\n",
+                "storage.files[0]",
+                5,
+            ),
+            (
+                "    - {\"path\": /etc/extensions/alloy.raw}\n",
+                "storage.files[0]",
+                5,
+            ),
+        ] {
+            let text = synthetic().replace("  files:\n", &format!("  files:\n{extra}"));
+            let refused = refusal(&text);
+            assert!(
+                matches!(&refused, YamlRefusal::AnotherAlloyEntry { at: a, line: l, .. } if a == at && *l == line),
+                "{extra}: {refused:?}"
+            );
+        }
+        let text = synthetic() + "    - {target: /opt/evil.raw, path: /etc/extensions/alloy.raw}\n";
+        let refused = refusal(&text);
+        assert!(
+            matches!(&refused, YamlRefusal::AnotherAlloyEntry { at, line: 21, value } if at == "storage.links[1]" && value == "/etc/extensions/alloy.raw"),
+            "{refused:?}"
+        );
+        // Other images, the other architecture's image and other files about Alloy are not
+        // the pin.
+        let text = synthetic().replace(
+            "  links:\n",
+            "    - path: /etc/sysupdate.alloy.d/alloy.conf\n    - path: /opt/extensions/alloyish/alloyish-1.0.0-amd64.raw\n    - path: /opt/extensions/alloy/alloy-1.14.2-arm64.raw\n  links:\n",
+        ) + "    - {target: /opt/other.raw, path: /etc/extensions/other.raw}\n";
+        assert_eq!(
+            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
+            YamlCheck::Agreed
+        );
     }
 
     #[test]
