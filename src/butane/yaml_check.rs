@@ -78,6 +78,17 @@ pub enum YamlRefusal {
         last: usize,
     },
 
+    #[error(
+        "line {line} has the template expression {shown:?}, which {why}; a YAML parser cannot \
+         tell what it renders, so the edit was not made: compute the value in OpenTofu and \
+         pass it in as a variable, or write a literal `${{` as `$${{`"
+    )]
+    TemplateExpression {
+        line: usize,
+        shown: String,
+        why: &'static str,
+    },
+
     #[error("the file is not valid YAML ({reason}); fix it so that Butane can read it")]
     Invalid { reason: String },
 
@@ -186,7 +197,7 @@ pub(super) fn check(old: &str, new: &str, edit: &PinEdit<'_>) -> Result<YamlChec
     check_line_breaks(old, &old_lines, &span)?;
     check_pin_text(old, &old_lines, &span)?;
 
-    let old_text = with_placeholders(old);
+    let old_text = with_placeholders(old)?;
     let old_tree = match parse(&old_text.text, &old_lines, Some(&span)) {
         Ok(tree) => tree,
         Err(ParseProblem::Refused(refusal)) => return Err(refusal),
@@ -199,7 +210,7 @@ pub(super) fn check(old: &str, new: &str, edit: &PinEdit<'_>) -> Result<YamlChec
         }
         Err(ParseProblem::Syntax { reason, .. }) => return Err(YamlRefusal::Invalid { reason }),
     };
-    let new_text = with_placeholders(new);
+    let new_text = with_placeholders(new)?;
     let new_tree = match parse(&new_text.text, &new_lines, None) {
         Ok(tree) => tree,
         Err(ParseProblem::Refused(refusal)) => return Err(refusal),
@@ -449,12 +460,12 @@ impl Placeholders<'_> {
 /// `$${` and `%%{` are the template's escapes for a literal `${` and `%{`, and stay. In a
 /// comment an expression is left as it is: the parser skips it either way, and a file whose
 /// only expressions are in comments is no template whose parse errors could be excused.
-fn with_placeholders(text: &str) -> Placeholders<'_> {
+fn with_placeholders(text: &str) -> Result<Placeholders<'_>, YamlRefusal> {
     if !text.contains("${") && !text.contains("%{") {
-        return Placeholders {
+        return Ok(Placeholders {
             text: Cow::Borrowed(text),
             placeholder_lines: Vec::new(),
-        };
+        });
     }
     let bytes = text.as_bytes();
     let mut out = bytes.to_vec();
@@ -468,7 +479,7 @@ fn with_placeholders(text: &str) -> Placeholders<'_> {
             && bytes.get(i + 1) == Some(&b'{')
             // `$${` / `%%{`: a literal, not an expression.
             && !(i > 0 && bytes[i - 1] == sigil);
-        if !opens || reader.in_comment {
+        if !opens {
             if sigil == b'\n' {
                 line += 1;
             }
@@ -479,6 +490,18 @@ fn with_placeholders(text: &str) -> Placeholders<'_> {
         let Some(end) = closing_brace(bytes, i + 2) else {
             break;
         };
+        if let Some(why) = unsafe_expression(&bytes[i..end]) {
+            let first_line = text[i..end].lines().next().unwrap_or_default();
+            return Err(YamlRefusal::TemplateExpression {
+                line,
+                shown: shorten(first_line),
+                why,
+            });
+        }
+        if reader.in_comment {
+            i = end;
+            continue;
+        }
         let whole_line = sigil == b'%' && alone_on_its_line(bytes, i, end);
         for (at, slot) in out[i..end].iter_mut().enumerate() {
             let b = bytes[i + at];
@@ -497,10 +520,10 @@ fn with_placeholders(text: &str) -> Placeholders<'_> {
     // Only ASCII bytes were written, each over a whole expression: the text is still UTF-8.
     let text = String::from_utf8(out).expect("placeholders keep the text UTF-8");
     placeholder_lines.dedup();
-    Placeholders {
+    Ok(Placeholders {
         text: Cow::Owned(text),
         placeholder_lines,
-    }
+    })
 }
 
 /// Follows a text byte by byte, well enough to tell a YAML comment from a `#` in a quoted
@@ -565,17 +588,19 @@ impl YamlLineReader {
 }
 
 /// The end (exclusive) of the expression whose body starts at `from`: after the `}` that
-/// closes it, counting nested braces and skipping double-quoted strings.
+/// closes it, counting nested braces and skipping quoted strings (`"…"`, `'…'`).
 fn closing_brace(bytes: &[u8], from: usize) -> Option<usize> {
     let mut depth = 1usize;
     let mut i = from;
-    let mut in_string = false;
+    let mut quote: Option<u8> = None;
     while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if in_string => i += 1,
-            b'"' => in_string = !in_string,
-            b'{' if !in_string => depth += 1,
-            b'}' if !in_string => {
+        match (bytes[i], quote) {
+            (b'\\', Some(_)) => i += 1,
+            (b, Some(q)) if b == q => quote = None,
+            (_, Some(_)) => {}
+            (b @ (b'"' | b'\''), None) => quote = Some(b),
+            (b'{', None) => depth += 1,
+            (b'}', None) => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(i + 1);
@@ -584,6 +609,22 @@ fn closing_brace(bytes: &[u8], from: usize) -> Option<usize> {
             _ => {}
         }
         i += 1;
+    }
+    None
+}
+
+/// Why a template expression (`${…}`, `%{…}`, with its sigil and braces) cannot be
+/// replaced by a placeholder: what it renders could be YAML syntax that the placeholder is
+/// not, so the parser would read another file than the one hosts get.
+fn unsafe_expression(expression: &[u8]) -> Option<&'static str> {
+    if expression.contains(&b'\n') {
+        return Some("runs over more than one line");
+    }
+    if expression
+        .iter()
+        .any(|b| matches!(b, b'"' | b'\'' | b'#' | b'|' | b'>'))
+    {
+        return Some("holds a quote, `#`, `|` or `>`, which could render YAML syntax");
     }
     None
 }
@@ -1536,11 +1577,11 @@ storage:
         let edit = update(&text, "1.15.0", NEW_HASH).unwrap();
         assert_eq!(edit.yaml_check, YamlCheck::Agreed);
         let placeholders =
-            with_placeholders("a: ${x.y[\"}\"]} $${lit} %{ if a }b%{ endif }\n%{ else ~}\n");
+            with_placeholders("a: ${x.y[0]} $${lit} %{ if a }b%{ endif }\n%{ else ~}\n").unwrap();
         assert_eq!(placeholders.placeholder_lines, [1, 2]);
         assert_eq!(
             placeholders.text,
-            "a: __x_y______ $${lit} _________b__________\n          \n"
+            "a: __x_y_0__ $${lit} _________b__________\n          \n"
         );
     }
 
@@ -1548,7 +1589,8 @@ storage:
     fn expressions_in_comments_are_not_placeholders() {
         let placeholders = with_placeholders(
             "# ${a}\nb: 1 # ${c}\nd: '#${e}' # ${f}\ng: \"it's # ${h}\"\ni: it's # ${j}\nk: x#${l}\n",
-        );
+        )
+        .unwrap();
         assert_eq!(
             placeholders.text,
             "# ${a}\nb: 1 # ${c}\nd: '#__e_' # ${f}\ng: \"it's # __h_\"\ni: it's # ${j}\nk: x#__l_\n"
@@ -1570,6 +1612,47 @@ storage:
             "{refused:?}"
         );
         assert!(refused.to_string().contains("line 21"), "{refused}");
+    }
+
+    #[test]
+    fn template_expressions_that_could_render_yaml_syntax_are_refused() {
+        for (line, expression, why) in [
+            ("x: ${\"'\"}\n", "${\"'\"}", "holds a quote"),
+            ("x: ${x['}']} y\n", "${x['}']}", "holds a quote"),
+            ("x: a${b # c}\n", "${b # c}", "holds a quote, `#`"),
+            ("x: ${a || b}\n", "${a || b}", "`|`"),
+            ("%{ if a > 1 ~}\n", "%{ if a > 1 ~}", "`>`"),
+            ("# ${\"\\n[x]\"}\n", "${\"\\n[x]\"}", "holds a quote"),
+            (
+                "x: ${join(\",\",\n  xs)}\n",
+                "${join(\",\",",
+                "more than one line",
+            ),
+            ("x: ${f(\n  a)}\n", "${f(", "more than one line"),
+        ] {
+            let text = synthetic().replace("version: 1.1.0\n", &format!("version: 1.1.0\n{line}"));
+            let refused = refusal(&text);
+            assert!(
+                matches!(&refused, YamlRefusal::TemplateExpression { line: 3, shown, why: w }
+                    if shown == expression && w.contains(why)),
+                "{line}: {refused:?}"
+            );
+            let message = refused.to_string();
+            assert!(
+                message.starts_with("line 3 has the template expression"),
+                "{message}"
+            );
+            assert!(
+                message.contains("write a literal `${` as `$${`"),
+                "{message}"
+            );
+        }
+        // The template's escape is no expression.
+        let text = synthetic().replace("version: 1.1.0\n", "version: 1.1.0\nx: $${\"'\"}\n");
+        assert_eq!(
+            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
+            YamlCheck::Agreed
+        );
     }
 
     /// The Alloy pin of [`synthetic`], in a file that does not parse because of the
