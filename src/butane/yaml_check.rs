@@ -89,6 +89,19 @@ pub enum YamlRefusal {
         why: &'static str,
     },
 
+    #[error(
+        "line {line} has the character {code}, which some YAML parsers read as a line break \
+         and others do not; use LF or CRLF line endings only"
+    )]
+    UnusualLineBreak { line: usize, code: String },
+
+    #[error(
+        "line {line} puts an anchor (`&name`) on a collection that holds the Alloy pin, so an \
+         alias could copy the pin where the editor does not look; write the values out \
+         instead of sharing them"
+    )]
+    AnchoredAncestor { line: usize },
+
     #[error("the file is not valid YAML ({reason}); fix it so that Butane can read it")]
     Invalid { reason: String },
 
@@ -273,8 +286,20 @@ impl LineTable {
     }
 }
 
-/// Refuses a lone CR, NEL, LS or PS within the pin's lines.
+/// Refuses a lone CR, NEL, LS or PS within the pin's lines, and a NEL, LS or PS anywhere:
+/// some YAML parsers (go-yaml, which Butane uses) break lines there and others do not, so
+/// no parser can stand for Butane's reading of the file.
 fn check_line_breaks(text: &str, lines: &LineTable, span: &PinSpan) -> Result<(), YamlRefusal> {
+    if let Some((at, c)) = text
+        .char_indices()
+        .find(|&(_, c)| matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}'))
+        .filter(|(at, _)| !span.bytes.contains(at))
+    {
+        return Err(YamlRefusal::UnusualLineBreak {
+            line: lines.line_of(at),
+            code: format!("U+{:04X}", u32::from(c)),
+        });
+    }
     let part = &text[span.bytes.clone()];
     let mut chars = part.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
@@ -363,7 +388,7 @@ fn check_pin_line(
                 let end = (at..bytes.len())
                     .find(|&i| ends_token(i))
                     .unwrap_or(bytes.len());
-                merge_tag |= body[at..end].ends_with("merge");
+                merge_tag |= body[at..end].trim_end_matches('>').ends_with("merge");
                 at = end;
                 continue;
             }
@@ -770,6 +795,18 @@ fn parse(text: &str, lines: &LineTable, span: Option<&PinSpan>) -> Result<Vec<No
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                // An anchor on a collection that holds the pin would let an alias copy the
+                // pin, edit and all, to where the editor does not look.
+                Some(Frame::Sequence(header, _) | Frame::Mapping(header, ..))
+                    if header.anchor != 0
+                        && span.is_some_and(|s| {
+                            header.start < s.bytes.start && start >= s.bytes.start
+                        }) =>
+                {
+                    return Err(ParseProblem::Refused(YamlRefusal::AnchoredAncestor {
+                        line: lines.line_of(header.start),
+                    }));
+                }
                 Some(Frame::Sequence(mut header, items)) => {
                     header.kind = Kind::Sequence(items);
                     header
@@ -788,8 +825,12 @@ fn parse(text: &str, lines: &LineTable, span: Option<&PinSpan>) -> Result<Vec<No
             Some(Frame::Mapping(_, pairs, pending)) => match pending.take() {
                 Some(key) => pairs.push((key, finished)),
                 None => {
-                    let merge =
-                        matches!(&finished.kind, Kind::Scalar(k, ScalarStyle::Plain) if k == "<<");
+                    // Quoted or tagged, `<<` is still a merge key to some parsers.
+                    let merge = matches!(&finished.kind, Kind::Scalar(k, _) if k == "<<")
+                        || finished
+                            .tag
+                            .as_deref()
+                            .is_some_and(|t| t.ends_with("merge"));
                     if let Some(span) = in_span(finished.start).filter(|_| merge) {
                         return Err(ParseProblem::Refused(span.refuse(
                             Construct::MergeKey,
@@ -1423,6 +1464,60 @@ storage:
     }
 
     #[test]
+    fn quoted_and_tagged_merge_keys_are_refused() {
+        for key in [
+            "\"<<\"",
+            "'<<'",
+            "!!merge \"<<\"",
+            "!!merge x",
+            "!<tag:yaml.org,2002:merge> x",
+        ] {
+            let text = synthetic()
+                .replace(
+                    "version: 1.1.0",
+                    "version: 1.1.0\nx-defaults: &defaults\n  mode: 0644",
+                )
+                .replace(
+                    "      mode: 0644\n      contents",
+                    &format!("      {key}: *defaults\n      contents"),
+                );
+            assert_eq!(
+                construct(&refusal(&text)),
+                (Construct::MergeKey, 9),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn anchors_on_collections_that_hold_the_pin_are_refused() {
+        for (from, to, line) in [
+            ("  files:\n", "  files: &f\n", 4),
+            ("storage:\n", "storage: &s\n", 3),
+            ("variant: flatcar\n", "--- &doc\nvariant: flatcar\n", 1),
+        ] {
+            let copy = match line {
+                4 => "x-copy: *f\n",
+                3 => "x-copy: *s\n",
+                _ => "",
+            };
+            let text = synthetic().replace(from, to) + copy;
+            let refused = refusal(&text);
+            assert_eq!(refused, YamlRefusal::AnchoredAncestor { line }, "{to}");
+            assert!(
+                refused.to_string().contains("holds the Alloy pin"),
+                "{refused}"
+            );
+        }
+        // An anchor on a collection beside the pin is compared like any other node.
+        let text = synthetic() + "  directories: &d\n    - path: /x\nx-copy: *d\n";
+        assert_eq!(
+            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
+            YamlCheck::Agreed
+        );
+    }
+
+    #[test]
     fn flow_collections_in_the_entry_are_refused() {
         for (flow, line) in [
             ("      user: {name: core}\n", 7),
@@ -1464,12 +1559,29 @@ storage:
             assert!(refused.to_string().contains(name), "{refused}");
             assert!(refused.to_string().contains("LF or CRLF"), "{refused}");
         }
-        // Outside the pin's lines they are left to the tree comparison.
-        let text = synthetic().replace("variant: flatcar", "variant: flatcar # ok\u{2028}");
+        // Outside the pin's lines a lone CR is left to the tree comparison; NEL, LS and PS
+        // are refused anywhere.
+        let text = synthetic().replace("variant: flatcar", "variant: flatcar # ok\rx: 1");
         assert_eq!(
             update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
             YamlCheck::Agreed
         );
+        for (inserted, code) in [
+            ("\u{85}", "U+0085"),
+            ("\u{2028}", "U+2028"),
+            ("\u{2029}", "U+2029"),
+        ] {
+            let text = synthetic() + &format!("x: a{inserted}b\n");
+            let refused = refusal(&text);
+            assert_eq!(
+                refused,
+                YamlRefusal::UnusualLineBreak {
+                    line: 21,
+                    code: code.into()
+                }
+            );
+            assert!(refused.to_string().contains("LF or CRLF"), "{refused}");
+        }
     }
 
     #[test]
