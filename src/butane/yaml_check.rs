@@ -327,8 +327,9 @@ fn check_line_breaks(text: &str, lines: &LineTable, span: &PinSpan) -> Result<()
 /// like the editor does; a multi-line flow or quoted scalar is read as if each of its lines
 /// started a node, which can only refuse more.
 fn check_pin_text(text: &str, lines: &LineTable, span: &PinSpan) -> Result<(), YamlRefusal> {
-    // Inside a block scalar: lines indented deeper than this column are its content.
-    let mut block: Option<usize> = None;
+    // Inside a block scalar: the column of its key (or dash), and its content's indentation,
+    // set by its first line indented deeper than that column.
+    let mut block: Option<(usize, Option<usize>)> = None;
     for line in span.first..=span.last {
         let raw = &text[lines.start(line - 1)..lines.end(line - 1)];
         let body = raw.trim_end_matches(['\n', '\r']);
@@ -336,12 +337,20 @@ fn check_pin_text(text: &str, lines: &LineTable, span: &PinSpan) -> Result<(), Y
         if body[indent..].trim().is_empty() {
             continue;
         }
-        if block.is_some_and(|column| indent > column) {
-            continue;
+        if let Some((column, content)) = &mut block {
+            match *content {
+                None if indent > *column => {
+                    *content = Some(indent);
+                    continue;
+                }
+                Some(content) if indent >= content => continue,
+                _ => {}
+            }
         }
         block = check_pin_line(body, indent, |construct, what| {
             span.refuse(construct, what, line)
-        })?;
+        })?
+        .map(|column| (column, None));
     }
     Ok(())
 }
@@ -1801,6 +1810,12 @@ storage:
             let refused = refusal(&text);
             assert_eq!(construct(&refused), (wanted, 7), "{line}");
         }
+        // A line less indented than the block scalar's content ends it.
+        let text = unparsable_template().replace(
+            "      mode: 0644\n",
+            "      z: |\n          text\n        mode: &m 0644\n",
+        );
+        assert_eq!(construct(&refusal(&text)), (Construct::Anchor, 9));
         // Within a block scalar, in a comment or inside a quoted or plain scalar, the same
         // characters are text.
         let text = unparsable_template().replace(
