@@ -48,9 +48,10 @@
 //! A line reader can be fooled by YAML it does not model, so every edit is then checked
 //! with a YAML parser ([`YamlCheck`]): the pin's lines must be plain block YAML (no
 //! anchors, aliases, merge keys, flow collections, or line breaks other than LF and CRLF),
-//! and the parsed old and new files must differ only at the pin. A template that does not
-//! parse even with its expressions replaced keeps the line edit, and
-//! [`ButaneEdit::yaml_check`] says that the check could not run.
+//! and the parsed old and new files must differ only at the pin, which must be the only
+//! Alloy entry the parser sees. A template whose parse fails at one of its expressions
+//! (replaced by placeholders) keeps the line edit, and [`ButaneEdit::yaml_check`] says that
+//! the check could not run.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -35,8 +35,9 @@ use super::ImagePattern;
 pub enum YamlCheck {
     /// The old and the new file parse, and their trees differ only at the Alloy pin.
     Agreed,
-    /// The file is a template that does not parse as YAML even with its expressions
-    /// replaced by placeholders: only the line edit's own checks were made.
+    /// The file is a template that does not parse as YAML where one of its expressions was
+    /// replaced by a placeholder: only the line edit's own checks, and the refusal of
+    /// anchors, aliases, merge keys and flow collections on the pin's lines, were made.
     NotRun {
         /// What the parser said.
         reason: String,
