@@ -48,9 +48,10 @@
 //! A line reader can be fooled by YAML it does not model, so every edit is then checked
 //! with a YAML parser ([`YamlCheck`]): the pin's lines must be plain block YAML (no
 //! anchors, aliases, merge keys, flow collections, or line breaks other than LF and CRLF),
-//! and the parsed old and new files must differ only at the pin. A template that does not
-//! parse even with its expressions replaced keeps the line edit, and
-//! [`ButaneEdit::yaml_check`] says that the check could not run.
+//! and the parsed old and new files must differ only at the pin, which must be the only
+//! Alloy entry the parser sees. A template whose parse fails at one of its expressions
+//! (replaced by placeholders) keeps the line edit, and [`ButaneEdit::yaml_check`] says that
+//! the check could not run.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -299,6 +300,8 @@ pub fn update_alloy_pin(
             text,
             &out,
             &yaml_check::PinEdit {
+                image_name,
+                pattern: &pattern,
                 path_line: scan.path_line,
                 source_line: scan.source_line,
                 hash_line: scan.hash_line,
@@ -1281,8 +1284,8 @@ storage:
     fn other_images_and_longer_names_are_not_the_pin() {
         let text = format!(
             "storage:\n  files:\n{}{}{}",
-            entry("myalloy-1.0.0-amd64.raw", NEW_HASH),
-            entry("alloy-extra-1.0.0-amd64.raw", NEW_HASH),
+            entry("myalloy-1.0.0-amd64.raw", NEW_HASH).replace("/alloy/", "/myalloy/"),
+            entry("alloy-extra-1.0.0-amd64.raw", NEW_HASH).replace("/alloy/", "/alloy-extra/"),
             entry("alloy-1.14.2-amd64.raw", OLD_HASH)
         );
         let pin = find(&text).unwrap();
@@ -1410,7 +1413,7 @@ links:
     #[test]
     fn huge_input_is_handled_in_one_pass() {
         // About 5 MB of other entries around the pin, and one 1 MB line.
-        let filler = entry("other-1.0.0-amd64.raw", NEW_HASH);
+        let filler = entry("other-1.0.0-amd64.raw", NEW_HASH).replace("/alloy/", "/other/");
         let count = 5_000_000 / filler.len();
         let mut text = String::from("storage:\n  files:\n");
         for _ in 0..count / 2 {

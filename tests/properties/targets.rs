@@ -413,6 +413,7 @@ pub fn check_butane(case: &ButaneCase) -> Verdict {
 /// only the lines it reports and read back as the new pin.
 pub fn hostile_butane_files() -> impl Strategy<Value = (ButaneCase, usize, String)> {
     let hostile = prop_oneof![
+        select(REFUSED_IN_THE_PIN.to_vec()).prop_map(str::to_owned),
         select(vec![
             "      mode: &m 0644",
             "      mode: *m",
@@ -424,6 +425,16 @@ pub fn hostile_butane_files() -> impl Strategy<Value = (ButaneCase, usize, Strin
             "      x: 1\u{85}      y: 2",
             "      x: 1\u{2028}y: 2",
             "      x: 1\u{2029}y: 2",
+            "files:",
+            "    - \"path\": /opt/extensions/alloy/alloy-0.0.1-amd64.raw",
+            "    - {path: /opt/extensions/alloy/alloy-0.0.1-amd64.raw}",
+            "    - {target: /opt/x.raw, path: /etc/extensions/alloy.raw}",
+            "  files: &f",
+            "x-copy: *f",
+            "# ${x}",
+            "x: ${\"'\"}",
+            "x: ${a #",
+            "      x: ${f(",
             "---",
             "...",
             "      contents:",
@@ -441,6 +452,7 @@ pub fn hostile_butane_files() -> impl Strategy<Value = (ButaneCase, usize, Strin
         ])
         .prop_map(str::to_owned),
         "[ -~\u{85}\u{2028}\r\t]{0,30}",
+        (250usize..300).prop_map(|depth| format!("x-pad: {}{}", "[".repeat(depth), "]".repeat(depth))),
     ];
     (butane_files(), any::<prop::sample::Index>(), hostile).prop_map(|(case, at, hostile)| {
         let count = case.text.split('\n').count();
@@ -448,13 +460,44 @@ pub fn hostile_butane_files() -> impl Strategy<Value = (ButaneCase, usize, Strin
     })
 }
 
+/// Lines that must be refused wherever they stand between the pin's first and last line,
+/// whether or not the file parses.
+const REFUSED_IN_THE_PIN: [&str; 10] = [
+    "      mode: &m 0644",
+    "      mode: *m",
+    "      <<: x",
+    "      \"<<\": x",
+    "      !!merge m: x",
+    "      user: {name: core}",
+    "      append: []",
+    "      x: 1\r      y: 2",
+    "      x: 1\u{85}      y: 2",
+    "      x: 1\u{2028}y: 2",
+];
+
 pub fn check_hostile_butane(input: &(ButaneCase, usize, String)) -> Verdict {
     let (case, at, hostile) = input;
     let mut lines: Vec<&str> = case.text.split('\n').collect();
-    lines.insert((*at).min(lines.len()), hostile);
+    let at = (*at).min(lines.len());
+    lines.insert(at, hostile);
     let text = lines.join("\n");
     let (version, hash) = &case.new;
-    let Ok(edit) = update_alloy_pin(&text, "alloy", Arch::Amd64, version, hash) else {
+    // The inserted line is line `at + 1`; strictly after the path line and no later than the
+    // last line of the pin, it is between the pin's lines.
+    let last = case
+        .target_lines
+        .iter()
+        .copied()
+        .chain([case.hash_line])
+        .max();
+    let in_the_pin = at + 1 > case.path_line && last.is_some_and(|last| at < last);
+    let result = update_alloy_pin(&text, "alloy", Arch::Amd64, version, hash);
+    if in_the_pin && REFUSED_IN_THE_PIN.contains(&hostile.as_str()) {
+        return ensure(result.as_ref().map_or(true, |edit| !edit.changed), || {
+            format!("{hostile:?} in the pin was not refused: {result:?}")
+        });
+    }
+    let Ok(edit) = result else {
         return Ok(());
     };
     let differing = differing_lines(&text, &edit.text)
