@@ -697,7 +697,9 @@ fn consumer_is_safe(repo: &str, path: &str, base: &str) -> bool {
     let base_ok = !base.is_empty()
         && !base.starts_with('/')
         && !base.contains("..")
-        && !base.chars().any(|c| c.is_whitespace() || c.is_control());
+        // Git's rules: no ASCII space or control character; other characters, a
+        // non-breaking space included, are bytes git accepts.
+        && !base.chars().any(|c| c == ' ' || c.is_control());
     repo_ok && path_ok && base_ok
 }
 
