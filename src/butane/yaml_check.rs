@@ -1324,17 +1324,10 @@ fn check_all_found(found: &[PinPart], edit: &PinEdit<'_>) -> Result<(), YamlRefu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::Arch;
-    use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
-
-    const GHOST: &str = include_str!("../../tests/fixtures/real-world/ghost.bu");
-    const GHOST_HASH: &str = "268db7a95a807cfb1c9544fce8a0845db8d7b74354c9ab0e5a1959e4093b7fa7";
-    const NEW_HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    const OLD_HASH: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-
-    fn update(text: &str, version: &str, hash: &str) -> Result<ButaneEdit, ButaneError> {
-        update_alloy_pin(text, "alloy", Arch::Amd64, &version.parse().unwrap(), hash)
-    }
+    use crate::butane::ButaneError;
+    use crate::butane::test_fixtures::{
+        GHOST, GHOST_HASH, NEW_HASH, OLD_HASH, synthetic_with_comment, update,
+    };
 
     fn refusal(text: &str) -> YamlRefusal {
         match update(text, "1.15.0", NEW_HASH) {
@@ -1345,29 +1338,7 @@ mod tests {
 
     /// The pin is on lines 6 (path), 9 (source), 11 (hash) and 18 (links target).
     fn synthetic() -> String {
-        format!(
-            "variant: flatcar
-version: 1.1.0
-storage:
-  files:
-    # alloy-{{VERSION}}-amd64.raw
-    - path: /opt/extensions/alloy/alloy-1.14.2-amd64.raw
-      mode: 0644
-      contents:
-        source: ${{base_url}}/alloy-1.14.2-amd64.raw
-        verification:
-          hash: sha256-{OLD_HASH}
-    - path: /opt/extensions/other/other-1.0.0-amd64.raw
-      contents:
-        source: https://example.com/other-1.0.0-amd64.raw
-        verification:
-          hash: sha256-{NEW_HASH}
-  links:
-    - target: /opt/extensions/alloy/alloy-1.14.2-amd64.raw
-      path: /etc/extensions/alloy.raw
-      hard: false
-"
-        )
+        synthetic_with_comment("alloy-{VERSION}-amd64.raw")
     }
 
     fn construct(refusal: &YamlRefusal) -> (Construct, usize) {
