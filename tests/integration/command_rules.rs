@@ -116,6 +116,17 @@ fn metric(server: &Server, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// How many command refusals for `reason` the server counted at `/metrics`, answered or
+/// left unanswered.
+fn refusals(server: &Server, reason: &str, answered: bool) -> f64 {
+    metric(
+        server,
+        &format!(
+            r#"alloy_sysext_command_refusals_total{{reason="{reason}",answered="{answered}"}}"#
+        ),
+    )
+}
+
 fn consumer_replies(github: &FakeGitHub) -> Vec<String> {
     github
         .comments(CONSUMER, CONSUMER_ISSUE)
@@ -262,27 +273,9 @@ fn a_comment_gets_one_reply_and_refusals_are_answered_once_an_hour() {
     assert!(jobs(&server).is_empty());
     // A comment's refusal is counted once, under its first refused command's reason: the
     // malformed `/build 1.2` for the first comment.
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="malformed",answered="true"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="permission",answered="true"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="permission",answered="false"}"#
-        ),
-        2.0
-    );
+    assert_eq!(refusals(&server, "malformed", true), 1.0);
+    assert_eq!(refusals(&server, "permission", true), 1.0);
+    assert_eq!(refusals(&server, "permission", false), 2.0);
 }
 
 #[test]
@@ -390,13 +383,7 @@ fn requests_join_a_queued_job_a_running_one_is_left_alone_and_a_user_has_three_q
     // Every job reported once, and nothing else was said: the reply to bob, the refusal,
     // and five reports.
     assert_eq!(answered.len(), 7, "{answered:#?}");
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="queue_limit",answered="true"}"#
-        ),
-        1.0
-    );
+    assert_eq!(refusals(&server, "queue_limit", true), 1.0);
 }
 
 #[test]
@@ -736,13 +723,7 @@ fn malformed_commands_are_answered_once_an_hour_like_refusals() {
     wait_handled(&server, "d-bad-other");
     assert_eq!(all.len(), 2, "{all:#?}");
     assert!(all[1].starts_with("@someone "), "{}", all[1]);
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="malformed",answered="false"}"#
-        ),
-        2.0
-    );
+    assert_eq!(refusals(&server, "malformed", false), 2.0);
 }
 
 #[test]
