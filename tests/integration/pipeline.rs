@@ -611,22 +611,7 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
         .github
         .set_permission(BUILD_REPO, "org-owner", "admin");
     let server = world.start_server();
-    let installation = json!({
-        "action": "created",
-        "installation": {"id": 77, "account": {"login": "noahwhite"}},
-        "repositories": [{"full_name": ENROLLED}, {"full_name": GHOST}, {"full_name": BUILD_REPO}],
-        "sender": {"login": "noahwhite", "type": "User"},
-    });
-    server.deliver(
-        "installed",
-        "installation",
-        installation.to_string().as_bytes(),
-    );
-    server.wait_for(
-        "the installation to be stored",
-        Duration::from_secs(30),
-        || server.get("/api/deliveries/installed").json()["state"] == "processed",
-    );
+    install_on(&server, &[ENROLLED]);
     server.deliver("release-enrolled", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
