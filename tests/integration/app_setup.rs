@@ -67,6 +67,11 @@ fn start_setup(github: &FakeGitHub, data: &std::path::Path) -> (Server, String) 
     (server, token)
 }
 
+/// The App credentials the server stored in `data` (`github-app.json`).
+fn stored_app(data: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(data.join("github-app.json")).unwrap()).unwrap()
+}
+
 /// GitHub's page for creating an App on a user account, where the setup form goes
 /// without an organization.
 fn user_app_page() -> String {
@@ -171,8 +176,7 @@ fn the_app_is_created_from_the_manifest_and_used_without_a_restart() {
     let stored = data.path().join("github-app.json");
     let mode = fs::metadata(&stored).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let kept: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&stored).unwrap()).unwrap();
+    let kept = stored_app(data.path());
     assert_eq!(kept["id"], NEW_APP_ID);
 
     // The server acts as the App at once, and verifies deliveries with its secret.
@@ -315,9 +319,7 @@ fn two_racing_callbacks_create_one_app() {
     // One App: one exchange, the first one's credentials kept, the setup gone.
     assert_eq!(conversions(), 1);
     assert!(github.manifest_webhook_secret(NEW_APP_ID + 2).is_none());
-    let kept: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(data.path().join("github-app.json")).unwrap())
-            .unwrap();
+    let kept = stored_app(data.path());
     assert_eq!(kept["id"], NEW_APP_ID);
     assert_eq!(server.get(&format!("/setup?token={token}")).status, 404);
     assert_eq!(
@@ -397,9 +399,7 @@ fn an_app_stored_but_not_usable_ends_the_setup_and_says_to_restart() {
         "{}",
         stored.body
     );
-    let kept: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(data.path().join("github-app.json")).unwrap())
-            .unwrap();
+    let kept = stored_app(data.path());
     assert_eq!(kept["id"], NEW_APP_ID);
     // The setup is over: no second App can replace the stored one.
     assert_eq!(server.get(&format!("/setup?token={token}")).status, 404);
