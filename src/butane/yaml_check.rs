@@ -1341,6 +1341,19 @@ mod tests {
         synthetic_with_comment("alloy-{VERSION}-amd64.raw")
     }
 
+    /// Asserts that `text` is refused as no YAML, with a message naming `line`.
+    fn assert_refused_as_invalid(text: &str, line: usize) {
+        let refused = refusal(text);
+        assert!(
+            matches!(refused, YamlRefusal::Invalid { .. }),
+            "{refused:?}"
+        );
+        assert!(
+            refused.to_string().contains(&format!("line {line}")),
+            "{refused}"
+        );
+    }
+
     fn construct(refusal: &YamlRefusal) -> (Construct, usize) {
         match refusal {
             YamlRefusal::Construct {
@@ -1628,12 +1641,7 @@ mod tests {
     #[test]
     fn a_file_that_is_not_yaml_is_refused() {
         let text = synthetic().replace("${base_url}", "https://x") + "x: 'unterminated\n";
-        let refused = refusal(&text);
-        assert!(
-            matches!(refused, YamlRefusal::Invalid { .. }),
-            "{refused:?}"
-        );
-        assert!(refused.to_string().contains("line 21"), "{refused}");
+        assert_refused_as_invalid(&text, 21);
     }
 
     #[test]
@@ -1699,12 +1707,7 @@ mod tests {
     fn only_a_parse_error_on_a_placeholder_line_skips_the_check() {
         // The template's `${base_url}` (line 9) is not what breaks the parse.
         let text = synthetic() + "x: 'unterminated\n";
-        let refused = refusal(&text);
-        assert!(
-            matches!(refused, YamlRefusal::Invalid { .. }),
-            "{refused:?}"
-        );
-        assert!(refused.to_string().contains("line 21"), "{refused}");
+        assert_refused_as_invalid(&text, 21);
     }
 
     #[test]
