@@ -1341,6 +1341,11 @@ mod tests {
         synthetic_with_comment("alloy-{VERSION}-amd64.raw")
     }
 
+    /// What the YAML check said of updating `text` to 1.15.0.
+    fn yaml_check_of(text: &str) -> YamlCheck {
+        update(text, "1.15.0", NEW_HASH).unwrap().yaml_check
+    }
+
     /// Asserts that `text` is refused as no YAML, with a message naming `line`.
     fn assert_refused_as_invalid(text: &str, line: usize) {
         let refused = refusal(text);
@@ -1379,10 +1384,7 @@ mod tests {
     #[test]
     fn crlf_quoted_and_non_ascii_files_pass() {
         let text = synthetic();
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
         let crlf = text.replace('\n', "\r\n");
         assert_eq!(
             update(&crlf, "1.15.0", NEW_HASH).unwrap().yaml_check,
@@ -1432,10 +1434,7 @@ mod tests {
         assert_eq!(construct(&refusal(&text)), (Construct::Alias, 8));
         // Outside the pin's lines, anchors and aliases are only compared.
         let text = synthetic().replace("version: 1.1.0", "version: &v 1.1.0\nalso: *v");
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     #[test]
@@ -1505,10 +1504,7 @@ mod tests {
         }
         // An anchor on a collection beside the pin is compared like any other node.
         let text = synthetic() + "  directories: &d\n    - path: /x\nx-copy: *d\n";
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     #[test]
@@ -1530,10 +1526,7 @@ mod tests {
         }
         // A flow collection that only mentions brackets in a string is not one.
         let text = synthetic().replace("mode: 0644", "mode: 0644 # {not flow} [nor this]");
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     #[test]
@@ -1556,10 +1549,7 @@ mod tests {
         // Outside the pin's lines a lone CR is left to the tree comparison; NEL, LS and PS
         // are refused anywhere.
         let text = synthetic().replace("variant: flatcar", "variant: flatcar # ok\rx: 1");
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
         for (inserted, code) in [
             ("\u{85}", "U+0085"),
             ("\u{2028}", "U+2028"),
@@ -1745,10 +1735,7 @@ mod tests {
         }
         // The template's escape is no expression.
         let text = synthetic().replace("version: 1.1.0\n", "version: 1.1.0\nx: $${\"'\"}\n");
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     /// The Alloy pin of [`synthetic`], in a file that does not parse because of the
@@ -1797,10 +1784,7 @@ mod tests {
             "      mode: 0644\n",
             "      mode: 0644 # &m *m [x]\n      x: a&b *c [d] {e}\n      y: '&m [x]'\n      z: !!str |\n        &m *m\n        [Transfer]\n      w: \"&m\" \n",
         );
-        assert!(matches!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::NotRun { .. }
-        ));
+        assert!(matches!(yaml_check_of(&text), YamlCheck::NotRun { .. }));
     }
 
     #[test]
@@ -1942,10 +1926,7 @@ links:
             "  links:\n",
             "    - path: /etc/sysupdate.alloy.d/alloy.conf\n    - path: /opt/extensions/alloyish/alloyish-1.0.0-amd64.raw\n    - path: /opt/extensions/alloy/alloy-1.14.2-arm64.raw\n  links:\n",
         ) + "    - {target: /opt/other.raw, path: /etc/extensions/other.raw}\n";
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     #[test]
