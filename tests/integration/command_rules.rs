@@ -127,6 +127,28 @@ fn refusals(server: &Server, reason: &str, answered: bool) -> f64 {
     )
 }
 
+/// Has `user` ask for a build of 1.18.0 in comment `comment_id` (delivery `delivery_id`),
+/// and waits until that job's download has started, held back by a delay it started with;
+/// later downloads are not held.
+fn start_held_build(
+    server: &Server,
+    github: &FakeGitHub,
+    delivery_id: &str,
+    comment_id: u64,
+    user: &str,
+) {
+    github.set_asset_delay(Duration::from_secs(20));
+    server.deliver(
+        delivery_id,
+        "issue_comment",
+        &comment_payload(comment_id, user, "/build 1.18.0"),
+    );
+    server.wait_for("the first job to download", Duration::from_secs(60), || {
+        !github.downloads().is_empty()
+    });
+    github.set_asset_delay(Duration::ZERO);
+}
+
 fn consumer_replies(github: &FakeGitHub) -> Vec<String> {
     github
         .comments(CONSUMER, CONSUMER_ISSUE)
@@ -285,20 +307,10 @@ fn requests_join_a_queued_job_a_running_one_is_left_alone_and_a_user_has_three_q
     for user in ["ann", "bob", "cy"] {
         github.set_permission(BUILD_REPO, user, "write");
     }
-    // The first job stays in its download while the others are asked for.
-    github.set_asset_delay(Duration::from_secs(20));
     let data = tempfile::tempdir().unwrap();
     let server = start_app_server(&github, data.path(), free_port());
-    server.deliver(
-        "d-1",
-        "issue_comment",
-        &comment_payload(621, "ann", "/build 1.18.0"),
-    );
-    // Its download has started, held back by the delay it started with; later ones are not.
-    server.wait_for("the first job to download", Duration::from_secs(60), || {
-        !github.downloads().is_empty()
-    });
-    github.set_asset_delay(Duration::ZERO);
+    // The first job stays in its download while the others are asked for.
+    start_held_build(&server, &github, "d-1", 621, "ann");
     let ask = |id: &str, comment: u64, user: &str, body: &str| {
         server.deliver(id, "issue_comment", &comment_payload(comment, user, body));
         wait_handled(&server, id)
@@ -592,16 +604,7 @@ fn shared_job(server: &Server, github: &FakeGitHub, first: &str, second: &str) -
     for user in ["holder", first, second] {
         github.set_permission(BUILD_REPO, user, "write");
     }
-    github.set_asset_delay(Duration::from_secs(20));
-    server.deliver(
-        "d-holder",
-        "issue_comment",
-        &comment_payload(920, "holder", "/build 1.18.0"),
-    );
-    server.wait_for("the first job to download", Duration::from_secs(60), || {
-        !github.downloads().is_empty()
-    });
-    github.set_asset_delay(Duration::ZERO);
+    start_held_build(server, github, "d-holder", 920, "holder");
     server.deliver(
         "d-first",
         "issue_comment",
