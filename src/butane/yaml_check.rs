@@ -1437,17 +1437,22 @@ mod tests {
         assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
-    #[test]
-    fn merge_keys_in_the_entry_are_refused() {
-        let text = synthetic()
+    /// [`synthetic`] whose Alloy entry takes its mode from `x-defaults` under `key` (line 9).
+    fn with_merge_key(key: &str) -> String {
+        synthetic()
             .replace(
                 "version: 1.1.0",
                 "version: 1.1.0\nx-defaults: &defaults\n  mode: 0644",
             )
             .replace(
                 "      mode: 0644\n      contents",
-                "      <<: *defaults\n      contents",
-            );
+                &format!("      {key}: *defaults\n      contents"),
+            )
+    }
+
+    #[test]
+    fn merge_keys_in_the_entry_are_refused() {
+        let text = with_merge_key("<<");
         let refused = refusal(&text);
         assert_eq!(construct(&refused), (Construct::MergeKey, 9));
         assert!(
@@ -1465,15 +1470,7 @@ mod tests {
             "!!merge x",
             "!<tag:yaml.org,2002:merge> x",
         ] {
-            let text = synthetic()
-                .replace(
-                    "version: 1.1.0",
-                    "version: 1.1.0\nx-defaults: &defaults\n  mode: 0644",
-                )
-                .replace(
-                    "      mode: 0644\n      contents",
-                    &format!("      {key}: *defaults\n      contents"),
-                );
+            let text = with_merge_key(key);
             assert_eq!(
                 construct(&refusal(&text)),
                 (Construct::MergeKey, 9),
