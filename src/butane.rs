@@ -60,6 +60,8 @@ use std::ops::Range;
 use crate::arch::Arch;
 use crate::version::Version;
 
+#[cfg(test)]
+mod test_fixtures;
 mod yaml_check;
 
 pub use yaml_check::{Construct, MAX_DEPTH, YamlCheck, YamlRefusal};
@@ -802,14 +804,13 @@ fn only_line(
 
 #[cfg(test)]
 mod tests {
+    use super::test_fixtures::{
+        GHOST, GHOST_HASH, NEW_HASH, OLD_HASH, synthetic_with_comment, update,
+    };
     use super::*;
 
-    const GHOST: &str = include_str!("../tests/fixtures/real-world/ghost.bu");
-    const GHOST_HASH: &str = "268db7a95a807cfb1c9544fce8a0845db8d7b74354c9ab0e5a1959e4093b7fa7";
     const TAILSCALE_HASH_LINE: &str =
         "          hash: sha256-4fac074559d01328d0c59e030170821d22332a3ebd19087c135959f11feafaa1";
-    const NEW_HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    const OLD_HASH: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
     fn v(text: &str) -> Version {
         text.parse().unwrap()
@@ -817,10 +818,6 @@ mod tests {
 
     fn find(text: &str) -> Result<AlloyPin, ButaneError> {
         find_alloy_pin(text, "alloy", Arch::Amd64)
-    }
-
-    fn update(text: &str, version: &str, hash: &str) -> Result<ButaneEdit, ButaneError> {
-        update_alloy_pin(text, "alloy", Arch::Amd64, &v(version), hash)
     }
 
     /// The 1-based numbers of the lines that differ; both texts must have as many lines.
@@ -838,31 +835,10 @@ mod tests {
         text.split_inclusive('\n').nth(number - 1).unwrap()
     }
 
-    /// A small consumer file pinning alloy 1.14.2 with `OLD_HASH`.
+    /// A small consumer file pinning alloy 1.14.2 with `OLD_HASH`, whose comment names
+    /// the image's checksum files.
     fn synthetic() -> String {
-        format!(
-            "variant: flatcar
-version: 1.1.0
-storage:
-  files:
-    # alloy-{{VERSION}}-amd64.raw.sha256 and alloy-1.14.2-amd64.raw.sha256
-    - path: /opt/extensions/alloy/alloy-1.14.2-amd64.raw
-      mode: 0644
-      contents:
-        source: ${{base_url}}/alloy-1.14.2-amd64.raw
-        verification:
-          hash: sha256-{OLD_HASH}
-    - path: /opt/extensions/other/other-1.0.0-amd64.raw
-      contents:
-        source: https://example.com/other-1.0.0-amd64.raw
-        verification:
-          hash: sha256-{NEW_HASH}
-  links:
-    - target: /opt/extensions/alloy/alloy-1.14.2-amd64.raw
-      path: /etc/extensions/alloy.raw
-      hard: false
-"
-        )
+        synthetic_with_comment("alloy-{VERSION}-amd64.raw.sha256 and alloy-1.14.2-amd64.raw.sha256")
     }
 
     #[test]

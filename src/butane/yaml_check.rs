@@ -1324,17 +1324,10 @@ fn check_all_found(found: &[PinPart], edit: &PinEdit<'_>) -> Result<(), YamlRefu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::Arch;
-    use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
-
-    const GHOST: &str = include_str!("../../tests/fixtures/real-world/ghost.bu");
-    const GHOST_HASH: &str = "268db7a95a807cfb1c9544fce8a0845db8d7b74354c9ab0e5a1959e4093b7fa7";
-    const NEW_HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    const OLD_HASH: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-
-    fn update(text: &str, version: &str, hash: &str) -> Result<ButaneEdit, ButaneError> {
-        update_alloy_pin(text, "alloy", Arch::Amd64, &version.parse().unwrap(), hash)
-    }
+    use crate::butane::ButaneError;
+    use crate::butane::test_fixtures::{
+        GHOST, GHOST_HASH, NEW_HASH, OLD_HASH, synthetic_with_comment, update,
+    };
 
     fn refusal(text: &str) -> YamlRefusal {
         match update(text, "1.15.0", NEW_HASH) {
@@ -1345,29 +1338,25 @@ mod tests {
 
     /// The pin is on lines 6 (path), 9 (source), 11 (hash) and 18 (links target).
     fn synthetic() -> String {
-        format!(
-            "variant: flatcar
-version: 1.1.0
-storage:
-  files:
-    # alloy-{{VERSION}}-amd64.raw
-    - path: /opt/extensions/alloy/alloy-1.14.2-amd64.raw
-      mode: 0644
-      contents:
-        source: ${{base_url}}/alloy-1.14.2-amd64.raw
-        verification:
-          hash: sha256-{OLD_HASH}
-    - path: /opt/extensions/other/other-1.0.0-amd64.raw
-      contents:
-        source: https://example.com/other-1.0.0-amd64.raw
-        verification:
-          hash: sha256-{NEW_HASH}
-  links:
-    - target: /opt/extensions/alloy/alloy-1.14.2-amd64.raw
-      path: /etc/extensions/alloy.raw
-      hard: false
-"
-        )
+        synthetic_with_comment("alloy-{VERSION}-amd64.raw")
+    }
+
+    /// What the YAML check said of updating `text` to 1.15.0.
+    fn yaml_check_of(text: &str) -> YamlCheck {
+        update(text, "1.15.0", NEW_HASH).unwrap().yaml_check
+    }
+
+    /// Asserts that `text` is refused as no YAML, with a message naming `line`.
+    fn assert_refused_as_invalid(text: &str, line: usize) {
+        let refused = refusal(text);
+        assert!(
+            matches!(refused, YamlRefusal::Invalid { .. }),
+            "{refused:?}"
+        );
+        assert!(
+            refused.to_string().contains(&format!("line {line}")),
+            "{refused}"
+        );
     }
 
     fn construct(refusal: &YamlRefusal) -> (Construct, usize) {
@@ -1395,10 +1384,7 @@ storage:
     #[test]
     fn crlf_quoted_and_non_ascii_files_pass() {
         let text = synthetic();
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
         let crlf = text.replace('\n', "\r\n");
         assert_eq!(
             update(&crlf, "1.15.0", NEW_HASH).unwrap().yaml_check,
@@ -1448,23 +1434,25 @@ storage:
         assert_eq!(construct(&refusal(&text)), (Construct::Alias, 8));
         // Outside the pin's lines, anchors and aliases are only compared.
         let text = synthetic().replace("version: 1.1.0", "version: &v 1.1.0\nalso: *v");
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
-    #[test]
-    fn merge_keys_in_the_entry_are_refused() {
-        let text = synthetic()
+    /// [`synthetic`] whose Alloy entry takes its mode from `x-defaults` under `key` (line 9).
+    fn with_merge_key(key: &str) -> String {
+        synthetic()
             .replace(
                 "version: 1.1.0",
                 "version: 1.1.0\nx-defaults: &defaults\n  mode: 0644",
             )
             .replace(
                 "      mode: 0644\n      contents",
-                "      <<: *defaults\n      contents",
-            );
+                &format!("      {key}: *defaults\n      contents"),
+            )
+    }
+
+    #[test]
+    fn merge_keys_in_the_entry_are_refused() {
+        let text = with_merge_key("<<");
         let refused = refusal(&text);
         assert_eq!(construct(&refused), (Construct::MergeKey, 9));
         assert!(
@@ -1482,15 +1470,7 @@ storage:
             "!!merge x",
             "!<tag:yaml.org,2002:merge> x",
         ] {
-            let text = synthetic()
-                .replace(
-                    "version: 1.1.0",
-                    "version: 1.1.0\nx-defaults: &defaults\n  mode: 0644",
-                )
-                .replace(
-                    "      mode: 0644\n      contents",
-                    &format!("      {key}: *defaults\n      contents"),
-                );
+            let text = with_merge_key(key);
             assert_eq!(
                 construct(&refusal(&text)),
                 (Construct::MergeKey, 9),
@@ -1521,10 +1501,7 @@ storage:
         }
         // An anchor on a collection beside the pin is compared like any other node.
         let text = synthetic() + "  directories: &d\n    - path: /x\nx-copy: *d\n";
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     #[test]
@@ -1546,10 +1523,7 @@ storage:
         }
         // A flow collection that only mentions brackets in a string is not one.
         let text = synthetic().replace("mode: 0644", "mode: 0644 # {not flow} [nor this]");
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     #[test]
@@ -1572,10 +1546,7 @@ storage:
         // Outside the pin's lines a lone CR is left to the tree comparison; NEL, LS and PS
         // are refused anywhere.
         let text = synthetic().replace("variant: flatcar", "variant: flatcar # ok\rx: 1");
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
         for (inserted, code) in [
             ("\u{85}", "U+0085"),
             ("\u{2028}", "U+2028"),
@@ -1657,12 +1628,7 @@ storage:
     #[test]
     fn a_file_that_is_not_yaml_is_refused() {
         let text = synthetic().replace("${base_url}", "https://x") + "x: 'unterminated\n";
-        let refused = refusal(&text);
-        assert!(
-            matches!(refused, YamlRefusal::Invalid { .. }),
-            "{refused:?}"
-        );
-        assert!(refused.to_string().contains("line 21"), "{refused}");
+        assert_refused_as_invalid(&text, 21);
     }
 
     #[test]
@@ -1728,12 +1694,7 @@ storage:
     fn only_a_parse_error_on_a_placeholder_line_skips_the_check() {
         // The template's `${base_url}` (line 9) is not what breaks the parse.
         let text = synthetic() + "x: 'unterminated\n";
-        let refused = refusal(&text);
-        assert!(
-            matches!(refused, YamlRefusal::Invalid { .. }),
-            "{refused:?}"
-        );
-        assert!(refused.to_string().contains("line 21"), "{refused}");
+        assert_refused_as_invalid(&text, 21);
     }
 
     #[test]
@@ -1771,10 +1732,7 @@ storage:
         }
         // The template's escape is no expression.
         let text = synthetic().replace("version: 1.1.0\n", "version: 1.1.0\nx: $${\"'\"}\n");
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     /// The Alloy pin of [`synthetic`], in a file that does not parse because of the
@@ -1823,10 +1781,7 @@ storage:
             "      mode: 0644\n",
             "      mode: 0644 # &m *m [x]\n      x: a&b *c [d] {e}\n      y: '&m [x]'\n      z: !!str |\n        &m *m\n        [Transfer]\n      w: \"&m\" \n",
         );
-        assert!(matches!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::NotRun { .. }
-        ));
+        assert!(matches!(yaml_check_of(&text), YamlCheck::NotRun { .. }));
     }
 
     #[test]
@@ -1968,10 +1923,7 @@ links:
             "  links:\n",
             "    - path: /etc/sysupdate.alloy.d/alloy.conf\n    - path: /opt/extensions/alloyish/alloyish-1.0.0-amd64.raw\n    - path: /opt/extensions/alloy/alloy-1.14.2-arm64.raw\n  links:\n",
         ) + "    - {target: /opt/other.raw, path: /etc/extensions/other.raw}\n";
-        assert_eq!(
-            update(&text, "1.15.0", NEW_HASH).unwrap().yaml_check,
-            YamlCheck::Agreed
-        );
+        assert_eq!(yaml_check_of(&text), YamlCheck::Agreed);
     }
 
     #[test]

@@ -164,15 +164,7 @@ impl Database {
     ) -> Result<Queued, DatabaseError> {
         let mut tx = self.pool().begin().await?;
         let queued = insert_job(&mut tx, job).await?;
-        sqlx::query(
-            "UPDATE deliveries SET state = 'processed', processed_at = ?, job_id = ?, error = NULL
-             WHERE id = ?",
-        )
-        .bind(timestamp::now())
-        .bind(queued.id())
-        .bind(delivery_id)
-        .execute(&mut *tx)
-        .await?;
+        mark_delivery_processed(&mut tx, delivery_id, queued.id()).await?;
         tx.commit().await?;
         Ok(queued)
     }
@@ -237,18 +229,29 @@ impl Database {
                 queued
             }
         };
-        sqlx::query(
-            "UPDATE deliveries SET state = 'processed', processed_at = ?, job_id = ?, error = NULL
-             WHERE id = ?",
-        )
-        .bind(timestamp::now())
-        .bind(queued.id())
-        .bind(delivery_id)
-        .execute(&mut *tx)
-        .await?;
+        mark_delivery_processed(&mut tx, delivery_id, queued.id()).await?;
         tx.commit().await?;
         Ok(queued)
     }
+}
+
+/// Marks the delivery `delivery_id` processed by the job `job_id`, inside `tx` so that the
+/// job and the delivery's state are written together.
+async fn mark_delivery_processed(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    delivery_id: &str,
+    job_id: i64,
+) -> Result<(), DatabaseError> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'processed', processed_at = ?, job_id = ?, error = NULL
+         WHERE id = ?",
+    )
+    .bind(timestamp::now())
+    .bind(job_id)
+    .bind(delivery_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Inserts `job` unless its dedupe key is taken; either way, says which job it is.

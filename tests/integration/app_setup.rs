@@ -60,6 +60,24 @@ fn setup_token(server: &Server) -> String {
     token
 }
 
+/// Starts a server with no App yet, and waits for the one-time setup token it logs.
+fn start_setup(github: &FakeGitHub, data: &std::path::Path) -> (Server, String) {
+    let server = start(github, data);
+    let token = setup_token(&server);
+    (server, token)
+}
+
+/// The App credentials the server stored in `data` (`github-app.json`).
+fn stored_app(data: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(data.join("github-app.json")).unwrap()).unwrap()
+}
+
+/// GitHub's page for creating an App on a user account, where the setup form goes
+/// without an organization.
+fn user_app_page() -> String {
+    format!("{GITHUB_URL}/settings/apps/new")
+}
+
 /// The OAuth `state` the setup page put in its form's action, after checking that the form
 /// goes to `action` (GitHub's App creation page) and does not carry the setup token.
 fn state_from_page(server: &Server, token: &str, action: &str) -> String {
@@ -100,8 +118,7 @@ fn github_with_codes() -> FakeGitHub {
 fn the_app_is_created_from_the_manifest_and_used_without_a_restart() {
     let github = github_with_codes();
     let data = tempfile::tempdir().unwrap();
-    let server = start(&github, data.path());
-    let token = setup_token(&server);
+    let (server, token) = start_setup(&github, data.path());
     assert_eq!(server.get("/healthz").json()["can_act"], false);
 
     // The pages need the token.
@@ -114,7 +131,7 @@ fn the_app_is_created_from_the_manifest_and_used_without_a_restart() {
     );
     let page = server.get(&format!("/setup?token={token}"));
     assert_eq!(page.status, 200);
-    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let action = user_app_page();
     let state = state_from_page(&server, &token, &action);
     // The manifest posted to GitHub carries this server's URLs.
     assert!(
@@ -159,8 +176,7 @@ fn the_app_is_created_from_the_manifest_and_used_without_a_restart() {
     let stored = data.path().join("github-app.json");
     let mode = fs::metadata(&stored).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let kept: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&stored).unwrap()).unwrap();
+    let kept = stored_app(data.path());
     assert_eq!(kept["id"], NEW_APP_ID);
 
     // The server acts as the App at once, and verifies deliveries with its secret.
@@ -208,9 +224,8 @@ fn the_app_is_created_from_the_manifest_and_used_without_a_restart() {
 fn a_reused_code_is_refused() {
     let github = github_with_codes();
     let first = tempfile::tempdir().unwrap();
-    let server = start(&github, first.path());
-    let token = setup_token(&server);
-    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let (server, token) = start_setup(&github, first.path());
+    let action = user_app_page();
     let state = state_from_page(&server, &token, &action);
     assert_eq!(
         server
@@ -220,8 +235,7 @@ fn a_reused_code_is_refused() {
     );
     // Another server (or a replayed redirect) tries the same code.
     let second = tempfile::tempdir().unwrap();
-    let other = start(&github, second.path());
-    let other_token = setup_token(&other);
+    let (other, other_token) = start_setup(&github, second.path());
     let other_state = state_from_page(&other, &other_token, &action);
     let reused = other.get(&format!(
         "/setup/callback?code=good-code&state={other_state}"
@@ -263,9 +277,8 @@ fn two_racing_callbacks_create_one_app() {
         &public,
     );
     let data = tempfile::tempdir().unwrap();
-    let server = start(&github, data.path());
-    let token = setup_token(&server);
-    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let (server, token) = start_setup(&github, data.path());
+    let action = user_app_page();
     // Two setup page views (two tabs), each sent through GitHub.
     let first_state = state_from_page(&server, &token, &action);
     let second_state = state_from_page(&server, &token, &action);
@@ -306,9 +319,7 @@ fn two_racing_callbacks_create_one_app() {
     // One App: one exchange, the first one's credentials kept, the setup gone.
     assert_eq!(conversions(), 1);
     assert!(github.manifest_webhook_secret(NEW_APP_ID + 2).is_none());
-    let kept: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(data.path().join("github-app.json")).unwrap())
-            .unwrap();
+    let kept = stored_app(data.path());
     assert_eq!(kept["id"], NEW_APP_ID);
     assert_eq!(server.get(&format!("/setup?token={token}")).status, 404);
     assert_eq!(
@@ -323,9 +334,8 @@ fn two_racing_callbacks_create_one_app() {
 fn a_lost_answer_is_not_asked_again_and_shows_no_code() {
     let github = github_with_codes();
     let data = tempfile::tempdir().unwrap();
-    let server = start(&github, data.path());
-    let token = setup_token(&server);
-    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let (server, token) = start_setup(&github, data.path());
+    let action = user_app_page();
     let page = request_with_headers(
         server.port,
         "GET",
@@ -378,7 +388,7 @@ fn an_app_stored_but_not_usable_ends_the_setup_and_says_to_restart() {
         &[("SIGNING_KEY_PATH", missing_key.to_str().unwrap())],
     );
     let token = setup_token(&server);
-    let action = format!("{GITHUB_URL}/settings/apps/new");
+    let action = user_app_page();
     let first = state_from_page(&server, &token, &action);
     let second = state_from_page(&server, &token, &action);
     let stored = server.get(&format!("/setup/callback?code=good-code&state={first}"));
@@ -389,9 +399,7 @@ fn an_app_stored_but_not_usable_ends_the_setup_and_says_to_restart() {
         "{}",
         stored.body
     );
-    let kept: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(data.path().join("github-app.json")).unwrap())
-            .unwrap();
+    let kept = stored_app(data.path());
     assert_eq!(kept["id"], NEW_APP_ID);
     // The setup is over: no second App can replace the stored one.
     assert_eq!(server.get(&format!("/setup?token={token}")).status, 404);

@@ -38,8 +38,39 @@ fn enroll(github: &FakeGitHub, repo: &str) {
     );
 }
 
-/// A completed run of workflow `name` in `repo` on `branch` at `sha`, concluded `failure`.
-fn completed_run(id: u64, repo: &str, branch: &str, sha: &str) -> String {
+/// The branch of the App's update pull requests for Alloy 1.17.1.
+const UPDATE_BRANCH: &str = "feature/update-alloy-sysext-to-1.17.1";
+
+/// Enrolls [`CONSUMER`] and opens the App's own update pull request there from
+/// [`UPDATE_BRANCH`]: its head commit and its number.
+fn consumer_with_update_pull(github: &FakeGitHub) -> (String, u64) {
+    github.add_repo(CONSUMER, "main");
+    enroll(github, CONSUMER);
+    let head_sha = github.set_file(
+        CONSUMER,
+        UPDATE_BRANCH,
+        "hosts/edge.bu",
+        "variant: flatcar\n",
+    );
+    let pull = github.add_pull(
+        CONSUMER,
+        "alloy-sysext-test[bot]",
+        UPDATE_BRANCH,
+        "main",
+        "Update",
+        "",
+    );
+    (head_sha, pull)
+}
+
+/// A `repository_dispatch` asking the build repository to build `version`.
+fn dispatch(version: &str) -> String {
+    json!({"action": "alloy-sysext-build", "client_payload": {"version": version}, "repository": {"full_name": BUILD_REPO}, "installation": {"id": INSTALLATION}, "sender": {"login": "noahwhite", "type": "User"}}).to_string()
+}
+
+/// A completed run of the workflow "Validate" in `repo` on `branch` at `sha`, from `repo`
+/// itself, concluded `failure`; tests change its fields to make other runs.
+fn completed_run_json(id: u64, repo: &str, branch: &str, sha: &str) -> Value {
     json!({
         "action": "completed",
         "workflow_run": {
@@ -55,7 +86,11 @@ fn completed_run(id: u64, repo: &str, branch: &str, sha: &str) -> String {
         "sender": {"login": "noahwhite", "type": "User"},
         "installation": {"id": INSTALLATION},
     })
-    .to_string()
+}
+
+/// [`completed_run_json`] as a body to deliver.
+fn completed_run(id: u64, repo: &str, branch: &str, sha: &str) -> String {
+    completed_run_json(id, repo, branch, sha).to_string()
 }
 
 fn delivery(server: &Server, id: &str) -> Value {
@@ -81,6 +116,39 @@ fn metric(server: &Server, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// How many command refusals for `reason` the server counted at `/metrics`, answered or
+/// left unanswered.
+fn refusals(server: &Server, reason: &str, answered: bool) -> f64 {
+    metric(
+        server,
+        &format!(
+            r#"alloy_sysext_command_refusals_total{{reason="{reason}",answered="{answered}"}}"#
+        ),
+    )
+}
+
+/// Has `user` ask for a build of 1.18.0 in comment `comment_id` (delivery `delivery_id`),
+/// and waits until that job's download has started, held back by a delay it started with;
+/// later downloads are not held.
+fn start_held_build(
+    server: &Server,
+    github: &FakeGitHub,
+    delivery_id: &str,
+    comment_id: u64,
+    user: &str,
+) {
+    github.set_asset_delay(Duration::from_secs(20));
+    server.deliver(
+        delivery_id,
+        "issue_comment",
+        &comment_payload(comment_id, user, "/build 1.18.0"),
+    );
+    server.wait_for("the first job to download", Duration::from_secs(60), || {
+        !github.downloads().is_empty()
+    });
+    github.set_asset_delay(Duration::ZERO);
+}
+
 fn consumer_replies(github: &FakeGitHub) -> Vec<String> {
     github
         .comments(CONSUMER, CONSUMER_ISSUE)
@@ -100,11 +168,10 @@ fn write_on_a_consumer_but_read_on_the_build_repository_is_refused_and_status_th
     let server = start_app_server(&github, data.path(), free_port());
 
     // A failed job whose error names a repository: a dispatch for a version upstream lacks.
-    let dispatch = json!({"action": "alloy-sysext-build", "client_payload": {"version": "1.0.1"}, "repository": {"full_name": BUILD_REPO}, "installation": {"id": INSTALLATION}, "sender": {"login": "noahwhite", "type": "User"}});
     server.deliver(
         "d-missing",
         "repository_dispatch",
-        dispatch.to_string().as_bytes(),
+        dispatch("1.0.1").as_bytes(),
     );
     let failed = wait_for_job_state(&server, 1, "failed", Duration::from_secs(60));
     let error = failed["error"].as_str().unwrap().to_owned();
@@ -228,27 +295,9 @@ fn a_comment_gets_one_reply_and_refusals_are_answered_once_an_hour() {
     assert!(jobs(&server).is_empty());
     // A comment's refusal is counted once, under its first refused command's reason: the
     // malformed `/build 1.2` for the first comment.
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="malformed",answered="true"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="permission",answered="true"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="permission",answered="false"}"#
-        ),
-        2.0
-    );
+    assert_eq!(refusals(&server, "malformed", true), 1.0);
+    assert_eq!(refusals(&server, "permission", true), 1.0);
+    assert_eq!(refusals(&server, "permission", false), 2.0);
 }
 
 #[test]
@@ -258,20 +307,10 @@ fn requests_join_a_queued_job_a_running_one_is_left_alone_and_a_user_has_three_q
     for user in ["ann", "bob", "cy"] {
         github.set_permission(BUILD_REPO, user, "write");
     }
-    // The first job stays in its download while the others are asked for.
-    github.set_asset_delay(Duration::from_secs(20));
     let data = tempfile::tempdir().unwrap();
     let server = start_app_server(&github, data.path(), free_port());
-    server.deliver(
-        "d-1",
-        "issue_comment",
-        &comment_payload(621, "ann", "/build 1.18.0"),
-    );
-    // Its download has started, held back by the delay it started with; later ones are not.
-    server.wait_for("the first job to download", Duration::from_secs(60), || {
-        !github.downloads().is_empty()
-    });
-    github.set_asset_delay(Duration::ZERO);
+    // The first job stays in its download while the others are asked for.
+    start_held_build(&server, &github, "d-1", 621, "ann");
     let ask = |id: &str, comment: u64, user: &str, body: &str| {
         server.deliver(id, "issue_comment", &comment_payload(comment, user, body));
         wait_handled(&server, id)
@@ -356,52 +395,23 @@ fn requests_join_a_queued_job_a_running_one_is_left_alone_and_a_user_has_three_q
     // Every job reported once, and nothing else was said: the reply to bob, the refusal,
     // and five reports.
     assert_eq!(answered.len(), 7, "{answered:#?}");
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="queue_limit",answered="true"}"#
-        ),
-        1.0
-    );
+    assert_eq!(refusals(&server, "queue_limit", true), 1.0);
 }
 
 #[test]
 fn workflow_runs_are_reported_only_for_the_update_pull_requests_own_head_and_inject_nothing() {
     let github = github_with_app();
-    github.add_repo(CONSUMER, "main");
-    enroll(&github, CONSUMER);
-    let branch = "feature/update-alloy-sysext-to-1.17.1";
-    let head_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
-    let pull = github.add_pull(
-        CONSUMER,
-        "alloy-sysext-test[bot]",
-        branch,
-        "main",
-        "Update",
-        "",
-    );
+    let (head_sha, pull) = consumer_with_update_pull(&github);
     assert_eq!(github.pulls(CONSUMER)[0].head_sha, head_sha);
     let data = tempfile::tempdir().unwrap();
     let server = start_app_server(&github, data.path(), free_port());
 
     let hostile = "CI @noahwhite/admins ![x](https://evil.example/x.png) <img src=x> [y](https://evil.example) `";
     let run = |id: u64, head_repository: &str, sha: &str| {
-        json!({
-            "action": "completed",
-            "workflow_run": {
-                "id": id,
-                "name": hostile,
-                "head_branch": branch,
-                "head_sha": sha,
-                "head_repository": {"full_name": head_repository},
-                "conclusion": "failure",
-                "html_url": format!("https://github.com/{CONSUMER}/actions/runs/{id}"),
-            },
-            "repository": {"full_name": CONSUMER},
-            "sender": {"login": "noahwhite", "type": "User"},
-            "installation": {"id": INSTALLATION},
-        })
-        .to_string()
+        let mut run = completed_run_json(id, CONSUMER, UPDATE_BRANCH, sha);
+        run["workflow_run"]["name"] = json!(hostile);
+        run["workflow_run"]["head_repository"] = json!({"full_name": head_repository});
+        run.to_string()
     };
     // A fork's pull request from a branch of the same name, and a run on an older commit.
     server.deliver(
@@ -461,9 +471,6 @@ fn a_replayed_dispatch_starts_no_second_build_and_the_event_must_match_the_paylo
     let github = github_with_app();
     let data = tempfile::tempdir().unwrap();
     let server = start_app_server(&github, data.path(), free_port());
-    let dispatch = |version: &str| {
-        json!({"action": "alloy-sysext-build", "client_payload": {"version": version}, "repository": {"full_name": BUILD_REPO}, "installation": {"id": INSTALLATION}, "sender": {"login": "noahwhite", "type": "User"}}).to_string()
-    };
     let body = dispatch("1.17.1");
     server.deliver("d-first", "repository_dispatch", body.as_bytes());
     // The same signed body, replayed under new delivery ids: while the job is queued or
@@ -515,38 +522,14 @@ fn a_replayed_dispatch_starts_no_second_build_and_the_event_must_match_the_paylo
 #[test]
 fn replayed_reports_of_a_re_run_with_other_conclusions_are_posted_once_per_attempt() {
     let github = github_with_app();
-    github.add_repo(CONSUMER, "main");
-    enroll(&github, CONSUMER);
-    let branch = "feature/update-alloy-sysext-to-1.17.1";
-    let head_sha = github.set_file(CONSUMER, branch, "hosts/edge.bu", "variant: flatcar\n");
-    let pull = github.add_pull(
-        CONSUMER,
-        "alloy-sysext-test[bot]",
-        branch,
-        "main",
-        "Update",
-        "",
-    );
+    let (head_sha, pull) = consumer_with_update_pull(&github);
     let data = tempfile::tempdir().unwrap();
     let server = start_app_server(&github, data.path(), free_port());
     let run = |attempt: u64, conclusion: &str| {
-        json!({
-            "action": "completed",
-            "workflow_run": {
-                "id": 801,
-                "run_attempt": attempt,
-                "name": "Validate",
-                "head_branch": branch,
-                "head_sha": head_sha,
-                "head_repository": {"full_name": CONSUMER},
-                "conclusion": conclusion,
-                "html_url": format!("https://github.com/{CONSUMER}/actions/runs/801"),
-            },
-            "repository": {"full_name": CONSUMER},
-            "sender": {"login": "noahwhite", "type": "User"},
-            "installation": {"id": INSTALLATION},
-        })
-        .to_string()
+        let mut run = completed_run_json(801, CONSUMER, UPDATE_BRANCH, &head_sha);
+        run["workflow_run"]["run_attempt"] = json!(attempt);
+        run["workflow_run"]["conclusion"] = json!(conclusion);
+        run.to_string()
     };
     // The first attempt failed; a re-run (same run id and head) succeeded.
     let failed = run(1, "failure");
@@ -621,16 +604,7 @@ fn shared_job(server: &Server, github: &FakeGitHub, first: &str, second: &str) -
     for user in ["holder", first, second] {
         github.set_permission(BUILD_REPO, user, "write");
     }
-    github.set_asset_delay(Duration::from_secs(20));
-    server.deliver(
-        "d-holder",
-        "issue_comment",
-        &comment_payload(920, "holder", "/build 1.18.0"),
-    );
-    server.wait_for("the first job to download", Duration::from_secs(60), || {
-        !github.downloads().is_empty()
-    });
-    github.set_asset_delay(Duration::ZERO);
+    start_held_build(server, github, "d-holder", 920, "holder");
     server.deliver(
         "d-first",
         "issue_comment",
@@ -752,19 +726,13 @@ fn malformed_commands_are_answered_once_an_hour_like_refusals() {
     wait_handled(&server, "d-bad-other");
     assert_eq!(all.len(), 2, "{all:#?}");
     assert!(all[1].starts_with("@someone "), "{}", all[1]);
-    assert_eq!(
-        metric(
-            &server,
-            r#"alloy_sysext_command_refusals_total{reason="malformed",answered="false"}"#
-        ),
-        2.0
-    );
+    assert_eq!(refusals(&server, "malformed", false), 2.0);
 }
 
 #[test]
 fn ci_runs_are_reported_only_on_the_apps_own_pull_requests_in_consumer_repositories() {
     let github = github_with_app();
-    let branch = "feature/update-alloy-sysext-to-1.17.1";
+    let branch = UPDATE_BRANCH;
     // An enrolled consumer where someone else opened a pull request from an update branch.
     github.add_repo(CONSUMER, "main");
     enroll(&github, CONSUMER);

@@ -136,6 +136,25 @@ impl World {
     }
 }
 
+/// What the finished release job `job` reports for consumer `repo`.
+fn consumer_outcome(job: &Value, repo: &str) -> Value {
+    let outcomes = job["result"]["consumers"].as_array().unwrap();
+    outcomes
+        .iter()
+        .find(|c| c["repo"] == repo)
+        .cloned()
+        .unwrap_or_else(|| panic!("{repo} is reported: {outcomes:?}"))
+}
+
+/// Whether an update branch (`feature/…`) was made in `repo`.
+fn has_update_branch(world: &World, repo: &str) -> bool {
+    world
+        .github
+        .branches(repo)
+        .iter()
+        .any(|b| b.starts_with("feature/"))
+}
+
 fn wait_for_jobs(server: &Server, count: usize) -> Vec<Value> {
     let mut jobs = Vec::new();
     server.wait_for(
@@ -592,22 +611,7 @@ fn enrolled_repositories_get_pull_requests_and_consumer_ci_is_reported_on_them()
         .github
         .set_permission(BUILD_REPO, "org-owner", "admin");
     let server = world.start_server();
-    let installation = json!({
-        "action": "created",
-        "installation": {"id": 77, "account": {"login": "noahwhite"}},
-        "repositories": [{"full_name": ENROLLED}, {"full_name": GHOST}, {"full_name": BUILD_REPO}],
-        "sender": {"login": "noahwhite", "type": "User"},
-    });
-    server.deliver(
-        "installed",
-        "installation",
-        installation.to_string().as_bytes(),
-    );
-    server.wait_for(
-        "the installation to be stored",
-        Duration::from_secs(30),
-        || server.get("/api/deliveries/installed").json()["state"] == "processed",
-    );
+    install_on(&server, &[ENROLLED]);
     server.deliver("release-enrolled", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
@@ -673,17 +677,10 @@ fn a_consumer_on_a_newer_version_is_not_downgraded() {
     server.deliver("release-old", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
-    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
-    let infisical = outcomes.iter().find(|c| c["repo"] == INFISICAL).unwrap();
-    assert_eq!(infisical["outcome"], "pins a newer version", "{outcomes:?}");
+    let infisical = consumer_outcome(&jobs[0], INFISICAL);
+    assert_eq!(infisical["outcome"], "pins a newer version", "{infisical}");
     assert!(world.github.pulls(INFISICAL).is_empty());
-    assert!(
-        !world
-            .github
-            .branches(INFISICAL)
-            .iter()
-            .any(|b| b.starts_with("feature/"))
-    );
+    assert!(!has_update_branch(&world, INFISICAL));
     assert_eq!(world.github.pulls(GHOST).len(), 1);
 }
 
@@ -705,9 +702,8 @@ fn a_consumer_that_cannot_be_updated_keeps_the_tracking_issue_open() {
     assert!(world.s3.keys().contains(&"SHA256SUMS".to_owned()));
     assert_eq!(world.github.releases(BUILD_REPO).len(), 1);
     assert_eq!(world.github.pulls(GHOST).len(), 1);
-    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
-    let infisical = outcomes.iter().find(|c| c["repo"] == INFISICAL).unwrap();
-    assert_eq!(infisical["outcome"], "failed", "{outcomes:?}");
+    let infisical = consumer_outcome(&jobs[0], INFISICAL);
+    assert_eq!(infisical["outcome"], "failed", "{infisical}");
     assert!(world.github.pulls(INFISICAL).is_empty());
 
     let tracking = world.tracking_issue();
@@ -751,22 +747,15 @@ fn the_yaml_check_refuses_shared_nodes_and_says_when_a_template_could_not_be_che
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
 
-    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
-    let infisical = outcomes.iter().find(|c| c["repo"] == INFISICAL).unwrap();
-    assert_eq!(infisical["outcome"], "failed", "{outcomes:?}");
+    let infisical = consumer_outcome(&jobs[0], INFISICAL);
+    assert_eq!(infisical["outcome"], "failed", "{infisical}");
     let error = infisical["error"].as_str().unwrap();
     assert!(
         error.contains("line 37, within the Alloy pin (lines 36–401), defines an anchor"),
         "{error}"
     );
     assert!(world.github.pulls(INFISICAL).is_empty());
-    assert!(
-        !world
-            .github
-            .branches(INFISICAL)
-            .iter()
-            .any(|b| b.starts_with("feature/"))
-    );
+    assert!(!has_update_branch(&world, INFISICAL));
 
     let pulls = world.github.pulls(GHOST);
     assert_eq!(pulls.len(), 1, "{pulls:?}");
@@ -920,7 +909,6 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
     server.deliver("release-refused", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
-    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
     for (repo, key, value) in [
         (OUTSIDE, "path", "../alloy-sysext-build/SHA256SUMS"),
         (BAD_BRANCH, "base", "main..x"),
@@ -928,10 +916,7 @@ fn an_enrollment_file_that_fails_its_checks_is_refused_naming_the_key() {
         (FULL_REF, "base", "refs/tags/v1"),
         (COMMIT, "base", commit.as_str()),
     ] {
-        let outcome = outcomes
-            .iter()
-            .find(|c| c["repo"] == repo)
-            .unwrap_or_else(|| panic!("{repo} is reported: {outcomes:?}"));
+        let outcome = consumer_outcome(&jobs[0], repo);
         assert_eq!(outcome["outcome"], "refused", "{outcome}");
         let error = outcome["error"].as_str().unwrap();
         assert!(
@@ -1011,9 +996,8 @@ fn an_enrolled_repository_that_fails_every_write_fails_alone_without_holding_the
     server.deliver("release-stale", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
-    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
-    let enrolled = outcomes.iter().find(|c| c["repo"] == ENROLLED).unwrap();
-    assert_eq!(enrolled["outcome"], "failed", "{outcomes:?}");
+    let enrolled = consumer_outcome(&jobs[0], ENROLLED);
+    assert_eq!(enrolled["outcome"], "failed", "{enrolled}");
     assert!(enrolled.get("will_retry").is_none(), "{enrolled}");
     assert!(
         enrolled["error"]
@@ -1086,11 +1070,7 @@ fn an_enrollment_file_that_cannot_be_read_is_reported_as_failed() {
     );
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
-    let outcomes = jobs[0]["result"]["consumers"].as_array().unwrap().clone();
-    let unreadable = outcomes
-        .iter()
-        .find(|c| c["repo"] == UNREADABLE)
-        .unwrap_or_else(|| panic!("{UNREADABLE} is reported: {outcomes:?}"));
+    let unreadable = consumer_outcome(&jobs[0], UNREADABLE);
     assert_eq!(unreadable["outcome"], "failed", "{unreadable}");
     let error = unreadable["error"].as_str().unwrap();
     assert!(

@@ -2,29 +2,17 @@
 //! runs, older than `RETENTION_DAYS` are deleted by the real server (at start, then hourly),
 //! while each delivery's record stays and `/api/deliveries/{id}` still answers.
 
-use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::app_server::start_app_server;
 use crate::fake_github::FakeGitHub;
-use crate::serve_process::{Server, free_port};
-use crate::test_app::{app_env, install_app};
+use crate::serve_process::free_port;
+use crate::test_app::install_app;
 
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
-
-fn start(github: &FakeGitHub, data_dir: &Path) -> Server {
-    let config = data_dir.join("settings.toml");
-    fs::write(
-        &config,
-        "consumers = []\n[schedule]\ncheck_upstream = \"off\"\n",
-    )
-    .unwrap();
-    let env = app_env(github, &config);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::start_on(free_port(), data_dir, &env)
-}
 
 /// Runs `statement` on the server's database, which may be open in the server meanwhile
 /// (WAL), and returns the first column of each row as text.
@@ -73,7 +61,7 @@ fn old_handled_payloads_and_workflow_runs_are_deleted_and_the_records_stay() {
     install_app(&github, &[(77, "noahwhite")]);
     github.add_repo(BUILD_REPO, "main");
     let data = tempfile::tempdir().unwrap();
-    let server = start(&github, data.path());
+    let server = start_app_server(&github, data.path(), free_port());
     let ping =
         serde_json::to_vec(&json!({"zen": "Keep it logically awesome.", "hook_id": 1})).unwrap();
     let run = serde_json::to_vec(&json!({
@@ -124,7 +112,7 @@ fn old_handled_payloads_and_workflow_runs_are_deleted_and_the_records_stay() {
         &format!("UPDATE workflow_runs SET received_at = '{long_ago}'"),
     );
 
-    let server = start(&github, data.path());
+    let server = start_app_server(&github, data.path(), free_port());
     server.wait_for("the sweep at start", Duration::from_secs(30), || {
         payload(data.path(), "old-ping").is_empty() && payload(data.path(), "old-run").is_empty()
     });
