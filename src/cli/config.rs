@@ -19,7 +19,7 @@ use clap::Args;
 /// JOB_RETRY_SECONDS, RETENTION_DAYS, LOG_LEVEL, LOG_FORMAT), who may read the status
 /// (STATUS_TOKEN only as "set", STATUS_PUBLIC), the App (APP_ID, and whether PRIVATE_KEY or
 /// PRIVATE_KEY_PATH holds a usable key; else the App made at /setup and kept in DATA_DIR),
-/// how many webhook secrets are set, the storage (R2_BUCKET, R2_ENDPOINT, S3_REGION and
+/// how many webhook secrets are set and TRUSTED_PROXY_HEADER, the storage (R2_BUCKET, R2_ENDPOINT, S3_REGION and
 /// S3_FORCE_PATH_STYLE, or the local directory; R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY
 /// only as "set"), where the signing key comes from (GPG_PRIVATE_KEY, SIGNING_KEY_PATH or
 /// the key generated in DATA_DIR, with its fingerprint, never the key), and the settings
@@ -299,6 +299,21 @@ fn write_server(
     let _ = writeln!(out, "access = \"{access}\"  # {why}");
 
     let _ = writeln!(out, "\n[webhook]");
+    match &config.trusted_proxy_header {
+        Some(header) => {
+            let _ = writeln!(
+                out,
+                "TRUSTED_PROXY_HEADER = {}  # the client's address, for the cap per client",
+                quote(header.as_str())
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "TRUSTED_PROXY_HEADER = \"\"  # not set: clients connect directly"
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "WEBHOOK_SECRET = {}",

@@ -59,6 +59,7 @@ assignees = ["octocat"]
         ("R2_SECRET_ACCESS_KEY", R2_SECRET_ACCESS_KEY),
         ("GPG_PRIVATE_KEY", &gpg_b64),
         ("STATUS_TOKEN", STATUS_TOKEN),
+        ("TRUSTED_PROXY_HEADER", "Fly-Client-IP"),
         ("CONFIG_FILE", settings.to_str().unwrap()),
     ]));
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -102,6 +103,7 @@ assignees = ["octocat"]
         "WEBHOOK_SECRET = \"set\"",
         "STATUS_TOKEN = \"set\"",
         "access = \"token\"",
+        "TRUSTED_PROXY_HEADER = \"fly-client-ip\"",
         "secrets = 2",
         "sysext-images-bucket",
         "https://account123.r2.cloudflarestorage.com",
@@ -146,6 +148,7 @@ fn config_with_nothing_set_shows_the_defaults() {
         "repo = \"noahwhite/ghost-stack\"",
         "check_upstream = \"0 0 * * *\"",
         "access = \"open\"",
+        "TRUSTED_PROXY_HEADER = \"\"",
         "RETENTION_DAYS = 30",
     ] {
         assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
