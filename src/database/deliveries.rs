@@ -166,18 +166,7 @@ impl Database {
         outcome: DeliveryOutcome,
         note: Option<&str>,
     ) -> Result<(), DatabaseError> {
-        let state = outcome.as_state();
-        sqlx::query(
-            "UPDATE deliveries SET state = ?, error = ?, processed_at = ?
-             WHERE id = ? AND state = 'pending'",
-        )
-        .bind(state)
-        .bind(note)
-        .bind(crate::timestamp::now())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        finish_pending_delivery(self.pool(), id, outcome, note, &crate::timestamp::now()).await
     }
 
     /// Which of `ids` are stored.
@@ -238,4 +227,25 @@ impl Database {
         .await?;
         rows.iter().map(delivery_from_row).collect()
     }
+}
+/// [`Database::finish_delivery`] on `executor`, so that a caller can write it in the same
+/// transaction as what handling the delivery recorded.
+pub(super) async fn finish_pending_delivery<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    id: &str,
+    outcome: DeliveryOutcome,
+    note: Option<&str>,
+    now: &str,
+) -> Result<(), DatabaseError> {
+    sqlx::query(
+        "UPDATE deliveries SET state = ?, error = ?, processed_at = ?
+         WHERE id = ? AND state = 'pending'",
+    )
+    .bind(outcome.as_state())
+    .bind(note)
+    .bind(now)
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(())
 }

@@ -41,16 +41,8 @@ impl Database {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE deliveries SET state = ?, error = ?, processed_at = ?
-             WHERE id = ? AND state = 'pending'",
-        )
-        .bind(outcome.as_state())
-        .bind(note)
-        .bind(&now)
-        .bind(delivery_id)
-        .execute(&mut *tx)
-        .await?;
+        super::deliveries::finish_pending_delivery(&mut *tx, delivery_id, outcome, note, &now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
