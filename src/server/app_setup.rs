@@ -29,7 +29,7 @@ use super::app_credentials_file::{self, StoredApp};
 use crate::github::api::{Auth, GitHubApi};
 use crate::github::app_jwt::AppKey;
 use crate::github::rate_limit::RetryPolicy;
-use crate::secret::Secret;
+use crate::secret::{Secret, same_secret};
 
 /// The manifest, as committed; its URLs are filled in per server.
 pub const MANIFEST_TEMPLATE: &str = include_str!("../../app-manifest.json");
@@ -111,7 +111,7 @@ impl SetupFlow {
         states.retain(|s| s.issued.elapsed() < STATE_LIFETIME);
         match states
             .iter()
-            .position(|s| constant_time_eq(s.value.expose(), given))
+            .position(|s| same_secret(given, s.value.expose()))
         {
             Some(at) => {
                 states.remove(at);
@@ -120,15 +120,6 @@ impl SetupFlow {
             None => false,
         }
     }
-}
-
-/// Compares secrets in time that does not depend on where they differ.
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// The manifest with this server's URLs.
@@ -219,7 +210,7 @@ fn open_flow(state: &AppState) -> Result<&SetupFlow, Refusal> {
 /// The open flow, when `token` is its one-time token.
 fn flow_for_token<'a>(state: &'a AppState, token: Option<&str>) -> Result<&'a SetupFlow, Refusal> {
     let flow = open_flow(state)?;
-    if !constant_time_eq(flow.token.expose(), token.unwrap_or_default()) {
+    if !same_secret(token.unwrap_or_default(), flow.token.expose()) {
         return Err(Refusal::NeedsToken);
     }
     Ok(flow)
