@@ -7,13 +7,14 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::answers::{Answer, not_found, rfc3339, user};
 use super::releases::read_access;
+use super::resource::RepoRoute;
 use super::{FakeGitHub, Shared, lock};
 
 /// An asset as the fake serves it.
@@ -79,14 +80,11 @@ impl FakeGitHub {
     }
 }
 
-async fn asset_api(
-    State(model): State<Shared>,
-    Path((owner, repo, id)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Answer {
+async fn asset_api(route: RepoRoute) -> Answer {
+    let (id, headers) = (&route.item, &route.headers);
     {
-        let model = lock(&model);
-        read_access(&model, &headers, &owner, &repo)?;
+        let model = route.model();
+        read_access(&model, headers, &route.owner, &route.repo)?;
         if !id
             .parse()
             .is_ok_and(|id| model.assets.assets.contains_key(&id))

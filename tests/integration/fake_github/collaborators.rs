@@ -3,14 +3,12 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use serde_json::json;
 
 use super::answers::{Answer, ok, user_json};
-use super::auth::repo_auth;
-use super::{FakeGitHub, Shared, lock};
+use super::resource::RepoRoute;
+use super::{FakeGitHub, Shared};
 
 /// (repo, user), lowercased -> role
 pub(super) type Permissions = HashMap<(String, String), String>;
@@ -33,17 +31,13 @@ impl FakeGitHub {
     }
 }
 
-async fn collaborator_permission(
-    State(model): State<Shared>,
-    Path((owner, repo, user)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
+async fn collaborator_permission(route: RepoRoute) -> Answer {
+    let (model, _) = route.authorized()?;
+    let user = &route.item;
     let role = model
         .permissions
         .get(&(
-            format!("{owner}/{repo}").to_lowercase(),
+            format!("{}/{}", route.owner, route.repo).to_lowercase(),
             user.to_lowercase(),
         ))
         .map_or("read", String::as_str);
@@ -62,7 +56,7 @@ async fn collaborator_permission(
         _ => 0,
     };
     let level = rank(role);
-    let mut user_json = user_json(&user, "User");
+    let mut user_json = user_json(user, "User");
     user_json["permissions"] = json!({
         "admin": level >= 5,
         "maintain": level >= 4,

@@ -8,17 +8,18 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Query;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::answers::{
-    Answer, created, error, json_body, not_found, ok, rfc3339, user, user_json, validation_failed,
+    Answer, created, error, json_body, ok, rfc3339, user, user_json, validation_failed,
 };
-use super::auth::repo_auth;
+use super::issues::parse_number;
 use super::pagination::{Page, Params};
-use super::{FakeGitHub, Shared, lock};
+use super::resource::RepoRoute;
+use super::{FakeGitHub, Shared};
 
 const REACTIONS: [&str; 8] = [
     "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
@@ -162,18 +163,10 @@ impl FakeGitHub {
     }
 }
 
-async fn list_comments(
-    State(model): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, String)>,
-    Query(query): Query<Params>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let Ok(number) = number.parse::<u64>() else {
-        return Err(not_found());
-    };
-    let full_name = format!("{owner}/{repo}");
+async fn list_comments(route: RepoRoute, Query(query): Query<Params>) -> Answer {
+    let (model, _) = route.authorized()?;
+    let number = parse_number(&route.item)?;
+    let full_name = format!("{}/{}", route.owner, route.repo);
     let items = model
         .comments
         .comments
@@ -189,17 +182,9 @@ async fn list_comments(
     Ok(Page::of(&model.base_url, &path, &query, items).into_response())
 }
 
-async fn create_comment(
-    State(model): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    let installation = repo_auth(&model, &headers, &owner, &repo)?;
-    let Ok(number) = number.parse::<u64>() else {
-        return Err(not_found());
-    };
+async fn create_comment(route: RepoRoute, body: Bytes) -> Answer {
+    let (mut model, installation) = route.authorized()?;
+    let number = parse_number(&route.item)?;
     let request = json_body(&body)?;
     let Some(text) = request["body"].as_str() else {
         return Err(error(
@@ -207,7 +192,7 @@ async fn create_comment(
             "Invalid request.\n\n\"body\" wasn't supplied.",
         ));
     };
-    let full_name = format!("{owner}/{repo}");
+    let full_name = format!("{}/{}", route.owner, route.repo);
     if model
         .comments
         .locked
@@ -227,17 +212,9 @@ async fn create_comment(
     created(comment_json(&model.base_url, &full_name, number, stored))
 }
 
-async fn create_reaction(
-    State(model): State<Shared>,
-    Path((owner, repo, comment_id)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    let installation = repo_auth(&model, &headers, &owner, &repo)?;
-    let Ok(comment_id) = comment_id.parse::<u64>() else {
-        return Err(not_found());
-    };
+async fn create_reaction(route: RepoRoute, body: Bytes) -> Answer {
+    let (mut model, installation) = route.authorized()?;
+    let comment_id = parse_number(&route.item)?;
     let request = json_body(&body)?;
     let Some(content) = request["content"]
         .as_str()
@@ -257,7 +234,10 @@ async fn create_reaction(
         })
     };
     let state = &mut model.comments;
-    let key = (format!("{owner}/{repo}").to_lowercase(), comment_id);
+    let key = (
+        format!("{}/{}", route.owner, route.repo).to_lowercase(),
+        comment_id,
+    );
     // A user's second identical reaction is the first one again: 200, not 201.
     if let Some(existing) = state.reactions.get(&key).and_then(|reactions| {
         reactions

@@ -3,29 +3,29 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::Query;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::answers::{
     Answer, error, json_body, not_found, not_supplied, ok, string_field, unprocessable,
 };
-use super::auth::repo_auth;
 use super::pagination::Params;
 use super::repos::{Repo, Tree};
+use super::resource::RepoRoute;
 use super::sha1::{blob_sha, tree_sha};
-use super::{Shared, lock};
 
 /// Files larger than this are listed without their content, as on GitHub.
 const MAX_INLINE: usize = 1024 * 1024;
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
-        .route("/repos/{owner}/{repo}/contents", get(get_root))
+        .route("/repos/{owner}/{repo}/contents", get(get_contents))
         .route(
             "/repos/{owner}/{repo}/contents/{*path}",
             get(get_contents).put(put_contents),
@@ -141,24 +141,12 @@ fn directory_json(
     Some(Value::Array(files))
 }
 
-async fn get_root(
-    state: State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    query: Query<Params>,
-    headers: HeaderMap,
-) -> Answer {
-    get_contents(state, Path((owner, repo, String::new())), query, headers).await
-}
-
-async fn get_contents(
-    State(model): State<Shared>,
-    Path((owner, repo, path)): Path<(String, String, String)>,
-    Query(query): Query<Params>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let repo = model.repo(&owner, &repo)?;
+/// A file or a directory (the root on the route without a path).
+async fn get_contents(route: RepoRoute, Query(query): Query<Params>) -> Answer {
+    let (model, _) = route.authorized()?;
+    let repo = model.repo(&route.owner, &route.repo)?;
+    let headers = &route.headers;
+    let path = &route.item;
     let reference = query
         .get("ref")
         .filter(|r| !r.is_empty())
@@ -201,16 +189,11 @@ async fn get_contents(
     }
 }
 
-async fn put_contents(
-    State(model): State<Shared>,
-    Path((owner, repo, path)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    let installation = repo_auth(&model, &headers, &owner, &repo)?;
+async fn put_contents(route: RepoRoute, body: Bytes) -> Answer {
+    let (mut model, installation) = route.authorized()?;
     let base_url = model.base_url.clone();
-    let repo = model.repo_mut(&owner, &repo)?;
+    let repo = model.repo_mut(&route.owner, &route.repo)?;
+    let path = &route.item;
     let request = json_body(&body)?;
     let message = string_field(&request, "message")?.ok_or_else(|| not_supplied("message"))?;
     let encoded = string_field(&request, "content")?.ok_or_else(|| not_supplied("content"))?;

@@ -5,21 +5,19 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::answers::{
-    Answer, ApiError, created, json_body, not_found, ok, rfc3339, stable_hash, string_field,
+    Answer, ApiError, created, json_body, not_found, rfc3339, stable_hash, string_field,
     unprocessable, user, validation_failed,
 };
-use super::auth::repo_auth;
 use super::comments::FakeComment;
-use super::pagination::{Page, Params};
+use super::pagination::Params;
 use super::pulls::Pull;
 use super::repos::{Repo, repo_key};
-use super::{FakeGitHub, Model, Shared, lock};
+use super::resource::{self, Numbered, RepoRoute};
+use super::{FakeGitHub, Model, Shared};
 
 /// An issue, as tests see it (pull requests are in [`FakeGitHub::pulls`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +78,17 @@ impl Issue {
 
     pub(super) fn is_open(&self) -> bool {
         self.state == "open"
+    }
+
+    /// Gives it `title` if one, and `text` as its body if `request` has a `body` (`null`
+    /// removes it).
+    pub(super) fn edit(&mut self, request: &Value, title: Option<&str>, text: Option<&str>) {
+        if let Some(title) = title {
+            self.title = title.to_owned();
+        }
+        if request.as_object().unwrap().contains_key("body") {
+            self.body = text.map(str::to_owned);
+        }
     }
 }
 
@@ -298,11 +307,11 @@ pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route(
             "/repos/{owner}/{repo}/issues",
-            get(list_issues).post(create_issue),
+            get(resource::list::<Issues>).post(resource::create::<Issues>),
         )
         .route(
             "/repos/{owner}/{repo}/issues/{number}",
-            get(get_issue).patch(update_issue),
+            get(resource::get::<Issues>).patch(resource::update::<Issues>),
         )
         .route(
             "/repos/{owner}/{repo}/issues/{number}/assignees",
@@ -310,200 +319,124 @@ pub(super) fn routes() -> Router<Shared> {
         )
 }
 
-async fn list_issues(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    Query(query): Query<Params>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let repo = model.repo(&owner, &repo)?;
-    let state = query.get("state").map_or("open", String::as_str);
-    if !matches!(state, "open" | "closed" | "all") {
-        return Err(validation_failed(
-            json!([{"resource": "Issue", "code": "invalid", "field": "state"}]),
-        ));
-    }
-    let wanted: Vec<String> = query
-        .get("labels")
-        .map(|labels| {
-            labels
-                .split(',')
-                .map(|l| l.trim().to_lowercase())
-                .filter(|l| !l.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut issues: Vec<&Issue> = repo
-        .issues
-        .values()
-        .filter(|issue| state == "all" || issue.state == state)
-        .filter(|issue| {
-            wanted
-                .iter()
-                .all(|label| issue.labels.iter().any(|l| l.to_lowercase() == *label))
-        })
-        .collect();
-    // Newest first, unless asked otherwise.
-    if query.get("direction").map(String::as_str) != Some("asc") {
-        issues.reverse();
-    }
-    let items = issues
-        .into_iter()
-        .map(|issue| {
-            issue_json(
-                &model.base_url,
-                repo,
-                issue,
-                model.comment_count(repo, issue.number),
-            )
-        })
-        .collect();
-    let path = format!("/repos/{}/issues", repo.full_name());
-    Ok(Page::of(&model.base_url, &path, &query, items).into_response())
+/// The issue routes, which reach pull requests too.
+pub(super) struct Issues;
+
+/// What opening an issue asks for, besides its title.
+pub(super) struct IssueOpening {
+    body: Option<String>,
+    labels: Vec<String>,
+    assignees: Vec<String>,
 }
 
-async fn create_issue(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    let installation = repo_auth(&model, &headers, &owner, &repo)?;
-    model.repo(&owner, &repo)?;
-    let request = json_body(&body)?;
-    let Some(title) = string_field(&request, "title")?.filter(|t| !t.is_empty()) else {
-        return Err(validation_failed(
-            json!([{"resource": "Issue", "code": "missing_field", "field": "title"}]),
-        ));
-    };
-    let text = string_field(&request, "body")?;
-    let labels = names(&request, "labels")?.unwrap_or_default();
-    let assignees = names(&request, "assignees")?.unwrap_or_default();
-    let id = model.next_id();
-    let base_url = model.base_url.clone();
-    let repo = model.repo_mut(&owner, &repo)?;
-    let number = repo.next_number();
-    let mut issue = Issue::new(id, number, title, text, &installation.bot);
-    for label in labels {
-        if !issue.labels.contains(&label) {
-            issue.labels.push(label);
+impl Numbered for Issues {
+    const RESOURCE: &'static str = "Issue";
+    const ROUTE: &'static str = "issues";
+    type Opening = IssueOpening;
+
+    fn reaches(_: &Issue) -> bool {
+        true
+    }
+
+    /// `labels`: only those with every label named (case-insensitively).
+    fn listed(_: &Repo, issue: &Issue, query: &Params) -> bool {
+        let Some(wanted) = query.get("labels") else {
+            return true;
+        };
+        wanted
+            .split(',')
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| !l.is_empty())
+            .all(|label| issue.labels.iter().any(|l| l.to_lowercase() == label))
+    }
+
+    fn json(base_url: &str, repo: &Repo, issue: &Issue, comments: usize) -> Value {
+        issue_json(base_url, repo, issue, comments)
+    }
+
+    fn opening(request: &Value) -> Result<IssueOpening, ApiError> {
+        Ok(IssueOpening {
+            body: string_field(request, "body")?.map(str::to_owned),
+            labels: names(request, "labels")?.unwrap_or_default(),
+            assignees: names(request, "assignees")?.unwrap_or_default(),
+        })
+    }
+
+    fn open(
+        repo: &mut Repo,
+        id: u64,
+        author: &str,
+        title: &str,
+        opening: IssueOpening,
+    ) -> Result<u64, ApiError> {
+        let number = repo.next_number();
+        let mut issue = Issue::new(id, number, title, opening.body.as_deref(), author);
+        for label in opening.labels {
+            if !issue.labels.contains(&label) {
+                issue.labels.push(label);
+            }
         }
+        add_assignees(&mut issue, opening.assignees);
+        repo.issues.insert(number, issue);
+        Ok(number)
     }
-    add_assignees(&mut issue, assignees);
-    repo.issues.insert(number, issue);
-    created(issue_json(&base_url, repo, &repo.issues[&number], 0))
+
+    fn update(repo: &mut Repo, number: u64, request: &Value) -> Result<(), ApiError> {
+        let title = string_field(request, "title")?;
+        let text = string_field(request, "body")?;
+        let state = string_field(request, "state")?;
+        let reason = string_field(request, "state_reason")?;
+        if let Some(reason) = reason
+            && !matches!(
+                reason,
+                "completed" | "not_planned" | "reopened" | "duplicate"
+            )
+        {
+            return Err(validation_failed(
+                json!([{"resource": "Issue", "code": "invalid", "field": "state_reason"}]),
+            ));
+        }
+        let labels = names(request, "labels")?;
+        let assignees = names(request, "assignees")?;
+        if let Some(state) = state {
+            change_state(repo, number, state, reason)?;
+        }
+        let issue = repo.issues.get_mut(&number).unwrap();
+        issue.edit(request, title, text);
+        if let Some(labels) = labels {
+            issue.labels = labels;
+        }
+        if let Some(assignees) = assignees {
+            issue.assignees.clear();
+            add_assignees(issue, assignees);
+        }
+        if state.is_none()
+            && let Some(reason) = reason
+            && !issue.is_open()
+        {
+            issue.state_reason = Some(reason.to_owned());
+        }
+        issue.updated_at = SystemTime::now();
+        Ok(())
+    }
 }
 
-async fn get_issue(
-    State(model): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let repo = model.repo(&owner, &repo)?;
-    let issue = repo
-        .issues
-        .get(&parse_number(&number)?)
-        .ok_or_else(not_found)?;
-    ok(issue_json(
-        &model.base_url,
-        repo,
-        issue,
-        model.comment_count(repo, issue.number),
-    ))
-}
-
-async fn update_issue(
-    State(model): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let number = parse_number(&number)?;
+async fn add_issue_assignees(route: RepoRoute, body: Bytes) -> Answer {
+    let (mut model, _) = route.authorized()?;
+    let number = parse_number(&route.item)?;
     let base_url = model.base_url.clone();
-    let repo_ref = model.repo_mut(&owner, &repo)?;
-    if !repo_ref.issues.contains_key(&number) {
-        return Err(not_found());
-    }
-    let request = json_body(&body)?;
-    let title = string_field(&request, "title")?;
-    let text = string_field(&request, "body")?;
-    let state = string_field(&request, "state")?;
-    let reason = string_field(&request, "state_reason")?;
-    if let Some(reason) = reason
-        && !matches!(
-            reason,
-            "completed" | "not_planned" | "reopened" | "duplicate"
-        )
-    {
-        return Err(validation_failed(
-            json!([{"resource": "Issue", "code": "invalid", "field": "state_reason"}]),
-        ));
-    }
-    let labels = names(&request, "labels")?;
-    let assignees = names(&request, "assignees")?;
-    if let Some(state) = state {
-        change_state(repo_ref, number, state, reason)?;
-    }
-    let issue = repo_ref.issues.get_mut(&number).unwrap();
-    if let Some(title) = title {
-        issue.title = title.to_owned();
-    }
-    if request.as_object().unwrap().contains_key("body") {
-        issue.body = text.map(str::to_owned);
-    }
-    if let Some(labels) = labels {
-        issue.labels = labels;
-    }
-    if let Some(assignees) = assignees {
-        issue.assignees.clear();
-        add_assignees(issue, assignees);
-    }
-    if state.is_none()
-        && let Some(reason) = reason
-        && !issue.is_open()
-    {
-        issue.state_reason = Some(reason.to_owned());
-    }
-    issue.updated_at = SystemTime::now();
-    let repo_ref = model.repo(&owner, &repo)?;
-    let issue = &repo_ref.issues[&number];
-    ok(issue_json(
-        &base_url,
-        repo_ref,
-        issue,
-        model.comment_count(repo_ref, number),
-    ))
-}
-
-async fn add_issue_assignees(
-    State(model): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let number = parse_number(&number)?;
-    let base_url = model.base_url.clone();
-    let repo_ref = model.repo_mut(&owner, &repo)?;
-    let issue = repo_ref.issues.get_mut(&number).ok_or_else(not_found)?;
+    let repo = model.repo_mut(&route.owner, &route.repo)?;
+    let issue = repo.issues.get_mut(&number).ok_or_else(not_found)?;
     let request = json_body(&body)?;
     let assignees = names(&request, "assignees")?.unwrap_or_default();
     add_assignees(issue, assignees);
     issue.updated_at = SystemTime::now();
-    let repo_ref = model.repo(&owner, &repo)?;
+    let repo = model.repo(&route.owner, &route.repo)?;
     created(issue_json(
         &base_url,
-        repo_ref,
-        &repo_ref.issues[&number],
-        model.comment_count(repo_ref, number),
+        repo,
+        &repo.issues[&number],
+        model.comment_count(repo, number),
     ))
 }
 

@@ -30,7 +30,8 @@
 //! scoped token reaches), `observe` (the
 //! request log, rate limits and injected failures), `webhooks`, `repos` (repositories,
 //! branches, commits), `refs`, `contents`, `pulls`, `issues`, `comments`, `collaborators`,
-//! `releases`, `assets`, and helpers (`answers`, `pagination`, `sha1`, `diff`).
+//! `releases`, `assets`, what their routes share (`resource`), and helpers (`answers`,
+//! `pagination`, `sha1`, `diff`).
 
 // Each scenario module uses only a part of this fake.
 #![allow(dead_code)]
@@ -51,6 +52,7 @@ mod pulls;
 mod refs;
 mod releases;
 mod repos;
+mod resource;
 mod scope;
 mod sha1;
 mod webhooks;

@@ -5,22 +5,16 @@
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::answers::{
-    Answer, ApiError, created, json_body, not_found, ok, rfc3339, string_field, user, user_json,
-    validation_failed,
-};
-use super::auth::repo_auth;
+use super::answers::{ApiError, rfc3339, string_field, user, user_json, validation_failed};
 use super::diff::line_diff;
-use super::issues::{Issue, assignees_json, change_state, labels_json, parse_number, time_or_null};
-use super::pagination::{Page, Params};
+use super::issues::{Issue, assignees_json, change_state, labels_json, time_or_null};
+use super::pagination::Params;
 use super::repos::{Repo, changed_paths};
-use super::{FakeGitHub, Shared, lock};
+use super::resource::{self, Numbered};
+use super::{FakeGitHub, Shared};
 
 /// A pull request, as tests see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,165 +218,111 @@ pub(super) fn delete_branch(repo: &mut Repo, branch: &str) {
     repo.branches.remove(branch);
 }
 
-/// The pull request `number` of a repository, or 404.
-fn find_pull<'a>(repo: &'a Repo, number: &str) -> Result<&'a Issue, ApiError> {
-    repo.issues
-        .get(&parse_number(number)?)
-        .filter(|issue| issue.pull.is_some())
-        .ok_or_else(not_found)
-}
-
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route(
             "/repos/{owner}/{repo}/pulls",
-            get(list_pulls).post(create_pull),
+            get(resource::list::<Pulls>).post(resource::create::<Pulls>),
         )
         .route(
             "/repos/{owner}/{repo}/pulls/{number}",
-            get(get_pull).patch(update_pull),
+            get(resource::get::<Pulls>).patch(resource::update::<Pulls>),
         )
 }
 
-async fn list_pulls(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    Query(query): Query<Params>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let repo = model.repo(&owner, &repo)?;
-    let state = query.get("state").map_or("open", String::as_str);
-    if !matches!(state, "open" | "closed" | "all") {
-        return Err(validation_failed(
-            json!([{"resource": "PullRequest", "code": "invalid", "field": "state"}]),
-        ));
+/// The pull request routes, which do not reach issues.
+pub(super) struct Pulls;
+
+/// What opening a pull request asks for, besides its title.
+pub(super) struct PullOpening {
+    head: String,
+    base: String,
+    body: Option<String>,
+    draft: bool,
+}
+
+impl Numbered for Pulls {
+    const RESOURCE: &'static str = "PullRequest";
+    const ROUTE: &'static str = "pulls";
+    type Opening = PullOpening;
+
+    fn reaches(issue: &Issue) -> bool {
+        issue.pull.is_some()
     }
-    // `head` filters only as `owner:branch`; GitHub ignores anything else, silently.
-    let head = query
-        .get("head")
-        .and_then(|head| head.split_once(':'))
-        .filter(|(_, branch)| !branch.is_empty());
-    let base = query.get("base");
-    let mut pulls: Vec<&Issue> = repo
-        .issues
-        .values()
-        .filter(|issue| issue.pull.is_some())
-        .filter(|issue| state == "all" || issue.state == state)
-        .filter(|issue| {
-            let pull = issue.pull.as_ref().unwrap();
-            head.is_none_or(|(owner, branch)| {
-                owner.eq_ignore_ascii_case(&repo.owner) && pull.head == branch
-            }) && base.is_none_or(|base| pull.base == *base)
+
+    fn listed(repo: &Repo, issue: &Issue, query: &Params) -> bool {
+        // `head` filters only as `owner:branch`; GitHub ignores anything else, silently.
+        let head = query
+            .get("head")
+            .and_then(|head| head.split_once(':'))
+            .filter(|(_, branch)| !branch.is_empty());
+        let base = query.get("base");
+        let pull = issue.pull.as_ref().unwrap();
+        head.is_none_or(|(owner, branch)| {
+            owner.eq_ignore_ascii_case(&repo.owner) && pull.head == branch
+        }) && base.is_none_or(|base| pull.base == *base)
+    }
+
+    fn json(base_url: &str, repo: &Repo, issue: &Issue, comments: usize) -> Value {
+        pull_json(base_url, repo, issue, comments)
+    }
+
+    fn opening(request: &Value) -> Result<PullOpening, ApiError> {
+        let head =
+            string_field(request, "head")?.ok_or_else(|| pull_error("head", "missing_field"))?;
+        let base =
+            string_field(request, "base")?.ok_or_else(|| pull_error("base", "missing_field"))?;
+        Ok(PullOpening {
+            head: head.to_owned(),
+            base: base.to_owned(),
+            body: string_field(request, "body")?.map(str::to_owned),
+            draft: request["draft"].as_bool().unwrap_or(false),
         })
-        .collect();
-    if query.get("direction").map(String::as_str) != Some("asc") {
-        pulls.reverse();
     }
-    let items = pulls
-        .into_iter()
-        .map(|issue| {
-            pull_json(
-                &model.base_url,
-                repo,
-                issue,
-                model.comment_count(repo, issue.number),
-            )
-        })
-        .collect();
-    let path = format!("/repos/{}/pulls", repo.full_name());
-    Ok(Page::of(&model.base_url, &path, &query, items).into_response())
-}
 
-async fn create_pull(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    let installation = repo_auth(&model, &headers, &owner, &repo)?;
-    model.repo(&owner, &repo)?;
-    let request = json_body(&body)?;
-    let Some(title) = string_field(&request, "title")?.filter(|t| !t.is_empty()) else {
-        return Err(pull_error("title", "missing_field"));
-    };
-    let head =
-        string_field(&request, "head")?.ok_or_else(|| pull_error("head", "missing_field"))?;
-    let base =
-        string_field(&request, "base")?.ok_or_else(|| pull_error("base", "missing_field"))?;
-    let text = string_field(&request, "body")?;
-    let draft = request["draft"].as_bool().unwrap_or(false);
-    let id = model.next_id();
-    let base_url = model.base_url.clone();
-    let repo = model.repo_mut(&owner, &repo)?;
-    let number = open_pull(repo, id, &installation.bot, head, base, title, text, draft)?;
-    created(pull_json(&base_url, repo, &repo.issues[&number], 0))
-}
-
-async fn get_pull(
-    State(model): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let repo = model.repo(&owner, &repo)?;
-    let issue = find_pull(repo, &number)?;
-    ok(pull_json(
-        &model.base_url,
-        repo,
-        issue,
-        model.comment_count(repo, issue.number),
-    ))
-}
-
-async fn update_pull(
-    State(model): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let base_url = model.base_url.clone();
-    let repo_ref = model.repo_mut(&owner, &repo)?;
-    let number = find_pull(repo_ref, &number)?.number;
-    let request = json_body(&body)?;
-    let title = string_field(&request, "title")?;
-    let text = string_field(&request, "body")?;
-    let state = string_field(&request, "state")?;
-    let base = string_field(&request, "base")?;
-    if let Some(base) = base
-        && !repo_ref.branches.contains_key(base)
-    {
-        return Err(pull_error("base", "invalid"));
+    fn open(
+        repo: &mut Repo,
+        id: u64,
+        author: &str,
+        title: &str,
+        opening: PullOpening,
+    ) -> Result<u64, ApiError> {
+        open_pull(
+            repo,
+            id,
+            author,
+            &opening.head,
+            &opening.base,
+            title,
+            opening.body.as_deref(),
+            opening.draft,
+        )
     }
-    if let Some(state) = state {
-        if !matches!(state, "open" | "closed") {
-            return Err(pull_error("state", "invalid"));
+
+    fn update(repo: &mut Repo, number: u64, request: &Value) -> Result<(), ApiError> {
+        let title = string_field(request, "title")?;
+        let text = string_field(request, "body")?;
+        let state = string_field(request, "state")?;
+        let base = string_field(request, "base")?;
+        if let Some(base) = base
+            && !repo.branches.contains_key(base)
+        {
+            return Err(pull_error("base", "invalid"));
         }
-        change_state(repo_ref, number, state, None)?;
+        if let Some(state) = state {
+            if !matches!(state, "open" | "closed") {
+                return Err(pull_error("state", "invalid"));
+            }
+            change_state(repo, number, state, None)?;
+        }
+        let issue = repo.issues.get_mut(&number).unwrap();
+        issue.edit(request, title, text);
+        if let Some(base) = base {
+            issue.pull.as_mut().unwrap().base = base.to_owned();
+        }
+        issue.updated_at = SystemTime::now();
+        Ok(())
     }
-    let issue = repo_ref.issues.get_mut(&number).unwrap();
-    if let Some(title) = title {
-        issue.title = title.to_owned();
-    }
-    if request.as_object().unwrap().contains_key("body") {
-        issue.body = text.map(str::to_owned);
-    }
-    if let Some(base) = base {
-        issue.pull.as_mut().unwrap().base = base.to_owned();
-    }
-    issue.updated_at = SystemTime::now();
-    let repo_ref = model.repo(&owner, &repo)?;
-    ok(pull_json(
-        &base_url,
-        repo_ref,
-        &repo_ref.issues[&number],
-        model.comment_count(repo_ref, number),
-    ))
 }
 
 impl FakeGitHub {

@@ -5,18 +5,16 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::answers::{
     Answer, ApiError, created, json_body, no_content, not_found, not_supplied, ok, string_field,
     unprocessable,
 };
-use super::auth::repo_auth;
 use super::repos::Repo;
-use super::{Shared, lock};
+use super::resource::RepoRoute;
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -92,15 +90,10 @@ fn known_commit(repo: &Repo, request: &Value) -> Result<String, ApiError> {
     }
 }
 
-async fn get_ref(
-    State(model): State<Shared>,
-    Path((owner, repo, reference)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let repo = model.repo(&owner, &repo)?;
-    match parse(&reference) {
+async fn get_ref(route: RepoRoute) -> Answer {
+    let (model, _) = route.authorized()?;
+    let repo = model.repo(&route.owner, &route.repo)?;
+    match parse(&route.item) {
         Some((kind, name)) if refs(repo, kind).contains_key(name) => {
             ok(ref_json(&model.base_url, repo, kind, name))
         }
@@ -110,15 +103,11 @@ async fn get_ref(
 
 /// The older `GET /git/refs/{ref}`: the ref itself when one matches exactly, else the refs
 /// it is a prefix of (an array), else 404.
-async fn matching_refs(
-    State(model): State<Shared>,
-    Path((owner, repo, reference)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let repo = model.repo(&owner, &repo)?;
-    if let Some((kind, name)) = parse(&reference)
+async fn matching_refs(route: RepoRoute) -> Answer {
+    let (model, _) = route.authorized()?;
+    let repo = model.repo(&route.owner, &route.repo)?;
+    let reference = &route.item;
+    if let Some((kind, name)) = parse(reference)
         && refs(repo, kind).contains_key(name)
     {
         return ok(ref_json(&model.base_url, repo, kind, name));
@@ -136,16 +125,10 @@ async fn matching_refs(
     ok(Value::Array(matching))
 }
 
-async fn create_ref(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
+async fn create_ref(route: RepoRoute, body: Bytes) -> Answer {
+    let (mut model, _) = route.authorized()?;
     let base_url = model.base_url.clone();
-    let repo = model.repo_mut(&owner, &repo)?;
+    let repo = model.repo_mut(&route.owner, &route.repo)?;
     let request = json_body(&body)?;
     let reference = string_field(&request, "ref")?.ok_or_else(|| not_supplied("ref"))?;
     // GitHub wants the full name: refs/ and at least two slashes.
@@ -160,19 +143,13 @@ async fn create_ref(
     created(ref_json(&base_url, repo, kind, name))
 }
 
-async fn update_ref(
-    State(model): State<Shared>,
-    Path((owner, repo, reference)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
+async fn update_ref(route: RepoRoute, body: Bytes) -> Answer {
+    let (mut model, _) = route.authorized()?;
     let base_url = model.base_url.clone();
-    let repo = model.repo_mut(&owner, &repo)?;
+    let repo = model.repo_mut(&route.owner, &route.repo)?;
     let request = json_body(&body)?;
     let Some((kind, name)) =
-        parse(&reference).filter(|(kind, name)| refs(repo, *kind).contains_key(*name))
+        parse(&route.item).filter(|(kind, name)| refs(repo, *kind).contains_key(*name))
     else {
         return Err(unprocessable("Reference does not exist"));
     };
@@ -186,15 +163,10 @@ async fn update_ref(
     ok(ref_json(&base_url, repo, kind, name))
 }
 
-async fn delete_ref(
-    State(model): State<Shared>,
-    Path((owner, repo, reference)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let mut model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    let repo = model.repo_mut(&owner, &repo)?;
-    match parse(&reference) {
+async fn delete_ref(route: RepoRoute) -> Answer {
+    let (mut model, _) = route.authorized()?;
+    let repo = model.repo_mut(&route.owner, &route.repo)?;
+    match parse(&route.item) {
         Some((Kind::Branch, name)) if repo.branches.contains_key(name) => {
             super::pulls::delete_branch(repo, name);
             no_content()

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::Query;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -28,7 +28,8 @@ use super::auth::{can_push, optional_auth, repo_auth};
 use super::issues::time_or_null;
 use super::pagination::{Page, Params};
 use super::repos::repo_key;
-use super::{FakeGitHub, Model, Shared, lock};
+use super::resource::RepoRoute;
+use super::{FakeGitHub, Model, Shared};
 
 /// Who publishes the releases tests add.
 const UPSTREAM_AUTHOR: &str = "github-actions[bot]";
@@ -324,16 +325,12 @@ fn matches(if_none_match: Option<&str>, etag: &str) -> bool {
     })
 }
 
-async fn list_releases(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    Query(query): Query<Params>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    let drafts = read_access(&model, &headers, &owner, &repo)?;
+async fn list_releases(route: RepoRoute, Query(query): Query<Params>) -> Answer {
+    let model = route.model();
+    let (owner, repo) = (&route.owner, &route.repo);
+    let drafts = read_access(&model, &route.headers, owner, repo)?;
     let items: Vec<Value> = model
-        .releases_of(&repo_key(&owner, &repo))
+        .releases_of(&repo_key(owner, repo))
         .into_iter()
         .filter(|r| drafts || !r.draft)
         .map(|r| r.json(&model))
@@ -342,7 +339,8 @@ async fn list_releases(
     let page = Page::of(&model.base_url, &path, &query, items);
     let body = serde_json::to_string(&page.items).unwrap();
     let tag = etag(&body, page.link.as_deref());
-    let if_none_match = headers
+    let if_none_match = route
+        .headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok());
     let mut response = if matches(if_none_match, &tag) {
@@ -365,46 +363,32 @@ async fn list_releases(
     Ok(response)
 }
 
-async fn release_by_tag(
-    State(model): State<Shared>,
-    Path((owner, repo, tag)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    read_access(&model, &headers, &owner, &repo)?;
+/// The newest release of the route's repository, by creation, that `wanted` picks, or 404.
+fn newest_release(route: &RepoRoute, wanted: impl Fn(&ReleaseRecord) -> bool) -> Answer {
+    let model = route.model();
+    read_access(&model, &route.headers, &route.owner, &route.repo)?;
     let release = model
-        .releases_of(&repo_key(&owner, &repo))
+        .releases_of(&repo_key(&route.owner, &route.repo))
         .into_iter()
-        .find(|r| r.tag == tag && !r.draft)
+        .find(|r| wanted(r))
         .ok_or_else(not_found)?;
     ok(release.json(&model))
+}
+
+/// A published release by its tag (drafts have none yet).
+async fn release_by_tag(route: RepoRoute) -> Answer {
+    newest_release(&route, |r| r.tag == route.item && !r.draft)
 }
 
 /// The newest published release that is not a pre-release, by creation.
-async fn latest_release(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    read_access(&model, &headers, &owner, &repo)?;
-    let release = model
-        .releases_of(&repo_key(&owner, &repo))
-        .into_iter()
-        .find(|r| !r.draft && !r.prerelease)
-        .ok_or_else(not_found)?;
-    ok(release.json(&model))
+async fn latest_release(route: RepoRoute) -> Answer {
+    newest_release(&route, |r| !r.draft && !r.prerelease)
 }
 
-async fn create_release(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mut model = lock(&model);
-    let installation = repo_auth(&model, &headers, &owner, &repo)?;
-    let managed = model.repo(&owner, &repo)?;
+async fn create_release(route: RepoRoute, body: Bytes) -> Answer {
+    let (mut model, installation) = route.authorized()?;
+    let (owner, repo) = (&route.owner, &route.repo);
+    let managed = model.repo(owner, repo)?;
     let full_name = managed.full_name();
     let request = json_body(&body)?;
     let Some(tag) = string_field(&request, "tag_name")?.filter(|t| !t.is_empty()) else {
@@ -419,7 +403,7 @@ async fn create_release(
     let target = string_field(&request, "target_commitish")?
         .map(str::to_owned)
         .unwrap_or_else(|| managed.default_branch.clone());
-    let key = repo_key(&owner, &repo);
+    let key = repo_key(owner, repo);
     let taken = model
         .releases
         .list
@@ -430,7 +414,7 @@ async fn create_release(
             {"resource": "Release", "code": "already_exists", "field": "tag_name"}
         ])));
     }
-    let managed = model.repo_mut(&owner, &repo)?;
+    let managed = model.repo_mut(owner, repo)?;
     // An existing tag is the release's; a new one is made at the target when published.
     let Some(sha) = managed
         .tags

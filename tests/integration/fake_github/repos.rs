@@ -6,16 +6,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::answers::{Answer, ApiError, not_found, ok, rfc3339, user_id, user_json};
-use super::auth::repo_auth;
 use super::issues::Issue;
+use super::resource::RepoRoute;
 use super::sha1::{commit_sha, tree_sha};
-use super::{FakeGitHub, Model, Shared, lock};
+use super::{FakeGitHub, Model, Shared};
 
 /// The login that commits made by the test setup are authored by.
 pub(super) const SETUP: &str = "setup";
@@ -330,14 +328,9 @@ pub(super) fn routes() -> Router<Shared> {
     Router::new().route("/repos/{owner}/{repo}", get(get_repo))
 }
 
-async fn get_repo(
-    State(model): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    let model = lock(&model);
-    repo_auth(&model, &headers, &owner, &repo)?;
-    ok(model.repo(&owner, &repo)?.json(&model.base_url))
+async fn get_repo(route: RepoRoute) -> Answer {
+    let (model, _) = route.authorized()?;
+    ok(model.repo(&route.owner, &route.repo)?.json(&model.base_url))
 }
 
 impl FakeGitHub {

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::answers::{Answer, error, not_found, rfc3339};
+use super::answers::{Answer, ApiError, error, not_found, rfc3339};
 use super::auth::app_auth;
 use super::{FakeGitHub, Model, Shared, lock};
 
@@ -305,6 +305,16 @@ async fn list_deliveries(
     Ok(response)
 }
 
+/// Delivery `id`, or 404.
+fn delivery<'a>(model: &'a Model, id: &str) -> Result<&'a DeliveryRecord, ApiError> {
+    model
+        .hooks
+        .deliveries
+        .iter()
+        .find(|d| id.parse() == Ok(d.id))
+        .ok_or_else(not_found)
+}
+
 async fn get_delivery(
     State(model): State<Shared>,
     Path(id): Path<String>,
@@ -312,14 +322,7 @@ async fn get_delivery(
 ) -> Answer {
     let model = lock(&model);
     app_auth(&model, &headers)?;
-    let Some(record) = model
-        .hooks
-        .deliveries
-        .iter()
-        .find(|d| id.parse() == Ok(d.id))
-    else {
-        return Err(not_found());
-    };
+    let record = delivery(&model, &id)?;
     let mut body = record.json();
     body["request"] = json!({
         "headers": {
@@ -341,14 +344,7 @@ async fn redeliver(
     let (guid, event, action, body) = {
         let mut model = lock(&model);
         app_auth(&model, &headers)?;
-        let Some(record) = model
-            .hooks
-            .deliveries
-            .iter()
-            .find(|d| id.parse() == Ok(d.id))
-        else {
-            return Err(not_found());
-        };
+        let record = delivery(&model, &id)?;
         let found = (
             record.guid.clone(),
             record.event.clone(),
