@@ -21,8 +21,15 @@ use crate::test_app::{APP_ID, app_env, app_key_path, install_app};
 const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 const TITLE: &str = "Alloy 1.10.0 sysext build triggered";
 
-/// Upstream has 1.9.3, 1.10.0 and a newer prerelease; 1.9.3 is published.
-fn github() -> FakeGitHub {
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A moment before which upstream's releases were made.
+fn start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000)
+}
+
+/// The App on the build repository, which has published 1.9.3; upstream has no release yet.
+fn published_1_9_3() -> FakeGitHub {
     let github = FakeGitHub::start();
     install_app(&github, &[(77, "noahwhite")]);
     github.add_repo(BUILD_REPO, "main");
@@ -32,8 +39,12 @@ fn github() -> FakeGitHub {
         "SHA256SUMS",
         format!("{}  alloy-1.9.3-amd64.raw\n", "a".repeat(64)),
     );
-    let day = Duration::from_secs(86_400);
-    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    github
+}
+
+/// Upstream has 1.9.3, 1.10.0, a newer prerelease and 1.9.4; 1.9.3 is published.
+fn github() -> FakeGitHub {
+    let github = published_1_9_3();
     // Listed newest first by date: a patch of the older line came out last.
     for (tag, prerelease, age) in [
         ("v1.9.3", false, 30),
@@ -46,7 +57,7 @@ fn github() -> FakeGitHub {
             tag,
             prerelease,
             false,
-            start - day * age,
+            start() - DAY * age,
             Vec::new(),
         );
     }
@@ -73,13 +84,11 @@ fn check_finds_the_newest_stable_release_and_opens_one_tracking_issue() {
     let data = tempfile::tempdir().unwrap();
 
     let dry = run_ok(&mut check(&github, data.path(), true));
-    let said = String::from_utf8_lossy(&dry.stdout);
-    assert!(said.contains("newest upstream release: 1.10.0"), "{said}");
-    assert!(
-        said.contains("newest published: 1.9.4") || said.contains("newest published: 1.9.3"),
-        "{said}"
+    // 1.9.4 came out upstream but was never published: the manifest lists 1.9.3.
+    assert_eq!(
+        String::from_utf8_lossy(&dry.stdout),
+        "newest upstream release: 1.10.0; newest published: 1.9.3; would build 1.10.0 and open the tracking issue (dry run: nothing was changed)\n"
     );
-    assert!(said.contains("would build 1.10.0"), "{said}");
     assert!(
         github.issues(BUILD_REPO).is_empty(),
         "a dry run changes nothing"
@@ -105,6 +114,51 @@ fn check_finds_the_newest_stable_release_and_opens_one_tracking_issue() {
     assert_eq!(issues[0].title, TITLE);
     assert_eq!(issues[0].labels, ["RTB"]);
     assert_eq!(issues[0].state, "open");
+}
+
+#[test]
+fn the_newest_release_is_found_past_the_first_page_of_the_list() {
+    let github = published_1_9_3();
+    // 1.12.0 came out first; a hundred and ten patches of an older line since push it
+    // past the first page of a hundred, which alone says 1.9.3 is up to date.
+    github.add_upstream_release(
+        "grafana/alloy",
+        "v1.12.0",
+        false,
+        false,
+        start() - DAY * 400,
+        Vec::new(),
+    );
+    for patch in 0..110u64 {
+        github.add_upstream_release(
+            "grafana/alloy",
+            &format!("v1.8.{patch}"),
+            false,
+            false,
+            start() - DAY * 300 + Duration::from_secs(patch),
+            Vec::new(),
+        );
+    }
+    let data = tempfile::tempdir().unwrap();
+    let dry = run_ok(&mut check(&github, data.path(), true));
+    assert_eq!(
+        String::from_utf8_lossy(&dry.stdout),
+        "newest upstream release: 1.12.0; newest published: 1.9.3; would build 1.12.0 and open the tracking issue (dry run: nothing was changed)\n"
+    );
+    // Two pages of the list as GitHub gives them, the second found by the first's `Link`.
+    let pages: Vec<(String, u16)> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == "/repos/grafana/alloy/releases")
+        .map(|r| (r.query, r.status))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            ("per_page=100&page=1".to_owned(), 200),
+            ("per_page=100&page=2".to_owned(), 200)
+        ]
+    );
 }
 
 #[test]
