@@ -174,7 +174,9 @@ fn wait_for_jobs(server: &Server, count: usize) -> Vec<Value> {
     jobs
 }
 
-fn assert_published(world: &World) {
+/// `job` has published 1.18.0: in the bucket, in the build repository, as a release, in a
+/// pull request per consumer, and in the report the tracking issue is closed with.
+fn assert_published(world: &World, job: &Value) {
     let keys = world.s3.keys();
     for key in [
         "alloy-1.18.0-amd64.raw",
@@ -296,14 +298,38 @@ fn assert_published(world: &World) {
     }
     let tracking = world.tracking_issue();
     assert_eq!(tracking.state, "closed");
-    assert!(
-        tracking
-            .comments
-            .iter()
-            .any(|c| c.body.contains("github.com") || c.body.contains("pull")),
-        "{:?}",
-        tracking.comments
-    );
+    let outcome = tracking.comments.last().map(|c| c.body.as_str());
+    let expected = outcome_report(world, job, image.len(), &sha256);
+    assert_eq!(outcome, Some(expected.as_str()), "{:?}", tracking.comments);
+}
+
+/// The report the tracking issue gets when `job` (asked for by noahwhite) has published
+/// the 1.18.0 image of `size` bytes with digest `sha256` and opened a pull request in each
+/// consumer.
+fn outcome_report(world: &World, job: &Value, size: usize, sha256: &str) -> String {
+    let done = if job["result"]["published"] == "replaced" {
+        "is rebuilt and republished, replacing the earlier images"
+    } else {
+        "is built, signed and published"
+    };
+    let image = "alloy-1.18.0-amd64.raw";
+    let pull = |repo: &str| {
+        let pulls = world.github.pulls(repo);
+        assert_eq!(pulls.len(), 1, "{repo}: {pulls:?}");
+        format!("https://github.com/{repo}/pull/{}", pulls[0].number)
+    };
+    format!(
+        "✅ Alloy 1.18.0 {done} (job #{job_id}, asked by @noahwhite).\n\n\
+         | image | size | sha256 |\n|---|---:|---|\n\
+         | [`{image}`](https://ghost-sysext-images.separationofconcerns.dev/{image}) | {size} | `{sha256}` |\n\n\
+         Release: https://github.com/{BUILD_REPO}/releases/tag/v1.18.0\n\
+         \nConsumers:\n\
+         - `{GHOST}`: opened — {ghost}\n\
+         - `{INFISICAL}`: opened — {infisical}\n",
+        job_id = job["id"],
+        ghost = pull(GHOST),
+        infisical = pull(INFISICAL),
+    )
 }
 
 #[test]
@@ -319,7 +345,7 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
     );
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
-    assert_published(&world);
+    assert_published(&world, &jobs[0]);
     // One commit for the manifest and one for its signature.
     let commits = world.github.commits(BUILD_REPO, "main");
     assert_eq!(commits.len(), commits_before + 2);
@@ -387,7 +413,7 @@ fn faults_on_the_way_end_in_the_same_state_as_a_clean_run() {
     server.deliver("release-faults", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
-    assert_published(&world);
+    assert_published(&world, &jobs[0]);
     let commits = world.github.commits(BUILD_REPO, "main");
     assert_eq!(commits.len(), commits_before + 2, "no duplicate commit");
     // Each fault really happened.
@@ -438,7 +464,7 @@ fn a_kill_between_steps_resumes_to_the_same_state() {
     let jobs = wait_for_jobs(&restarted, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
     assert_eq!(jobs[0]["attempts"], 2);
-    assert_published(&world);
+    assert_published(&world, &jobs[0]);
     assert_eq!(
         world.github.commits(BUILD_REPO, "main").len(),
         commits_before + 2
@@ -475,7 +501,7 @@ fn sigterm_mid_step_exits_promptly_and_the_job_resumes() {
     let restarted = world.start_server();
     let jobs = wait_for_jobs(&restarted, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
-    assert_published(&world);
+    assert_published(&world, &jobs[0]);
     assert_eq!(
         world.github.commits(BUILD_REPO, "main").len(),
         commits_before + 2
@@ -584,7 +610,7 @@ fn a_published_version_with_another_hash_is_replaced_only_by_rebuild() {
     let manifest =
         String::from_utf8(world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap()).unwrap();
     assert!(!manifest.contains(&"e".repeat(64)), "{manifest}");
-    assert_published(&world);
+    assert_published(&world, &jobs[0]);
 }
 
 #[test]
