@@ -381,10 +381,12 @@ impl Numbered for Issues {
         Ok(number)
     }
 
-    fn update(repo: &mut Repo, number: u64, request: &Value) -> Result<(), ApiError> {
-        let title = string_field(request, "title")?;
-        let text = string_field(request, "body")?;
-        let state = string_field(request, "state")?;
+    fn update(
+        repo: &mut Repo,
+        number: u64,
+        request: &Value,
+        state: Option<&str>,
+    ) -> Result<(), ApiError> {
         let reason = string_field(request, "state_reason")?;
         if let Some(reason) = reason
             && !matches!(
@@ -402,7 +404,6 @@ impl Numbered for Issues {
             change_state(repo, number, state, reason)?;
         }
         let issue = repo.issues.get_mut(&number).unwrap();
-        issue.edit(request, title, text);
         if let Some(labels) = labels {
             issue.labels = labels;
         }
@@ -416,7 +417,6 @@ impl Numbered for Issues {
         {
             issue.state_reason = Some(reason.to_owned());
         }
-        issue.updated_at = SystemTime::now();
         Ok(())
     }
 }

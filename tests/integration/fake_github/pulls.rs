@@ -299,10 +299,12 @@ impl Numbered for Pulls {
         )
     }
 
-    fn update(repo: &mut Repo, number: u64, request: &Value) -> Result<(), ApiError> {
-        let title = string_field(request, "title")?;
-        let text = string_field(request, "body")?;
-        let state = string_field(request, "state")?;
+    fn update(
+        repo: &mut Repo,
+        number: u64,
+        request: &Value,
+        state: Option<&str>,
+    ) -> Result<(), ApiError> {
         let base = string_field(request, "base")?;
         if let Some(base) = base
             && !repo.branches.contains_key(base)
@@ -315,12 +317,10 @@ impl Numbered for Pulls {
             }
             change_state(repo, number, state, None)?;
         }
-        let issue = repo.issues.get_mut(&number).unwrap();
-        issue.edit(request, title, text);
         if let Some(base) = base {
+            let issue = repo.issues.get_mut(&number).unwrap();
             issue.pull.as_mut().unwrap().base = base.to_owned();
         }
-        issue.updated_at = SystemTime::now();
         Ok(())
     }
 }

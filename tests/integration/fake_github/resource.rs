@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::MutexGuard;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query};
@@ -106,8 +107,14 @@ pub(super) trait Numbered: 'static {
         title: &str,
         opening: Self::Opening,
     ) -> Result<u64, ApiError>;
-    /// Changes one as `request` asks, or refuses it as GitHub does.
-    fn update(repo: &mut Repo, number: u64, request: &Value) -> Result<(), ApiError>;
+    /// Changes one as `request` asks, its `state` (read already) included, or refuses it as
+    /// GitHub does; its title, body and update time are changed after.
+    fn update(
+        repo: &mut Repo,
+        number: u64,
+        request: &Value,
+        state: Option<&str>,
+    ) -> Result<(), ApiError>;
 }
 
 /// `issue` as `R`'s routes give it, its comments counted.
@@ -179,7 +186,13 @@ pub(super) async fn update<R: Numbered>(route: RepoRoute, body: Bytes) -> Answer
     let repo = model.repo_mut(&route.owner, &route.repo)?;
     let number = find::<R>(repo, &route.item)?.number;
     let request = json_body(&body)?;
-    R::update(repo, number, &request)?;
+    let title = string_field(&request, "title")?;
+    let text = string_field(&request, "body")?;
+    let state = string_field(&request, "state")?;
+    R::update(repo, number, &request, state)?;
+    let issue = repo.issues.get_mut(&number).unwrap();
+    issue.edit(&request, title, text);
+    issue.updated_at = SystemTime::now();
     let repo = model.repo(&route.owner, &route.repo)?;
     ok(numbered_json::<R>(&model, repo, &repo.issues[&number]))
 }
