@@ -551,7 +551,7 @@ mod tests {
             include_str!("../github/pulls.rs"),
             include_str!("../github/issues.rs"),
             include_str!("../worker/inbox.rs"),
-            include_str!("../worker/routing.rs"),
+            include_str!("../worker/events/mod.rs"),
         ]
         .concat();
         let evidence: &[(&str, &str, &[&str])] = &[
