@@ -1,4 +1,7 @@
-//! Handling stored deliveries: routing each one and doing what it asks.
+//! Handling stored deliveries: routing each one (`super::routing`) and doing what it asks.
+//! A comment's commands are run by their handlers in `crate::commands`; what is done here
+//! is the comment as a whole: one reply, refusals answered at most hourly, the delivery's
+//! outcome.
 
 use std::sync::Arc;
 
