@@ -10,6 +10,7 @@ pub mod installation_tokens;
 pub mod issues;
 pub mod pulls;
 pub mod rate_limit;
+pub mod reactions;
 pub mod release_asset;
 pub mod releases;
 pub mod token_scope;

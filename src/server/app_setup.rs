@@ -550,8 +550,9 @@ mod tests {
             include_str!("../github/releases.rs"),
             include_str!("../github/pulls.rs"),
             include_str!("../github/issues.rs"),
-            include_str!("../worker/inbox.rs"),
-            include_str!("../worker/routing.rs"),
+            include_str!("../github/reactions.rs"),
+            include_str!("../github/collaborators.rs"),
+            include_str!("../worker/events/mod.rs"),
         ]
         .concat();
         let evidence: &[(&str, &str, &[&str])] = &[

@@ -1,25 +1,25 @@
-//! Handling stored deliveries: routing each one and doing what it asks.
+//! Handling stored deliveries: routing each one (`super::routing`) and doing what it asks.
+//! A comment's commands are run by their handlers in `crate::commands`; what is done here
+//! is the comment as a whole: one reply, refusals answered at most hourly, the delivery's
+//! outcome.
 
 use std::sync::Arc;
 
-use http::Method;
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::Worker;
 use super::replies::{self, Audience, BuildAnswer};
 use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
-use crate::commands::{Command, parse_comment};
+use crate::commands::request::{CommandRequest, Permitted};
+use crate::commands::{CommandAnswer, parse_comment};
 use crate::database::DatabaseError;
 use crate::database::command_refusals::RefusalReason;
 use crate::database::deliveries::{DeliveryOutcome, PendingDelivery};
 use crate::database::installations::{InstallationChange, WorkflowRun};
-use crate::database::job_requests::{BuildRequest, MAX_QUEUED_PER_USER, RequestOutcome};
-use crate::database::jobs::{NewJob, Queued, Trigger};
+use crate::database::jobs::{NewJob, Queued};
 use crate::github::api::{ApiError, Auth};
-use crate::github::issues::comment;
+use crate::github::issues;
 use crate::github::pulls::open_pull_for_branch;
-use crate::github::url::{escape_component, escape_repo};
 use crate::markdown::{code_span, escape, safe_url};
 
 /// The branches consumer pull requests come from.
@@ -27,9 +27,6 @@ pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
 
 /// A delivery whose handling keeps failing transiently is given up after this many tries.
 const MAX_DELIVERY_ATTEMPTS: i64 = 5;
-
-/// The permissions on the build repository that may run `/build` and `/rebuild`.
-const WRITE_PERMISSIONS: [&str; 3] = ["admin", "maintain", "write"];
 
 /// Why a delivery could not be handled now.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +202,8 @@ impl Worker {
         Ok(())
     }
 
-    fn announce_job(&self, queued: Queued, job: &NewJob) {
+    /// Logs a queued job, and wakes the job loop when it is new.
+    pub(crate) fn announce_job(&self, queued: Queued, job: &NewJob) {
         match queued {
             Queued::New(id) => {
                 tracing::info!(job = id, version = %job.version, source = %job.trigger.source, "job queued");
@@ -269,10 +267,10 @@ impl Worker {
         } else {
             Audience::Elsewhere(&comment.repository)
         };
+        let request = CommandRequest::new(self, delivery_id, comment, audience);
         let mut parts = Vec::new();
         let mut unanswered = Vec::new();
         let mut accepted = false;
-        let mut permission: Option<String> = None;
         for command in commands {
             let command = match command {
                 Ok(command) => command,
@@ -293,40 +291,21 @@ impl Worker {
                     continue;
                 }
             };
-            let version = match &command {
-                Command::Help => {
-                    parts.push(replies::help());
-                    continue;
-                }
-                Command::Status => {
-                    parts.push(self.status_text(audience).await?);
-                    continue;
-                }
-                Command::Build(version) | Command::Rebuild(version) => version,
-            };
-            // Asked of GitHub once per comment.
-            let granted = match &permission {
-                Some(known) => known.clone(),
-                None => {
-                    let asked = self.permission(&comment.user).await?;
-                    permission = Some(asked.clone());
-                    asked
+            let answered = match request.check_permission(&command).await? {
+                Permitted::Yes => command.run(&request).await?,
+                Permitted::No { permission } => {
+                    tracing::info!(user = %comment.user, %permission, command = command.name(), "command refused");
+                    CommandAnswer::Build(BuildAnswer::NotPermitted { permission })
                 }
             };
-            let answer = if WRITE_PERMISSIONS.contains(&granted.as_str()) {
-                match self
-                    .request_build(delivery_id, comment, &command, version)
-                    .await?
-                {
-                    Some(answer) => answer,
-                    // Asked for by this comment before: already answered or queued.
-                    None => continue,
+            let answer = match answered {
+                CommandAnswer::Text(text) => {
+                    parts.push(text);
+                    continue;
                 }
-            } else {
-                tracing::info!(user = %comment.user, permission = %granted, command = command.name(), "command refused");
-                BuildAnswer::NotPermitted {
-                    permission: granted,
-                }
+                CommandAnswer::Build(answer) => answer,
+                // Asked for by this comment before: already answered or queued.
+                CommandAnswer::AskedBefore => continue,
             };
             let refused = match answer {
                 BuildAnswer::NotPermitted { .. } => Some(RefusalReason::Permission),
@@ -350,8 +329,9 @@ impl Worker {
             }
         }
         if !parts.is_empty() {
-            self.post_comment(
-                comment.installation_id,
+            issues::comment(
+                &self.github,
+                Auth::Installation(comment.installation_id),
                 &comment.repository,
                 comment.issue_number,
                 &replies::comment_reply(&comment.user, &parts),
@@ -405,89 +385,6 @@ impl Worker {
         Ok(refusal.answered)
     }
 
-    /// Queues the job `command` asks for, or joins the queued one for `version`. `None`
-    /// when this comment asked for it before.
-    async fn request_build(
-        &self,
-        delivery_id: &str,
-        comment: &CommentPosted,
-        command: &Command,
-        version: &crate::version::Version,
-    ) -> Result<Option<BuildAnswer>, HandlingError> {
-        let key = format!(
-            "comment:{}:{}:{}",
-            comment.comment_id,
-            command.name(),
-            version
-        );
-        let job = NewJob {
-            version: version.to_string(),
-            rebuild: matches!(command, Command::Rebuild(_)),
-            dedupe_key: key.clone(),
-            trigger: Trigger {
-                source: "comment".into(),
-                delivery_id: Some(delivery_id.into()),
-                repository: Some(comment.repository.clone()),
-                issue_number: Some(comment.issue_number),
-                comment_id: Some(comment.comment_id),
-                user: Some(comment.user.clone()),
-            },
-            installation_id: Some(comment.installation_id),
-        };
-        let outcome = self
-            .database
-            .request_build(&BuildRequest {
-                key: &key,
-                job: &job,
-                user: &comment.user,
-                repository: &comment.repository,
-                issue_number: comment.issue_number,
-                comment_id: comment.comment_id,
-                delivery_id,
-            })
-            .await?;
-        Ok(Some(match outcome {
-            RequestOutcome::Queued(id) => {
-                self.react_with_eyes(comment).await;
-                self.announce_job(Queued::New(id), &job);
-                BuildAnswer::Queued
-            }
-            RequestOutcome::Joined { job: id, upgraded } => {
-                tracing::info!(job = id, upgraded, user = %comment.user, "request joined a queued job");
-                self.react_with_eyes(comment).await;
-                BuildAnswer::Joined { job: id, upgraded }
-            }
-            RequestOutcome::AskedBefore(_) => return Ok(None),
-            RequestOutcome::TooManyQueued => BuildAnswer::TooManyQueued {
-                limit: MAX_QUEUED_PER_USER,
-            },
-        }))
-    }
-
-    /// The `eyes` reaction on an accepted command's comment; a failure is only logged.
-    async fn react_with_eyes(&self, comment: &CommentPosted) {
-        let reaction = self
-            .github
-            .request(
-                Method::POST,
-                &format!(
-                    "/repos/{}/issues/comments/{}/reactions",
-                    escape_repo(&comment.repository),
-                    comment.comment_id
-                ),
-                Auth::Installation(comment.installation_id),
-                Some(&json!({"content": "eyes"})),
-            )
-            .await;
-        match reaction {
-            Ok(r) if r.is_success() => {}
-            Ok(r) => {
-                tracing::warn!(status = r.status, request_id = ?r.request_id, "the eyes reaction was refused")
-            }
-            Err(error) => tracing::warn!(%error, "the eyes reaction failed"),
-        }
-    }
-
     /// A consumer's CI finished on an update branch: its pull request gets the conclusion,
     /// when the run is of that pull request's own head: run in the consumer repository
     /// itself (not a fork's pull request), on the commit the pull request is at; and when
@@ -537,93 +434,8 @@ impl Worker {
             return Ok(());
         }
         let body = consumer_ci_report(run, branch, conclusion);
-        comment(&self.github, auth, &run.repository, pull.number, &body).await?;
+        issues::comment(&self.github, auth, &run.repository, pull.number, &body).await?;
         Ok(())
-    }
-
-    /// The commenter's permission on the build repository, as GitHub names it: `/build`
-    /// and `/rebuild` publish from there, whatever repository the comment is in.
-    async fn permission(&self, user: &str) -> Result<String, HandlingError> {
-        let build_repo = &self.settings.build_repo.repo;
-        let auth = self
-            .auth_for_repository(build_repo)
-            .await
-            .map_err(|error| match error {
-                super::pipeline::StepError::Transient(message) => HandlingError::BuildRepository {
-                    message,
-                    transient: true,
-                },
-                super::pipeline::StepError::Permanent(message) => HandlingError::BuildRepository {
-                    message,
-                    transient: false,
-                },
-                super::pipeline::StepError::Interrupted => HandlingError::BuildRepository {
-                    message: "interrupted".into(),
-                    transient: true,
-                },
-            })?;
-        let path = format!(
-            "/repos/{}/collaborators/{}/permission",
-            escape_repo(build_repo),
-            escape_component(user)
-        );
-        let response = self.github.request(Method::GET, &path, auth, None).await?;
-        if response.status == 404 {
-            return Ok("none".into());
-        }
-        if !response.is_success() {
-            return Err(response
-                .into_error("checking the commenter's permission on the build repository")
-                .into());
-        }
-        // Read as a plain string: the field holds values that typed clients fail on.
-        let value: serde_json::Value = response.json()?;
-        Ok(value
-            .get("permission")
-            .and_then(|p| p.as_str())
-            .unwrap_or("none")
-            .to_owned())
-    }
-
-    pub(super) async fn post_comment(
-        &self,
-        installation_id: i64,
-        repository: &str,
-        issue_number: u64,
-        body: &str,
-    ) -> Result<(), ApiError> {
-        let path = format!(
-            "/repos/{}/issues/{issue_number}/comments",
-            escape_repo(repository)
-        );
-        let _: serde_json::Value = self
-            .github
-            .send_json(
-                Method::POST,
-                &path,
-                Auth::Installation(installation_id),
-                &json!({ "body": body }),
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn status_text(&self, audience: Audience<'_>) -> Result<String, DatabaseError> {
-        let jobs = self.database.recent_jobs(5).await?;
-        // What hosts see: the published manifest.
-        let manifest = self
-            .storage
-            .get(crate::artifacts::MANIFEST_FILE)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        Ok(replies::status(
-            &jobs,
-            manifest.as_deref(),
-            &self.settings.image.name,
-            audience,
-        ))
     }
 }
 

@@ -1,28 +1,18 @@
-//! What a delivery asks for, decided from its event and payload alone.
-//!
-//! The `X-GitHub-Event` header is not part of what GitHub signs, so a signed body could be
-//! sent again under another event name. Before anything else, the payload's shape must
-//! match the event: each handled event has top-level fields that mark its payloads (an
-//! `issue_comment` has `comment` and `issue`, a `release` has `release`, …), and a payload
-//! with another handled event's marks is ignored, with the reason kept on the delivery.
+//! What a delivery asks for, decided from its event (read by [`super::events`]) alone: a
+//! short `match` on the event, one function per event that says what it asks for or why
+//! it is ignored. A payload whose shape is another event's is ignored, with the reason kept
+//! on the delivery.
 
-use serde_json::Value;
-
+use super::events::shared::Account;
+use super::events::{
+    DispatchInputs, Envelope, Event, EventPayload, InstallationPayload,
+    InstallationRepositoriesPayload, IssueCommentPayload, ReleasePayload, Repository,
+    RepositoryDispatchPayload, Unreadable, WorkflowDispatchPayload, WorkflowRunPayload,
+};
 use crate::database::jobs::Trigger;
 use crate::version::Version;
 
-/// The events the App subscribes to and acts on (its manifest's `default_events`).
-pub const SUBSCRIBED_EVENTS: [&str; 5] = [
-    "issue_comment",
-    "release",
-    "repository_dispatch",
-    "workflow_dispatch",
-    "workflow_run",
-];
-
-/// The events GitHub sends every App without a subscription, which it acts on too.
-pub const ALWAYS_DELIVERED_EVENTS: [&str; 3] =
-    ["installation", "installation_repositories", "ping"];
+pub use super::events::{ALWAYS_DELIVERED_EVENTS, SUBSCRIBED_EVENTS};
 
 /// The `repository_dispatch` event type that asks for a build.
 pub const DISPATCH_EVENT_TYPE: &str = "alloy-sysext-build";
@@ -101,323 +91,304 @@ pub enum Route {
     Ignore(String),
 }
 
-fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
-    value.pointer(pointer).and_then(Value::as_str)
+/// Decides what the delivery `delivery_id` of `event` asks for.
+pub fn route(
+    event: &str,
+    delivery_id: &str,
+    payload: &serde_json::Value,
+    context: &RoutingContext,
+) -> Route {
+    let Event { envelope, payload } = match Event::parse(event, payload) {
+        Ok(parsed) => parsed,
+        Err(Unreadable::WrongShape(reason)) => return Route::Ignore(reason),
+        Err(Unreadable::Unhandled) => {
+            return Route::Ignore(format!("{event} events are not handled"));
+        }
+    };
+    let delivery = Delivery {
+        event,
+        id: delivery_id,
+        envelope: &envelope,
+        context,
+    };
+    match payload {
+        EventPayload::Ping => Route::Ping,
+        EventPayload::Release(release) => delivery.release(release),
+        EventPayload::RepositoryDispatch(dispatch) => delivery.repository_dispatch(dispatch),
+        EventPayload::WorkflowDispatch(dispatch) => delivery.workflow_dispatch(dispatch),
+        EventPayload::IssueComment(comment) => delivery.issue_comment(comment),
+        EventPayload::Installation(installation) => delivery.installation(installation),
+        EventPayload::InstallationRepositories(change) => {
+            delivery.installation_repositories(change)
+        }
+        EventPayload::WorkflowRun(run) => delivery.workflow_run(run),
+    }
 }
 
-fn full_names(list: Option<&Value>) -> Vec<String> {
-    list.and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|r| r.get("full_name").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect()
+/// A delivery being routed: what every event's routing reads besides its own payload.
+struct Delivery<'a> {
+    event: &'a str,
+    id: &'a str,
+    envelope: &'a Envelope,
+    context: &'a RoutingContext<'a>,
+}
+
+impl Delivery<'_> {
+    fn action(&self) -> Option<&str> {
+        self.envelope.action.as_deref()
+    }
+
+    /// `None` when the delivery's action is `wanted`; else the route that ignores it, and
+    /// `why`.
+    fn unless_action(&self, wanted: &str, why: &str) -> Option<Route> {
+        let action = self.action();
+        (action != Some(wanted)).then(|| {
+            Route::Ignore(format!(
+                "{} {}: {why}",
+                self.event,
+                action.unwrap_or("without action")
+            ))
         })
-        .unwrap_or_default()
-}
+    }
 
-/// The top-level fields that mark each handled event's payloads; `installation` payloads
-/// have none of them.
-const SHAPE_MARKS: [(&str, &[&str]); 7] = [
-    ("issue_comment", &["comment", "issue"]),
-    ("release", &["release"]),
-    ("repository_dispatch", &["client_payload"]),
-    ("workflow_dispatch", &["inputs"]),
-    ("workflow_run", &["workflow_run"]),
-    (
-        "installation_repositories",
-        &["repositories_added", "repositories_removed"],
-    ),
-    ("ping", &["zen", "hook_id"]),
-];
+    /// The event happened in the build repository.
+    fn in_build_repo(&self) -> bool {
+        self.envelope
+            .repository()
+            .is_some_and(|r| r.eq_ignore_ascii_case(self.context.build_repo))
+    }
 
-/// Why `payload` cannot be a payload of `event`, if it cannot: it lacks the event's own
-/// marks, or has another event's.
-pub fn shape_mismatch(event: &str, payload: &Value) -> Option<String> {
-    let object = payload.as_object()?;
-    let has = |field: &&str| object.contains_key(*field);
-    if let Some((_, own)) = SHAPE_MARKS.iter().find(|(name, _)| *name == event) {
-        // Some fixtures of real events leave out one of two marks: one is enough.
-        if !own.iter().any(has) {
-            return Some(format!(
-                "X-GitHub-Event is {event}, but the payload has no {} field",
-                own.join(" or ")
+    fn not_build_repo(&self) -> Route {
+        Route::Ignore(format!(
+            "{} in {}, not in the build repository {}",
+            self.event,
+            self.envelope.repository().unwrap_or("no repository"),
+            self.context.build_repo
+        ))
+    }
+
+    /// Who asked for a build, and through which delivery.
+    fn trigger(&self, source: &str) -> Trigger {
+        Trigger {
+            source: source.into(),
+            delivery_id: Some(self.id.into()),
+            repository: self.envelope.repository().map(str::to_owned),
+            user: self.envelope.sender_login().map(str::to_owned),
+            ..Trigger::default()
+        }
+    }
+
+    fn release(&self, payload: ReleasePayload) -> Route {
+        if let Some(ignored) =
+            self.unless_action("published", "only published releases start builds")
+        {
+            return ignored;
+        }
+        if !self.in_build_repo() {
+            return self.not_build_repo();
+        }
+        let release = payload.release.unwrap_or_default();
+        let sender = self.envelope.sender_login();
+        let author = release.author.as_ref().and_then(|a| a.login.as_deref());
+        if self
+            .context
+            .app_login
+            .is_some_and(|app| sender == Some(app) || author == Some(app))
+        {
+            // The App publishes this release itself at the end of a build: building
+            // again would loop.
+            return Route::Ignore("release published by this App".into());
+        }
+        if release.draft == Some(true) || release.prerelease == Some(true) {
+            return Route::Ignore("draft or prerelease".into());
+        }
+        let Some(tag) = release.tag_name else {
+            return Route::Ignore("release without tag_name".into());
+        };
+        let version = match tag.parse::<Version>() {
+            Ok(version) => version,
+            Err(error) => return Route::Ignore(format!("release tag: {error}")),
+        };
+        Route::Build(BuildAsked {
+            dedupe_key: match release.id {
+                Some(id) => format!("release:{id}"),
+                None => format!("delivery:{}", self.id),
+            },
+            request_key: None,
+            version,
+            trigger: self.trigger("release"),
+            installation_id: self.envelope.installation_id(),
+        })
+    }
+
+    fn repository_dispatch(&self, payload: RepositoryDispatchPayload) -> Route {
+        // GitHub puts the API's `event_type` in `action`.
+        if self.action() != Some(DISPATCH_EVENT_TYPE) {
+            return Route::Ignore(format!(
+                "repository_dispatch {:?}: only {DISPATCH_EVENT_TYPE} starts builds",
+                self.action().unwrap_or("")
             ));
         }
+        if !self.in_build_repo() {
+            return self.not_build_repo();
+        }
+        self.dispatched_build(payload.client_payload, "client_payload.version")
     }
-    SHAPE_MARKS
-        .iter()
-        .filter(|(name, _)| *name != event)
-        .find(|(_, marks)| marks.iter().any(has))
-        .map(|(other, marks)| {
-            let found: Vec<&str> = marks.iter().copied().filter(|m| has(m)).collect();
-            format!(
-                "X-GitHub-Event is {event}, but the payload has the {} field of a {other} payload",
-                found.join(" and ")
-            )
-        })
-}
 
-/// Decides what the delivery `delivery_id` of `event` asks for.
-pub fn route(event: &str, delivery_id: &str, payload: &Value, context: &RoutingContext) -> Route {
-    let handled = SUBSCRIBED_EVENTS.contains(&event) || ALWAYS_DELIVERED_EVENTS.contains(&event);
-    if handled && let Some(reason) = shape_mismatch(event, payload) {
-        return Route::Ignore(reason);
+    fn workflow_dispatch(&self, payload: WorkflowDispatchPayload) -> Route {
+        if !self.in_build_repo() {
+            return self.not_build_repo();
+        }
+        self.dispatched_build(payload.inputs, "inputs.version")
     }
-    let action = text(payload, "/action");
-    let repository = text(payload, "/repository/full_name");
-    let installation_id = payload.pointer("/installation/id").and_then(Value::as_i64);
-    let sender = text(payload, "/sender/login");
-    let in_build_repo = repository.is_some_and(|r| r.eq_ignore_ascii_case(context.build_repo));
-    let not_build_repo = || {
-        Route::Ignore(format!(
-            "{event} in {}, not in the build repository {}",
-            repository.unwrap_or("no repository"),
-            context.build_repo
-        ))
-    };
-    match event {
-        "ping" => Route::Ping,
-        "release" => {
-            if action != Some("published") {
-                return Route::Ignore(format!(
-                    "release {}: only published releases start builds",
-                    action.unwrap_or("without action")
-                ));
-            }
-            if !in_build_repo {
-                return not_build_repo();
-            }
-            let author = text(payload, "/release/author/login");
-            if context
-                .app_login
-                .is_some_and(|app| sender == Some(app) || author == Some(app))
-            {
-                // The App publishes this release itself at the end of a build: building
-                // again would loop.
-                return Route::Ignore("release published by this App".into());
-            }
-            if payload.pointer("/release/draft").and_then(Value::as_bool) == Some(true)
-                || payload
-                    .pointer("/release/prerelease")
-                    .and_then(Value::as_bool)
-                    == Some(true)
-            {
-                return Route::Ignore("draft or prerelease".into());
-            }
-            let Some(tag) = text(payload, "/release/tag_name") else {
-                return Route::Ignore("release without tag_name".into());
-            };
-            let version = match tag.parse::<Version>() {
-                Ok(version) => version,
-                Err(error) => return Route::Ignore(format!("release tag: {error}")),
-            };
-            let release_id = payload.pointer("/release/id").and_then(Value::as_i64);
-            Route::Build(BuildAsked {
-                dedupe_key: match release_id {
-                    Some(id) => format!("release:{id}"),
-                    None => format!("delivery:{delivery_id}"),
-                },
-                request_key: None,
+
+    /// The build a dispatch asks for with the version in `inputs` (named `field`).
+    fn dispatched_build(&self, inputs: Option<DispatchInputs>, field: &str) -> Route {
+        let source = self.event;
+        let Some(given) = inputs.and_then(|inputs| inputs.version) else {
+            return Route::Ignore(format!("{source} without {field}"));
+        };
+        match given.parse::<Version>() {
+            Ok(version) => Route::Build(BuildAsked {
+                // A dispatch asks for a plain build.
+                request_key: Some(format!("dispatch:build:{version}")),
                 version,
-                trigger: Trigger {
-                    source: "release".into(),
-                    delivery_id: Some(delivery_id.into()),
-                    repository: repository.map(str::to_owned),
-                    user: sender.map(str::to_owned),
-                    ..Trigger::default()
-                },
-                installation_id,
-            })
+                dedupe_key: format!("delivery:{}", self.id),
+                trigger: self.trigger(source),
+                installation_id: self.envelope.installation_id(),
+            }),
+            Err(error) => Route::Ignore(format!("{source} {field}: {error}")),
         }
-        "repository_dispatch" => {
-            // GitHub puts the API's `event_type` in `action`.
-            if action != Some(DISPATCH_EVENT_TYPE) {
+    }
+
+    fn issue_comment(&self, payload: IssueCommentPayload) -> Route {
+        if let Some(ignored) = self.unless_action("created", "only new comments hold commands") {
+            return ignored;
+        }
+        let comment = payload.comment.unwrap_or_default();
+        let author = comment.user.unwrap_or_default();
+        let user = author.login.as_deref();
+        let is_bot =
+            |account: Option<&Account>| account.is_some_and(|a| a.kind.as_deref() == Some("Bot"));
+        if is_bot(Some(&author))
+            || is_bot(self.envelope.sender.as_ref())
+            || user.is_some_and(|u| u.ends_with("[bot]"))
+            || (self.context.app_login.is_some() && user == self.context.app_login)
+        {
+            return Route::Ignore("comment by a bot".into());
+        }
+        let (Some(repository), Some(issue_number), Some(comment_id), Some(user), Some(body)) = (
+            self.envelope.repository(),
+            payload.issue.and_then(|issue| issue.number),
+            comment.id,
+            user,
+            comment.body,
+        ) else {
+            return Route::Ignore(
+                "issue_comment without repository, issue, comment or user".into(),
+            );
+        };
+        let Some(installation_id) = self.envelope.installation_id() else {
+            return Route::Ignore(
+                "issue_comment without an installation: the App cannot act on it".into(),
+            );
+        };
+        Route::Comment(CommentPosted {
+            repository: repository.to_owned(),
+            issue_number,
+            comment_id,
+            user: user.to_owned(),
+            body,
+            installation_id,
+        })
+    }
+
+    /// The installation's account, as the envelope names it.
+    fn installation_account(&self) -> Option<String> {
+        self.envelope
+            .installation
+            .as_ref()?
+            .account
+            .as_ref()?
+            .login
+            .clone()
+    }
+
+    fn installation(&self, payload: InstallationPayload) -> Route {
+        let Some(id) = self.envelope.installation_id() else {
+            return Route::Ignore("installation event without an installation id".into());
+        };
+        let (state, repositories) = match self.action() {
+            Some("created") => (Some("active"), Some(full_names(payload.repositories))),
+            Some("deleted") => (Some("deleted"), Some(Vec::new())),
+            Some("suspend") => (Some("suspended"), None),
+            Some("unsuspend") | Some("new_permissions_accepted") => (Some("active"), None),
+            other => {
                 return Route::Ignore(format!(
-                    "repository_dispatch {:?}: only {DISPATCH_EVENT_TYPE} starts builds",
-                    action.unwrap_or("")
+                    "installation {}: nothing to keep",
+                    other.unwrap_or("without action")
                 ));
             }
-            if !in_build_repo {
-                return not_build_repo();
-            }
-            dispatched_build(
-                "repository_dispatch",
-                payload.pointer("/client_payload/version"),
-                "client_payload.version",
-                delivery_id,
-                repository,
-                sender,
-                installation_id,
-            )
+        };
+        Route::Installation(InstallationEvent {
+            id,
+            account: self.installation_account(),
+            state,
+            repositories,
+            added: Vec::new(),
+            removed: Vec::new(),
+        })
+    }
+
+    fn installation_repositories(&self, payload: InstallationRepositoriesPayload) -> Route {
+        let Some(id) = self.envelope.installation_id() else {
+            return Route::Ignore("installation_repositories without an installation id".into());
+        };
+        Route::Installation(InstallationEvent {
+            id,
+            account: self.installation_account(),
+            state: None,
+            repositories: None,
+            added: full_names(payload.repositories_added),
+            removed: full_names(payload.repositories_removed),
+        })
+    }
+
+    fn workflow_run(&self, payload: WorkflowRunPayload) -> Route {
+        if let Some(ignored) = self.unless_action("completed", "only completed runs are kept") {
+            return ignored;
         }
-        "workflow_dispatch" => {
-            if !in_build_repo {
-                return not_build_repo();
-            }
-            dispatched_build(
-                "workflow_dispatch",
-                payload.pointer("/inputs/version"),
-                "inputs.version",
-                delivery_id,
-                repository,
-                sender,
-                installation_id,
-            )
-        }
-        "issue_comment" => {
-            if action != Some("created") {
-                return Route::Ignore(format!(
-                    "issue_comment {}: only new comments hold commands",
-                    action.unwrap_or("without action")
-                ));
-            }
-            let user = text(payload, "/comment/user/login");
-            let is_bot = text(payload, "/comment/user/type") == Some("Bot")
-                || text(payload, "/sender/type") == Some("Bot")
-                || user.is_some_and(|u| u.ends_with("[bot]"))
-                || (context.app_login.is_some() && user == context.app_login);
-            if is_bot {
-                return Route::Ignore("comment by a bot".into());
-            }
-            let (Some(repository), Some(issue_number), Some(comment_id), Some(user), Some(body)) = (
-                repository,
-                payload.pointer("/issue/number").and_then(Value::as_u64),
-                payload.pointer("/comment/id").and_then(Value::as_u64),
-                user,
-                text(payload, "/comment/body"),
-            ) else {
-                return Route::Ignore(
-                    "issue_comment without repository, issue, comment or user".into(),
-                );
-            };
-            let Some(installation_id) = installation_id else {
-                return Route::Ignore(
-                    "issue_comment without an installation: the App cannot act on it".into(),
-                );
-            };
-            Route::Comment(CommentPosted {
-                repository: repository.to_owned(),
-                issue_number,
-                comment_id,
-                user: user.to_owned(),
-                body: body.to_owned(),
-                installation_id,
-            })
-        }
-        "installation" => {
-            let Some(id) = payload.pointer("/installation/id").and_then(Value::as_i64) else {
-                return Route::Ignore("installation event without an installation id".into());
-            };
-            let account = text(payload, "/installation/account/login").map(str::to_owned);
-            let (state, repositories) = match action {
-                Some("created") => (
-                    Some("active"),
-                    Some(full_names(payload.get("repositories"))),
-                ),
-                Some("deleted") => (Some("deleted"), Some(Vec::new())),
-                Some("suspend") => (Some("suspended"), None),
-                Some("unsuspend") | Some("new_permissions_accepted") => (Some("active"), None),
-                other => {
-                    return Route::Ignore(format!(
-                        "installation {}: nothing to keep",
-                        other.unwrap_or("without action")
-                    ));
-                }
-            };
-            Route::Installation(InstallationEvent {
-                id,
-                account,
-                state,
-                repositories,
-                added: Vec::new(),
-                removed: Vec::new(),
-            })
-        }
-        "installation_repositories" => {
-            let Some(id) = payload.pointer("/installation/id").and_then(Value::as_i64) else {
-                return Route::Ignore(
-                    "installation_repositories without an installation id".into(),
-                );
-            };
-            Route::Installation(InstallationEvent {
-                id,
-                account: text(payload, "/installation/account/login").map(str::to_owned),
-                state: None,
-                repositories: None,
-                added: full_names(payload.get("repositories_added")),
-                removed: full_names(payload.get("repositories_removed")),
-            })
-        }
-        "workflow_run" => {
-            if action != Some("completed") {
-                return Route::Ignore(format!(
-                    "workflow_run {}: only completed runs are kept",
-                    action.unwrap_or("without action")
-                ));
-            }
-            let (Some(id), Some(repository)) = (
-                payload.pointer("/workflow_run/id").and_then(Value::as_i64),
-                repository,
-            ) else {
-                return Route::Ignore("workflow_run without id or repository".into());
-            };
-            Route::WorkflowRun(WorkflowRunCompleted {
-                id,
-                attempt: payload
-                    .pointer("/workflow_run/run_attempt")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1),
-                name: text(payload, "/workflow_run/name").map(str::to_owned),
-                repository: repository.to_owned(),
-                head_branch: text(payload, "/workflow_run/head_branch").map(str::to_owned),
-                head_sha: text(payload, "/workflow_run/head_sha").map(str::to_owned),
-                head_repository: text(payload, "/workflow_run/head_repository/full_name")
-                    .map(str::to_owned),
-                conclusion: text(payload, "/workflow_run/conclusion").map(str::to_owned),
-                html_url: text(payload, "/workflow_run/html_url").map(str::to_owned),
-            })
-        }
-        other => Route::Ignore(format!("{other} events are not handled")),
+        let run = payload.workflow_run.unwrap_or_default();
+        let (Some(id), Some(repository)) = (run.id, self.envelope.repository()) else {
+            return Route::Ignore("workflow_run without id or repository".into());
+        };
+        Route::WorkflowRun(WorkflowRunCompleted {
+            id,
+            attempt: run.run_attempt.unwrap_or(1),
+            name: run.name,
+            repository: repository.to_owned(),
+            head_branch: run.head_branch,
+            head_sha: run.head_sha,
+            head_repository: run.head_repository.and_then(|r| r.full_name),
+            conclusion: run.conclusion,
+            html_url: run.html_url,
+        })
     }
 }
 
-fn dispatched_build(
-    source: &str,
-    version: Option<&Value>,
-    field: &str,
-    delivery_id: &str,
-    repository: Option<&str>,
-    sender: Option<&str>,
-    installation_id: Option<i64>,
-) -> Route {
-    let Some(given) = version.and_then(Value::as_str) else {
-        return Route::Ignore(format!("{source} without {field}"));
-    };
-    match given.parse::<Version>() {
-        Ok(version) => Route::Build(BuildAsked {
-            // A dispatch asks for a plain build.
-            request_key: Some(format!("dispatch:build:{version}")),
-            version,
-            dedupe_key: format!("delivery:{delivery_id}"),
-            trigger: Trigger {
-                source: source.into(),
-                delivery_id: Some(delivery_id.into()),
-                repository: repository.map(str::to_owned),
-                user: sender.map(str::to_owned),
-                ..Trigger::default()
-            },
-            installation_id,
-        }),
-        Err(error) => Route::Ignore(format!("{source} {field}: {error}")),
-    }
+/// The names of the repositories that have one.
+fn full_names(repositories: Vec<Repository>) -> Vec<String> {
+    repositories
+        .into_iter()
+        .filter_map(|r| r.full_name)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::events::shape_mismatch;
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const CONTEXT: RoutingContext = RoutingContext {
         build_repo: "noahwhite/alloy-sysext-build",

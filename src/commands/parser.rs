@@ -1,21 +1,9 @@
-//! Commands in GitHub issue and pull request comments: `/build 1.17.1`, `/rebuild 1.17.1`,
-//! `/status` and `/help`.
-//!
-//! A command is a line of its own that starts with the command word (after at most three
-//! spaces, as Markdown allows before a paragraph). Text a reader does not see as the comment
-//! author's own words is skipped: fenced code blocks, indented code, block quotes and HTML
-//! comments. That keeps a quoted reply, a pasted log or an issue template's hidden hints from
-//! starting builds.
-//!
-//! ```
-//! use alloy_sysext_automation::commands::{parse_comment, Command};
-//! let found = parse_comment("Looks good.\n\n/build v1.17.1\n> /rebuild 1.0.0\n");
-//! assert_eq!(found, vec![Ok(Command::Build("1.17.1".parse().unwrap()))]);
-//! ```
+//! Finding the commands in a comment body: which lines are the author's own words, and
+//! what each command line asks for.
 
 use std::borrow::Cow;
-use std::fmt;
 
+use super::Command;
 use crate::version::Version;
 
 /// The most results one comment yields; the rest of the comment is not read.
@@ -23,52 +11,6 @@ pub const MAX_COMMANDS_PER_COMMENT: usize = 10;
 
 /// The longest piece of user text quoted back in an error message, in characters.
 const SHOWN_MAX_CHARS: usize = 64;
-
-/// A command found in a comment.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Command {
-    /// `/build X.Y.Z`: build and publish the images for a version not yet published.
-    Build(Version),
-    /// `/rebuild X.Y.Z`: build and publish the images again, even if they exist.
-    Rebuild(Version),
-    /// `/status`: report what the App is doing.
-    Status,
-    /// `/help`: reply with [`HELP`].
-    Help,
-}
-
-impl Command {
-    /// The command word without its slash: `build`, `rebuild`, `status` or `help`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Build(_) => "build",
-            Command::Rebuild(_) => "rebuild",
-            Command::Status => "status",
-            Command::Help => "help",
-        }
-    }
-
-    /// Whether the comment's author needs admin, maintain or write permission on the build
-    /// repository for the command to run: true for the commands that publish images.
-    pub fn needs_write_permission(&self) -> bool {
-        match self {
-            Command::Build(_) | Command::Rebuild(_) => true,
-            Command::Status | Command::Help => false,
-        }
-    }
-}
-
-/// Shows the command as it would be typed, e.g. `/build 1.17.1`.
-impl fmt::Display for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Command::Build(version) | Command::Rebuild(version) => {
-                write!(f, "/{} {version}", self.name())
-            }
-            Command::Status | Command::Help => write!(f, "/{}", self.name()),
-        }
-    }
-}
 
 /// A line that starts with a command word but is not a valid command.
 ///
@@ -122,28 +64,8 @@ fn extra_arguments_message(command: &str, extra: &str) -> String {
     }
 }
 
-/// The reply to `/help`, in Markdown.
-pub const HELP: &str = "\
-Commands are written on a line of their own, at the start of the line, one per line. \
-Commands in code blocks, quotes and HTML comments are ignored.
-
-| Command | What it does | Who may use it |
-|---|---|---|
-| `/build X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images, if that version is not published yet. | Users with admin, maintain or write permission on the build repository |
-| `/rebuild X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images again, replacing the published ones. | Users with admin, maintain or write permission on the build repository |
-| `/status` | Replies with the newest built images and the latest build jobs. | Anyone |
-| `/help` | Replies with this message. | Anyone |
-
-A version is three numbers such as `1.17.1` (a leading `v` is fine); pre-releases such as \
-`1.10.0-rc.1` are not published.
-
-A comment gets one reply with the answers to all its commands. An accepted build gets an \
-:eyes: reaction and a report when it ends. A request for a version whose build is queued \
-joins that job (a `/rebuild` makes it a rebuild); one user may have at most 3 queued jobs.
-";
-
 /// The command words, as [`Command::name`] spells them.
-const COMMAND_WORDS: [&str; 4] = ["build", "rebuild", "status", "help"];
+pub(super) const COMMAND_WORDS: [&str; 4] = ["build", "rebuild", "status", "help"];
 
 fn takes_version(command: &str) -> bool {
     matches!(command, "build" | "rebuild")
@@ -928,37 +850,5 @@ Cheers";
             parse_comment(body),
             vec![build("1.17.1"), Ok(Command::Status)]
         );
-    }
-
-    #[test]
-    fn names_and_permissions() {
-        let cases = [
-            (Command::Build(v("1.0.0")), "build", true, "/build 1.0.0"),
-            (
-                Command::Rebuild(v("1.0.0")),
-                "rebuild",
-                true,
-                "/rebuild 1.0.0",
-            ),
-            (Command::Status, "status", false, "/status"),
-            (Command::Help, "help", false, "/help"),
-        ];
-        for (command, name, write, shown) in cases {
-            assert_eq!(command.name(), name);
-            assert_eq!(command.needs_write_permission(), write, "{name}");
-            assert_eq!(command.to_string(), shown);
-            // A command shown is parsed back to itself.
-            assert_eq!(parse_comment(shown), vec![Ok(command)]);
-        }
-    }
-
-    #[test]
-    fn help_lists_every_command_and_who_may_run_it() {
-        for word in COMMAND_WORDS {
-            assert!(HELP.contains(&format!("`/{word}")), "{word}");
-        }
-        assert!(HELP.contains("admin, maintain or write permission"));
-        // The help text's own example lines are not commands (none starts a line).
-        assert_eq!(parse_comment(HELP), vec![]);
     }
 }

@@ -1,0 +1,46 @@
+//! `/help`: replies with the list of commands and who may run them.
+
+use super::CommandAnswer;
+use crate::worker::replies;
+
+/// The reply to `/help`, in Markdown.
+pub const HELP: &str = "\
+Commands are written on a line of their own, at the start of the line, one per line. \
+Commands in code blocks, quotes and HTML comments are ignored.
+
+| Command | What it does | Who may use it |
+|---|---|---|
+| `/build X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images, if that version is not published yet. | Users with admin, maintain or write permission on the build repository |
+| `/rebuild X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images again, replacing the published ones. | Users with admin, maintain or write permission on the build repository |
+| `/status` | Replies with the newest built images and the latest build jobs. | Anyone |
+| `/help` | Replies with this message. | Anyone |
+
+A version is three numbers such as `1.17.1` (a leading `v` is fine); pre-releases such as \
+`1.10.0-rc.1` are not published.
+
+A comment gets one reply with the answers to all its commands. An accepted build gets an \
+:eyes: reaction and a report when it ends. A request for a version whose build is queued \
+joins that job (a `/rebuild` makes it a rebuild); one user may have at most 3 queued jobs.
+";
+
+/// The answer to `/help`: the text above.
+pub(crate) fn run() -> CommandAnswer {
+    CommandAnswer::Text(replies::help())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::parse_comment;
+    use crate::commands::parser::COMMAND_WORDS;
+
+    #[test]
+    fn help_lists_every_command_and_who_may_run_it() {
+        for word in COMMAND_WORDS {
+            assert!(HELP.contains(&format!("`/{word}")), "{word}");
+        }
+        assert!(HELP.contains("admin, maintain or write permission"));
+        // The help text's own example lines are not commands (none starts a line).
+        assert_eq!(parse_comment(HELP), vec![]);
+    }
+}
