@@ -663,7 +663,8 @@ assignees = ["noahwhite"]
     #[test]
     fn validate_checks_settings_made_in_code_too() {
         assert_eq!(Settings::default().validate(), Ok(()));
-        let cases: [(fn(&mut Settings), &str); 5] = [
+        type Spoil = fn(&mut Settings);
+        let cases: [(Spoil, &str); 5] = [
             (|s| s.image.arches.clear(), "image.arches"),
             (
                 |s| s.upstream.binary = "bin/{arch}".into(),
