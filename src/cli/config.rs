@@ -454,8 +454,8 @@ mod tests {
     #[test]
     fn hostile_strings_are_quoted_for_toml() {
         let mut settings = Settings::default();
-        settings.upstream.asset = "a\"b\\c\n]]\n[x]\t'''{arch}.zip".into();
-        settings.schedule.tracking_label = "x\"\n[[consumers]]\ny = '".into();
+        settings.upstream.asset = "a\"b\n]]\n[x]\t'''{arch}.zip".into();
+        settings.schedule.tracking_label = "x\"\\\n[[consumers]]\ny = '".into();
         settings.consumers[0].path = "hosts/\"]] #.bu".into();
         settings.validate().unwrap();
         let config = ServerConfig::from_env(|_| None).unwrap();
