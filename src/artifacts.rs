@@ -22,12 +22,11 @@ use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
 use crate::signing::detached::SignedDataHash;
 use crate::signing::{SigningError, SigningKey};
 use crate::sysext::inspect::{BlockCheck, ExpectedBinary, InspectError, check_layout};
-use crate::sysext::squashfs::SquashfsError;
-use crate::sysext::squashfs::write_squashfs_from;
+use crate::sysext::squashfs::{SquashfsError, WrittenImage, write_squashfs_from};
 use crate::sysext::{ImageLayout, SquashfsOptions};
 use crate::tee_reader::TeeReader;
 use crate::upstream::elf::{ElfError, check_elf_arch};
-use crate::upstream::zip_entry::{ZipEntryError, extract_entry};
+use crate::upstream::zip_entry::{ExtractedEntry, ZipEntryError, extract_entry};
 use crate::version::Version;
 
 /// The manifest file name systemd-sysupdate fetches.
@@ -256,34 +255,84 @@ pub fn build_into_dir(
     progress: &dyn BuildProgress,
 ) -> Result<BuildOutput, BuildError> {
     request.squashfs.validate()?;
+    let directory = lock_output_dir(out_dir)?;
+
+    progress.step(BuildStep::Compress);
+    let binary = new_temp(out_dir, &request.binary_entry)?;
+    let layout = ImageLayout::sysext(&request.image_name, request.arch, binary.path().to_owned());
+    let image_name = request.image_file_name();
+    let mut image = new_temp(out_dir, &image_name)?;
+    let (extracted, written) = extract_and_compress(request, &layout, &binary, &mut image)?;
+
+    // The image's tables and small files are checked first; its data is checked in the one
+    // read that also hashes, signs and copies it. (Its superblock, at the start, is written
+    // last, so nothing can hash it in order while it is being written.)
+    progress.step(BuildStep::Verify);
+    let binary_check = ExpectedBinary {
+        size: extracted.size,
+        sha256: &extracted.sha256,
+        stored_blocks: written.binary_blocks.as_ref(),
+    };
+    let blocks = check_layout(image.path(), &layout, request.squashfs.mtime, binary_check)?;
+    drop(binary);
+
+    progress.step(BuildStep::Sign);
+    let (image_sha256, mut staged) = sign_and_stage_images(request, out_dir, image, key, blocks)?;
+
+    progress.step(BuildStep::Manifest);
+    let manifest_change = stage_manifest(out_dir, &image_name, &image_sha256, key, &mut staged)?;
+
+    let files = put_in_place(out_dir, staged)?;
+    if key.is_none() {
+        remove_stale_manifest_signature(out_dir)?;
+    }
+    directory.sync_all().map_err(io_error("writing", out_dir))?;
+
+    Ok(BuildOutput {
+        files,
+        image_sha256,
+        binary_sha256: extracted.sha256,
+        binary_size: extracted.size,
+        manifest_change,
+    })
+}
+
+/// Creates `out_dir` if missing and locks it: builds into one directory take turns, as
+/// each edits the same `SHA256SUMS`. The lock lasts as long as the returned handle.
+fn lock_output_dir(out_dir: &Path) -> Result<File, BuildError> {
     fs::create_dir_all(out_dir).map_err(io_error("creating", out_dir))?;
-    // Builds into one directory take turns: each edits the same SHA256SUMS.
     let directory = fs::File::open(out_dir).map_err(io_error("opening", out_dir))?;
     directory
         .lock()
         .map_err(io_error("locking (another build is using it?)", out_dir))?;
-    // Published files are world-readable; only their temporary names are private.
-    let new_temp = |purpose: &str| {
-        tempfile::Builder::new()
-            .prefix(&format!(".{purpose}."))
-            .suffix(".tmp")
-            .permissions(fs::Permissions::from_mode(0o644))
-            .tempfile_in(out_dir)
-            .map_err(io_error("creating a temporary file in", out_dir))
-    };
+    Ok(directory)
+}
 
-    // The binary is extracted on another thread while the image is compressed from it.
-    progress.step(BuildStep::Compress);
-    let binary = new_temp(&request.binary_entry)?;
+/// A new temporary file in `out_dir`, named after its `purpose`. Published files are
+/// world-readable; only their temporary names are private.
+fn new_temp(out_dir: &Path, purpose: &str) -> Result<NamedTempFile, BuildError> {
+    tempfile::Builder::new()
+        .prefix(&format!(".{purpose}."))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(out_dir)
+        .map_err(io_error("creating a temporary file in", out_dir))
+}
+
+/// Extracts the binary from the zip into `binary` on another thread while the image is
+/// compressed from it into `image`, as its bytes arrive.
+fn extract_and_compress(
+    request: &BuildRequest,
+    layout: &ImageLayout,
+    binary: &NamedTempFile,
+    image: &mut NamedTempFile,
+) -> Result<(ExtractedEntry, WrittenImage), BuildError> {
     let binary_path = binary.path().to_owned();
     let binary_writer = binary
         .as_file()
         .try_clone()
         .map_err(io_error("writing", &binary_path))?;
     let growing = GrowingFile::new(&binary_path);
-    let layout = ImageLayout::sysext(&request.image_name, request.arch, binary_path.clone());
-    let image_name = request.image_file_name();
-    let mut image = new_temp(&image_name)?;
     let (extracted, written, abandoned) = std::thread::scope(|scope| {
         let extraction = scope.spawn(|| {
             let _ends_the_file_on_panic = FinishOnPanic(&growing);
@@ -305,12 +354,7 @@ pub fn build_into_dir(
             let open =
                 |_: &Path| -> io::Result<Box<dyn Read + Send>> { Ok(Box::new(growing.reader()?)) };
             let dest = BufWriter::new(image.as_file_mut());
-            Ok::<_, BuildError>(write_squashfs_from(
-                &layout,
-                &request.squashfs,
-                dest,
-                &open,
-            )?)
+            Ok::<_, BuildError>(write_squashfs_from(layout, &request.squashfs, dest, &open)?)
         })();
         // Once the image cannot be made, the rest of the binary is not worth extracting.
         let abandoned = written.is_err() && growing.abandon();
@@ -321,32 +365,34 @@ pub fn build_into_dir(
         });
         (extracted, written, abandoned)
     });
-    let (extracted, written) = match (extracted?, written) {
-        (Ok(extracted), Ok(written)) => (extracted, written),
+    match (extracted?, written) {
+        (Ok(extracted), Ok(written)) => Ok((extracted, written)),
         // A failed extraction is the cause of whatever failed with it, unless the build
         // had already given up on it.
-        (Err(error), _) if !abandoned => return Err(error.into()),
-        (_, Err(error)) => return Err(error),
-        (Err(error), Ok(_)) => return Err(error.into()),
-    };
+        (Err(error), _) if !abandoned => Err(error.into()),
+        (_, Err(error)) => Err(error),
+        (Err(error), Ok(_)) => Err(error.into()),
+    }
+}
 
-    // The image's tables and small files are checked first; its data is checked in the one
-    // read that also hashes, signs and copies it. (Its superblock, at the start, is written
-    // last, so nothing can hash it in order while it is being written.)
-    progress.step(BuildStep::Verify);
-    let binary_check = ExpectedBinary {
-        size: extracted.size,
-        sha256: &extracted.sha256,
-        stored_blocks: written.binary_blocks.as_ref(),
-    };
-    let blocks = check_layout(image.path(), &layout, request.squashfs.mtime, binary_check)?;
-    drop(binary);
-
-    progress.step(BuildStep::Sign);
+/// Hashes and signs the checked `image` in one read that also copies it under the
+/// compatibility name, and stages it with its copy and their `.sha256` and `.asc` files.
+/// Returns the image's sha256 and the staged files, the image first.
+fn sign_and_stage_images(
+    request: &BuildRequest,
+    out_dir: &Path,
+    mut image: NamedTempFile,
+    key: Option<&SigningKey>,
+    blocks: BlockCheck,
+) -> Result<(String, Vec<Staged>), BuildError> {
+    let image_name = request.image_file_name();
     let image_target = out_dir.join(&image_name);
     let compat_name =
         (request.compat_name && request.arch == Arch::Amd64).then(|| request.compat_file_name());
-    let compat = compat_name.as_deref().map(&new_temp).transpose()?;
+    let compat = compat_name
+        .as_deref()
+        .map(|name| new_temp(out_dir, name))
+        .transpose()?;
     let compat_target = compat_name.as_ref().map(|name| out_dir.join(name));
     let read = read_back(
         image.as_file_mut(),
@@ -366,7 +412,7 @@ pub fn build_into_dir(
         size: image_size,
         sha256: image_sha256.clone(),
     }];
-    let mut image_names = vec![image_name.clone()];
+    let mut image_names = vec![image_name];
     if let (Some(temp), Some(name)) = (compat, compat_name) {
         staged.push(Staged {
             temp,
@@ -378,20 +424,31 @@ pub fn build_into_dir(
     }
     for name in &image_names {
         staged.push(stage_text(
-            new_temp(name)?,
+            new_temp(out_dir, name)?,
             format!("{name}.sha256"),
             &sha256sum_line(&image_sha256, name),
         )?);
         if let Some(signature) = &image_signature {
             staged.push(stage_text(
-                new_temp(name)?,
+                new_temp(out_dir, name)?,
                 format!("{name}.asc"),
                 signature,
             )?);
         }
     }
+    Ok((image_sha256, staged))
+}
 
-    progress.step(BuildStep::Manifest);
+/// Adds the image to the `SHA256SUMS` in `out_dir` (or a new one) and stages the result
+/// onto `staged`, with its signature when there is a `key`. Returns how the manifest
+/// changed.
+fn stage_manifest(
+    out_dir: &Path,
+    image_name: &str,
+    image_sha256: &str,
+    key: Option<&SigningKey>,
+    staged: &mut Vec<Staged>,
+) -> Result<Upsert, BuildError> {
     let manifest_path = out_dir.join(MANIFEST_FILE);
     let mut manifest = match fs::read_to_string(&manifest_path) {
         Ok(text) => Manifest::parse(&text).map_err(|source| BuildError::Manifest {
@@ -403,8 +460,8 @@ pub fn build_into_dir(
     };
     let manifest_change = manifest
         .upsert(ManifestEntry {
-            sha256: image_sha256.clone(),
-            file: image_name.clone(),
+            sha256: image_sha256.to_owned(),
+            file: image_name.to_owned(),
         })
         .map_err(|source| BuildError::Manifest {
             path: manifest_path.display().to_string(),
@@ -412,25 +469,28 @@ pub fn build_into_dir(
         })?;
     let manifest_text = manifest.render();
     staged.push(stage_text(
-        new_temp(MANIFEST_FILE)?,
+        new_temp(out_dir, MANIFEST_FILE)?,
         MANIFEST_FILE.to_owned(),
         &manifest_text,
     )?);
-    let signature_path = out_dir.join(MANIFEST_SIGNATURE_FILE);
     if let Some(key) = key {
         let signature = key.sign_detached(manifest_text.as_bytes())?;
         key.public_key()
             .verify_detached(manifest_text.as_bytes(), signature.as_bytes())
             .map_err(BuildError::SignatureSelfCheck)?;
         staged.push(stage_text(
-            new_temp(MANIFEST_SIGNATURE_FILE)?,
+            new_temp(out_dir, MANIFEST_SIGNATURE_FILE)?,
             MANIFEST_SIGNATURE_FILE.to_owned(),
             &signature,
         )?);
     }
+    Ok(manifest_change)
+}
 
-    // Everything is ready: on disk first, then in place, images before the manifest that
-    // names them, so that a crash never leaves a manifest pointing at a missing image.
+/// Puts every staged file in place: on disk first, then renamed, in order (images before
+/// the manifest that names them), so that a crash never leaves a manifest pointing at a
+/// missing image.
+fn put_in_place(out_dir: &Path, staged: Vec<Staged>) -> Result<Vec<OutputFile>, BuildError> {
     for file in &staged {
         file.temp
             .as_file()
@@ -449,22 +509,18 @@ pub fn build_into_dir(
             sha256: file.sha256,
         });
     }
-    if key.is_none() {
-        match fs::remove_file(&signature_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("removing the stale", &signature_path)(e)),
-        }
-    }
-    directory.sync_all().map_err(io_error("writing", out_dir))?;
+    Ok(files)
+}
 
-    Ok(BuildOutput {
-        files,
-        image_sha256,
-        binary_sha256: extracted.sha256,
-        binary_size: extracted.size,
-        manifest_change,
-    })
+/// Removes the `SHA256SUMS.gpg` in `out_dir`, if any: an unsigned build has just replaced
+/// the manifest it signed.
+fn remove_stale_manifest_signature(out_dir: &Path) -> Result<(), BuildError> {
+    let signature_path = out_dir.join(MANIFEST_SIGNATURE_FILE);
+    match fs::remove_file(&signature_path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("removing the stale", &signature_path)(e)),
+    }
 }
 
 /// What the one read of the finished image found.

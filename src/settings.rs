@@ -1,17 +1,20 @@
 //! What the server builds and where: the upstream release, the image, the build
 //! repository, the public URL, the upstream check's schedule and the consumer repositories.
-//! Read from the TOML file `CONFIG_FILE`; the built-in defaults are today's deployment.
+//! Read from the TOML file `CONFIG_FILE`: every table and key may be left out and keeps its
+//! built-in default (today's deployment), an unknown one is refused, and `validate` checks
+//! every value.
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::arch::Arch;
-use crate::consumer_check::{BRANCH_EXPECTED, check_consumer_fields, is_branch_name};
+use crate::consumer_check::{BRANCH_EXPECTED, InvalidField, check_consumer_fields, is_branch_name};
 use crate::sysext::compression::Compression;
 
 /// Where Alloy's releases come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpstreamSettings {
     /// `owner/name`.
     pub repo: String,
@@ -19,6 +22,16 @@ pub struct UpstreamSettings {
     pub asset: String,
     /// The binary inside the asset's zip, with `{arch}`.
     pub binary: String,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            repo: "grafana/alloy".into(),
+            asset: "alloy-linux-{arch}.zip".into(),
+            binary: "alloy-linux-{arch}".into(),
+        }
+    }
 }
 
 impl UpstreamSettings {
@@ -32,7 +45,8 @@ impl UpstreamSettings {
 }
 
 /// What image is built.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "ImageTable")]
 pub struct ImageSettings {
     pub name: String,
     pub arches: Vec<Arch>,
@@ -41,16 +55,97 @@ pub struct ImageSettings {
     pub compat_name: bool,
 }
 
+impl Default for ImageSettings {
+    fn default() -> Self {
+        ImageSettings {
+            name: "alloy".into(),
+            arches: vec![Arch::Amd64],
+            compression: Compression::default(),
+            compat_name: true,
+        }
+    }
+}
+
+/// The `[image]` table as written: there the compression is two keys, `compression` (the
+/// algorithm) and `compression_level`, either of which may be left out.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ImageTable {
+    name: String,
+    #[serde(deserialize_with = "architectures")]
+    arches: Vec<Arch>,
+    compression: Option<String>,
+    compression_level: Option<u32>,
+    compat_name: bool,
+}
+
+impl Default for ImageTable {
+    fn default() -> Self {
+        let defaults = ImageSettings::default();
+        ImageTable {
+            name: defaults.name,
+            arches: defaults.arches,
+            compression: None,
+            compression_level: None,
+            compat_name: defaults.compat_name,
+        }
+    }
+}
+
+impl TryFrom<ImageTable> for ImageSettings {
+    type Error = String;
+
+    fn try_from(table: ImageTable) -> Result<Self, String> {
+        let compression = match (&table.compression, table.compression_level) {
+            (None, None) => Compression::default(),
+            (algorithm, level) => Compression::new(algorithm.as_deref().unwrap_or("xz"), level)
+                .map_err(|e| format!("image.compression: {e}"))?,
+        };
+        Ok(ImageSettings {
+            name: table.name,
+            arches: table.arches,
+            compression,
+            compat_name: table.compat_name,
+        })
+    }
+}
+
+/// `image.arches`: architecture names, each kept once, in the order given.
+fn architectures<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Arch>, D::Error> {
+    let names = Vec::<String>::deserialize(deserializer)?;
+    let mut arches = Vec::new();
+    for name in &names {
+        let arch: Arch = name.parse().map_err(|e: crate::arch::UnknownArch| {
+            <D::Error as serde::de::Error>::custom(format!("image.arches: {e}"))
+        })?;
+        if !arches.contains(&arch) {
+            arches.push(arch);
+        }
+    }
+    Ok(arches)
+}
+
 /// The repository where releases, commands and `SHA256SUMS` live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BuildRepoSettings {
     /// `owner/name`.
     pub repo: String,
     pub branch: String,
 }
 
+impl Default for BuildRepoSettings {
+    fn default() -> Self {
+        BuildRepoSettings {
+            repo: "noahwhite/alloy-sysext-build".into(),
+            branch: "main".into(),
+        }
+    }
+}
+
 /// Where published images are read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PublishSettings {
     /// Ends with `/`.
     pub base_url: String,
@@ -58,6 +153,15 @@ pub struct PublishSettings {
     /// server may replace with its own: a deliberate change of key, once hosts trust the new
     /// one. A signature by any other key that is not the server's stops the job.
     pub replace_signatures_by: Vec<String>,
+}
+
+impl Default for PublishSettings {
+    fn default() -> Self {
+        PublishSettings {
+            base_url: "https://ghost-sysext-images.separationofconcerns.dev/".into(),
+            replace_signatures_by: Vec::new(),
+        }
+    }
 }
 
 impl PublishSettings {
@@ -68,12 +172,31 @@ impl PublishSettings {
 }
 
 /// When upstream is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ScheduleSettings {
     /// A five-field cron expression in UTC, or `None` (`"off"`).
+    #[serde(deserialize_with = "cron_or_off")]
     pub check_upstream: Option<String>,
     /// The label of tracking issues.
     pub tracking_label: String,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            check_upstream: Some("0 0 * * *".into()),
+            tracking_label: "RTB".into(),
+        }
+    }
+}
+
+/// `schedule.check_upstream`: `"off"` (in any case) is `None`; anything else is kept
+/// trimmed, for `validate` to check.
+fn cron_or_off<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let trimmed = text.trim();
+    Ok((!trimmed.eq_ignore_ascii_case("off")).then(|| trimmed.to_owned()))
 }
 
 impl ScheduleSettings {
@@ -113,6 +236,19 @@ struct Enrollment {
 }
 
 impl ConsumerSettings {
+    /// Checks every field; the error names the key at fault (`repo`, `path`, `base` or
+    /// `assignees`).
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        if !is_repo_name(&self.repo) {
+            return Err(InvalidField {
+                key: "repo".into(),
+                value: self.repo.clone(),
+                expected: "expected owner/name",
+            });
+        }
+        check_consumer_fields(&self.path, &self.base, &self.assignees)
+    }
+
     /// The consumer `repo` describes in its enrollment file `content`, checked as
     /// `CONFIG_FILE` consumers are; the error names the key at fault. The file is a
     /// stranger's: nothing in it is trusted until it passes.
@@ -153,19 +289,20 @@ impl ConsumerSettings {
             }
             message
         })?;
-        check_consumer_fields(&enrollment.path, &enrollment.base, &enrollment.assignees)
-            .map_err(|e| e.to_string())?;
-        Ok(ConsumerSettings {
+        let consumer = ConsumerSettings {
             repo: repo.to_owned(),
             path: enrollment.path,
             base: enrollment.base,
             assignees: enrollment.assignees,
-        })
+        };
+        consumer.validate().map_err(|e| e.to_string())?;
+        Ok(consumer)
     }
 }
 
-/// Everything above.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything above. A table or key the file leaves out keeps its default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub upstream: UpstreamSettings,
     pub image: ImageSettings,
@@ -187,62 +324,6 @@ pub enum SettingsError {
     Invalid { path: String, message: String },
 }
 
-/// The file's shape: every table and key optional, unknown ones refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettingsFile {
-    #[serde(default)]
-    upstream: UpstreamFile,
-    #[serde(default)]
-    image: ImageFile,
-    #[serde(default)]
-    build_repo: BuildRepoFile,
-    #[serde(default)]
-    publish: PublishFile,
-    #[serde(default)]
-    schedule: ScheduleFile,
-    consumers: Option<Vec<ConsumerSettings>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpstreamFile {
-    repo: Option<String>,
-    asset: Option<String>,
-    binary: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImageFile {
-    name: Option<String>,
-    arches: Option<Vec<String>>,
-    compression: Option<String>,
-    compression_level: Option<u32>,
-    compat_name: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BuildRepoFile {
-    repo: Option<String>,
-    branch: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishFile {
-    base_url: Option<String>,
-    replace_signatures_by: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScheduleFile {
-    check_upstream: Option<String>,
-    tracking_label: Option<String>,
-}
-
 /// `owner/name` with GitHub's characters only.
 fn is_repo_name(text: &str) -> bool {
     let ok = |part: &str| {
@@ -254,6 +335,11 @@ fn is_repo_name(text: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     };
     matches!(text.split_once('/'), Some((owner, name)) if ok(owner) && ok(name))
+}
+
+/// `key = "value" is not valid: expected`.
+fn invalid(key: &str, value: &str, expected: &str) -> String {
+    format!("{key} = {value:?} is not valid: {expected}")
 }
 
 impl Settings {
@@ -276,195 +362,140 @@ impl Settings {
     /// Settings from TOML `text`: what it leaves out keeps its default. The error names
     /// the key at fault.
     pub fn parse(text: &str) -> Result<Settings, String> {
-        let file: SettingsFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut settings = Settings::default();
-        let invalid = |key: &str, value: &str, expected: &str| {
-            format!("{key} = {value:?} is not valid: {expected}")
-        };
-
-        if let Some(repo) = file.upstream.repo {
-            if !is_repo_name(&repo) {
-                return Err(invalid("upstream.repo", &repo, "expected owner/name"));
-            }
-            settings.upstream.repo = repo;
-        }
-        for (key, value, target) in [
-            (
-                "upstream.asset",
-                file.upstream.asset,
-                &mut settings.upstream.asset,
-            ),
-            (
-                "upstream.binary",
-                file.upstream.binary,
-                &mut settings.upstream.binary,
-            ),
-        ] {
-            if let Some(value) = value {
-                if !value.contains("{arch}")
-                    || value.contains(['/', '\\'])
-                    || value.starts_with('.')
-                {
-                    return Err(invalid(
-                        key,
-                        &value,
-                        "a file name containing {arch}, without directories",
-                    ));
-                }
-                *target = value;
-            }
-        }
-
-        if let Some(name) = file.image.name {
-            let ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                && name.as_bytes()[0].is_ascii_lowercase();
-            if !ok {
-                return Err(invalid(
-                    "image.name",
-                    &name,
-                    "lowercase letters, digits and _ (it names files and the systemd unit), starting with a letter",
-                ));
-            }
-            settings.image.name = name;
-        }
-        if let Some(arches) = file.image.arches {
-            if arches.is_empty() {
-                return Err("image.arches is empty: list at least one of amd64, arm64".into());
-            }
-            let mut parsed = Vec::new();
-            for arch in &arches {
-                let arch: Arch = arch
-                    .parse()
-                    .map_err(|e: crate::arch::UnknownArch| format!("image.arches: {e}"))?;
-                if !parsed.contains(&arch) {
-                    parsed.push(arch);
-                }
-            }
-            settings.image.arches = parsed;
-        }
-        if file.image.compression.is_some() || file.image.compression_level.is_some() {
-            let name = file.image.compression.as_deref().unwrap_or("xz");
-            settings.image.compression = Compression::new(name, file.image.compression_level)
-                .map_err(|e| format!("image.compression: {e}"))?;
-        }
-        if let Some(compat) = file.image.compat_name {
-            settings.image.compat_name = compat;
-        }
-
-        if let Some(repo) = file.build_repo.repo {
-            if !is_repo_name(&repo) {
-                return Err(invalid("build_repo.repo", &repo, "expected owner/name"));
-            }
-            settings.build_repo.repo = repo;
-        }
-        if let Some(branch) = file.build_repo.branch {
-            if !is_branch_name(&branch) {
-                return Err(invalid("build_repo.branch", &branch, BRANCH_EXPECTED));
-            }
-            settings.build_repo.branch = branch;
-        }
-
-        if let Some(mut base_url) = file.publish.base_url {
-            if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
-                || base_url.contains(char::is_whitespace)
-            {
-                return Err(invalid(
-                    "publish.base_url",
-                    &base_url,
-                    "an http:// or https:// URL",
-                ));
-            }
-            if !base_url.ends_with('/') {
-                base_url.push('/');
-            }
-            settings.publish.base_url = base_url;
-        }
-        if let Some(keys) = file.publish.replace_signatures_by {
-            for key in &keys {
-                let hex: String = key.chars().filter(|c| !c.is_whitespace()).collect();
-                if !matches!(hex.len(), 16 | 40) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(invalid(
-                        "publish.replace_signatures_by",
-                        key,
-                        "a key's fingerprint (40 hex digits) or key ID (16)",
-                    ));
-                }
-            }
-            settings.publish.replace_signatures_by = keys;
-        }
-
-        if let Some(schedule) = file.schedule.check_upstream {
-            let trimmed = schedule.trim();
-            if trimmed.eq_ignore_ascii_case("off") {
-                settings.schedule.check_upstream = None;
-            } else {
-                let fields = trimmed.split_whitespace().count();
-                let parsed: Result<croner::Cron, _> = trimmed.parse();
-                if fields != 5 || parsed.is_err() {
-                    return Err(invalid(
-                        "schedule.check_upstream",
-                        &schedule,
-                        "a five-field cron expression in UTC such as \"0 0 * * *\", or \"off\"",
-                    ));
-                }
-                settings.schedule.check_upstream = Some(trimmed.to_owned());
-            }
-        }
-        if let Some(label) = file.schedule.tracking_label {
-            if label.trim().is_empty() || label.len() > 50 || label.contains(',') {
-                return Err(invalid(
-                    "schedule.tracking_label",
-                    &label,
-                    "a label name (no commas, at most 50 characters)",
-                ));
-            }
-            settings.schedule.tracking_label = label;
-        }
-
-        if let Some(consumers) = file.consumers {
-            for (index, consumer) in consumers.iter().enumerate() {
-                let key = |field: &str| format!("consumers[{index}].{field}");
-                if !is_repo_name(&consumer.repo) {
-                    return Err(invalid(&key("repo"), &consumer.repo, "expected owner/name"));
-                }
-                check_consumer_fields(&consumer.path, &consumer.base, &consumer.assignees)
-                    .map_err(|error| error.under(&key("")).to_string())?;
-            }
-            settings.consumers = consumers;
+        let mut settings: Settings = toml::from_str(text).map_err(|e| e.to_string())?;
+        settings.validate()?;
+        // `PublishSettings::url` appends file names to it.
+        if !settings.publish.base_url.ends_with('/') {
+            settings.publish.base_url.push('/');
         }
         Ok(settings)
+    }
+
+    /// Checks every value; the error names the first key at fault, its value and what was
+    /// expected.
+    pub fn validate(&self) -> Result<(), String> {
+        let Settings {
+            upstream,
+            image,
+            build_repo,
+            publish,
+            schedule,
+            consumers,
+        } = self;
+
+        if !is_repo_name(&upstream.repo) {
+            return Err(invalid(
+                "upstream.repo",
+                &upstream.repo,
+                "expected owner/name",
+            ));
+        }
+        for (key, value) in [
+            ("upstream.asset", &upstream.asset),
+            ("upstream.binary", &upstream.binary),
+        ] {
+            if !value.contains("{arch}") || value.contains(['/', '\\']) || value.starts_with('.') {
+                return Err(invalid(
+                    key,
+                    value,
+                    "a file name containing {arch}, without directories",
+                ));
+            }
+        }
+
+        let name_ok = !image.name.is_empty()
+            && image
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && image.name.as_bytes()[0].is_ascii_lowercase();
+        if !name_ok {
+            return Err(invalid(
+                "image.name",
+                &image.name,
+                "lowercase letters, digits and _ (it names files and the systemd unit), starting with a letter",
+            ));
+        }
+        if image.arches.is_empty() {
+            return Err("image.arches is empty: list at least one of amd64, arm64".into());
+        }
+        Compression::new(
+            image.compression.algorithm(),
+            Some(image.compression.level()),
+        )
+        .map_err(|e| format!("image.compression: {e}"))?;
+
+        if !is_repo_name(&build_repo.repo) {
+            return Err(invalid(
+                "build_repo.repo",
+                &build_repo.repo,
+                "expected owner/name",
+            ));
+        }
+        if !is_branch_name(&build_repo.branch) {
+            return Err(invalid(
+                "build_repo.branch",
+                &build_repo.branch,
+                BRANCH_EXPECTED,
+            ));
+        }
+
+        if !(publish.base_url.starts_with("https://") || publish.base_url.starts_with("http://"))
+            || publish.base_url.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "publish.base_url",
+                &publish.base_url,
+                "an http:// or https:// URL",
+            ));
+        }
+        for key in &publish.replace_signatures_by {
+            let hex: String = key.chars().filter(|c| !c.is_whitespace()).collect();
+            if !matches!(hex.len(), 16 | 40) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "publish.replace_signatures_by",
+                    key,
+                    "a key's fingerprint (40 hex digits) or key ID (16)",
+                ));
+            }
+        }
+
+        if let Some(cron) = &schedule.check_upstream {
+            let fields = cron.split_whitespace().count();
+            if fields != 5 || cron.parse::<croner::Cron>().is_err() {
+                return Err(invalid(
+                    "schedule.check_upstream",
+                    cron,
+                    "a five-field cron expression in UTC such as \"0 0 * * *\", or \"off\"",
+                ));
+            }
+        }
+        let label = &schedule.tracking_label;
+        if label.trim().is_empty() || label.len() > 50 || label.contains(',') {
+            return Err(invalid(
+                "schedule.tracking_label",
+                label,
+                "a label name (no commas, at most 50 characters)",
+            ));
+        }
+
+        for (index, consumer) in consumers.iter().enumerate() {
+            consumer
+                .validate()
+                .map_err(|error| error.under(&format!("consumers[{index}].")).to_string())?;
+        }
+        Ok(())
     }
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            upstream: UpstreamSettings {
-                repo: "grafana/alloy".into(),
-                asset: "alloy-linux-{arch}.zip".into(),
-                binary: "alloy-linux-{arch}".into(),
-            },
-            image: ImageSettings {
-                name: "alloy".into(),
-                arches: vec![Arch::Amd64],
-                compression: Compression::default(),
-                compat_name: true,
-            },
-            build_repo: BuildRepoSettings {
-                repo: "noahwhite/alloy-sysext-build".into(),
-                branch: "main".into(),
-            },
-            publish: PublishSettings {
-                base_url: "https://ghost-sysext-images.separationofconcerns.dev/".into(),
-                replace_signatures_by: Vec::new(),
-            },
-            schedule: ScheduleSettings {
-                check_upstream: Some("0 0 * * *".into()),
-                tracking_label: "RTB".into(),
-            },
+            upstream: UpstreamSettings::default(),
+            image: ImageSettings::default(),
+            build_repo: BuildRepoSettings::default(),
+            publish: PublishSettings::default(),
+            schedule: ScheduleSettings::default(),
             consumers: vec![
                 ConsumerSettings {
                     repo: "noahwhite/ghost-stack".into(),
@@ -627,6 +658,62 @@ assignees = ["noahwhite"]
             let error = Settings::parse(text).unwrap_err();
             assert!(error.contains(key), "{text:?} gave {error}");
         }
+    }
+
+    #[test]
+    fn validate_checks_settings_made_in_code_too() {
+        assert_eq!(Settings::default().validate(), Ok(()));
+        type Spoil = fn(&mut Settings);
+        let cases: [(Spoil, &str); 5] = [
+            (|s| s.image.arches.clear(), "image.arches"),
+            (
+                |s| s.upstream.binary = "bin/{arch}".into(),
+                "upstream.binary",
+            ),
+            (
+                |s| s.image.compression = Compression::Xz { level: 42 },
+                "image.compression",
+            ),
+            (
+                |s| s.schedule.tracking_label = "a,b".into(),
+                "schedule.tracking_label",
+            ),
+            (|s| s.consumers[1].repo = "x".into(), "consumers[1].repo"),
+        ];
+        for (spoil, key) in cases {
+            let mut settings = Settings::default();
+            spoil(&mut settings);
+            let error = settings.validate().unwrap_err();
+            assert!(error.starts_with(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_bad_file_is_named_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "[schedule]\ncheck_upstream = \" 0 0 * * \"\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.starts_with("CONFIG_FILE "), "{error}");
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("schedule.check_upstream"), "{error}");
+        std::fs::write(&path, "[image]\narches = [\"amd64\", \"riscv\"]\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("image.arches: "), "{error}");
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn architectures_are_kept_once_and_a_cron_trimmed() {
+        let settings = Settings::parse(
+            "[image]\narches = [\"arm64\", \"amd64\", \"arm64\"]\n[schedule]\ncheck_upstream = \" 5 4 * * * \"\n",
+        )
+        .unwrap();
+        assert_eq!(settings.image.arches, [Arch::Arm64, Arch::Amd64]);
+        assert_eq!(
+            settings.schedule.check_upstream.as_deref(),
+            Some("5 4 * * *")
+        );
     }
 
     #[test]

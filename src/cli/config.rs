@@ -1,20 +1,18 @@
 //! `config`: the effective configuration of `serve`, with every secret redacted.
 
-use std::fmt::Write as _;
-
 use alloy_sysext_automation::config::{LogFormat, ServerConfig, StatusAccess};
-use alloy_sysext_automation::github::app_jwt::AppKey;
 use alloy_sysext_automation::key_source::{KeySource, KeySourceError};
-use alloy_sysext_automation::server::app_credentials_file;
+use alloy_sysext_automation::server::app_credentials_file::{self, AppSource, ResolvedCredentials};
 use alloy_sysext_automation::server::signing_key::{GENERATED_KEY_FILE, GENERATED_PUBLIC_KEY_FILE};
 use alloy_sysext_automation::settings::Settings;
 use alloy_sysext_automation::storage::Storage;
 use clap::Args;
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};
 
 /// Print the effective configuration: what `serve` would run with, read from the same
 /// environment and CONFIG_FILE, checked the same way, with every secret redacted.
 ///
-/// Prints, as TOML-like text: the server's environment settings (PORT, DATA_DIR,
+/// Prints, as TOML: the server's environment settings (PORT, DATA_DIR,
 /// DATABASE_URL, GITHUB_API_URL, GITHUB_URL, PUBLIC_URL, GITHUB_ORGANIZATION, CONFIG_FILE,
 /// JOB_RETRY_SECONDS, RETENTION_DAYS, LOG_LEVEL, LOG_FORMAT), who may read the status
 /// (STATUS_TOKEN only as "set", STATUS_PUBLIC), the App (APP_ID, and whether PRIVATE_KEY or
@@ -37,77 +35,69 @@ pub fn run(_args: ConfigArgs) -> anyhow::Result<()> {
     let config = ServerConfig::from_env(lookup)?;
     let storage = Storage::from_env(lookup, &config.data_dir)?;
     let settings = Settings::load(config.config_file.as_deref())?;
-    // The App: the environment's credentials, else those the setup flow stored in
-    // DATA_DIR. Either key is checked as `serve` checks it; neither is shown.
-    let app = match &config.app {
-        Some(app) => {
-            AppKey::from_pem(app.app_id, app.private_key.expose())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            AppView::Environment { id: app.app_id }
-        }
-        None => match app_credentials_file::load(&config.data_dir)? {
-            Some(stored) => {
-                AppKey::from_pem(stored.id, &stored.pem).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: {e}",
-                        app_credentials_file::path_in(&config.data_dir).display()
-                    )
-                })?;
-                AppView::Stored {
-                    id: stored.id,
-                    slug: stored.slug.clone(),
-                    file: app_credentials_file::path_in(&config.data_dir)
-                        .display()
-                        .to_string(),
-                }
-            }
-            None => AppView::None,
-        },
-    };
-    let signing = signing_key_description(&config)?;
-    let mut out = String::new();
-    write_server(&mut out, &config, &app, &storage, &signing);
-    write_settings(&mut out, &settings, config.config_file.is_some());
-    print!("{out}");
+    // The App and the webhook secrets exactly as `serve` resolves them; no key is shown.
+    let credentials = app_credentials_file::resolve(&config)?;
+    let signing = signing_table(&config)?;
+    print!(
+        "{}",
+        document(&config, &credentials, &storage, signing, &settings)
+    );
     Ok(())
 }
 
-/// Where the App's credentials come from.
-enum AppView {
-    Environment {
-        id: u64,
-    },
-    /// Made at `/setup` and kept in `DATA_DIR`.
-    Stored {
-        id: u64,
-        slug: String,
-        file: String,
-    },
-    None,
+/// The whole output: the server's configuration, then the settings.
+fn document(
+    config: &ServerConfig,
+    credentials: &ResolvedCredentials,
+    storage: &Storage,
+    signing: Table,
+    settings: &Settings,
+) -> DocumentMut {
+    let mut doc = DocumentMut::new();
+    doc.decor_mut().set_prefix(
+        "# The effective configuration of `alloy-sysext-automation serve`.\n\
+         # Secrets are never shown, only whether they are set.\n\n",
+    );
+    doc.insert("server", Item::Table(server_table(config)));
+    doc.insert("app", Item::Table(app_table(credentials)));
+    doc.insert("status", Item::Table(status_table(config)));
+    doc.insert(
+        "webhook",
+        Item::Table(webhook_table(config, credentials.webhook_secrets.len())),
+    );
+    doc.insert("storage", Item::Table(storage_table(storage)));
+    doc.insert("signing", Item::Table(signing));
+    insert_settings(&mut doc, settings, config.config_file.is_some());
+    doc
 }
 
-/// A TOML basic string.
-fn quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(quoted, "\\u{:04X}", c as u32);
-            }
-            c => quoted.push(c),
-        }
+/// `value` with `comment` after it on its line.
+fn commented(value: impl Into<Value>, comment: &str) -> Item {
+    let mut value = value.into();
+    value.decor_mut().set_suffix(format!("  # {comment}"));
+    Item::Value(value)
+}
+
+/// A secret, shown only as whether it is set.
+fn set_or_not(set: bool) -> Item {
+    toml_edit::value(if set { "set" } else { "not set" })
+}
+
+/// `number` as a TOML integer, or as a string beyond TOML's integer range.
+fn integer(number: u64) -> Value {
+    match i64::try_from(number) {
+        Ok(number) => Value::from(number),
+        Err(_) => Value::from(number.to_string()),
     }
-    quoted.push('"');
-    quoted
 }
 
-fn set_or_not(set: bool) -> &'static str {
-    if set { "\"set\"" } else { "\"not set\"" }
+/// A table with a blank line before its header.
+fn table(entries: impl IntoIterator<Item = (&'static str, Item)>) -> Table {
+    let mut table = Table::new();
+    for (key, item) in entries {
+        table.insert(key, item);
+    }
+    table
 }
 
 /// A database URL with any password replaced.
@@ -127,154 +117,135 @@ fn redact_url(url: &str) -> String {
 }
 
 /// Where `serve` gets its signing key, loaded to check it (only the fingerprint is shown).
-fn signing_key_description(config: &ServerConfig) -> anyhow::Result<Vec<(String, String)>> {
+fn signing_table(config: &ServerConfig) -> anyhow::Result<Table> {
     let lookup = |name: &str| std::env::var(name).ok();
-    let mut lines = Vec::new();
+    let mut signing = Table::new();
     match KeySource::resolve(None, lookup) {
         Ok(source) => {
             let key = source.load()?;
             match &source {
                 KeySource::Base64Env(_) => {
-                    lines.push(("source".into(), quote("GPG_PRIVATE_KEY")));
-                    lines.push(("GPG_PRIVATE_KEY".into(), set_or_not(true).into()));
+                    signing.insert("source", toml_edit::value("GPG_PRIVATE_KEY"));
+                    signing.insert("GPG_PRIVATE_KEY", set_or_not(true));
                 }
                 KeySource::File(path) => {
-                    lines.push(("source".into(), quote("SIGNING_KEY_PATH")));
-                    lines.push((
-                        "SIGNING_KEY_PATH".into(),
-                        quote(&path.display().to_string()),
-                    ));
+                    signing.insert("source", toml_edit::value("SIGNING_KEY_PATH"));
+                    signing.insert(
+                        "SIGNING_KEY_PATH",
+                        toml_edit::value(path.display().to_string()),
+                    );
                 }
             }
-            lines.push(("fingerprint".into(), quote(&key.fingerprint())));
+            signing.insert("fingerprint", toml_edit::value(key.fingerprint()));
         }
         Err(KeySourceError::NoKey) => {
             let secret = config.data_dir.join(GENERATED_KEY_FILE);
             let public = config.data_dir.join(GENERATED_PUBLIC_KEY_FILE);
-            lines.push((
-                "source".into(),
-                quote(if secret.exists() {
+            signing.insert(
+                "source",
+                toml_edit::value(if secret.exists() {
                     "generated: the key the server made in DATA_DIR"
                 } else {
                     "generated: the server makes an Ed25519 key in DATA_DIR on its first start with App credentials"
                 }),
-            ));
-            lines.push(("key_file".into(), quote(&secret.display().to_string())));
-            lines.push(("public_key".into(), quote(&public.display().to_string())));
+            );
+            signing.insert("key_file", toml_edit::value(secret.display().to_string()));
+            signing.insert("public_key", toml_edit::value(public.display().to_string()));
         }
         Err(error) => return Err(error.into()),
     }
-    Ok(lines)
+    Ok(signing)
 }
 
-fn write_server(
-    out: &mut String,
-    config: &ServerConfig,
-    app: &AppView,
-    storage: &Storage,
-    signing: &[(String, String)],
-) {
-    let _ = writeln!(
-        out,
-        "# The effective configuration of `alloy-sysext-automation serve`.\n\
-         # Secrets are never shown, only whether they are set.\n"
-    );
-    let _ = writeln!(out, "[server]");
-    let _ = writeln!(out, "PORT = {}", config.port);
-    let _ = writeln!(
-        out,
-        "DATA_DIR = {}",
-        quote(&config.data_dir.display().to_string())
-    );
-    match &config.database_url {
-        Some(url) => {
-            let _ = writeln!(out, "DATABASE_URL = {}", quote(&redact_url(url)));
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "DATABASE_URL = \"\"  # not set: the SQLite file {}",
+fn server_table(config: &ServerConfig) -> Table {
+    let database_url = match &config.database_url {
+        Some(url) => toml_edit::value(redact_url(url)),
+        None => commented(
+            "",
+            &format!(
+                "not set: the SQLite file {}",
                 config.data_dir.join("alloy-sysext.db").display()
-            );
-        }
-    }
-    let _ = writeln!(out, "GITHUB_API_URL = {}", quote(&config.github_api_url));
-    let _ = writeln!(out, "GITHUB_URL = {}", quote(&config.github_url));
-    let _ = writeln!(
-        out,
-        "PUBLIC_URL = {}",
-        quote(config.public_url.as_deref().unwrap_or(""))
-    );
-    let _ = writeln!(
-        out,
-        "GITHUB_ORGANIZATION = {}",
-        quote(config.github_organization.as_deref().unwrap_or(""))
-    );
-    match &config.config_file {
-        Some(path) => {
-            let _ = writeln!(out, "CONFIG_FILE = {}", quote(&path.display().to_string()));
-        }
-        None => {
-            let _ = writeln!(out, "CONFIG_FILE = \"\"  # not set: the built-in settings");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "JOB_RETRY_SECONDS = {}",
-        config.job_retry_delay.as_secs()
-    );
-    let _ = writeln!(
-        out,
-        "RETENTION_DAYS = {}",
-        config.retention.as_secs() / 86_400
-    );
-    let _ = writeln!(out, "LOG_LEVEL = {}", quote(&config.log_level));
-    let _ = writeln!(
-        out,
-        "LOG_FORMAT = {}",
-        match config.log_format {
-            Some(LogFormat::Json) => "\"json\"",
-            Some(LogFormat::Pretty) => "\"pretty\"",
-            None => "\"auto\"  # pretty on a terminal, json otherwise",
-        }
-    );
+            ),
+        ),
+    };
+    let config_file = match &config.config_file {
+        Some(path) => toml_edit::value(path.display().to_string()),
+        None => commented("", "not set: the built-in settings"),
+    };
+    let log_format = match config.log_format {
+        Some(LogFormat::Json) => toml_edit::value("json"),
+        Some(LogFormat::Pretty) => toml_edit::value("pretty"),
+        None => commented("auto", "pretty on a terminal, json otherwise"),
+    };
+    table([
+        ("PORT", toml_edit::value(i64::from(config.port))),
+        (
+            "DATA_DIR",
+            toml_edit::value(config.data_dir.display().to_string()),
+        ),
+        ("DATABASE_URL", database_url),
+        ("GITHUB_API_URL", toml_edit::value(&config.github_api_url)),
+        ("GITHUB_URL", toml_edit::value(&config.github_url)),
+        (
+            "PUBLIC_URL",
+            toml_edit::value(config.public_url.as_deref().unwrap_or("")),
+        ),
+        (
+            "GITHUB_ORGANIZATION",
+            toml_edit::value(config.github_organization.as_deref().unwrap_or("")),
+        ),
+        ("CONFIG_FILE", config_file),
+        (
+            "JOB_RETRY_SECONDS",
+            Item::Value(integer(config.job_retry_delay.as_secs())),
+        ),
+        (
+            "RETENTION_DAYS",
+            Item::Value(integer(config.retention.as_secs() / 86_400)),
+        ),
+        ("LOG_LEVEL", toml_edit::value(&config.log_level)),
+        ("LOG_FORMAT", log_format),
+    ])
+}
 
-    let _ = writeln!(out, "\n[app]");
-    let mut count = config.webhook_secrets.len();
-    match app {
-        AppView::Environment { id } => {
-            let _ = writeln!(out, "APP_ID = {id}");
-            let _ = writeln!(
-                out,
-                "PRIVATE_KEY = {}  # an RSA private key",
-                set_or_not(true)
-            );
-            let _ = writeln!(out, "can_act = true");
-        }
-        AppView::Stored { id, slug, file } => {
-            // The stored App's webhook secret verifies deliveries too.
-            count += 1;
-            let _ = writeln!(out, "APP_ID = {id}  # made at /setup");
-            let _ = writeln!(out, "slug = {}", quote(slug));
-            let _ = writeln!(out, "credentials_file = {}", quote(file));
-            let _ = writeln!(
-                out,
-                "PRIVATE_KEY = {}  # in the credentials file; an RSA private key",
-                set_or_not(true)
-            );
-            let _ = writeln!(out, "can_act = true");
-        }
-        AppView::None => {
-            let _ = writeln!(out, "APP_ID = \"not set\"");
-            let _ = writeln!(out, "PRIVATE_KEY = {}", set_or_not(false));
-            let _ = writeln!(
-                out,
-                "can_act = false  # deliveries are stored, but nothing is done with them"
-            );
-        }
+fn app_table(credentials: &ResolvedCredentials) -> Table {
+    let Some(app) = &credentials.app else {
+        return table([
+            ("APP_ID", toml_edit::value("not set")),
+            ("PRIVATE_KEY", set_or_not(false)),
+            (
+                "can_act",
+                commented(
+                    false,
+                    "deliveries are stored, but nothing is done with them",
+                ),
+            ),
+        ]);
+    };
+    let id = integer(app.key.app_id());
+    match &app.source {
+        AppSource::Environment => table([
+            ("APP_ID", Item::Value(id)),
+            ("PRIVATE_KEY", commented("set", "an RSA private key")),
+            ("can_act", toml_edit::value(true)),
+        ]),
+        AppSource::Stored { slug, file } => table([
+            ("APP_ID", commented(id, "made at /setup")),
+            ("slug", toml_edit::value(slug)),
+            (
+                "credentials_file",
+                toml_edit::value(file.display().to_string()),
+            ),
+            (
+                "PRIVATE_KEY",
+                commented("set", "in the credentials file; an RSA private key"),
+            ),
+            ("can_act", toml_edit::value(true)),
+        ]),
     }
+}
 
-    let _ = writeln!(out, "\n[status]");
+fn status_table(config: &ServerConfig) -> Table {
     let (token_set, access, why) = match &config.status_access {
         StatusAccess::Token(_) => (
             true,
@@ -295,134 +266,165 @@ fn write_server(
             "PUBLIC_URL without STATUS_TOKEN: set STATUS_TOKEN, or STATUS_PUBLIC=true",
         ),
     };
-    let _ = writeln!(out, "STATUS_TOKEN = {}", set_or_not(token_set));
-    let _ = writeln!(out, "access = \"{access}\"  # {why}");
-
-    let _ = writeln!(out, "\n[webhook]");
-    match &config.trusted_proxy_header {
-        Some(header) => {
-            let _ = writeln!(
-                out,
-                "TRUSTED_PROXY_HEADER = {}  # the client's address, for the cap per client",
-                quote(header.as_str())
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "TRUSTED_PROXY_HEADER = \"\"  # not set: clients connect directly"
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "WEBHOOK_SECRET = {}",
-        set_or_not(!config.webhook_secrets.is_empty())
-    );
-    let _ = writeln!(
-        out,
-        "secrets = {count}{}",
-        if count == 0 {
-            "  # every delivery is refused"
-        } else {
-            ""
-        }
-    );
-
-    let _ = writeln!(out, "\n[storage]");
-    let _ = writeln!(out, "storage = {}", quote(&storage.describe()));
-    match storage {
-        Storage::S3(s3) => {
-            let _ = writeln!(out, "R2_BUCKET = {}", quote(s3.bucket()));
-            let _ = writeln!(out, "R2_ACCESS_KEY_ID = {}", set_or_not(true));
-            let _ = writeln!(out, "R2_SECRET_ACCESS_KEY = {}", set_or_not(true));
-        }
-        Storage::Local(local) => {
-            let _ = writeln!(
-                out,
-                "directory = {}  # no R2_* settings: files are kept here and served at /images/",
-                quote(&local.root().display().to_string())
-            );
-        }
-    }
-
-    let _ = writeln!(out, "\n[signing]");
-    for (key, value) in signing {
-        let _ = writeln!(out, "{key} = {value}");
-    }
+    table([
+        ("STATUS_TOKEN", set_or_not(token_set)),
+        ("access", commented(access, why)),
+    ])
 }
 
-fn write_settings(out: &mut String, settings: &Settings, from_file: bool) {
-    let _ = writeln!(
-        out,
-        "\n# Settings ({})",
+/// `secrets`: how many secrets may sign a delivery, the stored App's included.
+fn webhook_table(config: &ServerConfig, secrets: usize) -> Table {
+    let proxy_header = match &config.trusted_proxy_header {
+        Some(header) => commented(
+            header.as_str(),
+            "the client's address, for the cap per client",
+        ),
+        None => commented("", "not set: clients connect directly"),
+    };
+    let count = integer(secrets as u64);
+    table([
+        ("TRUSTED_PROXY_HEADER", proxy_header),
+        (
+            "WEBHOOK_SECRET",
+            set_or_not(!config.webhook_secrets.is_empty()),
+        ),
+        (
+            "secrets",
+            if secrets == 0 {
+                commented(count, "every delivery is refused")
+            } else {
+                Item::Value(count)
+            },
+        ),
+    ])
+}
+
+fn storage_table(storage: &Storage) -> Table {
+    let mut entries = vec![("storage", toml_edit::value(storage.describe()))];
+    match storage {
+        Storage::S3(s3) => {
+            entries.push(("R2_BUCKET", toml_edit::value(s3.bucket())));
+            entries.push(("R2_ACCESS_KEY_ID", set_or_not(true)));
+            entries.push(("R2_SECRET_ACCESS_KEY", set_or_not(true)));
+        }
+        Storage::Local(local) => entries.push((
+            "directory",
+            commented(
+                local.root().display().to_string(),
+                "no R2_* settings: files are kept here and served at /images/",
+            ),
+        )),
+    }
+    table(entries)
+}
+
+/// A TOML array of `items`.
+fn array<'a>(items: impl IntoIterator<Item = &'a str>) -> Item {
+    toml_edit::value(items.into_iter().collect::<toml_edit::Array>())
+}
+
+/// The settings, as `CONFIG_FILE` would hold them: reading the output back gives the same
+/// settings.
+fn insert_settings(doc: &mut DocumentMut, settings: &Settings, from_file: bool) {
+    let mut upstream = table([
+        ("repo", toml_edit::value(&settings.upstream.repo)),
+        ("asset", toml_edit::value(&settings.upstream.asset)),
+        ("binary", toml_edit::value(&settings.upstream.binary)),
+    ]);
+    upstream.decor_mut().set_prefix(format!(
+        "\n# Settings ({})\n\n",
         if from_file {
             "CONFIG_FILE, with the built-in defaults for what it leaves out"
         } else {
             "the built-in defaults"
         }
-    );
-    let _ = writeln!(out, "\n[upstream]");
-    let _ = writeln!(out, "repo = {}", quote(&settings.upstream.repo));
-    let _ = writeln!(out, "asset = {}", quote(&settings.upstream.asset));
-    let _ = writeln!(out, "binary = {}", quote(&settings.upstream.binary));
+    ));
+    doc.insert("upstream", Item::Table(upstream));
 
     let image = &settings.image;
-    let _ = writeln!(out, "\n[image]");
-    let _ = writeln!(out, "name = {}", quote(&image.name));
-    let arches: Vec<String> = image
-        .arches
-        .iter()
-        .map(|arch| quote(arch.upstream_name()))
-        .collect();
-    let _ = writeln!(out, "arches = [{}]", arches.join(", "));
-    let _ = writeln!(
-        out,
-        "compression = {}",
-        quote(image.compression.algorithm())
+    doc.insert(
+        "image",
+        Item::Table(table([
+            ("name", toml_edit::value(&image.name)),
+            (
+                "arches",
+                array(image.arches.iter().map(|arch| arch.upstream_name())),
+            ),
+            (
+                "compression",
+                toml_edit::value(image.compression.algorithm()),
+            ),
+            (
+                "compression_level",
+                toml_edit::value(i64::from(image.compression.level())),
+            ),
+            ("compat_name", toml_edit::value(image.compat_name)),
+        ])),
     );
-    let _ = writeln!(out, "compression_level = {}", image.compression.level());
-    let _ = writeln!(out, "compat_name = {}", image.compat_name);
 
-    let _ = writeln!(out, "\n[build_repo]");
-    let _ = writeln!(out, "repo = {}", quote(&settings.build_repo.repo));
-    let _ = writeln!(out, "branch = {}", quote(&settings.build_repo.branch));
-
-    let _ = writeln!(out, "\n[publish]");
-    let _ = writeln!(out, "base_url = {}", quote(&settings.publish.base_url));
-    let replaced: Vec<String> = settings
-        .publish
-        .replace_signatures_by
-        .iter()
-        .map(|key| quote(key))
-        .collect();
-    let _ = writeln!(out, "replace_signatures_by = [{}]", replaced.join(", "));
-
-    let _ = writeln!(out, "\n[schedule]");
-    let _ = writeln!(
-        out,
-        "check_upstream = {}",
-        quote(settings.schedule.check_upstream.as_deref().unwrap_or("off"))
+    doc.insert(
+        "build_repo",
+        Item::Table(table([
+            ("repo", toml_edit::value(&settings.build_repo.repo)),
+            ("branch", toml_edit::value(&settings.build_repo.branch)),
+        ])),
     );
-    let _ = writeln!(
-        out,
-        "tracking_label = {}",
-        quote(&settings.schedule.tracking_label)
+
+    doc.insert(
+        "publish",
+        Item::Table(table([
+            ("base_url", toml_edit::value(&settings.publish.base_url)),
+            (
+                "replace_signatures_by",
+                array(
+                    settings
+                        .publish
+                        .replace_signatures_by
+                        .iter()
+                        .map(String::as_str),
+                ),
+            ),
+        ])),
+    );
+
+    doc.insert(
+        "schedule",
+        Item::Table(table([
+            (
+                "check_upstream",
+                toml_edit::value(settings.schedule.check_upstream.as_deref().unwrap_or("off")),
+            ),
+            (
+                "tracking_label",
+                toml_edit::value(&settings.schedule.tracking_label),
+            ),
+        ])),
     );
 
     if settings.consumers.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n# consumers = []  (none configured; self-enrolled repositories still count)"
+        // No `[[consumers]]` header can say "none": the empty list is a key of the root
+        // table, which TOML puts before every table.
+        doc.insert(
+            "consumers",
+            commented(
+                toml_edit::Array::new(),
+                "none configured; self-enrolled repositories still count",
+            ),
         );
-    }
-    for consumer in &settings.consumers {
-        let _ = writeln!(out, "\n[[consumers]]");
-        let _ = writeln!(out, "repo = {}", quote(&consumer.repo));
-        let _ = writeln!(out, "path = {}", quote(&consumer.path));
-        let _ = writeln!(out, "base = {}", quote(&consumer.base));
-        let assignees: Vec<String> = consumer.assignees.iter().map(|a| quote(a)).collect();
-        let _ = writeln!(out, "assignees = [{}]", assignees.join(", "));
+    } else {
+        let mut consumers = ArrayOfTables::new();
+        for consumer in &settings.consumers {
+            consumers.push(table([
+                ("repo", toml_edit::value(&consumer.repo)),
+                ("path", toml_edit::value(&consumer.path)),
+                ("base", toml_edit::value(&consumer.base)),
+                (
+                    "assignees",
+                    array(consumer.assignees.iter().map(String::as_str)),
+                ),
+            ]));
+        }
+        doc.insert("consumers", Item::ArrayOfTables(consumers));
     }
 }
 
@@ -440,8 +442,33 @@ mod tests {
         assert_eq!(redact_url("sqlite:x.db"), "sqlite:x.db");
     }
 
+    /// The settings tables of `output`, as a settings file.
+    fn settings_of(output: &str) -> Settings {
+        let mut parsed: toml::Table = toml::from_str(output).unwrap();
+        for server_table in ["server", "app", "status", "webhook", "storage", "signing"] {
+            assert!(parsed.remove(server_table).is_some(), "{output}");
+        }
+        Settings::parse(&toml::to_string(&parsed).unwrap()).unwrap()
+    }
+
     #[test]
-    fn strings_are_quoted_for_toml() {
-        assert_eq!(quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    fn hostile_strings_are_quoted_for_toml() {
+        let mut settings = Settings::default();
+        settings.upstream.asset = "a\"b\n]]\n[x]\t'''{arch}.zip".into();
+        settings.schedule.tracking_label = "x\"\\\n[[consumers]]\ny = '".into();
+        settings.consumers[0].path = "hosts/\"]] #.bu".into();
+        settings.validate().unwrap();
+        let config = ServerConfig::from_env(|_| None).unwrap();
+        let credentials = ResolvedCredentials {
+            app: None,
+            webhook_secrets: Vec::new(),
+        };
+        let storage = Storage::from_env(|_| None, &config.data_dir).unwrap();
+        let output = document(&config, &credentials, &storage, Table::new(), &settings).to_string();
+        assert_eq!(settings_of(&output), settings, "{output}");
+
+        settings.consumers.clear();
+        let output = document(&config, &credentials, &storage, Table::new(), &settings).to_string();
+        assert_eq!(settings_of(&output), settings, "{output}");
     }
 }

@@ -1,10 +1,13 @@
 //! The App credentials the setup flow received from GitHub, kept in `DATA_DIR` (mode 0600)
-//! so that the server acts as the App after a restart too.
+//! so that the server acts as the App after a restart too; and `resolve`, which picks the
+//! credentials `serve` runs with (and `config` shows): the environment's, else these.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ServerConfig;
+use crate::github::app_jwt::AppKey;
 use crate::secret::Secret;
 
 /// The file's name in `DATA_DIR`.
@@ -83,6 +86,72 @@ pub fn save(data_dir: &Path, app: &StoredApp) -> anyhow::Result<()> {
     crate::private_file::write_private(&path_in(data_dir), &serde_json::to_vec_pretty(app)?)
 }
 
+/// Where the App's credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppSource {
+    /// `APP_ID` with `PRIVATE_KEY` or `PRIVATE_KEY_PATH`.
+    Environment,
+    /// Made at `/setup` and kept in `file` in `DATA_DIR`.
+    Stored { slug: String, file: PathBuf },
+}
+
+/// The App the server acts as, its key checked.
+#[derive(Debug, Clone)]
+pub struct ResolvedApp {
+    pub key: AppKey,
+    pub source: AppSource,
+}
+
+/// What the server runs with: the App, if any, and every secret that may sign a delivery.
+#[derive(Debug, Clone)]
+pub struct ResolvedCredentials {
+    /// `None`: the server stores deliveries but cannot act on them.
+    pub app: Option<ResolvedApp>,
+    /// `WEBHOOK_SECRET`'s, then the stored App's.
+    pub webhook_secrets: Vec<Secret>,
+}
+
+/// The environment's App credentials, else those the setup flow stored in `DATA_DIR`; the
+/// key is checked to be one the App can sign with. The error names where the key came
+/// from, never the key.
+pub fn resolve(config: &ServerConfig) -> anyhow::Result<ResolvedCredentials> {
+    let mut webhook_secrets = config.webhook_secrets.clone();
+    if let Some(app) = &config.app {
+        let key = AppKey::from_pem(app.app_id, app.private_key.expose())?;
+        return Ok(ResolvedCredentials {
+            app: Some(ResolvedApp {
+                key,
+                source: AppSource::Environment,
+            }),
+            webhook_secrets,
+        });
+    }
+    let Some(stored) = load(&config.data_dir)? else {
+        return Ok(ResolvedCredentials {
+            app: None,
+            webhook_secrets,
+        });
+    };
+    let file = path_in(&config.data_dir);
+    let key = AppKey::from_pem(stored.id, &stored.pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let webhook_secret = stored.webhook_secret();
+    // An empty secret would let anyone sign.
+    if !webhook_secret.expose().is_empty() {
+        webhook_secrets.push(webhook_secret);
+    }
+    Ok(ResolvedCredentials {
+        app: Some(ResolvedApp {
+            key,
+            source: AppSource::Stored {
+                slug: stored.slug,
+                file,
+            },
+        }),
+        webhook_secrets,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +184,98 @@ mod tests {
         }
         std::fs::write(path_in(dir.path()), "{\"id\": 1, \"pem\": \"secretpem\"").unwrap();
         let error = load(dir.path()).unwrap_err().to_string();
+        assert!(!error.contains("secretpem"), "{error}");
+    }
+
+    const PEM: &str = include_str!("../../tests/fixtures/app/test-app-key.pem");
+
+    fn config(data_dir: &Path, pairs: &[(&str, &str)]) -> ServerConfig {
+        let mut pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        pairs.push(("DATA_DIR".into(), data_dir.display().to_string()));
+        ServerConfig::from_env(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap()
+    }
+
+    fn stored(webhook_secret: &str, pem: &str) -> StoredApp {
+        StoredApp {
+            id: 9,
+            slug: "made-at-setup".into(),
+            html_url: String::new(),
+            pem: pem.into(),
+            webhook_secret: webhook_secret.into(),
+            client_id: "Iv1.x".into(),
+            client_secret: "client-secret".into(),
+        }
+    }
+
+    fn secrets(credentials: &ResolvedCredentials) -> Vec<&str> {
+        credentials
+            .webhook_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect()
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_stored_app() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &stored("stored-secret", PEM)).unwrap();
+        let env = [
+            ("APP_ID", "42"),
+            ("PRIVATE_KEY", PEM),
+            ("WEBHOOK_SECRET", "a,b"),
+        ];
+        let resolved = resolve(&config(dir.path(), &env)).unwrap();
+        let app = resolved.app.as_ref().unwrap();
+        assert_eq!(app.key.app_id(), 42);
+        assert_eq!(app.source, AppSource::Environment);
+        assert_eq!(secrets(&resolved), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_stored_app_adds_its_webhook_secret_unless_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = resolve(&config(dir.path(), &[("WEBHOOK_SECRET", "a")])).unwrap();
+        assert!(none.app.is_none());
+        assert_eq!(secrets(&none), ["a"]);
+
+        save(dir.path(), &stored("stored-secret", PEM)).unwrap();
+        let resolved = resolve(&config(dir.path(), &[("WEBHOOK_SECRET", "a")])).unwrap();
+        let app = resolved.app.as_ref().unwrap();
+        assert_eq!(app.key.app_id(), 9);
+        assert_eq!(
+            app.source,
+            AppSource::Stored {
+                slug: "made-at-setup".into(),
+                file: path_in(dir.path()),
+            }
+        );
+        assert_eq!(secrets(&resolved), ["a", "stored-secret"]);
+
+        save(dir.path(), &stored("", PEM)).unwrap();
+        let resolved = resolve(&config(dir.path(), &[])).unwrap();
+        assert!(resolved.app.is_some());
+        assert!(resolved.webhook_secrets.is_empty());
+    }
+
+    #[test]
+    fn a_stored_key_that_cannot_sign_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        save(
+            dir.path(),
+            &stored("s", "-----BEGIN RSA PRIVATE KEY-----\nsecretpem"),
+        )
+        .unwrap();
+        let error = resolve(&config(dir.path(), &[])).unwrap_err().to_string();
+        assert!(error.contains(FILE_NAME), "{error}");
         assert!(!error.contains("secretpem"), "{error}");
     }
 }

@@ -28,7 +28,6 @@ use serde_json::json;
 use crate::config::ServerConfig;
 use crate::database::Database;
 use crate::database::deliveries::{NewDelivery, Stored};
-use crate::github::app_jwt::AppKey;
 use crate::secret::Secret;
 use crate::settings::Settings;
 use crate::storage::Storage;
@@ -101,25 +100,9 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("creating DATA_DIR {}: {e}", config.data_dir.display()))?;
     let database = Database::open(config.database_url.as_deref(), &config.data_dir).await?;
     crate::worker::retention::spawn(database.clone(), config.retention);
-    // App credentials: the environment's, else those the setup flow stored.
-    let stored_app = if config.app.is_none() {
-        app_credentials_file::load(&config.data_dir)?
-    } else {
-        None
-    };
-    let app_key = match (&config.app, &stored_app) {
-        (Some(app), _) => Some(AppKey::from_pem(app.app_id, app.private_key.expose())?),
-        (None, Some(stored)) => Some(AppKey::from_pem(stored.id, &stored.pem)?),
-        (None, None) => None,
-    };
-    let mut webhook_secrets = config.webhook_secrets.clone();
-    // An empty secret would let anyone sign; the stored App's is left out when empty.
-    if let Some(stored) = stored_app
-        .as_ref()
-        .filter(|app| !app.webhook_secret().expose().is_empty())
-    {
-        webhook_secrets.push(stored.webhook_secret());
-    }
+    let resolved = app_credentials_file::resolve(&config)?;
+    let app_key = resolved.app.map(|app| app.key);
+    let webhook_secrets = resolved.webhook_secrets;
     if webhook_secrets.is_empty() {
         tracing::warn!("WEBHOOK_SECRET is not set: every webhook delivery will be refused");
     }

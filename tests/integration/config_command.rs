@@ -359,3 +359,67 @@ fn the_dockerfile_ships_the_release_binary_as_fly_toml_expects() {
         assert!(ignored.lines().any(|l| l.starts_with(path)), "{ignored}");
     }
 }
+
+/// The settings tables of `config`'s output, read back as a settings file.
+fn settings_shown(stdout: &str) -> alloy_sysext_automation::settings::Settings {
+    let mut shown: toml::Table =
+        toml::from_str(stdout).unwrap_or_else(|e| panic!("not TOML ({e}):\n{stdout}"));
+    for server_table in ["server", "app", "status", "webhook", "storage", "signing"] {
+        assert!(shown.remove(server_table).is_some(), "{stdout}");
+    }
+    alloy_sysext_automation::settings::Settings::parse(&toml::to_string(&shown).unwrap())
+        .unwrap_or_else(|e| panic!("{e}:\n{stdout}"))
+}
+
+#[test]
+fn config_output_reads_back_as_the_same_settings_whatever_the_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.toml");
+    for text in [
+        // Quotes, backslashes, newlines and what would close or open a table.
+        r##"
+[upstream]
+asset = "alloy-\"]]\n[server]\nPORT = 1\t'''{arch}.zip"
+binary = 'alloy-linux-{arch} "#'
+
+[image]
+arches = ["arm64", "amd64"]
+compression = "zstd"
+compression_level = 3
+compat_name = false
+
+[publish]
+base_url = "http://127.0.0.1:3000/images"
+replace_signatures_by = ["0123456789ABCDEF"]
+
+[schedule]
+check_upstream = "OFF"
+tracking_label = "x\"\n[[consumers]]\nrepo = 'a/b'"
+
+[[consumers]]
+repo = "example-org/fleet"
+path = "hosts/\"]] # not a comment.bu"
+base = "release/v1"
+assignees = ["octocat", "hubot"]
+"##,
+        // No consumers at all, which is not the built-in ones.
+        "consumers = []\n",
+        "",
+    ] {
+        std::fs::write(&settings, text).unwrap();
+        let expected = alloy_sysext_automation::settings::Settings::parse(text).unwrap();
+        let dir_arg = dir.path().join("state");
+        let output = run_ok(&mut config_command(&[
+            ("CONFIG_FILE", settings.to_str().unwrap()),
+            ("DATA_DIR", dir_arg.to_str().unwrap()),
+        ]));
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(settings_shown(&stdout), expected, "{stdout}");
+        // The comments that explain the values are kept.
+        assert!(
+            stdout.starts_with("# The effective configuration of"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("# Settings (CONFIG_FILE"), "{stdout}");
+    }
+}
