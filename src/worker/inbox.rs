@@ -7,6 +7,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::Worker;
+use super::pipeline::UPDATE_BRANCH_PREFIX;
 use super::replies::{self, Audience, BuildAnswer};
 use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
 use crate::commands::{Command, parse_comment};
@@ -21,9 +22,6 @@ use crate::github::issues::comment;
 use crate::github::pulls::open_pull_for_branch;
 use crate::github::url::{escape_component, escape_repo};
 use crate::markdown::{code_span, escape, safe_url};
-
-/// The branches consumer pull requests come from.
-pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
 
 /// A delivery whose handling keeps failing transiently is given up after this many tries.
 const MAX_DELIVERY_ATTEMPTS: i64 = 5;
@@ -548,19 +546,9 @@ impl Worker {
         let auth = self
             .auth_for_repository(build_repo)
             .await
-            .map_err(|error| match error {
-                super::pipeline::StepError::Transient(message) => HandlingError::BuildRepository {
-                    message,
-                    transient: true,
-                },
-                super::pipeline::StepError::Permanent(message) => HandlingError::BuildRepository {
-                    message,
-                    transient: false,
-                },
-                super::pipeline::StepError::Interrupted => HandlingError::BuildRepository {
-                    message: "interrupted".into(),
-                    transient: true,
-                },
+            .map_err(|error| HandlingError::BuildRepository {
+                transient: error.is_transient(),
+                message: error.to_string(),
             })?;
         let path = format!(
             "/repos/{}/collaborators/{}/permission",
