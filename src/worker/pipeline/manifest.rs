@@ -17,12 +17,19 @@ use crate::github::contents::{FileTarget, FileWrite, write_file};
 const MAX_MERGES: usize = 5;
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
-    if context.result().published == Some(Publication::Unchanged) {
-        return Ok(());
-    }
     let repo = context.settings.build_repo.repo.clone();
     let branch = context.settings.build_repo.branch.clone();
     let auth = context.auth_for(&repo).await?;
+    // A build listed already may still lack its signature: a run killed between the
+    // manifest's commit and its signature's finds the manifest listing this build. Under a
+    // signature by a key this server may not replace, it never committed the manifest,
+    // and leaves it alone.
+    if context.result().published == Some(Publication::Unchanged)
+        && let Some(signature) = published_signature(context, auth).await?
+        && check_published_signer(context, &repo, &signature.content).is_err()
+    {
+        return Ok(());
+    }
     let local = local_manifest(context)?;
     let mut commits = Vec::new();
     for _ in 0..MAX_MERGES {
