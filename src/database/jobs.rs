@@ -473,6 +473,17 @@ mod tests {
         (dir, database)
     }
 
+    /// A database with one job queued, and the job's id.
+    async fn queued_job() -> (tempfile::TempDir, Database, i64) {
+        let (dir, database) = database_with_delivery("d1").await;
+        let id = database
+            .queue_job_for_delivery("d1", &new_job("k"))
+            .await
+            .unwrap()
+            .id();
+        (dir, database, id)
+    }
+
     #[tokio::test]
     async fn a_job_is_queued_once_per_key_and_its_delivery_is_marked_in_the_same_step() {
         let (_dir, database) = database_with_delivery("d1").await;
@@ -537,12 +548,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_move_through_their_states() {
-        let (_dir, database) = database_with_delivery("d1").await;
-        let id = database
-            .queue_job_for_delivery("d1", &new_job("k"))
-            .await
-            .unwrap()
-            .id();
+        let (_dir, database, id) = queued_job().await;
         assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
         database.claim_job(id).await.unwrap().unwrap();
         database.set_job_step(id, Step::Download).await.unwrap();
@@ -581,12 +587,7 @@ mod tests {
     /// A row as the server wrote it before results were typed: a job stopped in `manifest`.
     #[tokio::test]
     async fn a_job_stored_before_results_were_typed_loads() {
-        let (_dir, database) = database_with_delivery("d1").await;
-        let id = database
-            .queue_job_for_delivery("d1", &new_job("k"))
-            .await
-            .unwrap()
-            .id();
+        let (_dir, database, id) = queued_job().await;
         let stored = r#"{"images":[{"arch":"amd64","binary_sha256":"bb","file":"alloy-1.2.3-amd64.raw","sha256":"aa","size":10,"url":"https://images.example/alloy-1.2.3-amd64.raw"}],"published":"new","upload_failed":null}"#;
         let stored_fine = stored.replace(r#","upload_failed":null"#, "");
         sqlx::query("UPDATE jobs SET result = ?, step = 'manifest' WHERE id = ?")

@@ -26,8 +26,14 @@ fn asked(world: &World, method: &str, path: &str) -> bool {
 }
 
 /// Runs the release job in a server killed once `killed_when` holds (while `step` runs),
-/// then in a second server; gives the finished job.
-fn kill_in(world: &World, step: &str, killed_when: impl Fn() -> bool) -> (Value, Server) {
+/// does `meanwhile` (the server stopped), then runs it in a second server; gives the
+/// finished job, as `/api/jobs/1` shows it.
+fn kill_in(
+    world: &World,
+    step: &str,
+    killed_when: impl Fn() -> bool,
+    meanwhile: impl FnOnce(),
+) -> (Value, Server) {
     let server = world.start_server();
     server.deliver("release-kill", "release", &world.release_payload());
     server.wait_for(
@@ -37,12 +43,14 @@ fn kill_in(world: &World, step: &str, killed_when: impl Fn() -> bool) -> (Value,
     );
     let data_dir = server.kill();
     assert_eq!(data_dir, world.data.path());
+    meanwhile();
     let restarted = world.start_server();
     let jobs = wait_for_jobs(&restarted, 1);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
     assert_eq!(jobs[0]["attempts"], 2, "{}", jobs[0]);
-    (jobs[0].clone(), restarted)
+    let job = restarted.get("/api/jobs/1").json();
+    (job, restarted)
 }
 
 /// The build repository's commits since `before`: the manifest's and its signature's, once.
@@ -73,7 +81,7 @@ fn a_kill_in_the_upload_step_resumes_and_publishes_once() {
     world
         .github
         .fail_next("GET", &signature, Failure::Delay(Duration::from_secs(5)));
-    kill_in(&world, "upload", || asked(&world, "GET", &signature));
+    kill_in(&world, "upload", || asked(&world, "GET", &signature), || {});
     assert_published(&world);
     assert_manifest_committed_once(&world, before);
 }
@@ -87,27 +95,18 @@ fn a_kill_in_the_manifest_step_with_the_work_directory_gone_builds_again_and_com
     world
         .github
         .fail_next("PUT", &signature, Failure::Delay(Duration::from_secs(5)));
-    let server = world.start_server();
-    server.deliver("release-kill", "release", &world.release_payload());
-    server.wait_for(
-        "the manifest step, at the signature's commit",
-        Duration::from_secs(120),
+    let work = world.data.path().join("work").join("job-1");
+    let (job, _server) = kill_in(
+        &world,
+        "manifest",
+        || asked(&world, "PUT", &signature),
         || {
-            server.get("/api/jobs/1").json()["step"] == "manifest"
-                && asked(&world, "PUT", &signature)
+            // The build output is lost with the work directory: the job cannot finish the
+            // manifest from it, and starts again at the download.
+            assert!(work.join("out").is_dir(), "{}", work.display());
+            fs::remove_dir_all(&work).unwrap();
         },
     );
-    let data_dir = server.kill();
-    // The build output is lost with the work directory: the job cannot finish the
-    // manifest from it, and starts again at the download.
-    let work = data_dir.join("work").join("job-1");
-    assert!(work.join("out").is_dir(), "{}", work.display());
-    fs::remove_dir_all(&work).unwrap();
-    let restarted = world.start_server();
-    let jobs = wait_for_jobs(&restarted, 1);
-    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
-    assert_eq!(jobs[0]["attempts"], 2, "{}", jobs[0]);
-    let job = restarted.get("/api/jobs/1").json();
     let second: Vec<&str> = job["steps"]
         .as_array()
         .unwrap()
@@ -144,7 +143,7 @@ fn a_kill_in_the_consumers_step_resumes_and_opens_each_pull_request_once() {
     world
         .github
         .fail_next("POST", &pulls, Failure::Delay(Duration::from_secs(5)));
-    let (job, _server) = kill_in(&world, "consumers", || asked(&world, "POST", &pulls));
+    let (job, _server) = kill_in(&world, "consumers", || asked(&world, "POST", &pulls), || {});
     // assert_published: one release, one pull request per consumer, the tracking issue
     // closed.
     assert_published(&world);
