@@ -65,6 +65,23 @@ pub struct JobResult {
 }
 
 impl JobResult {
+    /// What a job has produced before its first step: nothing.
+    pub const NOTHING_YET: JobResult = JobResult {
+        downloads: None,
+        upstream_release: None,
+        upstream_notes: None,
+        images: None,
+        published: None,
+        uploads: None,
+        manifest_commits: None,
+        release: None,
+        release_created: None,
+        consumers: None,
+        tracking_issue: None,
+        reported_to: Vec::new(),
+        report_failed: Vec::new(),
+    };
+
     /// The consumer repositories whose update failed for good.
     pub fn failed_consumers(&self) -> Vec<&str> {
         self.consumers
@@ -351,7 +368,7 @@ mod tests {
         // Nothing yet.
         assert_eq!(
             serde_json::from_value::<JobResult>(json!({})).unwrap(),
-            JobResult::default()
+            JobResult::NOTHING_YET
         );
     }
 

@@ -45,21 +45,7 @@ impl StepContext<'_> {
 
     /// The job's result so far.
     pub fn result(&self) -> &JobResult {
-        static NOTHING_YET: JobResult = JobResult {
-            downloads: None,
-            upstream_release: None,
-            upstream_notes: None,
-            images: None,
-            published: None,
-            uploads: None,
-            manifest_commits: None,
-            release: None,
-            release_created: None,
-            consumers: None,
-            tracking_issue: None,
-            reported_to: Vec::new(),
-            report_failed: Vec::new(),
-        };
+        static NOTHING_YET: JobResult = JobResult::NOTHING_YET;
         self.job.result.as_ref().unwrap_or(&NOTHING_YET)
     }
 
