@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::database::job_steps::Step;
+
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -266,10 +268,10 @@ impl Metrics {
     }
 
     /// Records how long `step` took.
-    pub fn step(&self, step: &'static str, ok: bool, took: Duration) {
+    pub fn step(&self, step: Step, ok: bool, took: Duration) {
         self.step_duration
             .get_or_create(&StepLabels {
-                step,
+                step: step.as_str(),
                 outcome: if ok { "ok" } else { "error" },
             })
             .observe(took.as_secs_f64());
@@ -361,8 +363,8 @@ mod tests {
         metrics.job("succeeded");
         metrics.job("failed");
         metrics.job("failed");
-        metrics.step("build", true, Duration::from_millis(700));
-        metrics.step("build", true, Duration::from_secs(20));
+        metrics.step(Step::Build, true, Duration::from_millis(700));
+        metrics.step(Step::Build, true, Duration::from_secs(20));
         metrics.github_request(&http::Method::GET, Some(200));
         metrics.github_request(&http::Method::POST, Some(502));
         metrics.github_request(&http::Method::GET, None);

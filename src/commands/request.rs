@@ -99,18 +99,8 @@ impl<'a> CommandRequest<'a> {
 
 /// Why the App cannot act on the build repository, as a handling error.
 fn build_repository_error(error: StepError) -> HandlingError {
-    match error {
-        StepError::Transient(message) => HandlingError::BuildRepository {
-            message,
-            transient: true,
-        },
-        StepError::Permanent(message) => HandlingError::BuildRepository {
-            message,
-            transient: false,
-        },
-        StepError::Interrupted => HandlingError::BuildRepository {
-            message: "interrupted".into(),
-            transient: true,
-        },
+    HandlingError::BuildRepository {
+        transient: error.is_transient(),
+        message: error.to_string(),
     }
 }

@@ -1,4 +1,7 @@
-//! How long each step of each job took, run by run, for the job API and the status page.
+//! The steps of a build job, and how long each of them took, run by run, for the job API
+//! and the status page.
+
+use std::fmt;
 
 use serde::Serialize;
 use sqlx::Row;
@@ -6,10 +9,79 @@ use sqlx::Row;
 use super::{Database, DatabaseError};
 use crate::timestamp;
 
+/// A step of a build job, in the order they run (SPEC §1). Stored and shown by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// The upstream asset, its digest checked.
+    Download,
+    /// The images, signed, reproducibly.
+    Build,
+    /// Images, `.sha256` and `.asc` into storage.
+    Upload,
+    /// The merged, signed `SHA256SUMS` uploaded, then committed.
+    Manifest,
+    /// `vX.Y.Z` in the build repository.
+    Release,
+    /// A pull request per consumer repository.
+    Consumers,
+    /// The tracking issue gets the outcome and is closed.
+    Tracking,
+    /// The reply to whoever asked in a comment.
+    Report,
+}
+
+impl Step {
+    /// Every step, in the order they run.
+    pub const ALL: [Step; 8] = [
+        Step::Download,
+        Step::Build,
+        Step::Upload,
+        Step::Manifest,
+        Step::Release,
+        Step::Consumers,
+        Step::Tracking,
+        Step::Report,
+    ];
+
+    /// The step's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Download => "download",
+            Step::Build => "build",
+            Step::Upload => "upload",
+            Step::Manifest => "manifest",
+            Step::Release => "release",
+            Step::Consumers => "consumers",
+            Step::Tracking => "tracking",
+            Step::Report => "report",
+        }
+    }
+
+    /// The step named `text`, as stored; any other name is a corrupt row.
+    pub fn parse(text: &str) -> Result<Step, DatabaseError> {
+        Step::ALL
+            .into_iter()
+            .find(|step| step.as_str() == text)
+            .ok_or_else(|| DatabaseError::Corrupt(format!("unknown job step {text:?}")))
+    }
+
+    /// This step and the ones after it.
+    pub fn from_here(self) -> impl Iterator<Item = Step> {
+        Step::ALL.into_iter().filter(move |step| *step >= self)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One run of one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepRun {
-    pub step: String,
+    pub step: Step,
     /// The job's attempt it ran in, from 1.
     pub attempt: i64,
     pub started_at: String,
@@ -24,7 +96,7 @@ impl Database {
     pub async fn start_step(
         &self,
         job_id: i64,
-        step: &str,
+        step: Step,
         attempt: i64,
     ) -> Result<(), DatabaseError> {
         sqlx::query(
@@ -32,7 +104,7 @@ impl Database {
              VALUES (?, ?, ?, ?, 'running')",
         )
         .bind(job_id)
-        .bind(step)
+        .bind(step.as_str())
         .bind(attempt)
         .bind(timestamp::now())
         .execute(self.pool())
@@ -44,7 +116,7 @@ impl Database {
     pub async fn finish_step(
         &self,
         job_id: i64,
-        step: &str,
+        step: Step,
         attempt: i64,
         outcome: &str,
         seconds: f64,
@@ -57,7 +129,7 @@ impl Database {
         .bind(seconds)
         .bind(outcome)
         .bind(job_id)
-        .bind(step)
+        .bind(step.as_str())
         .bind(attempt)
         .execute(self.pool())
         .await?;
@@ -81,10 +153,11 @@ impl Database {
         .await?;
         rows.iter()
             .map(|row| {
+                let step: String = row.try_get("step")?;
                 Ok((
                     row.try_get("job_id")?,
                     StepRun {
-                        step: row.try_get("step")?,
+                        step: Step::parse(&step)?,
                         attempt: row.try_get("attempt")?,
                         started_at: row.try_get("started_at")?,
                         finished_at: row.try_get("finished_at")?,
@@ -93,8 +166,7 @@ impl Database {
                     },
                 ))
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(DatabaseError::from)
+            .collect()
     }
 }
 
@@ -118,17 +190,17 @@ mod tests {
             crate::database::jobs::Queued::New(id) => id,
             other => panic!("{other:?}"),
         };
-        database.start_step(id, "download", 1).await.unwrap();
+        database.start_step(id, Step::Download, 1).await.unwrap();
         database
-            .finish_step(id, "download", 1, "error", 0.5)
+            .finish_step(id, Step::Download, 1, "error", 0.5)
             .await
             .unwrap();
-        database.start_step(id, "download", 2).await.unwrap();
+        database.start_step(id, Step::Download, 2).await.unwrap();
         database
-            .finish_step(id, "download", 2, "ok", 1.25)
+            .finish_step(id, Step::Download, 2, "ok", 1.25)
             .await
             .unwrap();
-        database.start_step(id, "build", 2).await.unwrap();
+        database.start_step(id, Step::Build, 2).await.unwrap();
 
         let runs = database.step_runs(id, id).await.unwrap();
         let seen: Vec<(&str, i64, &str, Option<f64>)> = runs
@@ -145,5 +217,24 @@ mod tests {
         );
         assert!(runs.iter().all(|(job, _)| *job == id));
         assert!(database.step_runs(id + 1, id + 5).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn steps_are_stored_by_name_and_an_unknown_name_is_corrupt() {
+        for step in Step::ALL {
+            assert_eq!(Step::parse(step.as_str()).unwrap(), step);
+            assert_eq!(
+                serde_json::to_value(step).unwrap(),
+                serde_json::json!(step.as_str())
+            );
+        }
+        assert!(matches!(
+            Step::parse("deploy"),
+            Err(DatabaseError::Corrupt(_))
+        ));
+        assert_eq!(
+            Step::Consumers.from_here().collect::<Vec<_>>(),
+            [Step::Consumers, Step::Tracking, Step::Report]
+        );
     }
 }

@@ -4,8 +4,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::job_result::{JobResult, as_text};
+use super::job_steps::Step;
 use super::{Database, DatabaseError};
 use crate::timestamp;
+use crate::version::Version;
 
 /// Who or what asked for a job, and where its outcome is reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,12 +90,14 @@ impl JobState {
 pub struct Job {
     pub id: i64,
     pub kind: String,
-    pub version: String,
+    #[serde(with = "as_text")]
+    pub version: Version,
     pub rebuild: bool,
     pub trigger: Trigger,
     pub installation_id: Option<i64>,
     pub state: JobState,
-    pub step: Option<String>,
+    /// The step it is in, or stopped in; `None` before the first.
+    pub step: Option<Step>,
     pub attempts: i64,
     pub next_attempt_at: Option<String>,
     pub created_at: String,
@@ -100,7 +105,8 @@ pub struct Job {
     pub updated_at: String,
     pub finished_at: Option<String>,
     pub error: Option<String>,
-    pub result: Option<serde_json::Value>,
+    /// What it has produced so far; `None` before its first step recorded anything.
+    pub result: Option<JobResult>,
 }
 
 /// How long a succeeded dispatch-started job stops the same request, replayed, from
@@ -130,16 +136,20 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, DatabaseError> {
     let trigger: String = row.try_get("trigger")?;
     let result: Option<String> = row.try_get("result")?;
     let state: String = row.try_get("state")?;
+    let version: String = row.try_get("version")?;
+    let step: Option<String> = row.try_get("step")?;
     Ok(Job {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
-        version: row.try_get("version")?,
+        version: version
+            .parse()
+            .map_err(|e| DatabaseError::Corrupt(format!("job version: {e}")))?,
         rebuild: row.try_get::<i64, _>("rebuild")? != 0,
         trigger: serde_json::from_str(&trigger)
             .map_err(|e| DatabaseError::Corrupt(format!("job trigger: {e}")))?,
         installation_id: row.try_get("installation_id")?,
         state: JobState::parse(&state)?,
-        step: row.try_get("step")?,
+        step: step.as_deref().map(Step::parse).transpose()?,
         attempts: row.try_get("attempts")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
         created_at: row.try_get("created_at")?,
@@ -361,9 +371,9 @@ impl Database {
     }
 
     /// Records the step the job is entering.
-    pub async fn set_job_step(&self, id: i64, step: &str) -> Result<(), DatabaseError> {
+    pub async fn set_job_step(&self, id: i64, step: Step) -> Result<(), DatabaseError> {
         sqlx::query("UPDATE jobs SET step = ?, updated_at = ? WHERE id = ?")
-            .bind(step)
+            .bind(step.as_str())
             .bind(timestamp::now())
             .bind(id)
             .execute(self.pool())
@@ -371,14 +381,12 @@ impl Database {
         Ok(())
     }
 
-    /// Records what a job has produced so far; later steps (the reply) read it.
-    pub async fn set_job_result(
-        &self,
-        id: i64,
-        result: &serde_json::Value,
-    ) -> Result<(), DatabaseError> {
+    /// Records what a job has produced so far, whole; later steps (the reply) read it.
+    pub async fn set_job_result(&self, id: i64, result: &JobResult) -> Result<(), DatabaseError> {
+        let text = serde_json::to_string(result)
+            .map_err(|e| DatabaseError::Corrupt(format!("job result: {e}")))?;
         sqlx::query("UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?")
-            .bind(result.to_string())
+            .bind(text)
             .bind(timestamp::now())
             .bind(id)
             .execute(self.pool())
@@ -465,6 +473,17 @@ mod tests {
         (dir, database)
     }
 
+    /// A database with one job queued, and the job's id.
+    async fn queued_job() -> (tempfile::TempDir, Database, i64) {
+        let (dir, database) = database_with_delivery("d1").await;
+        let id = database
+            .queue_job_for_delivery("d1", &new_job("k"))
+            .await
+            .unwrap()
+            .id();
+        (dir, database, id)
+    }
+
     #[tokio::test]
     async fn a_job_is_queued_once_per_key_and_its_delivery_is_marked_in_the_same_step() {
         let (_dir, database) = database_with_delivery("d1").await;
@@ -529,21 +548,13 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_move_through_their_states() {
-        let (_dir, database) = database_with_delivery("d1").await;
-        let id = database
-            .queue_job_for_delivery("d1", &new_job("k"))
-            .await
-            .unwrap()
-            .id();
+        let (_dir, database, id) = queued_job().await;
         assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
         database.claim_job(id).await.unwrap().unwrap();
-        database.set_job_step(id, "download").await.unwrap();
+        database.set_job_step(id, Step::Download).await.unwrap();
         // A job left running (the process stopped) is picked again, to resume.
         let resumed = database.next_runnable_job().await.unwrap().unwrap();
-        assert_eq!(
-            (resumed.id, resumed.step.as_deref()),
-            (id, Some("download"))
-        );
+        assert_eq!((resumed.id, resumed.step), (id, Some(Step::Download)));
         database
             .retry_job_later(
                 id,
@@ -559,16 +570,61 @@ mod tests {
             .unwrap();
         assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
         database.claim_job(id).await.unwrap().unwrap();
-        database
-            .set_job_result(id, &serde_json::json!({"sha256": "ab"}))
-            .await
-            .unwrap();
+        let result = JobResult {
+            manifest_commits: Some(vec!["ab".into()]),
+            ..JobResult::default()
+        };
+        database.set_job_result(id, &result).await.unwrap();
         database.finish_job(id, None).await.unwrap();
         let job = database.job(id).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Succeeded);
         assert_eq!(job.attempts, 2);
-        assert_eq!(job.result.unwrap()["sha256"], "ab");
+        assert_eq!(job.result, Some(result));
         assert!(job.finished_at.is_some());
         assert!(database.next_runnable_job().await.unwrap().is_none());
+    }
+
+    /// A row as the server wrote it before results were typed: a job stopped in `manifest`.
+    #[tokio::test]
+    async fn a_job_stored_before_results_were_typed_loads() {
+        let (_dir, database, id) = queued_job().await;
+        let stored = r#"{"images":[{"arch":"amd64","binary_sha256":"bb","file":"alloy-1.2.3-amd64.raw","sha256":"aa","size":10,"url":"https://images.example/alloy-1.2.3-amd64.raw"}],"published":"new","upload_failed":null}"#;
+        let stored_fine = stored.replace(r#","upload_failed":null"#, "");
+        sqlx::query("UPDATE jobs SET result = ?, step = 'manifest' WHERE id = ?")
+            .bind(&stored_fine)
+            .bind(id)
+            .execute(database.pool())
+            .await
+            .unwrap();
+        let job = database.job(id).await.unwrap().unwrap();
+        assert_eq!(job.step, Some(Step::Manifest));
+        assert_eq!(job.version.as_str(), "1.2.3");
+        let result = job.result.unwrap();
+        assert_eq!(result.images.unwrap()[0].file, "alloy-1.2.3-amd64.raw");
+        assert_eq!(
+            result.published,
+            Some(crate::database::job_result::Publication::New)
+        );
+        // What cannot be read is refused, not dropped: a key no step writes, a step no
+        // server runs.
+        sqlx::query("UPDATE jobs SET result = ? WHERE id = ?")
+            .bind(stored)
+            .bind(id)
+            .execute(database.pool())
+            .await
+            .unwrap();
+        assert!(matches!(
+            database.job(id).await,
+            Err(DatabaseError::Corrupt(_))
+        ));
+        sqlx::query("UPDATE jobs SET result = NULL, step = 'deploy' WHERE id = ?")
+            .bind(id)
+            .execute(database.pool())
+            .await
+            .unwrap();
+        assert!(matches!(
+            database.job(id).await,
+            Err(DatabaseError::Corrupt(_))
+        ));
     }
 }

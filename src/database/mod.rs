@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod handled_comments;
 pub mod installations;
 pub mod job_requests;
+pub mod job_result;
 pub mod job_steps;
 pub mod jobs;
 pub mod retention;

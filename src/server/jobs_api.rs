@@ -4,9 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
+use crate::database::job_steps::StepRun;
+use crate::database::jobs::Job;
 
 /// How many jobs the list shows.
 const LISTED_JOBS: i64 = 100;
@@ -17,6 +20,14 @@ pub async fn list_jobs(State(state): State<AppState>) -> Response {
         Ok(jobs) => Json(json!({ "jobs": jobs })).into_response(),
         Err(error) => unavailable(error),
     }
+}
+
+/// A job as `GET /api/jobs/{id}` shows it: its fields, and `steps`.
+#[derive(Serialize)]
+struct JobWithSteps {
+    #[serde(flatten)]
+    job: Job,
+    steps: Vec<StepRun>,
 }
 
 /// One job, with each run of each of its steps (when it started, how long it took, how
@@ -31,13 +42,11 @@ pub async fn show_job(State(state): State<AppState>, Path(id): Path<String>) -> 
     };
     match state.database.job(number).await {
         Ok(Some(job)) => {
-            let steps: Vec<_> = match state.database.step_runs(number, number).await {
+            let steps = match state.database.step_runs(number, number).await {
                 Ok(runs) => runs.into_iter().map(|(_, run)| run).collect(),
                 Err(error) => return unavailable(error),
             };
-            let mut shown = json!(job);
-            shown["steps"] = json!(steps);
-            Json(shown).into_response()
+            Json(JobWithSteps { job, steps }).into_response()
         }
         Ok(None) => (
             StatusCode::NOT_FOUND,

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -18,11 +18,11 @@ use super::AppState;
 use crate::artifacts::MANIFEST_FILE;
 use crate::database::deliveries::StoredDelivery;
 use crate::database::installations::Installation;
+use crate::database::job_steps::Step;
 use crate::database::job_steps::StepRun;
 use crate::database::jobs::{Job, JobState};
 use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
-use crate::worker::pipeline::STEPS;
 use crate::worker::upstream_schedule::LastUpstreamCheck;
 
 const CSS: &str = r#"
@@ -254,7 +254,7 @@ fn jobs_section(data: &PageData) -> Markup {
                                 (steps(job, &data.step_runs))
                                 @if let Some(error) = &job.error {
                                     div.reason {
-                                        @if let Some(step) = &job.step { "failed at " strong { (step) } ": " }
+                                        @if let Some(step) = job.step { "failed at " strong { (step.as_str()) } ": " }
                                         (error)
                                     }
                                 }
@@ -273,7 +273,7 @@ fn jobs_section(data: &PageData) -> Markup {
 
 /// Each step as done, current, failed or still to do, with how long its latest run took.
 fn steps(job: &Job, runs: &[(i64, StepRun)]) -> Markup {
-    let took = |step: &str| {
+    let took = |step: Step| {
         runs.iter()
             .rev()
             .find(|(id, run)| *id == job.id && run.step == step)
@@ -286,22 +286,18 @@ fn steps(job: &Job, runs: &[(i64, StepRun)]) -> Markup {
                 }
             })
     };
-    let at = job
-        .step
-        .as_deref()
-        .and_then(|step| STEPS.iter().position(|s| *s == step));
     html! {
         div.steps {
-            @for (index, step) in STEPS.iter().enumerate() {
-                @let class = match (job.state, at) {
+            @for step in Step::ALL {
+                @let class = match (job.state, job.step) {
                     (JobState::Succeeded, _) => "done",
-                    (_, Some(at)) if index < at => "done",
-                    (JobState::Failed, Some(at)) if index == at => "failed",
-                    (JobState::Retrying, Some(at)) if index == at => "retrying",
-                    (JobState::Running, Some(at)) if index == at => "current",
+                    (_, Some(at)) if step < at => "done",
+                    (JobState::Failed, Some(at)) if step == at => "failed",
+                    (JobState::Retrying, Some(at)) if step == at => "retrying",
+                    (JobState::Running, Some(at)) if step == at => "current",
                     _ => "todo",
                 };
-                span class={ "badge " (class) } title=(class) { (step) }
+                span class={ "badge " (class) } title=(class) { (step.as_str()) }
                 @if let Some(took) = took(step) { span.took { (took) } }
             }
         }
@@ -310,27 +306,17 @@ fn steps(job: &Job, runs: &[(i64, StepRun)]) -> Markup {
 
 /// The images a job built, from its result.
 fn job_images(job: &Job) -> Markup {
-    let images: Vec<&Value> = job
+    let images = job
         .result
         .as_ref()
-        .and_then(|r| r.get("images"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
+        .and_then(|result| result.images.as_deref())
         .unwrap_or_default();
-    let text = |value: &Value, key: &str| {
-        value
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
     html! {
         @for image in images {
             div.muted {
-                @let url = text(image, "url");
-                @if url.is_empty() { (text(image, "file")) } @else { a href=(url) { (text(image, "file")) } }
-                " · " (human_bytes(image.get("size").and_then(Value::as_u64).unwrap_or(0)))
-                " · sha256 " span.mono { (text(image, "sha256")) }
+                @if image.url.is_empty() { (image.file) } @else { a href=(image.url) { (image.file) } }
+                " · " (human_bytes(image.size))
+                " · sha256 " span.mono { (image.sha256) }
             }
         }
     }
@@ -566,7 +552,7 @@ mod tests {
         Job {
             id,
             kind: "build".into(),
-            version: "1.17.1".into(),
+            version: "1.17.1".parse().unwrap(),
             rebuild: false,
             trigger: Trigger {
                 source: "comment".into(),
@@ -575,7 +561,7 @@ mod tests {
             },
             installation_id: None,
             state,
-            step: step.map(str::to_owned),
+            step: step.map(|step| Step::parse(step).unwrap()),
             attempts: 1,
             next_attempt_at: None,
             created_at: "2026-01-02T03:04:00.000000Z".into(),
@@ -605,7 +591,7 @@ mod tests {
             step_runs: vec![(
                 7,
                 StepRun {
-                    step: "download".into(),
+                    step: Step::Download,
                     attempt: 1,
                     started_at: "2026-01-02T03:04:05.000000Z".into(),
                     finished_at: Some("2026-01-02T03:04:17.000000Z".into()),
@@ -683,7 +669,7 @@ mod tests {
             vec![job(3, JobState::Succeeded, Some("report"), None)],
             Vec::new(),
         );
-        for step in STEPS {
+        for step in Step::ALL {
             assert!(
                 html.contains(&format!(r#"title="done">{step}<"#)),
                 "{step}: {html}"

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::Worker;
+use super::pipeline::UPDATE_BRANCH_PREFIX;
 use super::replies::{self, Audience, BuildAnswer};
 use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
 use crate::commands::request::{CommandRequest, Permitted};
@@ -21,9 +22,6 @@ use crate::github::api::{ApiError, Auth};
 use crate::github::issues;
 use crate::github::pulls::open_pull_for_branch;
 use crate::markdown::{code_span, escape, safe_url};
-
-/// The branches consumer pull requests come from.
-pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
 
 /// A delivery whose handling keeps failing transiently is given up after this many tries.
 const MAX_DELIVERY_ATTEMPTS: i64 = 5;

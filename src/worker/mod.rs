@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod inbox;
+pub mod job_loop;
 pub mod pipeline;
 pub mod redelivery;
 pub mod replies;
@@ -204,27 +205,6 @@ impl Worker {
             tokio::select! {
                 () = self.deliveries_stored.notified() => {}
                 () = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-    }
-
-    async fn job_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            match self.database.next_runnable_job().await {
-                Ok(Some(job)) => {
-                    self.run_job(job, &shutdown).await;
-                    continue;
-                }
-                Ok(None) => {}
-                Err(error) => tracing::error!(%error, "reading the job queue"),
-            }
-            tokio::select! {
-                () = self.jobs_queued.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -4,6 +4,8 @@
 //! address) goes through [`crate::markdown`]; a login is mentioned only when it is one.
 
 use crate::commands::{CommandError, HELP};
+use crate::database::job_result::Publication;
+use crate::database::job_steps::Step;
 use crate::database::jobs::Job;
 use crate::manifest::{Manifest, newest_per_arch};
 use crate::markdown::{code_block, code_span, escape, safe_url, table_code_span};
@@ -109,8 +111,8 @@ pub fn job_line(job: &Job, audience: Audience<'_>) -> String {
         job.version,
         job.state.as_str()
     );
-    if let Some(step) = &job.step {
-        line.push_str(&format!(", step {}", code_span(step)));
+    if let Some(step) = job.step {
+        line.push_str(&format!(", step {}", code_span(step.as_str())));
     }
     line.push_str(&format!(", attempt {}", job.attempts));
     if let (Some(error), Audience::BuildRepository) = (&job.error, audience) {
@@ -207,7 +209,6 @@ fn asked_by(askers: &[String]) -> Option<String> {
 /// build repository), other repositories' names, outcomes and errors are left out.
 pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
     let result = job.result.clone().unwrap_or_default();
-    let text_of = |key: &str| result.get(key).and_then(|v| v.as_str());
     // Elsewhere, only that repository's own update counts: the others may be private.
     let failed: Vec<String> = failed_consumers(job)
         .into_iter()
@@ -216,12 +217,12 @@ pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> St
             Audience::Elsewhere(here) => repo.eq_ignore_ascii_case(here),
         })
         .collect();
-    let mut text = match text_of("published") {
-        Some("unchanged") => format!(
+    let mut text = match result.published {
+        Some(Publication::Unchanged) => format!(
             "✅ Alloy {} is already published with the same hashes; nothing was uploaded or committed again (job #{}",
             job.version, job.id
         ),
-        Some("replaced") => format!(
+        Some(Publication::Replaced) => format!(
             "✅ Alloy {} is rebuilt and republished, replacing the earlier images (job #{}",
             job.version, job.id
         ),
@@ -253,54 +254,48 @@ pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> St
             job.version
         ));
     }
-    if let Some(images) = result.get("images").and_then(|i| i.as_array()) {
+    if let Some(images) = &result.images {
         text.push_str("| image | size | sha256 |\n|---|---:|---|\n");
         for image in images {
-            let file = table_code_span(image.get("file").and_then(|v| v.as_str()).unwrap_or("?"));
-            let name = match image.get("url").and_then(|v| v.as_str()).and_then(safe_url) {
+            let file = table_code_span(&image.file);
+            let name = match safe_url(&image.url) {
                 Some(url) => format!("[{file}]({url})"),
                 None => file,
             };
             text.push_str(&format!(
                 "| {name} | {} | {} |\n",
-                image.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
-                table_code_span(image.get("sha256").and_then(|v| v.as_str()).unwrap_or("?")),
+                image.size,
+                table_code_span(&image.sha256),
             ));
         }
         text.push('\n');
     }
     // The release's address names the build repository, which may be private.
-    if let (Some(release), Audience::BuildRepository) = (text_of("release"), audience) {
+    if let (Some(Some(release)), Audience::BuildRepository) = (&result.release, audience) {
         text.push_str(&format!("Release: {}\n", link_or_code(release)));
     }
-    let consumers: Vec<&serde_json::Value> = result
-        .get("consumers")
-        .and_then(|c| c.as_array())
-        .into_iter()
+    let consumers: Vec<_> = result
+        .consumers
+        .iter()
         .flatten()
         .filter(|consumer| match audience {
             Audience::BuildRepository => true,
-            Audience::Elsewhere(here) => consumer
-                .get("repo")
-                .and_then(|v| v.as_str())
-                .is_some_and(|repo| repo.eq_ignore_ascii_case(here)),
+            Audience::Elsewhere(here) => consumer.repo.eq_ignore_ascii_case(here),
         })
         .collect();
     if !consumers.is_empty() {
         text.push_str("\nConsumers:\n");
         for consumer in consumers {
-            let repo = consumer.get("repo").and_then(|v| v.as_str()).unwrap_or("?");
-            let outcome = consumer
-                .get("outcome")
-                .and_then(|v| v.as_str())
-                .unwrap_or("?");
-            let mut line = format!("- {}: {}", code_span(repo), escape(outcome));
-            if let Some(url) = consumer.get("pull_request").and_then(|v| v.as_str()) {
+            let outcome = &consumer.outcome;
+            let mut line = format!(
+                "- {}: {}",
+                code_span(&consumer.repo),
+                escape(outcome.name())
+            );
+            if let Some(url) = outcome.pull_request() {
                 line.push_str(&format!(" — {}", link_or_code(url)));
             }
-            if let (Some(error), Audience::BuildRepository) =
-                (consumer.get("error").and_then(|v| v.as_str()), audience)
-            {
+            if let (Some(error), Audience::BuildRepository) = (outcome.error(), audience) {
                 line.push_str(&format!(" — {}", code_span(&one_line(error))));
             }
             text.push_str(&line);
@@ -320,33 +315,32 @@ fn link_or_code(url: &str) -> String {
 pub fn failed_consumers(job: &Job) -> Vec<String> {
     job.result
         .as_ref()
-        .and_then(|result| result.get("consumers"))
-        .and_then(|consumers| consumers.as_array())
-        .into_iter()
-        .flatten()
-        .filter(|consumer| consumer.get("outcome").and_then(|o| o.as_str()) == Some("failed"))
-        .filter_map(|consumer| consumer.get("repo").and_then(|r| r.as_str()))
-        .map(str::to_owned)
-        .collect()
+        .map(|result| {
+            result
+                .failed_consumers()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The report when a job has failed for good, saying whether hosts can see the version:
 /// what they read is `SHA256SUMS` in storage, which the `manifest` step writes. The error
 /// itself is shown only in the build repository.
 pub fn job_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
-    let step = job.step.as_deref().unwrap_or("start");
-    let published = match step {
+    let published = match job.step {
         // A rebuild's upload replaces images under their published names.
-        "upload" if job.rebuild => {
+        Some(Step::Upload) if job.rebuild => {
             "Images may have been replaced in storage, but `SHA256SUMS` was not: hosts still check against the earlier hashes. Fix the cause and comment `/rebuild {v}` to finish."
         }
-        "start" | "download" | "build" | "upload" => {
+        None | Some(Step::Download | Step::Build | Step::Upload) => {
             "Nothing was published: hosts see no change. Fix the cause and comment `/rebuild {v}` to try again."
         }
-        "manifest" => {
+        Some(Step::Manifest) => {
             "`SHA256SUMS` may or may not have reached storage, where hosts read it; `/status` shows what is published. Fix the cause and comment `/rebuild {v}` to finish: images whose hashes are unchanged are not replaced."
         }
-        _ => {
+        Some(Step::Release | Step::Consumers | Step::Tracking | Step::Report) => {
             "The images and `SHA256SUMS` are published: hosts can update to {v}. What failed came after that; fix the cause and comment `/rebuild {v}` to run the remaining steps again (the images, unchanged, are not replaced)."
         }
     }
@@ -364,7 +358,7 @@ pub fn job_failed(job: &Job, error: &str, askers: &[String], audience: Audience<
         "❌ Building Alloy {} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{published}",
         job.version,
         job.id,
-        code_span(step),
+        code_span(job.step.map_or("start", Step::as_str)),
         job.attempts,
     )
 }
@@ -389,7 +383,7 @@ mod tests {
         Job {
             id: 3,
             kind: "build".into(),
-            version: "1.17.1".into(),
+            version: "1.17.1".parse().unwrap(),
             rebuild: true,
             trigger: Trigger {
                 user: Some("octocat".into()),
@@ -397,7 +391,7 @@ mod tests {
             },
             installation_id: Some(1),
             state: JobState::Failed,
-            step: Some("download".into()),
+            step: Some(Step::Download),
             attempts: 2,
             next_attempt_at: None,
             created_at: "t".into(),
@@ -407,6 +401,10 @@ mod tests {
             error: Some("GitHub answered 404\nmore".into()),
             result: None,
         }
+    }
+
+    fn result(stored: serde_json::Value) -> crate::database::job_result::JobResult {
+        serde_json::from_value(stored).unwrap()
     }
 
     #[test]
@@ -448,12 +446,12 @@ mod tests {
     fn reports_name_everyone_who_asked_and_no_one_else() {
         let mut done = job();
         done.state = JobState::Succeeded;
-        done.result = Some(serde_json::json!({
+        done.result = Some(result(serde_json::json!({
             "consumers": [
-                {"repo": "o/consumer", "outcome": "ok", "pull_request": "https://github.com/o/consumer/pull/1"},
-                {"repo": "o/private", "outcome": "failed", "error": "![x](http://evil) @org/team"},
+                {"repo": "o/consumer", "path": "a.bu", "from": "1.17.0", "image": "alloy-1.17.1-amd64.raw", "outcome": "opened", "pull_request": "https://github.com/o/consumer/pull/1"},
+                {"repo": "o/private", "path": "a.bu", "outcome": "failed", "error": "![x](http://evil) @org/team"},
             ],
-        }));
+        })));
         let askers = [
             "ann".to_owned(),
             "bob".to_owned(),
@@ -480,13 +478,13 @@ mod tests {
     fn a_report_elsewhere_shows_no_release_of_the_build_repository_and_no_other_askers() {
         let mut done = job();
         done.state = JobState::Succeeded;
-        done.result = Some(serde_json::json!({
+        done.result = Some(result(serde_json::json!({
             "release": "https://github.com/o/private-build/releases/tag/v1.17.1",
             "consumers": [
-                {"repo": "o/consumer", "outcome": "failed", "error": "boom"},
-                {"repo": "o/other", "outcome": "ok", "pull_request": "https://github.com/o/other/pull/1"},
+                {"repo": "o/consumer", "path": "a.bu", "outcome": "failed", "error": "boom"},
+                {"repo": "o/other", "path": "a.bu", "from": "1.17.0", "image": "alloy-1.17.1-amd64.raw", "outcome": "opened", "pull_request": "https://github.com/o/other/pull/1"},
             ],
-        }));
+        })));
         let askers = [
             Asker {
                 user: "ann".into(),
@@ -588,20 +586,20 @@ mod tests {
         let mut failed = job();
         failed.rebuild = false;
         for (step, says) in [
-            ("upload", "Nothing was published"),
-            ("manifest", "may or may not have reached storage"),
-            ("release", "hosts can update to 1.17.1"),
-            ("consumers", "hosts can update to 1.17.1"),
-            ("tracking", "hosts can update to 1.17.1"),
+            (Step::Upload, "Nothing was published"),
+            (Step::Manifest, "may or may not have reached storage"),
+            (Step::Release, "hosts can update to 1.17.1"),
+            (Step::Consumers, "hosts can update to 1.17.1"),
+            (Step::Tracking, "hosts can update to 1.17.1"),
         ] {
-            failed.step = Some(step.to_owned());
+            failed.step = Some(step);
             let text = job_failed(&failed, "boom", &[], Audience::BuildRepository);
             assert!(text.contains(says), "{step}: {text}");
             assert!(text.contains("/rebuild 1.17.1"), "{step}: {text}");
         }
         // A rebuild's upload replaces images under their published names.
         failed.rebuild = true;
-        failed.step = Some("upload".into());
+        failed.step = Some(Step::Upload);
         let text = job_failed(&failed, "boom", &[], Audience::BuildRepository);
         assert!(text.contains("may have been replaced"), "{text}");
         // Elsewhere, the error stays in the build repository.

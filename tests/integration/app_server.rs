@@ -456,7 +456,10 @@ fn a_job_killed_mid_download_resumes_after_restart() {
             step.as_str()
         })
         .collect();
-    assert_eq!(second, alloy_sysext_automation::worker::pipeline::STEPS);
+    assert_eq!(
+        second,
+        alloy_sysext_automation::worker::pipeline::Step::ALL.map(|step| step.as_str())
+    );
     assert!(
         job["steps"][1]["seconds"]
             .as_f64()

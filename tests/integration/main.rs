@@ -14,6 +14,7 @@ mod http;
 mod image;
 mod manifest_updates;
 mod pipeline;
+mod pipeline_resume;
 mod retention;
 mod s3_server;
 mod serve_process;

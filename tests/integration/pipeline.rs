@@ -17,27 +17,27 @@ use crate::s3_server::S3Server;
 use crate::serve_process::{Server, free_port};
 use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
 
-const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
-const GHOST: &str = "noahwhite/ghost-stack";
+pub(crate) const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
+pub(crate) const GHOST: &str = "noahwhite/ghost-stack";
 const GHOST_PATH: &str = "opentofu/modules/vultr/instance/userdata/ghost.bu";
-const INFISICAL: &str = "officina-pub/infisical-stack";
-const INFISICAL_PATH: &str = "opentofu/modules/server/userdata/infisical.bu.tftpl";
-const VERSION: &str = "1.18.0";
+pub(crate) const INFISICAL: &str = "officina-pub/infisical-stack";
+pub(crate) const INFISICAL_PATH: &str = "opentofu/modules/server/userdata/infisical.bu.tftpl";
+pub(crate) const VERSION: &str = "1.18.0";
 const TRACKING_TITLE: &str = "Alloy 1.18.0 sysext build triggered";
 /// The key that signed the real `SHA256SUMS.gpg` (tests/fixtures/README.md).
 const RELEASE_KEY: &str = "0768FB9A0C99B895FE5CCC46EDF71D649F349EDE";
 
 /// GitHub as the pipeline finds it: the App installed on the build repository and both
 /// consumers, Alloy 1.18.0 upstream, the real manifest and Butane file, a tracking issue.
-struct World {
-    github: FakeGitHub,
-    s3: S3Server,
-    data: tempfile::TempDir,
-    config: PathBuf,
+pub(crate) struct World {
+    pub(crate) github: FakeGitHub,
+    pub(crate) s3: S3Server,
+    pub(crate) data: tempfile::TempDir,
+    pub(crate) config: PathBuf,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         let github = FakeGitHub::start();
         install_app(&github, &[(77, "noahwhite"), (78, "officina-pub")]);
         github.add_repo(BUILD_REPO, "main");
@@ -87,14 +87,14 @@ impl World {
         }
     }
 
-    fn start_server(&self) -> Server {
+    pub(crate) fn start_server(&self) -> Server {
         let mut env = app_env(&self.github, &self.config);
         env.extend(self.s3.env());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Server::start_on(free_port(), self.data.path(), &env)
     }
 
-    fn release_payload(&self) -> Vec<u8> {
+    pub(crate) fn release_payload(&self) -> Vec<u8> {
         serde_json::to_vec(&json!({
             "action": "published",
             "release": {"id": 9001, "tag_name": format!("v{VERSION}"), "draft": false, "prerelease": false, "author": {"login": "noahwhite"}},
@@ -155,7 +155,7 @@ fn has_update_branch(world: &World, repo: &str) -> bool {
         .any(|b| b.starts_with("feature/"))
 }
 
-fn wait_for_jobs(server: &Server, count: usize) -> Vec<Value> {
+pub(crate) fn wait_for_jobs(server: &Server, count: usize) -> Vec<Value> {
     let mut jobs = Vec::new();
     server.wait_for(
         &format!("{count} finished jobs"),
@@ -176,7 +176,7 @@ fn wait_for_jobs(server: &Server, count: usize) -> Vec<Value> {
 
 /// `job` has published 1.18.0: in the bucket, in the build repository, as a release, in a
 /// pull request per consumer, and in the report the tracking issue is closed with.
-fn assert_published(world: &World, job: &Value) {
+pub(crate) fn assert_published(world: &World, job: &Value) {
     let keys = world.s3.keys();
     for key in [
         "alloy-1.18.0-amd64.raw",

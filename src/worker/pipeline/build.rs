@@ -1,10 +1,12 @@
 //! Step 2: the images, built and signed into the job's own output directory.
 
-use serde_json::json;
+use std::path::PathBuf;
 
 use super::download::zip_path;
-use super::{JobContext, StepError};
-use crate::artifacts::{BuildProgress, BuildRequest, BuildStep, build_into_dir};
+use super::{StepContext, StepError};
+use crate::artifacts::{BuildProgress, BuildRequest, BuildStep, MANIFEST_FILE, build_into_dir};
+use crate::database::job_result::BuiltImage;
+use crate::manifest::Manifest;
 use crate::sysext::squashfs::SquashfsOptions;
 
 /// Logs the build's steps.
@@ -16,22 +18,28 @@ impl BuildProgress for LogProgress {
     }
 }
 
-pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
-    let worker = context.worker;
-    let settings = &worker.settings;
+/// The build's `SHA256SUMS`: every image file of this build with its hash.
+pub fn manifest_path(context: &StepContext<'_>) -> PathBuf {
+    context.out_dir().join(MANIFEST_FILE)
+}
+
+/// The build's manifest, as [`manifest_path`] holds it.
+pub fn local_manifest(context: &StepContext<'_>) -> Result<Manifest, StepError> {
+    let path = manifest_path(context);
+    let text = std::fs::read_to_string(&path).map_err(StepError::work_dir("reading", &path))?;
+    Manifest::parse(&text).map_err(|e| StepError::Permanent(format!("{}: {e}", path.display())))
+}
+
+pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    let settings = context.settings;
     let out_dir = context.out_dir();
     // A fresh directory: its SHA256SUMS then lists exactly this build's files.
     if out_dir.exists() {
-        std::fs::remove_dir_all(&out_dir)
-            .map_err(|e| StepError::Transient(format!("clearing {}: {e}", out_dir.display())))?;
+        std::fs::remove_dir_all(&out_dir).map_err(StepError::work_dir("clearing", &out_dir))?;
     }
     let mut images = Vec::new();
     for arch in settings.image.arches.clone() {
         let zip = zip_path(context, arch);
-        if !zip.is_file() {
-            // Resumed without its downloads (the work directory was cleaned).
-            super::download::run(context).await?;
-        }
         let request = BuildRequest {
             binary_entry: settings.upstream.binary_name(arch),
             image_name: settings.image.name.clone(),
@@ -40,9 +48,9 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
                 ..SquashfsOptions::default()
             },
             compat_name: settings.image.compat_name,
-            ..BuildRequest::new(context.version.clone(), arch, zip)
+            ..BuildRequest::new(context.job.version.clone(), arch, zip)
         };
-        let key = worker.signing_key.clone();
+        let key = context.signing_key.clone();
         let job_id = context.job.id;
         let dir = out_dir.clone();
         let built = tokio::task::spawn_blocking(move || {
@@ -51,19 +59,20 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
         })
         .await
         .map_err(|e| StepError::Permanent(format!("the build stopped unexpectedly: {e}")))?;
-        let (output, image_file) =
-            built.map_err(|e| StepError::Permanent(format!("building for {arch}: {e}")))?;
+        let (output, image_file) = built.map_err(|source| StepError::Build { arch, source })?;
         let size = output.file(&image_file).map(|f| f.size).unwrap_or(0);
         crate::metrics::global().built_bytes.inc_by(size);
-        images.push(json!({
-            "arch": arch.to_string(),
-            "file": image_file,
-            "size": size,
-            "sha256": output.image_sha256,
-            "binary_sha256": output.binary_sha256,
-            "url": settings.publish.url(&image_file),
-        }));
+        images.push(BuiltImage {
+            arch,
+            url: settings.publish.url(&image_file),
+            file: image_file,
+            size,
+            sha256: output.image_sha256,
+            binary_sha256: output.binary_sha256,
+        });
     }
-    context.record(json!({ "images": images })).await?;
+    context
+        .record(|result| result.images = Some(images))
+        .await?;
     Ok(())
 }

@@ -10,11 +10,9 @@
 //! `CONFIG_FILE` consumers are; one that fails is reported as refused, naming the key, and
 //! gets nothing; one that cannot be read is reported as failed.
 
-use serde_json::{Value, json};
-
-use super::{JobContext, StepError};
-use crate::arch::Arch;
+use super::{StepContext, StepError};
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
+use crate::database::job_result::{BuiltImage, ConsumerOutcome, ConsumerReport};
 use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::branches::{branch_head, reset_branch};
 use crate::github::collaborators::can_write;
@@ -29,37 +27,11 @@ use crate::worker::Worker;
 /// The file a repository adds to enroll itself as a consumer.
 pub const ENROLLMENT_FILE: &str = ".github/alloy-sysext.toml";
 
-/// One image this job published.
-#[derive(Debug, Clone)]
-struct Image {
-    arch: Arch,
-    file: String,
-    sha256: String,
-    url: String,
-}
+/// The branches consumer pull requests come from.
+pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
 
-fn images(result: &Value) -> Vec<Image> {
-    result
-        .get("images")
-        .and_then(|i| i.as_array())
-        .map(|images| {
-            images
-                .iter()
-                .filter_map(|image| {
-                    Some(Image {
-                        arch: image.get("arch")?.as_str()?.parse().ok()?,
-                        file: image.get("file")?.as_str()?.to_owned(),
-                        sha256: image.get("sha256")?.as_str()?.to_owned(),
-                        url: image.get("url")?.as_str()?.to_owned(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
-    let images = images(&context.result());
+pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    let images = context.result().images.clone().unwrap_or_default();
     if images.is_empty() {
         return Err(StepError::Permanent("the build recorded no images".into()));
     }
@@ -77,26 +49,39 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
             // An enrolled repository is anyone's: it must not be able to hold the job in
             // retries (a file that changes under every write, a ref that never resolves),
             // so it fails alone and is tried again with the next build.
-            Err(StepError::Transient(error)) if !is_enrolled => {
+            Err(StepError::Interrupted) => return Err(StepError::Interrupted),
+            Err(error) if error.is_transient() && !is_enrolled => {
                 crate::metrics::global().consumer_update("retrying");
                 tracing::warn!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed; it will be tried again");
-                transient.push(format!("{}: {error}", consumer.repo));
-                outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error, "will_retry": true}));
+                outcomes.push(ConsumerReport {
+                    repo: consumer.repo.clone(),
+                    path: consumer.path.clone(),
+                    outcome: ConsumerOutcome::Failed {
+                        error: error.to_string(),
+                        will_retry: true,
+                    },
+                });
+                transient.push((consumer.repo.clone(), error));
             }
-            Err(StepError::Transient(error) | StepError::Permanent(error)) => {
+            Err(error) => {
                 crate::metrics::global().consumer_update("failed");
                 tracing::error!(job = context.job.id, repo = %consumer.repo, %error, "updating a consumer failed");
-                outcomes.push(json!({"repo": consumer.repo, "path": consumer.path, "outcome": "failed", "error": error}));
+                outcomes.push(ConsumerReport {
+                    repo: consumer.repo.clone(),
+                    path: consumer.path.clone(),
+                    outcome: ConsumerOutcome::Failed {
+                        error: error.to_string(),
+                        will_retry: false,
+                    },
+                });
             }
-            Err(StepError::Interrupted) => return Err(StepError::Interrupted),
         }
     }
-    context.record(json!({ "consumers": outcomes })).await?;
+    context
+        .record(|result| result.consumers = Some(outcomes))
+        .await?;
     if !transient.is_empty() {
-        return Err(StepError::Transient(format!(
-            "consumer updates failed: {}",
-            transient.join("; ")
-        )));
+        return Err(StepError::ConsumersLeft(transient));
     }
     Ok(())
 }
@@ -107,18 +92,17 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
 struct Consumers {
     configured: Vec<ConsumerSettings>,
     enrolled: Vec<ConsumerSettings>,
-    refused: Vec<Value>,
+    refused: Vec<ConsumerReport>,
 }
 
 /// The configured consumers, then the repositories that enrolled themselves.
-async fn all_consumers(context: &JobContext<'_>) -> Consumers {
-    let worker = context.worker;
+async fn all_consumers(context: &StepContext<'_>) -> Consumers {
     let mut consumers = Consumers {
-        configured: worker.settings.consumers.clone(),
+        configured: context.settings.consumers.clone(),
         enrolled: Vec::new(),
         refused: Vec::new(),
     };
-    let installations = match worker.database.installations().await {
+    let installations = match context.database.installations().await {
         Ok(installations) => installations,
         Err(error) => {
             tracing::warn!(%error, "reading installations; enrolled consumers are skipped");
@@ -127,7 +111,7 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
     };
     for installation in installations.iter().filter(|i| i.state == "active") {
         for repo in &installation.repositories {
-            if repo.eq_ignore_ascii_case(&worker.settings.build_repo.repo)
+            if repo.eq_ignore_ascii_case(&context.settings.build_repo.repo)
                 || consumers
                     .configured
                     .iter()
@@ -137,18 +121,19 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
                 continue;
             }
             let auth = Auth::Installation(installation.id);
-            match read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE).await {
+            match read_default_branch_file(context.github, auth, repo, ENROLLMENT_FILE).await {
                 Ok(Some(file)) => match ConsumerSettings::from_enrollment(repo, &file.content) {
                     Ok(consumer) => consumers.enrolled.push(consumer),
                     Err(error) => {
                         tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} is refused; no pull request is opened there");
                         crate::metrics::global().consumer_update("refused");
-                        consumers.refused.push(json!({
-                            "repo": repo,
-                            "path": ENROLLMENT_FILE,
-                            "outcome": "refused",
-                            "error": format!("{ENROLLMENT_FILE}: {error}"),
-                        }));
+                        consumers.refused.push(ConsumerReport {
+                            repo: repo.clone(),
+                            path: ENROLLMENT_FILE.into(),
+                            outcome: ConsumerOutcome::Refused {
+                                error: format!("{ENROLLMENT_FILE}: {error}"),
+                            },
+                        });
                     }
                 },
                 Ok(None) => {}
@@ -157,12 +142,14 @@ async fn all_consumers(context: &JobContext<'_>) -> Consumers {
                 Err(error) => {
                     tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} could not be read; no pull request is opened there");
                     crate::metrics::global().consumer_update("failed");
-                    consumers.refused.push(json!({
-                        "repo": repo,
-                        "path": ENROLLMENT_FILE,
-                        "outcome": "failed",
-                        "error": format!("reading {ENROLLMENT_FILE}: {error}"),
-                    }));
+                    consumers.refused.push(ConsumerReport {
+                        repo: repo.clone(),
+                        path: ENROLLMENT_FILE.into(),
+                        outcome: ConsumerOutcome::Failed {
+                            error: format!("reading {ENROLLMENT_FILE}: {error}"),
+                            will_retry: false,
+                        },
+                    });
                 }
             }
         }
@@ -217,20 +204,22 @@ fn link_or_code(url: &str) -> String {
 /// The pull request's body. The path and the hashes read from the consumer's file are in
 /// code spans: they come from the repository.
 fn pull_body(
-    context: &JobContext<'_>,
+    context: &StepContext<'_>,
     edit: &ButaneEdit,
-    image: &Image,
+    image: &BuiltImage,
     consumer: &ConsumerSettings,
 ) -> String {
     let result = context.result();
     let upstream = result
-        .get("upstream_release")
-        .and_then(|u| u.as_str())
+        .upstream_release
+        .as_ref()
+        .and_then(Option::as_deref)
         .map(|u| format!("- Upstream release notes: {}\n", link_or_code(u)))
         .unwrap_or_default();
     let release = result
-        .get("release")
-        .and_then(|u| u.as_str())
+        .release
+        .as_ref()
+        .and_then(Option::as_deref)
         .map(|u| format!("- Sysext release: {}\n", link_or_code(u)))
         .unwrap_or_default();
     format!(
@@ -248,7 +237,7 @@ fn pull_body(
         path = code_span(&consumer.path),
         from = edit.previous.version,
         from_hash = table_code_span(&edit.previous.sha256),
-        to = context.version,
+        to = context.job.version,
         to_hash = table_code_span(&image.sha256),
         url = link_or_code(&image.url),
         checksum = link_or_code(&format!("{}.sha256", image.url)),
@@ -256,13 +245,13 @@ fn pull_body(
 }
 
 async fn update_consumer(
-    context: &JobContext<'_>,
+    context: &StepContext<'_>,
     consumer: &ConsumerSettings,
     is_enrolled: bool,
-    images: &[Image],
-) -> Result<Value, StepError> {
-    let worker = context.worker;
-    let api = &worker.github;
+    images: &[BuiltImage],
+) -> Result<ConsumerReport, StepError> {
+    let version = &context.job.version;
+    let api = context.github;
     let repo = &consumer.repo;
     let auth = context.auth_for(repo).await?;
     let Some(base_head) = branch_head(api, auth, repo, &consumer.base).await? else {
@@ -289,9 +278,9 @@ async fn update_consumer(
     for image in images {
         match update_alloy_pin(
             &text,
-            &worker.settings.image.name,
+            &context.settings.image.name,
             image.arch,
-            &context.version,
+            version,
             &image.sha256,
         ) {
             Ok(edit) => {
@@ -301,27 +290,36 @@ async fn update_consumer(
             Err(error) => last_error = last_error.filter(|e| !e.is_no_entry()).or(Some(error)),
         }
     }
-    let Some((edit, image)) = found else {
-        return Err(StepError::Permanent(format!(
-            "{} in {repo}: {}",
-            consumer.path,
-            last_error.map(|e| e.to_string()).unwrap_or_default()
-        )));
+    let (edit, image) = match (found, last_error) {
+        (Some(found), _) => found,
+        (None, Some(source)) => {
+            return Err(StepError::Pin {
+                repo: repo.clone(),
+                path: consumer.path.clone(),
+                source: Box::new(source),
+            });
+        }
+        (None, None) => return Err(StepError::Permanent("the build recorded no images".into())),
     };
-    let mut outcome = json!({
-        "repo": repo,
-        "path": consumer.path,
-        "from": edit.previous.version.to_string(),
-        "image": image.file,
-    });
+    let report = |outcome| ConsumerReport {
+        repo: repo.clone(),
+        path: consumer.path.clone(),
+        outcome,
+    };
+    let from = edit.previous.version.to_string();
+    let pinned = image.file.clone();
     if !edit.changed {
-        outcome["outcome"] = json!("up to date");
-        return Ok(outcome);
+        return Ok(report(ConsumerOutcome::UpToDate {
+            from,
+            image: pinned,
+        }));
     }
-    if edit.previous.version > context.version {
+    if &edit.previous.version > version {
         // A build of an older version (a late /build or /rebuild) never downgrades hosts.
-        outcome["outcome"] = json!("pins a newer version");
-        return Ok(outcome);
+        return Ok(report(ConsumerOutcome::PinsNewer {
+            from,
+            image: pinned,
+        }));
     }
     let branch = context.update_branch();
     // The branch is reset from the base only when it does not hold the wanted file yet, so
@@ -333,7 +331,7 @@ async fn update_consumer(
     let mut committed = false;
     if on_branch.as_ref().map(|f| f.content.as_slice()) != Some(edit.text.as_bytes()) {
         reset_branch(api, auth, repo, &branch, &base_head).await?;
-        let message = format!("chore: update Grafana Alloy sysext to {}", context.version);
+        let message = format!("chore: update Grafana Alloy sysext to {version}");
         match write_file(
             api,
             auth,
@@ -358,18 +356,29 @@ async fn update_consumer(
             }
         }
     }
-    let title = format!("Update Grafana Alloy sysext to {}", context.version);
+    let title = format!("Update Grafana Alloy sysext to {version}");
     let mut body = pull_body(context, &edit, image, consumer);
     body.extend(edit.yaml_check.review_note());
-    let pull: PullRequest = match open_pull_for_branch(api, auth, repo, &branch).await? {
+    /// What became of the pull request.
+    enum Pull {
+        Opened,
+        Updated,
+        Unchanged,
+    }
+    let (pull, became): (PullRequest, Pull) = match open_pull_for_branch(api, auth, repo, &branch)
+        .await?
+    {
         Some(existing) => {
-            if existing.title != title || existing.body.as_deref() != Some(body.as_str()) {
-                update_pull(api, auth, repo, existing.number, &title, &body).await?;
-                outcome["outcome"] = json!("updated");
-            } else {
-                outcome["outcome"] = json!(if committed { "updated" } else { "unchanged" });
-            }
-            existing
+            let became =
+                if existing.title != title || existing.body.as_deref() != Some(body.as_str()) {
+                    update_pull(api, auth, repo, existing.number, &title, &body).await?;
+                    Pull::Updated
+                } else if committed {
+                    Pull::Updated
+                } else {
+                    Pull::Unchanged
+                };
+            (existing, became)
         }
         None => {
             let opened =
@@ -389,11 +398,27 @@ async fn update_consumer(
                 consumer.assignees.clone()
             };
             assign(api, auth, repo, opened.number, &assignees).await?;
-            outcome["outcome"] = json!("opened");
-            opened
+            (opened, Pull::Opened)
         }
     };
-    outcome["pull_request"] = json!(pull.html_url);
-    tracing::info!(job = context.job.id, %repo, pull = %pull.html_url, outcome = %outcome["outcome"], "consumer updated");
-    Ok(outcome)
+    let pull_request = pull.html_url;
+    let outcome = match became {
+        Pull::Opened => ConsumerOutcome::Opened {
+            from,
+            image: pinned,
+            pull_request,
+        },
+        Pull::Updated => ConsumerOutcome::Updated {
+            from,
+            image: pinned,
+            pull_request,
+        },
+        Pull::Unchanged => ConsumerOutcome::Unchanged {
+            from,
+            image: pinned,
+            pull_request,
+        },
+    };
+    tracing::info!(job = context.job.id, %repo, pull = ?outcome.pull_request(), outcome = outcome.name(), "consumer updated");
+    Ok(report(outcome))
 }

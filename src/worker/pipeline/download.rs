@@ -1,33 +1,31 @@
 //! Step 1: the upstream release's assets, each checked against its digest.
 
-use serde_json::json;
-
-use super::{JobContext, StepError};
+use super::{StepContext, StepError};
 use crate::arch::Arch;
+use crate::database::job_result::Download;
 use crate::github::api::Auth;
 use crate::github::client::api_client;
-use crate::github::release_asset::{AssetError, download_checked, get_release};
+use crate::github::release_asset::{download_checked, get_release};
 use crate::github::token_scope::TokenScope;
 
 /// Release notes carried into the build repository's release: at most this many lines.
 const NOTES_LINES: usize = 100;
 
 /// Where the asset for `arch` is kept once checked.
-pub fn zip_path(context: &JobContext<'_>, arch: Arch) -> std::path::PathBuf {
+pub fn zip_path(context: &StepContext<'_>, arch: Arch) -> std::path::PathBuf {
     context
-        .work_dir()
-        .join(context.worker.settings.upstream.asset_name(arch))
+        .work_dir
+        .join(context.settings.upstream.asset_name(arch))
 }
 
-pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
-    let worker = context.worker;
-    let settings = &worker.settings;
+pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    let settings = context.settings;
     // The upstream repository is public: a read-only token of the build repository's
     // installation raises the rate limit, and reaches nothing else. Without one, upstream is
     // read anonymously.
     let token = match context.auth_for(&settings.build_repo.repo).await {
         Ok(Auth::Installation(installation)) => Some(
-            worker
+            context
                 .github
                 .installation_token(
                     installation,
@@ -41,15 +39,15 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
             None
         }
     };
-    let client = api_client(worker.github.base_url(), token.as_ref().map(|t| t.expose()))
-        .map_err(|e| StepError::Permanent(e.to_string()))?;
+    let client = api_client(
+        context.github.base_url(),
+        token.as_ref().map(|t| t.expose()),
+    )
+    .map_err(|e| StepError::Permanent(e.to_string()))?;
     let repo = &settings.upstream.repo;
-    let release = get_release(&client, repo, &context.version.tag())
-        .await
-        .map_err(classify)?;
-    let dir = context.work_dir();
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| StepError::Transient(format!("creating {}: {e}", dir.display())))?;
+    let release = get_release(&client, repo, &context.job.version.tag()).await?;
+    let dir = context.work_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(StepError::work_dir("creating", &dir))?;
     let mut checked = Vec::new();
     for arch in &settings.image.arches {
         let name = settings.upstream.asset_name(*arch);
@@ -59,18 +57,16 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
         }
         // Downloads land under their final name only once checked.
         let partial = dir.join(format!(".{name}.partial"));
-        let downloaded = download_checked(&client, repo, &release, &name, &partial, &|_, _| {})
-            .await
-            .map_err(classify)?;
-        std::fs::rename(&partial, &dest).map_err(|e| {
-            StepError::Transient(format!("keeping the download {}: {e}", dest.display()))
-        })?;
+        let downloaded =
+            download_checked(&client, repo, &release, &name, &partial, &|_, _| {}).await?;
+        std::fs::rename(&partial, &dest)
+            .map_err(StepError::work_dir("keeping the download", &dest))?;
         tracing::info!(job = context.job.id, asset = %name, size = downloaded.size, sha256 = %downloaded.sha256, checked_against = ?downloaded.checked_against, "downloaded and checked");
-        checked.push(json!({
-            "asset": name,
-            "sha256": downloaded.sha256,
-            "checked_against": downloaded.checked_against,
-        }));
+        checked.push(Download {
+            asset: name,
+            sha256: downloaded.sha256,
+            checked_against: downloaded.checked_against,
+        });
     }
     let notes: String = release
         .body
@@ -80,22 +76,14 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
         .take(NOTES_LINES)
         .collect::<Vec<_>>()
         .join("\n");
-    let mut fields = json!({
-        "upstream_release": release.html_url,
-        "upstream_notes": notes,
-    });
-    if !checked.is_empty() {
-        fields["downloads"] = json!(checked);
-    }
-    context.record(fields).await?;
+    context
+        .record(|result| {
+            result.upstream_release = Some(release.html_url);
+            result.upstream_notes = Some(notes);
+            if !checked.is_empty() {
+                result.downloads = Some(checked);
+            }
+        })
+        .await?;
     Ok(())
-}
-
-fn classify(error: AssetError) -> StepError {
-    match error {
-        AssetError::ReleaseLookup { .. }
-        | AssetError::Download { .. }
-        | AssetError::Write { .. } => StepError::Transient(error.to_string()),
-        other => StepError::Permanent(other.to_string()),
-    }
 }

@@ -2,13 +2,12 @@
 //! failed); each issue where a comment asked for the job gets one report, naming everyone
 //! who asked. A failed job is reported in both places too.
 
-use super::{JobContext, MAX_JOB_ATTEMPTS, StepError};
-use crate::database::DatabaseError;
+use super::{MAX_JOB_ATTEMPTS, StepContext, StepError};
 use crate::database::jobs::Job;
+use crate::database::{Database, DatabaseError};
 use crate::github::api::ApiError;
 use crate::github::issues::{close_issue, comment, find_open_issue};
-use crate::version::Version;
-use crate::worker::Worker;
+use crate::settings::Settings;
 use crate::worker::replies::{
     Asker, Audience, failed_consumers, job_failed, job_succeeded, tracking_issue_title,
 };
@@ -23,7 +22,7 @@ struct Askers {
 
 /// Everyone who asked for `job`: whoever started it (a commenter, a release's or a
 /// dispatch's sender) and the comments that joined it.
-async fn askers(worker: &Worker, job: &Job) -> Result<Askers, DatabaseError> {
+async fn askers(database: &Database, job: &Job) -> Result<Askers, DatabaseError> {
     let mut askers = Askers {
         users: Vec::new(),
         issues: Vec::new(),
@@ -64,7 +63,7 @@ async fn askers(worker: &Worker, job: &Job) -> Result<Askers, DatabaseError> {
         _ => None,
     };
     add(trigger.user.as_deref(), trigger_issue);
-    for request in worker.database.job_requests(job.id).await? {
+    for request in database.job_requests(job.id).await? {
         add(
             Some(&request.user),
             Some((&request.repository, request.issue_number)),
@@ -73,33 +72,33 @@ async fn askers(worker: &Worker, job: &Job) -> Result<Askers, DatabaseError> {
     Ok(askers)
 }
 
-fn audience<'a>(worker: &Worker, repo: &'a str) -> Audience<'a> {
-    if repo.eq_ignore_ascii_case(&worker.settings.build_repo.repo) {
+fn audience<'a>(settings: &Settings, repo: &'a str) -> Audience<'a> {
+    if repo.eq_ignore_ascii_case(&settings.build_repo.repo) {
         Audience::BuildRepository
     } else {
         Audience::Elsewhere(repo)
     }
 }
 
-pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), StepError> {
-    let worker = context.worker;
-    let repo = &worker.settings.build_repo.repo;
+pub async fn close_tracking_issue(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    let github = context.github;
+    let repo = &context.settings.build_repo.repo;
     let auth = context.auth_for(repo).await?;
-    let title = tracking_issue_title(&context.version);
+    let title = tracking_issue_title(&context.job.version);
     let Some(issue) = find_open_issue(
-        &worker.github,
+        github,
         auth,
         repo,
-        &worker.settings.schedule.tracking_label,
+        &context.settings.schedule.tracking_label,
         &title,
     )
     .await?
     else {
         return Ok(());
     };
-    let askers = askers(worker, &context.job).await?;
+    let askers = askers(context.database, &context.job).await?;
     comment(
-        &worker.github,
+        github,
         auth,
         repo,
         issue.number,
@@ -112,21 +111,12 @@ pub async fn close_tracking_issue(context: &mut JobContext<'_>) -> Result<(), St
     .await?;
     // A consumer left behind is not done: the issue stays open until a later run updates it.
     if failed_consumers(&context.job).is_empty() {
-        close_issue(&worker.github, auth, repo, issue.number).await?;
+        close_issue(github, auth, repo, issue.number).await?;
     }
     context
-        .record(serde_json::json!({ "tracking_issue": issue.html_url }))
+        .record(|result| result.tracking_issue = Some(issue.html_url))
         .await?;
     Ok(())
-}
-
-/// The issues (`owner/name#number`) listed under `key` in the job's result.
-fn issues_listed(context: &JobContext<'_>, key: &str) -> Vec<String> {
-    context
-        .result()
-        .get(key)
-        .and_then(|r| serde_json::from_value(r.clone()).ok())
-        .unwrap_or_default()
 }
 
 /// The end report, once to each issue a comment asked in. Each issue reported to is
@@ -136,47 +126,45 @@ fn issues_listed(context: &JobContext<'_>, key: &str) -> Vec<String> {
 /// removed from its repository) is logged and recorded under `report_failed`, and the
 /// others still get theirs. A transient failure runs the step again while the job has
 /// attempts left; after that it is recorded like the others.
-pub async fn reply(context: &mut JobContext<'_>) -> Result<(), StepError> {
-    let worker = context.worker;
-    let askers = askers(worker, &context.job).await?;
+pub async fn reply(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    let askers = askers(context.database, &context.job).await?;
     let mut transient = None;
     for (repository, issue) in &askers.issues {
         let done = format!("{repository}#{issue}");
-        if issues_listed(context, "reported_to").contains(&done)
-            || issues_listed(context, "report_failed").contains(&done)
-        {
+        let result = context.result();
+        if result.reported_to.contains(&done) || result.report_failed.contains(&done) {
             continue;
         }
-        let audience = audience(worker, repository);
+        let audience = audience(context.settings, repository);
         let users = Asker::visible_to(&askers.users, audience);
         let text = job_succeeded(&context.job, &users, audience);
         let posted = match context.auth_for(repository).await {
-            Ok(auth) => comment(&worker.github, auth, repository, *issue, &text)
+            Ok(auth) => comment(context.github, auth, repository, *issue, &text)
                 .await
                 .map_err(StepError::from),
             Err(error) => Err(error),
         };
-        let (key, error) = match posted {
-            Ok(()) => ("reported_to", None),
+        match posted {
+            Ok(()) => {
+                context
+                    .record(|result| result.reported_to.push(done))
+                    .await?
+            }
             Err(StepError::Interrupted) => return Err(StepError::Interrupted),
-            Err(StepError::Transient(error)) if context.job.attempts < MAX_JOB_ATTEMPTS => {
+            Err(error) if error.is_transient() && context.job.attempts < MAX_JOB_ATTEMPTS => {
                 tracing::warn!(job = context.job.id, issue = %done, %error, "the end report could not be posted; trying again later");
                 transient = Some(error);
-                continue;
             }
-            Err(StepError::Transient(error)) | Err(StepError::Permanent(error)) => {
-                ("report_failed", Some(error))
+            Err(error) => {
+                tracing::warn!(job = context.job.id, issue = %done, %error, "the end report could not be posted to this issue; the others still get theirs");
+                context
+                    .record(|result| result.report_failed.push(done))
+                    .await?
             }
-        };
-        if let Some(error) = error {
-            tracing::warn!(job = context.job.id, issue = %done, %error, "the end report could not be posted to this issue; the others still get theirs");
         }
-        let mut listed = issues_listed(context, key);
-        listed.push(done);
-        context.record(serde_json::json!({ key: listed })).await?;
     }
     match transient {
-        Some(error) => Err(StepError::Transient(error)),
+        Some(error) => Err(error),
         None => Ok(()),
     }
 }
@@ -185,8 +173,9 @@ pub async fn reply(context: &mut JobContext<'_>) -> Result<(), StepError> {
 /// An issue that already got the job's outcome (reported to before the failure) gets
 /// nothing more, and an issue that cannot be reached does not keep the others from theirs:
 /// its error is logged, and the last one returned.
-pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(), ApiError> {
-    let askers = match askers(worker, job).await {
+pub async fn report_failure(context: &StepContext<'_>, error: &str) -> Result<(), ApiError> {
+    let job = &context.job;
+    let askers = match askers(context.database, job).await {
         Ok(askers) => askers,
         Err(database) => {
             tracing::warn!(job = job.id, error = %database, "reading who asked for a failed job");
@@ -204,53 +193,44 @@ pub async fn report_failure(worker: &Worker, job: &Job, error: &str) -> Result<(
             }
         }
     };
-    let result = job.result.clone().unwrap_or_default();
-    let listed = |key: &str| -> Vec<String> {
-        result
-            .get(key)
-            .and_then(|r| serde_json::from_value(r.clone()).ok())
-            .unwrap_or_default()
-    };
-    let reported = listed("reported_to");
+    let result = context.result();
     let mut last_error = None;
     for (repository, issue) in &askers.issues {
-        if reported.contains(&format!("{repository}#{issue}")) {
+        if result
+            .reported_to
+            .contains(&format!("{repository}#{issue}"))
+        {
             continue;
         }
-        let Ok(auth) = worker.auth_for_repository(repository).await else {
+        let Ok(auth) = context.auth_for(repository).await else {
             tracing::warn!(job = job.id, repo = %repository, issue, "cannot act on the repository to report the failed job");
             continue;
         };
-        let audience = audience(worker, repository);
+        let audience = audience(context.settings, repository);
         let users = Asker::visible_to(&askers.users, audience);
         let text = job_failed(job, error, &users, audience);
-        if let Err(posting) = comment(&worker.github, auth, repository, *issue, &text).await {
+        if let Err(posting) = comment(context.github, auth, repository, *issue, &text).await {
             tracing::warn!(job = job.id, repo = %repository, issue, error = %posting, "reporting the failed job to an issue");
             last_error = Some(posting);
         }
     }
     // The tracking issue had the outcome already when the job failed after that step.
-    let tracked = result.get("tracking_issue").is_some();
-    let repo = &worker.settings.build_repo.repo;
-    if !tracked
-        && let (Ok(version), Ok(auth)) = (
-            job.version.parse::<Version>(),
-            worker.auth_for_repository(repo).await,
-        )
-    {
+    let tracked = result.tracking_issue.is_some();
+    let repo = &context.settings.build_repo.repo;
+    if !tracked && let Ok(auth) = context.auth_for(repo).await {
         let posted = match find_open_issue(
-            &worker.github,
+            context.github,
             auth,
             repo,
-            &worker.settings.schedule.tracking_label,
-            &tracking_issue_title(&version),
+            &context.settings.schedule.tracking_label,
+            &tracking_issue_title(&job.version),
         )
         .await
         {
             Ok(Some(issue)) => {
                 let users = Asker::visible_to(&askers.users, Audience::BuildRepository);
                 let text = job_failed(job, error, &users, Audience::BuildRepository);
-                comment(&worker.github, auth, repo, issue.number, &text).await
+                comment(context.github, auth, repo, issue.number, &text).await
             }
             Ok(None) => Ok(()),
             Err(error) => Err(error),

@@ -1,0 +1,384 @@
+//! What a build job has produced so far, stored whole as the job's `result` (JSON) after each
+//! step that adds to it, and read by the later steps, the replies, the status page and
+//! `/api/jobs`.
+//!
+//! Every field is absent until the step that makes it has run, so a job stopped part-way
+//! keeps what it had, and the stored JSON has the same keys the job API has always shown.
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+
+/// Everything a job has produced, field by field as its steps ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobResult {
+    /// `download`: the assets fetched by the latest run of the step (none when they were
+    /// there already), each with the digests it was checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<Vec<Download>>,
+    /// `download`: the upstream release's page (`null` when GitHub gave none).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub upstream_release: Option<Option<String>>,
+    /// `download`: the first lines of the upstream release notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_notes: Option<String>,
+    /// `build`: one image per architecture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<BuiltImage>>,
+    /// `upload`: how this build relates to what was published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Publication>,
+    /// `upload`: every file put in storage (absent when nothing was, as `unchanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploads: Option<Vec<Upload>>,
+    /// `manifest`: the commits of `SHA256SUMS` and its signature (empty: committed by an
+    /// earlier attempt already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_commits: Option<Vec<String>>,
+    /// `release`: the build repository's release page (`null` when GitHub gave none).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub release: Option<Option<String>>,
+    /// `release`: whether this job made the release (false: it was there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_created: Option<bool>,
+    /// `consumers`: each consumer repository's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Vec<ConsumerReport>>,
+    /// `tracking`: the tracking issue that got the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_issue: Option<String>,
+    /// `report`: the issues (`owner/name#number`) the end report was posted to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported_to: Vec<String>,
+    /// `report`: the issues the end report could not be posted to, for good.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report_failed: Vec<String>,
+}
+
+impl JobResult {
+    /// What a job has produced before its first step: nothing.
+    pub const NOTHING_YET: JobResult = JobResult {
+        downloads: None,
+        upstream_release: None,
+        upstream_notes: None,
+        images: None,
+        published: None,
+        uploads: None,
+        manifest_commits: None,
+        release: None,
+        release_created: None,
+        consumers: None,
+        tracking_issue: None,
+        reported_to: Vec::new(),
+        report_failed: Vec::new(),
+    };
+
+    /// The consumer repositories whose update failed for good.
+    pub fn failed_consumers(&self) -> Vec<&str> {
+        self.consumers
+            .iter()
+            .flatten()
+            .filter(|consumer| matches!(consumer.outcome, ConsumerOutcome::Failed { .. }))
+            .map(|consumer| consumer.repo.as_str())
+            .collect()
+    }
+}
+
+/// An upstream asset, downloaded and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Download {
+    pub asset: String,
+    pub sha256: String,
+    /// Where the digests it matched came from.
+    pub checked_against: Vec<String>,
+}
+
+/// An image this job built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltImage {
+    #[serde(with = "as_text")]
+    pub arch: Arch,
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The hash of the Alloy binary inside it.
+    pub binary_sha256: String,
+    /// Where hosts download it.
+    pub url: String,
+}
+
+/// How a build relates to what is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Publication {
+    /// Listed with the same hashes: nothing to do.
+    Unchanged,
+    /// Not listed yet.
+    New,
+    /// Listed with other hashes, replaced by `/rebuild`.
+    Replaced,
+}
+
+/// A file put in storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upload {
+    pub key: String,
+    /// False when storage held the same content already.
+    pub uploaded: bool,
+}
+
+/// What became of one consumer repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerReport {
+    /// `owner/name`.
+    pub repo: String,
+    /// The Butane file updated (or, for an enrollment that failed, the enrollment file).
+    pub path: String,
+    #[serde(flatten)]
+    pub outcome: ConsumerOutcome,
+}
+
+/// The outcome of one consumer's update, stored under `outcome` by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome")]
+pub enum ConsumerOutcome {
+    /// A pull request was opened.
+    #[serde(rename = "opened")]
+    Opened {
+        from: String,
+        image: String,
+        pull_request: String,
+    },
+    /// The open pull request got a new commit, title or body.
+    #[serde(rename = "updated")]
+    Updated {
+        from: String,
+        image: String,
+        pull_request: String,
+    },
+    /// The open pull request already held this update.
+    #[serde(rename = "unchanged")]
+    Unchanged {
+        from: String,
+        image: String,
+        pull_request: String,
+    },
+    /// The file pins this version and hash already.
+    #[serde(rename = "up to date")]
+    UpToDate { from: String, image: String },
+    /// The file pins a newer version, which is never downgraded.
+    #[serde(rename = "pins a newer version")]
+    PinsNewer { from: String, image: String },
+    /// The repository's enrollment file failed its checks.
+    #[serde(rename = "refused")]
+    Refused { error: String },
+    /// The update failed; `will_retry` when the job is retried for it.
+    #[serde(rename = "failed")]
+    Failed {
+        error: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        will_retry: bool,
+    },
+}
+
+impl ConsumerOutcome {
+    /// The outcome's name, as stored and shown.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConsumerOutcome::Opened { .. } => "opened",
+            ConsumerOutcome::Updated { .. } => "updated",
+            ConsumerOutcome::Unchanged { .. } => "unchanged",
+            ConsumerOutcome::UpToDate { .. } => "up to date",
+            ConsumerOutcome::PinsNewer { .. } => "pins a newer version",
+            ConsumerOutcome::Refused { .. } => "refused",
+            ConsumerOutcome::Failed { .. } => "failed",
+        }
+    }
+
+    /// The pull request's address, when there is one.
+    pub fn pull_request(&self) -> Option<&str> {
+        match self {
+            ConsumerOutcome::Opened { pull_request, .. }
+            | ConsumerOutcome::Updated { pull_request, .. }
+            | ConsumerOutcome::Unchanged { pull_request, .. } => Some(pull_request),
+            _ => None,
+        }
+    }
+
+    /// The error, when the update failed or was refused.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            ConsumerOutcome::Refused { error } | ConsumerOutcome::Failed { error, .. } => {
+                Some(error)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// (De)serializes a value by its text form (`Display` and `FromStr`), as versions and
+/// architectures are stored.
+pub(crate) mod as_text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(deserializer: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads a field that is there, even as `null`, as `Some`: `Some(None)` is "the step ran and
+/// GitHub gave no address", told apart from a field still absent.
+fn present<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A result exactly as stored before it was typed, by a job that ran every step.
+    fn stored_whole() -> serde_json::Value {
+        json!({
+            "downloads": [{
+                "asset": "alloy-linux-amd64.zip",
+                "sha256": "a".repeat(64),
+                "checked_against": ["SHA256SUMS of the release"],
+            }],
+            "upstream_release": "https://github.com/grafana/alloy/releases/tag/v1.18.0",
+            "upstream_notes": "release notes",
+            "images": [{
+                "arch": "amd64",
+                "file": "alloy-1.18.0-amd64.raw",
+                "size": 4096,
+                "sha256": "b".repeat(64),
+                "binary_sha256": "c".repeat(64),
+                "url": "https://images.example/alloy-1.18.0-amd64.raw",
+            }],
+            "published": "new",
+            "uploads": [
+                {"key": "alloy-1.18.0-amd64.raw.sha256", "uploaded": true},
+                {"key": "alloy-1.18.0-amd64.raw", "uploaded": false},
+            ],
+            "manifest_commits": ["0123abcd", "4567ef01"],
+            "release": "https://github.com/o/build/releases/tag/v1.18.0",
+            "release_created": true,
+            "consumers": [
+                {"repo": "o/opened", "path": "a.bu", "from": "1.14.2", "image": "alloy-1.18.0-amd64.raw", "outcome": "opened", "pull_request": "https://github.com/o/opened/pull/1"},
+                {"repo": "o/updated", "path": "a.bu", "from": "1.14.2", "image": "alloy-1.18.0-amd64.raw", "outcome": "updated", "pull_request": "https://github.com/o/updated/pull/2"},
+                {"repo": "o/unchanged", "path": "a.bu", "from": "1.14.2", "image": "alloy-1.18.0-amd64.raw", "outcome": "unchanged", "pull_request": "https://github.com/o/unchanged/pull/3"},
+                {"repo": "o/current", "path": "a.bu", "from": "1.18.0", "image": "alloy-1.18.0-amd64.raw", "outcome": "up to date"},
+                {"repo": "o/newer", "path": "a.bu", "from": "1.19.0", "image": "alloy-1.18.0-amd64.raw", "outcome": "pins a newer version"},
+                {"repo": "o/refused", "path": ".github/alloy-sysext.toml", "outcome": "refused", "error": ".github/alloy-sysext.toml: bad"},
+                {"repo": "o/unread", "path": ".github/alloy-sysext.toml", "outcome": "failed", "error": "reading .github/alloy-sysext.toml: GitHub answered 500"},
+                {"repo": "o/busy", "path": "a.bu", "outcome": "failed", "error": "GitHub answered 502", "will_retry": true},
+            ],
+            "tracking_issue": "https://github.com/o/build/issues/1",
+            "reported_to": ["o/build#1"],
+            "report_failed": ["o/locked#2"],
+        })
+    }
+
+    #[test]
+    fn a_result_stored_before_it_was_typed_loads_and_is_written_back_the_same() {
+        let stored = stored_whole();
+        let result: JobResult = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(result.images.as_ref().unwrap()[0].arch, Arch::Amd64);
+        assert_eq!(result.published, Some(Publication::New));
+        let consumers = result.consumers.as_ref().unwrap();
+        assert_eq!(
+            consumers
+                .iter()
+                .map(|c| c.outcome.name())
+                .collect::<Vec<_>>(),
+            [
+                "opened",
+                "updated",
+                "unchanged",
+                "up to date",
+                "pins a newer version",
+                "refused",
+                "failed",
+                "failed"
+            ]
+        );
+        assert_eq!(
+            consumers[7].outcome,
+            ConsumerOutcome::Failed {
+                error: "GitHub answered 502".into(),
+                will_retry: true
+            }
+        );
+        assert_eq!(result.failed_consumers(), ["o/unread", "o/busy"]);
+        assert_eq!(serde_json::to_value(&result).unwrap(), stored);
+    }
+
+    #[test]
+    fn a_result_of_a_job_stopped_part_way_loads() {
+        // Stopped in `manifest` after an unchanged upload: no commits, no release yet.
+        let stored = json!({
+            "upstream_release": "https://github.com/grafana/alloy/releases/tag/v1.18.0",
+            "upstream_notes": "",
+            "images": stored_whole()["images"].clone(),
+            "published": "unchanged",
+        });
+        let result: JobResult = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(result.published, Some(Publication::Unchanged));
+        assert!(result.consumers.is_none() && result.release.is_none());
+        assert!(result.upstream_release.is_some());
+        assert_eq!(serde_json::to_value(&result).unwrap(), stored);
+        // Committed by an earlier attempt: an empty list, kept as such.
+        let stored = json!({"manifest_commits": [], "release": null, "release_created": false});
+        let result: JobResult = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(result.manifest_commits, Some(Vec::new()));
+        assert_eq!(result.release, Some(None));
+        assert_eq!(serde_json::to_value(&result).unwrap(), stored);
+        // Nothing yet.
+        assert_eq!(
+            serde_json::from_value::<JobResult>(json!({})).unwrap(),
+            JobResult::NOTHING_YET
+        );
+    }
+
+    #[test]
+    fn a_malformed_result_is_refused_rather_than_dropped() {
+        let mut stored = stored_whole();
+        stored["consumers"][0]["outcome"] = json!("merged");
+        assert!(serde_json::from_value::<JobResult>(stored).is_err());
+        let mut stored = stored_whole();
+        stored["images"][0]["arch"] = json!("sparc");
+        assert!(serde_json::from_value::<JobResult>(stored).is_err());
+    }
+}

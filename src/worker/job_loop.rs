@@ -1,0 +1,174 @@
+//! The job queue's loop: takes the next runnable job, claims it, runs its steps in order
+//! from the one it is at, and ends it, retries it later with a growing wait, or leaves it
+//! to resume on the next start. What each step does is in [`super::pipeline`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Worker;
+use super::pipeline::{
+    MAX_JOB_ATTEMPTS, RepositoryAccess, Step, StepContext, StepError, has_inputs, report_failure,
+    run_step,
+};
+use crate::database::DatabaseError;
+use crate::database::jobs::Job;
+use crate::github::api::Auth;
+
+impl RepositoryAccess for Worker {
+    fn auth_for<'a>(
+        &'a self,
+        repo: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Auth, StepError>> + Send + 'a>> {
+        Box::pin(self.auth_for_repository(repo))
+    }
+}
+
+impl Worker {
+    /// Runs jobs one at a time until `shutdown` turns true.
+    pub(super) async fn job_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.database.next_runnable_job().await {
+                Ok(Some(job)) => {
+                    self.run_job(job, &shutdown).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "reading the job queue"),
+            }
+            tokio::select! {
+                () = self.jobs_queued.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// What the steps of `job` work with.
+    fn step_context(&self, job: Job) -> StepContext<'_> {
+        StepContext {
+            github: &self.github,
+            storage: &self.storage,
+            settings: &self.settings,
+            signing_key: &self.signing_key,
+            database: &self.database,
+            access: self,
+            work_dir: self.work_dir(job.id),
+            job,
+        }
+    }
+
+    /// Runs `job` from the step it is at until it ends, waits for a retry, or the server
+    /// stops.
+    async fn run_job(&self, job: Job, shutdown: &watch::Receiver<bool>) {
+        let id = job.id;
+        // Run the job as claimed, not as read before: a `/rebuild` may have joined it since.
+        let job = match self.database.claim_job(id).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                tracing::info!(job = id, "the job is no longer runnable; not started");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(job = id, %error, "could not start the job");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return;
+            }
+        };
+        let attempts = job.attempts;
+        // `attempts` counts this attempt already.
+        tracing::info!(job = id, version = %job.version, rebuild = job.rebuild, attempt = job.attempts, resumed_at = ?job.step, "job started");
+        let outcome = self.run_steps(job, shutdown).await;
+        let metrics = crate::metrics::global();
+        let result = match outcome {
+            Ok(()) => self.database.finish_job(id, None).await.map(|()| {
+                metrics.job("succeeded");
+                tracing::info!(job = id, "job succeeded");
+            }),
+            Err(StepError::Interrupted) => {
+                tracing::info!(job = id, "stopping; the job resumes on the next start");
+                Ok(())
+            }
+            Err(error) if error.is_transient() && attempts < MAX_JOB_ATTEMPTS => {
+                // The first retry waits `job_retry_delay`, each later one twice as long.
+                let delay = self.job_retry_delay * 2u32.pow((attempts.max(1) as u32 - 1).min(10));
+                tracing::warn!(job = id, %error, retry_in_seconds = delay.as_secs(), "job failed; it will be retried");
+                metrics.job("retrying");
+                self.database
+                    .retry_job_later(id, &error.to_string(), &crate::timestamp::after(delay))
+                    .await
+            }
+            Err(error) => {
+                tracing::error!(job = id, %error, "job failed");
+                metrics.job("failed");
+                self.fail_job(id, &error.to_string()).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(job = id, %error, "could not record the job's outcome");
+        }
+    }
+
+    /// Runs the steps of `job` from the one it is at; from `download` when that step needs
+    /// the work directory and it is gone.
+    async fn run_steps(&self, job: Job, shutdown: &watch::Receiver<bool>) -> Result<(), StepError> {
+        let mut context = self.step_context(job);
+        let mut first = context.job.step.unwrap_or(Step::Download);
+        if !has_inputs(first, &context) {
+            tracing::info!(job = context.job.id, step = %first, "the work directory lacks what this step reads; starting again at download");
+            first = Step::Download;
+        }
+        for step in first.from_here() {
+            if *shutdown.borrow() {
+                return Err(StepError::Interrupted);
+            }
+            let id = context.job.id;
+            self.database.set_job_step(id, step).await?;
+            let attempt = context.job.attempts;
+            self.database.start_step(id, step, attempt).await?;
+            context.job.step = Some(step);
+            tracing::info!(job = id, %step, "step");
+            let started = std::time::Instant::now();
+            let ran = run_step(step, &mut context).await;
+            let took = started.elapsed();
+            let outcome = match &ran {
+                Ok(()) => "ok",
+                Err(StepError::Interrupted) => "interrupted",
+                Err(_) => "error",
+            };
+            if outcome != "interrupted" {
+                crate::metrics::global().step(step, ran.is_ok(), took);
+            }
+            if let Err(error) = self
+                .database
+                .finish_step(id, step, attempt, outcome, took.as_secs_f64())
+                .await
+            {
+                tracing::warn!(job = id, %step, %error, "could not record the step's duration");
+            }
+            ran?;
+        }
+        let _ = std::fs::remove_dir_all(&context.work_dir);
+        Ok(())
+    }
+
+    /// Ends the job as failed and tells whoever asked.
+    async fn fail_job(&self, id: i64, error: &str) -> Result<(), DatabaseError> {
+        self.database.finish_job(id, Some(error)).await?;
+        // The job will not run again: its downloads and build output go.
+        let _ = std::fs::remove_dir_all(self.work_dir(id));
+        let Some(job) = self.database.job(id).await? else {
+            return Ok(());
+        };
+        if let Err(reply_error) = report_failure(&self.step_context(job), error).await {
+            tracing::error!(job = id, error = %reply_error, "could not report the failed job");
+        }
+        Ok(())
+    }
+}

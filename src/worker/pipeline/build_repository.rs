@@ -1,0 +1,89 @@
+//! The build repository's `SHA256SUMS` and `SHA256SUMS.gpg` as published: read by
+//! `upload` (is this build published already? may this server sign over it?) and by
+//! `manifest` (what to merge into, what to replace).
+
+use super::{StepContext, StepError};
+use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
+use crate::github::api::Auth;
+use crate::github::contents::{RepoFile, read_file};
+use crate::manifest::Manifest;
+use crate::signing::detached::SignatureIssuers;
+
+/// The build repository's `SHA256SUMS` (empty when there is none yet), and the file as
+/// read, to write over.
+pub async fn published_manifest(
+    context: &StepContext<'_>,
+) -> Result<(Manifest, Option<RepoFile>), StepError> {
+    let settings = context.settings;
+    let repo = &settings.build_repo.repo;
+    let auth = context.auth_for(repo).await?;
+    let file = read_file(
+        context.github,
+        auth,
+        repo,
+        &settings.build_repo.branch,
+        MANIFEST_FILE,
+    )
+    .await?;
+    let manifest = match &file {
+        Some(file) => Manifest::parse(&String::from_utf8_lossy(&file.content)).map_err(|e| {
+            StepError::Permanent(format!("{MANIFEST_FILE} in {repo} cannot be read: {e}"))
+        })?,
+        None => Manifest::default(),
+    };
+    Ok((manifest, file))
+}
+
+/// The build repository's `SHA256SUMS.gpg`, if there is one.
+pub async fn published_signature(
+    context: &StepContext<'_>,
+    auth: Auth,
+) -> Result<Option<RepoFile>, StepError> {
+    let settings = context.settings;
+    Ok(read_file(
+        context.github,
+        auth,
+        &settings.build_repo.repo,
+        &settings.build_repo.branch,
+        MANIFEST_SIGNATURE_FILE,
+    )
+    .await?)
+}
+
+/// Refuses to publish over a `SHA256SUMS.gpg` made by a key other than the server's, unless
+/// `publish.replace_signatures_by` names that key: hosts check the manifest against the keys
+/// they trust, so a manifest signed by a key they do not know stops every update. (A server
+/// started without `GPG_PRIVATE_KEY` makes a key of its own; this is what keeps that key
+/// from reaching hosts by mistake.) `upload` runs it before it puts anything in storage, and
+/// this step again on the signature it is about to replace.
+pub fn check_published_signer(
+    context: &StepContext<'_>,
+    repo: &str,
+    published: &[u8],
+) -> Result<(), StepError> {
+    let ours = context.signing_key.public_key();
+    let allowed = &context.settings.publish.replace_signatures_by;
+    let issuers = match ours.issued(published) {
+        Ok(true) => return Ok(()),
+        Ok(false) => SignatureIssuers::of(published),
+        Err(error) => Err(error),
+    };
+    let issuers = match issuers {
+        Ok(issuers) => issuers,
+        Err(error) => {
+            // Perhaps a format this server cannot read, made by a key hosts trust.
+            return Err(StepError::Permanent(format!(
+                "{MANIFEST_SIGNATURE_FILE} in {repo} cannot be read ({error}), so whether hosts trust this server's key ({}) is unknown; nothing was published. If they do, delete {MANIFEST_SIGNATURE_FILE} from {repo} and run the build again.",
+                context.signing_key.signing_fingerprint()
+            )));
+        }
+    };
+    if allowed.iter().any(|key| issuers.named_by(key)) {
+        tracing::warn!(job = context.job.id, previous = %issuers, ours = %context.signing_key.signing_fingerprint(), "replacing the published {MANIFEST_SIGNATURE_FILE} made by a listed earlier key");
+        return Ok(());
+    }
+    Err(StepError::Permanent(format!(
+        "{MANIFEST_SIGNATURE_FILE} in {repo} was signed by {issuers}, but this server signs with {}: hosts that trust the earlier key would refuse every update signed with this one, so nothing was published. Give the server the key hosts trust (GPG_PRIVATE_KEY or SIGNING_KEY_PATH); to change keys on purpose, add the new public key to every host's keyring first, then list the earlier key in publish.replace_signatures_by.",
+        context.signing_key.signing_fingerprint()
+    )))
+}

@@ -1,0 +1,73 @@
+//! What a step works with: the job, its work directory, and the few services a step needs
+//! (GitHub, storage, the settings, the signing key, the database to record the result in).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::StepError;
+use super::consumers::UPDATE_BRANCH_PREFIX;
+use crate::database::job_result::JobResult;
+use crate::database::jobs::Job;
+use crate::database::{Database, DatabaseError};
+use crate::github::api::{Auth, GitHubApi};
+use crate::settings::Settings;
+use crate::signing::SigningKey;
+use crate::storage::Storage;
+
+/// How the App may act on a repository: as the installation that has it.
+pub trait RepositoryAccess: Sync {
+    fn auth_for<'a>(
+        &'a self,
+        repo: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Auth, StepError>> + Send + 'a>>;
+}
+
+/// One job, as its steps see it.
+pub struct StepContext<'a> {
+    pub github: &'a GitHubApi,
+    pub storage: &'a Storage,
+    pub settings: &'a Settings,
+    pub signing_key: &'a Arc<SigningKey>,
+    pub database: &'a Database,
+    pub access: &'a dyn RepositoryAccess,
+    pub job: Job,
+    /// Where this job keeps its downloads and build output.
+    pub work_dir: PathBuf,
+}
+
+impl StepContext<'_> {
+    /// Where the build writes its files.
+    pub fn out_dir(&self) -> PathBuf {
+        self.work_dir.join("out")
+    }
+
+    /// The job's result so far.
+    pub fn result(&self) -> &JobResult {
+        static NOTHING_YET: JobResult = JobResult::NOTHING_YET;
+        self.job.result.as_ref().unwrap_or(&NOTHING_YET)
+    }
+
+    /// Changes the result with `change` and stores it whole.
+    pub async fn record(
+        &mut self,
+        change: impl FnOnce(&mut JobResult),
+    ) -> Result<(), DatabaseError> {
+        let mut result = self.result().clone();
+        change(&mut result);
+        self.database.set_job_result(self.job.id, &result).await?;
+        self.job.result = Some(result);
+        Ok(())
+    }
+
+    /// How the job acts on `repo`: the installation that has it.
+    pub async fn auth_for(&self, repo: &str) -> Result<Auth, StepError> {
+        self.access.auth_for(repo).await
+    }
+
+    /// `feature/update-alloy-sysext-to-X.Y.Z`.
+    pub fn update_branch(&self) -> String {
+        format!("{UPDATE_BRANCH_PREFIX}{}", self.job.version)
+    }
+}

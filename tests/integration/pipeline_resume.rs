@@ -1,0 +1,333 @@
+//! The release pipeline of `pipeline.rs` with two architectures, and killed (SIGKILL) in
+//! the middle of each step that changes what others see: `upload`, `manifest` and
+//! `consumers`. Restarted, the job finishes, and everything it publishes is there once.
+
+use std::fs;
+use std::time::Duration;
+
+use alloy_sysext_automation::arch::Arch;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+use crate::fake_github::{Asset, Failure};
+use crate::pipeline::{
+    BUILD_REPO, GHOST, INFISICAL, INFISICAL_PATH, VERSION, World, assert_published, wait_for_jobs,
+};
+use crate::serve_process::Server;
+
+/// The fake GitHub has seen a request `method path` (its answer may still be delayed).
+fn asked(world: &World, method: &str, path: &str) -> bool {
+    world
+        .github
+        .requests()
+        .iter()
+        .any(|r| r.method == method && r.path == path)
+}
+
+/// Runs the release job in a server killed once `killed_when` holds (while `step` runs),
+/// does `meanwhile` (the server stopped), then runs it in a second server; gives the
+/// finished job, as `/api/jobs/1` shows it.
+fn kill_in(
+    world: &World,
+    step: &str,
+    killed_when: impl Fn() -> bool,
+    meanwhile: impl FnOnce(),
+) -> (Value, Server) {
+    let server = world.start_server();
+    server.deliver("release-kill", "release", &world.release_payload());
+    server.wait_for(
+        &format!("the {step} step, at the request to stop in"),
+        Duration::from_secs(120),
+        || server.get("/api/jobs/1").json()["step"] == step && killed_when(),
+    );
+    let data_dir = server.kill();
+    assert_eq!(data_dir, world.data.path());
+    meanwhile();
+    let restarted = world.start_server();
+    let jobs = wait_for_jobs(&restarted, 1);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_eq!(jobs[0]["attempts"], 2, "{}", jobs[0]);
+    let job = restarted.get("/api/jobs/1").json();
+    (job, restarted)
+}
+
+/// The build repository's commits since `before`: the manifest's and its signature's, once.
+fn assert_manifest_committed_once(world: &World, before: usize) {
+    // Newest first.
+    let commits = world.github.commits(BUILD_REPO, "main");
+    let messages: Vec<&str> = commits[..commits.len() - before]
+        .iter()
+        .rev()
+        .map(|c| c.message.as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "chore: publish alloy 1.18.0 in SHA256SUMS",
+            "chore: sign SHA256SUMS for alloy 1.18.0"
+        ],
+        "{commits:?}"
+    );
+}
+
+#[test]
+fn a_kill_in_the_upload_step_resumes_and_publishes_once() {
+    let world = World::new();
+    let before = world.github.commits(BUILD_REPO, "main").len();
+    // The upload step reads the published signature before it puts anything in storage.
+    let signature = format!("/repos/{BUILD_REPO}/contents/SHA256SUMS.gpg");
+    world
+        .github
+        .fail_next("GET", &signature, Failure::Delay(Duration::from_secs(5)));
+    let (job, _server) = kill_in(&world, "upload", || asked(&world, "GET", &signature), || {});
+    assert_published(&world, &job);
+    assert_manifest_committed_once(&world, before);
+}
+
+#[test]
+fn a_kill_in_the_manifest_step_with_the_work_directory_gone_builds_again_and_commits_once() {
+    let world = World::new();
+    let before = world.github.commits(BUILD_REPO, "main").len();
+    // Killed between the manifest's commit and its signature's.
+    let signature = format!("/repos/{BUILD_REPO}/contents/SHA256SUMS.gpg");
+    world
+        .github
+        .fail_next("PUT", &signature, Failure::Delay(Duration::from_secs(5)));
+    let work = world.data.path().join("work").join("job-1");
+    let (job, _server) = kill_in(
+        &world,
+        "manifest",
+        || asked(&world, "PUT", &signature),
+        || {
+            // The build output is lost with the work directory: the job cannot finish the
+            // manifest from it, and starts again at the download.
+            assert!(work.join("out").is_dir(), "{}", work.display());
+            fs::remove_dir_all(&work).unwrap();
+        },
+    );
+    let second: Vec<&str> = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|run| run["attempt"] == 2)
+        .map(|run| run["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        second,
+        [
+            "download",
+            "build",
+            "upload",
+            "manifest",
+            "release",
+            "consumers",
+            "tracking",
+            "report"
+        ],
+        "{job}"
+    );
+    // Reproducible: the second build is the published one, so nothing is uploaded again.
+    assert_eq!(job["result"]["published"], "unchanged", "{job}");
+    assert_published(&world, &job);
+    assert_manifest_committed_once(&world, before);
+    assert!(!work.exists(), "the finished job's work directory goes");
+}
+
+#[test]
+fn a_kill_in_the_consumers_step_resumes_and_opens_each_pull_request_once() {
+    let world = World::new();
+    let before = world.github.commits(BUILD_REPO, "main").len();
+    let pulls = format!("/repos/{GHOST}/pulls");
+    world
+        .github
+        .fail_next("POST", &pulls, Failure::Delay(Duration::from_secs(5)));
+    let (job, _server) = kill_in(&world, "consumers", || asked(&world, "POST", &pulls), || {});
+    // assert_published: one release, one pull request per consumer, the tracking issue
+    // closed.
+    assert_published(&world, &job);
+    assert_manifest_committed_once(&world, before);
+    for repo in [GHOST, INFISICAL] {
+        let consumer = job["result"]["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["repo"] == repo)
+            .cloned()
+            .unwrap_or_else(|| panic!("{repo}: {job}"));
+        let pull = &world.github.pulls(repo)[0];
+        assert!(
+            consumer["pull_request"]
+                .as_str()
+                .is_some_and(|url| url.ends_with(&format!("/pull/{}", pull.number))),
+            "{consumer}"
+        );
+    }
+}
+
+#[test]
+fn two_architectures_are_built_uploaded_listed_and_pinned() {
+    let world = World::new();
+    let mut settings = fs::read_to_string(&world.config).unwrap();
+    settings.push_str("[image]\narches = [\"amd64\", \"arm64\"]\n");
+    fs::write(&world.config, settings).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let assets: Vec<Asset> = [Arch::Amd64, Arch::Arm64]
+        .into_iter()
+        .map(|arch| {
+            let (zip, _) = upstream_zip(work.path(), arch, 256 << 10);
+            let data = fs::read(zip).unwrap();
+            Asset {
+                name: format!("alloy-linux-{arch}.zip"),
+                digest: Some(format!("sha256:{}", hex::encode(Sha256::digest(&data)))),
+                data,
+            }
+        })
+        .collect();
+    world
+        .github
+        .add_release("grafana/alloy", &format!("v{VERSION}"), assets);
+    // One consumer pins the arm64 image.
+    let ghost = fs::read_to_string(fixture("real-world/ghost.bu")).unwrap();
+    world.github.set_file(
+        INFISICAL,
+        "main",
+        INFISICAL_PATH,
+        ghost.replace("-amd64.raw", "-arm64.raw"),
+    );
+    let server = world.start_server();
+    server.deliver("release-arches", "release", &world.release_payload());
+    let jobs = wait_for_jobs(&server, 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+
+    let keys = world.s3.keys();
+    let mut hashes = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let image = format!("alloy-1.18.0-{arch}.raw");
+        for key in [
+            image.clone(),
+            format!("{image}.sha256"),
+            format!("{image}.asc"),
+        ] {
+            assert!(keys.contains(&key), "{key} missing: {keys:?}");
+        }
+        let (data, _) = world.s3.object(&image).unwrap();
+        hashes.push((arch, image, hex::encode(Sha256::digest(&data))));
+    }
+    let (manifest, _) = world.s3.object("SHA256SUMS").unwrap();
+    let manifest = String::from_utf8(manifest).unwrap();
+    for (_, image, sha256) in &hashes {
+        assert!(
+            manifest.contains(&format!("{sha256}  {image}")),
+            "{image}: {manifest}"
+        );
+    }
+    assert_eq!(
+        world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap(),
+        manifest.as_bytes()
+    );
+    let releases = world.github.releases(BUILD_REPO);
+    assert_eq!(releases.len(), 1);
+    for (_, image, sha256) in &hashes {
+        assert!(
+            releases[0].body.contains(image.as_str()) && releases[0].body.contains(sha256.as_str()),
+            "{image}: {}",
+            releases[0].body
+        );
+    }
+    // Each consumer gets the image of the architecture it pins.
+    for (repo, (arch, image, sha256)) in [(GHOST, &hashes[0]), (INFISICAL, &hashes[1])] {
+        let pulls = world.github.pulls(repo);
+        assert_eq!(pulls.len(), 1, "{repo}: {pulls:?}");
+        assert!(
+            pulls[0].body.contains(sha256.as_str()),
+            "{arch}: {}",
+            pulls[0].body
+        );
+        let diff = world.github.pull_diff(repo, pulls[0].number);
+        let added = &diff[0].2;
+        assert!(
+            added
+                .iter()
+                .any(|l| l.trim() == format!("hash: sha256-{sha256}")),
+            "{repo}: {added:?}"
+        );
+        assert!(
+            added.iter().any(|l| l.contains(image.as_str())),
+            "{added:?}"
+        );
+    }
+
+    // The job API shows the result under the keys it always had, each image with its
+    // fields, each consumer with its outcome.
+    let job = server.get("/api/jobs/1").json();
+    let result = job["result"].as_object().unwrap();
+    let mut keys: Vec<&str> = result.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "consumers",
+            "downloads",
+            "images",
+            "manifest_commits",
+            "published",
+            "release",
+            "release_created",
+            "tracking_issue",
+            "uploads",
+            "upstream_notes",
+            "upstream_release"
+        ],
+        "{job}"
+    );
+    assert_eq!(job["version"], VERSION);
+    assert_eq!(job["step"], "report");
+    assert_eq!(result["published"], "new");
+    assert_eq!(result["release_created"], true);
+    assert_eq!(result["upstream_notes"], "release notes");
+    for (index, (arch, image, sha256)) in hashes.iter().enumerate() {
+        let shown = &result["images"][index];
+        assert_eq!(shown["arch"], *arch, "{shown}");
+        assert_eq!(shown["file"], *image, "{shown}");
+        assert_eq!(shown["sha256"], *sha256, "{shown}");
+        assert!(shown["size"].as_u64().is_some_and(|s| s > 0), "{shown}");
+        assert!(
+            shown["binary_sha256"]
+                .as_str()
+                .is_some_and(|s| s.len() == 64)
+        );
+        assert!(shown["url"].as_str().unwrap().ends_with(image.as_str()));
+        let download = &result["downloads"][index];
+        assert_eq!(download["asset"], format!("alloy-linux-{arch}.zip"));
+    }
+    for (repo, (_, image, _)) in [(GHOST, &hashes[0]), (INFISICAL, &hashes[1])] {
+        let consumer = result["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["repo"] == repo)
+            .unwrap();
+        let mut fields: Vec<&str> = consumer
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            ["from", "image", "outcome", "path", "pull_request", "repo"],
+            "{consumer}"
+        );
+        assert_eq!(consumer["outcome"], "opened");
+        assert_eq!(consumer["from"], "1.14.2");
+        assert_eq!(consumer["image"], *image);
+    }
+    assert_eq!(
+        result["manifest_commits"].as_array().map(Vec::len),
+        Some(2),
+        "{job}"
+    );
+}
