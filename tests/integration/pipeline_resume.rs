@@ -128,8 +128,9 @@ fn a_kill_in_the_manifest_step_with_the_work_directory_gone_builds_again_and_com
         ],
         "{job}"
     );
-    // Reproducible: the second build is the published one, so nothing is uploaded again.
-    assert_eq!(job["result"]["published"], "unchanged", "{job}");
+    // Reproducible: the second build is the one the first attempt published, so nothing is
+    // uploaded again, and the job still reports what its first attempt published.
+    assert_eq!(job["result"]["published"], "new", "{job}");
     assert_published(&world, &job);
     assert_manifest_committed_once(&world, before);
     assert!(!work.exists(), "the finished job's work directory goes");

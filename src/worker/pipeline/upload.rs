@@ -60,8 +60,12 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             job = context.job.id,
             "this build is published already with the same hashes; nothing to upload"
         );
+        // An earlier attempt of this job that published these hashes, then stopped, keeps
+        // its word: the job published them, and its report says so.
         context
-            .record(|result| result.published = Some(publication))
+            .record(|result| {
+                result.published.get_or_insert(publication);
+            })
             .await?;
         return Ok(());
     }
