@@ -5,9 +5,7 @@ use serde_json::json;
 use super::{JobContext, StepError};
 use crate::arch::Arch;
 use crate::github::api::Auth;
-use crate::github::client::api_client;
-use crate::github::release_asset::{AssetError, download_checked, get_release};
-use crate::github::token_scope::TokenScope;
+use crate::github::release_asset::{AssetError, PublicReleases};
 
 /// Release notes carried into the build repository's release: at most this many lines.
 const NOTES_LINES: usize = 100;
@@ -25,26 +23,22 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
     // The upstream repository is public: a read-only token of the build repository's
     // installation raises the rate limit, and reaches nothing else. Without one, upstream is
     // read anonymously.
-    let token = match context.auth_for(&settings.build_repo.repo).await {
-        Ok(Auth::Installation(installation)) => Some(
-            worker
-                .github
-                .installation_token(
-                    installation,
-                    &TokenScope::reading_public_data_as(&settings.build_repo.repo),
-                )
-                .await?,
-        ),
-        Ok(_) => None,
+    let auth = match context.auth_for(&settings.build_repo.repo).await {
+        Ok(auth @ Auth::Installation(_)) => auth,
+        Ok(_) => Auth::Anonymous,
         Err(error) => {
             tracing::warn!(job = context.job.id, error = ?error, "no installation token for reading upstream; reading it anonymously");
-            None
+            Auth::Anonymous
         }
     };
-    let client = api_client(worker.github.base_url(), token.as_ref().map(|t| t.expose()))
-        .map_err(|e| StepError::Permanent(e.to_string()))?;
-    let repo = &settings.upstream.repo;
-    let release = get_release(&client, repo, &context.version.tag())
+    let upstream = PublicReleases {
+        api: &worker.github,
+        auth,
+        acting_repository: &settings.build_repo.repo,
+        repo: &settings.upstream.repo,
+    };
+    let release = upstream
+        .release(&context.version.tag())
         .await
         .map_err(classify)?;
     let dir = context.work_dir();
@@ -59,7 +53,8 @@ pub async fn run(context: &mut JobContext<'_>) -> Result<(), StepError> {
         }
         // Downloads land under their final name only once checked.
         let partial = dir.join(format!(".{name}.partial"));
-        let downloaded = download_checked(&client, repo, &release, &name, &partial, &|_, _| {})
+        let downloaded = upstream
+            .download_checked(&release, &name, &partial, &|_, _| {})
             .await
             .map_err(classify)?;
         std::fs::rename(&partial, &dest).map_err(|e| {

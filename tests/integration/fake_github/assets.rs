@@ -106,11 +106,13 @@ async fn asset_api(
         )
             .into_response());
     }
-    Ok(Redirect::to(&format!("/storage/{id}")).into_response())
+    let storage = lock(&model).storage_host.url.clone().unwrap_or_default();
+    Ok(Redirect::to(&format!("{storage}/storage/{id}")).into_response())
 }
 
-/// The storage host (a different host on the real GitHub; it ignores API credentials).
-async fn asset_storage(State(model): State<Shared>, Path(id): Path<String>) -> Answer {
+/// The storage host (a different host on the real GitHub, and here too once
+/// [`FakeGitHub::serve_assets_from_another_host`] starts it; it ignores API credentials).
+pub(super) async fn asset_storage(State(model): State<Shared>, Path(id): Path<String>) -> Answer {
     let (data, delay) = {
         let mut model = lock(&model);
         let state = &mut model.assets;

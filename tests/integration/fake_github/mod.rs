@@ -30,7 +30,8 @@
 //! scoped token reaches), `observe` (the
 //! request log, rate limits and injected failures), `webhooks`, `repos` (repositories,
 //! branches, commits), `refs`, `contents`, `pulls`, `issues`, `comments`, `collaborators`,
-//! `releases`, `assets`, and helpers (`answers`, `pagination`, `sha1`, `diff`).
+//! `releases`, `assets`, `storage_host` (assets served from another host), and helpers
+//! (`answers`, `pagination`, `sha1`, `diff`).
 
 // Each scenario module uses only a part of this fake.
 #![allow(dead_code)]
@@ -53,6 +54,7 @@ mod releases;
 mod repos;
 mod scope;
 mod sha1;
+mod storage_host;
 mod webhooks;
 
 #[cfg(test)]
@@ -71,7 +73,7 @@ use axum::Router;
 pub use self::{
     assets::Asset, comments::FakeComment, issues::FakeIssue, observe::Failure,
     observe::RecordedRequest, pulls::FakePull, releases::FakeRelease, repos::FakeCommit,
-    scope::TokenScope, webhooks::FakeDelivery,
+    scope::TokenScope, storage_host::StorageRequest, webhooks::FakeDelivery,
 };
 
 /// Everything the fake knows, behind one lock.
@@ -87,6 +89,7 @@ struct Model {
     repos: repos::Repos,
     releases: releases::ReleaseState,
     assets: assets::AssetState,
+    storage_host: storage_host::StorageHostState,
     hooks: webhooks::HookState,
     manifests: manifests::ManifestState,
     observe: observe::ObserveState,
@@ -103,6 +106,7 @@ impl Model {
             repos: repos::Repos::default(),
             releases: releases::ReleaseState::default(),
             assets: assets::AssetState::default(),
+            storage_host: storage_host::StorageHostState::default(),
             hooks: webhooks::HookState::default(),
             manifests: manifests::ManifestState::default(),
             observe: observe::ObserveState::default(),
