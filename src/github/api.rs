@@ -63,6 +63,21 @@ enum Credential {
 }
 
 impl Credential {
+    /// The credential of `auth` for reading public data outside the installation: an
+    /// installation's is a read-only token of `acting_repository`, which raises the rate
+    /// limit and reaches nothing else.
+    fn reading_public_data(auth: Auth, acting_repository: &str) -> Credential {
+        match auth {
+            Auth::Installation(id) => Credential::Installation {
+                id,
+                scope: TokenScope::reading_public_data_as(acting_repository),
+            },
+            Auth::App => Credential::App,
+            Auth::Anonymous => Credential::Anonymous,
+            Auth::Personal => Credential::Personal,
+        }
+    }
+
     /// The credential of `auth` for `method path`: an installation's is scoped to the
     /// repository and permission the route needs.
     fn for_request(auth: Auth, method: &Method, path: &str) -> Result<Credential, ApiError> {
@@ -340,16 +355,13 @@ impl GitHubApi {
         let now = OffsetDateTime::now_utc();
         let path = format!("/app/installations/{installation}/access_tokens");
         let response = self
-            .send_with_retries(
-                &Method::POST,
-                &path,
-                &Credential::App,
-                Some(&body),
-                &[],
+            .attempts(&Call {
+                body: Some(&body),
                 // A token made twice is harmless.
-                true,
-            )
-            .await?;
+                ..Call::new(Method::POST, &path, Credential::App)
+            })
+            .await?
+            .response;
         if !response.is_success() {
             return Err(response.into_error(&format!(
                 "getting an access token for installation {installation} on {} ({})",
@@ -417,23 +429,31 @@ impl GitHubApi {
         }
         let path = format!("/app/installations/{installation}");
         let response = self
-            .send_with_retries(&Method::GET, &path, &Credential::App, None, &[], true)
-            .await?;
+            .attempts(&Call::new(Method::GET, &path, Credential::App))
+            .await?
+            .response;
         if !response.is_success() {
             return Err(response.into_error(&format!(
                 "reading which account installation {installation} is on"
             )));
         }
-        let value: serde_json::Value = response.json()?;
-        let account = value
-            .pointer("/account/login")
-            .and_then(|login| login.as_str())
+        #[derive(Deserialize)]
+        struct Installation {
+            account: Option<Account>,
+        }
+        #[derive(Deserialize)]
+        struct Account {
+            login: String,
+        }
+        let account = response
+            .json::<Installation>()?
+            .account
+            .map(|account| account.login)
             .filter(|login| !login.is_empty())
             .ok_or_else(|| ApiError::Unexpected {
                 reason: format!("GitHub named no account for installation {installation}"),
                 request_id: response.request_id.clone(),
-            })?
-            .to_owned();
+            })?;
         accounts().insert(installation, account.clone());
         Ok(account)
     }
@@ -462,8 +482,13 @@ impl GitHubApi {
         headers: &[(&'static str, String)],
     ) -> Result<ApiResponse, ApiError> {
         let credential = Credential::for_request(auth, &method, path)?;
-        self.request_inner(method, path, credential, body, headers, true)
-            .await
+        self.call(Call {
+            body,
+            headers,
+            ..Call::new(method, path, credential)
+        })
+        .await
+        .map(|answer| answer.response)
     }
 
     /// A `GET` of public data in a repository outside the installation (upstream's
@@ -476,17 +501,13 @@ impl GitHubApi {
         acting_repository: &str,
         headers: &[(&'static str, String)],
     ) -> Result<ApiResponse, ApiError> {
-        let credential = match auth {
-            Auth::Installation(id) => Credential::Installation {
-                id,
-                scope: TokenScope::reading_public_data_as(acting_repository),
-            },
-            Auth::App => Credential::App,
-            Auth::Anonymous => Credential::Anonymous,
-            Auth::Personal => Credential::Personal,
-        };
-        self.request_inner(Method::GET, path, credential, None, headers, true)
-            .await
+        let credential = Credential::reading_public_data(auth, acting_repository);
+        self.call(Call {
+            headers,
+            ..Call::new(Method::GET, path, credential)
+        })
+        .await
+        .map(|answer| answer.response)
     }
 
     /// [`GitHubApi::get_public_with_headers`] as `T`, or `None` when GitHub answers 404.
@@ -522,26 +543,14 @@ impl GitHubApi {
         acting_repository: &str,
         what: &str,
     ) -> Result<Download, ApiError> {
-        let credential = match auth {
-            Auth::Installation(id) => Credential::Installation {
-                id,
-                scope: TokenScope::reading_public_data_as(acting_repository),
-            },
-            Auth::App => Credential::App,
-            Auth::Anonymous => Credential::Anonymous,
-            Auth::Personal => Credential::Personal,
-        };
+        let credential = Credential::reading_public_data(auth, acting_repository);
         let accept = [("accept", "application/octet-stream".to_owned())];
         let answer = self
-            .exchange(
-                Method::GET,
-                path,
-                credential,
-                None,
-                &accept,
-                true,
-                Reading::Streamed,
-            )
+            .call(Call {
+                headers: &accept,
+                reading: Reading::Streamed,
+                ..Call::new(Method::GET, path, credential)
+            })
             .await?;
         match answer.body {
             Some(body) if answer.response.is_success() => Ok(Download {
@@ -574,83 +583,38 @@ impl GitHubApi {
         body: Option<&serde_json::Value>,
     ) -> Result<ApiResponse, ApiError> {
         let credential = Credential::for_request(auth, &method, path)?;
-        self.request_inner(method, path, credential, body, &[], false)
-            .await
-    }
-
-    async fn request_inner(
-        &self,
-        method: Method,
-        path: &str,
-        credential: Credential,
-        body: Option<&serde_json::Value>,
-        headers: &[(&'static str, String)],
-        repeat_unanswered: bool,
-    ) -> Result<ApiResponse, ApiError> {
-        self.exchange(
-            method,
-            path,
-            credential,
+        self.call(Call {
             body,
-            headers,
-            repeat_unanswered,
-            Reading::Whole,
-        )
+            repeat_unanswered: false,
+            ..Call::new(method, path, credential)
+        })
         .await
         .map(|answer| answer.response)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        credential: Credential,
-        body: Option<&serde_json::Value>,
-        headers: &[(&'static str, String)],
-        repeat_unanswered: bool,
-        reading: Reading,
-    ) -> Result<Answer, ApiError> {
-        let _write_guard = match repository_of(path) {
-            Some(repository) if method != Method::GET && method != Method::HEAD => {
+    /// Sends `call`: after any other write to the same repository, and once more with a
+    /// new token when GitHub refuses the installation's.
+    async fn call(&self, call: Call<'_>) -> Result<Answer, ApiError> {
+        let _write_guard = match repository_of(call.path) {
+            Some(repository) if call.method != Method::GET && call.method != Method::HEAD => {
                 Some(self.repository_write_lock(repository).lock_owned().await)
             }
             _ => None,
         };
-        let answer = self
-            .attempts(
-                &method,
-                path,
-                &credential,
-                body,
-                headers,
-                repeat_unanswered,
-                reading,
-            )
-            .await?;
+        let answer = self.attempts(&call).await?;
         if answer.response.status == 401
             && let Credential::Installation {
                 id: installation, ..
-            } = credential
+            } = call.credential
         {
             // The token may have been revoked or expired early: renew it once.
             tracing::warn!(
                 installation,
-                path,
+                path = call.path,
                 "GitHub refused the installation token; renewing it"
             );
             self.token_cache().forget(installation);
-            return self
-                .attempts(
-                    &method,
-                    path,
-                    &credential,
-                    body,
-                    headers,
-                    repeat_unanswered,
-                    reading,
-                )
-                .await;
+            return self.attempts(&call).await;
         }
         Ok(answer)
     }
@@ -731,47 +695,23 @@ impl GitHubApi {
         })
     }
 
-    async fn send_with_retries(
-        &self,
-        method: &Method,
-        path: &str,
-        credential: &Credential,
-        body: Option<&serde_json::Value>,
-        headers: &[(&'static str, String)],
-        repeat_unanswered: bool,
-    ) -> Result<ApiResponse, ApiError> {
-        self.attempts(
+    /// Sends `call` until GitHub's answer is final: rate limits and server errors are
+    /// waited out and sent again, as the policy says.
+    async fn attempts(&self, call: &Call<'_>) -> Result<Answer, ApiError> {
+        let Call {
             method,
             path,
             credential,
-            body,
-            headers,
             repeat_unanswered,
-            Reading::Whole,
-        )
-        .await
-        .map(|answer| answer.response)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn attempts(
-        &self,
-        method: &Method,
-        path: &str,
-        credential: &Credential,
-        body: Option<&serde_json::Value>,
-        headers: &[(&'static str, String)],
-        repeat_unanswered: bool,
-        reading: Reading,
-    ) -> Result<Answer, ApiError> {
+            ..
+        } = call;
+        let (method, path, repeat_unanswered) = (method, *path, *repeat_unanswered);
         let mut retries = 0u32;
         let shown_path = path_for_logs(path);
         let shown_path = shown_path.as_ref();
         loop {
             let authorization = self.authorization(credential).await?;
-            let outcome = self
-                .send_once(method, path, authorization, body, headers, reading)
-                .await;
+            let outcome = self.send_once(call, authorization).await;
             record_metrics(method, credential, outcome.as_ref().ok());
             let (verdict, response) = match outcome {
                 Ok(Answer {
@@ -872,13 +812,18 @@ impl GitHubApi {
     /// One attempt. `Err` is a failure with no HTTP answer (network, timeout).
     async fn send_once(
         &self,
-        method: &Method,
-        path: &str,
+        call: &Call<'_>,
         authorization: Option<String>,
-        body: Option<&serde_json::Value>,
-        headers: &[(&'static str, String)],
-        reading: Reading,
     ) -> Result<Answer, String> {
+        let Call {
+            method,
+            path,
+            body,
+            headers,
+            reading,
+            ..
+        } = call;
+        let reading = *reading;
         let url = format!("{}{}", self.inner.base_url, path);
         let mut request_headers = HeaderMap::new();
         let mut set = |name: &str, value: &str| -> Result<(), String> {
@@ -895,7 +840,7 @@ impl GitHubApi {
         if let Some(authorization) = &authorization {
             set("authorization", authorization)?;
         }
-        for (name, value) in headers {
+        for (name, value) in headers.iter() {
             set(name, value)?;
         }
         let body = match body {
@@ -949,6 +894,35 @@ impl GitHubApi {
             },
             body: streamed.then_some(rest),
         })
+    }
+}
+
+/// One request, as the client sends it.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    credential: Credential,
+    body: Option<&'a serde_json::Value>,
+    headers: &'a [(&'static str, String)],
+    /// Whether a request that got a server error or no answer may be sent again (it did
+    /// nothing, or doing it twice is harmless).
+    repeat_unanswered: bool,
+    reading: Reading,
+}
+
+impl<'a> Call<'a> {
+    /// `method path` as `credential`, with no body nor extra headers, repeated when
+    /// unanswered, its answer read whole.
+    fn new(method: Method, path: &'a str, credential: Credential) -> Call<'a> {
+        Call {
+            method,
+            path,
+            credential,
+            body: None,
+            headers: &[],
+            repeat_unanswered: true,
+            reading: Reading::Whole,
+        }
     }
 }
 
