@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::github::client::DEFAULT_API_URL;
+use crate::github::api::DEFAULT_API_URL;
 use crate::secret::Secret;
 
 /// How log lines are written.

@@ -5,10 +5,12 @@ use std::time::Instant;
 
 use alloy_sysext_automation::arch::Arch;
 use alloy_sysext_automation::artifacts::{BuildOutput, BuildRequest, build_into_dir};
-use alloy_sysext_automation::github::client::{DEFAULT_API_URL, api_client};
-use alloy_sysext_automation::github::release_asset::{download_checked, get_release};
+use alloy_sysext_automation::github::api::{Auth, DEFAULT_API_URL, GitHubApi};
+use alloy_sysext_automation::github::rate_limit::RetryPolicy;
+use alloy_sysext_automation::github::release_asset::PublicReleases;
 use alloy_sysext_automation::key_source::KeySource;
 use alloy_sysext_automation::manifest::Upsert;
+use alloy_sysext_automation::secret::Secret;
 use alloy_sysext_automation::sysext::{Compression, SquashfsOptions};
 use alloy_sysext_automation::version::Version;
 use anyhow::Context;
@@ -202,23 +204,32 @@ fn download_zip(
         .build()
         .context("starting the async runtime")?;
     let downloaded = runtime.block_on(async {
-        let client = api_client(&args.github_api_url, token.as_deref())?;
+        // Someone is waiting at a terminal: a rate limit that lasts longer than a minute
+        // fails with GitHub's message rather than leaving the command silent for an hour.
+        let policy = RetryPolicy {
+            max_wait: std::time::Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        let api =
+            GitHubApi::with_personal_token(&args.github_api_url, token.map(Secret::new), policy)?;
+        let upstream = PublicReleases {
+            api: &api,
+            auth: Auth::Personal,
+            acting_repository: &args.upstream_repo,
+            repo: &args.upstream_repo,
+        };
         progress.spinner(&format!(
             "looking up {} {}",
             args.upstream_repo,
             args.version.tag()
         ));
-        let release = get_release(&client, &args.upstream_repo, &args.version.tag()).await?;
+        let release = upstream.release(&args.version.tag()).await?;
         progress.download(&format!("downloading {asset_name}"), 0);
-        let downloaded = download_checked(
-            &client,
-            &args.upstream_repo,
-            &release,
-            &asset_name,
-            temp.path(),
-            &|done, total| progress.bytes(done, total),
-        )
-        .await?;
+        let downloaded = upstream
+            .download_checked(&release, &asset_name, temp.path(), &|done, total| {
+                progress.bytes(done, total)
+            })
+            .await?;
         anyhow::Ok(downloaded)
     });
     progress.finish();

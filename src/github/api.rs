@@ -1,7 +1,8 @@
 //! Every call the server makes to GitHub's REST API goes through [`GitHubApi`]: it
 //! authenticates as the App or as one of its installations, honours rate limits, retries
 //! server errors with backoff, times out, logs GitHub's request id, and never runs two
-//! writes to one repository at once.
+//! writes to one repository at once. Release asset downloads go through it too, their body
+//! read as it arrives with a timeout between pieces rather than one for the whole answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,10 +19,23 @@ use super::app_jwt::AppKey;
 use super::installation_tokens::{InstallationToken, TokenCache};
 use super::rate_limit::{RetryPolicy, RetryReason, Verdict};
 use super::token_scope::TokenScope;
+use super::transport::{self, Outgoing, ResponseBody};
 use crate::secret::Secret;
 
-/// How long one request may take, from sending it to reading the whole answer.
+/// The public API; `GITHUB_API_URL` points elsewhere.
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+/// How long one request may take, from sending it to reading the whole answer. A download
+/// has this long for its answer's head, and then [`DOWNLOAD_READ_TIMEOUT`] between pieces.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a download may go without receiving anything before it is given up.
+pub const DOWNLOAD_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a client could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the GitHub client: {0}")]
+pub struct ClientError(octocrab::Error);
 
 /// Who a request is made as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +47,10 @@ pub enum Auth {
     Installation(i64),
     /// No credentials: public data.
     Anonymous,
+    /// The token the client was made with ([`GitHubApi::with_personal_token`]; the `build`
+    /// command's `GITHUB_TOKEN`), or none when it has none: public data at a higher rate
+    /// limit.
+    Personal,
 }
 
 /// What a request carries, once its scope is known.
@@ -41,15 +59,32 @@ enum Credential {
     App,
     Installation { id: i64, scope: TokenScope },
     Anonymous,
+    Personal,
 }
 
 impl Credential {
+    /// The credential of `auth` for reading public data outside the installation: an
+    /// installation's is a read-only token of `acting_repository`, which raises the rate
+    /// limit and reaches nothing else.
+    fn reading_public_data(auth: Auth, acting_repository: &str) -> Credential {
+        match auth {
+            Auth::Installation(id) => Credential::Installation {
+                id,
+                scope: TokenScope::reading_public_data_as(acting_repository),
+            },
+            Auth::App => Credential::App,
+            Auth::Anonymous => Credential::Anonymous,
+            Auth::Personal => Credential::Personal,
+        }
+    }
+
     /// The credential of `auth` for `method path`: an installation's is scoped to the
     /// repository and permission the route needs.
     fn for_request(auth: Auth, method: &Method, path: &str) -> Result<Credential, ApiError> {
         Ok(match auth {
             Auth::App => Credential::App,
             Auth::Anonymous => Credential::Anonymous,
+            Auth::Personal => Credential::Personal,
             Auth::Installation(id) => Credential::Installation {
                 id,
                 scope: TokenScope::for_request(method, path)?,
@@ -138,6 +173,17 @@ pub enum ApiError {
         reason: String,
         request_id: Option<String>,
     },
+    /// A download whose answer began but did not arrive whole.
+    #[error(
+        "{what}: the download broke off after {received} bytes: {reason}{}",
+        request_id_note(request_id)
+    )]
+    Interrupted {
+        what: String,
+        received: u64,
+        reason: String,
+        request_id: Option<String>,
+    },
 }
 
 fn request_id_note(request_id: &Option<String>) -> String {
@@ -152,7 +198,7 @@ impl ApiError {
     /// trouble. A 4xx other than a rate limit is permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            ApiError::GaveUp { .. } => true,
+            ApiError::GaveUp { .. } | ApiError::Interrupted { .. } => true,
             ApiError::Status { status, .. } => *status >= 500 || *status == 429,
             ApiError::NoCredentials
             | ApiError::UnsafePath(_)
@@ -175,12 +221,16 @@ impl ApiError {
 #[derive(Clone)]
 pub struct GitHubApi {
     inner: Arc<Inner>,
+    /// How long a download may go without receiving anything.
+    read_timeout: Duration,
 }
 
 struct Inner {
     http: Octocrab,
     base_url: String,
     app: Option<AppKey>,
+    /// What [`Auth::Personal`] sends.
+    personal_token: Option<Secret>,
     tokens: std::sync::Mutex<TokenCache>,
     /// One lock per (installation, scope): a token is asked for once however many calls
     /// need it, and a slow request (a rate-limit wait) holds back only the calls that need
@@ -209,20 +259,42 @@ impl GitHubApi {
         base_url: &str,
         app: Option<AppKey>,
         policy: RetryPolicy,
-    ) -> Result<GitHubApi, super::client::ClientError> {
+    ) -> Result<GitHubApi, ClientError> {
+        GitHubApi::build(base_url, app, None, policy)
+    }
+
+    /// A client for the API at `base_url` with no App credentials, sending `token` (when
+    /// given) with [`Auth::Personal`] requests.
+    pub fn with_personal_token(
+        base_url: &str,
+        token: Option<Secret>,
+        policy: RetryPolicy,
+    ) -> Result<GitHubApi, ClientError> {
+        GitHubApi::build(base_url, None, token, policy)
+    }
+
+    fn build(
+        base_url: &str,
+        app: Option<AppKey>,
+        personal_token: Option<Secret>,
+        policy: RetryPolicy,
+    ) -> Result<GitHubApi, ClientError> {
         // Retries are ours (rate limits and backoff as GitHub documents them); octocrab's
-        // own would retry 5xx at once and hide the request ids.
+        // own would retry 5xx at once and hide the request ids. Timeouts are ours too: one
+        // for a whole answer, and for a download one between pieces, which a read timeout of
+        // the connection would cut shorter.
         let http = Octocrab::builder()
             .add_retry_config(RetryConfig::None)
             .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(REQUEST_TIMEOUT))
             .build()
-            .map_err(super::client::ClientError::Build)?;
+            .map_err(ClientError)?;
         Ok(GitHubApi {
+            read_timeout: DOWNLOAD_READ_TIMEOUT,
             inner: Arc::new(Inner {
                 http,
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 app,
+                personal_token,
                 tokens: std::sync::Mutex::new(TokenCache::default()),
                 token_requests: std::sync::Mutex::new(HashMap::new()),
                 installation_accounts: std::sync::Mutex::new(HashMap::new()),
@@ -231,6 +303,13 @@ impl GitHubApi {
                 repository_writes: std::sync::Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// This client with downloads given up after `timeout` without receiving anything
+    /// (instead of [`DOWNLOAD_READ_TIMEOUT`]).
+    pub fn with_read_timeout(mut self, timeout: Duration) -> GitHubApi {
+        self.read_timeout = timeout;
+        self
     }
 
     /// The REST base URL.
@@ -276,16 +355,13 @@ impl GitHubApi {
         let now = OffsetDateTime::now_utc();
         let path = format!("/app/installations/{installation}/access_tokens");
         let response = self
-            .send_with_retries(
-                &Method::POST,
-                &path,
-                &Credential::App,
-                Some(&body),
-                &[],
+            .attempts(&Call {
+                body: Some(&body),
                 // A token made twice is harmless.
-                true,
-            )
-            .await?;
+                ..Call::new(Method::POST, &path, Credential::App)
+            })
+            .await?
+            .response;
         if !response.is_success() {
             return Err(response.into_error(&format!(
                 "getting an access token for installation {installation} on {} ({})",
@@ -353,23 +429,31 @@ impl GitHubApi {
         }
         let path = format!("/app/installations/{installation}");
         let response = self
-            .send_with_retries(&Method::GET, &path, &Credential::App, None, &[], true)
-            .await?;
+            .attempts(&Call::new(Method::GET, &path, Credential::App))
+            .await?
+            .response;
         if !response.is_success() {
             return Err(response.into_error(&format!(
                 "reading which account installation {installation} is on"
             )));
         }
-        let value: serde_json::Value = response.json()?;
-        let account = value
-            .pointer("/account/login")
-            .and_then(|login| login.as_str())
+        #[derive(Deserialize)]
+        struct Installation {
+            account: Option<Account>,
+        }
+        #[derive(Deserialize)]
+        struct Account {
+            login: String,
+        }
+        let account = response
+            .json::<Installation>()?
+            .account
+            .map(|account| account.login)
             .filter(|login| !login.is_empty())
             .ok_or_else(|| ApiError::Unexpected {
                 reason: format!("GitHub named no account for installation {installation}"),
                 request_id: response.request_id.clone(),
-            })?
-            .to_owned();
+            })?;
         accounts().insert(installation, account.clone());
         Ok(account)
     }
@@ -398,8 +482,13 @@ impl GitHubApi {
         headers: &[(&'static str, String)],
     ) -> Result<ApiResponse, ApiError> {
         let credential = Credential::for_request(auth, &method, path)?;
-        self.request_inner(method, path, credential, body, headers, true)
-            .await
+        self.call(Call {
+            body,
+            headers,
+            ..Call::new(method, path, credential)
+        })
+        .await
+        .map(|answer| answer.response)
     }
 
     /// A `GET` of public data in a repository outside the installation (upstream's
@@ -412,16 +501,73 @@ impl GitHubApi {
         acting_repository: &str,
         headers: &[(&'static str, String)],
     ) -> Result<ApiResponse, ApiError> {
-        let credential = match auth {
-            Auth::Installation(id) => Credential::Installation {
-                id,
-                scope: TokenScope::reading_public_data_as(acting_repository),
-            },
-            Auth::App => Credential::App,
-            Auth::Anonymous => Credential::Anonymous,
-        };
-        self.request_inner(Method::GET, path, credential, None, headers, true)
-            .await
+        let credential = Credential::reading_public_data(auth, acting_repository);
+        self.call(Call {
+            headers,
+            ..Call::new(Method::GET, path, credential)
+        })
+        .await
+        .map(|answer| answer.response)
+    }
+
+    /// [`GitHubApi::get_public_with_headers`] as `T`, or `None` when GitHub answers 404.
+    pub async fn get_public_optional_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        auth: Auth,
+        acting_repository: &str,
+        what: &str,
+    ) -> Result<Option<T>, ApiError> {
+        let response = self
+            .get_public_with_headers(path, auth, acting_repository, &[])
+            .await?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        if !response.is_success() {
+            return Err(response.into_error(what));
+        }
+        response.json().map(Some)
+    }
+
+    /// Downloads the file at `path` (a release asset: `Accept: application/octet-stream`)
+    /// from a repository outside the installation, with the credentials of
+    /// [`GitHubApi::get_public_with_headers`]. Rate limits and server errors before the
+    /// answer begins are waited out as for any request; its body is then read piece by
+    /// piece with [`Download::chunk`], each within the client's read timeout. A redirect to
+    /// another host (GitHub's storage) is followed without the credentials.
+    pub async fn download_public(
+        &self,
+        path: &str,
+        auth: Auth,
+        acting_repository: &str,
+        what: &str,
+    ) -> Result<Download, ApiError> {
+        let credential = Credential::reading_public_data(auth, acting_repository);
+        let accept = [("accept", "application/octet-stream".to_owned())];
+        let answer = self
+            .call(Call {
+                headers: &accept,
+                reading: Reading::Streamed,
+                ..Call::new(Method::GET, path, credential)
+            })
+            .await?;
+        match answer.body {
+            Some(body) if answer.response.is_success() => Ok(Download {
+                what: what.to_owned(),
+                length: answer
+                    .response
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+                request_id: answer.response.request_id,
+                body,
+                received: 0,
+                read_timeout: self.read_timeout,
+            }),
+            _ => Err(answer.response.into_error(what)),
+        }
     }
 
     /// [`GitHubApi::request`] for a request that must not be repeated blindly (one that
@@ -437,45 +583,40 @@ impl GitHubApi {
         body: Option<&serde_json::Value>,
     ) -> Result<ApiResponse, ApiError> {
         let credential = Credential::for_request(auth, &method, path)?;
-        self.request_inner(method, path, credential, body, &[], false)
-            .await
+        self.call(Call {
+            body,
+            repeat_unanswered: false,
+            ..Call::new(method, path, credential)
+        })
+        .await
+        .map(|answer| answer.response)
     }
 
-    async fn request_inner(
-        &self,
-        method: Method,
-        path: &str,
-        credential: Credential,
-        body: Option<&serde_json::Value>,
-        headers: &[(&'static str, String)],
-        repeat_unanswered: bool,
-    ) -> Result<ApiResponse, ApiError> {
-        let _write_guard = match repository_of(path) {
-            Some(repository) if method != Method::GET && method != Method::HEAD => {
+    /// Sends `call`: after any other write to the same repository, and once more with a
+    /// new token when GitHub refuses the installation's.
+    async fn call(&self, call: Call<'_>) -> Result<Answer, ApiError> {
+        let _write_guard = match repository_of(call.path) {
+            Some(repository) if call.method != Method::GET && call.method != Method::HEAD => {
                 Some(self.repository_write_lock(repository).lock_owned().await)
             }
             _ => None,
         };
-        let response = self
-            .send_with_retries(&method, path, &credential, body, headers, repeat_unanswered)
-            .await?;
-        if response.status == 401
+        let answer = self.attempts(&call).await?;
+        if answer.response.status == 401
             && let Credential::Installation {
                 id: installation, ..
-            } = credential
+            } = call.credential
         {
             // The token may have been revoked or expired early: renew it once.
             tracing::warn!(
                 installation,
-                path,
+                path = call.path,
                 "GitHub refused the installation token; renewing it"
             );
             self.token_cache().forget(installation);
-            return self
-                .send_with_retries(&method, path, &credential, body, headers, repeat_unanswered)
-                .await;
+            return self.attempts(&call).await;
         }
-        Ok(response)
+        Ok(answer)
     }
 
     /// `GET` that must succeed, as `T`.
@@ -538,6 +679,11 @@ impl GitHubApi {
     async fn authorization(&self, credential: &Credential) -> Result<Option<String>, ApiError> {
         Ok(match credential {
             Credential::Anonymous => None,
+            Credential::Personal => self
+                .inner
+                .personal_token
+                .as_ref()
+                .map(|token| format!("Bearer {}", token.expose())),
             Credential::App => {
                 let app = self.inner.app.as_ref().ok_or(ApiError::NoCredentials)?;
                 Some(format!("Bearer {}", app.jwt(unix_now())))
@@ -549,26 +695,37 @@ impl GitHubApi {
         })
     }
 
-    async fn send_with_retries(
-        &self,
-        method: &Method,
-        path: &str,
-        credential: &Credential,
-        body: Option<&serde_json::Value>,
-        headers: &[(&'static str, String)],
-        repeat_unanswered: bool,
-    ) -> Result<ApiResponse, ApiError> {
+    /// Sends `call` until GitHub's answer is final: rate limits and server errors are
+    /// waited out and sent again, as the policy says.
+    async fn attempts(&self, call: &Call<'_>) -> Result<Answer, ApiError> {
+        let Call {
+            method,
+            path,
+            credential,
+            repeat_unanswered,
+            ..
+        } = call;
+        let (method, path, repeat_unanswered) = (method, *path, *repeat_unanswered);
         let mut retries = 0u32;
         let shown_path = path_for_logs(path);
         let shown_path = shown_path.as_ref();
         loop {
             let authorization = self.authorization(credential).await?;
-            let outcome = self
-                .send_once(method, path, authorization, body, headers)
-                .await;
-            record_metrics(method, credential, &outcome);
+            let outcome = self.send_once(call, authorization).await;
+            record_metrics(method, credential, outcome.as_ref().ok());
             let (verdict, response) = match outcome {
-                Ok(response) => {
+                Ok(Answer {
+                    response,
+                    body: rest,
+                }) => {
+                    if let Some(rest) = rest {
+                        // A success being downloaded: its body is the caller's to read.
+                        tracing::debug!(%method, path = shown_path, status = response.status, request_id = ?response.request_id, "GitHub answered; downloading");
+                        return Ok(Answer {
+                            response,
+                            body: Some(rest),
+                        });
+                    }
                     let verdict = self.inner.policy.verdict(
                         response.status,
                         &response.headers,
@@ -590,24 +747,34 @@ impl GitHubApi {
             };
             match verdict {
                 Verdict::Accept => {
-                    return response.map_err(|reason| ApiError::Unexpected {
-                        reason,
-                        request_id: None,
-                    });
+                    return response
+                        .map(|response| Answer {
+                            response,
+                            body: None,
+                        })
+                        .map_err(|reason| ApiError::Unexpected {
+                            reason,
+                            request_id: None,
+                        });
                 }
                 Verdict::RetryAfter {
                     reason: RetryReason::ServerError(_),
                     ..
                 } if !repeat_unanswered => {
-                    return response.map_err(|error| ApiError::GaveUp {
-                        method: method.to_string(),
-                        path: shown_path.to_owned(),
-                        attempts: retries + 1,
-                        reason: format!(
-                            "no answer ({}); not sent again, as GitHub may have acted on it",
-                            error.replace(path, shown_path)
-                        ),
-                    });
+                    return response
+                        .map(|response| Answer {
+                            response,
+                            body: None,
+                        })
+                        .map_err(|error| ApiError::GaveUp {
+                            method: method.to_string(),
+                            path: shown_path.to_owned(),
+                            attempts: retries + 1,
+                            reason: format!(
+                                "no answer ({}); not sent again, as GitHub may have acted on it",
+                                error.replace(path, shown_path)
+                            ),
+                        });
                 }
                 Verdict::RetryAfter { wait, reason } => {
                     let (status, request_id) = match &response {
@@ -645,80 +812,186 @@ impl GitHubApi {
     /// One attempt. `Err` is a failure with no HTTP answer (network, timeout).
     async fn send_once(
         &self,
-        method: &Method,
-        path: &str,
+        call: &Call<'_>,
         authorization: Option<String>,
-        body: Option<&serde_json::Value>,
-        headers: &[(&'static str, String)],
-    ) -> Result<ApiResponse, String> {
+    ) -> Result<Answer, String> {
+        let Call {
+            method,
+            path,
+            body,
+            headers,
+            reading,
+            ..
+        } = call;
+        let reading = *reading;
         let url = format!("{}{}", self.inner.base_url, path);
-        let mut request = http::Request::builder()
-            .method(method.clone())
-            .uri(&url)
-            .header(http::header::ACCEPT, "application/vnd.github+json")
-            .header("x-github-api-version", "2022-11-28")
-            .header(http::header::USER_AGENT, "alloy-sysext-automation");
-        if let Some(authorization) = authorization {
-            request = request.header(http::header::AUTHORIZATION, authorization);
+        let mut request_headers = HeaderMap::new();
+        let mut set = |name: &str, value: &str| -> Result<(), String> {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("{method} {path}: cannot form the request: {e}"))?;
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|e| format!("{method} {path}: cannot form the request: {e}"))?;
+            request_headers.insert(name, value);
+            Ok(())
+        };
+        set("accept", "application/vnd.github+json")?;
+        set("x-github-api-version", "2022-11-28")?;
+        set("user-agent", "alloy-sysext-automation")?;
+        if let Some(authorization) = &authorization {
+            set("authorization", authorization)?;
         }
-        for (name, value) in headers {
-            request = request.header(*name, value);
+        for (name, value) in headers.iter() {
+            set(name, value)?;
         }
         let body = match body {
             Some(body) => {
-                request = request.header(http::header::CONTENT_TYPE, "application/json");
+                set("content-type", "application/json")?;
                 body.to_string()
             }
             None => String::new(),
         };
-        let request = request
-            .body(body)
-            .map_err(|e| format!("{method} {path}: cannot form the request: {e}"))?;
+        if let Some(value) = request_headers.get_mut(http::header::AUTHORIZATION) {
+            value.set_sensitive(true);
+        }
+        let request = Outgoing {
+            method: method.clone(),
+            url: url
+                .parse()
+                .map_err(|e| format!("{method} {path}: cannot form the request: {e}"))?,
+            headers: request_headers,
+            body,
+        };
         let exchange = async {
-            let response = self
-                .inner
-                .http
-                .execute(request)
+            let (parts, mut body) = transport::send(&self.inner.http, request)
                 .await
                 .map_err(|e| format!("{method} {path}: {e}"))?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = self
-                .inner
-                .http
-                .body_to_string(response)
-                .await
-                .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
-            Ok::<_, String>((status, headers, body))
+            let text = if reading == Reading::Streamed && parts.status.is_success() {
+                None
+            } else {
+                Some(
+                    transport::read_all(&mut body)
+                        .await
+                        .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?,
+                )
+            };
+            Ok::<_, String>((parts, text, body))
         };
-        let (status, headers, body) = tokio::time::timeout(self.inner.timeout, exchange)
+        let (parts, text, rest) = tokio::time::timeout(self.inner.timeout, exchange)
             .await
-            .map_err(|_| {
-            format!("{method} {path}: no answer within {:?}", self.inner.timeout)
-        })??;
-        let request_id = headers
+            .map_err(|_| format!("{method} {path}: no answer within {:?}", self.inner.timeout))??;
+        let request_id = parts
+            .headers
             .get("x-github-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(ApiResponse {
-            status,
-            headers,
-            body,
-            request_id,
+        let streamed = text.is_none();
+        Ok(Answer {
+            response: ApiResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: text.unwrap_or_default(),
+                request_id,
+            },
+            body: streamed.then_some(rest),
         })
     }
 }
 
+/// One request, as the client sends it.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    credential: Credential,
+    body: Option<&'a serde_json::Value>,
+    headers: &'a [(&'static str, String)],
+    /// Whether a request that got a server error or no answer may be sent again (it did
+    /// nothing, or doing it twice is harmless).
+    repeat_unanswered: bool,
+    reading: Reading,
+}
+
+impl<'a> Call<'a> {
+    /// `method path` as `credential`, with no body nor extra headers, repeated when
+    /// unanswered, its answer read whole.
+    fn new(method: Method, path: &'a str, credential: Credential) -> Call<'a> {
+        Call {
+            method,
+            path,
+            credential,
+            body: None,
+            headers: &[],
+            repeat_unanswered: true,
+            reading: Reading::Whole,
+        }
+    }
+}
+
+/// How an answer's body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Whole, within the request timeout.
+    Whole,
+    /// A success's body is left to the caller (a download); any other answer is read whole.
+    Streamed,
+}
+
+/// An answer, and with [`Reading::Streamed`] a success's body still to be read.
+struct Answer {
+    response: ApiResponse,
+    body: Option<ResponseBody>,
+}
+
+/// A download under way: its body, read piece by piece.
+pub struct Download {
+    what: String,
+    /// `content-length`, when the answer gave one.
+    length: Option<u64>,
+    request_id: Option<String>,
+    body: ResponseBody,
+    received: u64,
+    read_timeout: Duration,
+}
+
+impl Download {
+    /// The size the answer announced, if it did.
+    pub fn length(&self) -> Option<u64> {
+        self.length
+    }
+
+    /// The next piece, or `None` once the whole file has arrived. A piece that does not
+    /// come within the read timeout, or a broken connection, is an
+    /// [`ApiError::Interrupted`] (transient).
+    pub async fn chunk(&mut self) -> Result<Option<hyper::body::Bytes>, ApiError> {
+        match transport::next_chunk_within(&mut self.body, self.read_timeout).await {
+            Ok(Some(chunk)) => {
+                self.received += chunk.len() as u64;
+                Ok(Some(chunk))
+            }
+            Ok(None) => Ok(None),
+            Err(reason) => {
+                tracing::warn!(what = %self.what, received = self.received, request_id = ?self.request_id, %reason, "a download broke off");
+                Err(ApiError::Interrupted {
+                    what: self.what.clone(),
+                    received: self.received,
+                    reason,
+                    request_id: self.request_id.clone(),
+                })
+            }
+        }
+    }
+}
+
 /// Counts one attempt, and keeps the rate limit GitHub reported.
-fn record_metrics(method: &Method, credential: &Credential, outcome: &Result<ApiResponse, String>) {
+fn record_metrics(method: &Method, credential: &Credential, answer: Option<&Answer>) {
     let metrics = crate::metrics::global();
-    let response = outcome.as_ref().ok();
+    let response = answer.map(|answer| &answer.response);
     metrics.github_request(method, response.map(|r| r.status));
     if let Some(response) = response {
         let (auth, installation) = match credential {
             Credential::App => ("app", None),
             Credential::Installation { id, .. } => ("installation", Some(*id)),
             Credential::Anonymous => ("anonymous", None),
+            Credential::Personal => ("token", None),
         };
         metrics.github_rate_limit(&response.headers, auth, installation);
     }

@@ -1,6 +1,7 @@
 //! Branches through the Git refs API.
 
 use http::Method;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
@@ -13,7 +14,7 @@ pub async fn branch_head(
     repo: &str,
     branch: &str,
 ) -> Result<Option<String>, ApiError> {
-    let reference: Option<serde_json::Value> = api
+    let reference: Option<Reference> = api
         .get_optional_json(
             &format!(
                 "/repos/{}/git/ref/heads/{}",
@@ -24,12 +25,18 @@ pub async fn branch_head(
             &format!("reading branch {branch} of {repo}"),
         )
         .await?;
-    Ok(reference.and_then(|value| {
-        value
-            .pointer("/object/sha")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    }))
+    Ok(reference.map(|reference| reference.object.sha))
+}
+
+/// A Git reference, as far as its target.
+#[derive(Deserialize)]
+struct Reference {
+    object: GitObject,
+}
+
+#[derive(Deserialize)]
+struct GitObject {
+    sha: String,
 }
 
 /// Points `branch` at `sha`, creating it or moving it there (a stale branch is reset).

@@ -153,12 +153,16 @@ pub async fn write_file(
     if !response.is_success() {
         return Err(response.into_error(&format!("committing {path} to {repo}@{branch}")));
     }
-    let value: serde_json::Value = response.json()?;
+    #[derive(Deserialize)]
+    struct Written {
+        commit: Commit,
+    }
+    #[derive(Deserialize)]
+    struct Commit {
+        sha: String,
+    }
+    let written: Written = response.json()?;
     Ok(FileWrite::Committed {
-        commit_sha: value
-            .pointer("/commit/sha")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
+        commit_sha: written.commit.sha,
     })
 }

@@ -1,12 +1,17 @@
-//! Talking to GitHub's REST API.
+//! Talking to GitHub's REST API: one file per resource (releases, issues, webhook
+//! deliveries, …), each call made through the one client in [`api`], which authenticates,
+//! retries, honours rate limits, times out, counts and logs every request.
 
 pub mod api;
+pub mod app;
 pub mod app_jwt;
+pub mod app_manifests;
 pub mod branches;
-pub mod client;
 pub mod collaborators;
 pub mod contents;
+pub mod hook_deliveries;
 pub mod installation_tokens;
+pub mod installations;
 pub mod issues;
 pub mod pulls;
 pub mod rate_limit;
@@ -14,4 +19,5 @@ pub mod reactions;
 pub mod release_asset;
 pub mod releases;
 pub mod token_scope;
+mod transport;
 pub mod url;

@@ -6,37 +6,27 @@
 
 use std::path::Path;
 
-use futures_util::StreamExt;
-use octocrab::Octocrab;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+
+use super::api::{ApiError, Auth, GitHubApi};
+use super::releases::{Release, ReleaseAsset, public_release_by_tag};
+use super::url::escape_repo;
 
 /// The largest zip accepted.
 pub const MAX_ASSET_SIZE: u64 = 2 * 1024 * 1024 * 1024;
 
-/// A release as far as downloading needs it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Release {
-    pub tag_name: String,
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default)]
-    pub html_url: Option<String>,
-    #[serde(default)]
-    pub assets: Vec<ReleaseAsset>,
-}
-
-/// One asset of a release.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ReleaseAsset {
-    pub id: u64,
-    pub name: String,
-    #[serde(default)]
-    pub size: u64,
-    /// `sha256:<hex>`, on releases GitHub has computed it for.
-    #[serde(default)]
-    pub digest: Option<String>,
+/// A public repository whose releases are downloaded (upstream), and who reads it: the
+/// client, with the credentials of [`GitHubApi::get_public_with_headers`].
+#[derive(Clone, Copy)]
+pub struct PublicReleases<'a> {
+    pub api: &'a GitHubApi,
+    pub auth: Auth,
+    /// The installation's repository whose read-only token reads it, for
+    /// [`Auth::Installation`].
+    pub acting_repository: &'a str,
+    /// `owner/name`.
+    pub repo: &'a str,
 }
 
 /// A downloaded, checked asset.
@@ -58,7 +48,7 @@ pub enum AssetError {
     ReleaseLookup {
         repo: String,
         tag: String,
-        source: Box<octocrab::Error>,
+        source: ApiError,
     },
     #[error("release {tag} of {repo} has no asset {name}; it has: {available}")]
     AssetNotFound {
@@ -71,7 +61,7 @@ pub enum AssetError {
     Download {
         repo: String,
         name: String,
-        source: Box<octocrab::Error>,
+        source: ApiError,
     },
     #[error("writing the download to {path}: {source}")]
     Write {
@@ -101,195 +91,188 @@ pub enum AssetError {
     },
 }
 
-/// `owner/name` split in two.
-fn split_repo(repo: &str) -> (&str, &str) {
-    repo.split_once('/').unwrap_or((repo, ""))
-}
-
-/// The release tagged `tag` in `repo` (`owner/name`).
-pub async fn get_release(client: &Octocrab, repo: &str, tag: &str) -> Result<Release, AssetError> {
-    let route = format!(
-        "/repos/{}/releases/tags/{}",
-        super::url::escape_repo(repo),
-        super::url::escape_component(tag)
-    );
-    client
-        .get::<Release, _, ()>(route, None)
-        .await
-        .map_err(|source| match &source {
-            octocrab::Error::GitHub { source: github, .. }
-                if github.status_code == http::StatusCode::NOT_FOUND =>
-            {
-                AssetError::ReleaseNotFound {
-                    repo: repo.to_owned(),
-                    tag: tag.to_owned(),
-                }
-            }
-            _ => AssetError::ReleaseLookup {
-                repo: repo.to_owned(),
+impl PublicReleases<'_> {
+    /// The release tagged `tag`.
+    pub async fn release(&self, tag: &str) -> Result<Release, AssetError> {
+        public_release_by_tag(self.api, self.auth, self.acting_repository, self.repo, tag)
+            .await
+            .map_err(|source| AssetError::ReleaseLookup {
+                repo: self.repo.to_owned(),
                 tag: tag.to_owned(),
-                source: Box::new(source),
-            },
-        })
-}
-
-/// Downloads asset `name` of `release` into `dest` through the asset API (`Accept:
-/// application/octet-stream`), calling `on_bytes` with the running total, and checks it
-/// against the asset's digest and the release's `SHA256SUMS`, when present.
-pub async fn download_checked(
-    client: &Octocrab,
-    repo: &str,
-    release: &Release,
-    name: &str,
-    dest: &Path,
-    on_bytes: &(dyn Fn(u64, u64) + Sync),
-) -> Result<DownloadedAsset, AssetError> {
-    let asset = release
-        .assets
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or_else(|| AssetError::AssetNotFound {
-            repo: repo.to_owned(),
-            tag: release.tag_name.clone(),
-            name: name.to_owned(),
-            available: release
-                .assets
-                .iter()
-                .map(|a| a.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
-    if asset.size > MAX_ASSET_SIZE {
-        return Err(AssetError::TooLarge {
-            name: name.to_owned(),
-            limit: MAX_ASSET_SIZE,
-        });
+                source,
+            })?
+            .ok_or_else(|| AssetError::ReleaseNotFound {
+                repo: self.repo.to_owned(),
+                tag: tag.to_owned(),
+            })
     }
-    let mut expectations = Vec::new();
-    if let Some(digest) = &asset.digest {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| AssetError::BadDigest {
+
+    /// Downloads asset `name` of `release` into `dest` through the asset API (`Accept:
+    /// application/octet-stream`), calling `on_bytes` with the running total, and checks it
+    /// against the asset's digest and the release's `SHA256SUMS`, when present.
+    pub async fn download_checked(
+        &self,
+        release: &Release,
+        name: &str,
+        dest: &Path,
+        on_bytes: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<DownloadedAsset, AssetError> {
+        let repo = self.repo;
+        let asset = release
+            .assets
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| AssetError::AssetNotFound {
+                repo: repo.to_owned(),
+                tag: release.tag_name.clone(),
                 name: name.to_owned(),
-                digest: digest.clone(),
+                available: release
+                    .assets
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?;
-        expectations.push((
-            hex.to_ascii_lowercase(),
-            "the release's asset digest".to_owned(),
-        ));
-    }
-    if let Some(sums) = release.assets.iter().find(|a| a.name == "SHA256SUMS") {
-        let text = download_small(client, repo, sums).await?;
-        if let Some(hex) = sums_entry(&text, name) {
-            expectations.push((hex, "the release's SHA256SUMS".to_owned()));
-        }
-    }
-    if expectations.is_empty() {
-        return Err(AssetError::Unverifiable {
-            repo: repo.to_owned(),
-            tag: release.tag_name.clone(),
-            name: name.to_owned(),
-        });
-    }
-
-    let (sha256, size) = stream_to_file(client, repo, asset, dest, on_bytes).await?;
-    for (expected, source_name) in &expectations {
-        if *expected != sha256 {
-            return Err(AssetError::Mismatch {
+        if asset.size > MAX_ASSET_SIZE {
+            return Err(AssetError::TooLarge {
                 name: name.to_owned(),
-                actual: sha256,
-                expected: expected.clone(),
-                source_name: source_name.clone(),
+                limit: MAX_ASSET_SIZE,
             });
         }
+        let mut expectations = Vec::new();
+        if let Some(digest) = &asset.digest {
+            let hex = digest
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| AssetError::BadDigest {
+                    name: name.to_owned(),
+                    digest: digest.clone(),
+                })?;
+            expectations.push((
+                hex.to_ascii_lowercase(),
+                "the release's asset digest".to_owned(),
+            ));
+        }
+        if let Some(sums) = release.assets.iter().find(|a| a.name == "SHA256SUMS") {
+            let text = self.download_small(sums).await?;
+            if let Some(hex) = sums_entry(&text, name) {
+                expectations.push((hex, "the release's SHA256SUMS".to_owned()));
+            }
+        }
+        if expectations.is_empty() {
+            return Err(AssetError::Unverifiable {
+                repo: repo.to_owned(),
+                tag: release.tag_name.clone(),
+                name: name.to_owned(),
+            });
+        }
+
+        let (sha256, size) = self.stream_to_file(asset, dest, on_bytes).await?;
+        for (expected, source_name) in &expectations {
+            if *expected != sha256 {
+                return Err(AssetError::Mismatch {
+                    name: name.to_owned(),
+                    actual: sha256,
+                    expected: expected.clone(),
+                    source_name: source_name.clone(),
+                });
+            }
+        }
+        Ok(DownloadedAsset {
+            name: name.to_owned(),
+            size,
+            sha256,
+            checked_against: expectations.into_iter().map(|(_, s)| s).collect(),
+        })
     }
-    Ok(DownloadedAsset {
-        name: name.to_owned(),
-        size,
-        sha256,
-        checked_against: expectations.into_iter().map(|(_, s)| s).collect(),
-    })
-}
 
-async fn stream_to_file(
-    client: &Octocrab,
-    repo: &str,
-    asset: &ReleaseAsset,
-    dest: &Path,
-    on_bytes: &(dyn Fn(u64, u64) + Sync),
-) -> Result<(String, u64), AssetError> {
-    let write_error = |source| AssetError::Write {
-        path: dest.display().to_string(),
-        source,
-    };
-    let mut file = tokio::fs::File::create(dest).await.map_err(write_error)?;
-    let downloaded = stream_asset(client, repo, asset, MAX_ASSET_SIZE, &mut file, on_bytes)
-        .await
-        .map_err(|e| match e {
-            AssetError::Write { source, .. } => write_error(source),
-            other => other,
-        })?;
-    file.flush().await.map_err(write_error)?;
-    file.sync_all().await.map_err(write_error)?;
-    Ok(downloaded)
-}
-
-/// A small text asset such as `SHA256SUMS`.
-async fn download_small(
-    client: &Octocrab,
-    repo: &str,
-    asset: &ReleaseAsset,
-) -> Result<String, AssetError> {
-    let mut bytes = Vec::new();
-    stream_asset(client, repo, asset, 1024 * 1024, &mut bytes, &|_, _| {}).await?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Streams `asset` into `dest`, refusing more than `limit` bytes; returns its sha256 and size.
-async fn stream_asset(
-    client: &Octocrab,
-    repo: &str,
-    asset: &ReleaseAsset,
-    limit: u64,
-    dest: &mut (impl tokio::io::AsyncWrite + Unpin),
-    on_bytes: &(dyn Fn(u64, u64) + Sync),
-) -> Result<(String, u64), AssetError> {
-    let (owner, name) = split_repo(repo);
-    let download_error = |source| AssetError::Download {
-        repo: repo.to_owned(),
-        name: asset.name.clone(),
-        source: Box::new(source),
-    };
-    let mut stream = Box::pin(
-        client
-            .repos(owner, name)
-            .release_assets()
-            .stream(asset.id)
+    async fn stream_to_file(
+        &self,
+        asset: &ReleaseAsset,
+        dest: &Path,
+        on_bytes: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<(String, u64), AssetError> {
+        let write_error = |source| AssetError::Write {
+            path: dest.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(dest).await.map_err(write_error)?;
+        let downloaded = self
+            .stream_asset(asset, MAX_ASSET_SIZE, &mut file, on_bytes)
             .await
-            .map_err(download_error)?,
-    );
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(download_error)?;
-        size += chunk.len() as u64;
-        if size > limit {
+            .map_err(|e| match e {
+                AssetError::Write { source, .. } => write_error(source),
+                other => other,
+            })?;
+        file.flush().await.map_err(write_error)?;
+        file.sync_all().await.map_err(write_error)?;
+        Ok(downloaded)
+    }
+
+    /// A small text asset such as `SHA256SUMS`.
+    async fn download_small(&self, asset: &ReleaseAsset) -> Result<String, AssetError> {
+        let mut bytes = Vec::new();
+        self.stream_asset(asset, 1024 * 1024, &mut bytes, &|_, _| {})
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Streams `asset` into `dest`, refusing more than `limit` bytes; returns its sha256 and
+    /// size.
+    async fn stream_asset(
+        &self,
+        asset: &ReleaseAsset,
+        limit: u64,
+        dest: &mut (impl tokio::io::AsyncWrite + Unpin),
+        on_bytes: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<(String, u64), AssetError> {
+        let download_error = |source| AssetError::Download {
+            repo: self.repo.to_owned(),
+            name: asset.name.clone(),
+            source,
+        };
+        let path = format!(
+            "/repos/{}/releases/assets/{}",
+            escape_repo(self.repo),
+            asset.id
+        );
+        let mut download = self
+            .api
+            .download_public(
+                &path,
+                self.auth,
+                self.acting_repository,
+                &format!("GET {path}"),
+            )
+            .await
+            .map_err(download_error)?;
+        if download.length().is_some_and(|length| length > limit) {
             return Err(AssetError::TooLarge {
                 name: asset.name.clone(),
                 limit,
             });
         }
-        hasher.update(&chunk);
-        dest.write_all(&chunk)
-            .await
-            .map_err(|source| AssetError::Write {
-                path: asset.name.clone(),
-                source,
-            })?;
-        on_bytes(size, asset.size);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = download.chunk().await.map_err(download_error)? {
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(AssetError::TooLarge {
+                    name: asset.name.clone(),
+                    limit,
+                });
+            }
+            hasher.update(&chunk);
+            dest.write_all(&chunk)
+                .await
+                .map_err(|source| AssetError::Write {
+                    path: asset.name.clone(),
+                    source,
+                })?;
+            on_bytes(size, asset.size);
+        }
+        Ok((hex::encode(hasher.finalize()), size))
     }
-    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// The hash that a `sha256sum`-style listing gives for `name`.

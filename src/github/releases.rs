@@ -1,4 +1,5 @@
-//! Releases: the build repository's own, and the upstream list the watch reads.
+//! Releases: the build repository's own, and upstream's, which the watch lists and downloads
+//! come from.
 
 use http::Method;
 use serde::Deserialize;
@@ -7,9 +8,9 @@ use serde_json::json;
 use super::api::{ApiError, Auth, GitHubApi};
 use super::url::{escape_component, escape_repo};
 
-/// A release, as far as the pipeline and the watch need it.
+/// A release, as far as the pipeline, the watch and downloads need it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct ReleaseSummary {
+pub struct Release {
     pub tag_name: String,
     #[serde(default)]
     pub name: Option<String>,
@@ -21,25 +22,121 @@ pub struct ReleaseSummary {
     pub html_url: Option<String>,
     #[serde(default)]
     pub body: Option<String>,
+    #[serde(default)]
+    pub assets: Vec<ReleaseAsset>,
 }
 
-/// The release tagged `tag` in `repo`, if any.
+/// One asset of a release.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ReleaseAsset {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub size: u64,
+    /// `sha256:<hex>`, on releases GitHub has computed it for.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+fn tag_path(repo: &str, tag: &str) -> String {
+    format!(
+        "/repos/{}/releases/tags/{}",
+        escape_repo(repo),
+        escape_component(tag)
+    )
+}
+
+/// The release tagged `tag` in `repo`, an installation's repository, if any.
 pub async fn release_by_tag(
     api: &GitHubApi,
     auth: Auth,
     repo: &str,
     tag: &str,
-) -> Result<Option<ReleaseSummary>, ApiError> {
+) -> Result<Option<Release>, ApiError> {
     api.get_optional_json(
-        &format!(
-            "/repos/{}/releases/tags/{}",
-            escape_repo(repo),
-            escape_component(tag)
-        ),
+        &tag_path(repo, tag),
         auth,
         &format!("reading release {tag} of {repo}"),
     )
     .await
+}
+
+/// The release tagged `tag` in `repo`, a public repository outside the installation
+/// (upstream), read as [`GitHubApi::get_public_with_headers`] reads, if any.
+pub async fn public_release_by_tag(
+    api: &GitHubApi,
+    auth: Auth,
+    acting_repository: &str,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<Release>, ApiError> {
+    api.get_public_optional_json(
+        &tag_path(repo, tag),
+        auth,
+        acting_repository,
+        &format!("reading release {tag} of {repo}"),
+    )
+    .await
+}
+
+/// One page of a repository's releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleasesPage {
+    /// `304`: the page is as it was when it had the `etag` asked with.
+    NotModified,
+    Releases {
+        releases: Vec<Release>,
+        /// The page's `ETag`, for asking again with `If-None-Match`.
+        etag: Option<String>,
+        /// Whether a next page follows (`Link: rel="next"`).
+        has_next: bool,
+    },
+}
+
+/// Page `page` (up to 100 releases, newest first) of the releases of `repo`, a public
+/// repository outside the installation, read as [`GitHubApi::get_public_with_headers`]
+/// reads; asked with `If-None-Match: etag` when given.
+pub async fn public_releases_page(
+    api: &GitHubApi,
+    auth: Auth,
+    acting_repository: &str,
+    repo: &str,
+    page: u32,
+    etag: Option<&str>,
+) -> Result<ReleasesPage, ApiError> {
+    let headers: Vec<(&'static str, String)> = etag
+        .map(|etag| ("if-none-match", etag.to_owned()))
+        .into_iter()
+        .collect();
+    let response = api
+        .get_public_with_headers(
+            &format!(
+                "/repos/{}/releases?per_page=100&page={page}",
+                escape_repo(repo)
+            ),
+            auth,
+            acting_repository,
+            &headers,
+        )
+        .await?;
+    if response.status == 304 {
+        return Ok(ReleasesPage::NotModified);
+    }
+    if !response.is_success() {
+        return Err(response.into_error(&format!("listing the releases of {repo}")));
+    }
+    let header = |name| {
+        response
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Ok(ReleasesPage::Releases {
+        etag: header(http::header::ETAG),
+        has_next: header(http::header::LINK).is_some_and(|link| link.contains("rel=\"next\"")),
+        releases: response.json()?,
+    })
 }
 
 /// Creates release `tag` on `target` (a branch). Returns `None` when GitHub says the tag
@@ -52,7 +149,7 @@ pub async fn create_release(
     target: &str,
     name: &str,
     body: &str,
-) -> Result<Option<ReleaseSummary>, ApiError> {
+) -> Result<Option<Release>, ApiError> {
     let response = api
         .request(
             Method::POST,

@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use http::Method;
 use serde::Deserialize;
 
 use super::AppState;
 use super::activation::Activation;
 use super::app_credentials_file::{self, StoredApp};
-use crate::github::api::{Auth, GitHubApi};
+use crate::github::api::GitHubApi;
 use crate::github::app_jwt::AppKey;
+use crate::github::app_manifests::{self, Conversion};
 use crate::github::rate_limit::RetryPolicy;
 use crate::secret::{Secret, same_secret};
 
@@ -355,20 +355,27 @@ pub async fn setup_callback(
         Ok(api) => api,
         Err(error) => return failure(&error.to_string(), Created::No),
     };
-    // Sent once: after a server error or a lost answer GitHub may have made the App already,
-    // and asking again would only get "used already". The code is a secret for the hour it
-    // lasts (it buys the App's key), so neither the page nor the log shows the error, whose
-    // text names the request's path.
-    let response = match api
-        .request_not_repeated(
-            Method::POST,
-            &format!("/app-manifests/{code}/conversions"),
-            Auth::Anonymous,
-            None,
-        )
-        .await
-    {
-        Ok(response) => response,
+    // Neither the page nor the log shows an error of the exchange, whose text may name the
+    // request's path, and so the code.
+    let app: StoredApp = match app_manifests::convert(&api, &code).await {
+        Ok(Conversion::Created(Ok(app))) => app,
+        Ok(Conversion::Created(Err(error))) => return failure(&error.to_string(), Created::Yes),
+        Ok(Conversion::CodeRefused { status }) => {
+            tracing::warn!(status, "the App manifest code was refused");
+            return setup_page_response(
+                StatusCode::BAD_REQUEST,
+                page(
+                    "Setup failed",
+                    "<p>GitHub refused the code: it has expired (codes last one hour) or was used already. Nothing was stored. Start again from the setup page (the link in the server's log).</p>",
+                ),
+            );
+        }
+        Ok(Conversion::Failed { status, message }) => {
+            return failure(
+                &format!("GitHub answered {status} to the code's exchange: {message}"),
+                Created::Maybe,
+            );
+        }
         Err(error) => {
             let what = match error.status() {
                 Some(status) => format!("GitHub answered {status} to the code's exchange"),
@@ -376,33 +383,6 @@ pub async fn setup_callback(
             };
             return failure(&what, Created::Maybe);
         }
-    };
-    if response.status == 404 || response.status == 422 {
-        tracing::warn!(
-            status = response.status,
-            "the App manifest code was refused"
-        );
-        return setup_page_response(
-            StatusCode::BAD_REQUEST,
-            page(
-                "Setup failed",
-                "<p>GitHub refused the code: it has expired (codes last one hour) or was used already. Nothing was stored. Start again from the setup page (the link in the server's log).</p>",
-            ),
-        );
-    }
-    if !response.is_success() {
-        return failure(
-            &format!(
-                "GitHub answered {} to the code's exchange: {}",
-                response.status,
-                response.message()
-            ),
-            Created::Maybe,
-        );
-    }
-    let app: StoredApp = match response.json() {
-        Ok(app) => app,
-        Err(error) => return failure(&error.to_string(), Created::Yes),
     };
     let key = match AppKey::from_pem(app.id, &app.pem) {
         Ok(key) => key,

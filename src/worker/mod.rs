@@ -100,36 +100,13 @@ impl Worker {
         }
         let id = match self.database.installation_for_repository(repo).await? {
             Some(id) => id,
-            None => {
-                let response = self
-                    .github
-                    .request(
-                        http::Method::GET,
-                        &format!(
-                            "/repos/{}/installation",
-                            crate::github::url::escape_repo(repo)
-                        ),
-                        Auth::App,
-                        None,
-                    )
-                    .await?;
-                if response.status == 404 {
-                    return Err(pipeline::StepError::Permanent(format!(
-                        "the App is not installed on {repo}; install it there to let it act"
-                    )));
-                }
-                if !response.is_success() {
-                    return Err(response
-                        .into_error(&format!("finding the App's installation on {repo}"))
-                        .into());
-                }
-                let value: serde_json::Value = response.json()?;
-                value.get("id").and_then(|v| v.as_i64()).ok_or_else(|| {
+            None => crate::github::installations::installation_of_repository(&self.github, repo)
+                .await?
+                .ok_or_else(|| {
                     pipeline::StepError::Permanent(format!(
-                        "GitHub gave no installation id for {repo}"
+                        "the App is not installed on {repo}; install it there to let it act"
                     ))
-                })?
-            }
+                })?,
         };
         self.installation_of
             .lock()
@@ -142,11 +119,7 @@ impl Worker {
     pub async fn app_login(&self) -> Option<&str> {
         self.app_login
             .get_or_init(|| async {
-                #[derive(serde::Deserialize)]
-                struct App {
-                    slug: String,
-                }
-                match self.github.get_json::<App>("/app", Auth::App).await {
+                match crate::github::app::authenticated_app(&self.github).await {
                     Ok(app) => {
                         tracing::info!(slug = %app.slug, "acting as this GitHub App");
                         Some(format!("{}[bot]", app.slug))

@@ -8,12 +8,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use http::Method;
-use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::Worker;
-use crate::github::api::{ApiError, Auth};
+use crate::github::api::ApiError;
+use crate::github::hook_deliveries::{
+    FIRST_PAGE, HookDelivery, Redelivery, deliveries_page, redeliver,
+};
 
 /// How often the sweep runs after the first one at start.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -23,19 +24,6 @@ const REDELIVERY_WINDOW: time::Duration = time::Duration::days(3);
 const MAX_PAGES: usize = 10;
 /// Redeliveries asked for per sweep at most (content-creating requests are limited).
 const MAX_REDELIVERIES: usize = 50;
-
-/// One attempt at a delivery, as `GET /app/hook/deliveries` lists it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct HookDelivery {
-    pub id: i64,
-    pub guid: String,
-    #[serde(default)]
-    pub status_code: i64,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub delivered_at: Option<OffsetDateTime>,
-    #[serde(default)]
-    pub event: Option<String>,
-}
 
 /// Of `attempts`, the newest attempt of each delivery that never succeeded, is young
 /// enough to be redelivered, and is not in `stored`.
@@ -71,49 +59,22 @@ pub fn to_redeliver(
     chosen
 }
 
-/// The `rel="next"` URL of a `Link` header.
-fn next_link(link: &str) -> Option<&str> {
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params
-            .split(';')
-            .any(|p| p.trim() == "rel=\"next\"")
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>'))
-    })
-}
-
 impl Worker {
     /// One sweep: lists recent deliveries and asks for the missed ones again. Returns how
     /// many redeliveries were asked for.
     pub async fn redeliver_missed(&self) -> Result<usize, ApiError> {
         let mut attempts = Vec::new();
-        let mut path = "/app/hook/deliveries?per_page=100".to_owned();
+        let mut path = FIRST_PAGE.to_owned();
         for _ in 0..MAX_PAGES {
-            let response = self
-                .github
-                .request(Method::GET, &path, Auth::App, None)
-                .await?;
-            if !response.is_success() {
-                return Err(response.into_error("listing the App's webhook deliveries"));
-            }
-            let page: Vec<HookDelivery> = response.json()?;
+            let page = deliveries_page(&self.github, &path).await?;
             let oldest_is_old = page
+                .deliveries
                 .last()
                 .and_then(|d| d.delivered_at)
                 .is_some_and(|at| OffsetDateTime::now_utc() - at > REDELIVERY_WINDOW);
-            attempts.extend(page);
-            let next = response
-                .headers
-                .get(http::header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link)
-                .map(|url| {
-                    url.strip_prefix(self.github.base_url())
-                        .unwrap_or(url)
-                        .to_owned()
-                });
-            match next {
-                Some(next) if !oldest_is_old && next.starts_with('/') => path = next,
+            attempts.extend(page.deliveries);
+            match page.next {
+                Some(next) if !oldest_is_old => path = next,
                 _ => break,
             }
         }
@@ -128,15 +89,13 @@ impl Worker {
             })?;
         let missed = to_redeliver(&attempts, &stored, OffsetDateTime::now_utc());
         for delivery in &missed {
-            let path = format!("/app/hook/deliveries/{}/attempts", delivery.id);
-            let response = self
-                .github
-                .request(Method::POST, &path, Auth::App, None)
-                .await?;
-            if response.is_success() {
-                tracing::info!(guid = %delivery.guid, event = ?delivery.event, "asked GitHub to redeliver a missed delivery");
-            } else {
-                tracing::warn!(guid = %delivery.guid, status = response.status, request_id = ?response.request_id, "GitHub refused to redeliver");
+            match redeliver(&self.github, delivery.id).await? {
+                Redelivery::Asked => {
+                    tracing::info!(guid = %delivery.guid, event = ?delivery.event, "asked GitHub to redeliver a missed delivery")
+                }
+                Redelivery::Refused { status, request_id } => {
+                    tracing::warn!(guid = %delivery.guid, status, request_id = ?request_id, "GitHub refused to redeliver")
+                }
             }
         }
         Ok(missed.len())
@@ -175,15 +134,5 @@ mod tests {
         let chosen = to_redeliver(&attempts, &stored, now);
         let ids: Vec<i64> = chosen.iter().map(|a| a.id).collect();
         assert_eq!(ids, [2]);
-    }
-
-    #[test]
-    fn the_next_page_comes_from_the_link_header() {
-        let link = r#"<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_9>; rel="next", <https://x>; rel="prev""#;
-        assert_eq!(
-            next_link(link),
-            Some("https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_9")
-        );
-        assert_eq!(next_link(r#"<https://x>; rel="prev""#), None);
     }
 }

@@ -12,16 +12,16 @@ use crate::database::Database;
 use crate::database::jobs::{NewJob, Queued, Trigger};
 use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::contents::read_file;
+use crate::github::installations::installation_of_repository;
 use crate::github::issues::{find_open_issue, open_issue};
-use crate::github::releases::ReleaseSummary;
-use crate::github::url::escape_repo;
+use crate::github::releases::{Release, ReleasesPage, public_releases_page};
 use crate::image_name::ImageFileName;
 use crate::manifest::Manifest;
 use crate::settings::Settings;
 use crate::version::Version;
 
 /// Pages of 100 releases read at most.
-const MAX_PAGES: usize = 20;
+const MAX_PAGES: u32 = 20;
 
 /// What a check found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl std::fmt::Display for CheckOutcome {
 
 /// The newest stable version among `releases`: drafts, prereleases and tags that are not
 /// plain versions are skipped, and "newest" is by version, not by date.
-pub fn newest_stable(releases: &[ReleaseSummary]) -> Option<Version> {
+pub fn newest_stable(releases: &[Release]) -> Option<Version> {
     releases
         .iter()
         .filter(|r| !r.draft && !r.prerelease)
@@ -127,7 +127,7 @@ pub struct UpstreamWatch {
     pub database: Database,
     pub settings: std::sync::Arc<Settings>,
     /// The first page's ETag and the whole list read with it.
-    cached: Mutex<Option<(String, Vec<ReleaseSummary>)>>,
+    cached: Mutex<Option<(String, Vec<Release>)>>,
 }
 
 impl UpstreamWatch {
@@ -141,7 +141,7 @@ impl UpstreamWatch {
     }
 
     /// Every release of the upstream repository, all pages.
-    async fn upstream_releases(&self, auth: Auth) -> Result<Vec<ReleaseSummary>, ApiError> {
+    async fn upstream_releases(&self, auth: Auth) -> Result<Vec<Release>, ApiError> {
         let repo = &self.settings.upstream.repo;
         let cached_etag = self
             .cached
@@ -152,44 +152,39 @@ impl UpstreamWatch {
         let mut releases = Vec::new();
         let mut first_etag = None;
         for page in 1..=MAX_PAGES {
-            let path = format!(
-                "/repos/{}/releases?per_page=100&page={page}",
-                escape_repo(repo)
-            );
-            let headers = match (&cached_etag, page) {
-                (Some(etag), 1) => vec![("if-none-match", etag.clone())],
-                _ => Vec::new(),
+            let etag = cached_etag.as_deref().filter(|_| page == 1);
+            let answer = public_releases_page(
+                &self.github,
+                auth,
+                &self.settings.build_repo.repo,
+                repo,
+                page,
+                etag,
+            )
+            .await?;
+            let (batch, etag, has_next) = match answer {
+                ReleasesPage::Releases {
+                    releases,
+                    etag,
+                    has_next,
+                } => (releases, etag, has_next),
+                ReleasesPage::NotModified => {
+                    let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+                    let Some((_, list)) = cached.as_ref() else {
+                        return Err(ApiError::Unexpected {
+                            reason: format!(
+                                "GitHub answered 304 to listing the releases of {repo}, with nothing asked before"
+                            ),
+                            request_id: None,
+                        });
+                    };
+                    tracing::debug!(%repo, "upstream releases unchanged (304)");
+                    return Ok(list.clone());
+                }
             };
-            let response = self
-                .github
-                .get_public_with_headers(&path, auth, &self.settings.build_repo.repo, &headers)
-                .await?;
-            if response.status == 304
-                && let Some((_, list)) = self
-                    .cached
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-            {
-                tracing::debug!(%repo, "upstream releases unchanged (304)");
-                return Ok(list.clone());
-            }
-            if !response.is_success() {
-                return Err(response.into_error(&format!("listing the releases of {repo}")));
-            }
             if page == 1 {
-                first_etag = response
-                    .headers
-                    .get(http::header::ETAG)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                first_etag = etag;
             }
-            let has_next = response
-                .headers
-                .get(http::header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|link| link.contains("rel=\"next\""));
-            let batch: Vec<ReleaseSummary> = response.json()?;
             let count = batch.len();
             releases.extend(batch);
             if !has_next || count == 0 {
@@ -208,21 +203,15 @@ impl UpstreamWatch {
         if let Ok(Some(id)) = self.database.installation_for_repository(repo).await {
             return Ok(Auth::Installation(id));
         }
-        let value: serde_json::Value = self
-            .github
-            .get_json(
-                &format!("/repos/{}/installation", escape_repo(repo)),
-                Auth::App,
-            )
-            .await?;
-        value
-            .get("id")
-            .and_then(|v| v.as_i64())
-            .map(Auth::Installation)
-            .ok_or_else(|| ApiError::Unexpected {
-                reason: format!("GitHub gave no installation id for {repo}"),
+        match installation_of_repository(&self.github, repo).await? {
+            Some(id) => Ok(Auth::Installation(id)),
+            None => Err(ApiError::Unexpected {
+                reason: format!(
+                    "the App is not installed on {repo}; install it there to let it act"
+                ),
                 request_id: None,
-            })
+            }),
+        }
     }
 
     /// One check; with `dry_run`, changes nothing and says what it would do.
@@ -336,14 +325,15 @@ mod tests {
     use super::*;
     use crate::manifest::ManifestEntry;
 
-    fn release(tag: &str, prerelease: bool, draft: bool) -> ReleaseSummary {
-        ReleaseSummary {
+    fn release(tag: &str, prerelease: bool, draft: bool) -> Release {
+        Release {
             tag_name: tag.into(),
             name: None,
             draft,
             prerelease,
             html_url: None,
             body: None,
+            assets: Vec::new(),
         }
     }
 

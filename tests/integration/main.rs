@@ -4,6 +4,7 @@
 
 mod app_server;
 mod app_setup;
+mod asset_downloads;
 mod bad_input;
 mod command_rules;
 mod common;

@@ -4,9 +4,7 @@ use super::{StepContext, StepError};
 use crate::arch::Arch;
 use crate::database::job_result::Download;
 use crate::github::api::Auth;
-use crate::github::client::api_client;
-use crate::github::release_asset::{download_checked, get_release};
-use crate::github::token_scope::TokenScope;
+use crate::github::release_asset::PublicReleases;
 
 /// Release notes carried into the build repository's release: at most this many lines.
 const NOTES_LINES: usize = 100;
@@ -23,29 +21,21 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     // The upstream repository is public: a read-only token of the build repository's
     // installation raises the rate limit, and reaches nothing else. Without one, upstream is
     // read anonymously.
-    let token = match context.auth_for(&settings.build_repo.repo).await {
-        Ok(Auth::Installation(installation)) => Some(
-            context
-                .github
-                .installation_token(
-                    installation,
-                    &TokenScope::reading_public_data_as(&settings.build_repo.repo),
-                )
-                .await?,
-        ),
-        Ok(_) => None,
+    let auth = match context.auth_for(&settings.build_repo.repo).await {
+        Ok(auth @ Auth::Installation(_)) => auth,
+        Ok(_) => Auth::Anonymous,
         Err(error) => {
             tracing::warn!(job = context.job.id, error = ?error, "no installation token for reading upstream; reading it anonymously");
-            None
+            Auth::Anonymous
         }
     };
-    let client = api_client(
-        context.github.base_url(),
-        token.as_ref().map(|t| t.expose()),
-    )
-    .map_err(|e| StepError::Permanent(e.to_string()))?;
-    let repo = &settings.upstream.repo;
-    let release = get_release(&client, repo, &context.job.version.tag()).await?;
+    let upstream = PublicReleases {
+        api: context.github,
+        auth,
+        acting_repository: &settings.build_repo.repo,
+        repo: &settings.upstream.repo,
+    };
+    let release = upstream.release(&context.job.version.tag()).await?;
     let dir = context.work_dir.clone();
     std::fs::create_dir_all(&dir).map_err(StepError::work_dir("creating", &dir))?;
     let mut checked = Vec::new();
@@ -57,8 +47,9 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         }
         // Downloads land under their final name only once checked.
         let partial = dir.join(format!(".{name}.partial"));
-        let downloaded =
-            download_checked(&client, repo, &release, &name, &partial, &|_, _| {}).await?;
+        let downloaded = upstream
+            .download_checked(&release, &name, &partial, &|_, _| {})
+            .await?;
         std::fs::rename(&partial, &dest)
             .map_err(StepError::work_dir("keeping the download", &dest))?;
         tracing::info!(job = context.job.id, asset = %name, size = downloaded.size, sha256 = %downloaded.sha256, checked_against = ?downloaded.checked_against, "downloaded and checked");

@@ -82,7 +82,7 @@ impl FakeGitHub {
 
 async fn asset_api(route: RepoRoute) -> Answer {
     let (id, headers) = (&route.item, &route.headers);
-    {
+    let storage = {
         let model = route.model();
         read_access(&model, headers, &route.owner, &route.repo)?;
         if !id
@@ -91,7 +91,8 @@ async fn asset_api(route: RepoRoute) -> Answer {
         {
             return Err(not_found());
         }
-    }
+        model.storage_host.url.clone().unwrap_or_default()
+    };
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -104,11 +105,12 @@ async fn asset_api(route: RepoRoute) -> Answer {
         )
             .into_response());
     }
-    Ok(Redirect::to(&format!("/storage/{id}")).into_response())
+    Ok(Redirect::to(&format!("{storage}/storage/{id}")).into_response())
 }
 
-/// The storage host (a different host on the real GitHub; it ignores API credentials).
-async fn asset_storage(State(model): State<Shared>, Path(id): Path<String>) -> Answer {
+/// The storage host (a different host on the real GitHub, and here too once
+/// [`FakeGitHub::serve_assets_from_another_host`] starts it; it ignores API credentials).
+pub(super) async fn asset_storage(State(model): State<Shared>, Path(id): Path<String>) -> Answer {
     let (data, delay) = {
         let mut model = lock(&model);
         let state = &mut model.assets;

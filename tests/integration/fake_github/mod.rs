@@ -30,8 +30,8 @@
 //! scoped token reaches), `observe` (the
 //! request log, rate limits and injected failures), `webhooks`, `repos` (repositories,
 //! branches, commits), `refs`, `contents`, `pulls`, `issues`, `comments`, `collaborators`,
-//! `releases`, `assets`, what their routes share (`resource`), and helpers (`answers`,
-//! `pagination`, `sha1`, `diff`).
+//! `releases`, `assets`, `storage_host` (assets served from another host), what their
+//! routes share (`resource`), and helpers (`answers`, `pagination`, `sha1`, `diff`).
 
 // Each scenario module uses only a part of this fake.
 #![allow(dead_code)]
@@ -55,6 +55,7 @@ mod repos;
 mod resource;
 mod scope;
 mod sha1;
+mod storage_host;
 mod webhooks;
 
 #[cfg(test)]
@@ -73,7 +74,7 @@ use axum::Router;
 pub use self::{
     assets::Asset, comments::FakeComment, issues::FakeIssue, observe::Failure,
     observe::RecordedRequest, pulls::FakePull, releases::FakeRelease, repos::FakeCommit,
-    scope::TokenScope, webhooks::FakeDelivery,
+    scope::TokenScope, storage_host::StorageRequest, webhooks::FakeDelivery,
 };
 
 /// Everything the fake knows, behind one lock.
@@ -89,6 +90,7 @@ struct Model {
     repos: repos::Repos,
     releases: releases::ReleaseState,
     assets: assets::AssetState,
+    storage_host: storage_host::StorageHostState,
     hooks: webhooks::HookState,
     manifests: manifests::ManifestState,
     observe: observe::ObserveState,
@@ -105,6 +107,7 @@ impl Model {
             repos: repos::Repos::default(),
             releases: releases::ReleaseState::default(),
             assets: assets::AssetState::default(),
+            storage_host: storage_host::StorageHostState::default(),
             hooks: webhooks::HookState::default(),
             manifests: manifests::ManifestState::default(),
             observe: observe::ObserveState::default(),
