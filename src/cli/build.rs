@@ -8,9 +8,9 @@ use alloy_sysext_automation::artifacts::{BuildOutput, BuildRequest, build_into_d
 use alloy_sysext_automation::github::api::{Auth, DEFAULT_API_URL, GitHubApi};
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
 use alloy_sysext_automation::github::release_asset::PublicReleases;
-use alloy_sysext_automation::key_source::KeySource;
 use alloy_sysext_automation::manifest::Upsert;
 use alloy_sysext_automation::secret::Secret;
+use alloy_sysext_automation::signing::key_source::KeySource;
 use alloy_sysext_automation::sysext::{Compression, SquashfsOptions};
 use alloy_sysext_automation::version::Version;
 use anyhow::Context;

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use alloy_sysext_automation::config::ServerConfig;
 use alloy_sysext_automation::database::Database;
 use alloy_sysext_automation::github::api::GitHubApi;
 use alloy_sysext_automation::github::app_jwt::AppKey;
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
+use alloy_sysext_automation::server::config::ServerConfig;
 use alloy_sysext_automation::settings::Settings;
 use alloy_sysext_automation::worker::upstream_watch::UpstreamWatch;
 use anyhow::Context;

@@ -1,10 +1,10 @@
 //! `config`: the effective configuration of `serve`, with every secret redacted.
 
-use alloy_sysext_automation::config::{LogFormat, ServerConfig, StatusAccess};
-use alloy_sysext_automation::key_source::{KeySource, KeySourceError};
 use alloy_sysext_automation::server::app_credentials_file::{self, AppSource, ResolvedCredentials};
+use alloy_sysext_automation::server::config::{LogFormat, ServerConfig, StatusAccess};
 use alloy_sysext_automation::server::signing_key::{GENERATED_KEY_FILE, GENERATED_PUBLIC_KEY_FILE};
 use alloy_sysext_automation::settings::Settings;
+use alloy_sysext_automation::signing::key_source::{KeySource, KeySourceError};
 use alloy_sysext_automation::storage::Storage;
 use clap::Args;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};

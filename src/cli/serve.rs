@@ -2,8 +2,8 @@
 
 use std::io::IsTerminal;
 
-use alloy_sysext_automation::config::{LogFormat, ServerConfig};
-use alloy_sysext_automation::data_dir;
+use alloy_sysext_automation::server::config::{LogFormat, ServerConfig};
+use alloy_sysext_automation::server::data_dir;
 use anyhow::Context;
 use clap::Args;
 use tracing_subscriber::EnvFilter;

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use alloy_sysext_automation::manifest::verify::{VerifyDepth, verify_dir};
 use alloy_sysext_automation::signing::PublicKey;
-use alloy_sysext_automation::verify::{VerifyDepth, verify_dir};
 use anyhow::Context;
 use clap::Args;
 

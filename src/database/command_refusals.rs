@@ -11,7 +11,7 @@
 //! leaves the user free to be answered next time.
 
 use super::{Database, DatabaseError};
-use crate::timestamp;
+use crate::database::timestamp;
 
 /// The least time between two answered refusals to the same user in the same repository.
 pub const REFUSAL_ANSWER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);

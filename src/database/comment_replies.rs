@@ -6,7 +6,7 @@
 //! nobody gets the same reply twice.
 
 use super::{Database, DatabaseError};
-use crate::timestamp;
+use crate::database::timestamp;
 
 impl Database {
     /// Whether the reply to comment `comment_id` was posted.

@@ -166,7 +166,14 @@ impl Database {
         outcome: DeliveryOutcome,
         note: Option<&str>,
     ) -> Result<(), DatabaseError> {
-        finish_pending_delivery(self.pool(), id, outcome, note, &crate::timestamp::now()).await
+        finish_pending_delivery(
+            self.pool(),
+            id,
+            outcome,
+            note,
+            &crate::database::timestamp::now(),
+        )
+        .await
     }
 
     /// Which of `ids` are stored.
@@ -207,7 +214,7 @@ impl Database {
         .bind(error)
         .bind(max_attempts)
         .bind(max_attempts)
-        .bind(crate::timestamp::now())
+        .bind(crate::database::timestamp::now())
         .bind(id)
         .fetch_optional(self.pool())
         .await?;

@@ -8,7 +8,7 @@
 
 use super::deliveries::DeliveryOutcome;
 use super::{Database, DatabaseError};
-use crate::timestamp;
+use crate::database::timestamp;
 
 impl Database {
     /// Whether comment `comment_id` was handled to the end before.

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Database, DatabaseError};
-use crate::timestamp;
+use crate::database::timestamp;
 
 /// An installation of the App.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use super::jobs::{NewJob, Queued, insert_job};
 use super::{Database, DatabaseError};
-use crate::timestamp;
+use crate::database::timestamp;
 
 /// The most queued jobs one user may have asked for.
 pub const MAX_QUEUED_PER_USER: i64 = 3;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Database, DatabaseError};
-use crate::timestamp;
+use crate::database::timestamp;
 
 /// A step of a build job, in the order they run (SPEC §1). Stored and shown by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use super::job_result::{JobResult, as_text};
 use super::job_steps::Step;
 use super::{Database, DatabaseError};
-use crate::timestamp;
+use crate::database::timestamp;
 use crate::version::Version;
 
 /// Who or what asked for a job, and where its outcome is reported.

@@ -11,6 +11,7 @@ pub mod job_result;
 pub mod job_steps;
 pub mod jobs;
 pub mod retention;
+pub mod timestamp;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -13,6 +13,7 @@ pub mod hook_deliveries;
 pub mod installation_tokens;
 pub mod installations;
 pub mod issues;
+pub mod markdown;
 pub mod pulls;
 pub mod rate_limit;
 pub mod reactions;

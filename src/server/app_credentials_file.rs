@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ServerConfig;
 use crate::github::app_jwt::AppKey;
 use crate::secret::Secret;
+use crate::server::config::ServerConfig;
 
 /// The file's name in `DATA_DIR`.
 pub const FILE_NAME: &str = "github-app.json";
@@ -83,7 +83,7 @@ impl ClassifyName for serde_json::Error {
 
 /// Keeps `app` in `data_dir`, readable by the owner only, replaced whole.
 pub fn save(data_dir: &Path, app: &StoredApp) -> anyhow::Result<()> {
-    crate::private_file::write_private(&path_in(data_dir), &serde_json::to_vec_pretty(app)?)
+    crate::server::private_file::write_private(&path_in(data_dir), &serde_json::to_vec_pretty(app)?)
 }
 
 /// Where the App's credentials come from.

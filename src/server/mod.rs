@@ -3,11 +3,14 @@
 pub mod activation;
 pub mod app_credentials_file;
 pub mod app_setup;
+pub mod config;
 pub mod connections;
+pub mod data_dir;
 pub mod images;
 pub mod jobs_api;
 pub mod listener;
 pub mod per_client;
+pub mod private_file;
 pub mod signature;
 pub mod signing_key;
 pub mod status_access;
@@ -25,10 +28,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::config::ServerConfig;
 use crate::database::Database;
 use crate::database::deliveries::{NewDelivery, Stored};
 use crate::secret::Secret;
+use crate::server::config::ServerConfig;
 use crate::settings::Settings;
 use crate::storage::Storage;
 use webhook::{MAX_BODY_BYTES, VerifiedDelivery};
@@ -51,7 +54,7 @@ pub struct AppState {
     /// The directory served at `/images/`, when storage is local.
     pub images_dir: Option<Arc<std::path::PathBuf>>,
     /// Who may read the status page, `/api/` and `/metrics`.
-    pub status_access: Arc<crate::config::StatusAccess>,
+    pub status_access: Arc<crate::server::config::StatusAccess>,
     /// Where webhook bodies are held until their signature is checked.
     pub body_intake: unverified_body::BodyIntake,
 }
@@ -252,7 +255,7 @@ pub async fn serve(
 
 /// Says at start who may read the status page, `/api/` and `/metrics`, and how to change it.
 fn log_status_access(config: &ServerConfig) {
-    use crate::config::StatusAccess;
+    use crate::server::config::StatusAccess;
     match &config.status_access {
         StatusAccess::Token(_) => {
             tracing::info!(
@@ -278,7 +281,7 @@ fn log_status_access(config: &ServerConfig) {
 /// 2xx, so an acknowledged delivery is never lost; a redelivery is acknowledged again and
 /// not stored twice.
 async fn receive_webhook(State(state): State<AppState>, delivery: VerifiedDelivery) -> Response {
-    let received_at = crate::timestamp::now();
+    let received_at = crate::database::timestamp::now();
     let new = NewDelivery {
         id: &delivery.id,
         event: &delivery.event,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::key_source::{KeySource, KeySourceError};
+use crate::signing::key_source::{KeySource, KeySourceError};
 use crate::signing::{KeyAlgorithm, SigningKey};
 
 /// The secret key made on first start, in `DATA_DIR`.
@@ -51,7 +51,7 @@ pub fn server_signing_key(
                 KeyAlgorithm::Ed25519,
                 "Alloy sysext signing key (made by alloy-sysext-automation)",
             )?;
-            crate::private_file::write_private(&secret_path, key.to_armored()?.as_bytes())?;
+            crate::server::private_file::write_private(&secret_path, key.to_armored()?.as_bytes())?;
             std::fs::write(&public_path, key.public_key().to_armored()?)
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", public_path.display()))?;
             Ok((

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
 use super::AppState;
-use crate::config::StatusAccess;
+use crate::server::config::StatusAccess;
 
 /// Lets the request through when the status is open or the request carries the token.
 pub async fn require_status_access(

@@ -157,7 +157,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         step_runs,
         deliveries,
         installations,
-        now: crate::timestamp::now(),
+        now: crate::database::timestamp::now(),
     });
     (
         [

@@ -18,6 +18,7 @@ mod components;
 pub mod detached;
 pub mod error;
 pub mod key;
+pub mod key_source;
 
 pub use error::SigningError;
 pub use key::{KeyAlgorithm, PublicKey, SigningKey};

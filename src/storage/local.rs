@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{PutOutcome, PutRequest, StorageError, checked_sha256, validate_key};
-use crate::digest::sha256_hex;
+use crate::artifacts::digest::sha256_hex;
 
 /// Files under `root`, one per key (a key's `/` makes subdirectories).
 #[derive(Clone, Debug)]

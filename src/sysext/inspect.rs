@@ -10,7 +10,7 @@ use std::path::Path;
 use backhand::{FilesystemReader, InnerNode, SquashfsFileReader};
 use sha2::{Digest, Sha256};
 
-use crate::digest::sha256_hex;
+use crate::artifacts::digest::sha256_hex;
 
 use super::layout::{EntryContent, ImageLayout};
 use super::squashfs::{StoredBlock, WrittenBlocks};

@@ -1,5 +1,5 @@
 //! Handling stored deliveries: routing each one (`super::routing`) and doing what it asks.
-//! A comment's commands are run by their handlers in `crate::commands`; what is done here
+//! A comment's commands are run by their handlers in `crate::worker::commands`; what is done here
 //! is the comment as a whole: one reply, refusals answered at most hourly, the delivery's
 //! outcome.
 
@@ -11,8 +11,6 @@ use super::Worker;
 use super::pipeline::UPDATE_BRANCH_PREFIX;
 use super::replies::{self, Audience, BuildAnswer};
 use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
-use crate::commands::request::{CommandRequest, Permitted};
-use crate::commands::{CommandAnswer, parse_comment};
 use crate::database::DatabaseError;
 use crate::database::command_refusals::RefusalReason;
 use crate::database::deliveries::{DeliveryOutcome, PendingDelivery};
@@ -20,8 +18,10 @@ use crate::database::installations::{InstallationChange, WorkflowRun};
 use crate::database::jobs::{NewJob, Queued};
 use crate::github::api::{ApiError, Auth};
 use crate::github::issues;
+use crate::github::markdown::{code_span, escape, safe_url};
 use crate::github::pulls::open_pull_for_branch;
-use crate::markdown::{code_span, escape, safe_url};
+use crate::worker::commands::request::{CommandRequest, Permitted};
+use crate::worker::commands::{CommandAnswer, parse_comment};
 
 /// A delivery whose handling keeps failing transiently is given up after this many tries.
 const MAX_DELIVERY_ATTEMPTS: i64 = 5;

@@ -101,7 +101,11 @@ impl Worker {
                 tracing::warn!(job = id, %error, retry_in_seconds = delay.as_secs(), "job failed; it will be retried");
                 metrics.job("retrying");
                 self.database
-                    .retry_job_later(id, &error.to_string(), &crate::timestamp::after(delay))
+                    .retry_job_later(
+                        id,
+                        &error.to_string(),
+                        &crate::database::timestamp::after(delay),
+                    )
                     .await
             }
             Err(error) => {

@@ -1,6 +1,7 @@
 //! The worker: handles stored deliveries, runs the job queue one job at a time, and asks
 //! GitHub to redeliver what the server missed.
 
+pub mod commands;
 pub mod events;
 pub mod inbox;
 pub mod job_loop;

@@ -1,14 +1,14 @@
 //! The text of the App's comments.
 //!
 //! Everything that comes from a payload or a repository (an error, a repository name, an
-//! address) goes through [`crate::markdown`]; a login is mentioned only when it is one.
+//! address) goes through [`crate::github::markdown`]; a login is mentioned only when it is one.
 
-use crate::commands::{CommandError, HELP};
 use crate::database::job_result::Publication;
 use crate::database::job_steps::Step;
 use crate::database::jobs::Job;
+use crate::github::markdown::{code_block, code_span, escape, safe_url, table_code_span};
 use crate::manifest::{Manifest, newest_per_arch};
-use crate::markdown::{code_block, code_span, escape, safe_url, table_code_span};
+use crate::worker::commands::{CommandError, HELP};
 
 /// Who reads a comment: those of the build repository see everything; elsewhere (a
 /// consumer repository, any other one the App is installed on) no error text and no other

@@ -14,7 +14,8 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub fn spawn(database: Database, retention: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let cutoff = crate::timestamp::format(time::OffsetDateTime::now_utc() - retention);
+            let cutoff =
+                crate::database::timestamp::format(time::OffsetDateTime::now_utc() - retention);
             match database.forget_before(&cutoff).await {
                 Ok(swept) if swept.payloads > 0 || swept.workflow_runs > 0 => tracing::info!(
                     payloads = swept.payloads,

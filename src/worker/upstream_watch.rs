@@ -15,8 +15,8 @@ use crate::github::contents::read_file;
 use crate::github::installations::installation_of_repository;
 use crate::github::issues::{find_open_issue, open_issue};
 use crate::github::releases::{Release, ReleasesPage, public_releases_page};
-use crate::image_name::ImageFileName;
 use crate::manifest::Manifest;
+use crate::manifest::image_name::ImageFileName;
 use crate::settings::Settings;
 use crate::version::Version;
 

@@ -98,7 +98,7 @@ fn old_handled_payloads_and_workflow_runs_are_deleted_and_the_records_stay() {
     drop(server);
 
     // Two of them were received 31 days ago: past the default retention of 30 days.
-    let long_ago = alloy_sysext_automation::timestamp::format(
+    let long_ago = alloy_sysext_automation::database::timestamp::format(
         time::OffsetDateTime::now_utc() - time::Duration::days(31),
     );
     sql(

@@ -12,10 +12,10 @@ use std::fmt::Write as _;
 
 use alloy_sysext_automation::arch::Arch;
 use alloy_sysext_automation::butane::{YamlCheck, find_alloy_pin, update_alloy_pin};
-use alloy_sysext_automation::commands::{Command, MAX_COMMANDS_PER_COMMENT, parse_comment};
 use alloy_sysext_automation::manifest::Manifest;
 use alloy_sysext_automation::settings::{ConsumerSettings, Settings};
 use alloy_sysext_automation::version::{Version, systemd_version_cmp};
+use alloy_sysext_automation::worker::commands::{Command, MAX_COMMANDS_PER_COMMENT, parse_comment};
 use alloy_sysext_automation::worker::routing::{Route, RoutingContext, route};
 use proptest::collection::vec;
 use proptest::prelude::*;

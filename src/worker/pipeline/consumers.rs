@@ -19,8 +19,8 @@ use crate::github::collaborators::can_write;
 use crate::github::contents::{
     FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
 };
+use crate::github::markdown::{code_span, safe_url, table_code_span};
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
-use crate::markdown::{code_span, safe_url, table_code_span};
 use crate::settings::ConsumerSettings;
 use crate::worker::Worker;
 

@@ -72,8 +72,8 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         ] {
             let path = staged.join(name);
             std::fs::write(&path, bytes).map_err(StepError::work_dir("writing", &path))?;
-            let sha256 =
-                crate::digest::sha256_hex(bytes).map_err(StepError::work_dir("hashing", &path))?;
+            let sha256 = crate::artifacts::digest::sha256_hex(bytes)
+                .map_err(StepError::work_dir("hashing", &path))?;
             put_file(context, name, &path, &sha256).await?;
         }
         let what = format!("{} {}", context.settings.image.name, context.job.version);

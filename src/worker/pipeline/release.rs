@@ -2,8 +2,8 @@
 //! manifest are published; an existing release is left as it is.
 
 use super::{StepContext, StepError};
+use crate::github::markdown::{code_block, code_span, safe_url, table_code_span};
 use crate::github::releases::{create_release, release_by_tag};
-use crate::markdown::{code_block, code_span, safe_url, table_code_span};
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let github = context.github;

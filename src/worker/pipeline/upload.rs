@@ -89,7 +89,8 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             None => {
                 let file =
                     std::fs::File::open(&path).map_err(StepError::work_dir("reading", &path))?;
-                crate::digest::sha256_hex(file).map_err(StepError::work_dir("reading", &path))?
+                crate::artifacts::digest::sha256_hex(file)
+                    .map_err(StepError::work_dir("reading", &path))?
             }
         };
         let outcome = put_file(context, &name, &path, &sha256).await?;

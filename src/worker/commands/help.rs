@@ -31,8 +31,8 @@ pub(crate) fn run() -> CommandAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::parse_comment;
-    use crate::commands::parser::COMMAND_WORDS;
+    use crate::worker::commands::parse_comment;
+    use crate::worker::commands::parser::COMMAND_WORDS;
 
     #[test]
     fn help_lists_every_command_and_who_may_run_it() {

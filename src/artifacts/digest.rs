@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 ///
 /// ```
 /// use std::io::Read;
-/// use alloy_sysext_automation::digest::HashingReader;
+/// use alloy_sysext_automation::artifacts::digest::HashingReader;
 /// let mut r = HashingReader::new(&b"abc"[..]);
 /// std::io::copy(&mut r, &mut std::io::sink()).unwrap();
 /// assert_eq!(r.finish().0, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

@@ -14,7 +14,7 @@
 //!   `@` kept from starting a mention.
 //!
 //! ```
-//! use alloy_sysext_automation::markdown::{code_span, escape};
+//! use alloy_sysext_automation::github::markdown::{code_span, escape};
 //! assert_eq!(code_span("a`b"), "``a`b``");
 //! assert_eq!(escape("[x](y)"), r"\[x\]\(y\)");
 //! ```

@@ -3,9 +3,12 @@
 //! Hosts see a new version at the moment this file (with its signature) changes, so it is
 //! parsed strictly, edited line by line, and always written back in systemd's version order.
 
+pub mod image_name;
+pub mod verify;
+
 use std::fmt;
 
-use crate::image_name::ImageFileName;
+use crate::manifest::image_name::ImageFileName;
 use crate::version::systemd_version_cmp;
 
 /// One line of the manifest: the sha256 of a published file and its name.

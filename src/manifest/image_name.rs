@@ -17,7 +17,7 @@ impl ImageFileName {
     /// Parses `<name>-<version>[-<arch>].raw`; `None` for anything else.
     ///
     /// ```
-    /// use alloy_sysext_automation::image_name::ImageFileName;
+    /// use alloy_sysext_automation::manifest::image_name::ImageFileName;
     /// let parsed = ImageFileName::parse("alloy-1.17.1-amd64.raw").unwrap();
     /// assert_eq!(parsed.version.as_str(), "1.17.1");
     /// ```

@@ -7,9 +7,9 @@ use std::fs::{self, File};
 use std::io::{self, BufReader};
 use std::path::Path;
 
+use crate::artifacts::digest::sha256_hex;
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
-use crate::digest::sha256_hex;
-use crate::image_name::ImageFileName;
+use crate::manifest::image_name::ImageFileName;
 use crate::manifest::{Manifest, ManifestEntry, ManifestError};
 use crate::signing::{PublicKey, SigningError};
 

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 ///
 /// ```
 /// use std::io::Read;
-/// use alloy_sysext_automation::tee_reader::TeeReader;
+/// use alloy_sysext_automation::artifacts::tee_reader::TeeReader;
 /// let mut tee = TeeReader::new(&b"abc"[..], Vec::new());
 /// let mut read = String::new();
 /// tee.read_to_string(&mut read).unwrap();

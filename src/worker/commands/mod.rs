@@ -15,7 +15,7 @@
 //! (`crate::worker::inbox`).
 //!
 //! ```
-//! use alloy_sysext_automation::commands::{parse_comment, Command};
+//! use alloy_sysext_automation::worker::commands::{parse_comment, Command};
 //! let found = parse_comment("Looks good.\n\n/build v1.17.1\n> /rebuild 1.0.0\n");
 //! assert_eq!(found, vec![Ok(Command::Build("1.17.1".parse().unwrap()))]);
 //! ```

@@ -6,6 +6,10 @@
 //! them are ready, images first and the manifest last, so a failure leaves the directory as
 //! it was and a reader never sees a manifest that points at a missing image.
 
+pub mod digest;
+pub mod growing_file;
+pub mod tee_reader;
+
 use std::fs;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
@@ -16,15 +20,15 @@ use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::arch::Arch;
-use crate::digest::sha256sum_line;
-use crate::growing_file::GrowingFile;
+use crate::artifacts::digest::sha256sum_line;
+use crate::artifacts::growing_file::GrowingFile;
+use crate::artifacts::tee_reader::TeeReader;
 use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
 use crate::signing::detached::SignedDataHash;
 use crate::signing::{SigningError, SigningKey};
 use crate::sysext::inspect::{BlockCheck, ExpectedBinary, InspectError, check_layout};
 use crate::sysext::squashfs::{SquashfsError, WrittenImage, write_squashfs_from};
 use crate::sysext::{ImageLayout, SquashfsOptions};
-use crate::tee_reader::TeeReader;
 use crate::upstream::elf::{ElfError, check_elf_arch};
 use crate::upstream::zip_entry::{ExtractedEntry, ZipEntryError, extract_entry};
 use crate::version::Version;
@@ -605,6 +609,7 @@ fn stage_text(mut temp: NamedTempFile, name: String, text: &str) -> Result<Stage
         temp,
         name,
         size: text.len() as u64,
-        sha256: crate::digest::sha256_hex(text.as_bytes()).expect("hashing memory cannot fail"),
+        sha256: crate::artifacts::digest::sha256_hex(text.as_bytes())
+            .expect("hashing memory cannot fail"),
     })
 }

@@ -4,12 +4,16 @@
 //! built-in default (today's deployment), an unknown one is refused, and `validate` checks
 //! every value.
 
+pub mod consumer_check;
+
 use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::arch::Arch;
-use crate::consumer_check::{BRANCH_EXPECTED, InvalidField, check_consumer_fields, is_branch_name};
+use crate::settings::consumer_check::{
+    BRANCH_EXPECTED, InvalidField, check_consumer_fields, is_branch_name,
+};
 use crate::sysext::compression::Compression;
 
 /// Where Alloy's releases come from.
