@@ -5,6 +5,9 @@
 //! merge it into `SHA256SUMS`. Every file is written under a temporary name and renamed only when all of
 //! them are ready, images first and the manifest last, so a failure leaves the directory as
 //! it was and a reader never sees a manifest that points at a missing image.
+//!
+//! The binary is compressed while it is still being extracted ([`growing_file`]), and each
+//! output is hashed on the way through the copy that reads it ([`tee_reader`], [`digest`]).
 
 pub mod digest;
 pub mod growing_file;

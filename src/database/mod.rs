@@ -1,5 +1,6 @@
 //! The state database (SQLite): the webhook inbox, jobs and who asked for them, installations,
 //! comment replies and refusals, and the comments and workflow runs handled once for good.
+//! Timestamps are stored as text that sorts in time order ([`timestamp`]).
 
 pub mod command_refusals;
 pub mod comment_replies;

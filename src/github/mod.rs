@@ -1,6 +1,9 @@
 //! Talking to GitHub's REST API: one file per resource (releases, issues, webhook
 //! deliveries, …), each call made through the one client in [`api`], which authenticates,
-//! retries, honours rate limits, times out, counts and logs every request.
+//! retries, honours rate limits, times out, counts and logs every request. Beside them:
+//! the App's JWTs ([`app_jwt`]), installation tokens and what each may reach
+//! ([`installation_tokens`], [`token_scope`]), values escaped for URLs ([`url`]), and text
+//! made inert for the Markdown of the App's comments and pull requests ([`markdown`]).
 
 pub mod api;
 pub mod app;

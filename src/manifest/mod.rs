@@ -2,6 +2,9 @@
 //!
 //! Hosts see a new version at the moment this file (with its signature) changes, so it is
 //! parsed strictly, edited line by line, and always written back in systemd's version order.
+//!
+//! [`image_name`] reads a version and architecture back out of a listed file's name;
+//! [`verify`] checks a published directory against it as a host would.
 
 pub mod image_name;
 pub mod verify;

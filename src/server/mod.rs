@@ -1,4 +1,13 @@
 //! The HTTP server: GitHub's webhooks in, status out.
+//!
+//! Its edge serves connections under deadlines and caps ([`listener`], [`connections`],
+//! [`per_client`]) and checks a webhook's signature as its body arrives, within a budget
+//! ([`webhook`], [`signature`], [`unverified_body`]). Its start-up reads the environment
+//! ([`config`]), makes `DATA_DIR` the owner's ([`data_dir`], [`private_file`]), loads the
+//! signing key ([`signing_key`]) and the App's credentials ([`app_credentials_file`], or the
+//! setup flow in [`app_setup`]) and starts the worker once it can act ([`activation`]). It
+//! shows the status page, `/api/jobs` and the images ([`status_page`], [`jobs_api`],
+//! [`images`]) to whom [`status_access`] allows.
 
 pub mod activation;
 pub mod app_credentials_file;

@@ -3,6 +3,9 @@
 //! Read from the TOML file `CONFIG_FILE`: every table and key may be left out and keeps its
 //! built-in default (today's deployment), an unknown one is refused, and `validate` checks
 //! every value.
+//!
+//! [`consumer_check`] holds the checks a consumer's fields pass wherever the consumer comes
+//! from: this file or a repository's own enrollment file.
 
 pub mod consumer_check;
 

@@ -10,6 +10,7 @@
 //!   key (primary or subkey) is allowed to make data signatures.
 //! - [`detached`]: making and checking detached signatures over streamed data.
 //! - [`error`]: the single error type [`SigningError`] shared by both.
+//! - [`key_source`]: where the key comes from (a file, or `GPG_PRIVATE_KEY`).
 //!
 //! Everything here produces v4 keys and v4 signatures, which is what GnuPG 2.2
 //! understands; Ed25519 keys use the legacy EdDSA form (public-key algorithm 22).

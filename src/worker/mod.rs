@@ -1,5 +1,12 @@
-//! The worker: handles stored deliveries, runs the job queue one job at a time, and asks
-//! GitHub to redeliver what the server missed.
+//! The worker: what the server does with what it stored.
+//!
+//! A stored delivery is read as a typed event ([`events`]), [`routing`] decides what it asks
+//! for, and [`inbox`] does it: a comment's commands run through their handlers in
+//! [`commands`], and a build becomes a job in the queue. [`job_loop`] runs the queue one job
+//! at a time through the steps in [`pipeline`], and [`replies`] words what is told to whoever
+//! asked. Beside them: the upstream watch ([`upstream_watch`], [`upstream_schedule`]),
+//! asking GitHub to redeliver what the server missed ([`redelivery`]) and the retention
+//! sweep ([`retention`]).
 
 pub mod commands;
 pub mod events;

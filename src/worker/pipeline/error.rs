@@ -29,7 +29,7 @@ pub enum StepError {
     Database(#[from] DatabaseError),
     /// The upstream asset could not be had, or failed its digest check.
     #[error(transparent)]
-    Download(#[from] AssetError),
+    Download(Box<AssetError>),
     /// The image for `arch` could not be built.
     #[error("building for {arch}: {source}")]
     Build { arch: Arch, source: BuildError },
@@ -64,6 +64,13 @@ fn list(failures: &[(String, StepError)]) -> String {
         .join("; ")
 }
 
+// Boxed: an asset error carries GitHub's answer, and every step's `Result` would be as large.
+impl From<AssetError> for StepError {
+    fn from(error: AssetError) -> Self {
+        StepError::Download(Box::new(error))
+    }
+}
+
 impl StepError {
     /// True when trying again later may succeed: network trouble, rate limits, GitHub's
     /// or storage's 5xx, a busy database, a stop of the server.
@@ -78,7 +85,7 @@ impl StepError {
             StepError::Api(error) => error.is_transient(),
             StepError::Storage(error) => error.is_transient(),
             StepError::Download(error) => matches!(
-                error,
+                **error,
                 AssetError::ReleaseLookup { .. }
                     | AssetError::Download { .. }
                     | AssetError::Write { .. }
