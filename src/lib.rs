@@ -2,8 +2,8 @@
 //! upstream release in-process, signs it, publishes it with a signed `SHA256SUMS`, and opens
 //! pull requests that pin it in the consumers' Butane configs.
 //!
-//! The library, which knows nothing of HTTP or GitHub, and which the CLI and the server
-//! share:
+//! The library, which knows nothing of GitHub or of the server, and which the CLI and the
+//! server share:
 //! - [`version`], [`arch`]: the versions and architectures everything is named by;
 //! - [`upstream`]: the upstream zip and the binary in it;
 //! - [`sysext`]: the image's tree, written and read back as squashfs;

@@ -1,4 +1,5 @@
-//! The command line: one subcommand per file, each a thin layer over the library.
+//! The command line: one subcommand per file, each a thin layer over the library, and the
+//! progress lines they print (`progress`).
 
 mod build;
 mod check;

@@ -1,4 +1,5 @@
-//! A build job's steps, SPEC §1 steps 1–7 ([`Step`] names them, in order):
+//! A build job's steps, SPEC §1's steps 1–7 with the reply to whoever asked as an eighth
+//! ([`Step`] names them, in order):
 //!
 //! 1. `download`: the upstream asset, its digest checked;
 //! 2. `build`: the images, signed, reproducibly;
