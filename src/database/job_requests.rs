@@ -76,7 +76,7 @@ impl Database {
              WHERE kind = 'build' AND version = ? AND state = 'queued'
              ORDER BY id LIMIT 1",
         )
-        .bind(&request.job.version)
+        .bind(request.job.version.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let queued_job = queued_job
@@ -182,7 +182,7 @@ mod tests {
 
     fn job(key: &str, version: &str, rebuild: bool) -> NewJob {
         NewJob {
-            version: version.into(),
+            version: version.parse().unwrap(),
             rebuild,
             dedupe_key: key.into(),
             trigger: Trigger {

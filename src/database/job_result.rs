@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::version::Version;
 
 /// Everything a job has produced, field by field as its steps ran.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,30 +158,41 @@ pub enum ConsumerOutcome {
     /// A pull request was opened.
     #[serde(rename = "opened")]
     Opened {
-        from: String,
+        #[serde(with = "as_text")]
+        from: Version,
         image: String,
         pull_request: String,
     },
     /// The open pull request got a new commit, title or body.
     #[serde(rename = "updated")]
     Updated {
-        from: String,
+        #[serde(with = "as_text")]
+        from: Version,
         image: String,
         pull_request: String,
     },
     /// The open pull request already held this update.
     #[serde(rename = "unchanged")]
     Unchanged {
-        from: String,
+        #[serde(with = "as_text")]
+        from: Version,
         image: String,
         pull_request: String,
     },
     /// The file pins this version and hash already.
     #[serde(rename = "up to date")]
-    UpToDate { from: String, image: String },
+    UpToDate {
+        #[serde(with = "as_text")]
+        from: Version,
+        image: String,
+    },
     /// The file pins a newer version, which is never downgraded.
     #[serde(rename = "pins a newer version")]
-    PinsNewer { from: String, image: String },
+    PinsNewer {
+        #[serde(with = "as_text")]
+        from: Version,
+        image: String,
+    },
     /// The repository's enrollment file failed its checks.
     #[serde(rename = "refused")]
     Refused { error: String },

@@ -180,7 +180,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let database = Database::open(None, dir.path()).await.unwrap();
         let job = NewJob {
-            version: "1.17.1".into(),
+            version: "1.17.1".parse().unwrap(),
             rebuild: false,
             dedupe_key: "test:1".into(),
             trigger: Trigger::default(),

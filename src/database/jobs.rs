@@ -30,7 +30,7 @@ pub struct Trigger {
 /// A job about to be queued.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub version: String,
+    pub version: Version,
     /// Republish even if the version is published already.
     pub rebuild: bool,
     /// What started it (a comment id, a release id, a delivery id): a replayed or
@@ -278,7 +278,7 @@ pub(super) async fn insert_job(
          VALUES ('build', ?, ?, ?, ?, ?, 'queued', ?, ?)
          ON CONFLICT (dedupe_key) DO NOTHING",
     )
-    .bind(&job.version)
+    .bind(job.version.as_str())
     .bind(job.rebuild as i64)
     .bind(&job.dedupe_key)
     .bind(&trigger)
@@ -443,7 +443,7 @@ mod tests {
 
     fn new_job(key: &str) -> NewJob {
         NewJob {
-            version: "1.2.3".into(),
+            version: "1.2.3".parse().unwrap(),
             rebuild: false,
             dedupe_key: key.into(),
             trigger: Trigger {

@@ -175,7 +175,7 @@ impl Worker {
             }
             Route::Build(build) => {
                 let job = NewJob {
-                    version: build.version.to_string(),
+                    version: build.version,
                     rebuild: false,
                     dedupe_key: build.dedupe_key,
                     trigger: build.trigger,

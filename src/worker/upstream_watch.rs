@@ -289,7 +289,7 @@ impl UpstreamWatch {
         let queued = self
             .database
             .queue_job(&NewJob {
-                version: version.to_string(),
+                version: version.clone(),
                 rebuild: false,
                 dedupe_key: format!("upstream:{version}"),
                 trigger: Trigger {

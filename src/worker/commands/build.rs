@@ -31,7 +31,7 @@ pub(super) async fn queue_job(
     let comment = request.comment;
     let key = format!("comment:{}:{word}:{version}", comment.comment_id);
     let job = NewJob {
-        version: version.to_string(),
+        version: version.clone(),
         rebuild,
         dedupe_key: key.clone(),
         trigger: Trigger {

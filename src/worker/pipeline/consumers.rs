@@ -306,7 +306,7 @@ async fn update_consumer(
         path: consumer.path.clone(),
         outcome,
     };
-    let from = edit.previous.version.to_string();
+    let from = edit.previous.version.clone();
     let pinned = image.file.clone();
     if !edit.changed {
         return Ok(report(ConsumerOutcome::UpToDate {
