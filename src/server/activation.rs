@@ -15,7 +15,7 @@ use crate::github::rate_limit::RetryPolicy;
 use crate::secret::Secret;
 use crate::settings::Settings;
 use crate::storage::Storage;
-use crate::worker::{Worker, WorkerParts};
+use crate::worker::Worker;
 
 /// What the webhook route checks deliveries with, and whether the server can act.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ impl Activation {
         }
         let app_id = key.app_id();
         let github = GitHubApi::new(&self.github_api_url, Some(key), RetryPolicy::default())?;
-        let worker = Worker::new(WorkerParts {
+        let worker = Arc::new(Worker {
             database: self.database.clone(),
             github,
             settings: self.settings.clone(),
@@ -106,6 +106,7 @@ impl Activation {
             storage: self.storage.clone(),
             deliveries_stored: self.deliveries_stored.clone(),
             job_retry_delay: self.job_retry_delay,
+            state: Default::default(),
         });
         let tasks = worker.spawn(self.stopping.clone());
         self.tasks

@@ -205,7 +205,7 @@ impl Worker {
         match queued {
             Queued::New(id) => {
                 tracing::info!(job = id, version = %job.version, source = %job.trigger.source, "job queued");
-                self.jobs_queued.notify_one();
+                self.state.jobs_queued.notify_one();
             }
             Queued::Existing(id) => {
                 tracing::info!(job = id, key = %job.dedupe_key, "this request was queued before; not queued again")

@@ -43,7 +43,7 @@ impl Worker {
                 Err(error) => tracing::error!(%error, "reading the job queue"),
             }
             tokio::select! {
-                () = self.jobs_queued.notified() => {}
+                () = self.state.jobs_queued.notified() => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => {}
             }

@@ -20,11 +20,12 @@ pub mod routing;
 pub mod upstream_schedule;
 pub mod upstream_watch;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OnceCell, watch};
 
 use crate::database::Database;
 use crate::github::api::{Auth, GitHubApi};
@@ -47,48 +48,24 @@ pub struct Worker {
     pub deliveries_stored: Arc<Notify>,
     /// The wait before a failed job's first retry.
     pub job_retry_delay: Duration,
+    /// What the loops learn and signal while they run; empty at start.
+    pub state: WorkerState,
+}
+
+/// The worker's own runtime state, shared by its loops and never given from outside.
+#[derive(Default)]
+pub struct WorkerState {
     /// Woken when a job is queued.
     jobs_queued: Notify,
     /// The App's bot login (`<slug>[bot]`), learned at start.
-    app_login: tokio::sync::OnceCell<Option<String>>,
+    app_login: OnceCell<Option<String>>,
     /// Which installation acts on which repository, as GitHub said.
-    installation_of: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    installation_of: Mutex<HashMap<String, i64>>,
     /// The scheduled upstream check's last result and next run.
-    upstream: std::sync::Mutex<upstream_schedule::UpstreamSchedule>,
-}
-
-/// What a worker is made of.
-pub struct WorkerParts {
-    pub database: Database,
-    pub github: GitHubApi,
-    pub settings: Arc<Settings>,
-    pub data_dir: PathBuf,
-    pub signing_key: Arc<SigningKey>,
-    pub storage: Storage,
-    /// Woken when a delivery is stored.
-    pub deliveries_stored: Arc<Notify>,
-    /// The wait before a failed job's first retry.
-    pub job_retry_delay: Duration,
+    upstream: Mutex<upstream_schedule::UpstreamSchedule>,
 }
 
 impl Worker {
-    pub fn new(parts: WorkerParts) -> Arc<Worker> {
-        Arc::new(Worker {
-            database: parts.database,
-            github: parts.github,
-            settings: parts.settings,
-            data_dir: parts.data_dir,
-            signing_key: parts.signing_key,
-            storage: parts.storage,
-            deliveries_stored: parts.deliveries_stored,
-            job_retry_delay: parts.job_retry_delay,
-            jobs_queued: Notify::new(),
-            app_login: tokio::sync::OnceCell::new(),
-            installation_of: std::sync::Mutex::new(std::collections::HashMap::new()),
-            upstream: std::sync::Mutex::default(),
-        })
-    }
-
     /// Where a job keeps its downloads.
     pub fn work_dir(&self, job_id: i64) -> PathBuf {
         self.data_dir.join("work").join(format!("job-{job_id}"))
@@ -99,6 +76,7 @@ impl Worker {
     pub async fn auth_for_repository(&self, repo: &str) -> Result<Auth, pipeline::StepError> {
         let key = repo.to_ascii_lowercase();
         if let Some(id) = self
+            .state
             .installation_of
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -116,7 +94,8 @@ impl Worker {
                     ))
                 })?,
         };
-        self.installation_of
+        self.state
+            .installation_of
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, id);
@@ -125,7 +104,8 @@ impl Worker {
 
     /// The App's bot login, asked of GitHub once.
     pub async fn app_login(&self) -> Option<&str> {
-        self.app_login
+        self.state
+            .app_login
             .get_or_init(|| async {
                 match crate::github::app::authenticated_app(&self.github).await {
                     Ok(app) => {

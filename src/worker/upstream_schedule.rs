@@ -57,7 +57,10 @@ impl Worker {
     }
 
     fn upstream_schedule(&self) -> std::sync::MutexGuard<'_, UpstreamSchedule> {
-        self.upstream.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .upstream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) async fn upstream_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -91,7 +94,7 @@ impl Worker {
                         job_is_new: true, ..
                     } = outcome.action
                     {
-                        self.jobs_queued.notify_one();
+                        self.state.jobs_queued.notify_one();
                     }
                     retry = FIRST_RETRY;
                     next = scheduled.unwrap_or(now + chrono::Duration::days(1));
