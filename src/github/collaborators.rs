@@ -1,6 +1,7 @@
 //! Who may change a repository: a collaborator's permission on it, as GitHub reports it.
 
 use http::Method;
+use serde::Deserialize;
 
 use super::api::{ApiError, Auth, GitHubApi};
 use super::url::{escape_component, escape_repo};
@@ -38,13 +39,24 @@ pub async fn permission(
     if !response.is_success() {
         return Err(response.into_error(&format!("checking {login}'s permission on {repo}")));
     }
-    // Read as plain strings: the fields hold values that typed clients fail on.
-    let value: serde_json::Value = response.json()?;
-    let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-    Ok(Permission {
-        permission: field("permission").unwrap_or_else(|| "none".into()),
-        role_name: field("role_name").unwrap_or_default(),
-    })
+    Ok(response.json::<PermissionAnswer>()?.into())
+}
+
+/// GitHub's answer, as far as it is read. The fields are plain strings, not enums: they hold
+/// values (custom role names, roles added later) that typed clients fail on.
+#[derive(Debug, Deserialize)]
+struct PermissionAnswer {
+    permission: Option<String>,
+    role_name: Option<String>,
+}
+
+impl From<PermissionAnswer> for Permission {
+    fn from(answer: PermissionAnswer) -> Permission {
+        Permission {
+            permission: answer.permission.unwrap_or_else(|| "none".into()),
+            role_name: answer.role_name.unwrap_or_default(),
+        }
+    }
 }
 
 /// True when `login` may push to `repo` (write, maintain or admin). Anyone else, and a login
@@ -66,6 +78,36 @@ fn is_writer(role: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(answer: &str) -> Permission {
+        serde_json::from_str::<PermissionAnswer>(answer)
+            .unwrap()
+            .into()
+    }
+
+    #[test]
+    fn any_role_name_is_read_as_given() {
+        let found = read(
+            r#"{"permission": "write", "role_name": "release-manager", "user": {"login": "ann"}}"#,
+        );
+        assert_eq!(
+            found,
+            Permission {
+                permission: "write".into(),
+                role_name: "release-manager".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn an_answer_without_roles_is_no_permission() {
+        let none = Permission {
+            permission: "none".into(),
+            role_name: String::new(),
+        };
+        assert_eq!(read("{}"), none);
+        assert_eq!(read(r#"{"permission": null, "role_name": null}"#), none);
+    }
 
     #[test]
     fn writers_are_admins_maintainers_and_writers() {
