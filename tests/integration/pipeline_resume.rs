@@ -1,6 +1,6 @@
 //! The release pipeline of `pipeline.rs` with two architectures, and killed (SIGKILL) in
-//! the middle of each step that changes what others see: `upload`, `manifest` and
-//! `consumers`. Restarted, the job finishes, and everything it publishes is there once.
+//! the middle of each step that changes what others see: `upload`, `manifest`,
+//! `consumers` and `tracking`. Restarted, the job finishes, and everything it publishes is there once.
 
 use std::fs;
 use std::time::Duration;
@@ -165,6 +165,43 @@ fn a_kill_in_the_consumers_step_resumes_and_opens_each_pull_request_once() {
             "{consumer}"
         );
     }
+}
+
+#[test]
+fn a_kill_in_the_tracking_step_after_its_comment_resumes_and_comments_once() {
+    let world = World::new();
+    let tracking = |world: &World| {
+        world
+            .github
+            .issues(BUILD_REPO)
+            .into_iter()
+            .find(|issue| issue.title == "Alloy 1.18.0 sysext build triggered")
+            .expect("the tracking issue")
+    };
+    // Killed after the outcome is commented, while the issue is being closed.
+    let close = format!("/repos/{BUILD_REPO}/issues/{}", tracking(&world).number);
+    world
+        .github
+        .fail_next("PATCH", &close, Failure::Delay(Duration::from_secs(5)));
+    let (job, _server) = kill_in(
+        &world,
+        "tracking",
+        || asked(&world, "PATCH", &close),
+        || {
+            let issue = tracking(&world);
+            assert_eq!(issue.state, "open");
+            assert_eq!(issue.comments.len(), 1, "{:?}", issue.comments);
+        },
+    );
+    // assert_published: the issue is closed, its last comment the outcome.
+    assert_published(&world, &job);
+    let issue = tracking(&world);
+    assert_eq!(issue.comments.len(), 1, "{:?}", issue.comments);
+    assert_eq!(
+        job["result"]["tracking_issue"],
+        format!("https://github.com/{BUILD_REPO}/issues/{}", issue.number),
+        "{job}"
+    );
 }
 
 #[test]
