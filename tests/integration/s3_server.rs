@@ -351,7 +351,9 @@ impl S3Server {
     }
 }
 
-/// Polls until moto answers on `port`, or it exits, or 30 s pass.
+/// Polls until moto answers on `port`, or it exits, or 30 s pass. Only moto's bucket list
+/// counts as its answer: another test's server may have taken the port first, and moto then
+/// exits.
 fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -359,7 +361,8 @@ fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {
             return Err(format!("it exited with {status}"));
         }
         if let Ok(response) = direct_request(port, "GET", "/", &[], b"")
-            && response.status < 500
+            && response.status == 200
+            && String::from_utf8_lossy(&response.body).contains("<ListAllMyBucketsResult")
         {
             return Ok(());
         }
