@@ -4,6 +4,10 @@
 //!
 //! Every field is absent until the step that makes it has run, so a job stopped part-way
 //! keeps what it had, and the stored JSON has the same keys the job API has always shown.
+//!
+//! Results written by early versions of the server load too: the keys they wrote that no
+//! step writes now are read and dropped, and an image they recorded has no address. A key
+//! never written, or a value of the wrong type, is refused.
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +67,23 @@ pub struct JobResult {
     /// `report`: the issues the end report could not be posted to, for good.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub report_failed: Vec<String>,
+    /// Early versions: why nothing was built (the version was built before).
+    #[serde(default, rename = "note", skip_serializing)]
+    pub retired_note: Retired,
+    /// Early versions: how the build changed the local manifest.
+    #[serde(default, rename = "manifest", skip_serializing)]
+    pub retired_manifest: Retired,
+}
+
+/// A text field early versions of the server wrote and no step reads: checked to be text,
+/// then dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retired;
+
+impl<'de> Deserialize<'de> for Retired {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|_| Retired)
+    }
 }
 
 impl JobResult {
@@ -81,6 +102,8 @@ impl JobResult {
         tracking_issue: None,
         reported_to: Vec::new(),
         report_failed: Vec::new(),
+        retired_note: Retired,
+        retired_manifest: Retired,
     };
 
     /// The consumer repositories whose update failed for good.
@@ -115,7 +138,9 @@ pub struct BuiltImage {
     pub sha256: String,
     /// The hash of the Alloy binary inside it.
     pub binary_sha256: String,
-    /// Where hosts download it.
+    /// Where hosts download it; empty for an image built by an early version, which did not
+    /// record it (the readers then show the file name alone).
+    #[serde(default)]
     pub url: String,
 }
 
@@ -391,6 +416,52 @@ mod tests {
         assert!(serde_json::from_value::<JobResult>(stored).is_err());
         let mut stored = stored_whole();
         stored["images"][0]["arch"] = json!("sparc");
+        assert!(serde_json::from_value::<JobResult>(stored).is_err());
+    }
+
+    /// The results the first versions of the build step wrote: a version built before, and
+    /// images without their address, each with how the local manifest changed.
+    #[test]
+    fn a_result_written_by_an_early_version_loads() {
+        let built_before = json!({
+            "note": "Alloy 1.2.3 was built before; nothing changed. Comment `/rebuild 1.2.3` to build it again.",
+            "manifest": "unchanged",
+        });
+        let result: JobResult = serde_json::from_value(built_before).unwrap();
+        assert_eq!(result, JobResult::NOTHING_YET);
+        assert_eq!(serde_json::to_value(&result).unwrap(), json!({}));
+        let built = json!({
+            "images": [{
+                "arch": "amd64",
+                "file": "alloy-1.2.3-amd64.raw",
+                "size": 4096,
+                "sha256": "b".repeat(64),
+                "binary_sha256": "c".repeat(64),
+            }],
+            "manifest": "added",
+        });
+        let result: JobResult = serde_json::from_value(built).unwrap();
+        let image = &result.images.as_ref().unwrap()[0];
+        assert_eq!(image.file, "alloy-1.2.3-amd64.raw");
+        assert_eq!(image.url, "");
+        // Written back without the retired key.
+        assert!(
+            serde_json::to_value(&result)
+                .unwrap()
+                .get("manifest")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_early_key_of_the_wrong_type_is_refused() {
+        assert!(serde_json::from_value::<JobResult>(json!({"note": 5})).is_err());
+        assert!(serde_json::from_value::<JobResult>(json!({"manifest": ["added"]})).is_err());
+        let mut stored = stored_whole();
+        stored["images"][0]["url"] = json!(7);
+        assert!(serde_json::from_value::<JobResult>(stored).is_err());
+        let mut stored = stored_whole();
+        stored["images"][0]["checked"] = json!(true);
         assert!(serde_json::from_value::<JobResult>(stored).is_err());
     }
 }

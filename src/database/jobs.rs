@@ -317,24 +317,51 @@ impl Database {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(job_from_row).collect()
+        // One row that cannot be read does not hide the others.
+        Ok(rows
+            .iter()
+            .filter_map(|row| match job_from_row(row) {
+                Ok(job) => Some(job),
+                Err(error) => {
+                    let id = row.try_get::<i64, _>("id").ok();
+                    tracing::warn!(job = ?id, %error, "a stored job cannot be read; not listed");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// The job to run next: one left running by a stopped process first (it resumes), then
     /// the oldest queued job or retrying job whose wait is over.
+    ///
+    /// A runnable job whose row cannot be read cannot run: it is ended as failed, saying
+    /// why, and the next one is taken, so it does not stop the queue.
     pub async fn next_runnable_job(&self) -> Result<Option<Job>, DatabaseError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM jobs
-             WHERE state = 'running'
-                OR state = 'queued'
-                OR (state = 'retrying' AND next_attempt_at <= ?)
-             ORDER BY state = 'running' DESC, id ASC
-             LIMIT 1"
-        )))
-        .bind(timestamp::now())
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(job_from_row).transpose()
+        loop {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM jobs
+                 WHERE state = 'running'
+                    OR state = 'queued'
+                    OR (state = 'retrying' AND next_attempt_at <= ?)
+                 ORDER BY state = 'running' DESC, id ASC
+                 LIMIT 1"
+            )))
+            .bind(timestamp::now())
+            .fetch_optional(self.pool())
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            match job_from_row(&row) {
+                Ok(job) => return Ok(Some(job)),
+                Err(error) => {
+                    let id: i64 = row.try_get("id")?;
+                    tracing::error!(job = id, %error, "a stored job cannot be read; ending it as failed");
+                    self.finish_job(id, Some(&format!("the stored job cannot be read: {error}")))
+                        .await?;
+                }
+            }
+        }
     }
 
     /// When the next retrying job becomes runnable, if any is waiting.
@@ -626,5 +653,73 @@ mod tests {
             database.job(id).await,
             Err(DatabaseError::Corrupt(_))
         ));
+    }
+
+    /// Stores `result` as job `id`'s, as text, whatever it holds, at `step`.
+    async fn store_raw_result(database: &Database, id: i64, result: &str, step: &str) {
+        sqlx::query("UPDATE jobs SET result = ?, step = ? WHERE id = ?")
+            .bind(result)
+            .bind(step)
+            .bind(id)
+            .execute(database.pool())
+            .await
+            .unwrap();
+    }
+
+    /// Rows as the first versions of the server wrote them load; a row that cannot be read
+    /// is left out of the list and ended when it is next in the queue, and the others go on.
+    #[tokio::test]
+    async fn early_rows_load_and_an_unreadable_one_neither_hides_the_list_nor_stops_the_queue() {
+        let (_dir, database, unreadable) = queued_job().await;
+        store_raw_result(&database, unreadable, r#"{"images":"two"}"#, "upload").await;
+        let built_before = database.queue_job(&new_job("k2")).await.unwrap().id();
+        store_raw_result(
+            &database,
+            built_before,
+            r#"{"note":"Alloy 1.2.3 was built before; nothing changed. Comment `/rebuild 1.2.3` to build it again.","manifest":"unchanged"}"#,
+            "report",
+        )
+        .await;
+        let built = database.queue_job(&new_job("k3")).await.unwrap().id();
+        store_raw_result(
+            &database,
+            built,
+            r#"{"images":[{"arch":"amd64","file":"alloy-1.2.3-amd64.raw","size":10,"sha256":"aa","binary_sha256":"bb"}],"manifest":"added"}"#,
+            "build",
+        )
+        .await;
+
+        let listed = database.recent_jobs(10).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|job| job.id).collect::<Vec<_>>(),
+            [built, built_before]
+        );
+        assert_eq!(listed[1].result, Some(JobResult::NOTHING_YET));
+        let images = listed[0].result.as_ref().unwrap().images.clone().unwrap();
+        assert_eq!(images[0].file, "alloy-1.2.3-amd64.raw");
+        assert_eq!(images[0].url, "");
+
+        // The unreadable job is first in the queue: it is ended, and the next one runs.
+        let next = database.next_runnable_job().await.unwrap().unwrap();
+        assert_eq!(next.id, built_before);
+        let (state, error): (String, Option<String>) =
+            sqlx::query_as("SELECT state, error FROM jobs WHERE id = ?")
+                .bind(unreadable)
+                .fetch_one(database.pool())
+                .await
+                .unwrap();
+        assert_eq!(state, "failed");
+        let error = error.unwrap();
+        assert!(
+            error.starts_with("the stored job cannot be read: ") && error.contains("job result"),
+            "{error}"
+        );
+        database.finish_job(built_before, None).await.unwrap();
+        assert_eq!(
+            database.next_runnable_job().await.unwrap().unwrap().id,
+            built
+        );
+        database.finish_job(built, None).await.unwrap();
+        assert!(database.next_runnable_job().await.unwrap().is_none());
     }
 }

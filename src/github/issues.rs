@@ -114,6 +114,50 @@ pub async fn open_issue(
     }
 }
 
+/// A comment on an issue, as far as the pipeline needs it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct IssueComment {
+    #[serde(default)]
+    pub body: String,
+    pub user: CommentAuthor,
+}
+
+/// Who wrote a comment.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct CommentAuthor {
+    pub login: String,
+    /// `User` or `Bot` (an App's comments).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The comments on issue or pull request `number`, oldest first (at most 1000).
+pub async fn issue_comments(
+    api: &GitHubApi,
+    auth: Auth,
+    repo: &str,
+    number: u64,
+) -> Result<Vec<IssueComment>, ApiError> {
+    let mut comments = Vec::new();
+    for page in 1..=10 {
+        let listed: Vec<IssueComment> = api
+            .get_json(
+                &format!(
+                    "/repos/{}/issues/{number}/comments?per_page=100&page={page}",
+                    escape_repo(repo)
+                ),
+                auth,
+            )
+            .await?;
+        let count = listed.len();
+        comments.extend(listed);
+        if count < 100 {
+            break;
+        }
+    }
+    Ok(comments)
+}
+
 /// Comments on issue or pull request `number`.
 pub async fn comment(
     api: &GitHubApi,

@@ -124,25 +124,38 @@ pub fn job_line(job: &Job, audience: Audience<'_>) -> String {
 /// The reply to `/status`: the newest images and the latest jobs.
 pub fn status(
     jobs: &[Job],
-    manifest: Option<&str>,
+    manifest: PublishedManifest<'_>,
     image_name: &str,
     audience: Audience<'_>,
 ) -> String {
     let mut text = String::from("**Alloy sysext status**\n\n");
-    let newest = manifest
-        .and_then(|m| Manifest::parse(m).ok())
-        .map(|m| newest_per_arch(&m, image_name))
-        .unwrap_or_default();
-    if newest.is_empty() {
-        text.push_str("No image has been built yet.\n");
-    } else {
-        text.push_str("Newest built images:\n");
-        for image in newest {
-            text.push_str(&format!(
-                "- {} sha256 {}\n",
-                code_span(&image.file),
-                code_span(&image.sha256)
-            ));
+    let parsed = match manifest {
+        PublishedManifest::Read(text) => Manifest::parse(text).map_err(|e| e.to_string()),
+        PublishedManifest::Missing => Ok(Manifest::default()),
+        PublishedManifest::Unreadable(reason) => Err(reason),
+    };
+    match parsed.map(|manifest| newest_per_arch(&manifest, image_name)) {
+        Err(reason) => {
+            text.push_str("The published manifest could not be read, so its images are not shown");
+            // Storage's error names the bucket or directory, which only the build
+            // repository may see.
+            match audience {
+                Audience::BuildRepository => {
+                    text.push_str(&format!(": {}\n", code_span(&reason)));
+                }
+                Audience::Elsewhere(_) => text.push_str(".\n"),
+            }
+        }
+        Ok(newest) if newest.is_empty() => text.push_str("No image has been built yet.\n"),
+        Ok(newest) => {
+            text.push_str("Newest built images:\n");
+            for image in newest {
+                text.push_str(&format!(
+                    "- {} sha256 {}\n",
+                    code_span(&image.file),
+                    code_span(&image.sha256)
+                ));
+            }
         }
     }
     text.push('\n');
@@ -156,6 +169,16 @@ pub fn status(
         }
     }
     text
+}
+
+/// The published manifest, as `/status` found it in storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishedManifest<'a> {
+    Read(&'a str),
+    /// Nothing is published yet.
+    Missing,
+    /// Storage failed, or what it holds is not text: why.
+    Unreadable(String),
 }
 
 /// The title of the tracking issue for `version`.
@@ -417,7 +440,7 @@ mod tests {
         );
         let text = status(
             &[job()],
-            Some(&manifest),
+            PublishedManifest::Read(&manifest),
             "alloy",
             Audience::BuildRepository,
         );
@@ -430,10 +453,58 @@ mod tests {
     }
 
     #[test]
+    fn status_tells_an_unreadable_manifest_from_none_and_names_why_only_in_the_build_repository() {
+        let reason = "S3 GetObject on bucket private-images: timed out";
+        let text = status(
+            &[job()],
+            PublishedManifest::Unreadable(reason.into()),
+            "alloy",
+            Audience::BuildRepository,
+        );
+        assert!(text.contains(&format!(
+            "The published manifest could not be read, so its images are not shown: `{reason}`\n"
+        )));
+        assert!(!text.contains("No image has been built yet."));
+        assert!(text.contains("job #3"));
+        let text = status(
+            &[job()],
+            PublishedManifest::Unreadable(reason.into()),
+            "alloy",
+            Audience::Elsewhere("o/consumer"),
+        );
+        assert!(
+            text.contains(
+                "The published manifest could not be read, so its images are not shown.\n"
+            )
+        );
+        assert!(!text.contains("private-images") && !text.contains("No image has been built"));
+        // A manifest that does not parse is unreadable too, not empty.
+        let text = status(
+            &[],
+            PublishedManifest::Read("not a manifest"),
+            "alloy",
+            Audience::BuildRepository,
+        );
+        assert!(text.contains("could not be read"), "{text}");
+        let text = status(
+            &[],
+            PublishedManifest::Missing,
+            "alloy",
+            Audience::BuildRepository,
+        );
+        assert!(text.contains("No image has been built yet."));
+    }
+
+    #[test]
     fn status_elsewhere_shows_no_error_text() {
         let mut failed = job();
         failed.error = Some("updating noahwhite/private-infra: GitHub answered 404".into());
-        let text = status(&[failed], None, "alloy", Audience::Elsewhere("o/consumer"));
+        let text = status(
+            &[failed],
+            PublishedManifest::Missing,
+            "alloy",
+            Audience::Elsewhere("o/consumer"),
+        );
         assert!(
             text.contains("job #3 — rebuild 1.17.1: **failed**"),
             "{text}"

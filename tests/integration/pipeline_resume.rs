@@ -1,6 +1,6 @@
 //! The release pipeline of `pipeline.rs` with two architectures, and killed (SIGKILL) in
-//! the middle of each step that changes what others see: `upload`, `manifest` and
-//! `consumers`. Restarted, the job finishes, and everything it publishes is there once.
+//! the middle of each step that changes what others see: `upload`, `manifest`,
+//! `consumers` and `tracking`. Restarted, the job finishes, and everything it publishes is there once.
 
 use std::fs;
 use std::time::Duration;
@@ -76,14 +76,79 @@ fn assert_manifest_committed_once(world: &World, before: usize) {
 fn a_kill_in_the_upload_step_resumes_and_publishes_once() {
     let world = World::new();
     let before = world.github.commits(BUILD_REPO, "main").len();
-    // The upload step reads the published signature before it puts anything in storage.
-    let signature = format!("/repos/{BUILD_REPO}/contents/SHA256SUMS.gpg");
+    // Checksums and signatures go first, in name order: killed while the checksum is
+    // being written, the signature is in storage and the checksum and the images are not.
+    let image = "alloy-1.18.0-amd64.raw";
+    let checksum = format!("{image}.sha256");
+    let signature = format!("{image}.asc");
     world
-        .github
-        .fail_next("GET", &signature, Failure::Delay(Duration::from_secs(5)));
-    let (job, _server) = kill_in(&world, "upload", || asked(&world, "GET", &signature), || {});
+        .s3
+        .stall_next("PUT", &checksum, Duration::from_secs(5));
+    let writing_checksum = || {
+        world
+            .s3
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.target.contains(&checksum))
+    };
+    let (job, _server) = kill_in(&world, "upload", writing_checksum, || {
+        let keys = world.s3.keys();
+        assert!(keys.contains(&signature), "{keys:?}");
+        for key in [checksum.as_str(), image, "alloy-1.18.0.raw"] {
+            assert!(!keys.iter().any(|k| k == key), "{key}: {keys:?}");
+        }
+    });
     assert_published(&world, &job);
     assert_manifest_committed_once(&world, before);
+
+    // Each file was written to storage once, the signature by the first attempt only.
+    let uploaded = job["result"]["uploads"].as_array().unwrap();
+    let keys: Vec<&str> = uploaded
+        .iter()
+        .map(|u| u["key"].as_str().unwrap())
+        .collect();
+    for key in &keys {
+        let written = world
+            .s3
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PUT"
+                    && r.status == 200
+                    && r.target
+                        .split('?')
+                        .next()
+                        .unwrap()
+                        .ends_with(&format!("/{key}"))
+            })
+            .count();
+        assert_eq!(written, 1, "{key}: {:?}", world.s3.requests());
+    }
+    for upload in uploaded {
+        let first_attempt = upload["key"] == signature.as_str();
+        assert_eq!(upload["uploaded"], !first_attempt, "{upload}");
+    }
+    assert!(
+        keys.contains(&checksum.as_str()) && keys.contains(&image),
+        "{keys:?}"
+    );
+    // With the right content: the checksum names the image's hash, the signature checks.
+    let (data, _) = world.s3.object(image).unwrap();
+    let sha256 = hex::encode(Sha256::digest(&data));
+    let (listed, _) = world.s3.object(&checksum).unwrap();
+    let listed = String::from_utf8(listed).unwrap();
+    assert!(listed.starts_with(&sha256), "{listed}");
+    let (signed, _) = world.s3.object(&signature).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(image), &data).unwrap();
+    fs::write(dir.path().join(&signature), &signed).unwrap();
+    let gpg = Gpg::new();
+    let keyring = gpg.keyring(&ed25519_keys().public());
+    assert!(gpg.sysupdate_verify(
+        &keyring,
+        &dir.path().join(&signature),
+        &dir.path().join(image)
+    ));
 }
 
 #[test]
@@ -165,6 +230,43 @@ fn a_kill_in_the_consumers_step_resumes_and_opens_each_pull_request_once() {
             "{consumer}"
         );
     }
+}
+
+#[test]
+fn a_kill_in_the_tracking_step_after_its_comment_resumes_and_comments_once() {
+    let world = World::new();
+    let tracking = |world: &World| {
+        world
+            .github
+            .issues(BUILD_REPO)
+            .into_iter()
+            .find(|issue| issue.title == "Alloy 1.18.0 sysext build triggered")
+            .expect("the tracking issue")
+    };
+    // Killed after the outcome is commented, while the issue is being closed.
+    let close = format!("/repos/{BUILD_REPO}/issues/{}", tracking(&world).number);
+    world
+        .github
+        .fail_next("PATCH", &close, Failure::Delay(Duration::from_secs(5)));
+    let (job, _server) = kill_in(
+        &world,
+        "tracking",
+        || asked(&world, "PATCH", &close),
+        || {
+            let issue = tracking(&world);
+            assert_eq!(issue.state, "open");
+            assert_eq!(issue.comments.len(), 1, "{:?}", issue.comments);
+        },
+    );
+    // assert_published: the issue is closed, its last comment the outcome.
+    assert_published(&world, &job);
+    let issue = tracking(&world);
+    assert_eq!(issue.comments.len(), 1, "{:?}", issue.comments);
+    assert_eq!(
+        job["result"]["tracking_issue"],
+        format!("https://github.com/{BUILD_REPO}/issues/{}", issue.number),
+        "{job}"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! A real S3-compatible server for tests: moto's standalone server (installed by
 //! `scripts/test` into `target/test-tools/venv`), on loopback, with one bucket, behind a
 //! small reverse proxy that counts requests and can answer `503 SlowDown` for a while, the
-//! way S3 and R2 do under load.
+//! way S3 and R2 do under load, or hold a write back so a test can stop its client while
+//! the write is in flight.
 //!
 //! Clients talk to [`S3Server::endpoint`] (the proxy); the inspection helpers (`object`,
 //! `keys`, `put_raw`, …) talk to moto directly, so they are never counted or failed.
@@ -60,16 +61,34 @@ struct FailRule {
     remaining: usize,
 }
 
+/// A stall: the next request with `method` whose target contains `target_contains` waits
+/// `wait`, then is failed without reaching moto.
+struct Stall {
+    method: String,
+    target_contains: String,
+    wait: Duration,
+}
+
 #[derive(Default)]
 struct ProxyState {
     failing: AtomicBool,
     fail_next: AtomicUsize,
     rules: Mutex<VecDeque<FailRule>>,
+    stalls: Mutex<Vec<Stall>>,
     writes: AtomicUsize,
     seen: Mutex<Vec<SeenRequest>>,
 }
 
 impl ProxyState {
+    /// How long this request is to stall before it fails, consuming the stall.
+    fn take_stall(&self, method: &str, target: &str) -> Option<Duration> {
+        let mut stalls = self.stalls.lock().unwrap();
+        let index = stalls
+            .iter()
+            .position(|stall| stall.method == method && target.contains(&stall.target_contains))?;
+        Some(stalls.remove(index).wait)
+    }
+
     /// Whether this request is to fail, consuming a failure.
     fn should_fail(&self, method: &str, target: &str) -> bool {
         if self.failing.load(Ordering::SeqCst) {
@@ -251,6 +270,17 @@ impl S3Server {
         });
     }
 
+    /// The next request with `method` whose path and query contain `target_contains` is held
+    /// for `wait` and then answered `503 SlowDown`, never reaching moto: a test kills the
+    /// server meanwhile, and the write it was making is lost with it, as one in flight is.
+    pub fn stall_next(&self, method: &str, target_contains: &str, wait: Duration) {
+        self.state.stalls.lock().unwrap().push(Stall {
+            method: method.to_owned(),
+            target_contains: target_contains.to_owned(),
+            wait,
+        });
+    }
+
     /// PUT and POST requests (uploads, multipart uploads and their parts) the proxy has seen,
     /// failed or not.
     pub fn put_count(&self) -> usize {
@@ -321,7 +351,9 @@ impl S3Server {
     }
 }
 
-/// Polls until moto answers on `port`, or it exits, or 30 s pass.
+/// Polls until moto answers on `port`, or it exits, or 30 s pass. Only moto's bucket list
+/// counts as its answer: another test's server may have taken the port first, and moto then
+/// exits.
 fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -329,7 +361,8 @@ fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {
             return Err(format!("it exited with {status}"));
         }
         if let Ok(response) = direct_request(port, "GET", "/", &[], b"")
-            && response.status < 500
+            && response.status == 200
+            && String::from_utf8_lossy(&response.body).contains("<ListAllMyBucketsResult")
         {
             return Ok(());
         }
@@ -498,7 +531,11 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     };
     let record = |status: u16| proxy.state.seen.lock().unwrap()[index].status = status;
 
-    if proxy.state.should_fail(&method, &target) {
+    let stall = proxy.state.take_stall(&method, &target);
+    if let Some(wait) = stall {
+        tokio::time::sleep(wait).await;
+    }
+    if stall.is_some() || proxy.state.should_fail(&method, &target) {
         // Read the body first, as S3 does, so the client sees the answer rather than a reset.
         let _ = request.into_body().collect().await;
         record(503);

@@ -4,7 +4,7 @@
 use super::CommandAnswer;
 use super::request::CommandRequest;
 use crate::database::DatabaseError;
-use crate::worker::replies;
+use crate::worker::replies::{self, PublishedManifest};
 
 /// How many of the latest jobs the answer lists.
 const JOBS_SHOWN: i64 = 5;
@@ -13,17 +13,21 @@ const JOBS_SHOWN: i64 = 5;
 pub(crate) async fn run(request: &CommandRequest<'_>) -> Result<CommandAnswer, DatabaseError> {
     let worker = request.worker;
     let jobs = worker.database.recent_jobs(JOBS_SHOWN).await?;
-    // What hosts see: the published manifest.
-    let manifest = worker
-        .storage
-        .get(crate::artifacts::MANIFEST_FILE)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|bytes| String::from_utf8(bytes).ok());
+    // What hosts see: the published manifest; a storage failure is not "nothing published".
+    let stored = worker.storage.get(crate::artifacts::MANIFEST_FILE).await;
+    let published = match &stored {
+        Ok(Some(bytes)) => std::str::from_utf8(bytes)
+            .map(PublishedManifest::Read)
+            .unwrap_or_else(|_| PublishedManifest::Unreadable("it is not UTF-8 text".into())),
+        Ok(None) => PublishedManifest::Missing,
+        Err(error) => {
+            tracing::warn!(%error, "/status could not read the published manifest");
+            PublishedManifest::Unreadable(error.to_string())
+        }
+    };
     Ok(CommandAnswer::Text(replies::status(
         &jobs,
-        manifest.as_deref(),
+        published,
         &worker.settings.image.name,
         request.audience,
     )))

@@ -6,7 +6,7 @@ use super::{MAX_JOB_ATTEMPTS, StepContext, StepError};
 use crate::database::jobs::Job;
 use crate::database::{Database, DatabaseError};
 use crate::github::api::ApiError;
-use crate::github::issues::{close_issue, comment, find_open_issue};
+use crate::github::issues::{close_issue, comment, find_open_issue, issue_comments};
 use crate::settings::Settings;
 use crate::worker::replies::{
     Asker, Audience, failed_consumers, job_failed, job_succeeded, tracking_issue_title,
@@ -97,18 +97,26 @@ pub async fn close_tracking_issue(context: &mut StepContext<'_>) -> Result<(), S
         return Ok(());
     };
     let askers = askers(context.database, &context.job).await?;
-    comment(
-        github,
-        auth,
-        repo,
-        issue.number,
-        &job_succeeded(
-            &context.job,
-            &Asker::visible_to(&askers.users, Audience::BuildRepository),
-            Audience::BuildRepository,
-        ),
-    )
-    .await?;
+    let outcome = job_succeeded(
+        &context.job,
+        &Asker::visible_to(&askers.users, Audience::BuildRepository),
+        Audience::BuildRepository,
+    );
+    // The step is recorded only once the issue is closed: an attempt stopped after its
+    // comment left it there already, and the issue gets it once.
+    let commented = issue_comments(github, auth, repo, issue.number)
+        .await?
+        .iter()
+        .any(|posted| posted.user.kind == "Bot" && posted.body == outcome);
+    if commented {
+        tracing::info!(
+            job = context.job.id,
+            issue = issue.number,
+            "the tracking issue has the outcome already"
+        );
+    } else {
+        comment(github, auth, repo, issue.number, &outcome).await?;
+    }
     // A consumer left behind is not done: the issue stays open until a later run updates it.
     if failed_consumers(&context.job).is_empty() {
         close_issue(github, auth, repo, issue.number).await?;

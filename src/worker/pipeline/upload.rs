@@ -70,14 +70,18 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         return Ok(());
     }
     let out_dir = context.out_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
-        .map_err(StepError::work_dir("listing", &out_dir))?
-        .filter_map(|entry| entry.ok())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| {
-            !name.starts_with('.') && name != MANIFEST_FILE && name != MANIFEST_SIGNATURE_FILE
-        })
-        .collect();
+    let mut names = Vec::new();
+    // An entry that cannot be read is an error: skipping it would publish without it.
+    for entry in std::fs::read_dir(&out_dir).map_err(StepError::work_dir("listing", &out_dir))? {
+        let name = entry
+            .map_err(StepError::work_dir("listing", &out_dir))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if !name.starts_with('.') && name != MANIFEST_FILE && name != MANIFEST_SIGNATURE_FILE {
+            names.push(name);
+        }
+    }
     // Checksums and signatures before the images they describe, so a host never finds an
     // image without them.
     names.sort_by_key(|name| (name.ends_with(".raw"), name.clone()));
