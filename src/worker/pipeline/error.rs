@@ -171,5 +171,23 @@ mod tests {
             "{missing}"
         );
         assert!(missing.is_transient());
+        let unreadable = StepError::Manifest {
+            what: "SHA256SUMS in o/build cannot be read".into(),
+            source: crate::manifest::Manifest::parse("nonsense").unwrap_err(),
+        };
+        assert!(
+            unreadable
+                .to_string()
+                .starts_with("SHA256SUMS in o/build cannot be read: SHA256SUMS line 1: "),
+            "{unreadable}"
+        );
+        assert!(!unreadable.is_transient());
+        let not_installed =
+            StepError::from(InstallationLookupError::NotInstalled { repo: "o/c".into() });
+        assert_eq!(
+            not_installed.to_string(),
+            "the App is not installed on o/c; install it there to let it act"
+        );
+        assert!(!not_installed.is_transient());
     }
 }
