@@ -29,43 +29,19 @@ pub enum CheckError {
     /// GitHub refused or did not answer.
     #[error(transparent)]
     Api(#[from] ApiError),
-    /// The stored installations could not be read.
+    /// Which installation has the build repository is not known.
     #[error(transparent)]
-    Database(#[from] DatabaseError),
+    Installation(#[from] InstallationLookupError),
+    /// The build repository's `SHA256SUMS` could not be had.
+    #[error(transparent)]
+    Manifest(#[from] PublishedManifestError),
     /// The build could not be queued.
     #[error("queuing the build: {0}")]
     Queue(#[source] DatabaseError),
-    /// The build repository's `SHA256SUMS` is there but cannot be read.
-    #[error(transparent)]
-    Manifest(PublishedManifestError),
-    /// The App is not installed on the build repository.
-    #[error("the App is not installed on {repo}; install it there to let it act")]
-    NotInstalled { repo: String },
     /// GitHub answered a conditional request for the release list as unchanged, when no
     /// list had been read before.
     #[error("GitHub answered 304 to listing the releases of {repo}, with nothing asked before")]
     UnaskedNotModified { repo: String },
-}
-
-impl From<InstallationLookupError> for CheckError {
-    fn from(error: InstallationLookupError) -> Self {
-        match error {
-            InstallationLookupError::Database(error) => CheckError::Database(error),
-            InstallationLookupError::Api(error) => CheckError::Api(error),
-            InstallationLookupError::NotInstalled { repo } => CheckError::NotInstalled { repo },
-        }
-    }
-}
-
-impl From<PublishedManifestError> for CheckError {
-    fn from(error: PublishedManifestError) -> Self {
-        match error {
-            PublishedManifestError::Api(error) => CheckError::Api(error),
-            unreadable @ PublishedManifestError::Unreadable { .. } => {
-                CheckError::Manifest(unreadable)
-            }
-        }
-    }
 }
 
 /// What a check found and did.
