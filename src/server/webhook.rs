@@ -4,11 +4,13 @@
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::AppState;
 use super::signature::SignatureCheck;
 use super::unverified_body::ReceiveError;
+use crate::worker::events::Envelope;
 
 /// GitHub caps payloads at 25 MB; anything larger is not from GitHub.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -25,6 +27,8 @@ pub struct VerifiedDelivery {
     /// `X-GitHub-Event`.
     pub event: String,
     pub payload: Value,
+    /// The fields of the payload every event may carry.
+    pub envelope: Envelope,
     /// The body as received (the payload's exact bytes).
     pub body: String,
 }
@@ -32,22 +36,24 @@ pub struct VerifiedDelivery {
 impl VerifiedDelivery {
     /// `payload.action`, if any.
     pub fn action(&self) -> Option<&str> {
-        self.payload.get("action").and_then(Value::as_str)
+        self.envelope.action.as_deref()
     }
 
     /// `payload.installation.id`, if any.
     pub fn installation_id(&self) -> Option<i64> {
-        self.payload
-            .pointer("/installation/id")
-            .and_then(Value::as_i64)
+        self.envelope.installation_id()
     }
 
     /// `payload.repository.full_name`, if any.
     pub fn repository(&self) -> Option<&str> {
-        self.payload
-            .pointer("/repository/full_name")
-            .and_then(Value::as_str)
+        self.envelope.repository()
     }
+}
+
+/// The envelope of a payload: every field of it is read leniently (one of another type reads
+/// as absent), so reading it never fails.
+fn envelope_of(payload: &Value) -> Envelope {
+    Envelope::deserialize(payload).unwrap_or_default()
 }
 
 fn refuse(status: StatusCode, reason: &str) -> Response {
@@ -209,11 +215,54 @@ impl VerifiedDelivery {
                 ));
             }
         };
+        let envelope = envelope_of(&payload);
         Ok(VerifiedDelivery {
             id: id.to_owned(),
             event: event.to_owned(),
             payload,
+            envelope,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_envelope_reads_fields_of_another_type_as_absent() {
+        let envelope = envelope_of(&json!({
+            "action": "created",
+            "repository": {"full_name": "o/r"},
+            "installation": {"id": 7},
+        }));
+        assert_eq!(envelope.action.as_deref(), Some("created"));
+        assert_eq!(envelope.repository(), Some("o/r"));
+        assert_eq!(envelope.installation_id(), Some(7));
+        for odd in [
+            json!({
+                "action": 5,
+                "repository": {"full_name": 7},
+                "installation": {"id": "7"},
+            }),
+            json!({
+                "action": null,
+                "repository": ["o/r"],
+                "installation": {"id": 7.5},
+            }),
+            json!({
+                "action": ["created"],
+                "repository": "o/r",
+                "installation": {"id": u64::MAX},
+            }),
+        ] {
+            let odd = envelope_of(&odd);
+            assert_eq!(odd.action, None);
+            assert_eq!(odd.repository(), None);
+            assert_eq!(odd.installation_id(), None);
+        }
+        assert_eq!(envelope_of(&json!({})), Envelope::default());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::Worker;
-use super::pipeline::UPDATE_BRANCH_PREFIX;
+use super::pipeline::{StepError, UPDATE_BRANCH_PREFIX};
 use super::replies::{self, Audience, BuildAnswer};
 use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
 use crate::database::DatabaseError;
@@ -34,8 +34,8 @@ pub enum HandlingError {
     #[error(transparent)]
     GitHub(#[from] ApiError),
     /// The App cannot act on the build repository, to check a commenter's permission there.
-    #[error("acting on the build repository: {message}")]
-    BuildRepository { message: String, transient: bool },
+    #[error("acting on the build repository: {0}")]
+    BuildRepository(#[source] StepError),
 }
 
 impl Worker {
@@ -58,7 +58,7 @@ impl Worker {
                     let transient = match &error {
                         HandlingError::GitHub(e) => e.is_transient(),
                         HandlingError::Database(_) => true,
-                        HandlingError::BuildRepository { transient, .. } => *transient,
+                        HandlingError::BuildRepository(error) => error.is_transient(),
                     };
                     let given_up = if transient {
                         self.database
@@ -260,11 +260,7 @@ impl Worker {
             return Ok(());
         }
         let build_repo = self.settings.build_repo.repo.as_str();
-        let audience = if comment.repository.eq_ignore_ascii_case(build_repo) {
-            Audience::BuildRepository
-        } else {
-            Audience::Elsewhere(&comment.repository)
-        };
+        let audience = Audience::of(&comment.repository, build_repo);
         let request = CommandRequest::new(self, delivery_id, comment, audience);
         let mut parts = Vec::new();
         let mut unanswered = Vec::new();
@@ -422,7 +418,9 @@ impl Worker {
             tracing::info!(run = run.id, repo = %run.repository, author = ?author, "a CI run on a pull request the App did not open is not reported");
             return Ok(());
         }
-        if !super::pipeline::is_consumer(self, auth, &run.repository).await? {
+        if !super::pipeline::is_consumer(&self.settings, &self.github, auth, &run.repository)
+            .await?
+        {
             tracing::info!(run = run.id, repo = %run.repository, "a CI run in a repository that is no consumer is not reported");
             return Ok(());
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::Worker;
+use crate::database::DatabaseError;
 use crate::github::api::ApiError;
 use crate::github::hook_deliveries::{
     FIRST_PAGE, HookDelivery, Redelivery, deliveries_page, redeliver,
@@ -24,6 +25,17 @@ const REDELIVERY_WINDOW: time::Duration = time::Duration::days(3);
 const MAX_PAGES: usize = 10;
 /// Redeliveries asked for per sweep at most (content-creating requests are limited).
 const MAX_REDELIVERIES: usize = 50;
+
+/// Why a sweep did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// GitHub refused or did not answer.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Which deliveries the inbox holds could not be read.
+    #[error("reading the inbox: {0}")]
+    Inbox(#[from] DatabaseError),
+}
 
 /// Of `attempts`, the newest attempt of each delivery that never succeeded, is young
 /// enough to be redelivered, and is not in `stored`.
@@ -62,7 +74,7 @@ pub fn to_redeliver(
 impl Worker {
     /// One sweep: lists recent deliveries and asks for the missed ones again. Returns how
     /// many redeliveries were asked for.
-    pub async fn redeliver_missed(&self) -> Result<usize, ApiError> {
+    pub async fn redeliver_missed(&self) -> Result<usize, SweepError> {
         let mut attempts = Vec::new();
         let mut path = FIRST_PAGE.to_owned();
         for _ in 0..MAX_PAGES {
@@ -79,14 +91,7 @@ impl Worker {
             }
         }
         let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
-        let stored = self
-            .database
-            .stored_delivery_ids(&guids)
-            .await
-            .map_err(|e| ApiError::Unexpected {
-                reason: format!("reading the inbox: {e}"),
-                request_id: None,
-            })?;
+        let stored = self.database.stored_delivery_ids(&guids).await?;
         let missed = to_redeliver(&attempts, &stored, OffsetDateTime::now_utc());
         for delivery in &missed {
             match redeliver(&self.github, delivery.id).await? {

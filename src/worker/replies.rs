@@ -20,6 +20,17 @@ pub enum Audience<'a> {
     Elsewhere(&'a str),
 }
 
+impl<'a> Audience<'a> {
+    /// Who reads a comment in `repo`, when the build repository is `build_repo`.
+    pub fn of(repo: &'a str, build_repo: &str) -> Audience<'a> {
+        if repo.eq_ignore_ascii_case(build_repo) {
+            Audience::BuildRepository
+        } else {
+            Audience::Elsewhere(repo)
+        }
+    }
+}
+
 /// What a `/build` or `/rebuild` came to, for the comment's one reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildAnswer {
@@ -401,6 +412,18 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::database::jobs::{JobState, Trigger};
+
+    #[test]
+    fn the_build_repository_is_recognised_whatever_its_case() {
+        assert_eq!(
+            Audience::of("Owner/Build", "owner/build"),
+            Audience::BuildRepository
+        );
+        assert_eq!(
+            Audience::of("owner/consumer", "owner/build"),
+            Audience::Elsewhere("owner/consumer")
+        );
+    }
 
     fn job() -> Job {
         Job {

@@ -6,13 +6,13 @@
 
 use std::sync::Mutex;
 
+use super::pipeline::{
+    InstallationLookupError, PublishedManifestError, installation_of, read_published_manifest,
+};
 use super::replies::tracking_issue_title;
-use crate::artifacts::MANIFEST_FILE;
-use crate::database::Database;
 use crate::database::jobs::{NewJob, Queued, Trigger};
+use crate::database::{Database, DatabaseError};
 use crate::github::api::{ApiError, Auth, GitHubApi};
-use crate::github::contents::read_file;
-use crate::github::installations::installation_of_repository;
 use crate::github::issues::{find_open_issue, open_issue};
 use crate::github::releases::{Release, ReleasesPage, public_releases_page};
 use crate::manifest::Manifest;
@@ -22,6 +22,27 @@ use crate::version::Version;
 
 /// Pages of 100 releases read at most.
 const MAX_PAGES: u32 = 20;
+
+/// Why a check did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// GitHub refused or did not answer.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Which installation has the build repository is not known.
+    #[error(transparent)]
+    Installation(#[from] InstallationLookupError),
+    /// The build repository's `SHA256SUMS` could not be had.
+    #[error(transparent)]
+    Manifest(#[from] PublishedManifestError),
+    /// The build could not be queued.
+    #[error("queuing the build: {0}")]
+    Queue(#[source] DatabaseError),
+    /// GitHub answered a conditional request for the release list as unchanged, when no
+    /// list had been read before.
+    #[error("GitHub answered 304 to listing the releases of {repo}, with nothing asked before")]
+    UnaskedNotModified { repo: String },
+}
 
 /// What a check found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +162,7 @@ impl UpstreamWatch {
     }
 
     /// Every release of the upstream repository, all pages.
-    async fn upstream_releases(&self, auth: Auth) -> Result<Vec<Release>, ApiError> {
+    async fn upstream_releases(&self, auth: Auth) -> Result<Vec<Release>, CheckError> {
         let repo = &self.settings.upstream.repo;
         let cached_etag = self
             .cached
@@ -171,12 +192,7 @@ impl UpstreamWatch {
                 ReleasesPage::NotModified => {
                     let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
                     let Some((_, list)) = cached.as_ref() else {
-                        return Err(ApiError::Unexpected {
-                            reason: format!(
-                                "GitHub answered 304 to listing the releases of {repo}, with nothing asked before"
-                            ),
-                            request_id: None,
-                        });
+                        return Err(CheckError::UnaskedNotModified { repo: repo.clone() });
                     };
                     tracing::debug!(%repo, "upstream releases unchanged (304)");
                     return Ok(list.clone());
@@ -197,51 +213,16 @@ impl UpstreamWatch {
         Ok(releases)
     }
 
-    /// Which installation acts on the build repository.
-    async fn build_repo_auth(&self) -> Result<Auth, ApiError> {
-        let repo = &self.settings.build_repo.repo;
-        if let Ok(Some(id)) = self.database.installation_for_repository(repo).await {
-            return Ok(Auth::Installation(id));
-        }
-        match installation_of_repository(&self.github, repo).await? {
-            Some(id) => Ok(Auth::Installation(id)),
-            None => Err(ApiError::Unexpected {
-                reason: format!(
-                    "the App is not installed on {repo}; install it there to let it act"
-                ),
-                request_id: None,
-            }),
-        }
-    }
-
     /// One check; with `dry_run`, changes nothing and says what it would do.
-    pub async fn check(&self, dry_run: bool) -> Result<CheckOutcome, ApiError> {
+    pub async fn check(&self, dry_run: bool) -> Result<CheckOutcome, CheckError> {
         let settings = &self.settings;
-        let auth = self.build_repo_auth().await?;
+        let installation_id =
+            installation_of(&self.database, &self.github, &settings.build_repo.repo).await?;
+        let auth = Auth::Installation(installation_id);
         let releases = self.upstream_releases(auth).await?;
         let newest_upstream = newest_stable(&releases);
-        let manifest_file = read_file(
-            &self.github,
-            auth,
-            &settings.build_repo.repo,
-            &settings.build_repo.branch,
-            MANIFEST_FILE,
-        )
-        .await?;
-        let manifest = match &manifest_file {
-            Some(file) => {
-                Manifest::parse(&String::from_utf8_lossy(&file.content)).map_err(|e| {
-                    ApiError::Unexpected {
-                        reason: format!(
-                            "{MANIFEST_FILE} in {} cannot be read: {e}",
-                            settings.build_repo.repo
-                        ),
-                        request_id: None,
-                    }
-                })?
-            }
-            None => Manifest::default(),
-        };
+        let (manifest, _) =
+            read_published_manifest(&self.github, auth, &settings.build_repo).await?;
         let newest_published = newest_listed(&manifest, &settings.image.name);
         let version = match (&newest_upstream, &newest_published) {
             (Some(upstream), Some(published)) if upstream > published => upstream.clone(),
@@ -283,9 +264,6 @@ impl UpstreamWatch {
                 )
             }
         };
-        let Auth::Installation(installation_id) = auth else {
-            unreachable!("the build repository is reached through an installation")
-        };
         let queued = self
             .database
             .queue_job(&NewJob {
@@ -301,10 +279,7 @@ impl UpstreamWatch {
                 installation_id: Some(installation_id),
             })
             .await
-            .map_err(|e| ApiError::Unexpected {
-                reason: format!("queuing the build: {e}"),
-                request_id: None,
-            })?;
+            .map_err(CheckError::Queue)?;
         tracing::info!(%version, job = queued.id(), issue = %issue.html_url, "upstream has a newer release");
         Ok(CheckOutcome {
             newest_upstream,

@@ -7,7 +7,6 @@ use super::Command;
 use crate::github::collaborators;
 use crate::worker::Worker;
 use crate::worker::inbox::HandlingError;
-use crate::worker::pipeline::StepError;
 use crate::worker::replies::Audience;
 use crate::worker::routing::CommentPosted;
 
@@ -82,7 +81,7 @@ impl<'a> CommandRequest<'a> {
                     .worker
                     .auth_for_repository(build_repo)
                     .await
-                    .map_err(build_repository_error)?;
+                    .map_err(HandlingError::BuildRepository)?;
                 let found = collaborators::permission(
                     &self.worker.github,
                     auth,
@@ -94,13 +93,5 @@ impl<'a> CommandRequest<'a> {
             })
             .await?;
         Ok(permission)
-    }
-}
-
-/// Why the App cannot act on the build repository, as a handling error.
-fn build_repository_error(error: StepError) -> HandlingError {
-    HandlingError::BuildRepository {
-        transient: error.is_transient(),
-        message: error.to_string(),
     }
 }

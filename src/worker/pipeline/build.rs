@@ -27,7 +27,10 @@ pub fn manifest_path(context: &StepContext<'_>) -> PathBuf {
 pub fn local_manifest(context: &StepContext<'_>) -> Result<Manifest, StepError> {
     let path = manifest_path(context);
     let text = std::fs::read_to_string(&path).map_err(StepError::work_dir("reading", &path))?;
-    Manifest::parse(&text).map_err(|e| StepError::Permanent(format!("{}: {e}", path.display())))
+    Manifest::parse(&text).map_err(|source| StepError::Manifest {
+        what: path.display().to_string(),
+        source,
+    })
 }
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
@@ -58,7 +61,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
                 .map(|output| (output, request.image_file_name()))
         })
         .await
-        .map_err(|e| StepError::Permanent(format!("the build stopped unexpectedly: {e}")))?;
+        .map_err(StepError::BuildStopped)?;
         let (output, image_file) = built.map_err(|source| StepError::Build { arch, source })?;
         let size = output.file(&image_file).map(|f| f.size).unwrap_or(0);
         crate::metrics::global().built_bytes.inc_by(size);

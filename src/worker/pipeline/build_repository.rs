@@ -4,34 +4,66 @@
 
 use super::{StepContext, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
-use crate::github::api::Auth;
+use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::contents::{RepoFile, read_file};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ManifestError};
+use crate::settings::BuildRepoSettings;
 use crate::signing::detached::SignatureIssuers;
+
+/// Why the published `SHA256SUMS` could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishedManifestError {
+    /// GitHub could not be asked for it.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// It is there but is no `SHA256SUMS`.
+    #[error("{MANIFEST_FILE} in {repo} cannot be read: {source}")]
+    Unreadable { repo: String, source: ManifestError },
+}
+
+impl From<PublishedManifestError> for StepError {
+    fn from(error: PublishedManifestError) -> Self {
+        match error {
+            PublishedManifestError::Api(error) => StepError::Api(error),
+            PublishedManifestError::Unreadable { repo, source } => StepError::Manifest {
+                what: format!("{MANIFEST_FILE} in {repo} cannot be read"),
+                source,
+            },
+        }
+    }
+}
+
+/// The build repository's `SHA256SUMS` as published on its branch (empty when there is none
+/// yet), and the file as read, to write over.
+pub async fn read_published_manifest(
+    github: &GitHubApi,
+    auth: Auth,
+    build_repo: &BuildRepoSettings,
+) -> Result<(Manifest, Option<RepoFile>), PublishedManifestError> {
+    let repo = &build_repo.repo;
+    let file = read_file(github, auth, repo, &build_repo.branch, MANIFEST_FILE).await?;
+    let manifest = match &file {
+        Some(file) => {
+            Manifest::parse(&String::from_utf8_lossy(&file.content)).map_err(|source| {
+                PublishedManifestError::Unreadable {
+                    repo: repo.clone(),
+                    source,
+                }
+            })?
+        }
+        None => Manifest::default(),
+    };
+    Ok((manifest, file))
+}
 
 /// The build repository's `SHA256SUMS` (empty when there is none yet), and the file as
 /// read, to write over.
 pub async fn published_manifest(
     context: &StepContext<'_>,
 ) -> Result<(Manifest, Option<RepoFile>), StepError> {
-    let settings = context.settings;
-    let repo = &settings.build_repo.repo;
-    let auth = context.auth_for(repo).await?;
-    let file = read_file(
-        context.github,
-        auth,
-        repo,
-        &settings.build_repo.branch,
-        MANIFEST_FILE,
-    )
-    .await?;
-    let manifest = match &file {
-        Some(file) => Manifest::parse(&String::from_utf8_lossy(&file.content)).map_err(|e| {
-            StepError::Permanent(format!("{MANIFEST_FILE} in {repo} cannot be read: {e}"))
-        })?,
-        None => Manifest::default(),
-    };
-    Ok((manifest, file))
+    let build_repo = &context.settings.build_repo;
+    let auth = context.auth_for(&build_repo.repo).await?;
+    Ok(read_published_manifest(context.github, auth, build_repo).await?)
 }
 
 /// The build repository's `SHA256SUMS.gpg`, if there is one.

@@ -21,14 +21,20 @@ use crate::github::contents::{
 };
 use crate::github::markdown::{code_span, safe_url, table_code_span};
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
-use crate::settings::ConsumerSettings;
-use crate::worker::Worker;
+use crate::settings::{ConsumerSettings, Settings};
+use crate::version::Version;
 
 /// The file a repository adds to enroll itself as a consumer.
 pub const ENROLLMENT_FILE: &str = ".github/alloy-sysext.toml";
 
 /// The branches consumer pull requests come from.
 pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
+
+/// The branch a consumer's pull request for `version` comes from:
+/// `feature/update-alloy-sysext-to-X.Y.Z`.
+fn update_branch(version: &Version) -> String {
+    format!("{UPDATE_BRANCH_PREFIX}{version}")
+}
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let images = context.result().images.clone().unwrap_or_default();
@@ -159,9 +165,13 @@ async fn all_consumers(context: &StepContext<'_>) -> Consumers {
 
 /// Whether `repo` is a consumer: configured, or enrolled by a valid enrollment file on its
 /// default branch.
-pub(crate) async fn is_consumer(worker: &Worker, auth: Auth, repo: &str) -> Result<bool, ApiError> {
-    if worker
-        .settings
+pub(crate) async fn is_consumer(
+    settings: &Settings,
+    github: &GitHubApi,
+    auth: Auth,
+    repo: &str,
+) -> Result<bool, ApiError> {
+    if settings
         .consumers
         .iter()
         .any(|c| c.repo.eq_ignore_ascii_case(repo))
@@ -169,7 +179,7 @@ pub(crate) async fn is_consumer(worker: &Worker, auth: Auth, repo: &str) -> Resu
         return Ok(true);
     }
     Ok(
-        read_default_branch_file(&worker.github, auth, repo, ENROLLMENT_FILE)
+        read_default_branch_file(github, auth, repo, ENROLLMENT_FILE)
             .await?
             .is_some_and(|file| ConsumerSettings::from_enrollment(repo, &file.content).is_ok()),
     )
@@ -321,7 +331,7 @@ async fn update_consumer(
             image: pinned,
         }));
     }
-    let branch = context.update_branch();
+    let branch = update_branch(version);
     // The branch is reset from the base only when it does not hold the wanted file yet, so
     // a second run adds no commit.
     let on_branch = match branch_head(api, auth, repo, &branch).await? {

@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::StepError;
-use super::consumers::UPDATE_BRANCH_PREFIX;
 use crate::database::job_result::JobResult;
 use crate::database::jobs::Job;
 use crate::database::{Database, DatabaseError};
@@ -64,10 +63,5 @@ impl StepContext<'_> {
     /// How the job acts on `repo`: the installation that has it.
     pub async fn auth_for(&self, repo: &str) -> Result<Auth, StepError> {
         self.access.auth_for(repo).await
-    }
-
-    /// `feature/update-alloy-sysext-to-X.Y.Z`.
-    pub fn update_branch(&self) -> String {
-        format!("{UPDATE_BRANCH_PREFIX}{}", self.job.version)
     }
 }

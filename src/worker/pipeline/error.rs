@@ -1,12 +1,15 @@
 //! How a step fails: the error it met, kept with its type, and whether trying again later
 //! may help. Its text is what the job records and reports as its error.
 
+use super::installation::InstallationLookupError;
 use crate::arch::Arch;
-use crate::artifacts::BuildError;
+use crate::artifacts::{BuildError, MANIFEST_FILE};
 use crate::butane::ButaneError;
 use crate::database::DatabaseError;
 use crate::github::api::ApiError;
 use crate::github::release_asset::AssetError;
+use crate::manifest::ManifestError;
+use crate::signing::SigningError;
 use crate::storage::StorageError;
 
 /// Why a step did not finish.
@@ -33,6 +36,19 @@ pub enum StepError {
     /// The image for `arch` could not be built.
     #[error("building for {arch}: {source}")]
     Build { arch: Arch, source: BuildError },
+    /// The build's thread ended without an answer (it panicked).
+    #[error("the build stopped unexpectedly: {0}")]
+    BuildStopped(#[source] tokio::task::JoinError),
+    /// A `SHA256SUMS` could not be read, or an entry not merged into it; `what` names the
+    /// file or the entry.
+    #[error("{what}: {source}")]
+    Manifest { what: String, source: ManifestError },
+    /// The merged `SHA256SUMS` could not be signed.
+    #[error("signing {MANIFEST_FILE}: {0}")]
+    Signing(#[source] SigningError),
+    /// The App is not installed on a repository the job acts on.
+    #[error("the App is not installed on {repo}; install it there to let it act")]
+    NotInstalled { repo: String },
     /// A file in the job's work directory could not be written or read.
     #[error("{action} {path}: {source}")]
     WorkDir {
@@ -71,6 +87,16 @@ impl From<AssetError> for StepError {
     }
 }
 
+impl From<InstallationLookupError> for StepError {
+    fn from(error: InstallationLookupError) -> Self {
+        match error {
+            InstallationLookupError::Database(error) => StepError::Database(error),
+            InstallationLookupError::Api(error) => StepError::Api(error),
+            InstallationLookupError::NotInstalled { repo } => StepError::NotInstalled { repo },
+        }
+    }
+}
+
 impl StepError {
     /// True when trying again later may succeed: network trouble, rate limits, GitHub's
     /// or storage's 5xx, a busy database, a stop of the server.
@@ -81,7 +107,13 @@ impl StepError {
             | StepError::WorkDir { .. }
             | StepError::ConsumersLeft(_)
             | StepError::Interrupted => true,
-            StepError::Permanent(_) | StepError::Build { .. } | StepError::Pin { .. } => false,
+            StepError::Permanent(_)
+            | StepError::Build { .. }
+            | StepError::BuildStopped(_)
+            | StepError::Manifest { .. }
+            | StepError::Signing(_)
+            | StepError::NotInstalled { .. }
+            | StepError::Pin { .. } => false,
             StepError::Api(error) => error.is_transient(),
             StepError::Storage(error) => error.is_transient(),
             StepError::Download(error) => matches!(
@@ -139,5 +171,23 @@ mod tests {
             "{missing}"
         );
         assert!(missing.is_transient());
+        let unreadable = StepError::Manifest {
+            what: "SHA256SUMS in o/build cannot be read".into(),
+            source: crate::manifest::Manifest::parse("nonsense").unwrap_err(),
+        };
+        assert!(
+            unreadable
+                .to_string()
+                .starts_with("SHA256SUMS in o/build cannot be read: SHA256SUMS line 1: "),
+            "{unreadable}"
+        );
+        assert!(!unreadable.is_transient());
+        let not_installed =
+            StepError::from(InstallationLookupError::NotInstalled { repo: "o/c".into() });
+        assert_eq!(
+            not_installed.to_string(),
+            "the App is not installed on o/c; install it there to let it act"
+        );
+        assert!(!not_installed.is_transient());
     }
 }

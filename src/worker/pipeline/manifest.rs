@@ -37,7 +37,10 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         for entry in local.entries() {
             merged
                 .upsert(entry.clone())
-                .map_err(|e| StepError::Permanent(format!("merging {}: {e}", entry.file)))?;
+                .map_err(|source| StepError::Manifest {
+                    what: format!("merging {}", entry.file),
+                    source,
+                })?;
         }
         let text = merged.render();
         let signature_file = published_signature(context, auth).await?;
@@ -62,7 +65,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         let signature = context
             .signing_key
             .sign_detached(text.as_bytes())
-            .map_err(|e| StepError::Permanent(format!("signing {MANIFEST_FILE}: {e}")))?;
+            .map_err(StepError::Signing)?;
         // Storage first: the committed manifest never lists what storage lacks.
         let staged = context.work_dir.join("manifest");
         std::fs::create_dir_all(&staged).map_err(StepError::work_dir("creating", &staged))?;

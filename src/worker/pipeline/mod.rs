@@ -24,16 +24,19 @@ mod consumers;
 mod context;
 mod download;
 mod error;
+mod installation;
 mod manifest;
 mod put;
 mod release;
 mod report;
 mod upload;
 
+pub use build_repository::{PublishedManifestError, read_published_manifest};
 pub use consumers::UPDATE_BRANCH_PREFIX;
 pub(crate) use consumers::is_consumer;
 pub use context::{RepositoryAccess, StepContext};
 pub use error::StepError;
+pub use installation::{InstallationLookupError, installation_of};
 pub use report::report_failure;
 
 pub use crate::database::job_steps::Step;
