@@ -352,9 +352,9 @@ fn insert_settings(
     from_file: bool,
 ) -> Result<(), toml_edit::ser::Error> {
     let mut first_table = true;
-    for (key, item) in toml_edit::ser::to_document(settings)?.as_table().iter() {
+    for (key, item) in toml_edit::ser::to_document(settings)?.into_table() {
         // The serializer writes every table inline: shown as `[table]` and `[[table]]`.
-        let mut item = match item.clone().into_table() {
+        let mut item = match item.into_table() {
             Ok(table) => Item::Table(table),
             Err(item) => item
                 .into_array_of_tables()
@@ -381,14 +381,14 @@ fn insert_settings(
             }
             // No `[[consumers]]` header can say "none": the empty list is a key of the root
             // table, which TOML puts before every table.
-            Item::Value(value) if key == "consumers" => {
+            Item::Value(value) if key.as_str() == "consumers" => {
                 value
                     .decor_mut()
                     .set_suffix("  # none configured; self-enrolled repositories still count");
             }
             _ => {}
         }
-        doc.insert(key, item);
+        doc.insert(&key, item);
     }
     Ok(())
 }
