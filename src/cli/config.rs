@@ -7,7 +7,7 @@ use alloy_sysext_automation::settings::Settings;
 use alloy_sysext_automation::signing::key_source::{KeySource, KeySourceError};
 use alloy_sysext_automation::storage::Storage;
 use clap::Args;
-use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};
+use toml_edit::{DocumentMut, Item, Table, Value};
 
 /// Print the effective configuration: what `serve` would run with, read from the same
 /// environment and CONFIG_FILE, checked the same way, with every secret redacted.
@@ -40,7 +40,7 @@ pub fn run(_args: ConfigArgs) -> anyhow::Result<()> {
     let signing = signing_table(&config)?;
     print!(
         "{}",
-        document(&config, &credentials, &storage, signing, &settings)
+        document(&config, &credentials, &storage, signing, &settings)?
     );
     Ok(())
 }
@@ -52,7 +52,7 @@ fn document(
     storage: &Storage,
     signing: Table,
     settings: &Settings,
-) -> DocumentMut {
+) -> Result<DocumentMut, toml_edit::ser::Error> {
     let mut doc = DocumentMut::new();
     doc.decor_mut().set_prefix(
         "# The effective configuration of `alloy-sysext-automation serve`.\n\
@@ -67,8 +67,8 @@ fn document(
     );
     doc.insert("storage", Item::Table(storage_table(storage)));
     doc.insert("signing", Item::Table(signing));
-    insert_settings(&mut doc, settings, config.config_file.is_some());
-    doc
+    insert_settings(&mut doc, settings, config.config_file.is_some())?;
+    Ok(doc)
 }
 
 /// `value` with `comment` after it on its line.
@@ -318,114 +318,79 @@ fn storage_table(storage: &Storage) -> Table {
     table(entries)
 }
 
-/// A TOML array of `items`.
-fn array<'a>(items: impl IntoIterator<Item = &'a str>) -> Item {
-    toml_edit::value(items.into_iter().collect::<toml_edit::Array>())
-}
+/// What the settings' keys mean, shown after their values: (table, key, comment).
+const SETTINGS_COMMENTS: [(&str, &str, &str); 6] = [
+    ("image", "arches", "amd64, arm64 or both"),
+    ("image", "compression", "xz, zstd or gzip"),
+    (
+        "image",
+        "compat_name",
+        "also publish <name>-X.Y.Z.raw (amd64)",
+    ),
+    (
+        "build_repo",
+        "repo",
+        "where SHA256SUMS is committed, releases and commands live",
+    ),
+    (
+        "publish",
+        "replace_signatures_by",
+        "keys whose SHA256SUMS.gpg may be replaced (a key change)",
+    ),
+    (
+        "schedule",
+        "check_upstream",
+        "cron, UTC; \"off\" to disable",
+    ),
+];
 
 /// The settings, as `CONFIG_FILE` would hold them: reading the output back gives the same
 /// settings.
-fn insert_settings(doc: &mut DocumentMut, settings: &Settings, from_file: bool) {
-    let mut upstream = table([
-        ("repo", toml_edit::value(&settings.upstream.repo)),
-        ("asset", toml_edit::value(&settings.upstream.asset)),
-        ("binary", toml_edit::value(&settings.upstream.binary)),
-    ]);
-    upstream.decor_mut().set_prefix(format!(
-        "\n# Settings ({})\n\n",
-        if from_file {
-            "CONFIG_FILE, with the built-in defaults for what it leaves out"
-        } else {
-            "the built-in defaults"
+fn insert_settings(
+    doc: &mut DocumentMut,
+    settings: &Settings,
+    from_file: bool,
+) -> Result<(), toml_edit::ser::Error> {
+    let mut first_table = true;
+    for (key, item) in toml_edit::ser::to_document(settings)?.into_table() {
+        // The serializer writes every table inline: shown as `[table]` and `[[table]]`.
+        let mut item = match item.into_table() {
+            Ok(table) => Item::Table(table),
+            Err(item) => item
+                .into_array_of_tables()
+                .map_or_else(|item| item, Item::ArrayOfTables),
+        };
+        match &mut item {
+            Item::Table(table) => {
+                if first_table {
+                    table.decor_mut().set_prefix(format!(
+                        "\n# Settings ({})\n\n",
+                        if from_file {
+                            "CONFIG_FILE, with the built-in defaults for what it leaves out"
+                        } else {
+                            "the built-in defaults"
+                        }
+                    ));
+                    first_table = false;
+                }
+                for (_, name, comment) in SETTINGS_COMMENTS.iter().filter(|(t, ..)| *t == key) {
+                    if let Some(value) = table.get_mut(name).and_then(Item::as_value_mut) {
+                        value.decor_mut().set_suffix(format!("  # {comment}"));
+                    }
+                }
+            }
+            // No `[[consumers]]` header can say "none": the empty list is a key of the root
+            // table, which TOML puts before every table.
+            Item::Value(value) if key.as_str() == "consumers" => {
+                value
+                    .decor_mut()
+                    .set_suffix("  # none configured; self-enrolled repositories still count");
+            }
+            _ => {}
         }
-    ));
-    doc.insert("upstream", Item::Table(upstream));
-
-    let image = &settings.image;
-    doc.insert(
-        "image",
-        Item::Table(table([
-            ("name", toml_edit::value(&image.name)),
-            (
-                "arches",
-                array(image.arches.iter().map(|arch| arch.upstream_name())),
-            ),
-            (
-                "compression",
-                toml_edit::value(image.compression.algorithm()),
-            ),
-            (
-                "compression_level",
-                toml_edit::value(i64::from(image.compression.level())),
-            ),
-            ("compat_name", toml_edit::value(image.compat_name)),
-        ])),
-    );
-
-    doc.insert(
-        "build_repo",
-        Item::Table(table([
-            ("repo", toml_edit::value(&settings.build_repo.repo)),
-            ("branch", toml_edit::value(&settings.build_repo.branch)),
-        ])),
-    );
-
-    doc.insert(
-        "publish",
-        Item::Table(table([
-            ("base_url", toml_edit::value(&settings.publish.base_url)),
-            (
-                "replace_signatures_by",
-                array(
-                    settings
-                        .publish
-                        .replace_signatures_by
-                        .iter()
-                        .map(String::as_str),
-                ),
-            ),
-        ])),
-    );
-
-    doc.insert(
-        "schedule",
-        Item::Table(table([
-            (
-                "check_upstream",
-                toml_edit::value(settings.schedule.check_upstream.as_deref().unwrap_or("off")),
-            ),
-            (
-                "tracking_label",
-                toml_edit::value(&settings.schedule.tracking_label),
-            ),
-        ])),
-    );
-
-    if settings.consumers.is_empty() {
-        // No `[[consumers]]` header can say "none": the empty list is a key of the root
-        // table, which TOML puts before every table.
-        doc.insert(
-            "consumers",
-            commented(
-                toml_edit::Array::new(),
-                "none configured; self-enrolled repositories still count",
-            ),
-        );
-    } else {
-        let mut consumers = ArrayOfTables::new();
-        for consumer in &settings.consumers {
-            consumers.push(table([
-                ("repo", toml_edit::value(&consumer.repo)),
-                ("path", toml_edit::value(&consumer.path)),
-                ("base", toml_edit::value(&consumer.base)),
-                (
-                    "assignees",
-                    array(consumer.assignees.iter().map(String::as_str)),
-                ),
-            ]));
-        }
-        doc.insert("consumers", Item::ArrayOfTables(consumers));
+        doc.insert(&key, item);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -464,11 +429,15 @@ mod tests {
             webhook_secrets: Vec::new(),
         };
         let storage = Storage::from_env(|_| None, &config.data_dir).unwrap();
-        let output = document(&config, &credentials, &storage, Table::new(), &settings).to_string();
+        let output = document(&config, &credentials, &storage, Table::new(), &settings)
+            .unwrap()
+            .to_string();
         assert_eq!(settings_of(&output), settings, "{output}");
 
         settings.consumers.clear();
-        let output = document(&config, &credentials, &storage, Table::new(), &settings).to_string();
+        let output = document(&config, &credentials, &storage, Table::new(), &settings)
+            .unwrap()
+            .to_string();
         assert_eq!(settings_of(&output), settings, "{output}");
     }
 }

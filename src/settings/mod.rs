@@ -1,8 +1,9 @@
 //! What the server builds and where: the upstream release, the image, the build
 //! repository, the public URL, the upstream check's schedule and the consumer repositories.
 //! Read from the TOML file `CONFIG_FILE`: every table and key may be left out and keeps its
-//! built-in default (today's deployment), an unknown one is refused, and `validate` checks
-//! every value.
+//! built-in default (today's deployment), an unknown one is refused, and `validate` brings
+//! every value to its normal form and checks it. The same structs write the file back out
+//! (`config` shows them), with the same keys.
 //!
 //! [`consumer_check`] holds the checks a consumer's fields pass wherever the consumer comes
 //! from: this file or a repository's own enrollment file.
@@ -11,7 +12,7 @@ pub mod consumer_check;
 
 use std::path::Path;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::settings::consumer_check::{
@@ -20,7 +21,7 @@ use crate::settings::consumer_check::{
 use crate::sysext::compression::Compression;
 
 /// Where Alloy's releases come from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamSettings {
     /// `owner/name`.
@@ -52,11 +53,14 @@ impl UpstreamSettings {
 }
 
 /// What image is built.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "ImageTable")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ImageSettings {
     pub name: String,
+    #[serde(with = "arch_names")]
     pub arches: Vec<Arch>,
+    /// Two keys in the file: `compression` (the algorithm) and `compression_level`.
+    #[serde(flatten, with = "compression_keys")]
     pub compression: Compression,
     /// Also publish `<name>-X.Y.Z.raw` (amd64 only).
     pub compat_name: bool,
@@ -73,67 +77,87 @@ impl Default for ImageSettings {
     }
 }
 
-/// The `[image]` table as written: there the compression is two keys, `compression` (the
-/// algorithm) and `compression_level`, either of which may be left out.
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct ImageTable {
-    name: String,
-    #[serde(deserialize_with = "architectures")]
-    arches: Vec<Arch>,
-    compression: Option<String>,
-    compression_level: Option<u32>,
-    compat_name: bool,
-}
+/// `image.arches` as the file writes it: architecture names.
+mod arch_names {
+    use serde::{Deserialize, Deserializer, Serializer};
 
-impl Default for ImageTable {
-    fn default() -> Self {
-        let defaults = ImageSettings::default();
-        ImageTable {
-            name: defaults.name,
-            arches: defaults.arches,
-            compression: None,
-            compression_level: None,
-            compat_name: defaults.compat_name,
-        }
+    use crate::arch::{Arch, UnknownArch};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Arch>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|name| {
+                name.parse().map_err(|e: UnknownArch| {
+                    serde::de::Error::custom(format!("image.arches: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(arches: &[Arch], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(arches.iter().map(|arch| arch.upstream_name()))
     }
 }
 
-impl TryFrom<ImageTable> for ImageSettings {
-    type Error = String;
+/// `image.compression` and `image.compression_level`, the two keys of one [`Compression`]:
+/// either may be left out, the algorithm then being xz and the level the algorithm's
+/// default. The level's range is for `Settings::validate` to check.
+mod compression_keys {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    fn try_from(table: ImageTable) -> Result<Self, String> {
-        let compression = match (&table.compression, table.compression_level) {
-            (None, None) => Compression::default(),
-            (algorithm, level) => Compression::new(algorithm.as_deref().unwrap_or("xz"), level)
-                .map_err(|e| format!("image.compression: {e}"))?,
-        };
-        Ok(ImageSettings {
-            name: table.name,
-            arches: table.arches,
-            compression,
-            compat_name: table.compat_name,
+    use crate::sysext::compression::Compression;
+
+    /// Takes only its two keys and leaves the rest of `[image]`, unknown ones included,
+    /// to `ImageSettings`.
+    #[derive(Deserialize)]
+    struct Written {
+        compression: Option<String>,
+        compression_level: Option<u32>,
+    }
+
+    #[derive(Serialize)]
+    struct Shown {
+        compression: &'static str,
+        compression_level: u32,
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Compression, D::Error> {
+        // The two keys reach here apart from the file's text: the error names them.
+        let written = Written::deserialize(deserializer).map_err(|e| {
+            serde::de::Error::custom(format!("image.compression / image.compression_level: {e}"))
+        })?;
+        let algorithm = written
+            .compression
+            .as_deref()
+            .unwrap_or(Compression::default().algorithm());
+        let compression = Compression::new(algorithm, None)
+            .map_err(|e| serde::de::Error::custom(format!("image.compression: {e}")))?;
+        Ok(match written.compression_level {
+            None => compression,
+            Some(level) => match compression {
+                Compression::Xz { .. } => Compression::Xz { level },
+                Compression::Zstd { .. } => Compression::Zstd { level },
+                Compression::Gzip { .. } => Compression::Gzip { level },
+            },
         })
     }
-}
 
-/// `image.arches`: architecture names, each kept once, in the order given.
-fn architectures<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Arch>, D::Error> {
-    let names = Vec::<String>::deserialize(deserializer)?;
-    let mut arches = Vec::new();
-    for name in &names {
-        let arch: Arch = name.parse().map_err(|e: crate::arch::UnknownArch| {
-            <D::Error as serde::de::Error>::custom(format!("image.arches: {e}"))
-        })?;
-        if !arches.contains(&arch) {
-            arches.push(arch);
+    pub fn serialize<S: Serializer>(
+        compression: &Compression,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        Shown {
+            compression: compression.algorithm(),
+            compression_level: compression.level(),
         }
+        .serialize(serializer)
     }
-    Ok(arches)
 }
 
 /// The repository where releases, commands and `SHA256SUMS` live.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BuildRepoSettings {
     /// `owner/name`.
@@ -151,7 +175,7 @@ impl Default for BuildRepoSettings {
 }
 
 /// Where published images are read from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PublishSettings {
     /// Ends with `/`.
@@ -179,11 +203,11 @@ impl PublishSettings {
 }
 
 /// When upstream is checked.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleSettings {
     /// A five-field cron expression in UTC, or `None` (`"off"`).
-    #[serde(deserialize_with = "cron_or_off")]
+    #[serde(with = "cron_or_off")]
     pub check_upstream: Option<String>,
     /// The label of tracking issues.
     pub tracking_label: String,
@@ -198,12 +222,24 @@ impl Default for ScheduleSettings {
     }
 }
 
-/// `schedule.check_upstream`: `"off"` (in any case) is `None`; anything else is kept
-/// trimmed, for `validate` to check.
-fn cron_or_off<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    let trimmed = text.trim();
-    Ok((!trimmed.eq_ignore_ascii_case("off")).then(|| trimmed.to_owned()))
+/// `schedule.check_upstream` as the file writes it: `"off"` (in any case, with any spaces
+/// around it) is `None`.
+mod cron_or_off {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok((!text.trim().eq_ignore_ascii_case("off")).then_some(text))
+    }
+
+    pub fn serialize<S: Serializer>(
+        cron: &Option<String>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(cron.as_deref().unwrap_or("off"))
+    }
 }
 
 impl ScheduleSettings {
@@ -218,7 +254,7 @@ impl ScheduleSettings {
 }
 
 /// A repository whose Butane file pins the image.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerSettings {
     /// `owner/name`.
@@ -308,7 +344,7 @@ impl ConsumerSettings {
 }
 
 /// Everything above. A table or key the file leaves out keeps its default.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub upstream: UpstreamSettings,
@@ -371,16 +407,14 @@ impl Settings {
     pub fn parse(text: &str) -> Result<Settings, String> {
         let mut settings: Settings = toml::from_str(text).map_err(|e| e.to_string())?;
         settings.validate()?;
-        // `PublishSettings::url` appends file names to it.
-        if !settings.publish.base_url.ends_with('/') {
-            settings.publish.base_url.push('/');
-        }
         Ok(settings)
     }
 
-    /// Checks every value; the error names the first key at fault, its value and what was
-    /// expected.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Puts the values in the form the rest of the server relies on, then checks every
+    /// one; the error names the first key at fault, its value and what was expected.
+    /// Settings read from a file and settings made in code both pass here.
+    pub fn validate(&mut self) -> Result<(), String> {
+        self.normalize();
         let Settings {
             upstream,
             image,
@@ -388,7 +422,7 @@ impl Settings {
             publish,
             schedule,
             consumers,
-        } = self;
+        } = &*self;
 
         if !is_repo_name(&upstream.repo) {
             return Err(invalid(
@@ -492,6 +526,25 @@ impl Settings {
                 .map_err(|error| error.under(&format!("consumers[{index}].")).to_string())?;
         }
         Ok(())
+    }
+
+    /// Each architecture once, in the order given; the cron expression without spaces
+    /// around it; the base URL ending with `/`, as `PublishSettings::url` appends file
+    /// names to it.
+    fn normalize(&mut self) {
+        let mut arches = Vec::new();
+        for arch in &self.image.arches {
+            if !arches.contains(arch) {
+                arches.push(*arch);
+            }
+        }
+        self.image.arches = arches;
+        if let Some(cron) = &mut self.schedule.check_upstream {
+            *cron = cron.trim().to_owned();
+        }
+        if !self.publish.base_url.ends_with('/') {
+            self.publish.base_url.push('/');
+        }
     }
 }
 
@@ -628,6 +681,15 @@ assignees = ["noahwhite"]
             ("[image]\narches = []\n", "image.arches"),
             ("[image]\nname = \"../x\"\n", "image.name"),
             ("[image]\ncompression = \"lz4\"\n", "image.compression"),
+            ("[image]\ncompression_level = 10\n", "image.compression"),
+            (
+                "[image]\ncompression_level = \"x\"\n",
+                "image.compression_level",
+            ),
+            (
+                "[image]\ncompression = \"zstd\"\ncompression_level = 0\n",
+                "image.compression",
+            ),
             ("[build_repo]\nrepo = \"noslash\"\n", "build_repo.repo"),
             ("[build_repo]\nbranch = \"a..b\"\n", "build_repo.branch"),
             ("[publish]\nbase_url = \"ftp://x\"\n", "publish.base_url"),
@@ -720,6 +782,54 @@ assignees = ["noahwhite"]
         assert_eq!(
             settings.schedule.check_upstream.as_deref(),
             Some("5 4 * * *")
+        );
+    }
+
+    #[test]
+    fn settings_made_in_code_are_normalized_as_a_file_is() {
+        let mut settings = Settings::default();
+        settings.image.arches = vec![Arch::Arm64, Arch::Amd64, Arch::Arm64];
+        settings.schedule.check_upstream = Some(" 5 4 * * * ".into());
+        settings.publish.base_url = "http://127.0.0.1:3000/images".into();
+        settings.validate().unwrap();
+        assert_eq!(settings.image.arches, [Arch::Arm64, Arch::Amd64]);
+        assert_eq!(
+            settings.schedule.check_upstream.as_deref(),
+            Some("5 4 * * *")
+        );
+        assert_eq!(
+            settings.publish.url("a.raw"),
+            "http://127.0.0.1:3000/images/a.raw"
+        );
+    }
+
+    #[test]
+    fn a_level_alone_is_xz_at_that_level() {
+        let settings = Settings::parse("[image]\ncompression_level = 9\n").unwrap();
+        assert_eq!(settings.image.compression, Compression::Xz { level: 9 });
+        let settings = Settings::parse("[image]\ncompression = \"gzip\"\n").unwrap();
+        assert_eq!(settings.image.compression, Compression::Gzip { level: 9 });
+    }
+
+    #[test]
+    fn settings_written_out_read_back_the_same() {
+        let mut settings = Settings::default();
+        settings.image.compression = Compression::Zstd { level: 3 };
+        settings.image.arches = vec![Arch::Arm64, Arch::Amd64];
+        settings.schedule.check_upstream = None;
+        let text = toml::to_string(&settings).unwrap();
+        for written in [
+            "arches = [\"arm64\", \"amd64\"]",
+            "compression = \"zstd\"",
+            "compression_level = 3",
+            "check_upstream = \"off\"",
+        ] {
+            assert!(text.contains(written), "{written}: {text}");
+        }
+        assert_eq!(Settings::parse(&text).unwrap(), settings);
+        assert_eq!(
+            Settings::parse(&toml::to_string(&Settings::default()).unwrap()).unwrap(),
+            Settings::default()
         );
     }
 

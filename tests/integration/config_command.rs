@@ -117,6 +117,7 @@ assignees = ["octocat"]
         // Defaults for what the file leaves out.
         "repo = \"grafana/alloy\"",
         "compression = \"xz\"",
+        "compression_level = 6",
     ] {
         assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
     }
@@ -421,5 +422,17 @@ assignees = ["octocat", "hubot"]
             "{stdout}"
         );
         assert!(stdout.contains("# Settings (CONFIG_FILE"), "{stdout}");
+        for comment in ["  # xz, zstd or gzip", "  # cron, UTC; \"off\" to disable"] {
+            assert!(
+                stdout.contains(comment),
+                "missing {comment:?} in:\n{stdout}"
+            );
+        }
+        if text.starts_with("consumers = []") {
+            assert!(
+                stdout.contains("consumers = []  # none configured"),
+                "{stdout}"
+            );
+        }
     }
 }
