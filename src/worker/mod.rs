@@ -84,16 +84,7 @@ impl Worker {
         {
             return Ok(Auth::Installation(*id));
         }
-        let id = match self.database.installation_for_repository(repo).await? {
-            Some(id) => id,
-            None => crate::github::installations::installation_of_repository(&self.github, repo)
-                .await?
-                .ok_or_else(|| {
-                    pipeline::StepError::Permanent(format!(
-                        "the App is not installed on {repo}; install it there to let it act"
-                    ))
-                })?,
-        };
+        let id = pipeline::installation_of(&self.database, &self.github, repo).await?;
         self.state
             .installation_of
             .lock()

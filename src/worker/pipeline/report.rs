@@ -7,7 +7,6 @@ use crate::database::jobs::Job;
 use crate::database::{Database, DatabaseError};
 use crate::github::api::ApiError;
 use crate::github::issues::{close_issue, comment, find_open_issue, issue_comments};
-use crate::settings::Settings;
 use crate::worker::replies::{
     Asker, Audience, failed_consumers, job_failed, job_succeeded, tracking_issue_title,
 };
@@ -70,14 +69,6 @@ async fn askers(database: &Database, job: &Job) -> Result<Askers, DatabaseError>
         );
     }
     Ok(askers)
-}
-
-fn audience<'a>(settings: &Settings, repo: &'a str) -> Audience<'a> {
-    if repo.eq_ignore_ascii_case(&settings.build_repo.repo) {
-        Audience::BuildRepository
-    } else {
-        Audience::Elsewhere(repo)
-    }
 }
 
 pub async fn close_tracking_issue(context: &mut StepContext<'_>) -> Result<(), StepError> {
@@ -143,7 +134,7 @@ pub async fn reply(context: &mut StepContext<'_>) -> Result<(), StepError> {
         if result.reported_to.contains(&done) || result.report_failed.contains(&done) {
             continue;
         }
-        let audience = audience(context.settings, repository);
+        let audience = Audience::of(repository, &context.settings.build_repo.repo);
         let users = Asker::visible_to(&askers.users, audience);
         let text = job_succeeded(&context.job, &users, audience);
         let posted = match context.auth_for(repository).await {
@@ -214,7 +205,7 @@ pub async fn report_failure(context: &StepContext<'_>, error: &str) -> Result<()
             tracing::warn!(job = job.id, repo = %repository, issue, "cannot act on the repository to report the failed job");
             continue;
         };
-        let audience = audience(context.settings, repository);
+        let audience = Audience::of(repository, &context.settings.build_repo.repo);
         let users = Asker::visible_to(&askers.users, audience);
         let text = job_failed(job, error, &users, audience);
         if let Err(posting) = comment(context.github, auth, repository, *issue, &text).await {
