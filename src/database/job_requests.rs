@@ -178,7 +178,7 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::jobs::{JobState, Trigger};
+    use crate::database::jobs::{JobState, Trigger, TriggerSource};
 
     fn job(key: &str, version: &str, rebuild: bool) -> NewJob {
         NewJob {
@@ -186,7 +186,7 @@ mod tests {
             rebuild,
             dedupe_key: key.into(),
             trigger: Trigger {
-                source: "comment".into(),
+                source: TriggerSource::Comment,
                 ..Trigger::default()
             },
             installation_id: Some(1),

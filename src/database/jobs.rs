@@ -10,11 +10,44 @@ use super::{Database, DatabaseError};
 use crate::database::timestamp;
 use crate::version::Version;
 
+/// What asked for a job, as stored and shown (`comment`, `release`, …).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerSource {
+    /// A `/build` or `/rebuild` comment.
+    #[default]
+    Comment,
+    /// An upstream release published in the build repository.
+    Release,
+    RepositoryDispatch,
+    WorkflowDispatch,
+    /// The scheduled upstream check.
+    Schedule,
+}
+
+impl TriggerSource {
+    /// The name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerSource::Comment => "comment",
+            TriggerSource::Release => "release",
+            TriggerSource::RepositoryDispatch => "repository_dispatch",
+            TriggerSource::WorkflowDispatch => "workflow_dispatch",
+            TriggerSource::Schedule => "schedule",
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who or what asked for a job, and where its outcome is reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
-    /// `comment`, `release`, `repository_dispatch`, `workflow_dispatch`.
-    pub source: String,
+    pub source: TriggerSource,
     /// The delivery that asked for it.
     pub delivery_id: Option<String>,
     /// The repository the request came from (`owner/name`).
@@ -468,13 +501,30 @@ impl Database {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_trigger_source_is_stored_and_shown_by_its_name() {
+        for source in [
+            TriggerSource::Comment,
+            TriggerSource::Release,
+            TriggerSource::RepositoryDispatch,
+            TriggerSource::WorkflowDispatch,
+            TriggerSource::Schedule,
+        ] {
+            let stored = serde_json::to_string(&source).unwrap();
+            assert_eq!(stored, format!("\"{}\"", source.as_str()));
+            assert_eq!(serde_json::from_str::<TriggerSource>(&stored).unwrap(), source);
+        }
+        // Every version of the server has written one of these names.
+        assert!(serde_json::from_str::<TriggerSource>("\"cron\"").is_err());
+    }
+
     fn new_job(key: &str) -> NewJob {
         NewJob {
             version: "1.2.3".parse().unwrap(),
             rebuild: false,
             dedupe_key: key.into(),
             trigger: Trigger {
-                source: "comment".into(),
+                source: TriggerSource::Comment,
                 comment_id: Some(7),
                 ..Trigger::default()
             },

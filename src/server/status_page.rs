@@ -325,7 +325,7 @@ fn job_images(job: &Job) -> Markup {
 fn trigger(job: &Job) -> Markup {
     let t = &job.trigger;
     html! {
-        (t.source)
+        (t.source.as_str())
         @if let Some(user) = &t.user { " by @" (user) }
         @if let (Some(repo), Some(issue)) = (&t.repository, t.issue_number) { br; span.muted { (repo) "#" (issue) } }
     }
@@ -546,7 +546,7 @@ pub async fn metrics() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::jobs::Trigger;
+    use crate::database::jobs::{Trigger, TriggerSource};
 
     fn job(id: i64, state: JobState, step: Option<&str>, error: Option<&str>) -> Job {
         Job {
@@ -555,7 +555,7 @@ mod tests {
             version: "1.17.1".parse().unwrap(),
             rebuild: false,
             trigger: Trigger {
-                source: "comment".into(),
+                source: TriggerSource::Comment,
                 user: Some("<b>mallory</b>".into()),
                 ..Trigger::default()
             },

@@ -9,7 +9,7 @@ use super::events::{
     InstallationRepositoriesPayload, IssueCommentPayload, ReleasePayload, Repository,
     RepositoryDispatchPayload, Unreadable, WorkflowDispatchPayload, WorkflowRunPayload,
 };
-use crate::database::jobs::Trigger;
+use crate::database::jobs::{Trigger, TriggerSource};
 use crate::version::Version;
 
 pub use super::events::{ALWAYS_DELIVERED_EVENTS, SUBSCRIBED_EVENTS};
@@ -168,9 +168,9 @@ impl Delivery<'_> {
     }
 
     /// Who asked for a build, and through which delivery.
-    fn trigger(&self, source: &str) -> Trigger {
+    fn trigger(&self, source: TriggerSource) -> Trigger {
         Trigger {
-            source: source.into(),
+            source,
             delivery_id: Some(self.id.into()),
             repository: self.envelope.repository().map(str::to_owned),
             user: self.envelope.sender_login().map(str::to_owned),
@@ -216,7 +216,7 @@ impl Delivery<'_> {
             },
             request_key: None,
             version,
-            trigger: self.trigger("release"),
+            trigger: self.trigger(TriggerSource::Release),
             installation_id: self.envelope.installation_id(),
         })
     }
@@ -232,18 +232,31 @@ impl Delivery<'_> {
         if !self.in_build_repo() {
             return self.not_build_repo();
         }
-        self.dispatched_build(payload.client_payload, "client_payload.version")
+        self.dispatched_build(
+            payload.client_payload,
+            "client_payload.version",
+            TriggerSource::RepositoryDispatch,
+        )
     }
 
     fn workflow_dispatch(&self, payload: WorkflowDispatchPayload) -> Route {
         if !self.in_build_repo() {
             return self.not_build_repo();
         }
-        self.dispatched_build(payload.inputs, "inputs.version")
+        self.dispatched_build(
+            payload.inputs,
+            "inputs.version",
+            TriggerSource::WorkflowDispatch,
+        )
     }
 
     /// The build a dispatch asks for with the version in `inputs` (named `field`).
-    fn dispatched_build(&self, inputs: Option<DispatchInputs>, field: &str) -> Route {
+    fn dispatched_build(
+        &self,
+        inputs: Option<DispatchInputs>,
+        field: &str,
+        asked_by: TriggerSource,
+    ) -> Route {
         let source = self.event;
         let Some(given) = inputs.and_then(|inputs| inputs.version) else {
             return Route::Ignore(format!("{source} without {field}"));
@@ -254,7 +267,7 @@ impl Delivery<'_> {
                 request_key: Some(format!("dispatch:build:{version}")),
                 version,
                 dedupe_key: format!("delivery:{}", self.id),
-                trigger: self.trigger(source),
+                trigger: self.trigger(asked_by),
                 installation_id: self.envelope.installation_id(),
             }),
             Err(error) => Route::Ignore(format!("{source} {field}: {error}")),

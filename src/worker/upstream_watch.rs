@@ -10,7 +10,7 @@ use super::pipeline::{
     InstallationLookupError, PublishedManifestError, installation_of, read_published_manifest,
 };
 use super::replies::tracking_issue_title;
-use crate::database::jobs::{NewJob, Queued, Trigger};
+use crate::database::jobs::{NewJob, Queued, Trigger, TriggerSource};
 use crate::database::{Database, DatabaseError};
 use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::issues::{find_open_issue, open_issue};
@@ -271,7 +271,7 @@ impl UpstreamWatch {
                 rebuild: false,
                 dedupe_key: format!("upstream:{version}"),
                 trigger: Trigger {
-                    source: "schedule".into(),
+                    source: TriggerSource::Schedule,
                     repository: Some(repo.clone()),
                     issue_number: Some(issue.number),
                     ..Trigger::default()

@@ -5,7 +5,7 @@
 use super::CommandAnswer;
 use super::request::CommandRequest;
 use crate::database::job_requests::{BuildRequest, MAX_QUEUED_PER_USER, RequestOutcome};
-use crate::database::jobs::{NewJob, Queued, Trigger};
+use crate::database::jobs::{NewJob, Queued, Trigger, TriggerSource};
 use crate::github::api::Auth;
 use crate::github::reactions::react_to_comment;
 use crate::version::Version;
@@ -35,7 +35,7 @@ pub(super) async fn queue_job(
         rebuild,
         dedupe_key: key.clone(),
         trigger: Trigger {
-            source: "comment".into(),
+            source: TriggerSource::Comment,
             delivery_id: Some(request.delivery_id.into()),
             repository: Some(comment.repository.clone()),
             issue_number: Some(comment.issue_number),

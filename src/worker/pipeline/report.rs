@@ -3,7 +3,7 @@
 //! who asked. A failed job is reported in both places too.
 
 use super::{MAX_JOB_ATTEMPTS, StepContext, StepError};
-use crate::database::jobs::Job;
+use crate::database::jobs::{Job, TriggerSource};
 use crate::database::{Database, DatabaseError};
 use crate::github::api::ApiError;
 use crate::github::issues::{close_issue, comment, find_open_issue, issue_comments};
@@ -56,9 +56,9 @@ async fn askers(database: &Database, job: &Job) -> Result<Askers, DatabaseError>
     let trigger_issue = match (
         &trigger.repository,
         trigger.issue_number,
-        trigger.source.as_str(),
+        trigger.source,
     ) {
-        (Some(repo), Some(number), "comment") => Some((repo.as_str(), number)),
+        (Some(repo), Some(number), TriggerSource::Comment) => Some((repo.as_str(), number)),
         _ => None,
     };
     add(trigger.user.as_deref(), trigger_issue);
