@@ -512,7 +512,10 @@ mod tests {
         ] {
             let stored = serde_json::to_string(&source).unwrap();
             assert_eq!(stored, format!("\"{}\"", source.as_str()));
-            assert_eq!(serde_json::from_str::<TriggerSource>(&stored).unwrap(), source);
+            assert_eq!(
+                serde_json::from_str::<TriggerSource>(&stored).unwrap(),
+                source
+            );
         }
         // Every version of the server has written one of these names.
         assert!(serde_json::from_str::<TriggerSource>("\"cron\"").is_err());

@@ -53,11 +53,7 @@ async fn askers(database: &Database, job: &Job) -> Result<Askers, DatabaseError>
         }
     };
     let trigger = &job.trigger;
-    let trigger_issue = match (
-        &trigger.repository,
-        trigger.issue_number,
-        trigger.source,
-    ) {
+    let trigger_issue = match (&trigger.repository, trigger.issue_number, trigger.source) {
         (Some(repo), Some(number), TriggerSource::Comment) => Some((repo.as_str(), number)),
         _ => None,
     };
