@@ -8,7 +8,7 @@ use alloy_sysext_automation::github::app_jwt::AppKey;
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
 use alloy_sysext_automation::server::config::ServerConfig;
 use alloy_sysext_automation::settings::Settings;
-use alloy_sysext_automation::worker::upstream_watch::UpstreamWatch;
+use alloy_sysext_automation::worker::upstream::watch::UpstreamWatch;
 use anyhow::Context;
 use clap::Args;
 

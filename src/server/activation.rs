@@ -15,7 +15,7 @@ use crate::github::rate_limit::RetryPolicy;
 use crate::secret::Secret;
 use crate::settings::Settings;
 use crate::storage::Storage;
-use crate::worker::Worker;
+use crate::worker::{Services, Worker};
 
 /// What the webhook route checks deliveries with, and whether the server can act.
 #[derive(Debug, Clone)]
@@ -97,17 +97,19 @@ impl Activation {
         }
         let app_id = key.app_id();
         let github = GitHubApi::new(&self.github_api_url, Some(key), RetryPolicy::default())?;
-        let worker = Arc::new(Worker {
+        let services = Services {
             database: self.database.clone(),
             github,
             settings: self.settings.clone(),
-            data_dir: self.data_dir.clone(),
             signing_key: Arc::new(signing),
             storage: self.storage.clone(),
-            deliveries_stored: self.deliveries_stored.clone(),
-            job_retry_delay: self.job_retry_delay,
-            state: Default::default(),
-        });
+        };
+        let worker = Arc::new(Worker::new(
+            services,
+            self.data_dir.clone(),
+            self.deliveries_stored.clone(),
+            self.job_retry_delay,
+        ));
         let tasks = worker.spawn(self.stopping.clone());
         self.tasks
             .lock()

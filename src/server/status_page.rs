@@ -23,7 +23,7 @@ use crate::database::job_steps::StepRun;
 use crate::database::jobs::{Job, JobState};
 use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
-use crate::worker::upstream_schedule::LastUpstreamCheck;
+use crate::worker::upstream::schedule::LastUpstreamCheck;
 
 const CSS: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1c2128; background: #f6f8fa; }
@@ -106,11 +106,11 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     });
     let config = ConfigView {
         cannot_act: credentials.cannot_act,
-        app_id: worker.as_ref().and_then(|w| w.github.app_id()),
+        app_id: worker.as_ref().and_then(|w| w.app_id()),
         webhook_secrets: credentials.webhook_secrets.len(),
         github_api_url: activation.github_api_url.clone(),
         storage: activation.storage.describe(),
-        signing_key: worker.as_ref().map(|w| w.signing_key.fingerprint()),
+        signing_key: worker.as_ref().map(|w| w.signing_fingerprint()),
         next_upstream_check,
         last_upstream_check: worker.as_ref().and_then(|w| w.last_upstream_check()),
     };

@@ -23,6 +23,9 @@ use crate::github::pulls::open_pull_for_branch;
 use crate::worker::commands::request::{CommandRequest, Permitted};
 use crate::worker::commands::{CommandAnswer, parse_comment};
 
+/// How often the inbox is read when no stored delivery wakes it.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A delivery whose handling keeps failing transiently is given up after this many tries.
 const MAX_DELIVERY_ATTEMPTS: i64 = 5;
 
@@ -39,13 +42,30 @@ pub enum HandlingError {
 }
 
 impl Worker {
+    /// Handles stored deliveries as they come, until `shutdown` turns true.
+    pub(super) async fn inbox_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(error) = self.handle_pending_deliveries(&shutdown).await {
+                tracing::error!(%error, "reading the inbox");
+            }
+            tokio::select! {
+                () = self.deliveries_stored.notified() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
     /// Handles every pending delivery, oldest first.
-    pub(super) async fn handle_pending_deliveries(
+    async fn handle_pending_deliveries(
         self: &Arc<Self>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), DatabaseError> {
         loop {
-            let pending = self.database.pending_deliveries(50).await?;
+            let pending = self.services.database.pending_deliveries(50).await?;
             if pending.is_empty() {
                 return Ok(());
             }
@@ -61,11 +81,13 @@ impl Worker {
                         HandlingError::BuildRepository(error) => error.is_transient(),
                     };
                     let given_up = if transient {
-                        self.database
+                        self.services
+                            .database
                             .delivery_attempt_failed(&delivery.id, &message, MAX_DELIVERY_ATTEMPTS)
                             .await?
                     } else {
-                        self.database
+                        self.services
+                            .database
                             .finish_delivery(&delivery.id, DeliveryOutcome::Failed, Some(&message))
                             .await?;
                         true
@@ -84,7 +106,7 @@ impl Worker {
     /// Counts how the worker left `delivery` (`processed`, `ignored` or `failed`), as
     /// stored.
     async fn count_handled(&self, delivery: &PendingDelivery) {
-        match self.database.delivery(&delivery.id).await {
+        match self.services.database.delivery(&delivery.id).await {
             Ok(Some(stored)) => {
                 let outcome = match stored.state.as_str() {
                     "processed" => "processed",
@@ -105,7 +127,8 @@ impl Worker {
         let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
             Ok(payload) => payload,
             Err(error) => {
-                self.database
+                self.services
+                    .database
                     .finish_delivery(
                         &delivery.id,
                         DeliveryOutcome::Failed,
@@ -117,19 +140,21 @@ impl Worker {
         };
         let app_login = self.app_login().await;
         let context = RoutingContext {
-            build_repo: &self.settings.build_repo.repo,
+            build_repo: &self.services.settings.build_repo.repo,
             app_login,
         };
         let routed = route(&delivery.event, &delivery.id, &payload, &context);
         tracing::info!(delivery = %delivery.id, event = %delivery.event, route = ?route_name(&routed), "handling a delivery");
         match routed {
             Route::Ping => {
-                self.database
+                self.services
+                    .database
                     .finish_delivery(&delivery.id, DeliveryOutcome::Processed, None)
                     .await?
             }
             Route::Ignore(reason) => {
-                self.database
+                self.services
+                    .database
                     .finish_delivery(&delivery.id, DeliveryOutcome::Ignored, Some(&reason))
                     .await?
             }
@@ -145,7 +170,8 @@ impl Worker {
                     added: event.added.iter().map(String::as_str).collect(),
                     removed: event.removed.iter().map(String::as_str).collect(),
                 };
-                self.database
+                self.services
+                    .database
                     .apply_installation_change(&delivery.id, &change)
                     .await?
             }
@@ -153,13 +179,15 @@ impl Worker {
                 // A run attempt handled before (its body replayed under a new delivery id,
                 // with any conclusion) is not reported again.
                 if !self
+                    .services
                     .database
                     .workflow_run_handled(run.id, run.attempt)
                     .await?
                 {
                     self.report_consumer_ci(&run).await?;
                 }
-                self.database
+                self.services
+                    .database
                     .store_workflow_run(
                         &delivery.id,
                         &WorkflowRun {
@@ -183,12 +211,14 @@ impl Worker {
                 };
                 let queued = match &build.request_key {
                     Some(key) => {
-                        self.database
+                        self.services
+                            .database
                             .queue_dispatched_job(&delivery.id, &job, key)
                             .await?
                     }
                     None => {
-                        self.database
+                        self.services
+                            .database
                             .queue_job_for_delivery(&delivery.id, &job)
                             .await?
                     }
@@ -201,7 +231,7 @@ impl Worker {
     }
 
     /// Logs a queued job, and wakes the job loop when it is new.
-    pub(crate) fn announce_job(&self, queued: Queued, job: &NewJob) {
+    pub(in crate::worker) fn announce_job(&self, queued: Queued, job: &NewJob) {
         match queued {
             Queued::New(id) => {
                 tracing::info!(job = id, version = %job.version, source = %job.trigger.source, "job queued");
@@ -228,8 +258,14 @@ impl Worker {
         // Decided once, for good: a replay of a handled comment's body (under a new
         // delivery id, when the queue has room or the commenter has gained permission)
         // does nothing.
-        if self.database.comment_handled(comment.comment_id).await? {
-            self.database
+        if self
+            .services
+            .database
+            .comment_handled(comment.comment_id)
+            .await?
+        {
+            self.services
+                .database
                 .finish_delivery(
                     delivery_id,
                     DeliveryOutcome::Ignored,
@@ -240,7 +276,8 @@ impl Worker {
         }
         let commands = parse_comment(&comment.body);
         if commands.is_empty() {
-            self.database
+            self.services
+                .database
                 .finish_delivery(
                     delivery_id,
                     DeliveryOutcome::Ignored,
@@ -249,8 +286,14 @@ impl Worker {
                 .await?;
             return Ok(());
         }
-        if self.database.comment_replied(comment.comment_id).await? {
-            self.database
+        if self
+            .services
+            .database
+            .comment_replied(comment.comment_id)
+            .await?
+        {
+            self.services
+                .database
                 .finish_delivery(
                     delivery_id,
                     DeliveryOutcome::Ignored,
@@ -259,7 +302,7 @@ impl Worker {
                 .await?;
             return Ok(());
         }
-        let build_repo = self.settings.build_repo.repo.as_str();
+        let build_repo = self.services.settings.build_repo.repo.as_str();
         let audience = Audience::of(&comment.repository, build_repo);
         let request = CommandRequest::new(self, delivery_id, comment, audience);
         let mut parts = Vec::new();
@@ -324,14 +367,15 @@ impl Worker {
         }
         if !parts.is_empty() {
             issues::comment(
-                &self.github,
+                &self.services.github,
                 Auth::Installation(comment.installation_id),
                 &comment.repository,
                 comment.issue_number,
                 &replies::comment_reply(&comment.user, &parts),
             )
             .await?;
-            self.database
+            self.services
+                .database
                 .record_comment_reply(comment.comment_id)
                 .await?;
         }
@@ -341,7 +385,8 @@ impl Worker {
         } else {
             DeliveryOutcome::Processed
         };
-        self.database
+        self.services
+            .database
             .finish_comment(delivery_id, comment.comment_id, outcome, note.as_deref())
             .await?;
         Ok(())
@@ -357,6 +402,7 @@ impl Worker {
         unanswered: &mut Vec<String>,
     ) -> Result<bool, HandlingError> {
         let refusal = self
+            .services
             .database
             .record_refusal(
                 comment.comment_id,
@@ -405,7 +451,8 @@ impl Worker {
                 return Ok(());
             }
         };
-        let Some(pull) = open_pull_for_branch(&self.github, auth, &run.repository, branch).await?
+        let Some(pull) =
+            open_pull_for_branch(&self.services.github, auth, &run.repository, branch).await?
         else {
             return Ok(());
         };
@@ -418,8 +465,13 @@ impl Worker {
             tracing::info!(run = run.id, repo = %run.repository, author = ?author, "a CI run on a pull request the App did not open is not reported");
             return Ok(());
         }
-        if !super::pipeline::is_consumer(&self.settings, &self.github, auth, &run.repository)
-            .await?
+        if !super::pipeline::is_consumer(
+            &self.services.settings,
+            &self.services.github,
+            auth,
+            &run.repository,
+        )
+        .await?
         {
             tracing::info!(run = run.id, repo = %run.repository, "a CI run in a repository that is no consumer is not reported");
             return Ok(());
@@ -430,7 +482,14 @@ impl Worker {
             return Ok(());
         }
         let body = consumer_ci_report(run, branch, conclusion);
-        issues::comment(&self.github, auth, &run.repository, pull.number, &body).await?;
+        issues::comment(
+            &self.services.github,
+            auth,
+            &run.repository,
+            pull.number,
+            &body,
+        )
+        .await?;
         Ok(())
     }
 }

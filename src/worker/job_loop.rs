@@ -34,7 +34,7 @@ impl Worker {
             if *shutdown.borrow() {
                 return;
             }
-            match self.database.next_runnable_job().await {
+            match self.services.database.next_runnable_job().await {
                 Ok(Some(job)) => {
                     self.run_job(job, &shutdown).await;
                     continue;
@@ -53,11 +53,11 @@ impl Worker {
     /// What the steps of `job` work with.
     fn step_context(&self, job: Job) -> StepContext<'_> {
         StepContext {
-            github: &self.github,
-            storage: &self.storage,
-            settings: &self.settings,
-            signing_key: &self.signing_key,
-            database: &self.database,
+            github: &self.services.github,
+            storage: &self.services.storage,
+            settings: &self.services.settings,
+            signing_key: &self.services.signing_key,
+            database: &self.services.database,
             access: self,
             work_dir: self.work_dir(job.id),
             job,
@@ -69,7 +69,7 @@ impl Worker {
     async fn run_job(&self, job: Job, shutdown: &watch::Receiver<bool>) {
         let id = job.id;
         // Run the job as claimed, not as read before: a `/rebuild` may have joined it since.
-        let job = match self.database.claim_job(id).await {
+        let job = match self.services.database.claim_job(id).await {
             Ok(Some(claimed)) => claimed,
             Ok(None) => {
                 tracing::info!(job = id, "the job is no longer runnable; not started");
@@ -87,7 +87,7 @@ impl Worker {
         let outcome = self.run_steps(job, shutdown).await;
         let metrics = crate::metrics::global();
         let result = match outcome {
-            Ok(()) => self.database.finish_job(id, None).await.map(|()| {
+            Ok(()) => self.services.database.finish_job(id, None).await.map(|()| {
                 metrics.job("succeeded");
                 tracing::info!(job = id, "job succeeded");
             }),
@@ -100,7 +100,8 @@ impl Worker {
                 let delay = self.job_retry_delay * 2u32.pow((attempts.max(1) as u32 - 1).min(10));
                 tracing::warn!(job = id, %error, retry_in_seconds = delay.as_secs(), "job failed; it will be retried");
                 metrics.job("retrying");
-                self.database
+                self.services
+                    .database
                     .retry_job_later(
                         id,
                         &error.to_string(),
@@ -133,9 +134,9 @@ impl Worker {
                 return Err(StepError::Interrupted);
             }
             let id = context.job.id;
-            self.database.set_job_step(id, step).await?;
+            self.services.database.set_job_step(id, step).await?;
             let attempt = context.job.attempts;
-            self.database.start_step(id, step, attempt).await?;
+            self.services.database.start_step(id, step, attempt).await?;
             context.job.step = Some(step);
             tracing::info!(job = id, %step, "step");
             let started = std::time::Instant::now();
@@ -150,6 +151,7 @@ impl Worker {
                 crate::metrics::global().step(step, ran.is_ok(), took);
             }
             if let Err(error) = self
+                .services
                 .database
                 .finish_step(id, step, attempt, outcome, took.as_secs_f64())
                 .await
@@ -164,10 +166,10 @@ impl Worker {
 
     /// Ends the job as failed and tells whoever asked.
     async fn fail_job(&self, id: i64, error: &str) -> Result<(), DatabaseError> {
-        self.database.finish_job(id, Some(error)).await?;
+        self.services.database.finish_job(id, Some(error)).await?;
         // The job will not run again: its downloads and build output go.
         let _ = std::fs::remove_dir_all(self.work_dir(id));
-        let Some(job) = self.database.job(id).await? else {
+        let Some(job) = self.services.database.job(id).await? else {
             return Ok(());
         };
         if let Err(reply_error) = report_failure(&self.step_context(job), error).await {

@@ -4,9 +4,11 @@
 //! for, and [`inbox`] does it: a comment's commands run through their handlers in
 //! [`commands`], and a build becomes a job in the queue. [`job_loop`] runs the queue one job
 //! at a time through the steps in [`pipeline`], and [`replies`] words what is told to whoever
-//! asked. Beside them: the upstream watch ([`upstream_watch`], [`upstream_schedule`]),
-//! asking GitHub to redeliver what the server missed ([`redelivery`]) and the retention
-//! sweep ([`retention`]).
+//! asked. Beside them: the upstream watch ([`upstream`]), asking GitHub to redeliver what
+//! the server missed ([`redelivery`]) and the retention sweep ([`retention`]).
+//!
+//! Each loop lives in the file of what it does; this file holds what they share: the
+//! [`Services`] they act through, and the worker's private state.
 
 pub mod commands;
 pub mod events;
@@ -17,8 +19,7 @@ pub mod redelivery;
 pub mod replies;
 pub mod retention;
 pub mod routing;
-pub mod upstream_schedule;
-pub mod upstream_watch;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,28 +34,31 @@ use crate::settings::Settings;
 use crate::signing::SigningKey;
 use crate::storage::Storage;
 
-/// How often the loops look for work when nothing wakes them.
-const IDLE_POLL: Duration = Duration::from_secs(5);
-
-/// Everything the worker's loops share.
-pub struct Worker {
+/// The services the worker acts through, made by the server when it starts acting as the
+/// App.
+pub struct Services {
     pub database: Database,
     pub github: GitHubApi,
     pub settings: Arc<Settings>,
-    pub data_dir: PathBuf,
     pub signing_key: Arc<SigningKey>,
     pub storage: Storage,
+}
+
+/// Everything the worker's loops share.
+pub struct Worker {
+    services: Services,
+    data_dir: PathBuf,
     /// Woken when a delivery is stored.
-    pub deliveries_stored: Arc<Notify>,
+    deliveries_stored: Arc<Notify>,
     /// The wait before a failed job's first retry.
-    pub job_retry_delay: Duration,
+    job_retry_delay: Duration,
     /// What the loops learn and signal while they run; empty at start.
-    pub state: WorkerState,
+    state: WorkerState,
 }
 
 /// The worker's own runtime state, shared by its loops and never given from outside.
 #[derive(Default)]
-pub struct WorkerState {
+struct WorkerState {
     /// Woken when a job is queued.
     jobs_queued: Notify,
     /// The App's bot login (`<slug>[bot]`), learned at start.
@@ -62,18 +66,45 @@ pub struct WorkerState {
     /// Which installation acts on which repository, as GitHub said.
     installation_of: Mutex<HashMap<String, i64>>,
     /// The scheduled upstream check's last result and next run.
-    upstream: Mutex<upstream_schedule::UpstreamSchedule>,
+    upstream: Mutex<upstream::schedule::UpstreamSchedule>,
 }
 
 impl Worker {
+    /// A worker that keeps job downloads under `data_dir/work`, is woken by
+    /// `deliveries_stored`, and waits `job_retry_delay` before a failed job's first retry.
+    pub fn new(
+        services: Services,
+        data_dir: PathBuf,
+        deliveries_stored: Arc<Notify>,
+        job_retry_delay: Duration,
+    ) -> Self {
+        Self {
+            services,
+            data_dir,
+            deliveries_stored,
+            job_retry_delay,
+            state: WorkerState::default(),
+        }
+    }
+
+    /// The App this worker acts as.
+    pub fn app_id(&self) -> Option<u64> {
+        self.services.github.app_id()
+    }
+
+    /// The fingerprint of the key the worker signs with.
+    pub fn signing_fingerprint(&self) -> String {
+        self.services.signing_key.fingerprint()
+    }
+
     /// Where a job keeps its downloads.
-    pub fn work_dir(&self, job_id: i64) -> PathBuf {
+    fn work_dir(&self, job_id: i64) -> PathBuf {
         self.data_dir.join("work").join(format!("job-{job_id}"))
     }
 
     /// How to act on `repo`: as the installation that has it, from the installation events
     /// stored, else as GitHub answers (`GET /repos/{repo}/installation`).
-    pub async fn auth_for_repository(&self, repo: &str) -> Result<Auth, pipeline::StepError> {
+    async fn auth_for_repository(&self, repo: &str) -> Result<Auth, pipeline::StepError> {
         let key = repo.to_ascii_lowercase();
         if let Some(id) = self
             .state
@@ -84,7 +115,8 @@ impl Worker {
         {
             return Ok(Auth::Installation(*id));
         }
-        let id = pipeline::installation_of(&self.database, &self.github, repo).await?;
+        let id =
+            pipeline::installation_of(&self.services.database, &self.services.github, repo).await?;
         self.state
             .installation_of
             .lock()
@@ -94,11 +126,11 @@ impl Worker {
     }
 
     /// The App's bot login, asked of GitHub once.
-    pub async fn app_login(&self) -> Option<&str> {
+    async fn app_login(&self) -> Option<&str> {
         self.state
             .app_login
             .get_or_init(|| async {
-                match crate::github::app::authenticated_app(&self.github).await {
+                match crate::github::app::authenticated_app(&self.services.github).await {
                     Ok(app) => {
                         tracing::info!(slug = %app.slug, "acting as this GitHub App");
                         Some(format!("{}[bot]", app.slug))
@@ -130,50 +162,15 @@ impl Worker {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { worker.job_loop(shutdown).await })
         };
-        let sweep = {
-            let worker = self.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { worker.redelivery_loop(shutdown).await })
-        };
+        let sweep = tokio::spawn(redelivery::sweep_loop(
+            self.services.github.clone(),
+            self.services.database.clone(),
+            shutdown.clone(),
+        ));
         let watch = {
             let worker = self.clone();
             tokio::spawn(async move { worker.upstream_loop(shutdown).await })
         };
         vec![inbox, jobs, sweep, watch]
-    }
-
-    async fn inbox_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let delay = match self.handle_pending_deliveries(&shutdown).await {
-                Ok(()) => IDLE_POLL,
-                Err(error) => {
-                    tracing::error!(%error, "reading the inbox");
-                    IDLE_POLL
-                }
-            };
-            tokio::select! {
-                () = self.deliveries_stored.notified() => {}
-                () = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-    }
-
-    async fn redelivery_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if let Err(error) = self.redeliver_missed().await {
-                tracing::warn!(%error, "asking GitHub to redeliver missed deliveries");
-            }
-            tokio::select! {
-                () = tokio::time::sleep(redelivery::SWEEP_INTERVAL) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
     }
 }

@@ -9,10 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
-use super::Worker;
-use crate::database::DatabaseError;
-use crate::github::api::ApiError;
+use crate::database::{Database, DatabaseError};
+use crate::github::api::{ApiError, GitHubApi};
 use crate::github::hook_deliveries::{
     FIRST_PAGE, HookDelivery, Redelivery, deliveries_page, redeliver,
 };
@@ -71,40 +71,61 @@ pub fn to_redeliver(
     chosen
 }
 
-impl Worker {
-    /// One sweep: lists recent deliveries and asks for the missed ones again. Returns how
-    /// many redeliveries were asked for.
-    pub async fn redeliver_missed(&self) -> Result<usize, SweepError> {
-        let mut attempts = Vec::new();
-        let mut path = FIRST_PAGE.to_owned();
-        for _ in 0..MAX_PAGES {
-            let page = deliveries_page(&self.github, &path).await?;
-            let oldest_is_old = page
-                .deliveries
-                .last()
-                .and_then(|d| d.delivered_at)
-                .is_some_and(|at| OffsetDateTime::now_utc() - at > REDELIVERY_WINDOW);
-            attempts.extend(page.deliveries);
-            match page.next {
-                Some(next) if !oldest_is_old => path = next,
-                _ => break,
-            }
+/// Sweeps every [`SWEEP_INTERVAL`] until `shutdown` turns true.
+pub(super) async fn sweep_loop(
+    github: GitHubApi,
+    database: Database,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
         }
-        let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
-        let stored = self.database.stored_delivery_ids(&guids).await?;
-        let missed = to_redeliver(&attempts, &stored, OffsetDateTime::now_utc());
-        for delivery in &missed {
-            match redeliver(&self.github, delivery.id).await? {
-                Redelivery::Asked => {
-                    tracing::info!(guid = %delivery.guid, event = ?delivery.event, "asked GitHub to redeliver a missed delivery")
-                }
-                Redelivery::Refused { status, request_id } => {
-                    tracing::warn!(guid = %delivery.guid, status, request_id = ?request_id, "GitHub refused to redeliver")
-                }
-            }
+        if let Err(error) = redeliver_missed(&github, &database).await {
+            tracing::warn!(%error, "asking GitHub to redeliver missed deliveries");
         }
-        Ok(missed.len())
+        tokio::select! {
+            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            _ = shutdown.changed() => {}
+        }
     }
+}
+
+/// One sweep: lists recent deliveries and asks for the missed ones again. Returns how
+/// many redeliveries were asked for.
+pub async fn redeliver_missed(
+    github: &GitHubApi,
+    database: &Database,
+) -> Result<usize, SweepError> {
+    let mut attempts = Vec::new();
+    let mut path = FIRST_PAGE.to_owned();
+    for _ in 0..MAX_PAGES {
+        let page = deliveries_page(github, &path).await?;
+        let oldest_is_old = page
+            .deliveries
+            .last()
+            .and_then(|d| d.delivered_at)
+            .is_some_and(|at| OffsetDateTime::now_utc() - at > REDELIVERY_WINDOW);
+        attempts.extend(page.deliveries);
+        match page.next {
+            Some(next) if !oldest_is_old => path = next,
+            _ => break,
+        }
+    }
+    let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
+    let stored = database.stored_delivery_ids(&guids).await?;
+    let missed = to_redeliver(&attempts, &stored, OffsetDateTime::now_utc());
+    for delivery in &missed {
+        match redeliver(github, delivery.id).await? {
+            Redelivery::Asked => {
+                tracing::info!(guid = %delivery.guid, event = ?delivery.event, "asked GitHub to redeliver a missed delivery")
+            }
+            Redelivery::Refused { status, request_id } => {
+                tracing::warn!(guid = %delivery.guid, status, request_id = ?request_id, "GitHub refused to redeliver")
+            }
+        }
+    }
+    Ok(missed.len())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use alloy_sysext_automation::github::api::GitHubApi;
 use alloy_sysext_automation::github::app_jwt::AppKey;
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
 use alloy_sysext_automation::settings::Settings;
-use alloy_sysext_automation::worker::upstream_watch::{CheckAction, UpstreamWatch};
+use alloy_sysext_automation::worker::upstream::watch::{CheckAction, UpstreamWatch};
 
 use crate::common::{cli, run_fail, run_ok};
 use crate::fake_github::{Failure, FakeGitHub};

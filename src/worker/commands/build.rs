@@ -1,6 +1,6 @@
 //! `/build X.Y.Z`: builds and publishes the images for a version not yet published. The
 //! request queues a job, or joins the one queued for that version; `/rebuild` asks the same
-//! way (see [`queue_job`]).
+//! way (see `queue_job`).
 
 use super::CommandAnswer;
 use super::request::CommandRequest;
@@ -46,6 +46,7 @@ pub(super) async fn queue_job(
     };
     let outcome = request
         .worker
+        .services
         .database
         .request_build(&BuildRequest {
             key: &key,
@@ -79,7 +80,7 @@ pub(super) async fn queue_job(
 async fn react_with_eyes(request: &CommandRequest<'_>) {
     let comment = request.comment;
     if let Err(error) = react_to_comment(
-        &request.worker.github,
+        &request.worker.services.github,
         Auth::Installation(comment.installation_id),
         &comment.repository,
         comment.comment_id,

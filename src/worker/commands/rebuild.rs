@@ -1,5 +1,5 @@
 //! `/rebuild X.Y.Z`: builds and publishes the images again, replacing the published ones.
-//! It is asked for like a `/build` ([`super::build::queue_job`]); joining a queued build of
+//! It is asked for like a `/build` (`build::queue_job`); joining a queued build of
 //! the version makes that job a rebuild.
 
 use super::CommandAnswer;

@@ -76,14 +76,14 @@ impl<'a> CommandRequest<'a> {
         let permission = self
             .permission
             .get_or_try_init(|| async {
-                let build_repo = &self.worker.settings.build_repo.repo;
+                let build_repo = &self.worker.services.settings.build_repo.repo;
                 let auth = self
                     .worker
                     .auth_for_repository(build_repo)
                     .await
                     .map_err(HandlingError::BuildRepository)?;
                 let found = collaborators::permission(
-                    &self.worker.github,
+                    &self.worker.services.github,
                     auth,
                     build_repo,
                     &self.comment.user,

@@ -12,9 +12,13 @@ const JOBS_SHOWN: i64 = 5;
 /// The answer to `/status`.
 pub(crate) async fn run(request: &CommandRequest<'_>) -> Result<CommandAnswer, DatabaseError> {
     let worker = request.worker;
-    let jobs = worker.database.recent_jobs(JOBS_SHOWN).await?;
+    let jobs = worker.services.database.recent_jobs(JOBS_SHOWN).await?;
     // What hosts see: the published manifest; a storage failure is not "nothing published".
-    let stored = worker.storage.get(crate::artifacts::MANIFEST_FILE).await;
+    let stored = worker
+        .services
+        .storage
+        .get(crate::artifacts::MANIFEST_FILE)
+        .await;
     let published = match &stored {
         Ok(Some(bytes)) => std::str::from_utf8(bytes)
             .map(PublishedManifest::Read)
@@ -28,7 +32,7 @@ pub(crate) async fn run(request: &CommandRequest<'_>) -> Result<CommandAnswer, D
     Ok(CommandAnswer::Text(replies::status(
         &jobs,
         published,
-        &worker.settings.image.name,
+        &worker.services.settings.image.name,
         request.audience,
     )))
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::Worker;
-use super::upstream_watch::{CheckAction, UpstreamWatch};
+use super::watch::{CheckAction, UpstreamWatch};
+use crate::worker::Worker;
 
 /// The wait before retrying a failed check; doubled after each failure in a row.
 const FIRST_RETRY: Duration = Duration::from_secs(5 * 60);
@@ -46,9 +46,9 @@ fn after_failure(
 impl Worker {
     /// When the upstream check runs next, if it is scheduled.
     pub fn next_upstream_check(&self) -> Option<DateTime<Utc>> {
-        self.settings.schedule.check_upstream.as_ref()?;
+        self.services.settings.schedule.check_upstream.as_ref()?;
         let planned = self.upstream_schedule().next;
-        planned.or_else(|| self.settings.schedule.next_check(Utc::now()))
+        planned.or_else(|| self.services.settings.schedule.next_check(Utc::now()))
     }
 
     /// The last upstream check this process ran, if any.
@@ -63,15 +63,18 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) async fn upstream_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        if self.settings.schedule.check_upstream.is_none() {
+    pub(in crate::worker) async fn upstream_loop(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        if self.services.settings.schedule.check_upstream.is_none() {
             tracing::info!("the upstream check is off");
             return;
         }
         let watch = UpstreamWatch::new(
-            self.github.clone(),
-            self.database.clone(),
-            self.settings.clone(),
+            self.services.github.clone(),
+            self.services.database.clone(),
+            self.services.settings.clone(),
         );
         let mut retry = FIRST_RETRY;
         let mut next = Utc::now();
@@ -85,7 +88,7 @@ impl Worker {
             }
             let result = watch.check(false).await;
             let now = Utc::now();
-            let scheduled = self.settings.schedule.next_check(now);
+            let scheduled = self.services.settings.schedule.next_check(now);
             crate::metrics::global().upstream_check(result.is_ok());
             let last = match result {
                 Ok(outcome) => {

@@ -6,10 +6,6 @@
 
 use std::sync::Mutex;
 
-use super::pipeline::{
-    InstallationLookupError, PublishedManifestError, installation_of, read_published_manifest,
-};
-use super::replies::tracking_issue_title;
 use crate::database::jobs::{NewJob, Queued, Trigger, TriggerSource};
 use crate::database::{Database, DatabaseError};
 use crate::github::api::{ApiError, Auth, GitHubApi};
@@ -19,6 +15,10 @@ use crate::manifest::Manifest;
 use crate::manifest::image_name::ImageFileName;
 use crate::settings::Settings;
 use crate::version::Version;
+use crate::worker::pipeline::{
+    InstallationLookupError, PublishedManifestError, installation_of, read_published_manifest,
+};
+use crate::worker::replies::tracking_issue_title;
 
 /// Pages of 100 releases read at most.
 const MAX_PAGES: u32 = 20;
