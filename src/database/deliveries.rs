@@ -3,6 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::stored_name::stored_name;
 use super::{Database, DatabaseError};
 
 /// A verified delivery, as stored.
@@ -14,8 +15,7 @@ pub struct StoredDelivery {
     pub installation_id: Option<i64>,
     pub repository: Option<String>,
     pub received_at: String,
-    /// `pending`, `processed`, `ignored` or `failed`.
-    pub state: String,
+    pub state: DeliveryState,
     pub processed_at: Option<String>,
     /// Why it was ignored or failed.
     pub error: Option<String>,
@@ -31,6 +31,26 @@ pub struct PendingDelivery {
     pub payload: String,
 }
 
+/// How far a delivery has been handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Stored, waiting for the worker.
+    Pending,
+    Processed,
+    /// Nothing to do (an event or action the App does not act on, a refused command).
+    Ignored,
+    /// Given up on; `error` says why.
+    Failed,
+}
+
+stored_name!(DeliveryState, "delivery state", {
+    Pending => "pending",
+    Processed => "processed",
+    Ignored => "ignored",
+    Failed => "failed",
+});
+
 /// How the worker left a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryOutcome {
@@ -40,12 +60,12 @@ pub enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
-    /// The delivery's state, as stored.
-    pub fn as_state(self) -> &'static str {
+    /// The delivery's state once left so.
+    pub fn state(self) -> DeliveryState {
         match self {
-            DeliveryOutcome::Processed => "processed",
-            DeliveryOutcome::Ignored => "ignored",
-            DeliveryOutcome::Failed => "failed",
+            DeliveryOutcome::Processed => DeliveryState::Processed,
+            DeliveryOutcome::Ignored => DeliveryState::Ignored,
+            DeliveryOutcome::Failed => DeliveryState::Failed,
         }
     }
 }
@@ -75,6 +95,7 @@ const COLUMNS: &str = "id, event, action, installation_id, repository, received_
     processed_at, error, job_id";
 
 fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredDelivery, DatabaseError> {
+    let state: String = row.try_get("state")?;
     Ok(StoredDelivery {
         id: row.try_get("id")?,
         event: row.try_get("event")?,
@@ -82,7 +103,7 @@ fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredDelivery, Da
         installation_id: row.try_get("installation_id")?,
         repository: row.try_get("repository")?,
         received_at: row.try_get("received_at")?,
-        state: row.try_get("state")?,
+        state: DeliveryState::parse(&state)?,
         processed_at: row.try_get("processed_at")?,
         error: row.try_get("error")?,
         job_id: row.try_get("job_id")?,
@@ -248,7 +269,7 @@ pub(super) async fn finish_pending_delivery<'e>(
         "UPDATE deliveries SET state = ?, error = ?, processed_at = ?
          WHERE id = ? AND state = 'pending'",
     )
-    .bind(outcome.as_state())
+    .bind(outcome.state().as_str())
     .bind(note)
     .bind(now)
     .bind(id)

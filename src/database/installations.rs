@@ -3,16 +3,32 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::stored_name::stored_name;
 use super::{Database, DatabaseError};
 use crate::database::timestamp;
+
+/// Whether an installation lets the App act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallationState {
+    Active,
+    Suspended,
+    /// Uninstalled; kept so that its deliveries still name it.
+    Deleted,
+}
+
+stored_name!(InstallationState, "installation state", {
+    Active => "active",
+    Suspended => "suspended",
+    Deleted => "deleted",
+});
 
 /// An installation of the App.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Installation {
     pub id: i64,
     pub account: Option<String>,
-    /// `active`, `suspended` or `deleted`.
-    pub state: String,
+    pub state: InstallationState,
     pub repositories: Vec<String>,
     pub updated_at: String,
 }
@@ -35,7 +51,7 @@ pub struct InstallationChange<'a> {
     pub id: i64,
     pub account: Option<&'a str>,
     /// `None` leaves the state as it is.
-    pub state: Option<&'a str>,
+    pub state: Option<InstallationState>,
     /// Replaces the repository list when given.
     pub repositories: Option<Vec<&'a str>>,
     pub added: Vec<&'a str>,
@@ -61,9 +77,9 @@ impl Database {
         )
         .bind(change.id)
         .bind(change.account)
-        .bind(change.state)
+        .bind(change.state.map(InstallationState::as_str))
         .bind(&now)
-        .bind(change.state)
+        .bind(change.state.map(InstallationState::as_str))
         .execute(&mut *tx)
         .await?;
         if let Some(repositories) = &change.repositories {
@@ -101,6 +117,7 @@ impl Database {
         let mut installations = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.try_get("id")?;
+            let state: String = row.try_get("state")?;
             let repositories = sqlx::query_scalar(
                 "SELECT repository FROM installation_repositories WHERE installation_id = ?
                  ORDER BY repository",
@@ -111,7 +128,7 @@ impl Database {
             installations.push(Installation {
                 id,
                 account: row.try_get("account")?,
-                state: row.try_get("state")?,
+                state: InstallationState::parse(&state)?,
                 repositories,
                 updated_at: row.try_get("updated_at")?,
             });
@@ -241,7 +258,7 @@ mod tests {
                 &InstallationChange {
                     id: 5,
                     account: Some("octo-org"),
-                    state: Some("active"),
+                    state: Some(InstallationState::Active),
                     repositories: Some(vec!["octo-org/a", "octo-org/b"]),
                     added: vec![],
                     removed: vec![],
@@ -280,7 +297,7 @@ mod tests {
                 &InstallationChange {
                     id: 5,
                     account: None,
-                    state: Some("suspended"),
+                    state: Some(InstallationState::Suspended),
                     repositories: None,
                     added: vec![],
                     removed: vec![],

@@ -1,11 +1,10 @@
 //! The steps of a build job, and how long each of them took, run by run, for the job API
 //! and the status page.
 
-use std::fmt;
-
 use serde::Serialize;
 use sqlx::Row;
 
+use super::stored_name::stored_name;
 use super::{Database, DatabaseError};
 use crate::database::timestamp;
 
@@ -31,52 +30,41 @@ pub enum Step {
     Report,
 }
 
+stored_name!(Step, "job step", {
+    Download => "download",
+    Build => "build",
+    Upload => "upload",
+    Manifest => "manifest",
+    Release => "release",
+    Consumers => "consumers",
+    Tracking => "tracking",
+    Report => "report",
+});
+
 impl Step {
-    /// Every step, in the order they run.
-    pub const ALL: [Step; 8] = [
-        Step::Download,
-        Step::Build,
-        Step::Upload,
-        Step::Manifest,
-        Step::Release,
-        Step::Consumers,
-        Step::Tracking,
-        Step::Report,
-    ];
-
-    /// The step's name, as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Download => "download",
-            Step::Build => "build",
-            Step::Upload => "upload",
-            Step::Manifest => "manifest",
-            Step::Release => "release",
-            Step::Consumers => "consumers",
-            Step::Tracking => "tracking",
-            Step::Report => "report",
-        }
-    }
-
-    /// The step named `text`, as stored; any other name is a corrupt row.
-    pub fn parse(text: &str) -> Result<Step, DatabaseError> {
-        Step::ALL
-            .into_iter()
-            .find(|step| step.as_str() == text)
-            .ok_or_else(|| DatabaseError::Corrupt(format!("unknown job step {text:?}")))
-    }
-
     /// This step and the ones after it.
     pub fn from_here(self) -> impl Iterator<Item = Step> {
         Step::ALL.into_iter().filter(move |step| *step >= self)
     }
 }
 
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// How one run of a step ended, or that it is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepOutcome {
+    Running,
+    Ok,
+    Error,
+    /// The server began shutting down during it; the step runs again from its start.
+    Interrupted,
 }
+
+stored_name!(StepOutcome, "step outcome", {
+    Running => "running",
+    Ok => "ok",
+    Error => "error",
+    Interrupted => "interrupted",
+});
 
 /// One run of one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -87,8 +75,7 @@ pub struct StepRun {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub seconds: Option<f64>,
-    /// `running`, `ok`, `error` or `interrupted`.
-    pub outcome: String,
+    pub outcome: StepOutcome,
 }
 
 impl Database {
@@ -101,24 +88,25 @@ impl Database {
     ) -> Result<(), DatabaseError> {
         sqlx::query(
             "INSERT OR REPLACE INTO job_steps (job_id, step, attempt, started_at, outcome)
-             VALUES (?, ?, ?, ?, 'running')",
+             VALUES (?, ?, ?, ?, ?)",
         )
         .bind(job_id)
         .bind(step.as_str())
         .bind(attempt)
         .bind(timestamp::now())
+        .bind(StepOutcome::Running.as_str())
         .execute(self.pool())
         .await?;
         Ok(())
     }
 
-    /// Records how that run of `step` ended (`ok`, `error`, `interrupted`) after `seconds`.
+    /// Records how that run of `step` ended after `seconds`.
     pub async fn finish_step(
         &self,
         job_id: i64,
         step: Step,
         attempt: i64,
-        outcome: &str,
+        outcome: StepOutcome,
         seconds: f64,
     ) -> Result<(), DatabaseError> {
         sqlx::query(
@@ -127,7 +115,7 @@ impl Database {
         )
         .bind(timestamp::now())
         .bind(seconds)
-        .bind(outcome)
+        .bind(outcome.as_str())
         .bind(job_id)
         .bind(step.as_str())
         .bind(attempt)
@@ -154,6 +142,7 @@ impl Database {
         rows.iter()
             .map(|row| {
                 let step: String = row.try_get("step")?;
+                let outcome: String = row.try_get("outcome")?;
                 Ok((
                     row.try_get("job_id")?,
                     StepRun {
@@ -162,7 +151,7 @@ impl Database {
                         started_at: row.try_get("started_at")?,
                         finished_at: row.try_get("finished_at")?,
                         seconds: row.try_get("seconds")?,
-                        outcome: row.try_get("outcome")?,
+                        outcome: StepOutcome::parse(&outcome)?,
                     },
                 ))
             })
@@ -192,12 +181,12 @@ mod tests {
         };
         database.start_step(id, Step::Download, 1).await.unwrap();
         database
-            .finish_step(id, Step::Download, 1, "error", 0.5)
+            .finish_step(id, Step::Download, 1, StepOutcome::Error, 0.5)
             .await
             .unwrap();
         database.start_step(id, Step::Download, 2).await.unwrap();
         database
-            .finish_step(id, Step::Download, 2, "ok", 1.25)
+            .finish_step(id, Step::Download, 2, StepOutcome::Ok, 1.25)
             .await
             .unwrap();
         database.start_step(id, Step::Build, 2).await.unwrap();

@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::job_result::{JobResult, as_text};
 use super::job_steps::Step;
+use super::stored_name::stored_name;
 use super::{Database, DatabaseError};
 use crate::database::timestamp;
 use crate::version::Version;
@@ -25,24 +26,13 @@ pub enum TriggerSource {
     Schedule,
 }
 
-impl TriggerSource {
-    /// The name, as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TriggerSource::Comment => "comment",
-            TriggerSource::Release => "release",
-            TriggerSource::RepositoryDispatch => "repository_dispatch",
-            TriggerSource::WorkflowDispatch => "workflow_dispatch",
-            TriggerSource::Schedule => "schedule",
-        }
-    }
-}
-
-impl std::fmt::Display for TriggerSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+stored_name!(TriggerSource, "trigger source", {
+    Comment => "comment",
+    Release => "release",
+    RepositoryDispatch => "repository_dispatch",
+    WorkflowDispatch => "workflow_dispatch",
+    Schedule => "schedule",
+});
 
 /// Who or what asked for a job, and where its outcome is reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +63,18 @@ pub struct NewJob {
     pub installation_id: Option<i64>,
 }
 
+/// What a job does, as stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Build a version's images and publish them (the pipeline's steps).
+    Build,
+}
+
+stored_name!(JobKind, "job kind", {
+    Build => "build",
+});
+
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,33 +87,15 @@ pub enum JobState {
     Failed,
 }
 
+stored_name!(JobState, "job state", {
+    Queued => "queued",
+    Running => "running",
+    Retrying => "retrying",
+    Succeeded => "succeeded",
+    Failed => "failed",
+});
+
 impl JobState {
-    /// The state's name, as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Retrying => "retrying",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-        }
-    }
-
-    fn parse(text: &str) -> Result<JobState, DatabaseError> {
-        Ok(match text {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "retrying" => JobState::Retrying,
-            "succeeded" => JobState::Succeeded,
-            "failed" => JobState::Failed,
-            other => {
-                return Err(DatabaseError::Corrupt(format!(
-                    "unknown job state {other:?}"
-                )));
-            }
-        })
-    }
-
     /// True once the job will not run again.
     pub fn is_final(self) -> bool {
         matches!(self, JobState::Succeeded | JobState::Failed)
@@ -122,7 +106,7 @@ impl JobState {
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
+    pub kind: JobKind,
     #[serde(with = "as_text")]
     pub version: Version,
     pub rebuild: bool,
@@ -171,9 +155,10 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, DatabaseError> {
     let state: String = row.try_get("state")?;
     let version: String = row.try_get("version")?;
     let step: Option<String> = row.try_get("step")?;
+    let kind: String = row.try_get("kind")?;
     Ok(Job {
         id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
+        kind: JobKind::parse(&kind)?,
         version: version
             .parse()
             .map_err(|e| DatabaseError::Corrupt(format!("job version: {e}")))?,
@@ -308,9 +293,10 @@ pub(super) async fn insert_job(
     let inserted = sqlx::query(
         "INSERT INTO jobs (kind, version, rebuild, dedupe_key, trigger, installation_id,
                            state, created_at, updated_at)
-         VALUES ('build', ?, ?, ?, ?, ?, 'queued', ?, ?)
+         VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
          ON CONFLICT (dedupe_key) DO NOTHING",
     )
+    .bind(JobKind::Build.as_str())
     .bind(job.version.as_str())
     .bind(job.rebuild as i64)
     .bind(&job.dedupe_key)
@@ -500,16 +486,11 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::deliveries::DeliveryState;
 
     #[test]
     fn a_trigger_source_is_stored_and_shown_by_its_name() {
-        for source in [
-            TriggerSource::Comment,
-            TriggerSource::Release,
-            TriggerSource::RepositoryDispatch,
-            TriggerSource::WorkflowDispatch,
-            TriggerSource::Schedule,
-        ] {
+        for source in TriggerSource::ALL {
             let stored = serde_json::to_string(&source).unwrap();
             assert_eq!(stored, format!("\"{}\"", source.as_str()));
             assert_eq!(
@@ -579,7 +560,7 @@ mod tests {
         assert_eq!(again, Queued::Existing(first.id()));
         assert_eq!(database.recent_jobs(10).await.unwrap().len(), 1);
         let delivery = database.delivery("d1").await.unwrap().unwrap();
-        assert_eq!(delivery.state, "processed");
+        assert_eq!(delivery.state, DeliveryState::Processed);
         let job = database.job(first.id()).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Queued);
         assert_eq!(job.trigger.comment_id, Some(7));
@@ -623,7 +604,7 @@ mod tests {
             .unwrap();
         assert!(matches!(queue("delivery:d6").await, Queued::New(_)));
         let delivery = database.delivery("d1").await.unwrap().unwrap();
-        assert_eq!(delivery.state, "processed");
+        assert_eq!(delivery.state, DeliveryState::Processed);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod job_result;
 pub mod job_steps;
 pub mod jobs;
 pub mod retention;
+mod stored_name;
 pub mod timestamp;
 
 use std::path::Path;

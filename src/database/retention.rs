@@ -43,7 +43,7 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::deliveries::{DeliveryOutcome, NewDelivery};
+    use crate::database::deliveries::{DeliveryOutcome, DeliveryState, NewDelivery};
 
     async fn delivery(database: &Database, id: &str, received_at: &str) {
         database
@@ -90,7 +90,7 @@ mod tests {
         assert_ne!(payload(&database, "old-pending").await, "");
         assert_ne!(payload(&database, "new-handled").await, "");
         let record = database.delivery("old-handled").await.unwrap().unwrap();
-        assert_eq!(record.state, "processed");
+        assert_eq!(record.state, DeliveryState::Processed);
         assert_eq!(record.event, "ping");
         // A second sweep finds nothing left to do.
         let again = database

@@ -546,12 +546,14 @@ pub async fn metrics() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::jobs::{Trigger, TriggerSource};
+    use crate::database::deliveries::DeliveryState;
+    use crate::database::job_steps::StepOutcome;
+    use crate::database::jobs::{JobKind, Trigger, TriggerSource};
 
     fn job(id: i64, state: JobState, step: Option<&str>, error: Option<&str>) -> Job {
         Job {
             id,
-            kind: "build".into(),
+            kind: JobKind::Build,
             version: "1.17.1".parse().unwrap(),
             rebuild: false,
             trigger: Trigger {
@@ -596,7 +598,7 @@ mod tests {
                     started_at: "2026-01-02T03:04:05.000000Z".into(),
                     finished_at: Some("2026-01-02T03:04:17.000000Z".into()),
                     seconds: Some(12.4),
-                    outcome: "error".into(),
+                    outcome: StepOutcome::Error,
                 },
             )],
             deliveries,
@@ -622,7 +624,7 @@ mod tests {
                 installation_id: None,
                 repository: Some("o/r".into()),
                 received_at: "2026-01-02T03:04:00.000000Z".into(),
-                state: "failed".into(),
+                state: DeliveryState::Failed,
                 processed_at: None,
                 error: Some("</td><script>bad()</script>".into()),
                 job_id: Some(7),

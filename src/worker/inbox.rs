@@ -13,7 +13,7 @@ use super::replies::{self, Audience, BuildAnswer};
 use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
 use crate::database::DatabaseError;
 use crate::database::command_refusals::RefusalReason;
-use crate::database::deliveries::{DeliveryOutcome, PendingDelivery};
+use crate::database::deliveries::{DeliveryOutcome, DeliveryState, PendingDelivery};
 use crate::database::installations::{InstallationChange, WorkflowRun};
 use crate::database::jobs::{NewJob, Queued};
 use crate::github::api::{ApiError, Auth};
@@ -108,13 +108,9 @@ impl Worker {
     async fn count_handled(&self, delivery: &PendingDelivery) {
         match self.services.database.delivery(&delivery.id).await {
             Ok(Some(stored)) => {
-                let outcome = match stored.state.as_str() {
-                    "processed" => "processed",
-                    "ignored" => "ignored",
-                    "failed" => "failed",
-                    _ => return,
-                };
-                crate::metrics::global().delivery(&delivery.event, outcome);
+                if stored.state != DeliveryState::Pending {
+                    crate::metrics::global().delivery(&delivery.event, stored.state.as_str());
+                }
             }
             Ok(None) => {}
             Err(error) => {

@@ -15,6 +15,7 @@ use super::pipeline::{
     run_step,
 };
 use crate::database::DatabaseError;
+use crate::database::job_steps::StepOutcome;
 use crate::database::jobs::Job;
 use crate::github::api::Auth;
 
@@ -143,11 +144,11 @@ impl Worker {
             let ran = run_step(step, &mut context).await;
             let took = started.elapsed();
             let outcome = match &ran {
-                Ok(()) => "ok",
-                Err(StepError::Interrupted) => "interrupted",
-                Err(_) => "error",
+                Ok(()) => StepOutcome::Ok,
+                Err(StepError::Interrupted) => StepOutcome::Interrupted,
+                Err(_) => StepOutcome::Error,
             };
-            if outcome != "interrupted" {
+            if outcome != StepOutcome::Interrupted {
                 crate::metrics::global().step(step, ran.is_ok(), took);
             }
             if let Err(error) = self

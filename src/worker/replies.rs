@@ -411,7 +411,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::jobs::{JobState, Trigger};
+    use crate::database::jobs::{JobKind, JobState, Trigger};
 
     #[test]
     fn the_build_repository_is_recognised_whatever_its_case() {
@@ -428,7 +428,7 @@ mod tests {
     fn job() -> Job {
         Job {
             id: 3,
-            kind: "build".into(),
+            kind: JobKind::Build,
             version: "1.17.1".parse().unwrap(),
             rebuild: true,
             trigger: Trigger {

@@ -9,6 +9,7 @@ use super::events::{
     InstallationRepositoriesPayload, IssueCommentPayload, ReleasePayload, Repository,
     RepositoryDispatchPayload, Unreadable, WorkflowDispatchPayload, WorkflowRunPayload,
 };
+use crate::database::installations::InstallationState;
 use crate::database::jobs::{Trigger, TriggerSource};
 use crate::version::Version;
 
@@ -54,7 +55,7 @@ pub struct CommentPosted {
 pub struct InstallationEvent {
     pub id: i64,
     pub account: Option<String>,
-    pub state: Option<&'static str>,
+    pub state: Option<InstallationState>,
     pub repositories: Option<Vec<String>>,
     pub added: Vec<String>,
     pub removed: Vec<String>,
@@ -332,10 +333,15 @@ impl Delivery<'_> {
             return Route::Ignore("installation event without an installation id".into());
         };
         let (state, repositories) = match self.action() {
-            Some("created") => (Some("active"), Some(full_names(payload.repositories))),
-            Some("deleted") => (Some("deleted"), Some(Vec::new())),
-            Some("suspend") => (Some("suspended"), None),
-            Some("unsuspend") | Some("new_permissions_accepted") => (Some("active"), None),
+            Some("created") => (
+                Some(InstallationState::Active),
+                Some(full_names(payload.repositories)),
+            ),
+            Some("deleted") => (Some(InstallationState::Deleted), Some(Vec::new())),
+            Some("suspend") => (Some(InstallationState::Suspended), None),
+            Some("unsuspend") | Some("new_permissions_accepted") => {
+                (Some(InstallationState::Active), None)
+            }
             other => {
                 return Route::Ignore(format!(
                     "installation {}: nothing to keep",

@@ -12,6 +12,7 @@
 
 use super::{StepContext, StepError};
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
+use crate::database::installations::InstallationState;
 use crate::database::job_result::{BuiltImage, ConsumerOutcome, ConsumerReport};
 use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::branches::{branch_head, reset_branch};
@@ -115,7 +116,10 @@ async fn all_consumers(context: &StepContext<'_>) -> Consumers {
             return consumers;
         }
     };
-    for installation in installations.iter().filter(|i| i.state == "active") {
+    for installation in installations
+        .iter()
+        .filter(|i| i.state == InstallationState::Active)
+    {
         for repo in &installation.repositories {
             if repo.eq_ignore_ascii_case(&context.settings.build_repo.repo)
                 || consumers
