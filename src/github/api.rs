@@ -5,6 +5,7 @@
 //! read as it arrives with a timeout between pieces rather than one for the whole answer.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -630,6 +631,29 @@ impl GitHubApi {
             return Err(response.into_error(&format!("GET {path}")));
         }
         response.json()
+    }
+
+    /// `GET` of a list, 100 items a page from page 1, handing each page to `on_page` until
+    /// it breaks, a page is short (the last one), or `max_pages` were read. `path` has a
+    /// query already (`?state=open`, or just `?`).
+    pub async fn for_each_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        auth: Auth,
+        max_pages: u32,
+        mut on_page: impl FnMut(Vec<T>) -> ControlFlow<()>,
+    ) -> Result<(), ApiError> {
+        let separator = if path.ends_with('?') { "" } else { "&" };
+        for page in 1..=max_pages {
+            let items: Vec<T> = self
+                .get_json(&format!("{path}{separator}per_page=100&page={page}"), auth)
+                .await?;
+            let last = items.len() < 100;
+            if on_page(items).is_break() || last {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// `GET` as `T`, or `None` when GitHub answers 404.

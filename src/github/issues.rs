@@ -1,11 +1,16 @@
 //! Issues: tracking issues found by title, opened once, commented on and closed.
 
+use std::ops::ControlFlow;
+
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, Auth, GitHubApi};
 use super::url::{escape_component, escape_repo};
+
+/// Pages of 100 read at most when looking through issues or comments.
+const MAX_PAGES: u32 = 10;
 
 /// An issue, as far as the pipeline needs it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -27,33 +32,28 @@ pub async fn find_open_issue(
     label: &str,
     title: &str,
 ) -> Result<Option<Issue>, ApiError> {
-    let labelled = format!("labels={}&", escape_component(label));
+    let labelled = format!("&labels={}", escape_component(label));
     let filters = if label.is_empty() {
         vec![""]
     } else {
         vec![labelled.as_str(), ""]
     };
     for filter in filters {
-        for page in 1..=10 {
-            let issues: Vec<Issue> = api
-                .get_json(
-                    &format!(
-                        "/repos/{}/issues?state=open&{filter}per_page=100&page={page}",
-                        escape_repo(repo)
-                    ),
-                    auth,
-                )
-                .await?;
-            let count = issues.len();
-            if let Some(found) = issues
+        let mut found = None;
+        let path = format!("/repos/{}/issues?state=open{filter}", escape_repo(repo));
+        api.for_each_page(&path, auth, MAX_PAGES, |issues: Vec<Issue>| {
+            found = issues
                 .into_iter()
-                .find(|i| i.pull_request.is_none() && i.title == title)
-            {
-                return Ok(Some(found));
+                .find(|i| i.pull_request.is_none() && i.title == title);
+            if found.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
-            if count < 100 {
-                break;
-            }
+        })
+        .await?;
+        if found.is_some() {
+            return Ok(found);
         }
     }
     Ok(None)
@@ -139,22 +139,12 @@ pub async fn issue_comments(
     number: u64,
 ) -> Result<Vec<IssueComment>, ApiError> {
     let mut comments = Vec::new();
-    for page in 1..=10 {
-        let listed: Vec<IssueComment> = api
-            .get_json(
-                &format!(
-                    "/repos/{}/issues/{number}/comments?per_page=100&page={page}",
-                    escape_repo(repo)
-                ),
-                auth,
-            )
-            .await?;
-        let count = listed.len();
-        comments.extend(listed);
-        if count < 100 {
-            break;
-        }
-    }
+    let path = format!("/repos/{}/issues/{number}/comments?", escape_repo(repo));
+    api.for_each_page(&path, auth, MAX_PAGES, |page: Vec<IssueComment>| {
+        comments.extend(page);
+        ControlFlow::Continue(())
+    })
+    .await?;
     Ok(comments)
 }
 
