@@ -668,25 +668,19 @@ mod tests {
         );
         // What cannot be read is refused, not dropped: a key no step writes, a step no
         // server runs.
-        sqlx::query("UPDATE jobs SET result = ? WHERE id = ?")
-            .bind(stored)
-            .bind(id)
-            .execute(database.pool())
-            .await
-            .unwrap();
-        assert!(matches!(
-            database.job(id).await,
-            Err(DatabaseError::Corrupt(_))
-        ));
-        sqlx::query("UPDATE jobs SET result = NULL, step = 'deploy' WHERE id = ?")
-            .bind(id)
-            .execute(database.pool())
-            .await
-            .unwrap();
-        assert!(matches!(
-            database.job(id).await,
-            Err(DatabaseError::Corrupt(_))
-        ));
+        for (result, step) in [(Some(stored), "download"), (None, "deploy")] {
+            sqlx::query("UPDATE jobs SET result = ?, step = ? WHERE id = ?")
+                .bind(result)
+                .bind(step)
+                .bind(id)
+                .execute(database.pool())
+                .await
+                .unwrap();
+            assert!(matches!(
+                database.job(id).await,
+                Err(DatabaseError::Corrupt(_))
+            ));
+        }
     }
 
     /// Stores `result` as job `id`'s, as text, whatever it holds, at `step`.
