@@ -11,6 +11,8 @@ mod common;
 mod config_command;
 mod download;
 mod fake_github;
+mod host;
+mod hosts;
 mod http;
 mod image;
 mod manifest_updates;

@@ -69,12 +69,60 @@ struct Stall {
     wait: Duration,
 }
 
+/// A hold: the next request with `method` whose target contains `target_contains` waits
+/// until its gate opens, then goes through to moto.
+struct Hold {
+    method: String,
+    target_contains: String,
+    gate: Arc<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Set when the held request arrives.
+    reached: AtomicBool,
+    /// Sent `true` when the request may go on.
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+/// A request held back by the proxy (from [`S3Server::hold_next`]); it goes on when the
+/// gate is opened or dropped.
+pub struct Gate {
+    state: Arc<GateState>,
+}
+
+impl Gate {
+    /// Waits until the held request has arrived (and is held).
+    pub fn wait_reached(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.state.reached.load(Ordering::SeqCst) {
+            assert!(
+                Instant::now() < deadline,
+                "the held request did not come within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the held request go on to moto.
+    pub fn open(&self) {
+        self.state.open.send_replace(true);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
 #[derive(Default)]
 struct ProxyState {
     failing: AtomicBool,
     fail_next: AtomicUsize,
     rules: Mutex<VecDeque<FailRule>>,
     stalls: Mutex<Vec<Stall>>,
+    holds: Mutex<Vec<Hold>>,
     writes: AtomicUsize,
     seen: Mutex<Vec<SeenRequest>>,
 }
@@ -87,6 +135,15 @@ impl ProxyState {
             .iter()
             .position(|stall| stall.method == method && target.contains(&stall.target_contains))?;
         Some(stalls.remove(index).wait)
+    }
+
+    /// The gate this request waits at, consuming the hold.
+    fn take_hold(&self, method: &str, target: &str) -> Option<Arc<GateState>> {
+        let mut holds = self.holds.lock().unwrap();
+        let index = holds
+            .iter()
+            .position(|hold| hold.method == method && target.contains(&hold.target_contains))?;
+        Some(holds.remove(index).gate)
     }
 
     /// Whether this request is to fail, consuming a failure.
@@ -279,6 +336,47 @@ impl S3Server {
             target_contains: target_contains.to_owned(),
             wait,
         });
+    }
+
+    /// Holds the next request with `method` whose path and query contain `target_contains`
+    /// until the returned gate is opened (or dropped); then it reaches moto as usual.
+    pub fn hold_next(&self, method: &str, target_contains: &str) -> Gate {
+        let gate = Arc::new(GateState::default());
+        self.state.holds.lock().unwrap().push(Hold {
+            method: method.to_owned(),
+            target_contains: target_contains.to_owned(),
+            gate: gate.clone(),
+        });
+        Gate { state: gate }
+    }
+
+    /// Lets anyone read the bucket's objects without credentials, as a public R2 bucket or
+    /// its custom domain serves them to hosts.
+    pub fn make_public(&self) {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": format!("arn:aws:s3:::{}/*", self.bucket),
+            }],
+        })
+        .to_string();
+        let response = direct_request(
+            self.moto_port,
+            "PUT",
+            &format!("/{}?policy", self.bucket),
+            &[("Content-Type", "application/json")],
+            policy.as_bytes(),
+        )
+        .expect("moto answers");
+        assert_eq!(response.status, 200, "setting the bucket policy");
+    }
+
+    /// The base URL hosts read the bucket at (through the proxy), ending in `/`.
+    pub fn public_url(&self) -> String {
+        format!("{}/{}/", self.endpoint, self.bucket)
     }
 
     /// PUT and POST requests (uploads, multipart uploads and their parts) the proxy has seen,
@@ -531,6 +629,11 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     };
     let record = |status: u16| proxy.state.seen.lock().unwrap()[index].status = status;
 
+    if let Some(gate) = proxy.state.take_hold(&method, &target) {
+        let mut open = gate.open.subscribe();
+        gate.reached.store(true, Ordering::SeqCst);
+        let _ = open.wait_for(|open| *open).await;
+    }
     let stall = proxy.state.take_stall(&method, &target);
     if let Some(wait) = stall {
         tokio::time::sleep(wait).await;

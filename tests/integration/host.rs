@@ -1,0 +1,293 @@
+//! A host as the images' users run one: `systemd-sysupdate` 257 from a Debian trixie root
+//! (`scripts/host-root` makes it once, under `/var/cache`), run with `chroot` in a throwaway
+//! overlay of that root, and configured as `ghost.bu` configures real hosts: the signing key
+//! merged into the import keyring by ghost.bu's own merge script, and a transfer definition
+//! pointing at the base URL under test.
+//!
+//! The host shares the tests' network namespace, so it reaches the server and the bucket on
+//! loopback like any client.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::fixture;
+
+/// Where `scripts/host-root` keeps the root unless `SYSUPDATE_HOST_ROOT` says otherwise.
+const DEFAULT_ROOT: &str = "/var/cache/alloy-sysext-automation/trixie-root";
+
+/// The base URL ghost.bu's transfer definition names, replaced by the one under test.
+const GHOST_BASE_URL: &str = "https://ghost-sysext-images.separationofconcerns.dev/";
+
+/// Which transfer definition the host is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// `/etc/sysupdate.alloy.d/alloy.conf`, exactly as ghost.bu writes it.
+    GhostBu,
+    /// `/etc/sysupdate.alloy.d/alloy.transfer`, as the README shows it
+    /// (`examples/sysupdate/alloy.transfer`).
+    Readme,
+}
+
+/// The README's transfer definition, with `@BASE_URL@` where the base URL goes.
+pub fn readme_transfer() -> String {
+    fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sysupdate/alloy.transfer"),
+    )
+    .expect("examples/sysupdate/alloy.transfer")
+}
+
+/// The contents ghost.bu gives the file at `path` (a `storage.files` entry with `inline:`).
+pub fn ghost_bu_file(path: &str) -> String {
+    let text = fs::read_to_string(fixture("real-world/ghost.bu")).unwrap();
+    let mut lines = text.lines();
+    lines
+        .by_ref()
+        .find(|line| line.trim() == format!("- path: {path}"))
+        .unwrap_or_else(|| panic!("ghost.bu has no file {path}"));
+    lines
+        .by_ref()
+        .find(|line| line.trim() == "inline: |")
+        .unwrap_or_else(|| panic!("ghost.bu's {path} is not inline"));
+    let body: Vec<&str> = lines
+        .take_while(|line| line.is_empty() || line.starts_with("          "))
+        .collect();
+    let mut contents: String = body
+        .iter()
+        .map(|line| line.strip_prefix("          ").unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    contents = contents.trim_end().to_owned();
+    contents.push('\n');
+    contents
+}
+
+/// A throwaway host: an overlay of the cached root with `/proc` and `/dev`, unmounted and
+/// removed when dropped.
+pub struct Host {
+    /// The host's `/`, as seen from the tests.
+    pub root: PathBuf,
+    mounts: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for mount in self.mounts.iter().rev() {
+            let _ = Command::new("umount").arg("--lazy").arg(mount).status();
+        }
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+impl Host {
+    /// A fresh host: nothing installed, no key trusted, no transfer definition.
+    pub fn new() -> Host {
+        let lower = std::env::var_os("SYSUPDATE_HOST_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+        assert!(
+            lower.join("usr/lib/systemd/systemd-sysupdate").exists(),
+            "no host root at {} with systemd-sysupdate: run scripts/host-root (scripts/test does)",
+            lower.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (upper, work, root) = (
+            dir.path().join("upper"),
+            dir.path().join("work"),
+            dir.path().join("root"),
+        );
+        for path in [&upper, &work, &root] {
+            fs::create_dir(path).unwrap();
+        }
+        let mut host = Host {
+            root: root.clone(),
+            mounts: Vec::new(),
+            _dir: dir,
+        };
+        run(Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                upper.display(),
+                work.display()
+            ))
+            .arg(&root));
+        host.mounts.push(root.clone());
+        run(Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(root.join("proc")));
+        host.mounts.push(root.join("proc"));
+        run(Command::new("mount")
+            .args(["--bind", "/dev"])
+            .arg(root.join("dev")));
+        host.mounts.push(root.join("dev"));
+        host
+    }
+
+    /// The path of the host's `path` (absolute on the host), seen from the tests.
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    /// Writes the host's file `path`.
+    pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) {
+        let path = self.path(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
+
+    /// Runs `program` with `args` on the host (in its root, with a clean environment).
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("chroot");
+        command
+            .arg(&self.root)
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("SYSTEMD_LOG_COLOR", "0")
+            .env("SYSTEMD_COLORS", "0");
+        command
+    }
+
+    /// Trusts `public_key` (armored) as ghost.bu does: the key at
+    /// `/etc/systemd/alloy-sysext.gpg.pub`, merged into the import keyring by ghost.bu's
+    /// `sysupdate-merge-keyring.sh`.
+    pub fn trust(&self, public_key: &Path) {
+        self.write(
+            "/etc/systemd/alloy-sysext.gpg.pub",
+            fs::read(public_key).unwrap(),
+        );
+        let script = "/opt/bin/sysupdate-merge-keyring.sh";
+        self.write(script, ghost_bu_file(script));
+        fs::set_permissions(self.path(script), fs::Permissions::from_mode(0o755)).unwrap();
+        run(&mut self.command(script, &[]));
+    }
+
+    /// Installs the transfer definition `transfer`, reading images from `base_url`.
+    pub fn configure(&self, transfer: Transfer, base_url: &str) {
+        let base_url = format!("{}/", base_url.trim_end_matches('/'));
+        match transfer {
+            Transfer::GhostBu => {
+                let path = "/etc/sysupdate.alloy.d/alloy.conf";
+                let contents = ghost_bu_file(path);
+                assert!(contents.contains(GHOST_BASE_URL), "{contents}");
+                self.write(path, contents.replace(GHOST_BASE_URL, &base_url));
+            }
+            Transfer::Readme => {
+                let contents = readme_transfer();
+                assert!(contents.contains("@BASE_URL@"), "{contents}");
+                self.write(
+                    "/etc/sysupdate.alloy.d/alloy.transfer",
+                    contents.replace("@BASE_URL@", &base_url),
+                );
+            }
+        }
+    }
+
+    /// `systemd-sysupdate --component=alloy <verb>`, as the host's timer runs it.
+    pub fn sysupdate(&self, verb: &str) -> Sysupdate {
+        let output = self
+            .command(
+                "/usr/lib/systemd/systemd-sysupdate",
+                &["--component=alloy", verb],
+            )
+            .output()
+            .expect("chroot runs");
+        Sysupdate {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The image files in `/opt/extensions/alloy/`, sorted (a download in progress, a
+    /// dot file, is listed too: none may be left behind).
+    pub fn installed(&self) -> Vec<String> {
+        let mut names: Vec<String> = match fs::read_dir(self.path("/opt/extensions/alloy")) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// Where `/etc/extensions/alloy.raw` points, resolved on the host, if it exists.
+    pub fn current(&self) -> Option<String> {
+        let link = self.path("/etc/extensions/alloy.raw");
+        let target = fs::read_link(&link).ok()?;
+        let resolved = link.parent().unwrap().join(target);
+        let resolved = fs::canonicalize(resolved).ok()?;
+        Some(format!(
+            "/{}",
+            resolved.strip_prefix(&self.root).unwrap().display()
+        ))
+    }
+
+    /// The bytes of the host's file `path`.
+    pub fn read(&self, path: &str) -> Vec<u8> {
+        fs::read(self.path(path)).unwrap_or_else(|e| panic!("the host's {path}: {e}"))
+    }
+
+    /// What is on the host that an update may change: the installed files, their bytes,
+    /// and the current symlink.
+    pub fn state(&self) -> (Vec<(String, Vec<u8>)>, Option<String>) {
+        let files = self
+            .installed()
+            .into_iter()
+            .map(|name| {
+                let bytes = self.read(&format!("/opt/extensions/alloy/{name}"));
+                (name, bytes)
+            })
+            .collect();
+        (files, self.current())
+    }
+}
+
+/// How one `systemd-sysupdate` run ended.
+#[derive(Debug)]
+pub struct Sysupdate {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Sysupdate {
+    /// Both streams, for a failing assertion to show.
+    pub fn output(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+
+    /// The versions `list` shows, with their columns (`1.17.1 ✓ candidate`, …), one per
+    /// line, without the header.
+    pub fn listed(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .skip(1)
+            .map(|line| {
+                line.trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .filter(|line| !line.is_empty())
+            .collect()
+    }
+}
