@@ -172,6 +172,14 @@ fn local_releases_reach_a_host_configured_by_ghost_bu() {
 
 #[test]
 fn local_releases_reach_a_host_configured_by_the_readme() {
+    // The file the test installs is the one the README shows, whole.
+    let readme =
+        fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    assert!(
+        readme.contains(&format!("```ini\n{}```", crate::host::readme_transfer())),
+        "the README's host section does not show examples/sysupdate/alloy.transfer"
+    );
     local_releases_reach_the_host(Transfer::Readme);
 }
 
