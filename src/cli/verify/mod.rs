@@ -112,7 +112,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("clap requires one of the key options"),
     };
     let (source, described) = match (&args.url, &args.dir) {
-        (Some(url), _) => (Source::Url(http::BaseUrl::new(url)?), url.clone()),
+        (Some(url), _) => (Source::Url(Box::new(http::BaseUrl::new(url)?)), url.clone()),
         (None, Some(dir)) => (Source::Dir(dir.clone()), dir.display().to_string()),
         (None, None) => unreachable!("clap requires one of the source options"),
     };

@@ -10,7 +10,7 @@ use super::http::{BaseUrl, FetchError, SMALL_FILE_LIMIT};
 /// A directory or a base URL of published files.
 pub enum Source {
     Dir(PathBuf),
-    Url(BaseUrl),
+    Url(Box<BaseUrl>),
 }
 
 /// Why a file could not be read.
