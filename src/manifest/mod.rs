@@ -4,9 +4,11 @@
 //! parsed strictly, edited line by line, and always written back in systemd's version order.
 //!
 //! [`image_name`] reads a version and architecture back out of a listed file's name;
-//! [`verify`] checks a published directory against it as a host would.
+//! [`match_pattern`] picks listed files by version as systemd-sysupdate's `MatchPattern=`
+//! does; [`verify`] checks published files against it as a host would.
 
 pub mod image_name;
+pub mod match_pattern;
 pub mod verify;
 
 use std::fmt;

@@ -1,57 +1,36 @@
-//! Checking a published directory the way systemd-sysupdate checks a download source.
+//! Checking published files the way systemd-sysupdate checks a download source, on bytes
+//! and readers: where they come from (a directory, a URL) is the caller's business.
 //!
-//! First the signature of `SHA256SUMS` with the public key, then the manifest's format, then
-//! the sha256 of every listed file that is present (and its `.asc`, when there is one).
+//! First the signature of `SHA256SUMS` ([`check_manifest`]); without a good one nothing
+//! else can be trusted, so that is an error. Then, for each image chosen ([`select`]), its
+//! sha256 against the manifest, its `.sha256` file and its `.asc` signature
+//! ([`check_image`]), each a [`Check`] with its result, so that one failure does not hide
+//! the others.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader};
-use std::path::Path;
+use std::io;
 
-use crate::artifacts::digest::sha256_hex;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
-use crate::manifest::image_name::ImageFileName;
+use crate::manifest::match_pattern::MatchPattern;
 use crate::manifest::{Manifest, ManifestEntry, ManifestError};
-use crate::signing::{PublicKey, SigningError};
+use crate::signing::detached::SignedDataHash;
+use crate::signing::{Keyring, SigningError};
+use crate::version::Version;
 
-/// How deep to check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyDepth {
-    /// The manifest's signature and format only.
-    ManifestOnly,
-    /// Also the hash (and signature, if any) of every listed file present.
-    Files,
-}
+/// The images a host on amd64 downloads, as `ghost.bu`'s transfer definition matches them.
+pub const DEFAULT_MATCH_PATTERN: &str = "alloy-@v-amd64.raw";
 
-/// What was checked, file by file.
+/// A manifest whose signature verified.
 #[derive(Debug, Clone)]
-pub struct VerifyReport {
-    pub entries: Vec<ManifestEntry>,
-    /// Listed files checked against their hash.
-    pub checked: Vec<String>,
-    /// Listed files not present in the directory.
-    pub absent: Vec<String>,
-    /// Listed files whose `.asc` was checked too.
-    pub signatures_checked: Vec<String>,
+pub struct VerifiedManifest {
+    pub manifest: Manifest,
+    /// The fingerprint of the key that signed it.
+    pub signed_by: String,
 }
 
-impl VerifyReport {
-    /// The versions listed, oldest first, without repeats.
-    pub fn versions(&self) -> Vec<String> {
-        let mut versions: Vec<String> = Vec::new();
-        for entry in &self.entries {
-            let shown = match ImageFileName::parse(&entry.file) {
-                Some(parsed) => parsed.version.to_string(),
-                None => entry.file.clone(),
-            };
-            if !versions.contains(&shown) {
-                versions.push(shown);
-            }
-        }
-        versions
-    }
-}
-
-/// A failed check, naming the file.
+/// Why the manifest cannot be trusted, or what asked for is not in it.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("{path} is missing: {reason}")]
@@ -62,102 +41,362 @@ pub enum VerifyError {
     BadManifestSignature { source: SigningError },
     #[error("{MANIFEST_FILE} is not in the format systemd-sysupdate reads: {0}")]
     BadManifest(ManifestError),
-    #[error("{file}: sha256 is {actual}, but {MANIFEST_FILE} lists {expected}")]
-    HashMismatch {
+    #[error(
+        "{MANIFEST_FILE} lists no file that matches {pattern}, so a host would install nothing"
+    )]
+    NothingMatches { pattern: MatchPattern },
+    #[error("{MANIFEST_FILE} does not list {file} (version {version} with {pattern})")]
+    VersionNotListed {
+        version: Version,
         file: String,
-        expected: String,
-        actual: String,
+        pattern: MatchPattern,
     },
-    #[error("{file}.asc does not verify {file}: {source}")]
-    BadFileSignature { file: String, source: SigningError },
-    #[error("reading {path}: {source}")]
-    Io { path: String, source: io::Error },
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, VerifyError> {
-    fs::read(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => VerifyError::Missing {
-            path: path.display().to_string(),
-            reason: "not found".into(),
-        },
-        _ => VerifyError::Io {
-            path: path.display().to_string(),
-            source: e,
-        },
-    })
+/// What a check was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// `SHA256SUMS.gpg` over `SHA256SUMS`.
+    ManifestSignature,
+    /// `SHA256SUMS` in the format hosts read.
+    ManifestFormat,
+    /// An image's sha256 against its line in `SHA256SUMS`.
+    Sha256,
+    /// An image's `.sha256` file against its line in `SHA256SUMS`.
+    Sha256File,
+    /// An image's `.asc` signature over the image.
+    Signature,
 }
 
-/// Verifies the published files in `dir` with `key`.
-pub fn verify_dir(
-    dir: &Path,
-    key: &PublicKey,
-    depth: VerifyDepth,
-) -> Result<VerifyReport, VerifyError> {
-    let manifest_bytes = read(&dir.join(MANIFEST_FILE))?;
-    let signature = read(&dir.join(MANIFEST_SIGNATURE_FILE))?;
-    key.verify_detached(&manifest_bytes[..], &signature)
+/// One check of one file, and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// The file the check read (`alloy-1.17.1-amd64.raw.asc`).
+    pub file: String,
+    pub check: CheckKind,
+    pub ok: bool,
+    /// What was found: why it passed, or why not.
+    pub detail: String,
+}
+
+impl Check {
+    pub fn passed(file: impl Into<String>, check: CheckKind, detail: impl Into<String>) -> Self {
+        Check {
+            file: file.into(),
+            check,
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn failed(file: impl Into<String>, check: CheckKind, detail: impl Into<String>) -> Self {
+        Check {
+            file: file.into(),
+            check,
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A listed image, by the version the match pattern reads in its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    pub file: String,
+    pub version: Version,
+}
+
+/// Which listed files to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// The newest file that matches the pattern: what a host downloads.
+    Newest,
+    /// The file that matches the pattern with this version.
+    Version(Version),
+    /// Every listed file.
+    All,
+}
+
+/// Checks `signature` over `manifest` with `keys`, then the manifest's format.
+pub fn check_manifest(
+    manifest: &[u8],
+    signature: &[u8],
+    keys: &Keyring,
+) -> Result<VerifiedManifest, VerifyError> {
+    let signed_by = keys
+        .verify_detached(manifest, signature)
         .map_err(|source| VerifyError::BadManifestSignature { source })?;
-    let text = String::from_utf8(manifest_bytes).map_err(|_| {
+    let text = std::str::from_utf8(manifest).map_err(|_| {
         VerifyError::BadManifest(ManifestError::MalformedLine {
             line: 1,
             reason: "the file is not UTF-8 text".into(),
         })
     })?;
-    let manifest = Manifest::parse(&text).map_err(VerifyError::BadManifest)?;
+    let manifest = Manifest::parse(text).map_err(VerifyError::BadManifest)?;
+    Ok(VerifiedManifest {
+        manifest,
+        signed_by,
+    })
+}
 
-    let mut report = VerifyReport {
-        entries: manifest.entries().to_vec(),
-        checked: Vec::new(),
-        absent: Vec::new(),
-        signatures_checked: Vec::new(),
-    };
-    if depth == VerifyDepth::ManifestOnly {
-        return Ok(report);
-    }
-    for entry in manifest.entries() {
-        let path = dir.join(&entry.file);
-        let io_error = |source| VerifyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                report.absent.push(entry.file.clone());
-                continue;
-            }
-            Err(e) => return Err(io_error(e)),
-        };
-        let actual = sha256_hex(BufReader::new(file)).map_err(io_error)?;
-        if actual != entry.sha256 {
-            return Err(VerifyError::HashMismatch {
+/// The newest listed file that matches `pattern`, in systemd's version order: what a host
+/// with this `MatchPattern=` installs.
+pub fn host_would_install(manifest: &Manifest, pattern: &MatchPattern) -> Option<Candidate> {
+    manifest
+        .entries()
+        .iter()
+        .filter_map(|entry| {
+            pattern.version_of(&entry.file).map(|version| Candidate {
                 file: entry.file.clone(),
-                expected: entry.sha256.clone(),
-                actual,
-            });
-        }
-        report.checked.push(entry.file.clone());
+                version,
+            })
+        })
+        .max_by(|a, b| a.version.cmp(&b.version))
+}
 
-        let signature_path = dir.join(format!("{}.asc", entry.file));
-        let signature = match fs::read(&signature_path) {
-            Ok(signature) => Some(signature),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(VerifyError::Io {
-                    path: signature_path.display().to_string(),
-                    source,
-                });
-            }
-        };
-        if let Some(signature) = signature {
-            let file = File::open(&path).map_err(io_error)?;
-            key.verify_detached(BufReader::new(file), &signature)
-                .map_err(|source| VerifyError::BadFileSignature {
-                    file: entry.file.clone(),
-                    source,
-                })?;
-            report.signatures_checked.push(entry.file.clone());
+/// The listed entries that `selection` picks, in manifest order.
+pub fn select<'a>(
+    manifest: &'a Manifest,
+    pattern: &MatchPattern,
+    selection: &Selection,
+) -> Result<Vec<&'a ManifestEntry>, VerifyError> {
+    let file = match selection {
+        Selection::All => return Ok(manifest.entries().iter().collect()),
+        Selection::Newest => {
+            host_would_install(manifest, pattern)
+                .ok_or_else(|| VerifyError::NothingMatches {
+                    pattern: pattern.clone(),
+                })?
+                .file
+        }
+        Selection::Version(version) => pattern.file_for(version),
+    };
+    match manifest.get(&file) {
+        Some(entry) => Ok(vec![entry]),
+        None => Err(VerifyError::VersionNotListed {
+            version: match selection {
+                Selection::Version(version) => version.clone(),
+                _ => pattern
+                    .version_of(&file)
+                    .expect("the newest match has a version"),
+            },
+            file,
+            pattern: pattern.clone(),
+        }),
+    }
+}
+
+/// The hashes of an image, computed as it goes by ([`io::Write`]), so that a download is
+/// read once and never held in memory.
+pub struct ImageDigest {
+    sha256: Sha256,
+    signed: SignedDataHash,
+}
+
+impl Default for ImageDigest {
+    fn default() -> Self {
+        ImageDigest {
+            sha256: Sha256::new(),
+            signed: SignedDataHash::for_our_signatures(),
         }
     }
-    Ok(report)
+}
+
+impl io::Write for ImageDigest {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sha256.update(buf);
+        self.signed.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A companion file of an image (`.sha256`, `.asc`): its bytes, or why there are none.
+#[derive(Debug, Clone)]
+pub enum Companion {
+    Found(Vec<u8>),
+    /// Not there (a missing file, a 404), and why it is known to be missing.
+    Missing(String),
+    /// Not readable for another reason.
+    Unreadable(String),
+}
+
+impl Companion {
+    /// The detail of a check that could not read the file, if it could not.
+    fn unread(&self) -> Option<String> {
+        match self {
+            Companion::Found(_) => None,
+            Companion::Missing(reason) => Some(format!("is missing: {reason}")),
+            Companion::Unreadable(reason) => Some(format!("cannot be read: {reason}")),
+        }
+    }
+}
+
+/// The checks of one listed image: its sha256 (from `digest`, what was read of it) against
+/// `entry`, its `.sha256` file against `entry`, and its `.asc` over the image with `keys`.
+pub fn check_image(
+    entry: &ManifestEntry,
+    digest: ImageDigest,
+    sha256_file: &Companion,
+    signature: &Companion,
+    keys: &Keyring,
+) -> Vec<Check> {
+    let actual = hex::encode(digest.sha256.finalize());
+    let hash = if actual == entry.sha256 {
+        Check::passed(
+            &entry.file,
+            CheckKind::Sha256,
+            format!("sha256 matches {MANIFEST_FILE}"),
+        )
+    } else {
+        Check::failed(
+            &entry.file,
+            CheckKind::Sha256,
+            format!(
+                "sha256 is {actual}, but {MANIFEST_FILE} lists {}",
+                entry.sha256
+            ),
+        )
+    };
+
+    let asc = format!("{}.asc", entry.file);
+    let signature = match signature {
+        Companion::Missing(_) | Companion::Unreadable(_) => Check::failed(
+            &asc,
+            CheckKind::Signature,
+            signature.unread().unwrap_or_default(),
+        ),
+        Companion::Found(bytes) => match keys.verify_detached_hashed(digest.signed, bytes) {
+            Ok(signer) => Check::passed(
+                &asc,
+                CheckKind::Signature,
+                format!("good signature by {signer} on {}", entry.file),
+            ),
+            Err(e) => Check::failed(
+                &asc,
+                CheckKind::Signature,
+                format!("does not verify {}: {e}", entry.file),
+            ),
+        },
+    };
+    vec![hash, check_sha256_file(entry, sha256_file), signature]
+}
+
+/// The `.sha256` file must be the one `sha256sum` line of `entry`.
+pub fn check_sha256_file(entry: &ManifestEntry, file: &Companion) -> Check {
+    let name = format!("{}.sha256", entry.file);
+    let bytes = match file {
+        Companion::Found(bytes) => bytes,
+        Companion::Missing(_) | Companion::Unreadable(_) => {
+            return Check::failed(
+                &name,
+                CheckKind::Sha256File,
+                file.unread().unwrap_or_default(),
+            );
+        }
+    };
+    let listed = std::str::from_utf8(bytes)
+        .map_err(|_| "it is not UTF-8 text".to_owned())
+        .and_then(|text| Manifest::parse(text).map_err(|e| e.to_string()));
+    let detail = match listed.as_ref().map(|m| m.entries()) {
+        Err(reason) => format!("is not a sha256sum line: {reason}"),
+        Ok([only]) if only == entry => {
+            return Check::passed(
+                &name,
+                CheckKind::Sha256File,
+                format!("lists the sha256 that {MANIFEST_FILE} lists"),
+            );
+        }
+        Ok([only]) => format!(
+            "lists {} for {}, but {MANIFEST_FILE} lists {} for {}",
+            only.sha256, only.file, entry.sha256, entry.file
+        ),
+        Ok(entries) => format!(
+            "holds {} lines, expected exactly one for {}",
+            entries.len(),
+            entry.file
+        ),
+    };
+    Check::failed(&name, CheckKind::Sha256File, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(files: &[&str]) -> Manifest {
+        let text: String = files
+            .iter()
+            .map(|file| format!("{}  {file}\n", "0".repeat(64)))
+            .collect();
+        Manifest::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn the_newest_match_is_what_a_host_installs() {
+        let m = manifest(&[
+            "alloy-1.9.0-amd64.raw",
+            "alloy-1.10.0-amd64.raw",
+            "alloy-1.11.0-arm64.raw",
+            "alloy-1.12.0.raw",
+        ]);
+        let pattern: MatchPattern = DEFAULT_MATCH_PATTERN.parse().unwrap();
+        assert_eq!(
+            host_would_install(&m, &pattern),
+            Some(Candidate {
+                file: "alloy-1.10.0-amd64.raw".into(),
+                version: "1.10.0".parse().unwrap()
+            })
+        );
+        let files = |selection| -> Vec<String> {
+            select(&m, &pattern, &selection)
+                .unwrap()
+                .iter()
+                .map(|e| e.file.clone())
+                .collect()
+        };
+        assert_eq!(files(Selection::Newest), ["alloy-1.10.0-amd64.raw"]);
+        assert_eq!(
+            files(Selection::Version("1.9.0".parse().unwrap())),
+            ["alloy-1.9.0-amd64.raw"]
+        );
+        assert_eq!(files(Selection::All).len(), 4);
+        assert!(matches!(
+            select(&m, &pattern, &Selection::Version("1.11.0".parse().unwrap())),
+            Err(VerifyError::VersionNotListed { .. })
+        ));
+        let arm: MatchPattern = "alloy-@v-riscv64.raw".parse().unwrap();
+        assert!(matches!(
+            select(&m, &arm, &Selection::Newest),
+            Err(VerifyError::NothingMatches { .. })
+        ));
+    }
+
+    #[test]
+    fn a_sha256_file_must_name_the_listed_hash_and_file() {
+        let entry = ManifestEntry {
+            sha256: "a".repeat(64),
+            file: "alloy-1.0.0-amd64.raw".into(),
+        };
+        let found = |text: String| Companion::Found(text.into_bytes());
+        let good = check_sha256_file(
+            &entry,
+            &found(format!("{}  alloy-1.0.0-amd64.raw\n", "a".repeat(64))),
+        );
+        assert!(good.ok, "{good:?}");
+        for bad in [
+            format!("{}  alloy-1.0.0-amd64.raw\n", "b".repeat(64)),
+            format!("{}  alloy-1.0.1-amd64.raw\n", "a".repeat(64)),
+            "garbage\n".to_owned(),
+            String::new(),
+        ] {
+            let check = check_sha256_file(&entry, &found(bad.clone()));
+            assert!(!check.ok, "{bad:?}");
+            assert_eq!(check.file, "alloy-1.0.0-amd64.raw.sha256");
+        }
+    }
 }

@@ -81,6 +81,24 @@ pub enum SigningError {
         hint: &'static str,
     },
 
+    /// A GnuPG keybox (`pubring.kbx`) was given where an OpenPGP keyring is expected.
+    #[error(
+        "key file {}: this is a GnuPG keybox (pubring.kbx), which only GnuPG reads; export the \
+         key as an OpenPGP keyring with `gpg --export KEYID > keyring.gpg` and give that file",
+        path.display()
+    )]
+    KeyboxGiven {
+        /// The file that was given.
+        path: PathBuf,
+    },
+
+    /// A keyring holds no public key.
+    #[error("key file {}: the keyring holds no public key", path.display())]
+    EmptyKeyring {
+        /// The file that was given.
+        path: PathBuf,
+    },
+
     /// The input holds more than one key where exactly one is expected.
     #[error(
         "the {what} holds {count} keys, expected exactly one; export a single key by its \

@@ -375,7 +375,22 @@ fn describe_base64_error(error: &base64::DecodeError) -> String {
     }
 }
 
-fn read_key_file(path: &Path) -> Result<Vec<u8>, SigningError> {
+/// Every public key in armored or binary input (a keyring as `gpg --export` writes it),
+/// for [`super::keyring::Keyring`].
+pub(super) fn all_public_keys(bytes: &[u8]) -> Result<Vec<PublicKey>, SigningError> {
+    let keys = parse_public(bytes).map_err(|reason| SigningError::Parse {
+        what: "keyring",
+        reason,
+        hint: KEYRING_HINT,
+    })?;
+    Ok(keys.into_iter().map(|key| PublicKey { key }).collect())
+}
+
+/// What a keyring file should hold.
+pub(super) const KEYRING_HINT: &str =
+    "expected an OpenPGP keyring as written by `gpg --export KEYID > keyring.gpg`";
+
+pub(super) fn read_key_file(path: &Path) -> Result<Vec<u8>, SigningError> {
     let read = || -> std::io::Result<Vec<u8>> {
         let mut bytes = Vec::new();
         std::fs::File::open(path)?.read_to_end(&mut bytes)?;

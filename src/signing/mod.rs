@@ -10,6 +10,8 @@
 //!   key (primary or subkey) is allowed to make data signatures.
 //! - [`detached`]: making and checking detached signatures over streamed data.
 //! - [`error`]: the single error type [`SigningError`] shared by both.
+//! - [`keyring`]: the keys a signature is checked with ([`Keyring`]): one armored public
+//!   key, or a binary keyring of several as `gpg --export` writes it.
 //! - [`key_source`]: where the key comes from (a file, or `GPG_PRIVATE_KEY`).
 //!
 //! Everything here produces v4 keys and v4 signatures, which is what GnuPG 2.2
@@ -20,9 +22,11 @@ pub mod detached;
 pub mod error;
 pub mod key;
 pub mod key_source;
+pub mod keyring;
 
 pub use error::SigningError;
 pub use key::{KeyAlgorithm, PublicKey, SigningKey};
+pub use keyring::Keyring;
 
 /// A cryptographically secure random number generator of the `rand` 0.8
 /// family, which is the one rpgp 0.21 is written against (our own `rand`

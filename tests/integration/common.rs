@@ -273,3 +273,10 @@ pub fn flip_byte(path: &Path, offset: usize) {
     bytes[offset] ^= 0x01;
     fs::write(path, bytes).unwrap();
 }
+
+/// The primary fingerprint of the public key in `path`, as `verify` prints it.
+pub fn key_fingerprint(path: &Path) -> String {
+    alloy_sysext_automation::signing::PublicKey::from_file(path)
+        .unwrap()
+        .fingerprint()
+}

@@ -30,3 +30,4 @@ mod strangers;
 mod test_app;
 mod upstream_watch;
 mod verify;
+mod verify_url;

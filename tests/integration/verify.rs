@@ -47,14 +47,26 @@ fn accepts_the_real_world_manifest() {
     assert!(stdout.contains("1.13.1, 1.13.2, 1.14.0"), "{stdout}");
     assert!(stdout.contains("1.16.3, 1.17.0, 1.17.1"), "{stdout}");
 
-    // Without --manifest-only the listed images are simply absent here.
-    let output = run_ok(&mut verify(
-        dir.path(),
-        &real_world("alloy-sysext.pub.asc"),
-        false,
-    ));
+    // Without --manifest-only each listed image that is not here fails its check.
+    let output = verify(dir.path(), &real_world("alloy-sysext.pub.asc"), false)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(stdout.matches("absent").count(), 13, "{stdout}");
+    assert_eq!(
+        stdout.matches(": is missing: not found").count(),
+        13,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAILED  alloy-1.13.1-amd64.raw: is missing: not found\n"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: 13 of 15 checks failed: "),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -112,14 +124,26 @@ fn checks_every_listed_image_of_a_build() {
     let output = run_ok(&mut verify(&out, &rsa_keys().public(), false));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("versions: 1.16.0, 1.17.0"), "{stdout}");
-    assert!(
-        stdout.contains("ok       alloy-1.16.0-amd64.raw (sha256 matches, signature ok)"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("ok       alloy-1.17.0-amd64.raw"),
-        "{stdout}"
-    );
+    let fingerprint = key_fingerprint(&rsa_keys().public());
+    for version in ["1.16.0", "1.17.0"] {
+        for (file, detail) in [
+            (
+                format!("alloy-{version}-amd64.raw"),
+                "sha256 matches SHA256SUMS".to_owned(),
+            ),
+            (
+                format!("alloy-{version}-amd64.raw.sha256"),
+                "lists the sha256 that SHA256SUMS lists".to_owned(),
+            ),
+            (
+                format!("alloy-{version}-amd64.raw.asc"),
+                format!("good signature by {fingerprint} on alloy-{version}-amd64.raw"),
+            ),
+        ] {
+            let line = format!("ok      {file}: {detail}\n");
+            assert!(stdout.contains(&line), "{line} in {stdout}");
+        }
+    }
 
     flip_byte(&out.join("alloy-1.16.0-amd64.raw"), 5000);
     let stderr = run_fail(&mut verify(&out, &rsa_keys().public(), false));

@@ -1,0 +1,316 @@
+//! `verify`: what systemd-sysupdate checks on a host, run on a published base URL or a
+//! directory. The checks are the library's ([`manifest::verify`]); reading the files is
+//! [`source`]'s, over [`http`] for a URL.
+
+mod http;
+mod source;
+
+use std::path::PathBuf;
+
+use alloy_sysext_automation::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
+use alloy_sysext_automation::manifest::image_name::ImageFileName;
+use alloy_sysext_automation::manifest::match_pattern::MatchPattern;
+use alloy_sysext_automation::manifest::verify::{
+    Candidate, Check, CheckKind, Companion, DEFAULT_MATCH_PATTERN, ImageDigest, Selection,
+    VerifyError, check_image, check_manifest, host_would_install, select,
+};
+use alloy_sysext_automation::manifest::{self, Manifest};
+use alloy_sysext_automation::signing::{Keyring, PublicKey};
+use alloy_sysext_automation::version::Version;
+use anyhow::Context;
+use clap::{ArgGroup, Args};
+use serde::Serialize;
+
+use self::source::{ReadError, Source};
+
+/// Check published files the way systemd-sysupdate does on a host.
+///
+/// Reads SHA256SUMS and SHA256SUMS.gpg from a base URL (--url, what hosts download from) or
+/// a directory (--dir), verifies the signature with the public key, and tells which image
+/// a host with the match pattern would install (the newest version listed). Then checks
+/// images: each one's sha256 against SHA256SUMS, its .sha256 file, and its .asc signature
+/// (with the same key). From a URL the image a host would install is checked, or the one of
+/// --version, or every listed file with --all; in a directory every listed file is checked.
+/// A listed file that is missing fails its check.
+///
+/// Prints every check with its result (ok or FAILED), one per line, or one JSON document
+/// with --json. Exits 1 when any check fails, naming the failures.
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("source").required(true).args(["url", "dir"])),
+    group(ArgGroup::new("key").required(true).args(["public_key", "keyring"])),
+)]
+pub struct VerifyArgs {
+    /// The base URL hosts download from (a transfer definition's Path=), such as
+    /// https://example.com/images/. http and https only.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+
+    /// A directory holding SHA256SUMS, SHA256SUMS.gpg and the images.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// The armored OpenPGP public key that signs the manifest (gpg --export --armor KEYID).
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+
+    /// A binary OpenPGP keyring, as hosts keep in /etc/systemd/import-pubring.gpg
+    /// (gpg --export KEYID > keyring.gpg). A GnuPG keybox (pubring.kbx) is not one.
+    #[arg(long, value_name = "FILE")]
+    keyring: Option<PathBuf>,
+
+    /// The file names a host downloads, as its transfer definition's MatchPattern=: @v
+    /// stands for the version.
+    #[arg(long, value_name = "PATTERN", default_value = DEFAULT_MATCH_PATTERN)]
+    match_pattern: MatchPattern,
+
+    /// Check the image of this version (the file the match pattern names for it) instead
+    /// of the newest.
+    #[arg(long, value_name = "VERSION", conflicts_with = "all")]
+    version: Option<Version>,
+
+    /// Check every listed file (the default with --dir).
+    #[arg(long)]
+    all: bool,
+
+    /// Check only the manifest's signature and format, not the files it lists.
+    #[arg(long, conflicts_with_all = ["version", "all"])]
+    manifest_only: bool,
+
+    /// Print one JSON document instead of lines, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Everything `verify` found, as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// The directory or base URL read.
+    source: String,
+    match_pattern: String,
+    /// The fingerprint of the key that signed SHA256SUMS, when the signature is good.
+    signed_by: Option<String>,
+    /// The versions SHA256SUMS lists, oldest first.
+    versions: Vec<String>,
+    /// The newest listed file the match pattern picks: what a host installs.
+    host_would_install: Option<Candidate>,
+    checks: Vec<Check>,
+    /// Whether every check passed.
+    ok: bool,
+    /// What failed, when something did.
+    error: Option<String>,
+}
+
+pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let keys = match (&args.public_key, &args.keyring) {
+        (Some(path), _) => Keyring::from(
+            PublicKey::from_file(path)
+                .with_context(|| format!("loading the public key {}", path.display()))?,
+        ),
+        (None, Some(path)) => Keyring::from_file(path)
+            .with_context(|| format!("loading the keyring {}", path.display()))?,
+        (None, None) => unreachable!("clap requires one of the key options"),
+    };
+    let (source, described) = match (&args.url, &args.dir) {
+        (Some(url), _) => (Source::Url(Box::new(http::BaseUrl::new(url)?)), url.clone()),
+        (None, Some(dir)) => (Source::Dir(dir.clone()), dir.display().to_string()),
+        (None, None) => unreachable!("clap requires one of the source options"),
+    };
+    let selection = match (&args.version, args.all, &source) {
+        (Some(version), _, _) => Selection::Version(version.clone()),
+        (None, true, _) | (None, false, Source::Dir(_)) => Selection::All,
+        (None, false, Source::Url(_)) => Selection::Newest,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut report = Report {
+        source: described,
+        match_pattern: args.match_pattern.to_string(),
+        signed_by: None,
+        versions: Vec::new(),
+        host_would_install: None,
+        checks: Vec::new(),
+        ok: false,
+        error: None,
+    };
+    let checks = Checks {
+        source: &source,
+        keys: &keys,
+        pattern: &args.match_pattern,
+        selection: &selection,
+        manifest_only: args.manifest_only,
+    };
+    runtime.block_on(checks.run(&mut report));
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|check| !check.ok)
+        .map(|check| format!("{}: {}", check.file, check.detail))
+        .collect();
+    if report.error.is_none() && !failed.is_empty() {
+        report.error = Some(format!(
+            "{} of {} checks failed: {}",
+            failed.len(),
+            report.checks.len(),
+            failed.join("; ")
+        ));
+    }
+    report.ok = report.error.is_none();
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("writing the report as JSON")?
+        );
+    } else {
+        print_lines(&report);
+    }
+    match report.error {
+        Some(error) => Err(anyhow::anyhow!(error)),
+        None => Ok(()),
+    }
+}
+
+/// What to check, and where to read it.
+struct Checks<'a> {
+    source: &'a Source,
+    keys: &'a Keyring,
+    pattern: &'a MatchPattern,
+    selection: &'a Selection,
+    manifest_only: bool,
+}
+
+impl Checks<'_> {
+    async fn run(&self, report: &mut Report) {
+        let manifest = match self.manifest(report).await {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                let kind = match error {
+                    VerifyError::BadManifest(_) => CheckKind::ManifestFormat,
+                    _ => CheckKind::ManifestSignature,
+                };
+                let file = match kind {
+                    CheckKind::ManifestFormat => MANIFEST_FILE,
+                    _ => MANIFEST_SIGNATURE_FILE,
+                };
+                report
+                    .checks
+                    .push(Check::failed(file, kind, error.to_string()));
+                report.error = Some(error.to_string());
+                return;
+            }
+        };
+        report.host_would_install = host_would_install(&manifest, self.pattern);
+        if self.manifest_only {
+            return;
+        }
+        let entries = match select(&manifest, self.pattern, self.selection) {
+            Ok(entries) => entries,
+            Err(error) => {
+                report.error = Some(error.to_string());
+                return;
+            }
+        };
+        for entry in entries {
+            report.checks.extend(self.image(entry).await);
+        }
+    }
+
+    /// Reads and checks the manifest and its signature; records the passed checks.
+    async fn manifest(&self, report: &mut Report) -> Result<Manifest, VerifyError> {
+        let manifest = self.required(MANIFEST_FILE).await?;
+        let signature = self.required(MANIFEST_SIGNATURE_FILE).await?;
+        let verified = check_manifest(&manifest, &signature, self.keys)?;
+        report.signed_by = Some(verified.signed_by.clone());
+        report.versions = listed_versions(&verified.manifest);
+        report.checks.push(Check::passed(
+            MANIFEST_SIGNATURE_FILE,
+            CheckKind::ManifestSignature,
+            format!(
+                "good signature by {} on {MANIFEST_FILE}",
+                verified.signed_by
+            ),
+        ));
+        report.checks.push(Check::passed(
+            MANIFEST_FILE,
+            CheckKind::ManifestFormat,
+            format!(
+                "{} entries, versions: {}",
+                verified.manifest.entries().len(),
+                report.versions.join(", ")
+            ),
+        ));
+        Ok(verified.manifest)
+    }
+
+    async fn required(&self, file: &str) -> Result<Vec<u8>, VerifyError> {
+        self.source
+            .small(file)
+            .await
+            .map_err(|error| VerifyError::Missing {
+                path: self.source.describe(file),
+                reason: error.reason().to_owned(),
+            })
+    }
+
+    /// The checks of one listed image (its name checked by the manifest's parser: a bare
+    /// file name, so it stays under the base URL or directory).
+    async fn image(&self, entry: &manifest::ManifestEntry) -> Vec<Check> {
+        let mut digest = ImageDigest::default();
+        if let Err(error) = self.source.stream(&entry.file, &mut digest).await {
+            let detail = match error {
+                ReadError::Missing(reason) => format!("is missing: {reason}"),
+                ReadError::Failed(reason) => format!("cannot be read: {reason}"),
+            };
+            return vec![Check::failed(&entry.file, CheckKind::Sha256, detail)];
+        }
+        let sha256_file = self.companion(&format!("{}.sha256", entry.file)).await;
+        let signature = self.companion(&format!("{}.asc", entry.file)).await;
+        check_image(entry, digest, &sha256_file, &signature, self.keys)
+    }
+
+    async fn companion(&self, file: &str) -> Companion {
+        match self.source.small(file).await {
+            Ok(bytes) => Companion::Found(bytes),
+            Err(ReadError::Missing(reason)) => Companion::Missing(reason),
+            Err(ReadError::Failed(reason)) => Companion::Unreadable(reason),
+        }
+    }
+}
+
+/// The versions listed, oldest first, without repeats (a file name without a version is
+/// shown whole).
+fn listed_versions(manifest: &Manifest) -> Vec<String> {
+    let mut versions: Vec<String> = Vec::new();
+    for entry in manifest.entries() {
+        let shown = match ImageFileName::parse(&entry.file) {
+            Some(parsed) => parsed.version.to_string(),
+            None => entry.file.clone(),
+        };
+        if !versions.contains(&shown) {
+            versions.push(shown);
+        }
+    }
+    versions
+}
+
+fn print_lines(report: &Report) {
+    println!("source: {}", report.source);
+    match &report.host_would_install {
+        Some(candidate) => println!(
+            "a host with MatchPattern={} installs {} (version {})",
+            report.match_pattern, candidate.file, candidate.version
+        ),
+        None if report.signed_by.is_some() => println!(
+            "a host with MatchPattern={} installs nothing: no listed file matches",
+            report.match_pattern
+        ),
+        None => {}
+    }
+    for check in &report.checks {
+        let result = if check.ok { "ok" } else { "FAILED" };
+        println!("{result:<7} {}: {}", check.file, check.detail);
+    }
+}
