@@ -333,10 +333,13 @@ fn storage_table(storage: &Storage, public_base_url: &PublicBaseUrl) -> Table {
     }
     entries.push((
         "public_base_url",
-        commented(
-            public_base_url.base().unwrap_or(""),
-            "where hosts download the published files",
-        ),
+        match public_base_url.base() {
+            Some(base) => commented(base, "where hosts download the published files"),
+            None => commented(
+                "",
+                "none: hosts reach the images once PUBLIC_URL (or publish.base_url) is set",
+            ),
+        },
     ));
     entries.push((
         "public_base_url_from",
