@@ -611,9 +611,9 @@ repo = "noahwhite/alloy-sysext-build"
 branch = "main"
 
 [publish]
-# base_url = "https://images.example.com/"  # where hosts download from; left out:
-#   with R2, https://ghost-sysext-images.separationofconcerns.dev/; with the local
-#   directory, PUBLIC_URL + /images/
+# base_url = "https://images.example.com/"  # where hosts download from; left out: with R2,
+#   https://ghost-sysext-images.separationofconcerns.dev/; with the local directory,
+#   PUBLIC_URL + /images/ (and without PUBLIC_URL, no public address)
 replace_signatures_by = []    # keys whose SHA256SUMS.gpg may be replaced (a key change)
 
 [schedule]
