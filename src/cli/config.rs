@@ -4,6 +4,7 @@ use alloy_sysext_automation::server::app_credentials_file::{self, AppSource, Res
 use alloy_sysext_automation::server::config::{LogFormat, ServerConfig, StatusAccess};
 use alloy_sysext_automation::server::signing_key::{GENERATED_KEY_FILE, GENERATED_PUBLIC_KEY_FILE};
 use alloy_sysext_automation::settings::Settings;
+use alloy_sysext_automation::settings::public_base_url::PublicBaseUrl;
 use alloy_sysext_automation::signing::key_source::{KeySource, KeySourceError};
 use alloy_sysext_automation::storage::Storage;
 use clap::Args;
@@ -19,7 +20,9 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 /// PRIVATE_KEY_PATH holds a usable key; else the App made at /setup and kept in DATA_DIR),
 /// how many webhook secrets are set and TRUSTED_PROXY_HEADER, the storage (R2_BUCKET, R2_ENDPOINT, S3_REGION and
 /// S3_FORCE_PATH_STYLE, or the local directory; R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY
-/// only as "set"), where the signing key comes from (GPG_PRIVATE_KEY, SIGNING_KEY_PATH or
+/// only as "set"), the public base URL hosts download from and where it comes from
+/// (publish.base_url; else PUBLIC_URL + /images/ for the local directory, the production
+/// bucket's domain for R2, or none), where the signing key comes from (GPG_PRIVATE_KEY, SIGNING_KEY_PATH or
 /// the key generated in DATA_DIR, with its fingerprint, never the key), and the settings
 /// from CONFIG_FILE or the built-in defaults. Secrets are shown as "set" or "not set",
 /// never their values. Nothing is created or changed.
@@ -35,12 +38,21 @@ pub fn run(_args: ConfigArgs) -> anyhow::Result<()> {
     let config = ServerConfig::from_env(lookup)?;
     let storage = Storage::from_env(lookup, &config.data_dir)?;
     let settings = Settings::load(config.config_file.as_deref())?;
+    let public_base_url =
+        PublicBaseUrl::resolve(&settings.publish, &storage, config.public_url.as_deref());
     // The App and the webhook secrets exactly as `serve` resolves them; no key is shown.
     let credentials = app_credentials_file::resolve(&config)?;
     let signing = signing_table(&config)?;
     print!(
         "{}",
-        document(&config, &credentials, &storage, signing, &settings)?
+        document(
+            &config,
+            &credentials,
+            &storage,
+            &public_base_url,
+            signing,
+            &settings
+        )?
     );
     Ok(())
 }
@@ -50,6 +62,7 @@ fn document(
     config: &ServerConfig,
     credentials: &ResolvedCredentials,
     storage: &Storage,
+    public_base_url: &PublicBaseUrl,
     signing: Table,
     settings: &Settings,
 ) -> Result<DocumentMut, toml_edit::ser::Error> {
@@ -65,7 +78,10 @@ fn document(
         "webhook",
         Item::Table(webhook_table(config, credentials.webhook_secrets.len())),
     );
-    doc.insert("storage", Item::Table(storage_table(storage)));
+    doc.insert(
+        "storage",
+        Item::Table(storage_table(storage, public_base_url)),
+    );
     doc.insert("signing", Item::Table(signing));
     insert_settings(&mut doc, settings, config.config_file.is_some())?;
     Ok(doc)
@@ -299,7 +315,7 @@ fn webhook_table(config: &ServerConfig, secrets: usize) -> Table {
     ])
 }
 
-fn storage_table(storage: &Storage) -> Table {
+fn storage_table(storage: &Storage, public_base_url: &PublicBaseUrl) -> Table {
     let mut entries = vec![("storage", toml_edit::value(storage.describe()))];
     match storage {
         Storage::S3(s3) => {
@@ -315,6 +331,20 @@ fn storage_table(storage: &Storage) -> Table {
             ),
         )),
     }
+    entries.push((
+        "public_base_url",
+        match public_base_url.base() {
+            Some(base) => commented(base, "where hosts download the published files"),
+            None => commented(
+                "",
+                "none: hosts reach the images once PUBLIC_URL (or publish.base_url) is set",
+            ),
+        },
+    ));
+    entries.push((
+        "public_base_url_from",
+        toml_edit::value(public_base_url.source()),
+    ));
     table(entries)
 }
 
@@ -429,15 +459,29 @@ mod tests {
             webhook_secrets: Vec::new(),
         };
         let storage = Storage::from_env(|_| None, &config.data_dir).unwrap();
-        let output = document(&config, &credentials, &storage, Table::new(), &settings)
-            .unwrap()
-            .to_string();
+        let output = document(
+            &config,
+            &credentials,
+            &storage,
+            &PublicBaseUrl::None,
+            Table::new(),
+            &settings,
+        )
+        .unwrap()
+        .to_string();
         assert_eq!(settings_of(&output), settings, "{output}");
 
         settings.consumers.clear();
-        let output = document(&config, &credentials, &storage, Table::new(), &settings)
-            .unwrap()
-            .to_string();
+        let output = document(
+            &config,
+            &credentials,
+            &storage,
+            &PublicBaseUrl::None,
+            Table::new(),
+            &settings,
+        )
+        .unwrap()
+        .to_string();
         assert_eq!(settings_of(&output), settings, "{output}");
     }
 }

@@ -138,8 +138,9 @@ pub struct BuiltImage {
     pub sha256: String,
     /// The hash of the Alloy binary inside it.
     pub binary_sha256: String,
-    /// Where hosts download it; empty for an image built by an early version, which did not
-    /// record it (the readers then show the file name alone).
+    /// Where hosts download it; empty when the server had no public address for its images
+    /// (local storage without `PUBLIC_URL` or `publish.base_url`), or for an image built by
+    /// an early version, which did not record it. The readers then show the file name alone.
     #[serde(default)]
     pub url: String,
 }

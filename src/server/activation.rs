@@ -14,6 +14,7 @@ use crate::github::app_jwt::AppKey;
 use crate::github::rate_limit::RetryPolicy;
 use crate::secret::Secret;
 use crate::settings::Settings;
+use crate::settings::public_base_url::PublicBaseUrl;
 use crate::storage::Storage;
 use crate::worker::{Services, Worker};
 
@@ -31,6 +32,8 @@ pub struct Activation {
     pub database: Database,
     pub settings: Arc<Settings>,
     pub storage: Storage,
+    /// Where the published files are downloaded from, decided at start.
+    pub public_base_url: PublicBaseUrl,
     pub data_dir: PathBuf,
     pub github_api_url: String,
     pub deliveries_stored: Arc<Notify>,
@@ -47,6 +50,7 @@ impl Activation {
         database: Database,
         settings: Arc<Settings>,
         storage: Storage,
+        public_base_url: PublicBaseUrl,
         data_dir: PathBuf,
         github_api_url: String,
         deliveries_stored: Arc<Notify>,
@@ -58,6 +62,7 @@ impl Activation {
             database,
             settings,
             storage,
+            public_base_url,
             data_dir,
             github_api_url,
             deliveries_stored,
@@ -103,6 +108,7 @@ impl Activation {
             settings: self.settings.clone(),
             signing_key: Arc::new(signing),
             storage: self.storage.clone(),
+            public_base_url: self.public_base_url.clone(),
         };
         let worker = Arc::new(Worker::new(
             services,

@@ -42,6 +42,7 @@ use crate::database::deliveries::{NewDelivery, Stored};
 use crate::secret::Secret;
 use crate::server::config::ServerConfig;
 use crate::settings::Settings;
+use crate::settings::public_base_url::{NO_PUBLIC_BASE_URL, PublicBaseUrl};
 use crate::storage::Storage;
 use webhook::{MAX_BODY_BYTES, VerifiedDelivery};
 
@@ -126,7 +127,12 @@ pub async fn serve(
     }));
     let settings = Arc::new(Settings::load(config.config_file.as_deref())?);
     let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
-    tracing::info!(storage = %storage.describe(), build_repo = %settings.build_repo.repo, "publishing");
+    let public_base_url =
+        PublicBaseUrl::resolve(&settings.publish, &storage, config.public_url.as_deref());
+    tracing::info!(storage = %storage.describe(), public_base_url = %public_base_url, from = public_base_url.source(), build_repo = %settings.build_repo.repo, "publishing");
+    if public_base_url == PublicBaseUrl::None {
+        tracing::warn!("{NO_PUBLIC_BASE_URL}");
+    }
     let images_dir = match &storage {
         Storage::Local(local) => {
             match local.remove_leftovers() {
@@ -148,6 +154,7 @@ pub async fn serve(
         database.clone(),
         settings,
         storage,
+        public_base_url,
         config.data_dir.clone(),
         config.github_api_url.clone(),
         deliveries_stored.clone(),

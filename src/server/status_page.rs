@@ -23,6 +23,7 @@ use crate::database::job_steps::StepRun;
 use crate::database::jobs::{Job, JobState};
 use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
+use crate::settings::public_base_url::{IMAGES_ROUTE, NO_PUBLIC_BASE_URL, PublicBaseUrl};
 use crate::worker::upstream::schedule::LastUpstreamCheck;
 
 const CSS: &str = r#"
@@ -83,6 +84,8 @@ pub enum PublishedState {
 pub struct PageData {
     pub config: ConfigView,
     pub settings: std::sync::Arc<Settings>,
+    /// Where hosts download the published files from.
+    pub public_base_url: PublicBaseUrl,
     pub published: PublishedState,
     pub jobs: Vec<Job>,
     /// The step runs of those jobs: (job id, run), oldest first.
@@ -152,6 +155,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
     let page = render(&PageData {
         config,
         settings,
+        public_base_url: activation.public_base_url.clone(),
         published,
         jobs,
         step_runs,
@@ -198,8 +202,18 @@ pub fn render(data: &PageData) -> Markup {
     }
 }
 
+impl PageData {
+    /// Where the page links the published `file`: its public address, or, when there is
+    /// none, the server's own route, relative to this page's host (storage is then local).
+    fn published_file_link(&self, file: &str) -> String {
+        self.public_base_url
+            .url(file)
+            .unwrap_or_else(|| format!("{IMAGES_ROUTE}{file}"))
+    }
+}
+
 fn published_section(data: &PageData) -> Markup {
-    let publish = &data.settings.publish;
+    let link = |file: &str| data.published_file_link(file);
     html! {
         section #published {
             h2 { "Published" }
@@ -212,15 +226,15 @@ fn published_section(data: &PageData) -> Markup {
                                 td { (image.arch) }
                                 td { strong { (image.version) } }
                                 td {
-                                    a href=(publish.url(&image.file)) { (image.file) }
-                                    " · " a href=(publish.url(&format!("{}.sha256", image.file))) { ".sha256" }
-                                    " · " a href=(publish.url(&format!("{}.asc", image.file))) { ".asc" }
+                                    a href=(link(&image.file)) { (image.file) }
+                                    " · " a href=(link(&format!("{}.sha256", image.file))) { ".sha256" }
+                                    " · " a href=(link(&format!("{}.asc", image.file))) { ".asc" }
                                 }
                                 td.mono { (image.sha256) }
                             }
                         }
                     }
-                    p.muted { "From the published " a href=(publish.url(MANIFEST_FILE)) { (MANIFEST_FILE) } " (" a href=(publish.url("SHA256SUMS.gpg")) { "signature" } ")." }
+                    p.muted { "From the published " a href=(link(MANIFEST_FILE)) { (MANIFEST_FILE) } " (" a href=(link("SHA256SUMS.gpg")) { "signature" } ")." }
                 }
                 PublishedState::Read(_) | PublishedState::NoManifest => {
                     p.muted { "Nothing is published yet: storage has no " code { (MANIFEST_FILE) } "." }
@@ -258,7 +272,7 @@ fn jobs_section(data: &PageData) -> Markup {
                                         (error)
                                     }
                                 }
-                                (job_images(job))
+                                (job_images(data, job))
                             }
                             td { (trigger(job)) }
                             td.mono.nowrap { (job.started_at.as_deref().map(short_time).unwrap_or_default()) }
@@ -304,8 +318,10 @@ fn steps(job: &Job, runs: &[(i64, StepRun)]) -> Markup {
     }
 }
 
-/// The images a job built, from its result.
-fn job_images(job: &Job) -> Markup {
+/// The images a job built, from its result. An image recorded without an address is
+/// linked at this server's own route when the server has no public address for its files
+/// (storage is then the local directory it serves).
+fn job_images(data: &PageData, job: &Job) -> Markup {
     let images = job
         .result
         .as_ref()
@@ -314,7 +330,9 @@ fn job_images(job: &Job) -> Markup {
     html! {
         @for image in images {
             div.muted {
-                @if image.url.is_empty() { (image.file) } @else { a href=(image.url) { (image.file) } }
+                @if !image.url.is_empty() { a href=(image.url) { (image.file) } }
+                @else if data.public_base_url == PublicBaseUrl::None { a href=(data.published_file_link(&image.file)) { (image.file) } }
+                @else { (image.file) }
                 " · " (human_bytes(image.size))
                 " · sha256 " span.mono { (image.sha256) }
             }
@@ -437,7 +455,15 @@ fn config_section(data: &PageData) -> Markup {
                     @if s.image.compat_name { ", with the compatibility name" }
                 } }
                 tr { th { "build repository" } td { code { (s.build_repo.repo) } " branch " code { (s.build_repo.branch) } } }
-                tr { th { "published at" } td { a href=(s.publish.base_url) { (s.publish.base_url) } } }
+                tr { th { "published at" } td {
+                    @match data.public_base_url.base() {
+                        Some(base) => { a href=(base) { (base) } " " span.muted { "(" (data.public_base_url.source()) ")" } }
+                        None => {
+                            code { (IMAGES_ROUTE) } " on this server " span.badge.warn { "not public" }
+                            div.reason { (NO_PUBLIC_BASE_URL) }
+                        }
+                    }
+                } }
                 tr { th { "tracking label" } td { code { (s.schedule.tracking_label) } } }
                 tr { th { "consumers" } td {
                     @if s.consumers.is_empty() { span.muted { "none configured" } }
@@ -588,6 +614,7 @@ mod tests {
                 last_upstream_check: None,
             },
             settings: std::sync::Arc::new(Settings::default()),
+            public_base_url: PublicBaseUrl::BucketDefault,
             published: PublishedState::NoManifest,
             jobs,
             step_runs: vec![(

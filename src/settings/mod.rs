@@ -9,6 +9,7 @@
 //! from: this file or a repository's own enrollment file.
 
 pub mod consumer_check;
+pub mod public_base_url;
 
 use std::path::Path;
 
@@ -175,31 +176,17 @@ impl Default for BuildRepoSettings {
 }
 
 /// Where published images are read from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PublishSettings {
-    /// Ends with `/`.
-    pub base_url: String,
+    /// The address hosts download the published files from, ending with `/`. Left out, the
+    /// server decides it from where the files are stored ([`public_base_url`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
     /// Keys (fingerprints or key IDs) whose signature on the published `SHA256SUMS` this
     /// server may replace with its own: a deliberate change of key, once hosts trust the new
     /// one. A signature by any other key that is not the server's stops the job.
     pub replace_signatures_by: Vec<String>,
-}
-
-impl Default for PublishSettings {
-    fn default() -> Self {
-        PublishSettings {
-            base_url: "https://ghost-sysext-images.separationofconcerns.dev/".into(),
-            replace_signatures_by: Vec::new(),
-        }
-    }
-}
-
-impl PublishSettings {
-    /// The public URL of `file`.
-    pub fn url(&self, file: &str) -> String {
-        format!("{}{file}", self.base_url)
-    }
 }
 
 /// When upstream is checked.
@@ -481,12 +468,13 @@ impl Settings {
             ));
         }
 
-        if !(publish.base_url.starts_with("https://") || publish.base_url.starts_with("http://"))
-            || publish.base_url.contains(char::is_whitespace)
+        if let Some(base_url) = &publish.base_url
+            && (!(base_url.starts_with("https://") || base_url.starts_with("http://"))
+                || base_url.contains(char::is_whitespace))
         {
             return Err(invalid(
                 "publish.base_url",
-                &publish.base_url,
+                base_url,
                 "an http:// or https:// URL",
             ));
         }
@@ -529,8 +517,7 @@ impl Settings {
     }
 
     /// Each architecture once, in the order given; the cron expression without spaces
-    /// around it; the base URL ending with `/`, as `PublishSettings::url` appends file
-    /// names to it.
+    /// around it; the base URL ending with `/`, as file names are appended to it.
     fn normalize(&mut self) {
         let mut arches = Vec::new();
         for arch in &self.image.arches {
@@ -542,8 +529,10 @@ impl Settings {
         if let Some(cron) = &mut self.schedule.check_upstream {
             *cron = cron.trim().to_owned();
         }
-        if !self.publish.base_url.ends_with('/') {
-            self.publish.base_url.push('/');
+        if let Some(base_url) = &mut self.publish.base_url
+            && !base_url.ends_with('/')
+        {
+            base_url.push('/');
         }
     }
 }
@@ -622,7 +611,9 @@ repo = "noahwhite/alloy-sysext-build"
 branch = "main"
 
 [publish]
-base_url = "https://ghost-sysext-images.separationofconcerns.dev/"
+# base_url = "https://images.example.com/"  # where hosts download from; left out: with R2,
+#   https://ghost-sysext-images.separationofconcerns.dev/; with the local directory,
+#   PUBLIC_URL + /images/ (and without PUBLIC_URL, no public address)
 replace_signatures_by = []    # keys whose SHA256SUMS.gpg may be replaced (a key change)
 
 [schedule]
@@ -665,8 +656,8 @@ assignees = ["noahwhite"]
         assert_eq!(settings.image.compression, Compression::Zstd { level: 9 });
         assert_eq!(settings.schedule.check_upstream, None);
         assert_eq!(
-            settings.publish.url("a.raw"),
-            "http://127.0.0.1:3000/images/a.raw"
+            settings.publish.base_url.as_deref(),
+            Some("http://127.0.0.1:3000/images/")
         );
         assert!(settings.consumers.is_empty());
         assert_eq!(settings.build_repo, Settings::default().build_repo);
@@ -733,8 +724,12 @@ assignees = ["noahwhite"]
     fn validate_checks_settings_made_in_code_too() {
         assert_eq!(Settings::default().validate(), Ok(()));
         type Spoil = fn(&mut Settings);
-        let cases: [(Spoil, &str); 5] = [
+        let cases: [(Spoil, &str); 6] = [
             (|s| s.image.arches.clear(), "image.arches"),
+            (
+                |s| s.publish.base_url = Some("images.example.test/".into()),
+                "publish.base_url",
+            ),
             (
                 |s| s.upstream.binary = "bin/{arch}".into(),
                 "upstream.binary",
@@ -790,7 +785,7 @@ assignees = ["noahwhite"]
         let mut settings = Settings::default();
         settings.image.arches = vec![Arch::Arm64, Arch::Amd64, Arch::Arm64];
         settings.schedule.check_upstream = Some(" 5 4 * * * ".into());
-        settings.publish.base_url = "http://127.0.0.1:3000/images".into();
+        settings.publish.base_url = Some("http://127.0.0.1:3000/images".into());
         settings.validate().unwrap();
         assert_eq!(settings.image.arches, [Arch::Arm64, Arch::Amd64]);
         assert_eq!(
@@ -798,8 +793,8 @@ assignees = ["noahwhite"]
             Some("5 4 * * *")
         );
         assert_eq!(
-            settings.publish.url("a.raw"),
-            "http://127.0.0.1:3000/images/a.raw"
+            settings.publish.base_url.as_deref(),
+            Some("http://127.0.0.1:3000/images/")
         );
     }
 

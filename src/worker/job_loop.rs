@@ -57,6 +57,7 @@ impl Worker {
             github: &self.services.github,
             storage: &self.services.storage,
             settings: &self.services.settings,
+            public_base_url: &self.services.public_base_url,
             signing_key: &self.services.signing_key,
             database: &self.services.database,
             access: self,

@@ -31,6 +31,7 @@ use tokio::sync::{Notify, OnceCell, watch};
 use crate::database::Database;
 use crate::github::api::{Auth, GitHubApi};
 use crate::settings::Settings;
+use crate::settings::public_base_url::PublicBaseUrl;
 use crate::signing::SigningKey;
 use crate::storage::Storage;
 
@@ -42,6 +43,8 @@ pub struct Services {
     pub settings: Arc<Settings>,
     pub signing_key: Arc<SigningKey>,
     pub storage: Storage,
+    /// Where hosts download the published files from.
+    pub public_base_url: PublicBaseUrl,
 }
 
 /// Everything the worker's loops share.

@@ -108,6 +108,8 @@ assignees = ["octocat"]
         "sysext-images-bucket",
         "https://account123.r2.cloudflarestorage.com",
         "R2_SECRET_ACCESS_KEY = \"set\"",
+        // A bucket without publish.base_url: the production bucket's domain.
+        "public_base_url = \"https://ghost-sysext-images.separationofconcerns.dev/\"  # where hosts download the published files\npublic_base_url_from = \"the built-in address of the production bucket: storage is a bucket and publish.base_url is not set\"\n",
         "source = \"GPG_PRIVATE_KEY\"",
         &format!("fingerprint = \"{}\"", gpg_fingerprint(&gpg_armored)),
         "repo = \"example-org/sysext-build\"",
@@ -151,6 +153,8 @@ fn config_with_nothing_set_shows_the_defaults() {
         "access = \"open\"",
         "TRUSTED_PROXY_HEADER = \"\"",
         "RETENTION_DAYS = 30",
+        // Local storage without PUBLIC_URL: no public address for the images.
+        "public_base_url = \"\"  # none: hosts reach the images once PUBLIC_URL (or publish.base_url) is set\npublic_base_url_from = \"none: storage is the local directory and neither PUBLIC_URL nor publish.base_url is set\"\n",
     ] {
         assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
     }
@@ -160,6 +164,13 @@ fn config_with_nothing_set_shows_the_defaults() {
     );
     let stdout = String::from_utf8(public.stdout).unwrap();
     assert!(stdout.contains("access = \"closed\""), "{stdout}");
+    // With PUBLIC_URL, the local directory is published at the server's own /images/.
+    assert!(
+        stdout.contains(
+            "public_base_url = \"https://alloy.example.test/images/\"  # where hosts download the published files\npublic_base_url_from = \"PUBLIC_URL + /images/: storage is the local directory this server serves\"\n"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -431,6 +442,15 @@ assignees = ["octocat", "hubot"]
         if text.starts_with("consumers = []") {
             assert!(
                 stdout.contains("consumers = []  # none configured"),
+                "{stdout}"
+            );
+        }
+        if text.contains("base_url") {
+            // Set in the file, it is the address, whatever the storage.
+            assert!(
+                stdout.contains(
+                    "public_base_url = \"http://127.0.0.1:3000/images/\"  # where hosts download the published files\npublic_base_url_from = \"publish.base_url in CONFIG_FILE\"\n"
+                ),
                 "{stdout}"
             );
         }

@@ -67,7 +67,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         crate::metrics::global().built_bytes.inc_by(size);
         images.push(BuiltImage {
             arch,
-            url: settings.publish.url(&image_file),
+            url: context.public_base_url.url(&image_file).unwrap_or_default(),
             file: image_file,
             size,
             sha256: output.image_sha256,

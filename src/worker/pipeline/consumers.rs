@@ -245,16 +245,30 @@ fn pull_body(
          - [ ] A host provisioned from this config starts `alloy.service` on {to}\n\
          - [ ] `systemd-sysext status` lists the alloy extension\n\n\
          ## Links\n\n\
-         - Image: {url}\n\
-         - Checksum: {checksum}\n\
+         {downloads}\
          {upstream}{release}",
         path = code_span(&consumer.path),
         from = edit.previous.version,
         from_hash = table_code_span(&edit.previous.sha256),
         to = context.job.version,
         to_hash = table_code_span(&image.sha256),
-        url = link_or_code(&image.url),
-        checksum = link_or_code(&format!("{}.sha256", image.url)),
+        downloads = download_links(image),
+    )
+}
+
+/// The lines that link the image and its checksum; without a public address, a line that
+/// names the image and says why it has no link.
+fn download_links(image: &BuiltImage) -> String {
+    if image.url.is_empty() {
+        return format!(
+            "- Image: {} (no link: the server that built it has no public URL for its images; set `PUBLIC_URL` or `publish.base_url` on it)\n",
+            code_span(&image.file)
+        );
+    }
+    format!(
+        "- Image: {}\n- Checksum: {}\n",
+        link_or_code(&image.url),
+        link_or_code(&format!("{}.sha256", image.url)),
     )
 }
 
@@ -435,4 +449,40 @@ async fn update_consumer(
     };
     tracing::info!(job = context.job.id, %repo, pull = ?outcome.pull_request(), outcome = outcome.name(), "consumer updated");
     Ok(report(outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Arch;
+
+    fn image(url: &str) -> BuiltImage {
+        BuiltImage {
+            arch: Arch::Amd64,
+            file: "alloy-1.2.3-amd64.raw".into(),
+            size: 4096,
+            sha256: "b".repeat(64),
+            binary_sha256: "c".repeat(64),
+            url: url.into(),
+        }
+    }
+
+    #[test]
+    fn an_image_with_an_address_is_linked_with_its_checksum() {
+        assert_eq!(
+            download_links(&image(
+                "https://alloy.example.test/images/alloy-1.2.3-amd64.raw"
+            )),
+            "- Image: https://alloy.example.test/images/alloy-1.2.3-amd64.raw\n\
+             - Checksum: https://alloy.example.test/images/alloy-1.2.3-amd64.raw.sha256\n"
+        );
+    }
+
+    #[test]
+    fn an_image_without_an_address_is_named_with_the_settings_that_give_one() {
+        assert_eq!(
+            download_links(&image("")),
+            "- Image: `alloy-1.2.3-amd64.raw` (no link: the server that built it has no public URL for its images; set `PUBLIC_URL` or `publish.base_url` on it)\n"
+        );
+    }
 }

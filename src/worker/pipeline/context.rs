@@ -1,5 +1,6 @@
 //! What a step works with: the job, its work directory, and the few services a step needs
-//! (GitHub, storage, the settings, the signing key, the database to record the result in).
+//! (GitHub, storage, the settings and the images' public address, the signing key, the
+//! database to record the result in).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use crate::database::jobs::Job;
 use crate::database::{Database, DatabaseError};
 use crate::github::api::{Auth, GitHubApi};
 use crate::settings::Settings;
+use crate::settings::public_base_url::PublicBaseUrl;
 use crate::signing::SigningKey;
 use crate::storage::Storage;
 
@@ -28,6 +30,8 @@ pub struct StepContext<'a> {
     pub github: &'a GitHubApi,
     pub storage: &'a Storage,
     pub settings: &'a Settings,
+    /// Where hosts download the published files from.
+    pub public_base_url: &'a PublicBaseUrl,
     pub signing_key: &'a Arc<SigningKey>,
     pub database: &'a Database,
     pub access: &'a dyn RepositoryAccess,
