@@ -61,8 +61,16 @@ pub fn unified_diff(path: &str, before: &str, after: &str) -> String {
             .filter(|l| !matches!(l, Line::Removed(_)))
             .count();
         // An empty side starts at the line before, as `diff -u` numbers it.
-        let old_start = if old_count == 0 { old_start - 1 } else { old_start };
-        let new_start = if new_count == 0 { new_start - 1 } else { new_start };
+        let old_start = if old_count == 0 {
+            old_start - 1
+        } else {
+            old_start
+        };
+        let new_start = if new_count == 0 {
+            new_start - 1
+        } else {
+            new_start
+        };
         out.push_str(&format!(
             "@@ -{old_start},{old_count} +{new_start},{new_count} @@\n"
         ));

@@ -152,7 +152,9 @@ pub enum ConsumerAction {
         from: Version,
         pull_request: String,
     },
-    Skip { reason: SkipReason },
+    Skip {
+        reason: SkipReason,
+    },
 }
 
 /// Why a consumer gets no pull request.
@@ -282,8 +284,7 @@ async fn signer_refusal(
     auth: crate::github::api::Auth,
 ) -> Result<Option<String>, StepError> {
     let build_repo = &services.settings.build_repo;
-    let Some(signature) = read_published_signature(services.github, auth, build_repo).await?
-    else {
+    let Some(signature) = read_published_signature(services.github, auth, build_repo).await? else {
         return Ok(None);
     };
     let allowed = &services.settings.publish.replace_signatures_by;
