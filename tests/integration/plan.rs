@@ -12,11 +12,10 @@ use crate::common::*;
 use crate::pipeline::{
     BUILD_REPO, GHOST, GHOST_PATH, INFISICAL, INFISICAL_PATH, VERSION, World, wait_for_jobs,
 };
-use crate::serve_process::Server;
 use crate::test_app::app_env;
 
 /// `plan` with the environment the server of `world` gets.
-fn plan_command(world: &World, server: &Server, args: &[&str]) -> Command {
+fn plan_command(world: &World, args: &[&str]) -> Command {
     let mut command = cli();
     command.arg("plan").args(args);
     command.env("DATA_DIR", world.data.path());
@@ -26,7 +25,6 @@ fn plan_command(world: &World, server: &Server, args: &[&str]) -> Command {
     {
         command.env(name, value);
     }
-    let _ = server;
     command
 }
 
@@ -133,7 +131,6 @@ fn a_plan_reports_the_whole_job_and_changes_nothing() {
     let out_arg = out.path().display().to_string();
     let output = run_ok(&mut plan_command(
         &world,
-        &server,
         &["--version", VERSION, "--json", "--out", &out_arg],
     ));
     let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -213,7 +210,6 @@ fn a_plan_reports_the_whole_job_and_changes_nothing() {
     // The text report says the same.
     let output = run_ok(&mut plan_command(
         &world,
-        &server,
         &["--version", VERSION, "--out", &out_arg],
     ));
     let text = String::from_utf8(output.stdout).unwrap();
@@ -258,11 +254,7 @@ fn after_the_job_the_plan_finds_everything_done() {
     assert_eq!(jobs[0]["state"], "succeeded", "{jobs:?}");
     let before = everything(&world);
     let seen = world.github.requests().len();
-    let output = run_ok(&mut plan_command(
-        &world,
-        &server,
-        &["--version", VERSION, "--json"],
-    ));
+    let output = run_ok(&mut plan_command(&world, &["--version", VERSION, "--json"]));
     let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(writes_since(&world, seen), Vec::<String>::new());
     let after = everything(&world);
