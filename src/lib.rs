@@ -36,6 +36,7 @@ pub mod settings;
 pub mod signing;
 pub mod storage;
 pub mod sysext;
+pub mod text_diff;
 pub mod upstream;
 pub mod version;
 pub mod worker;

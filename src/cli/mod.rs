@@ -5,6 +5,7 @@ mod build;
 mod check;
 mod config;
 mod keygen;
+mod plan;
 mod progress;
 mod serve;
 mod verify;
@@ -29,6 +30,7 @@ enum Command {
     Check(check::CheckArgs),
     Config(config::ConfigArgs),
     Keygen(keygen::KeygenArgs),
+    Plan(plan::PlanArgs),
     Serve(serve::ServeArgs),
     Verify(verify::VerifyArgs),
 }
@@ -42,6 +44,7 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Config(args) => config::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
     };

@@ -73,6 +73,24 @@ impl LocalStorage {
             .map_err(|e| StorageError::io(format!("storing {key}"), io::Error::other(e)))?
     }
 
+    /// Whether a file with this key and the same content is there already: what
+    /// [`Self::put_file`] would leave alone.
+    pub async fn holds(&self, request: &PutRequest<'_>) -> Result<bool, StorageError> {
+        validate_key(request.key)?;
+        let sha256 = checked_sha256(request)?;
+        let destination = self.root.join(request.key);
+        let source = request.path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let size = fs::metadata(&source)
+                .map_err(|e| StorageError::io(format!("reading {}", source.display()), e))?
+                .len();
+            is_unchanged(&destination, size, &sha256)
+                .map_err(|e| StorageError::io(format!("reading {}", destination.display()), e))
+        })
+        .await
+        .map_err(|e| StorageError::io(format!("reading {}", request.key), io::Error::other(e)))?
+    }
+
     /// The file stored under `key`, or `None` when there is none.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         validate_key(key)?;

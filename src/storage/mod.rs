@@ -213,6 +213,15 @@ impl Storage {
         }
     }
 
+    /// Whether an object with `request.key` and the same content is there already: what
+    /// [`Self::put_file`] would leave alone. Nothing is written.
+    pub async fn holds(&self, request: &PutRequest<'_>) -> Result<bool, StorageError> {
+        match self {
+            Storage::S3(s3) => s3.holds(request).await,
+            Storage::Local(local) => local.holds(request).await,
+        }
+    }
+
     /// The object stored under `key`, or `None` when there is none.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         match self {

@@ -172,6 +172,18 @@ impl S3Storage {
         Ok(PutOutcome::Uploaded)
     }
 
+    /// Whether an object with this key and the same content is there already: what
+    /// [`Self::put_file`] would leave alone.
+    pub async fn holds(&self, request: &PutRequest<'_>) -> Result<bool, StorageError> {
+        validate_key(request.key)?;
+        let sha256 = checked_sha256(request)?;
+        let size = tokio::fs::metadata(request.path)
+            .await
+            .map_err(|e| StorageError::io(format!("reading {}", request.path.display()), e))?
+            .len();
+        self.is_unchanged(request, &sha256, size).await
+    }
+
     /// The object's content, or `None` when there is no such key.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         validate_key(key)?;

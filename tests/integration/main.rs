@@ -18,6 +18,7 @@ mod image;
 mod manifest_updates;
 mod pipeline;
 mod pipeline_resume;
+mod plan;
 mod public_base_url;
 mod retention;
 mod s3_server;

@@ -19,7 +19,7 @@ use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
 
 pub(crate) const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 pub(crate) const GHOST: &str = "noahwhite/ghost-stack";
-const GHOST_PATH: &str = "opentofu/modules/vultr/instance/userdata/ghost.bu";
+pub(crate) const GHOST_PATH: &str = "opentofu/modules/vultr/instance/userdata/ghost.bu";
 pub(crate) const INFISICAL: &str = "officina-pub/infisical-stack";
 pub(crate) const INFISICAL_PATH: &str = "opentofu/modules/server/userdata/infisical.bu.tftpl";
 pub(crate) const VERSION: &str = "1.18.0";
@@ -115,7 +115,7 @@ impl World {
     }
 
     /// Everything a run can change, to compare runs.
-    fn state(&self) -> Value {
+    pub(crate) fn state(&self) -> Value {
         let pulls = |repo: &str| {
             self.github
                 .pulls(repo)

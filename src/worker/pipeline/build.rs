@@ -1,13 +1,18 @@
 //! Step 2: the images, built and signed into the job's own output directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::download::zip_path;
+use super::download::zip_path_in;
 use super::{StepContext, StepError};
 use crate::artifacts::{BuildProgress, BuildRequest, BuildStep, MANIFEST_FILE, build_into_dir};
 use crate::database::job_result::BuiltImage;
 use crate::manifest::Manifest;
+use crate::settings::Settings;
+use crate::settings::public_base_url::PublicBaseUrl;
+use crate::signing::SigningKey;
 use crate::sysext::squashfs::SquashfsOptions;
+use crate::version::Version;
 
 /// Logs the build's steps.
 struct LogProgress(i64);
@@ -25,24 +30,33 @@ pub fn manifest_path(context: &StepContext<'_>) -> PathBuf {
 
 /// The build's manifest, as [`manifest_path`] holds it.
 pub fn local_manifest(context: &StepContext<'_>) -> Result<Manifest, StepError> {
-    let path = manifest_path(context);
-    let text = std::fs::read_to_string(&path).map_err(StepError::work_dir("reading", &path))?;
+    read_local_manifest(&manifest_path(context))
+}
+
+/// The build's manifest at `path`.
+pub fn read_local_manifest(path: &Path) -> Result<Manifest, StepError> {
+    let text = std::fs::read_to_string(path).map_err(StepError::work_dir("reading", path))?;
     Manifest::parse(&text).map_err(|source| StepError::Manifest {
         what: path.display().to_string(),
         source,
     })
 }
 
-pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
-    let settings = context.settings;
-    let out_dir = context.out_dir();
-    // A fresh directory: its SHA256SUMS then lists exactly this build's files.
-    if out_dir.exists() {
-        std::fs::remove_dir_all(&out_dir).map_err(StepError::work_dir("clearing", &out_dir))?;
-    }
+/// Builds every configured architecture's image of `version` from the assets in
+/// `zip_dir` into `out_dir`, signed with `key` (unsigned without one), as `build` does;
+/// each image's URL is under `base_url`.
+pub async fn build_images(
+    settings: &Settings,
+    base_url: &PublicBaseUrl,
+    version: &Version,
+    zip_dir: &Path,
+    out_dir: &Path,
+    key: Option<&Arc<SigningKey>>,
+    progress_of: i64,
+) -> Result<Vec<BuiltImage>, StepError> {
     let mut images = Vec::new();
     for arch in settings.image.arches.clone() {
-        let zip = zip_path(context, arch);
+        let zip = zip_path_in(zip_dir, settings, arch);
         let request = BuildRequest {
             binary_entry: settings.upstream.binary_name(arch),
             image_name: settings.image.name.clone(),
@@ -51,28 +65,48 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
                 ..SquashfsOptions::default()
             },
             compat_name: settings.image.compat_name,
-            ..BuildRequest::new(context.job.version.clone(), arch, zip)
+            ..BuildRequest::new(version.clone(), arch, zip)
         };
-        let key = context.signing_key.clone();
-        let job_id = context.job.id;
-        let dir = out_dir.clone();
+        let key = key.cloned();
+        let dir = out_dir.to_owned();
         let built = tokio::task::spawn_blocking(move || {
-            build_into_dir(&request, &dir, Some(&key), &LogProgress(job_id))
+            build_into_dir(&request, &dir, key.as_deref(), &LogProgress(progress_of))
                 .map(|output| (output, request.image_file_name()))
         })
         .await
         .map_err(StepError::BuildStopped)?;
         let (output, image_file) = built.map_err(|source| StepError::Build { arch, source })?;
         let size = output.file(&image_file).map(|f| f.size).unwrap_or(0);
-        crate::metrics::global().built_bytes.inc_by(size);
         images.push(BuiltImage {
             arch,
-            url: context.public_base_url.url(&image_file).unwrap_or_default(),
+            url: base_url.url(&image_file).unwrap_or_default(),
             file: image_file,
             size,
             sha256: output.image_sha256,
             binary_sha256: output.binary_sha256,
         });
+    }
+    Ok(images)
+}
+
+pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    let out_dir = context.out_dir();
+    // A fresh directory: its SHA256SUMS then lists exactly this build's files.
+    if out_dir.exists() {
+        std::fs::remove_dir_all(&out_dir).map_err(StepError::work_dir("clearing", &out_dir))?;
+    }
+    let images = build_images(
+        context.settings,
+        context.public_base_url,
+        &context.job.version,
+        &context.work_dir,
+        &out_dir,
+        Some(context.signing_key),
+        context.job.id,
+    )
+    .await?;
+    for image in &images {
+        crate::metrics::global().built_bytes.inc_by(image.size);
     }
     context
         .record(|result| result.images = Some(images))

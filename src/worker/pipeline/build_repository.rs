@@ -8,6 +8,7 @@ use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::contents::{RepoFile, read_file};
 use crate::manifest::{Manifest, ManifestError};
 use crate::settings::BuildRepoSettings;
+use crate::signing::SigningKey;
 use crate::signing::detached::SignatureIssuers;
 
 /// Why the published `SHA256SUMS` could not be had.
@@ -71,12 +72,20 @@ pub async fn published_signature(
     context: &StepContext<'_>,
     auth: Auth,
 ) -> Result<Option<RepoFile>, StepError> {
-    let settings = context.settings;
+    read_published_signature(context.github, auth, &context.settings.build_repo).await
+}
+
+/// The `SHA256SUMS.gpg` on the build repository's branch, if there is one.
+pub async fn read_published_signature(
+    github: &GitHubApi,
+    auth: Auth,
+    build_repo: &BuildRepoSettings,
+) -> Result<Option<RepoFile>, StepError> {
     Ok(read_file(
-        context.github,
+        github,
         auth,
-        &settings.build_repo.repo,
-        &settings.build_repo.branch,
+        &build_repo.repo,
+        &build_repo.branch,
         MANIFEST_SIGNATURE_FILE,
     )
     .await?)
@@ -93,8 +102,23 @@ pub fn check_published_signer(
     repo: &str,
     published: &[u8],
 ) -> Result<(), StepError> {
-    let ours = context.signing_key.public_key();
-    let allowed = &context.settings.publish.replace_signatures_by;
+    check_signer(
+        context.signing_key,
+        &context.settings.publish.replace_signatures_by,
+        repo,
+        published,
+    )
+}
+
+/// [`check_published_signer`] for the server's key `key`, which may replace signatures by
+/// the keys in `allowed`.
+pub fn check_signer(
+    key: &SigningKey,
+    allowed: &[String],
+    repo: &str,
+    published: &[u8],
+) -> Result<(), StepError> {
+    let ours = key.public_key();
     let issuers = match ours.issued(published) {
         Ok(true) => return Ok(()),
         Ok(false) => SignatureIssuers::of(published),
@@ -106,16 +130,16 @@ pub fn check_published_signer(
             // Perhaps a format this server cannot read, made by a key hosts trust.
             return Err(StepError::Permanent(format!(
                 "{MANIFEST_SIGNATURE_FILE} in {repo} cannot be read ({error}), so whether hosts trust this server's key ({}) is unknown; nothing was published. If they do, delete {MANIFEST_SIGNATURE_FILE} from {repo} and run the build again.",
-                context.signing_key.signing_fingerprint()
+                key.signing_fingerprint()
             )));
         }
     };
     if allowed.iter().any(|key| issuers.named_by(key)) {
-        tracing::warn!(job = context.job.id, previous = %issuers, ours = %context.signing_key.signing_fingerprint(), "replacing the published {MANIFEST_SIGNATURE_FILE} made by a listed earlier key");
+        tracing::warn!(previous = %issuers, ours = %key.signing_fingerprint(), "replacing the published {MANIFEST_SIGNATURE_FILE} made by a listed earlier key");
         return Ok(());
     }
     Err(StepError::Permanent(format!(
         "{MANIFEST_SIGNATURE_FILE} in {repo} was signed by {issuers}, but this server signs with {}: hosts that trust the earlier key would refuse every update signed with this one, so nothing was published. Give the server the key hosts trust (GPG_PRIVATE_KEY or SIGNING_KEY_PATH); to change keys on purpose, add the new public key to every host's keyring first, then list the earlier key in publish.replace_signatures_by.",
-        context.signing_key.signing_fingerprint()
+        key.signing_fingerprint()
     )))
 }

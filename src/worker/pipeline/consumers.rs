@@ -12,13 +12,14 @@
 
 use super::{StepContext, StepError};
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
+use crate::database::Database;
 use crate::database::installations::InstallationState;
 use crate::database::job_result::{BuiltImage, ConsumerOutcome, ConsumerReport};
 use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::branches::{branch_head, reset_branch};
 use crate::github::collaborators::can_write;
 use crate::github::contents::{
-    FileTarget, FileWrite, read_default_branch_file, read_file, write_file,
+    FileTarget, FileWrite, RepoFile, read_default_branch_file, read_file, write_file,
 };
 use crate::github::markdown::{code_span, safe_url, table_code_span};
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
@@ -33,7 +34,7 @@ pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
 
 /// The branch a consumer's pull request for `version` comes from:
 /// `feature/update-alloy-sysext-to-X.Y.Z`.
-fn update_branch(version: &Version) -> String {
+pub(super) fn update_branch(version: &Version) -> String {
     format!("{UPDATE_BRANCH_PREFIX}{version}")
 }
 
@@ -42,7 +43,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     if images.is_empty() {
         return Err(StepError::Permanent("the build recorded no images".into()));
     }
-    let consumers = all_consumers(context).await;
+    let consumers = all_consumers(context.github, context.settings, context.database).await;
     let mut outcomes = consumers.refused;
     let mut transient = Vec::new();
     let configured = consumers.configured.iter().map(|c| (c, false));
@@ -96,20 +97,25 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
 /// The consumers of a job: the configured ones, the repositories that enrolled themselves,
 /// and, as their outcomes, the repositories whose enrollment file was refused or could not
 /// be read.
-struct Consumers {
-    configured: Vec<ConsumerSettings>,
-    enrolled: Vec<ConsumerSettings>,
-    refused: Vec<ConsumerReport>,
+pub(super) struct Consumers {
+    pub configured: Vec<ConsumerSettings>,
+    pub enrolled: Vec<ConsumerSettings>,
+    pub refused: Vec<ConsumerReport>,
 }
 
-/// The configured consumers, then the repositories that enrolled themselves.
-async fn all_consumers(context: &StepContext<'_>) -> Consumers {
+/// The configured consumers, then the repositories of active installations that enrolled
+/// themselves with [`ENROLLMENT_FILE`] on their default branch.
+pub(super) async fn all_consumers(
+    github: &GitHubApi,
+    settings: &Settings,
+    database: &Database,
+) -> Consumers {
     let mut consumers = Consumers {
-        configured: context.settings.consumers.clone(),
+        configured: settings.consumers.clone(),
         enrolled: Vec::new(),
         refused: Vec::new(),
     };
-    let installations = match context.database.installations().await {
+    let installations = match database.installations().await {
         Ok(installations) => installations,
         Err(error) => {
             tracing::warn!(%error, "reading installations; enrolled consumers are skipped");
@@ -121,7 +127,7 @@ async fn all_consumers(context: &StepContext<'_>) -> Consumers {
         .filter(|i| i.state == InstallationState::Active)
     {
         for repo in &installation.repositories {
-            if repo.eq_ignore_ascii_case(&context.settings.build_repo.repo)
+            if repo.eq_ignore_ascii_case(&settings.build_repo.repo)
                 || consumers
                     .configured
                     .iter()
@@ -131,7 +137,7 @@ async fn all_consumers(context: &StepContext<'_>) -> Consumers {
                 continue;
             }
             let auth = Auth::Installation(installation.id);
-            match read_default_branch_file(context.github, auth, repo, ENROLLMENT_FILE).await {
+            match read_default_branch_file(github, auth, repo, ENROLLMENT_FILE).await {
                 Ok(Some(file)) => match ConsumerSettings::from_enrollment(repo, &file.content) {
                     Ok(consumer) => consumers.enrolled.push(consumer),
                     Err(error) => {
@@ -272,16 +278,27 @@ fn download_links(image: &BuiltImage) -> String {
     )
 }
 
-async fn update_consumer(
-    context: &StepContext<'_>,
+/// A consumer's Butane file as read on its base branch, and the edit that pins this build.
+pub(super) struct PinRead<'i> {
+    /// The base branch's head commit, which the file was read at.
+    pub base_head: String,
+    pub base_file: RepoFile,
+    pub edit: ButaneEdit,
+    /// The image the file pins (its architecture's).
+    pub image: &'i BuiltImage,
+}
+
+/// Reads `consumer`'s file at the head of its base branch and computes the edit that pins
+/// `version` with the image of the architecture the file pins.
+pub(super) async fn read_pin<'i>(
+    api: &GitHubApi,
+    auth: Auth,
     consumer: &ConsumerSettings,
-    is_enrolled: bool,
-    images: &[BuiltImage],
-) -> Result<ConsumerReport, StepError> {
-    let version = &context.job.version;
-    let api = context.github;
+    image_name: &str,
+    images: &'i [BuiltImage],
+    version: &Version,
+) -> Result<PinRead<'i>, StepError> {
     let repo = &consumer.repo;
-    let auth = context.auth_for(repo).await?;
     let Some(base_head) = branch_head(api, auth, repo, &consumer.base).await? else {
         return Err(StepError::Permanent(format!(
             "{repo} has no branch {}",
@@ -304,13 +321,7 @@ async fn update_consumer(
     let mut last_error: Option<ButaneError> = None;
     let mut found = None;
     for image in images {
-        match update_alloy_pin(
-            &text,
-            &context.settings.image.name,
-            image.arch,
-            version,
-            &image.sha256,
-        ) {
+        match update_alloy_pin(&text, image_name, image.arch, version, &image.sha256) {
             Ok(edit) => {
                 found = Some((edit, image));
                 break;
@@ -329,35 +340,94 @@ async fn update_consumer(
         }
         (None, None) => return Err(StepError::Permanent("the build recorded no images".into())),
     };
+    Ok(PinRead {
+        base_head,
+        base_file,
+        edit,
+        image,
+    })
+}
+
+/// The outcome of a consumer whose file needs no pull request: it pins `version` with this
+/// hash already, or pins a newer version (a build of an older version, a late `/build` or
+/// `/rebuild`, never downgrades hosts).
+pub(super) fn settled(
+    edit: &ButaneEdit,
+    image: &BuiltImage,
+    version: &Version,
+) -> Option<ConsumerOutcome> {
+    let from = edit.previous.version.clone();
+    let pinned = image.file.clone();
+    if !edit.changed {
+        Some(ConsumerOutcome::UpToDate {
+            from,
+            image: pinned,
+        })
+    } else if &edit.previous.version > version {
+        Some(ConsumerOutcome::PinsNewer {
+            from,
+            image: pinned,
+        })
+    } else {
+        None
+    }
+}
+
+/// Whether `branch` of `repo` exists and holds `text` at `path`.
+pub(super) async fn branch_holds(
+    api: &GitHubApi,
+    auth: Auth,
+    repo: &str,
+    branch: &str,
+    path: &str,
+    text: &str,
+) -> Result<bool, ApiError> {
+    let on_branch = match branch_head(api, auth, repo, branch).await? {
+        Some(head) => read_file(api, auth, repo, &head, path).await?,
+        None => None,
+    };
+    Ok(on_branch.is_some_and(|f| f.content == text.as_bytes()))
+}
+
+async fn update_consumer(
+    context: &StepContext<'_>,
+    consumer: &ConsumerSettings,
+    is_enrolled: bool,
+    images: &[BuiltImage],
+) -> Result<ConsumerReport, StepError> {
+    let version = &context.job.version;
+    let api = context.github;
+    let repo = &consumer.repo;
+    let auth = context.auth_for(repo).await?;
+    let PinRead {
+        base_head,
+        base_file,
+        edit,
+        image,
+    } = read_pin(
+        api,
+        auth,
+        consumer,
+        &context.settings.image.name,
+        images,
+        version,
+    )
+    .await?;
     let report = |outcome| ConsumerReport {
         repo: repo.clone(),
         path: consumer.path.clone(),
         outcome,
     };
+    if let Some(settled) = settled(&edit, image, version) {
+        return Ok(report(settled));
+    }
     let from = edit.previous.version.clone();
     let pinned = image.file.clone();
-    if !edit.changed {
-        return Ok(report(ConsumerOutcome::UpToDate {
-            from,
-            image: pinned,
-        }));
-    }
-    if &edit.previous.version > version {
-        // A build of an older version (a late /build or /rebuild) never downgrades hosts.
-        return Ok(report(ConsumerOutcome::PinsNewer {
-            from,
-            image: pinned,
-        }));
-    }
     let branch = update_branch(version);
     // The branch is reset from the base only when it does not hold the wanted file yet, so
     // a second run adds no commit.
-    let on_branch = match branch_head(api, auth, repo, &branch).await? {
-        Some(head) => read_file(api, auth, repo, &head, &consumer.path).await?,
-        None => None,
-    };
     let mut committed = false;
-    if on_branch.as_ref().map(|f| f.content.as_slice()) != Some(edit.text.as_bytes()) {
+    if !branch_holds(api, auth, repo, &branch, &consumer.path, &edit.text).await? {
         reset_branch(api, auth, repo, &branch, &base_head).await?;
         let message = format!("chore: update Grafana Alloy sysext to {version}");
         match write_file(

@@ -1,47 +1,70 @@
 //! Step 1: the upstream release's assets, each checked against its digest.
 
-use super::{StepContext, StepError};
+use std::path::{Path, PathBuf};
+
+use super::{RepositoryAccess, StepContext, StepError};
 use crate::arch::Arch;
 use crate::database::job_result::Download;
-use crate::github::api::Auth;
+use crate::github::api::{Auth, GitHubApi};
 use crate::github::release_asset::PublicReleases;
+use crate::settings::Settings;
+use crate::version::Version;
 
 /// Release notes carried into the build repository's release: at most this many lines.
 const NOTES_LINES: usize = 100;
 
 /// Where the asset for `arch` is kept once checked.
-pub fn zip_path(context: &StepContext<'_>, arch: Arch) -> std::path::PathBuf {
-    context
-        .work_dir
-        .join(context.settings.upstream.asset_name(arch))
+pub fn zip_path(context: &StepContext<'_>, arch: Arch) -> PathBuf {
+    zip_path_in(&context.work_dir, context.settings, arch)
 }
 
-pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
-    let settings = context.settings;
+/// Where the asset for `arch` is kept once checked in the work directory `dir`.
+pub fn zip_path_in(dir: &Path, settings: &Settings, arch: Arch) -> PathBuf {
+    dir.join(settings.upstream.asset_name(arch))
+}
+
+/// What the download read of the upstream release.
+pub struct Fetched {
+    /// The upstream release's page.
+    pub release_url: Option<String>,
+    /// The first lines of its notes.
+    pub notes: String,
+    /// The assets downloaded now (those in the directory already are not).
+    pub checked: Vec<Download>,
+}
+
+/// Downloads every configured architecture's asset of upstream `version` into `dir`,
+/// checked against its digest, unless it is there already.
+pub async fn fetch_assets(
+    github: &GitHubApi,
+    access: &dyn RepositoryAccess,
+    settings: &Settings,
+    version: &Version,
+    dir: &Path,
+) -> Result<Fetched, StepError> {
     // The upstream repository is public: a read-only token of the build repository's
     // installation raises the rate limit, and reaches nothing else. Without one, upstream is
     // read anonymously.
-    let auth = match context.auth_for(&settings.build_repo.repo).await {
+    let auth = match access.auth_for(&settings.build_repo.repo).await {
         Ok(auth @ Auth::Installation(_)) => auth,
         Ok(_) => Auth::Anonymous,
         Err(error) => {
-            tracing::warn!(job = context.job.id, error = ?error, "no installation token for reading upstream; reading it anonymously");
+            tracing::warn!(error = ?error, "no installation token for reading upstream; reading it anonymously");
             Auth::Anonymous
         }
     };
     let upstream = PublicReleases {
-        api: context.github,
+        api: github,
         auth,
         acting_repository: &settings.build_repo.repo,
         repo: &settings.upstream.repo,
     };
-    let release = upstream.release(&context.job.version.tag()).await?;
-    let dir = context.work_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(StepError::work_dir("creating", &dir))?;
+    let release = upstream.release(&version.tag()).await?;
+    std::fs::create_dir_all(dir).map_err(StepError::work_dir("creating", dir))?;
     let mut checked = Vec::new();
     for arch in &settings.image.arches {
         let name = settings.upstream.asset_name(*arch);
-        let dest = zip_path(context, *arch);
+        let dest = zip_path_in(dir, settings, *arch);
         if dest.is_file() {
             continue;
         }
@@ -52,7 +75,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             .await?;
         std::fs::rename(&partial, &dest)
             .map_err(StepError::work_dir("keeping the download", &dest))?;
-        tracing::info!(job = context.job.id, asset = %name, size = downloaded.size, sha256 = %downloaded.sha256, checked_against = ?downloaded.checked_against, "downloaded and checked");
+        tracing::info!(asset = %name, size = downloaded.size, sha256 = %downloaded.sha256, checked_against = ?downloaded.checked_against, "downloaded and checked");
         checked.push(Download {
             asset: name,
             sha256: downloaded.sha256,
@@ -67,12 +90,28 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         .take(NOTES_LINES)
         .collect::<Vec<_>>()
         .join("\n");
+    Ok(Fetched {
+        release_url: release.html_url,
+        notes,
+        checked,
+    })
+}
+
+pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    let fetched = fetch_assets(
+        context.github,
+        context.access,
+        context.settings,
+        &context.job.version,
+        &context.work_dir,
+    )
+    .await?;
     context
         .record(|result| {
-            result.upstream_release = Some(release.html_url);
-            result.upstream_notes = Some(notes);
-            if !checked.is_empty() {
-                result.downloads = Some(checked);
+            result.upstream_release = Some(fetched.release_url);
+            result.upstream_notes = Some(fetched.notes);
+            if !fetched.checked.is_empty() {
+                result.downloads = Some(fetched.checked);
             }
         })
         .await?;

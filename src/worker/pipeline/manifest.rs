@@ -12,9 +12,25 @@ use super::{StepContext, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::database::job_result::Publication;
 use crate::github::contents::{FileTarget, FileWrite, write_file};
+use crate::manifest::Manifest;
 
 /// Re-reads after a stale write before giving up (for now; the job retries later).
 const MAX_MERGES: usize = 5;
+
+/// The published manifest with this build's lines merged in: a build's file replaces the
+/// line of the same name, every other line is kept.
+pub fn merge(published: Manifest, local: &Manifest) -> Result<Manifest, StepError> {
+    let mut merged = published;
+    for entry in local.entries() {
+        merged
+            .upsert(entry.clone())
+            .map_err(|source| StepError::Manifest {
+                what: format!("merging {}", entry.file),
+                source,
+            })?;
+    }
+    Ok(merged)
+}
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let repo = context.settings.build_repo.repo.clone();
@@ -33,15 +49,8 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let local = local_manifest(context)?;
     let mut commits = Vec::new();
     for _ in 0..MAX_MERGES {
-        let (mut merged, current) = published_manifest(context).await?;
-        for entry in local.entries() {
-            merged
-                .upsert(entry.clone())
-                .map_err(|source| StepError::Manifest {
-                    what: format!("merging {}", entry.file),
-                    source,
-                })?;
-        }
+        let (published, current) = published_manifest(context).await?;
+        let merged = merge(published, &local)?;
         let text = merged.render();
         let signature_file = published_signature(context, auth).await?;
         if let Some(published) = &signature_file {

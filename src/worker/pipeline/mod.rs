@@ -26,6 +26,8 @@ mod download;
 mod error;
 mod installation;
 mod manifest;
+pub mod plan;
+pub mod plan_text;
 mod put;
 mod release;
 mod report;

@@ -2,8 +2,10 @@
 //! manifest are published; an existing release is left as it is.
 
 use super::{StepContext, StepError};
+use crate::database::job_result::JobResult;
 use crate::github::markdown::{code_block, code_span, safe_url, table_code_span};
 use crate::github::releases::{create_release, release_by_tag};
+use crate::version::Version;
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let github = context.github;
@@ -19,7 +21,42 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             .await?;
         return Ok(());
     }
-    let result = context.result();
+    let body = release_body(context.result());
+    let name = release_name(&context.job.version);
+    let created = create_release(
+        github,
+        auth,
+        &repo,
+        &tag,
+        &context.settings.build_repo.branch,
+        &name,
+        &body,
+    )
+    .await?;
+    let url = match created {
+        Some(release) => release.html_url,
+        // Made by an earlier attempt whose answer was lost.
+        None => release_by_tag(github, auth, &repo, &tag)
+            .await?
+            .and_then(|r| r.html_url),
+    };
+    context
+        .record(|result| {
+            result.release = Some(url);
+            result.release_created = Some(true);
+        })
+        .await?;
+    Ok(())
+}
+
+/// The release's name: `Alloy Sysext X.Y.Z`.
+pub fn release_name(version: &Version) -> String {
+    format!("Alloy Sysext {version}")
+}
+
+/// The release's body, from what the job recorded: upstream's notes and page, and the
+/// images with their hashes.
+pub fn release_body(result: &JobResult) -> String {
     let mut body = String::new();
     if let Some(notes) = &result.upstream_notes
         && !notes.trim().is_empty()
@@ -48,29 +85,5 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             ));
         }
     }
-    let name = format!("Alloy Sysext {}", context.job.version);
-    let created = create_release(
-        github,
-        auth,
-        &repo,
-        &tag,
-        &context.settings.build_repo.branch,
-        &name,
-        &body,
-    )
-    .await?;
-    let url = match created {
-        Some(release) => release.html_url,
-        // Made by an earlier attempt whose answer was lost.
-        None => release_by_tag(github, auth, &repo, &tag)
-            .await?
-            .and_then(|r| r.html_url),
-    };
-    context
-        .record(|result| {
-            result.release = Some(url);
-            result.release_created = Some(true);
-        })
-        .await?;
-    Ok(())
+    body
 }

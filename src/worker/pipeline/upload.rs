@@ -2,6 +2,8 @@
 //! repository's `SHA256SUMS` already lists this build with the same hashes, in which case
 //! nothing at all is published again (the daily churn of SPEC §2 cannot happen).
 
+use std::path::{Path, PathBuf};
+
 use super::build::local_manifest;
 use super::build_repository::{check_published_signer, published_manifest, published_signature};
 use super::put::put_file;
@@ -10,6 +12,7 @@ use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::database::job_result::{Publication, Upload};
 use crate::manifest::Manifest;
 use crate::storage::PutOutcome;
+use crate::version::Version;
 
 /// Compares this build with what is published.
 pub fn compare(local: &Manifest, published: &Manifest) -> (Publication, Vec<String>) {
@@ -35,16 +38,76 @@ pub fn compare(local: &Manifest, published: &Manifest) -> (Publication, Vec<Stri
     (publication, differing)
 }
 
+/// A file of the build that goes to storage.
+pub struct Publishable {
+    pub key: String,
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// The files of the build in `out_dir` that go to storage, in the order they are put:
+/// checksums and signatures before the images they describe, so a host never finds an
+/// image without them. `local` is the build's manifest (the images' hashes).
+pub fn publishable_files(out_dir: &Path, local: &Manifest) -> Result<Vec<Publishable>, StepError> {
+    let mut names = Vec::new();
+    // An entry that cannot be read is an error: skipping it would publish without it.
+    for entry in std::fs::read_dir(out_dir).map_err(StepError::work_dir("listing", out_dir))? {
+        let name = entry
+            .map_err(StepError::work_dir("listing", out_dir))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if !name.starts_with('.') && name != MANIFEST_FILE && name != MANIFEST_SIGNATURE_FILE {
+            names.push(name);
+        }
+    }
+    names.sort_by_key(|name| (name.ends_with(".raw"), name.clone()));
+    let mut files = Vec::new();
+    for name in names {
+        let path = out_dir.join(&name);
+        let sha256 = match local.get(&name) {
+            Some(entry) => entry.sha256.clone(),
+            None => {
+                let file =
+                    std::fs::File::open(&path).map_err(StepError::work_dir("reading", &path))?;
+                crate::artifacts::digest::sha256_hex(file)
+                    .map_err(StepError::work_dir("reading", &path))?
+            }
+        };
+        files.push(Publishable {
+            key: name,
+            path,
+            sha256,
+        });
+    }
+    Ok(files)
+}
+
+/// Why a build that compares as `publication` (with the `differing` files) is not
+/// published: a replacement asked for by no `/rebuild`.
+pub fn refusal(
+    publication: Publication,
+    differing: &[String],
+    rebuild: bool,
+    version: &Version,
+) -> Option<String> {
+    (publication == Publication::Replaced && !rebuild).then(|| format!(
+        "{}. Builds are reproducible, so the inputs differ from the published build (another upstream binary or other image settings). Nothing was changed; comment `/rebuild {version}` to replace the published images.",
+        differing.join("; "),
+    ))
+}
+
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let local = local_manifest(context)?;
     let (published, _) = published_manifest(context).await?;
     let (publication, differing) = compare(&local, &published);
-    if publication == Publication::Replaced && !context.job.rebuild {
-        return Err(StepError::Permanent(format!(
-            "{}. Builds are reproducible, so the inputs differ from the published build (another upstream binary or other image settings). Nothing was changed; comment `/rebuild {}` to replace the published images.",
-            differing.join("; "),
-            context.job.version
-        )));
+    if let Some(refused) = refusal(
+        publication,
+        &differing,
+        context.job.rebuild,
+        &context.job.version,
+    ) {
+        return Err(StepError::Permanent(refused));
     }
     if publication != Publication::Unchanged {
         // Nothing goes to storage that the manifest step would then refuse to list: a
@@ -69,38 +132,12 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             .await?;
         return Ok(());
     }
-    let out_dir = context.out_dir();
-    let mut names = Vec::new();
-    // An entry that cannot be read is an error: skipping it would publish without it.
-    for entry in std::fs::read_dir(&out_dir).map_err(StepError::work_dir("listing", &out_dir))? {
-        let name = entry
-            .map_err(StepError::work_dir("listing", &out_dir))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if !name.starts_with('.') && name != MANIFEST_FILE && name != MANIFEST_SIGNATURE_FILE {
-            names.push(name);
-        }
-    }
-    // Checksums and signatures before the images they describe, so a host never finds an
-    // image without them.
-    names.sort_by_key(|name| (name.ends_with(".raw"), name.clone()));
     let mut uploads = Vec::new();
-    for name in names {
-        let path = out_dir.join(&name);
-        let sha256 = match local.get(&name) {
-            Some(entry) => entry.sha256.clone(),
-            None => {
-                let file =
-                    std::fs::File::open(&path).map_err(StepError::work_dir("reading", &path))?;
-                crate::artifacts::digest::sha256_hex(file)
-                    .map_err(StepError::work_dir("reading", &path))?
-            }
-        };
-        let outcome = put_file(context, &name, &path, &sha256).await?;
-        tracing::info!(job = context.job.id, key = %name, outcome = ?outcome, "published");
+    for file in publishable_files(&context.out_dir(), &local)? {
+        let outcome = put_file(context, &file.key, &file.path, &file.sha256).await?;
+        tracing::info!(job = context.job.id, key = %file.key, outcome = ?outcome, "published");
         uploads.push(Upload {
-            key: name,
+            key: file.key,
             uploaded: outcome == PutOutcome::Uploaded,
         });
     }

@@ -1,0 +1,466 @@
+//! A dry run of a whole job: every read the job's steps would do and none of their writes.
+//! The images are downloaded and built into a directory of the caller's; what would be
+//! uploaded, the manifest lines that would change, the release that would be made and
+//! each consumer's pull request are decided by the same functions the steps use, and
+//! returned as a [`Plan`] for a renderer ([`super::plan_text`]) to show.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::build::{build_images, read_local_manifest};
+use super::build_repository::{check_signer, read_published_manifest, read_published_signature};
+use super::consumers::{
+    ENROLLMENT_FILE, PinRead, all_consumers, branch_holds, read_pin, settled, update_branch,
+};
+use super::download::fetch_assets;
+use super::manifest::merge;
+use super::put::put_request;
+use super::release::release_name;
+use super::upload::{compare, publishable_files, refusal};
+use super::{RepositoryAccess, StepError};
+use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
+use crate::database::Database;
+use crate::database::job_result::{
+    BuiltImage, ConsumerOutcome, ConsumerReport, Download, Publication, as_text,
+};
+use crate::github::api::GitHubApi;
+use crate::github::pulls::open_pull_for_branch;
+use crate::github::releases::release_by_tag;
+use crate::settings::public_base_url::PublicBaseUrl;
+use crate::settings::{ConsumerSettings, Settings};
+use crate::signing::SigningKey;
+use crate::signing::detached::SignatureIssuers;
+use crate::storage::Storage;
+use crate::text_diff::unified_diff;
+use crate::version::Version;
+
+/// What a plan reads through: the services the steps use, without the database's job
+/// records.
+pub struct PlanServices<'a> {
+    pub github: &'a GitHubApi,
+    pub storage: &'a Storage,
+    pub settings: &'a Settings,
+    /// Where hosts read the images (their URLs in the plan).
+    pub public_base_url: &'a PublicBaseUrl,
+    /// Read for the installations whose repositories may have enrolled.
+    pub database: &'a Database,
+    pub access: &'a dyn RepositoryAccess,
+}
+
+/// The job to plan.
+pub struct PlanRequest<'a> {
+    pub version: Version,
+    /// Plan a `/rebuild`: published images with other hashes are replaced.
+    pub rebuild: bool,
+    /// Where the downloads and the build go (`out/` in it); assets there already are reused.
+    pub work_dir: PathBuf,
+    /// The key the server signs with; `None` when it would make one on its first start
+    /// (the images are then built unsigned).
+    pub signing_key: Option<&'a Arc<SigningKey>>,
+}
+
+/// What a job would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    #[serde(with = "as_text")]
+    pub version: Version,
+    pub rebuild: bool,
+    /// The signing key's fingerprint; `None`: one made at the server's first start.
+    pub signing_key: Option<String>,
+    /// The upstream release's page.
+    pub upstream_release: Option<String>,
+    /// The assets downloaded now, with the digests they were checked against (those in the
+    /// work directory already are not listed).
+    pub downloads: Vec<Download>,
+    /// Where the images were built.
+    pub out_dir: PathBuf,
+    pub images: Vec<BuiltImage>,
+    /// How this build relates to what the build repository's `SHA256SUMS` lists.
+    pub publication: Publication,
+    /// Why the job would stop at `upload` and publish nothing; the later sections are then
+    /// absent.
+    pub stops: Option<String>,
+    /// The files the job would put in storage (none when `publication` is `unchanged`).
+    pub uploads: Vec<PlannedUpload>,
+    pub manifest: Option<ManifestPlan>,
+    pub release: Option<ReleasePlan>,
+    pub consumers: Option<Vec<ConsumerPlan>>,
+}
+
+/// A file of the build and whether storage has it already.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedUpload {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    /// An object with this key and content is there already: nothing would be sent.
+    pub in_storage: bool,
+}
+
+/// The build repository's `SHA256SUMS` as the job would commit it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestPlan {
+    pub repo: String,
+    pub branch: String,
+    /// Lines the merge removes, then lines it adds.
+    pub removed: Vec<String>,
+    pub added: Vec<String>,
+    /// The unified diff of the file; empty when it would not change.
+    pub diff: String,
+}
+
+/// The release the job would make.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleasePlan {
+    pub repo: String,
+    pub tag: String,
+    pub name: String,
+    /// The branch it would be made on.
+    pub target: String,
+    /// There is a release with this tag already (its page): the job leaves it.
+    pub exists: Option<String>,
+}
+
+/// What the job would do in one consumer repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerPlan {
+    pub repo: String,
+    pub path: String,
+    /// Enrolled by its own `.github/alloy-sysext.toml` rather than configured.
+    pub enrolled: bool,
+    /// The base branch and the branch the pull request would come from (none when the
+    /// repository is skipped before its file is read).
+    pub base: Option<String>,
+    pub branch: Option<String>,
+    pub action: ConsumerAction,
+    /// The unified diff of the file's change; empty when there is none.
+    pub diff: String,
+}
+
+/// Open, update, or skip a consumer's pull request.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ConsumerAction {
+    /// A new pull request.
+    Open {
+        #[serde(with = "as_text")]
+        from: Version,
+    },
+    /// The open pull request's branch gets the change.
+    Update {
+        #[serde(with = "as_text")]
+        from: Version,
+        pull_request: String,
+    },
+    Skip {
+        reason: SkipReason,
+    },
+}
+
+/// Why a consumer gets no pull request.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The file pins this version and hash already.
+    UpToDate {
+        #[serde(with = "as_text")]
+        from: Version,
+    },
+    /// The file pins a newer version: hosts are never downgraded.
+    PinsNewer {
+        #[serde(with = "as_text")]
+        from: Version,
+    },
+    /// The pull request is open and its branch holds the change already.
+    PullRequestOpen {
+        #[serde(with = "as_text")]
+        from: Version,
+        pull_request: String,
+    },
+    /// The repository's enrollment file fails its checks.
+    Refused { error: String },
+    /// The job would fail for this repository.
+    Fails { error: String },
+}
+
+/// Plans the job `request` describes: downloads and builds into `request.work_dir`, and
+/// reads GitHub and storage as the steps would, writing to neither.
+pub async fn plan_job(
+    services: &PlanServices<'_>,
+    request: &PlanRequest<'_>,
+) -> Result<Plan, StepError> {
+    let settings = services.settings;
+    let version = &request.version;
+    let fetched = fetch_assets(
+        services.github,
+        services.access,
+        settings,
+        version,
+        &request.work_dir,
+    )
+    .await?;
+    let out_dir = request.work_dir.join("out");
+    // A fresh directory, as `build` makes: its SHA256SUMS then lists exactly this build.
+    if out_dir.exists() {
+        std::fs::remove_dir_all(&out_dir).map_err(StepError::work_dir("clearing", &out_dir))?;
+    }
+    let images = build_images(
+        settings,
+        services.public_base_url,
+        version,
+        &request.work_dir,
+        &out_dir,
+        request.signing_key,
+        0,
+    )
+    .await?;
+    let local = read_local_manifest(&out_dir.join(MANIFEST_FILE))?;
+    let build_repo = &settings.build_repo;
+    let auth = services.access.auth_for(&build_repo.repo).await?;
+    let (published, current) = read_published_manifest(services.github, auth, build_repo).await?;
+    let (publication, differing) = compare(&local, &published);
+    let mut stops = refusal(publication, &differing, request.rebuild, version);
+    if stops.is_none() && publication != Publication::Unchanged {
+        stops = signer_refusal(services, request.signing_key, auth).await?;
+    }
+    let mut plan = Plan {
+        version: version.clone(),
+        rebuild: request.rebuild,
+        signing_key: request
+            .signing_key
+            .map(|key| key.signing_fingerprint().to_string()),
+        upstream_release: fetched.release_url,
+        downloads: fetched.checked,
+        out_dir: out_dir.clone(),
+        images,
+        publication,
+        stops,
+        uploads: Vec::new(),
+        manifest: None,
+        release: None,
+        consumers: None,
+    };
+    if plan.stops.is_some() {
+        return Ok(plan);
+    }
+    if publication != Publication::Unchanged {
+        plan.uploads = planned_uploads(services.storage, &out_dir, &local).await?;
+    }
+    let before = current
+        .as_ref()
+        .map(|file| String::from_utf8_lossy(&file.content).into_owned())
+        .unwrap_or_default();
+    let after = merge(published, &local)?.render();
+    let (removed, added) = changed_lines(&before, &after);
+    plan.manifest = Some(ManifestPlan {
+        repo: build_repo.repo.clone(),
+        branch: build_repo.branch.clone(),
+        removed,
+        added,
+        diff: unified_diff(MANIFEST_FILE, &before, &after),
+    });
+    let tag = version.tag();
+    let existing = release_by_tag(services.github, auth, &build_repo.repo, &tag).await?;
+    plan.release = Some(ReleasePlan {
+        repo: build_repo.repo.clone(),
+        name: release_name(version),
+        target: build_repo.branch.clone(),
+        exists: existing.map(|release| {
+            release
+                .html_url
+                .unwrap_or_else(|| format!("release {tag} in {}", build_repo.repo))
+        }),
+        tag,
+    });
+    plan.consumers = Some(planned_consumers(services, &plan.images, version).await);
+    Ok(plan)
+}
+
+/// Why `upload` would refuse to publish over the build repository's `SHA256SUMS.gpg`, if
+/// it would. Without a key the server makes one on first start, which has signed nothing:
+/// it may replace only signatures by keys `publish.replace_signatures_by` lists.
+async fn signer_refusal(
+    services: &PlanServices<'_>,
+    key: Option<&Arc<SigningKey>>,
+    auth: crate::github::api::Auth,
+) -> Result<Option<String>, StepError> {
+    let build_repo = &services.settings.build_repo;
+    let Some(signature) = read_published_signature(services.github, auth, build_repo).await? else {
+        return Ok(None);
+    };
+    let allowed = &services.settings.publish.replace_signatures_by;
+    let repo = &build_repo.repo;
+    Ok(match key {
+        Some(key) => check_signer(key, allowed, repo, &signature.content)
+            .err()
+            .map(|error| error.to_string()),
+        None => match SignatureIssuers::of(&signature.content) {
+            Ok(issuers) if allowed.iter().any(|key| issuers.named_by(key)) => None,
+            Ok(issuers) => Some(format!(
+                "{MANIFEST_SIGNATURE_FILE} in {repo} was signed by {issuers}, but the server would sign with a key it makes on its first start: hosts that trust the earlier key would refuse it. Give the server the key hosts trust (GPG_PRIVATE_KEY or SIGNING_KEY_PATH)."
+            )),
+            Err(error) => Some(format!(
+                "{MANIFEST_SIGNATURE_FILE} in {repo} cannot be read ({error}); nothing would be published"
+            )),
+        },
+    })
+}
+
+/// Each file of the build in `out_dir`, in the order `upload` puts them, and whether
+/// storage has it already.
+async fn planned_uploads(
+    storage: &Storage,
+    out_dir: &Path,
+    local: &crate::manifest::Manifest,
+) -> Result<Vec<PlannedUpload>, StepError> {
+    let mut uploads = Vec::new();
+    for file in publishable_files(out_dir, local)? {
+        let size = std::fs::metadata(&file.path)
+            .map_err(StepError::work_dir("reading", &file.path))?
+            .len();
+        let in_storage = storage
+            .holds(&put_request(&file.key, &file.path, &file.sha256))
+            .await?;
+        uploads.push(PlannedUpload {
+            key: file.key,
+            size,
+            sha256: file.sha256,
+            in_storage,
+        });
+    }
+    Ok(uploads)
+}
+
+/// The lines of `before` that `after` lacks, and the lines of `after` that `before` lacks.
+fn changed_lines(before: &str, after: &str) -> (Vec<String>, Vec<String>) {
+    let old: HashSet<&str> = before.lines().collect();
+    let new: HashSet<&str> = after.lines().collect();
+    let removed = before
+        .lines()
+        .filter(|l| !new.contains(l))
+        .map(str::to_owned)
+        .collect();
+    let added = after
+        .lines()
+        .filter(|l| !old.contains(l))
+        .map(str::to_owned)
+        .collect();
+    (removed, added)
+}
+
+/// Every consumer, configured then enrolled, with what the job would do there; then the
+/// repositories whose enrollment was refused or could not be read.
+async fn planned_consumers(
+    services: &PlanServices<'_>,
+    images: &[BuiltImage],
+    version: &Version,
+) -> Vec<ConsumerPlan> {
+    let consumers = all_consumers(services.github, services.settings, services.database).await;
+    let mut plans = Vec::new();
+    let configured = consumers.configured.iter().map(|c| (c, false));
+    let enrolled = consumers.enrolled.iter().map(|c| (c, true));
+    for (consumer, is_enrolled) in configured.chain(enrolled) {
+        let plan = match planned_consumer(services, consumer, images, version).await {
+            Ok((action, diff)) => ConsumerPlan {
+                repo: consumer.repo.clone(),
+                path: consumer.path.clone(),
+                enrolled: is_enrolled,
+                base: Some(consumer.base.clone()),
+                branch: Some(update_branch(version)),
+                action,
+                diff,
+            },
+            Err(error) => ConsumerPlan {
+                repo: consumer.repo.clone(),
+                path: consumer.path.clone(),
+                enrolled: is_enrolled,
+                base: Some(consumer.base.clone()),
+                branch: None,
+                action: ConsumerAction::Skip {
+                    reason: SkipReason::Fails {
+                        error: error.to_string(),
+                    },
+                },
+                diff: String::new(),
+            },
+        };
+        plans.push(plan);
+    }
+    plans.extend(consumers.refused.into_iter().map(refused_plan));
+    plans
+}
+
+/// A repository whose enrollment file was refused or could not be read.
+fn refused_plan(report: ConsumerReport) -> ConsumerPlan {
+    let reason = match report.outcome {
+        ConsumerOutcome::Refused { error } => SkipReason::Refused { error },
+        ConsumerOutcome::Failed { error, .. } => SkipReason::Fails { error },
+        other => SkipReason::Fails {
+            error: format!("{ENROLLMENT_FILE}: {}", other.name()),
+        },
+    };
+    ConsumerPlan {
+        repo: report.repo,
+        path: report.path,
+        enrolled: true,
+        base: None,
+        branch: None,
+        action: ConsumerAction::Skip { reason },
+        diff: String::new(),
+    }
+}
+
+/// What `consumers` would do in `consumer`'s repository, and the diff of its file.
+async fn planned_consumer(
+    services: &PlanServices<'_>,
+    consumer: &ConsumerSettings,
+    images: &[BuiltImage],
+    version: &Version,
+) -> Result<(ConsumerAction, String), StepError> {
+    let api = services.github;
+    let repo = &consumer.repo;
+    let auth = services.access.auth_for(repo).await?;
+    let PinRead {
+        base_file,
+        edit,
+        image,
+        ..
+    } = read_pin(
+        api,
+        auth,
+        consumer,
+        &services.settings.image.name,
+        images,
+        version,
+    )
+    .await?;
+    let before = String::from_utf8_lossy(&base_file.content);
+    let diff = unified_diff(&consumer.path, &before, &edit.text);
+    let from = edit.previous.version.clone();
+    if let Some(outcome) = settled(&edit, image, version) {
+        let reason = match outcome {
+            ConsumerOutcome::PinsNewer { from, .. } => SkipReason::PinsNewer { from },
+            _ => SkipReason::UpToDate { from },
+        };
+        return Ok((ConsumerAction::Skip { reason }, String::new()));
+    }
+    let branch = update_branch(version);
+    let holds = branch_holds(api, auth, repo, &branch, &consumer.path, &edit.text).await?;
+    let action = match open_pull_for_branch(api, auth, repo, &branch).await? {
+        None => ConsumerAction::Open { from },
+        Some(pull) if holds => ConsumerAction::Skip {
+            reason: SkipReason::PullRequestOpen {
+                from,
+                pull_request: pull.html_url,
+            },
+        },
+        Some(pull) => ConsumerAction::Update {
+            from,
+            pull_request: pull.html_url,
+        },
+    };
+    Ok((action, diff))
+}

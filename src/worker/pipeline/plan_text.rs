@@ -1,0 +1,171 @@
+//! A [`Plan`] as plain text, for the `plan` command.
+
+use std::fmt::Write;
+
+use super::plan::{ConsumerAction, ConsumerPlan, Plan, SkipReason};
+use crate::database::job_result::Publication;
+use crate::version::Version;
+
+/// The report of `plan`: each step's part, in the job's order.
+pub fn render_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let job = if plan.rebuild { "rebuild" } else { "build" };
+    let _ = writeln!(
+        out,
+        "Plan of the {job} of Alloy {} (nothing was written to GitHub or storage)",
+        plan.version
+    );
+    out.push('\n');
+    out.push_str("Download:\n");
+    if let Some(url) = &plan.upstream_release {
+        let _ = writeln!(out, "  upstream release {url}");
+    }
+    if plan.downloads.is_empty() {
+        out.push_str("  the assets were downloaded already\n");
+    }
+    for download in &plan.downloads {
+        let _ = writeln!(
+            out,
+            "  {} sha256 {} (checked against {})",
+            download.asset,
+            download.sha256,
+            download.checked_against.join(", ")
+        );
+    }
+    out.push('\n');
+    match &plan.signing_key {
+        Some(fingerprint) => {
+            let _ = writeln!(
+                out,
+                "Build (signed by {fingerprint}) in {}:",
+                plan.out_dir.display()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Build in {} (unsigned here: the server would sign with a key it makes on its first start):",
+                plan.out_dir.display()
+            );
+        }
+    }
+    for image in &plan.images {
+        let _ = writeln!(
+            out,
+            "  {} {} bytes sha256 {}",
+            image.file, image.size, image.sha256
+        );
+    }
+    out.push('\n');
+    out.push_str("Upload:\n");
+    match plan.publication {
+        Publication::Unchanged => {
+            out.push_str("  nothing: SHA256SUMS lists this build with the same hashes already\n")
+        }
+        Publication::New => out.push_str("  a new build, not listed in SHA256SUMS yet\n"),
+        Publication::Replaced => {
+            out.push_str("  replaces published images that SHA256SUMS lists with other hashes\n")
+        }
+    }
+    if let Some(stops) = &plan.stops {
+        let _ = writeln!(
+            out,
+            "  the job would stop here and publish nothing: {stops}"
+        );
+        return out;
+    }
+    for upload in &plan.uploads {
+        let what = if upload.in_storage {
+            "already in storage"
+        } else {
+            "would upload"
+        };
+        let _ = writeln!(
+            out,
+            "  {what}: {} ({} bytes, sha256 {})",
+            upload.key, upload.size, upload.sha256
+        );
+    }
+    if let Some(manifest) = &plan.manifest {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "Manifest: SHA256SUMS in {} on {}:",
+            manifest.repo, manifest.branch
+        );
+        if manifest.diff.is_empty() {
+            out.push_str("  unchanged\n");
+        } else {
+            for line in manifest.diff.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    if let Some(release) = &plan.release {
+        out.push('\n');
+        out.push_str("Release:\n");
+        match &release.exists {
+            Some(page) => {
+                let _ = writeln!(
+                    out,
+                    "  {} exists already in {}: {page}; left as it is",
+                    release.tag, release.repo
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  would create {} \"{}\" in {} on {}",
+                    release.tag, release.name, release.repo, release.target
+                );
+            }
+        }
+    }
+    if let Some(consumers) = &plan.consumers {
+        out.push('\n');
+        out.push_str("Consumers:\n");
+        if consumers.is_empty() {
+            out.push_str("  none configured or enrolled\n");
+        }
+        for consumer in consumers {
+            render_consumer(&mut out, consumer, &plan.version);
+        }
+    }
+    out
+}
+
+fn render_consumer(out: &mut String, consumer: &ConsumerPlan, version: &Version) {
+    let kind = if consumer.enrolled {
+        "enrolled"
+    } else {
+        "configured"
+    };
+    let _ = writeln!(out, "  {} ({kind}) {}", consumer.repo, consumer.path);
+    if let (Some(base), Some(branch)) = (&consumer.base, &consumer.branch) {
+        let _ = writeln!(out, "    branch {branch} onto {base}");
+    }
+    let action = match &consumer.action {
+        ConsumerAction::Open { from } => format!("would open a pull request: {from} → {version}"),
+        ConsumerAction::Update { from, pull_request } => {
+            format!("would update {pull_request}: {from} → {version}")
+        }
+        ConsumerAction::Skip { reason } => format!(
+            "skip: {}",
+            match reason {
+                SkipReason::UpToDate { from } => format!("pins {from} with this hash already"),
+                SkipReason::PinsNewer { from } => {
+                    format!("pins {from}, newer: hosts are never downgraded")
+                }
+                SkipReason::PullRequestOpen { pull_request, .. } => {
+                    format!("pull request open already with this change: {pull_request}")
+                }
+                SkipReason::Refused { error } => format!("enrollment refused: {error}"),
+                SkipReason::Fails { error } => format!("would fail: {error}"),
+            }
+        ),
+    };
+    let _ = writeln!(out, "    {action}");
+    for line in consumer.diff.lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+}
