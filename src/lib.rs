@@ -14,6 +14,7 @@
 //!   else;
 //! - [`settings`]: what is built and where (`CONFIG_FILE`);
 //! - [`storage`]: the bucket or directory hosts download from;
+//! - [`text_diff`]: the unified diff of a planned change of a file;
 //!
 //! and the App around it:
 //! - [`server`]: connections, webhooks in (verified), status, setup;

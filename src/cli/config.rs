@@ -459,29 +459,22 @@ mod tests {
             webhook_secrets: Vec::new(),
         };
         let storage = Storage::from_env(|_| None, &config.data_dir).unwrap();
-        let output = document(
-            &config,
-            &credentials,
-            &storage,
-            &PublicBaseUrl::None,
-            Table::new(),
-            &settings,
-        )
-        .unwrap()
-        .to_string();
-        assert_eq!(settings_of(&output), settings, "{output}");
-
-        settings.consumers.clear();
-        let output = document(
-            &config,
-            &credentials,
-            &storage,
-            &PublicBaseUrl::None,
-            Table::new(),
-            &settings,
-        )
-        .unwrap()
-        .to_string();
-        assert_eq!(settings_of(&output), settings, "{output}");
+        let without_consumers = Settings {
+            consumers: Vec::new(),
+            ..settings.clone()
+        };
+        for settings in [settings, without_consumers] {
+            let output = document(
+                &config,
+                &credentials,
+                &storage,
+                &PublicBaseUrl::None,
+                Table::new(),
+                &settings,
+            )
+            .unwrap()
+            .to_string();
+            assert_eq!(settings_of(&output), settings, "{output}");
+        }
     }
 }

@@ -153,12 +153,7 @@ impl S3Storage {
     /// Content-Type and Cache-Control. An object without the sha256 metadata (uploaded by
     /// other tools) is compared by downloading it when it is at most 1 MiB, else uploaded.
     pub async fn put_file(&self, request: &PutRequest<'_>) -> Result<PutOutcome, StorageError> {
-        validate_key(request.key)?;
-        let sha256 = checked_sha256(request)?;
-        let size = tokio::fs::metadata(request.path)
-            .await
-            .map_err(|e| StorageError::io(format!("reading {}", request.path.display()), e))?
-            .len();
+        let (sha256, size) = checked_file(request).await?;
         if self.is_unchanged(request, &sha256, size).await? {
             tracing::debug!(key = request.key, "unchanged in the bucket, not uploaded");
             return Ok(PutOutcome::Unchanged);
@@ -175,12 +170,7 @@ impl S3Storage {
     /// Whether an object with this key and the same content is there already: what
     /// [`Self::put_file`] would leave alone.
     pub async fn holds(&self, request: &PutRequest<'_>) -> Result<bool, StorageError> {
-        validate_key(request.key)?;
-        let sha256 = checked_sha256(request)?;
-        let size = tokio::fs::metadata(request.path)
-            .await
-            .map_err(|e| StorageError::io(format!("reading {}", request.path.display()), e))?
-            .len();
+        let (sha256, size) = checked_file(request).await?;
         self.is_unchanged(request, &sha256, size).await
     }
 
@@ -568,6 +558,18 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = inner.source();
     }
     text
+}
+
+/// The request's key checked, and its file's sha256 (checked against the one given) and
+/// size.
+async fn checked_file(request: &PutRequest<'_>) -> Result<(String, u64), StorageError> {
+    validate_key(request.key)?;
+    let sha256 = checked_sha256(request)?;
+    let size = tokio::fs::metadata(request.path)
+        .await
+        .map_err(|e| StorageError::io(format!("reading {}", request.path.display()), e))?
+        .len();
+    Ok((sha256, size))
 }
 
 #[cfg(test)]

@@ -185,14 +185,13 @@ fn local_releases_reach_a_host_configured_by_the_readme() {
 
 /// A changed image and a manifest signed by a key the host does not trust are refused, and
 /// nothing on the host changes; once the files are right again, the update goes through.
-#[test]
-fn a_host_refuses_a_changed_image_and_an_untrusted_signature() {
+fn a_host_refuses_a_changed_image_and_an_untrusted_signature(transfer: Transfer) {
     let github = github_with_app();
     let data = tempfile::tempdir().unwrap();
     let server = start_app_server(&github, data.path(), free_port());
     build_by_comment(&server, &github, 611, "1.17.1");
     let host = host_for(
-        Transfer::GhostBu,
+        transfer,
         &format!("http://127.0.0.1:{}/images/", server.port),
     );
     assert_updated(&host.sysupdate("update"));
@@ -238,6 +237,16 @@ fn a_host_refuses_a_changed_image_and_an_untrusted_signature() {
     assert_eq!(host.read(&installed_path("1.18.0")), published);
 }
 
+#[test]
+fn a_host_configured_by_ghost_bu_refuses_a_changed_image_and_an_untrusted_signature() {
+    a_host_refuses_a_changed_image_and_an_untrusted_signature(Transfer::GhostBu);
+}
+
+#[test]
+fn a_host_configured_by_the_readme_refuses_a_changed_image_and_an_untrusted_signature() {
+    a_host_refuses_a_changed_image_and_an_untrusted_signature(Transfer::Readme);
+}
+
 /// A release of `version` in the build repository, as GitHub delivers it.
 fn release_payload(release_id: u64, version: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -253,8 +262,7 @@ fn release_payload(release_id: u64, version: &str) -> Vec<u8> {
 /// Through a public bucket: a release reaches the host, and so does the next; a host that
 /// updates while the next is being published (the new `SHA256SUMS` written, its signature
 /// not yet) refuses and keeps what it has, and takes the release on its next run.
-#[test]
-fn releases_through_a_public_bucket_reach_a_host_and_a_half_published_one_is_refused() {
+fn releases_through_a_public_bucket_reach_a_host(transfer: Transfer) {
     let world = World::new();
     world.s3.make_public();
     let server = world.start_server();
@@ -266,7 +274,7 @@ fn releases_through_a_public_bucket_reach_a_host_and_a_half_published_one_is_ref
     );
     let job = wait_for_job(&server, "1.18.0");
 
-    let host = host_for(Transfer::Readme, &world.s3.public_url());
+    let host = host_for(transfer, &world.s3.public_url());
     assert_updated(&host.sysupdate("update"));
     assert_eq!(host.installed(), ["alloy-1.18.0-amd64.raw"]);
     assert_eq!(
@@ -320,4 +328,14 @@ fn releases_through_a_public_bucket_reach_a_host_and_a_half_published_one_is_ref
         hex::encode(Sha256::digest(host.read(&installed_path("1.19.0")))),
         built_sha256(&next)
     );
+}
+
+#[test]
+fn releases_through_a_public_bucket_reach_a_host_configured_by_ghost_bu() {
+    releases_through_a_public_bucket_reach_a_host(Transfer::GhostBu);
+}
+
+#[test]
+fn releases_through_a_public_bucket_reach_a_host_configured_by_the_readme() {
+    releases_through_a_public_bucket_reach_a_host(Transfer::Readme);
 }
