@@ -105,6 +105,14 @@ impl Worker {
         self.data_dir.join("work").join(format!("job-{job_id}"))
     }
 
+    /// A fresh directory under `data_dir/work` for a dry run's downloads and build,
+    /// removed when dropped.
+    fn dry_run_dir(&self) -> std::io::Result<tempfile::TempDir> {
+        let work = self.data_dir.join("work");
+        std::fs::create_dir_all(&work)?;
+        tempfile::Builder::new().prefix("dry-run-").tempdir_in(work)
+    }
+
     /// How to act on `repo`: as the installation that has it, from the installation events
     /// stored, else as GitHub answers (`GET /repos/{repo}/installation`).
     async fn auth_for_repository(&self, repo: &str) -> Result<Auth, pipeline::StepError> {
