@@ -147,7 +147,10 @@ fn blocks(plan: &Plan, disclosure: &dyn ConsumerDisclosure) -> Vec<String> {
         if manifest.diff.is_empty() {
             section.push_str("- unchanged\n");
         } else {
-            section.push_str(&highlighted_code_block("diff", manifest.diff.trim_end()));
+            section.push_str(&highlighted_code_block(
+                "diff",
+                manifest.diff.trim_end_matches('\n'),
+            ));
         }
         blocks.push(section);
     }
@@ -230,7 +233,10 @@ fn shown_consumer(consumer: &ConsumerPlan, plan: &Plan) -> String {
     out.push_str(&format!("\n  {action}\n"));
     if !consumer.diff.is_empty() {
         out.push('\n');
-        out.push_str(&highlighted_code_block("diff", consumer.diff.trim_end()));
+        out.push_str(&highlighted_code_block(
+            "diff",
+            consumer.diff.trim_end_matches('\n'),
+        ));
     }
     out
 }
@@ -328,13 +334,14 @@ mod tests {
     #[test]
     fn shown_consumers_get_their_diff_and_hidden_ones_only_the_action() {
         let plan = plan(vec![
-            consumer("public/a", "-old ```` x\n+new\n"),
+            // The last line is a context line of an empty line: kept.
+            consumer("public/a", "-old ```` x\n+new\n \n"),
             consumer("private/b", "-secret\n+secret\n"),
         ]);
         let text = render_markdown(&plan, &public_only, 60_000);
         assert!(
             text.contains(
-                "- `public/a` (configured) `host.bu`, branch `feature/update-alloy-sysext-to-1.18.0` onto `main`\n  would open a pull request: 1.17.0 → 1.18.0\n\n`````diff\n-old ```` x\n+new\n`````\n"
+                "- `public/a` (configured) `host.bu`, branch `feature/update-alloy-sysext-to-1.18.0` onto `main`\n  would open a pull request: 1.17.0 → 1.18.0\n\n`````diff\n-old ```` x\n+new\n \n`````\n"
             ),
             "{text}"
         );
