@@ -79,6 +79,10 @@ fn a_dry_run_comment_replies_with_the_plan_and_changes_nothing_else() {
     world.github.set_visibility(INFISICAL, "private");
     let server = world.start_server();
     let before = everything(&world);
+    // What a server stopped during an earlier dry run left behind.
+    let stale = world.data.path().join("work/dry-run-stale");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("alloy-linux-amd64.zip"), b"partial").unwrap();
 
     let replies = deliver_and_wait(
         &server,
