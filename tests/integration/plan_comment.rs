@@ -1,7 +1,8 @@
 //! `/build 1.18.0 --dry-run` in a comment, against the pipeline's world and the real server:
 //! one reply holding the plan (a public consumer's exact diff, a private consumer of the
 //! public build repository only as "would open"), the `eyes` reaction, and nothing else
-//! changed in the fake GitHub, the bucket or the job queue. Outside the build repository,
+//! changed in the fake GitHub, the bucket or the job queue; a second dry run in the same
+//! comment is answered, not run. Outside the build repository,
 //! and for a user who may not build, the reply says why nothing was run.
 
 use std::time::Duration;
@@ -93,12 +94,17 @@ fn a_dry_run_comment_replies_with_the_plan_and_changes_nothing_else() {
             801,
             BUILD_REPO,
             "writer",
-            "Before the release:\n\n/build 1.18.0 --dry-run\n",
+            "Before the release:\n\n/build 1.18.0 --dry-run\n/rebuild 1.18.0 --dry-run\n",
         ),
     );
 
     assert_eq!(replies.len(), 1, "{replies:?}");
-    let reply = &replies[0];
+    // A comment gets one dry run: the second is answered, not run.
+    let (reply, second) = replies[0].rsplit_once("\n\n---\n\n").unwrap();
+    assert_eq!(
+        second,
+        "`/rebuild 1.18.0 --dry-run` was not run: a comment gets one dry run. Ask for it in a comment of its own."
+    );
     assert_eq!(world.github.reactions(BUILD_REPO, 801), ["eyes"]);
     assert_eq!(
         everything(&world),
