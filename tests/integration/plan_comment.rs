@@ -2,8 +2,8 @@
 //! one reply holding the plan (a public consumer's exact diff, a private consumer of the
 //! public build repository only as "would open"), the `eyes` reaction, and nothing else
 //! changed in the fake GitHub, the bucket or the job queue; a second dry run in the same
-//! comment is answered, not run. Outside the build repository,
-//! and for a user who may not build, the reply says why nothing was run.
+//! comment is answered, not run. Outside the build repository, and for a user who may not
+//! build, the reply says why nothing was run.
 
 use std::time::Duration;
 
