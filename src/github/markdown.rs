@@ -9,7 +9,8 @@
 //! - [`code_span`] shows it as inline code: nothing in a code span is a mention, link,
 //!   image or HTML, and the fence is chosen longer than any run of backticks inside.
 //! - [`table_code_span`] is [`code_span`] for a table cell, where `|` ends the cell.
-//! - [`code_block`] does the same for text of several lines (an error with its causes).
+//! - [`code_block`] does the same for text of several lines (an error with its causes);
+//!   [`highlighted_code_block`] names the block's language too (a diff).
 //! - [`escape`] keeps it as plain text, every Markdown character backslash-escaped and every
 //!   `@` kept from starting a mention.
 //!
@@ -59,12 +60,18 @@ pub fn table_code_span(text: &str) -> String {
 /// `text` as a fenced code block of its own lines, the fence longer than any run of
 /// backticks inside. Ends with a line break.
 pub fn code_block(text: &str) -> String {
+    highlighted_code_block("", text)
+}
+
+/// [`code_block`] with `language` (a fixed word of the App's own, such as `diff`, never user
+/// text) after the opening fence, for GitHub to highlight the block as that language.
+pub fn highlighted_code_block(language: &str, text: &str) -> String {
     let text: String = text
         .chars()
         .filter(|c| *c == '\n' || !c.is_control())
         .collect();
     let fence = "`".repeat((longest_backtick_run(&text) + 1).max(3));
-    format!("{fence}\n{text}\n{fence}\n")
+    format!("{fence}{language}\n{text}\n{fence}\n")
 }
 
 /// `text` as plain text on one line: control characters become spaces, every ASCII

@@ -22,6 +22,7 @@ pub mod rate_limit;
 pub mod reactions;
 pub mod release_asset;
 pub mod releases;
+pub mod repos;
 pub mod token_scope;
 mod transport;
 pub mod url;

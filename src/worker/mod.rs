@@ -105,6 +105,24 @@ impl Worker {
         self.data_dir.join("work").join(format!("job-{job_id}"))
     }
 
+    /// A fresh directory under `data_dir/work` for a dry run's downloads and build,
+    /// removed when dropped. Dry runs run one at a time (in the inbox), so any other dry
+    /// run's directory there was left by a process that stopped during one, and is removed.
+    fn dry_run_dir(&self) -> std::io::Result<tempfile::TempDir> {
+        const PREFIX: &str = "dry-run-";
+        let work = self.data_dir.join("work");
+        std::fs::create_dir_all(&work)?;
+        for entry in std::fs::read_dir(&work)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(PREFIX)
+                && let Err(error) = std::fs::remove_dir_all(entry.path())
+            {
+                tracing::warn!(%error, path = %entry.path().display(), "removing a dry run's directory left behind");
+            }
+        }
+        tempfile::Builder::new().prefix(PREFIX).tempdir_in(work)
+    }
+
     /// How to act on `repo`: as the installation that has it, from the installation events
     /// stored, else as GitHub answers (`GET /repos/{repo}/installation`).
     async fn auth_for_repository(&self, repo: &str) -> Result<Auth, pipeline::StepError> {

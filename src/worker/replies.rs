@@ -69,6 +69,32 @@ pub fn bad_command(error: &CommandError) -> String {
     format!("{error}\n\nNothing was run for it. Comment `/help` for the commands.")
 }
 
+/// The answer to a dry run (`command`, as typed) asked for outside the build repository.
+pub fn dry_run_elsewhere(command: &str) -> String {
+    format!(
+        "{} works in the build repository only: comment it on an issue or pull request there. Nothing was run.",
+        code_span(command)
+    )
+}
+
+/// The answer to a comment's second dry run (`command`, as typed).
+pub fn one_dry_run_per_comment(command: &str) -> String {
+    format!(
+        "{} was not run: a comment gets one dry run. Ask for it in a comment of its own.",
+        code_span(command)
+    )
+}
+
+/// The answer to a dry run (`command`, as typed) that could not be done; only ever in the
+/// build repository, whose readers see errors.
+pub fn dry_run_failed(command: &str, error: &str) -> String {
+    format!(
+        "{} could not plan the job; nothing was written:\n\n{}",
+        code_span(command),
+        code_block(error)
+    )
+}
+
 /// The part of a reply about a `/build` or `/rebuild` (`command`, as typed) that was not
 /// simply queued.
 pub fn build_answer(

@@ -19,6 +19,7 @@ mod manifest_updates;
 mod pipeline;
 mod pipeline_resume;
 mod plan;
+mod plan_comment;
 mod public_base_url;
 mod retention;
 mod s3_server;

@@ -29,7 +29,7 @@ fn plan_command(world: &World, args: &[&str]) -> Command {
 }
 
 /// Everything in the fake GitHub and the bucket a job could change, byte for byte.
-fn everything(world: &World) -> Value {
+pub(crate) fn everything(world: &World) -> Value {
     let repos = [
         (BUILD_REPO, "main"),
         (GHOST, "develop"),
@@ -88,7 +88,7 @@ fn writes_since(world: &World, seen: usize) -> Vec<String> {
 }
 
 /// The ghost.bu diff of the pin change from 1.14.2 to 1.18.0 with the image `sha256`.
-fn ghost_diff(path: &str, sha256: &str) -> Vec<String> {
+pub(crate) fn ghost_diff(path: &str, sha256: &str) -> Vec<String> {
     let host = "https://ghost-sysext-images.separationofconcerns.dev";
     let ghost = std::fs::read_to_string(fixture("real-world/ghost.bu")).unwrap();
     let lines: Vec<&str> = ghost.lines().collect();

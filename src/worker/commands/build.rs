@@ -77,7 +77,7 @@ pub(super) async fn queue_job(
 }
 
 /// The `eyes` reaction on an accepted command's comment; a failure is only logged.
-async fn react_with_eyes(request: &CommandRequest<'_>) {
+pub(super) async fn react_with_eyes(request: &CommandRequest<'_>) {
     let comment = request.comment;
     if let Err(error) = react_to_comment(
         &request.worker.services.github,

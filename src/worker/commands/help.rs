@@ -12,6 +12,7 @@ Commands in code blocks, quotes and HTML comments are ignored.
 |---|---|---|
 | `/build X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images, if that version is not published yet. | Users with admin, maintain or write permission on the build repository |
 | `/rebuild X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images again, replacing the published ones. | Users with admin, maintain or write permission on the build repository |
+| `/build X.Y.Z --dry-run` | Replies with what that build would do (the uploads, the `SHA256SUMS` lines, the release, each consumer's pull request and its diff) without doing any of it. `/rebuild X.Y.Z --dry-run` plans a rebuild. In the build repository only; one per comment. | Users with admin, maintain or write permission on the build repository |
 | `/status` | Replies with the newest built images and the latest build jobs. | Anyone |
 | `/help` | Replies with this message. | Anyone |
 

@@ -1,5 +1,5 @@
 //! Commands in GitHub issue and pull request comments: `/build 1.17.1`, `/rebuild 1.17.1`,
-//! `/status` and `/help`.
+//! their dry runs (`/build 1.17.1 --dry-run`), `/status` and `/help`.
 //!
 //! A command is a line of its own that starts with the command word (after at most three
 //! spaces, as Markdown allows before a paragraph). Text a reader does not see as the comment
@@ -8,7 +8,7 @@
 //! starting builds.
 //!
 //! [`parser`] finds the commands; each command has a file of its own here ([`build`],
-//! [`rebuild`], [`status`], [`help`]) with what it does when a comment asks for it, given a
+//! [`rebuild`], [`dry_run`], [`status`], [`help`]) with what it does when a comment asks for it, given a
 //! [`request::CommandRequest`], which also holds the one permission check every command
 //! that publishes goes through. What is done with the comment as a whole (one reply,
 //! refusals answered at most hourly, the delivery's outcome) is the worker's inbox's
@@ -21,6 +21,7 @@
 //! ```
 
 pub mod build;
+pub mod dry_run;
 pub mod help;
 pub mod parser;
 pub mod rebuild;
@@ -43,6 +44,9 @@ pub enum Command {
     Build(Version),
     /// `/rebuild X.Y.Z`: build and publish the images again, even if they exist.
     Rebuild(Version),
+    /// `/build X.Y.Z --dry-run` (or `/rebuild X.Y.Z --dry-run` when `rebuild`): reply with
+    /// what that job would do, doing none of it.
+    DryRun { version: Version, rebuild: bool },
     /// `/status`: report what the App is doing.
     Status,
     /// `/help`: reply with [`HELP`].
@@ -50,33 +54,36 @@ pub enum Command {
 }
 
 impl Command {
-    /// The command word without its slash: `build`, `rebuild`, `status` or `help`.
+    /// The command word without its slash: `build`, `rebuild`, `status` or `help` (a dry
+    /// run is named by the command it plans).
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Build(_) => "build",
-            Command::Rebuild(_) => "rebuild",
+            Command::Build(_) | Command::DryRun { rebuild: false, .. } => "build",
+            Command::Rebuild(_) | Command::DryRun { rebuild: true, .. } => "rebuild",
             Command::Status => "status",
             Command::Help => "help",
         }
     }
 
     /// Whether the comment's author needs admin, maintain or write permission on the build
-    /// repository for the command to run: true for the commands that publish images.
+    /// repository for the command to run: true for the commands that publish images, and
+    /// for their dry runs, which build the images too and show what publishing would change.
     pub fn needs_write_permission(&self) -> bool {
         match self {
-            Command::Build(_) | Command::Rebuild(_) => true,
+            Command::Build(_) | Command::Rebuild(_) | Command::DryRun { .. } => true,
             Command::Status | Command::Help => false,
         }
     }
 }
 
-/// Shows the command as it would be typed, e.g. `/build 1.17.1`.
+/// Shows the command as it would be typed, e.g. `/build 1.17.1` or `/build 1.17.1 --dry-run`.
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Build(version) | Command::Rebuild(version) => {
                 write!(f, "/{} {version}", self.name())
             }
+            Command::DryRun { version, .. } => write!(f, "/{} {version} --dry-run", self.name()),
             Command::Status | Command::Help => write!(f, "/{}", self.name()),
         }
     }
@@ -103,6 +110,7 @@ impl Command {
         match self {
             Command::Build(version) => build::run(request, version).await,
             Command::Rebuild(version) => rebuild::run(request, version).await,
+            Command::DryRun { version, rebuild } => dry_run::run(request, version, *rebuild).await,
             Command::Status => Ok(status::run(request).await?),
             Command::Help => Ok(help::run()),
         }
@@ -126,6 +134,24 @@ mod tests {
                 "rebuild",
                 true,
                 "/rebuild 1.0.0",
+            ),
+            (
+                Command::DryRun {
+                    version: v("1.0.0"),
+                    rebuild: false,
+                },
+                "build",
+                true,
+                "/build 1.0.0 --dry-run",
+            ),
+            (
+                Command::DryRun {
+                    version: v("1.0.0"),
+                    rebuild: true,
+                },
+                "rebuild",
+                true,
+                "/rebuild 1.0.0 --dry-run",
             ),
             (Command::Status, "status", false, "/status"),
             (Command::Help, "help", false, "/help"),

@@ -42,7 +42,26 @@ pub enum CommandError {
         /// Why it is not a version; never contains the argument itself.
         reason: String,
     },
-    /// Text after the version of `/build` or `/rebuild`, or after `/status` or `/help`.
+    /// `--dry-run` before the version of `/build` or `/rebuild`, or in place of it.
+    #[error(
+        "`--dry-run` goes after the version: `/{command} X.Y.Z --dry-run`, for example \
+         `/{command} 1.17.1 --dry-run`."
+    )]
+    MisplacedDryRun {
+        /// The command word, without its slash (as [`Command::name`]).
+        command: &'static str,
+    },
+    /// `--dry-run` after `/status` or `/help`, which have none.
+    #[error(
+        "`/{command}` has no dry run: `--dry-run` goes after the version of `/build` or \
+         `/rebuild`, for example `/build 1.17.1 --dry-run`."
+    )]
+    NoDryRun {
+        /// The command word, without its slash (as [`Command::name`]).
+        command: &'static str,
+    },
+    /// Text after the version of `/build` or `/rebuild` (and its `--dry-run`), or after
+    /// `/status` or `/help`.
     #[error("{}", extra_arguments_message(command, extra))]
     ExtraArguments {
         /// The command word, without its slash (as [`Command::name`]).
@@ -75,7 +94,8 @@ fn takes_version(command: &str) -> bool {
 /// [`MAX_COMMANDS_PER_COMMENT`] of them.
 ///
 /// A line counts when, after at most three spaces, it starts with `/build`, `/rebuild`,
-/// `/status` or `/help` (any case) followed by whitespace or the end of the line. Other
+/// `/status` or `/help` (any case) followed by whitespace or the end of the line. `/build`
+/// and `/rebuild` take a version, then optionally `--dry-run`. Other
 /// `/words` are left alone: they belong to other bots. Lines in fenced code blocks (```` ``` ````
 /// or `~~~`, to a closing fence of the same character at least as long, or to the end of the
 /// comment), indented code (four spaces or a tab), block quotes (first non-space character
@@ -206,8 +226,12 @@ fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
         .into_iter()
         .find(|known| known.eq_ignore_ascii_case(word))?;
     let arguments = arguments.trim();
+    let first_word = arguments.split(char::is_whitespace).next().unwrap_or("");
 
     if !takes_version(command) {
+        if is_dry_run_flag(first_word) {
+            return Some(Err(CommandError::NoDryRun { command }));
+        }
         if !arguments.is_empty() {
             return Some(Err(CommandError::ExtraArguments {
                 command,
@@ -223,6 +247,9 @@ fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
 
     if arguments.is_empty() {
         return Some(Err(CommandError::MissingVersion { command }));
+    }
+    if is_dry_run_flag(first_word) {
+        return Some(Err(CommandError::MisplacedDryRun { command }));
     }
     let (given, extra) = arguments
         .split_once(char::is_whitespace)
@@ -241,10 +268,21 @@ fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
             }));
         }
     };
+    let (dry_run, extra) = match extra.split_once(char::is_whitespace) {
+        Some((flag, rest)) if is_dry_run_flag(flag) => (true, rest.trim_start()),
+        None if is_dry_run_flag(extra) => (true, ""),
+        _ => (false, extra),
+    };
     if !extra.is_empty() {
         return Some(Err(CommandError::ExtraArguments {
             command,
             extra: shown(extra),
+        }));
+    }
+    if dry_run {
+        return Some(Ok(Command::DryRun {
+            version,
+            rebuild: command == "rebuild",
         }));
     }
     Some(Ok(if command == "build" {
@@ -252,6 +290,11 @@ fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
     } else {
         Command::Rebuild(version)
     }))
+}
+
+/// Whether `word` is the dry-run flag, `--dry-run` in any case.
+fn is_dry_run_flag(word: &str) -> bool {
+    word.eq_ignore_ascii_case("--dry-run")
 }
 
 /// User text made safe to quote in a Markdown code span: backticks (which would end the span)
@@ -645,6 +688,105 @@ Describe the problem.
                 ..
             })
         ));
+    }
+
+    fn dry_run(version: &str, rebuild: bool) -> Result<Command, CommandError> {
+        Ok(Command::DryRun {
+            version: v(version),
+            rebuild,
+        })
+    }
+
+    #[test]
+    fn a_dry_run_follows_the_version() {
+        assert_eq!(
+            parse_comment("/build 1.18.0 --dry-run"),
+            vec![dry_run("1.18.0", false)]
+        );
+        assert_eq!(
+            parse_comment("/Rebuild v1.18.0   --DRY-RUN  \r\n"),
+            vec![dry_run("1.18.0", true)]
+        );
+        // A dry run and the build itself are different commands.
+        assert_eq!(
+            parse_comment("/build 1.0.0 --dry-run\n/build 1.0.0\n/build 1.0.0 --dry-run"),
+            vec![dry_run("1.0.0", false), build("1.0.0")]
+        );
+        // In code, quotes and HTML comments it is skipped like any command.
+        assert_eq!(
+            parse_comment("```\n/build 1.0.0 --dry-run\n```\n> /build 1.0.0 --dry-run"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_dry_run_anywhere_else_is_an_error() {
+        for (body, command) in [
+            ("/build --dry-run", "build"),
+            ("/build --dry-run 1.0.0", "build"),
+            ("/rebuild --dry-run 1.0.0", "rebuild"),
+        ] {
+            assert_eq!(
+                parse_comment(body),
+                vec![Err(CommandError::MisplacedDryRun { command })],
+                "{body:?}"
+            );
+        }
+        assert_eq!(
+            parse_comment("/build --dry-run 1.0.0")[0]
+                .clone()
+                .unwrap_err()
+                .to_string(),
+            "`--dry-run` goes after the version: `/build X.Y.Z --dry-run`, for example \
+             `/build 1.17.1 --dry-run`."
+        );
+        for (body, command) in [
+            ("/status --dry-run", "status"),
+            ("/help --dry-run x", "help"),
+        ] {
+            assert_eq!(
+                parse_comment(body),
+                vec![Err(CommandError::NoDryRun { command })],
+                "{body:?}"
+            );
+        }
+        assert_eq!(
+            parse_comment("/status --dry-run")[0]
+                .clone()
+                .unwrap_err()
+                .to_string(),
+            "`/status` has no dry run: `--dry-run` goes after the version of `/build` or \
+             `/rebuild`, for example `/build 1.17.1 --dry-run`."
+        );
+        assert_eq!(
+            parse_comment("/build 1.0.0 --dry-run now"),
+            vec![Err(CommandError::ExtraArguments {
+                command: "build",
+                extra: "now".into()
+            })]
+        );
+        assert_eq!(
+            parse_comment("/build 1.0.0 now --dry-run"),
+            vec![Err(CommandError::ExtraArguments {
+                command: "build",
+                extra: "now --dry-run".into()
+            })]
+        );
+        assert_eq!(
+            parse_comment("/build 1.0.0 --dry-run --dry-run"),
+            vec![Err(CommandError::ExtraArguments {
+                command: "build",
+                extra: "--dry-run".into()
+            })]
+        );
+        // Other spellings are not the flag.
+        assert_eq!(
+            parse_comment("/build 1.0.0 --dryrun"),
+            vec![Err(CommandError::ExtraArguments {
+                command: "build",
+                extra: "--dryrun".into()
+            })]
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What a command runs with (the comment that holds it, its delivery, the worker), and who
 //! may run it: the one permission check for every command that publishes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::OnceCell;
 
 use super::Command;
@@ -23,6 +25,8 @@ pub struct CommandRequest<'a> {
     pub audience: Audience<'a>,
     /// The commenter's permission on the build repository, once asked.
     permission: OnceCell<String>,
+    /// Whether a dry run of this comment has started.
+    dry_run_started: AtomicBool,
 }
 
 /// Whether the commenter may run a command.
@@ -49,7 +53,14 @@ impl<'a> CommandRequest<'a> {
             comment,
             audience,
             permission: OnceCell::new(),
+            dry_run_started: AtomicBool::new(false),
         }
+    }
+
+    /// True the first time it is asked: a comment gets one dry run, since each builds the
+    /// images and fills a reply of its own.
+    pub fn start_dry_run(&self) -> bool {
+        !self.dry_run_started.swap(true, Ordering::Relaxed)
     }
 
     /// Whether the commenter may run `command`: anyone may run the commands that only

@@ -27,6 +27,7 @@ mod error;
 mod installation;
 mod manifest;
 pub mod plan;
+pub mod plan_markdown;
 pub mod plan_text;
 mod put;
 mod release;

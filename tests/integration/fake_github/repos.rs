@@ -69,6 +69,8 @@ pub(super) struct Repo {
     pub(super) commits: HashMap<String, Commit>,
     /// Issues and pull requests, which share one number space.
     pub(super) issues: BTreeMap<u64, Issue>,
+    /// `public`, `private` or `internal`, as GitHub's `visibility` names it.
+    pub(super) visibility: &'static str,
 }
 
 /// Repositories by lowercased `owner/name` (GitHub's names are case-insensitive).
@@ -246,8 +248,8 @@ impl Repo {
             "name": self.name,
             "full_name": full_name,
             "owner": user_json(&self.owner, "User"),
-            "private": false,
-            "visibility": "public",
+            "private": self.visibility != "public",
+            "visibility": self.visibility,
             "html_url": format!("https://github.com/{full_name}"),
             "description": null,
             "fork": false,
@@ -350,10 +352,21 @@ impl FakeGitHub {
             tags: BTreeMap::new(),
             commits: HashMap::new(),
             issues: BTreeMap::new(),
+            visibility: "public",
         };
         let initial = created.make_commit(Vec::new(), Tree::new(), "Initial commit", SETUP);
         created.branches.insert(default_branch.to_owned(), initial);
         model.repos.insert(repo_key(owner, name), created);
+    }
+
+    /// Makes `repo` `public`, `private` or `internal`, as `GET /repos/{owner}/{repo}`
+    /// reports it.
+    pub fn set_visibility(&self, repo: &str, visibility: &'static str) {
+        assert!(
+            ["public", "private", "internal"].contains(&visibility),
+            "{visibility:?} is no visibility GitHub has"
+        );
+        self.model().known_repo(repo).visibility = visibility;
     }
 
     /// Commits `content` at `path` on `branch` as `setup` (creating the branch from the
@@ -423,6 +436,7 @@ impl FakeGitHub {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
+    use serde_json::json;
 
     #[test]
     fn repositories_are_found_with_the_app_and_read_with_its_tokens() {
@@ -470,7 +484,21 @@ mod tests {
         assert_eq!(repo["full_name"], "acme/site");
         assert_eq!(repo["default_branch"], "main");
         assert_eq!(repo["private"], false);
+        assert_eq!(repo["visibility"], "public");
         serde_json::from_value::<octocrab::models::Repository>(repo).unwrap();
+        github.set_visibility(REPO, "private");
+        let repo = call(&github, "GET", "/repos/acme/site", Some(&token), "").json();
+        assert_eq!(
+            (&repo["private"], &repo["visibility"]),
+            (&json!(true), &json!("private"))
+        );
+        github.set_visibility(REPO, "internal");
+        let repo = call(&github, "GET", "/repos/acme/site", Some(&token), "").json();
+        assert_eq!(
+            (&repo["private"], &repo["visibility"]),
+            (&json!(true), &json!("internal"))
+        );
+        github.set_visibility(REPO, "public");
         // Names are case-insensitive; unknown repositories and other accounts' are 404.
         assert_eq!(
             call(&github, "GET", "/repos/ACME/Site", Some(&token), "").status,
