@@ -118,7 +118,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
                 config.data_dir.display()
             );
         }
-        let database = Database::open(config.database_url.as_deref(), &config.data_dir).await?;
+        let database =
+            Database::open_read_only(config.database_url.as_deref(), &config.data_dir).await?;
         let github = GitHubApi::new(&config.github_api_url, Some(app_key), RetryPolicy::default())?;
         let access = InstallationAccess {
             database: &database,

@@ -39,6 +39,16 @@ pub enum DatabaseError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database holds something unreadable: {0}")]
     Corrupt(String),
+    /// A reader that must not change the schema found another one than it knows.
+    #[error(
+        "the database {url} has schema version {found}, this binary reads version {expected}: \
+         run the same version of alloy-sysext-automation as the server"
+    )]
+    SchemaMismatch {
+        url: String,
+        found: i64,
+        expected: i64,
+    },
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -51,22 +61,7 @@ impl Database {
     /// delivery acknowledged to GitHub survives a crash or power loss. Waits for locks are
     /// short, so that a busy database answers in time for GitHub's 10-second deadline.
     pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Database, DatabaseError> {
-        let (options, shown) = match url {
-            Some(url) => {
-                let options = SqliteConnectOptions::from_str(url).map_err(|source| {
-                    DatabaseError::BadUrl {
-                        url: url.to_owned(),
-                        source,
-                    }
-                })?;
-                (options, url.to_owned())
-            }
-            None => {
-                let file = data_dir.join("alloy-sysext.db");
-                let shown = file.display().to_string();
-                (SqliteConnectOptions::new().filename(file), shown)
-            }
-        };
+        let (options, shown) = location(url, data_dir)?;
         let file = options.get_filename().to_owned();
         let options = options
             .create_if_missing(true)
@@ -83,6 +78,48 @@ impl Database {
         // points) keeps its mode; SQLite gives the database's mode to its -wal and -shm.
         make_owner_only(&file);
         sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Database { pool })
+    }
+
+    /// Opens the server's database to read only: nothing is created, no schema is changed,
+    /// and a schema other than this binary's is refused (a newer binary must not upgrade
+    /// the schema under an older server, nor an older one read a newer schema).
+    pub async fn open_read_only(
+        url: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<Database, DatabaseError> {
+        let (options, shown) = location(url, data_dir)?;
+        let options = options
+            .read_only(true)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|source| DatabaseError::Open {
+                url: shown.clone(),
+                source,
+            })?;
+        let expected = sqlx::migrate!("./migrations")
+            .iter()
+            .map(|migration| migration.version)
+            .max()
+            .unwrap_or(0);
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
+        if found != expected {
+            return Err(DatabaseError::SchemaMismatch {
+                url: shown,
+                found,
+                expected,
+            });
+        }
         Ok(Database { pool })
     }
 
@@ -104,6 +141,29 @@ impl Database {
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
+}
+
+/// The connection options for `url` (`DATABASE_URL`), or the file `alloy-sysext.db` in
+/// `data_dir`, and how to name it in errors.
+fn location(
+    url: Option<&str>,
+    data_dir: &Path,
+) -> Result<(SqliteConnectOptions, String), DatabaseError> {
+    Ok(match url {
+        Some(url) => {
+            let options =
+                SqliteConnectOptions::from_str(url).map_err(|source| DatabaseError::BadUrl {
+                    url: url.to_owned(),
+                    source,
+                })?;
+            (options, url.to_owned())
+        }
+        None => {
+            let file = data_dir.join("alloy-sysext.db");
+            let shown = file.display().to_string();
+            (SqliteConnectOptions::new().filename(file), shown)
+        }
+    })
 }
 
 /// Makes the database file `file` and its journals readable by its owner alone; one that
@@ -138,6 +198,51 @@ fn make_owner_only(file: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_read_only_open_creates_nothing_and_refuses_another_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Database::open_read_only(None, dir.path()).await,
+            Err(DatabaseError::Open { .. })
+        ));
+        assert!(!dir.path().join("alloy-sysext.db").exists());
+
+        let database = Database::open(None, dir.path()).await.unwrap();
+        let reader = Database::open_read_only(None, dir.path()).await.unwrap();
+        assert!(reader.installations().await.unwrap().is_empty());
+        assert!(
+            sqlx::query("CREATE TABLE t (n INTEGER)")
+                .execute(reader.pool())
+                .await
+                .is_err(),
+            "a read-only database takes a write"
+        );
+        drop(reader);
+
+        // A newer server's migration, unknown to this binary.
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (99990101000000, 'newer', TRUE, x'00', 0)",
+        )
+        .execute(database.pool())
+        .await
+        .unwrap();
+        let error = Database::open_read_only(None, dir.path())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                error,
+                DatabaseError::SchemaMismatch {
+                    found: 99990101000000,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
 
     #[tokio::test]
     async fn a_read_then_write_transaction_is_not_broken_by_a_write_in_between() {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::github::api::DEFAULT_API_URL;
 use crate::secret::Secret;
+use crate::settings::public_base_url::is_plain_base_url;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,14 +140,21 @@ impl ServerConfig {
         };
         let public_url = match get("PUBLIC_URL") {
             None => None,
-            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+            Some(url) if is_plain_base_url(url.trim()) => {
                 Some(url.trim().trim_end_matches('/').to_owned())
             }
             Some(value) => {
+                // A value with a user name or password is not repeated: it is a secret.
+                let value = if value.contains('@') {
+                    "(a URL with a user name or password, not shown)".to_owned()
+                } else {
+                    value
+                };
                 return Err(ConfigError::Invalid {
                     name: "PUBLIC_URL",
                     value,
-                    expected: "an https:// URL such as https://alloy-sysext.fly.dev",
+                    expected: "an https:// URL such as https://alloy-sysext.fly.dev, with no \
+                               user name, password, query or fragment",
                 });
             }
         };

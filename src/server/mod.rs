@@ -42,7 +42,9 @@ use crate::database::deliveries::{NewDelivery, Stored};
 use crate::secret::Secret;
 use crate::server::config::ServerConfig;
 use crate::settings::Settings;
-use crate::settings::public_base_url::{NO_PUBLIC_BASE_URL, PublicBaseUrl};
+use crate::settings::public_base_url::{
+    BUCKET_DEFAULT_BASE_URL, NO_PUBLIC_BASE_URL, PublicBaseUrl,
+};
 use crate::storage::Storage;
 use webhook::{MAX_BODY_BYTES, VerifiedDelivery};
 
@@ -130,8 +132,15 @@ pub async fn serve(
     let public_base_url =
         PublicBaseUrl::resolve(&settings.publish, &storage, config.public_url.as_deref());
     tracing::info!(storage = %storage.describe(), public_base_url = %public_base_url, from = public_base_url.source(), build_repo = %settings.build_repo.repo, "publishing");
-    if public_base_url == PublicBaseUrl::None {
-        tracing::warn!("{NO_PUBLIC_BASE_URL}");
+    match public_base_url {
+        PublicBaseUrl::None => tracing::warn!("{NO_PUBLIC_BASE_URL}"),
+        // Right for the deployment the defaults describe; any other bucket is served
+        // elsewhere, and links to the default would name files it does not hold.
+        PublicBaseUrl::BucketDefault => tracing::warn!(
+            base_url = BUCKET_DEFAULT_BASE_URL,
+            "publish.base_url is not set: links to the images name the default bucket's domain; set publish.base_url in CONFIG_FILE to the address this bucket is served at"
+        ),
+        PublicBaseUrl::Configured(_) | PublicBaseUrl::ServedHere(_) => {}
     }
     let images_dir = match &storage {
         Storage::Local(local) => {

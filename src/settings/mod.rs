@@ -469,13 +469,13 @@ impl Settings {
         }
 
         if let Some(base_url) = &publish.base_url
-            && (!(base_url.starts_with("https://") || base_url.starts_with("http://"))
-                || base_url.contains(char::is_whitespace))
+            && !public_base_url::is_plain_base_url(base_url)
         {
             return Err(invalid(
                 "publish.base_url",
                 base_url,
-                "an http:// or https:// URL",
+                "an http:// or https:// URL with a host and no user name, password, query or \
+                 fragment",
             ));
         }
         for key in &publish.replace_signatures_by {

@@ -20,6 +20,24 @@ pub const IMAGES_ROUTE: &str = "/images/";
 /// log, on the status page and in pull requests.
 pub const NO_PUBLIC_BASE_URL: &str = "the server has no public URL for its images: hosts reach them only once PUBLIC_URL (or publish.base_url in CONFIG_FILE) is set";
 
+/// Whether `url` is a plain base address: `http://` or `https://`, a host, and a path;
+/// nothing that would change what a file name appended to it means or carry a secret into
+/// every link made from it (a user name or password, a query, a fragment), and no
+/// whitespace, control characters or backslashes.
+pub fn is_plain_base_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    !host.is_empty()
+        && !host.contains('@')
+        && !rest.contains(['?', '#', '\\'])
+        && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Where published files are downloaded from, and why there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublicBaseUrl {
@@ -100,6 +118,31 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn a_base_url_is_a_plain_address() {
+        for good in [
+            "https://images.example.org/",
+            "http://127.0.0.1:3000/images/",
+            "https://example.org",
+        ] {
+            assert!(is_plain_base_url(good), "{good}");
+        }
+        for bad in [
+            "ftp://example.org/",
+            "https://",
+            "https:///images/",
+            "https://user:secret@example.org/",
+            "https://example.org/?x=1",
+            "https://example.org/#top",
+            "https://example.org/a b/",
+            "https://example.org/a\\b/",
+            "https://example.org/\u{1b}/",
+            "javascript:alert(1)",
+        ] {
+            assert!(!is_plain_base_url(bad), "{bad}");
+        }
+    }
 
     fn local() -> Storage {
         Storage::from_env(|_| None, Path::new("/data")).unwrap()

@@ -63,21 +63,63 @@ pub fn ghost_bu_file(path: &str) -> String {
     contents
 }
 
-/// A throwaway host: an overlay of the cached root with `/proc` and `/dev`, unmounted and
-/// removed when dropped.
+/// The prefix of a host's directory, by which mounts left by a killed test run are found.
+const HOST_DIR_PREFIX: &str = "alloy-host-";
+
+/// The longest a `systemd-sysupdate` run or a setup command may take before it is killed.
+const COMMAND_DEADLINE_SECONDS: &str = "300";
+
+/// A throwaway host: an overlay of the cached root with its own `/proc` and a `/dev` of its
+/// own (a tmpfs with the few device nodes sysupdate opens, never the machine's `/dev`),
+/// unmounted and removed when dropped.
 pub struct Host {
     /// The host's `/`, as seen from the tests.
     pub root: PathBuf,
     mounts: Vec<PathBuf>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Host {
     fn drop(&mut self) {
-        for mount in self.mounts.iter().rev() {
-            let _ = Command::new("umount").arg("--lazy").arg(mount).status();
+        let unmounted = unmount_all(self.mounts.iter().rev());
+        if !unmounted {
+            // Removing the directory would cross into whatever is still mounted there.
+            if let Some(dir) = self.dir.take() {
+                eprintln!("left {} mounted: unmount it by hand", dir.keep().display());
+            }
         }
     }
+}
+
+/// Unmounts each of `mounts` in order; true when all are gone.
+fn unmount_all<'a>(mounts: impl Iterator<Item = &'a PathBuf>) -> bool {
+    let mut all = true;
+    for mount in mounts {
+        let status = Command::new("umount").arg("--lazy").arg(mount).status();
+        all &= status.is_ok_and(|s| s.success());
+    }
+    all
+}
+
+/// Unmounts what hosts of an earlier, killed test run left mounted (their drop never ran).
+/// Runs once per test process, before its first host exists.
+fn unmount_leftovers() {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let tmp = std::env::temp_dir();
+        let prefix = tmp.join(HOST_DIR_PREFIX);
+        let prefix = prefix.to_string_lossy();
+        let mut stale: Vec<PathBuf> = mountinfo
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|point| point.starts_with(prefix.as_ref()))
+            .map(PathBuf::from)
+            .collect();
+        // Deepest first: /proc and /dev before the overlay they are in.
+        stale.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+        unmount_all(stale.iter());
+    });
 }
 
 fn run(command: &mut Command) -> Output {
@@ -104,7 +146,11 @@ impl Host {
             "no host root at {} with systemd-sysupdate: run scripts/host-root (scripts/test does)",
             lower.display()
         );
-        let dir = tempfile::tempdir().unwrap();
+        unmount_leftovers();
+        let dir = tempfile::Builder::new()
+            .prefix(HOST_DIR_PREFIX)
+            .tempdir()
+            .unwrap();
         let (upper, work, root) = (
             dir.path().join("upper"),
             dir.path().join("work"),
@@ -116,7 +162,7 @@ impl Host {
         let mut host = Host {
             root: root.clone(),
             mounts: Vec::new(),
-            _dir: dir,
+            dir: Some(dir),
         };
         run(Command::new("mount")
             .args(["-t", "overlay", "overlay", "-o"])
@@ -132,10 +178,22 @@ impl Host {
             .args(["-t", "proc", "proc"])
             .arg(root.join("proc")));
         host.mounts.push(root.join("proc"));
+        let dev = root.join("dev");
         run(Command::new("mount")
-            .args(["--bind", "/dev"])
-            .arg(root.join("dev")));
-        host.mounts.push(root.join("dev"));
+            .args(["-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs"])
+            .arg(&dev));
+        host.mounts.push(dev.clone());
+        for (name, minor) in [
+            ("null", "3"),
+            ("zero", "5"),
+            ("random", "8"),
+            ("urandom", "9"),
+        ] {
+            run(Command::new("mknod")
+                .args(["-m", "666"])
+                .arg(dev.join(name))
+                .args(["c", "1", minor]));
+        }
         host
     }
 
@@ -151,10 +209,12 @@ impl Host {
         fs::write(path, contents).unwrap();
     }
 
-    /// Runs `program` with `args` on the host (in its root, with a clean environment).
+    /// Runs `program` with `args` on the host (in its root, with a clean environment),
+    /// killed if it runs past the deadline.
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new("chroot");
+        let mut command = Command::new("timeout");
         command
+            .args(["--kill-after=10", COMMAND_DEADLINE_SECONDS, "chroot"])
             .arg(&self.root)
             .arg(program)
             .args(args)
@@ -209,6 +269,12 @@ impl Host {
             )
             .output()
             .expect("chroot runs");
+        // `timeout` answers 124 when it stopped the program, 137 when it had to kill it.
+        assert!(
+            !matches!(output.status.code(), Some(124 | 137)),
+            "systemd-sysupdate {verb} ran past {COMMAND_DEADLINE_SECONDS} s: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         Sysupdate {
             success: output.status.success(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -346,6 +346,16 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
     assert_published(&world, &jobs[0]);
+    // The bucket's links name the default domain, which the start-up log says once.
+    assert_eq!(
+        server
+            .log()
+            .matches(
+                "publish.base_url is not set: links to the images name the default bucket's domain"
+            )
+            .count(),
+        1
+    );
     // One commit for the manifest and one for its signature.
     let commits = world.github.commits(BUILD_REPO, "main");
     assert_eq!(commits.len(), commits_before + 2);

@@ -44,6 +44,14 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         return Err(StepError::Permanent("the build recorded no images".into()));
     }
     let consumers = all_consumers(context.github, context.settings, context.database).await;
+    // Counted here rather than where they are found: a dry run finds them too.
+    for refused in &consumers.refused {
+        let outcome = match refused.outcome {
+            ConsumerOutcome::Refused { .. } => "refused",
+            _ => "failed",
+        };
+        crate::metrics::global().consumer_update(outcome);
+    }
     let mut outcomes = consumers.refused;
     let mut transient = Vec::new();
     let configured = consumers.configured.iter().map(|c| (c, false));
@@ -142,7 +150,6 @@ pub(super) async fn all_consumers(
                     Ok(consumer) => consumers.enrolled.push(consumer),
                     Err(error) => {
                         tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} is refused; no pull request is opened there");
-                        crate::metrics::global().consumer_update("refused");
                         consumers.refused.push(ConsumerReport {
                             repo: repo.clone(),
                             path: ENROLLMENT_FILE.into(),
@@ -157,7 +164,6 @@ pub(super) async fn all_consumers(
                 // served, and the job must not look complete.
                 Err(error) => {
                     tracing::warn!(%repo, %error, "{ENROLLMENT_FILE} could not be read; no pull request is opened there");
-                    crate::metrics::global().consumer_update("failed");
                     consumers.refused.push(ConsumerReport {
                         repo: repo.clone(),
                         path: ENROLLMENT_FILE.into(),

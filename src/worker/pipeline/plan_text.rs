@@ -6,7 +6,24 @@ use super::plan::{ConsumerAction, ConsumerPlan, Plan, SkipReason};
 use crate::database::job_result::Publication;
 use crate::version::Version;
 
-/// The report of `plan`: each step's part, in the job's order.
+/// Control characters other than the line breaks and tabs the report is laid out with,
+/// written as `\u{..}` escapes: the report quotes files and errors from repositories
+/// (an enrolled stranger's among them), whose escape sequences must not reach the
+/// operator's terminal.
+pub fn terminal_safe(text: &str) -> String {
+    let mut safe = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            let _ = write!(safe, "\\u{{{:x}}}", c as u32);
+        } else {
+            safe.push(c);
+        }
+    }
+    safe
+}
+
+/// The report of `plan`: each step's part, in the job's order, safe to print on a
+/// terminal.
 pub fn render_text(plan: &Plan) -> String {
     let mut out = String::new();
     let job = if plan.rebuild { "rebuild" } else { "build" };
@@ -131,7 +148,7 @@ pub fn render_text(plan: &Plan) -> String {
             render_consumer(&mut out, consumer, &plan.version);
         }
     }
-    out
+    terminal_safe(&out)
 }
 
 fn render_consumer(out: &mut String, consumer: &ConsumerPlan, version: &Version) {
@@ -167,5 +184,18 @@ fn render_consumer(out: &mut String, consumer: &ConsumerPlan, version: &Version)
     let _ = writeln!(out, "    {action}");
     for line in consumer.diff.lines() {
         let _ = writeln!(out, "    {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_from_repositories_are_shown_not_sent() {
+        assert_eq!(
+            terminal_safe("a\u{1b}]52;c;aGk=\u{7}b\r\n\tc\u{9b}"),
+            "a\\u{1b}]52;c;aGk=\\u{7}b\\u{d}\n\tc\\u{9b}"
+        );
     }
 }
