@@ -216,7 +216,8 @@ fn a_host_refuses_a_changed_image_and_an_untrusted_signature(transfer: Transfer)
     let run = host.sysupdate("update");
     assert_refused(&run);
     assert!(
-        run.stderr.contains("did not check out, file has been tampered with"),
+        run.stderr
+            .contains("did not check out, file has been tampered with"),
         "{}",
         run.output()
     );

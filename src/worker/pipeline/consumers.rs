@@ -109,6 +109,8 @@ pub(super) struct Consumers {
     pub configured: Vec<ConsumerSettings>,
     pub enrolled: Vec<ConsumerSettings>,
     pub refused: Vec<ConsumerReport>,
+    /// Why the repositories that may have enrolled could not be listed, when they could not.
+    pub enrollments_unread: Option<String>,
 }
 
 /// The configured consumers, then the repositories of active installations that enrolled
@@ -122,11 +124,13 @@ pub(super) async fn all_consumers(
         configured: settings.consumers.clone(),
         enrolled: Vec::new(),
         refused: Vec::new(),
+        enrollments_unread: None,
     };
     let installations = match database.installations().await {
         Ok(installations) => installations,
         Err(error) => {
             tracing::warn!(%error, "reading installations; enrolled consumers are skipped");
+            consumers.enrollments_unread = Some(format!("reading the installations: {error}"));
             return consumers;
         }
     };

@@ -88,6 +88,9 @@ pub struct Plan {
     pub manifest: Option<ManifestPlan>,
     pub release: Option<ReleasePlan>,
     pub consumers: Option<Vec<ConsumerPlan>>,
+    /// Why repositories that enrolled themselves could not be listed (they are then
+    /// missing from `consumers`).
+    pub enrollments_unread: Option<String>,
 }
 
 /// A file of the build and whether storage has it already.
@@ -242,6 +245,7 @@ pub async fn plan_job(
         manifest: None,
         release: None,
         consumers: None,
+        enrollments_unread: None,
     };
     if plan.stops.is_some() {
         return Ok(plan);
@@ -275,7 +279,9 @@ pub async fn plan_job(
         }),
         tag,
     });
-    plan.consumers = Some(planned_consumers(services, &plan.images, version).await);
+    let (consumers, enrollments_unread) = planned_consumers(services, &plan.images, version).await;
+    plan.consumers = Some(consumers);
+    plan.enrollments_unread = enrollments_unread;
     Ok(plan)
 }
 
@@ -357,7 +363,7 @@ async fn planned_consumers(
     services: &PlanServices<'_>,
     images: &[BuiltImage],
     version: &Version,
-) -> Vec<ConsumerPlan> {
+) -> (Vec<ConsumerPlan>, Option<String>) {
     let consumers = all_consumers(services.github, services.settings, services.database).await;
     let mut plans = Vec::new();
     let configured = consumers.configured.iter().map(|c| (c, false));
@@ -390,7 +396,7 @@ async fn planned_consumers(
         plans.push(plan);
     }
     plans.extend(consumers.refused.into_iter().map(refused_plan));
-    plans
+    (plans, consumers.enrollments_unread)
 }
 
 /// A repository whose enrollment file was refused or could not be read.

@@ -184,6 +184,13 @@ fn blocks(plan: &Plan, disclosure: &dyn ConsumerDisclosure) -> Vec<String> {
                 hidden_consumer(consumer)
             });
         }
+        if plan.enrollments_unread.is_some() {
+            blocks.push(
+                "Repositories that enrolled themselves could not be listed; they are missing \
+                 here.\n"
+                    .to_owned(),
+            );
+        }
     }
     blocks
 }
@@ -310,7 +317,24 @@ mod tests {
                 exists: None,
             }),
             consumers: Some(consumers),
+            enrollments_unread: None,
         }
+    }
+
+    #[test]
+    fn enrollments_that_could_not_be_listed_are_said_to_be_missing() {
+        let mut plan = plan(vec![consumer("public/a", "+x\n")]);
+        assert!(!render_markdown(&plan, &public_only, 60_000).contains("could not be listed"));
+        plan.enrollments_unread = Some("reading the installations: database is locked".into());
+        let text = render_markdown(&plan, &public_only, 60_000);
+        assert!(
+            text.contains(
+                "Repositories that enrolled themselves could not be listed; they are missing here."
+            ),
+            "{text}"
+        );
+        // The error stays in the server's log and the operator's `plan`.
+        assert!(!text.contains("database is locked"), "{text}");
     }
 
     fn consumer(repo: &str, diff: &str) -> ConsumerPlan {

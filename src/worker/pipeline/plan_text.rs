@@ -147,6 +147,12 @@ pub fn render_text(plan: &Plan) -> String {
         for consumer in consumers {
             render_consumer(&mut out, consumer, &plan.version);
         }
+        if let Some(error) = &plan.enrollments_unread {
+            let _ = writeln!(
+                out,
+                "  repositories that enrolled themselves could not be listed: {error}"
+            );
+        }
     }
     terminal_safe(&out)
 }
