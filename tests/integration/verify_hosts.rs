@@ -1,0 +1,149 @@
+//! `verify` refuses what hosts refuse: a signature file with a second signature.
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use alloy_sysext_automation::signing::SigningKey;
+use pgp::composed::{Deserializable, DetachedSignature};
+use pgp::ser::Serialize as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+
+fn signing_key() -> SigningKey {
+    SigningKey::from_file(&ed25519_keys().secret()).unwrap()
+}
+
+/// Publishes `files` (names, each with its own content) into `dir` as a build does: each
+/// with its `.sha256` and `.asc`, and `SHA256SUMS` listing them all, signed.
+fn publish(dir: &Path, files: &[&str]) {
+    let key = signing_key();
+    let mut manifest = String::new();
+    for file in files {
+        let content = format!("the image {file}\n");
+        let line = format!(
+            "{}  {file}\n",
+            hex::encode(Sha256::digest(content.as_bytes()))
+        );
+        fs::write(dir.join(file), &content).unwrap();
+        fs::write(dir.join(format!("{file}.sha256")), &line).unwrap();
+        let signature = key.sign_detached(content.as_bytes()).unwrap();
+        fs::write(dir.join(format!("{file}.asc")), signature).unwrap();
+        manifest.push_str(&line);
+    }
+    fs::write(dir.join("SHA256SUMS"), &manifest).unwrap();
+    let signature = key.sign_detached(manifest.as_bytes()).unwrap();
+    fs::write(dir.join("SHA256SUMS.gpg"), signature).unwrap();
+}
+
+/// `verify --dir` with `args`, `--json` and the shared Ed25519 key.
+fn verify_dir(dir: &Path, args: &[&str]) -> (Option<i32>, Value, String) {
+    let output: Output = cli()
+        .arg("verify")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .arg("--public-key")
+        .arg(ed25519_keys().public())
+        .arg("--json")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (
+        output.status.code(),
+        report,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The failed checks of a report.
+fn failed(report: &Value) -> Vec<Value> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|check| check["ok"] == false)
+        .cloned()
+        .collect()
+}
+
+fn binary_signature(armored: &str) -> Vec<u8> {
+    let (signature, _) = DetachedSignature::from_string(armored).unwrap();
+    signature.to_bytes().unwrap()
+}
+
+#[test]
+fn a_manifest_signature_followed_by_another_signature_is_refused_as_gpg_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    publish(dir.path(), &["alloy-1.19.0-amd64.raw"]);
+    let key = signing_key();
+    let good = fs::read_to_string(dir.path().join("SHA256SUMS.gpg")).unwrap();
+    let old = key.sign_detached(&b"an older SHA256SUMS\n"[..]).unwrap();
+    let mut both = binary_signature(&good);
+    both.extend(binary_signature(&old));
+    fs::write(dir.path().join("SHA256SUMS.gpg"), &both).unwrap();
+
+    // gpg on a host fails it.
+    let gpg = Gpg::new();
+    run_ok(
+        gpg.command()
+            .args(["--batch", "--import"])
+            .arg(ed25519_keys().public()),
+    );
+    let output = gpg
+        .command()
+        .args(["--batch", "--verify"])
+        .arg(dir.path().join("SHA256SUMS.gpg"))
+        .arg(dir.path().join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+
+    let fingerprint = key.fingerprint();
+    let (status, report, stderr) = verify_dir(dir.path(), &["--manifest-only"]);
+    assert_eq!(status, Some(1));
+    let detail = format!(
+        "SHA256SUMS.gpg does not verify SHA256SUMS with this public key: the signature file \
+         holds 2 signatures (by {fingerprint}, {fingerprint}), not one; gpg --verify fails if \
+         any of them does not verify, so only a single signature is accepted"
+    );
+    assert_eq!(
+        failed(&report),
+        [
+            json!({"file": "SHA256SUMS.gpg", "check": "manifest_signature", "ok": false,
+                "detail": detail})
+        ]
+    );
+    assert_eq!(stderr, format!("error: {detail}\n"));
+}
+
+#[test]
+fn an_image_asc_followed_by_another_signature_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    publish(dir.path(), &["alloy-1.19.0-amd64.raw"]);
+    let asc = dir.path().join("alloy-1.19.0-amd64.raw.asc");
+    let good = fs::read_to_string(&asc).unwrap();
+    let old = signing_key().sign_detached(&b"another image"[..]).unwrap();
+    let mut both = binary_signature(&good);
+    both.extend(binary_signature(&old));
+    fs::write(&asc, &both).unwrap();
+    let (status, report, _) = verify_dir(dir.path(), &[]);
+    assert_eq!(status, Some(1));
+    let failures = failed(&report);
+    assert_eq!(failures.len(), 1, "{report:#}");
+    assert_eq!(failures[0]["file"], "alloy-1.19.0-amd64.raw.asc");
+    assert!(
+        failures[0]["detail"].as_str().unwrap().starts_with(
+            "does not verify alloy-1.19.0-amd64.raw: the signature file holds 2 signatures"
+        ),
+        "{report:#}"
+    );
+}
