@@ -79,7 +79,7 @@ impl Source {
                 Ok(())
             }
             Source::Url(base) => {
-                base.stream(file, None, sink).await?;
+                base.image(file, sink).await?;
                 Ok(())
             }
         }
