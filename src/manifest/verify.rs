@@ -34,7 +34,19 @@ pub struct VerifiedManifest {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("{path} is missing: {reason}")]
-    Missing { path: String, reason: String },
+    Missing {
+        /// The file's name (`SHA256SUMS`), under the source.
+        file: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{path} cannot be read: {reason}")]
+    Unreadable {
+        /// The file's name (`SHA256SUMS`), under the source.
+        file: String,
+        path: String,
+        reason: String,
+    },
     #[error(
         "{MANIFEST_SIGNATURE_FILE} does not verify {MANIFEST_FILE} with this public key: {source}"
     )]

@@ -1,4 +1,5 @@
-//! `verify` refuses what hosts refuse: a signature file with a second signature.
+//! `verify` refuses what hosts refuse: a signature file with a second signature; and it
+//! names the file it could not read, and why.
 
 use std::fs;
 use std::path::Path;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
+use crate::serve_process::{SECRET, Server};
 
 fn signing_key() -> SigningKey {
     SigningKey::from_file(&ed25519_keys().secret()).unwrap()
@@ -145,5 +147,43 @@ fn an_image_asc_followed_by_another_signature_is_refused() {
             "does not verify alloy-1.19.0-amd64.raw: the signature file holds 2 signatures"
         ),
         "{report:#}"
+    );
+}
+
+#[test]
+fn a_manifest_that_cannot_be_read_is_named_with_why() {
+    // Not there on a server: SHA256SUMS, not its signature, is missing.
+    let data = tempfile::tempdir().unwrap();
+    let images = data.path().join("images");
+    fs::create_dir_all(&images).unwrap();
+    publish(&images, &["alloy-1.19.0-amd64.raw"]);
+    fs::remove_file(images.join("SHA256SUMS")).unwrap();
+    let server = Server::start(data.path(), &[("WEBHOOK_SECRET", SECRET)]);
+    let url = format!("http://127.0.0.1:{}/images/", server.port);
+    let output = cli()
+        .args(["verify", "--url", &url, "--json", "--public-key"])
+        .arg(ed25519_keys().public())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let detail = format!("{url}SHA256SUMS is missing: the server answered 404 Not Found");
+    assert_eq!(
+        report["checks"],
+        json!([{"file": "SHA256SUMS", "check": "manifest_format", "ok": false, "detail": detail}])
+    );
+
+    // There but unreadable: it cannot be read, which is not missing.
+    let dir = tempfile::tempdir().unwrap();
+    publish(dir.path(), &["alloy-1.19.0-amd64.raw"]);
+    fs::remove_file(dir.path().join("SHA256SUMS")).unwrap();
+    fs::create_dir(dir.path().join("SHA256SUMS")).unwrap();
+    let (status, report, _) = verify_dir(dir.path(), &[]);
+    assert_eq!(status, Some(1));
+    let path = dir.path().join("SHA256SUMS").display().to_string();
+    assert_eq!(
+        report["checks"],
+        json!([{"file": "SHA256SUMS", "check": "manifest_format", "ok": false,
+            "detail": format!("{path} cannot be read: reading {path}: Is a directory (os error 21)")}])
     );
 }

@@ -187,13 +187,17 @@ impl Checks<'_> {
         let manifest = match self.manifest(report).await {
             Ok(manifest) => manifest,
             Err(error) => {
-                let kind = match error {
-                    VerifyError::BadManifest(_) => CheckKind::ManifestFormat,
-                    _ => CheckKind::ManifestSignature,
-                };
-                let file = match kind {
-                    CheckKind::ManifestFormat => MANIFEST_FILE,
+                let file = match &error {
+                    VerifyError::Missing { file, .. } | VerifyError::Unreadable { file, .. } => {
+                        file.as_str()
+                    }
+                    VerifyError::BadManifest(_) => MANIFEST_FILE,
                     _ => MANIFEST_SIGNATURE_FILE,
+                };
+                let kind = if file == MANIFEST_FILE {
+                    CheckKind::ManifestFormat
+                } else {
+                    CheckKind::ManifestSignature
                 };
                 report
                     .checks
@@ -246,13 +250,18 @@ impl Checks<'_> {
     }
 
     async fn required(&self, file: &str) -> Result<Vec<u8>, VerifyError> {
-        self.source
-            .small(file)
-            .await
-            .map_err(|error| VerifyError::Missing {
+        self.source.small(file).await.map_err(|error| match error {
+            ReadError::Missing(reason) => VerifyError::Missing {
+                file: file.to_owned(),
                 path: self.source.describe(file),
-                reason: error.reason().to_owned(),
-            })
+                reason,
+            },
+            ReadError::Failed(reason) => VerifyError::Unreadable {
+                file: file.to_owned(),
+                path: self.source.describe(file),
+                reason,
+            },
+        })
     }
 
     /// The checks of one listed image (its name checked by the manifest's parser: a bare
