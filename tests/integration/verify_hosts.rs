@@ -1,5 +1,6 @@
-//! `verify` refuses what hosts refuse: a signature file with a second signature; and it
-//! names the file it could not read, and why.
+//! `verify` refuses what hosts refuse or would install wrongly: a signature file with a
+//! second signature, a newest image that is no release of ours; and it names the file it
+//! could not read, and why.
 
 use std::fs;
 use std::path::Path;
@@ -147,6 +148,73 @@ fn an_image_asc_followed_by_another_signature_is_refused() {
             "does not verify alloy-1.19.0-amd64.raw: the signature file holds 2 signatures"
         ),
         "{report:#}"
+    );
+}
+
+#[test]
+fn a_newest_image_that_is_no_release_of_ours_fails_naming_it() {
+    for (files, newest, version, reason) in [
+        (
+            &["alloy-1.19.0-amd64.raw", "alloy-1.20.0-rc1-amd64.raw"][..],
+            "alloy-1.20.0-rc1-amd64.raw",
+            "1.20.0-rc1",
+            "pre-releases are not published (systemd would order 1.10.0-rc.1 after 1.10.0, \
+             and hosts would never take the final release)",
+        ),
+        (
+            &["alloy-v1.20.0-amd64.raw", "alloy-1.19.0-arm64.raw"][..],
+            "alloy-v1.20.0-amd64.raw",
+            "v1.20.0",
+            "its version is written \"v1.20.0\", not 1.20.0",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        publish(dir.path(), files);
+        let detail = format!(
+            "hosts would install {newest} (version {version} as systemd reads it, the newest \
+             that matches alloy-@v-amd64.raw), which is not a release this tool publishes: \
+             {reason}"
+        );
+        let failure =
+            json!({"file": newest, "check": "host_would_install", "ok": false, "detail": detail});
+        // Every listed file is checked, and good, but hosts would install one this tool
+        // never publishes.
+        let (status, report, stderr) = verify_dir(dir.path(), &[]);
+        assert_eq!(status, Some(1), "{report:#}");
+        assert_eq!(
+            report["host_would_install"],
+            json!({"file": newest, "version": version})
+        );
+        assert_eq!(failed(&report), [failure.clone()]);
+        assert_eq!(report["checks"].as_array().unwrap().len(), 9);
+        assert_eq!(
+            stderr,
+            format!("error: 1 of 9 checks failed: {newest}: {detail}\n")
+        );
+        // Checking another version does not hide it.
+        if files.contains(&"alloy-1.19.0-amd64.raw") {
+            let (status, report, _) = verify_dir(dir.path(), &["--version", "1.19.0"]);
+            assert_eq!(status, Some(1));
+            assert_eq!(failed(&report), [failure.clone()]);
+            assert_eq!(report["checks"].as_array().unwrap().len(), 6);
+        }
+    }
+}
+
+#[test]
+fn a_v_prefixed_name_is_older_than_any_release_for_systemd() {
+    // systemd orders a version that starts with a letter before one that starts with a
+    // digit, so a host takes 1.19.0 here, and so does verify.
+    let dir = tempfile::tempdir().unwrap();
+    publish(
+        dir.path(),
+        &["alloy-1.19.0-amd64.raw", "alloy-v1.20.0-amd64.raw"],
+    );
+    let (status, report, _) = verify_dir(dir.path(), &[]);
+    assert_eq!(status, Some(0), "{report:#}");
+    assert_eq!(
+        report["host_would_install"],
+        json!({"file": "alloy-1.19.0-amd64.raw", "version": "1.19.0"})
     );
 }
 

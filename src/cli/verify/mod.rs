@@ -12,7 +12,7 @@ use alloy_sysext_automation::manifest::image_name::ImageFileName;
 use alloy_sysext_automation::manifest::match_pattern::MatchPattern;
 use alloy_sysext_automation::manifest::verify::{
     Candidate, Check, CheckKind, Companion, DEFAULT_MATCH_PATTERN, ImageDigest, Selection,
-    VerifyError, check_image, check_manifest, host_would_install, select,
+    VerifyError, check_host_would_install, check_image, check_manifest, host_would_install, select,
 };
 use alloy_sysext_automation::manifest::{self, Manifest};
 use alloy_sysext_automation::signing::{Keyring, PublicKey};
@@ -31,7 +31,9 @@ use self::source::{ReadError, Source};
 /// images: each one's sha256 against SHA256SUMS, its .sha256 file, and its .asc signature
 /// (with the same key). From a URL the image a host would install is checked, or the one of
 /// --version, or every listed file with --all; in a directory every listed file is checked.
-/// A listed file that is missing fails its check.
+/// A listed file that is missing fails its check. Unless --manifest-only, it fails too when
+/// the file a host would install is not a release this tool publishes
+/// (alloy-1.20.0-rc1-amd64.raw).
 ///
 /// Prints every check with its result (ok or FAILED), one per line, or one JSON document
 /// with --json. Exits 1 when any check fails, naming the failures.
@@ -209,6 +211,11 @@ impl Checks<'_> {
         report.host_would_install = host_would_install(&manifest, self.pattern);
         if self.manifest_only {
             return;
+        }
+        // In every mode: --all or a directory checks every listed file, but what a host
+        // installs is what the files are published for.
+        if let Some(failed) = check_host_would_install(&manifest, self.pattern) {
+            report.checks.push(failed);
         }
         let entries = match select(&manifest, self.pattern, self.selection) {
             Ok(entries) => entries,
