@@ -173,11 +173,17 @@ pub fn host_would_install(manifest: &Manifest, pattern: &MatchPattern) -> Option
         .max_by(|a, b| systemd_version_cmp(&a.version, &b.version))
 }
 
-/// A failed check when what a host with `pattern` installs is not a release of ours: the
-/// newest match's version is not a [`Version`] as written (a pre-release, a `v` prefix), so
-/// hosts would install a file this tool never publishes.
+/// A failed check when what a host with `pattern` installs is not a release of ours:
+/// nothing listed matches, or the newest match's version is not a [`Version`] as written
+/// (a pre-release, a `v` prefix), so hosts would install a file this tool never publishes.
 pub fn check_host_would_install(manifest: &Manifest, pattern: &MatchPattern) -> Option<Check> {
-    let candidate = host_would_install(manifest, pattern)?;
+    let Some(candidate) = host_would_install(manifest, pattern) else {
+        return Some(Check::failed(
+            MANIFEST_FILE,
+            CheckKind::HostWouldInstall,
+            format!("lists no file that matches {pattern}, so a host would install nothing"),
+        ));
+    };
     let reason = match candidate.version.parse::<Version>() {
         Ok(version) if version.as_str() == candidate.version => return None,
         Ok(version) => format!(
@@ -441,6 +447,16 @@ mod tests {
         assert_eq!(
             check_host_would_install(&manifest(&["alloy-1.19.0-amd64.raw"]), &pattern),
             None
+        );
+        let nothing =
+            check_host_would_install(&manifest(&["alloy-1.19.0-arm64.raw"]), &pattern).unwrap();
+        assert_eq!(
+            nothing,
+            Check::failed(
+                MANIFEST_FILE,
+                CheckKind::HostWouldInstall,
+                "lists no file that matches alloy-@v-amd64.raw, so a host would install nothing"
+            )
         );
     }
 

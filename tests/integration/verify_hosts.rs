@@ -1,6 +1,6 @@
 //! `verify` refuses what hosts refuse or would install wrongly: a signature file with a
-//! second signature, a newest image that is no release of ours; and it names the file it
-//! could not read, and why.
+//! second signature, a newest image that is no release of ours, a manifest that gives a
+//! host nothing to install; and it names the file it could not read, and why.
 
 use std::fs;
 use std::path::Path;
@@ -215,6 +215,53 @@ fn a_v_prefixed_name_is_older_than_any_release_for_systemd() {
     assert_eq!(
         report["host_would_install"],
         json!({"file": "alloy-1.19.0-amd64.raw", "version": "1.19.0"})
+    );
+}
+
+#[test]
+fn a_manifest_that_gives_a_host_nothing_to_install_fails_in_every_mode_but_manifest_only() {
+    let dir = tempfile::tempdir().unwrap();
+    publish(dir.path(), &["alloy-1.19.0-arm64.raw"]);
+    let failure = json!({"file": "SHA256SUMS", "check": "host_would_install", "ok": false,
+        "detail": "lists no file that matches alloy-@v-amd64.raw, so a host would install nothing"});
+    for args in [&[][..], &["--all"][..]] {
+        let (status, report, _) = verify_dir(dir.path(), args);
+        assert_eq!(status, Some(1), "{args:?}");
+        assert_eq!(report["host_would_install"], Value::Null);
+        assert_eq!(failed(&report), [failure.clone()], "{args:?}");
+    }
+    let (status, _, _) = verify_dir(dir.path(), &["--manifest-only"]);
+    assert_eq!(status, Some(0));
+    // From a URL, where the newest match is checked by default.
+    let data = tempfile::tempdir().unwrap();
+    let images = data.path().join("images");
+    fs::create_dir_all(&images).unwrap();
+    publish(&images, &["alloy-1.19.0-arm64.raw"]);
+    let server = Server::start(data.path(), &[("WEBHOOK_SECRET", SECRET)]);
+    let url = format!("http://127.0.0.1:{}/images/", server.port);
+    let output = cli()
+        .args(["verify", "--url", &url, "--json", "--public-key"])
+        .arg(ed25519_keys().public())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(failed(&report), [failure.clone()]);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: 1 of 3 checks failed: SHA256SUMS: lists no file that matches alloy-@v-amd64.raw, so a host would install nothing\n"
+    );
+
+    // A manifest that lists nothing.
+    let empty = tempfile::tempdir().unwrap();
+    publish(empty.path(), &[]);
+    let (status, report, stderr) = verify_dir(empty.path(), &[]);
+    assert_eq!(status, Some(1));
+    assert_eq!(failed(&report), [failure.clone()]);
+    assert_eq!(
+        stderr,
+        "error: 1 of 3 checks failed: SHA256SUMS: lists no file that matches alloy-@v-amd64.raw, so a host would install nothing\n"
     );
 }
 

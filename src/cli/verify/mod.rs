@@ -32,8 +32,8 @@ use self::source::{ReadError, Source};
 /// (with the same key). From a URL the image a host would install is checked, or the one of
 /// --version, or every listed file with --all; in a directory every listed file is checked.
 /// A listed file that is missing fails its check. Unless --manifest-only, it fails too when
-/// the file a host would install is not a release this tool publishes
-/// (alloy-1.20.0-rc1-amd64.raw).
+/// no listed file matches the pattern (a host would install nothing) or when the file a
+/// host would install is not a release this tool publishes (alloy-1.20.0-rc1-amd64.raw).
 ///
 /// Prints every check with its result (ok or FAILED), one per line, or one JSON document
 /// with --json. Exits 1 when any check fails, naming the failures.
@@ -219,6 +219,8 @@ impl Checks<'_> {
         }
         let entries = match select(&manifest, self.pattern, self.selection) {
             Ok(entries) => entries,
+            // Already a failed check, and there is nothing to check for a host.
+            Err(VerifyError::NothingMatches { .. }) => Vec::new(),
             Err(error) => {
                 report.error = Some(error.to_string());
                 return;
