@@ -185,7 +185,7 @@ fn a_newest_image_that_is_no_release_of_ours_fails_naming_it() {
             report["host_would_install"],
             json!({"file": newest, "version": version})
         );
-        assert_eq!(failed(&report), [failure.clone()]);
+        assert_eq!(failed(&report), std::slice::from_ref(&failure));
         assert_eq!(report["checks"].as_array().unwrap().len(), 9);
         assert_eq!(
             stderr,
@@ -195,7 +195,7 @@ fn a_newest_image_that_is_no_release_of_ours_fails_naming_it() {
         if files.contains(&"alloy-1.19.0-amd64.raw") {
             let (status, report, _) = verify_dir(dir.path(), &["--version", "1.19.0"]);
             assert_eq!(status, Some(1));
-            assert_eq!(failed(&report), [failure.clone()]);
+            assert_eq!(failed(&report), std::slice::from_ref(&failure));
             assert_eq!(report["checks"].as_array().unwrap().len(), 6);
         }
     }
@@ -228,7 +228,7 @@ fn a_manifest_that_gives_a_host_nothing_to_install_fails_in_every_mode_but_manif
         let (status, report, _) = verify_dir(dir.path(), args);
         assert_eq!(status, Some(1), "{args:?}");
         assert_eq!(report["host_would_install"], Value::Null);
-        assert_eq!(failed(&report), [failure.clone()], "{args:?}");
+        assert_eq!(failed(&report), std::slice::from_ref(&failure), "{args:?}");
     }
     let (status, _, _) = verify_dir(dir.path(), &["--manifest-only"]);
     assert_eq!(status, Some(0));
@@ -246,7 +246,7 @@ fn a_manifest_that_gives_a_host_nothing_to_install_fails_in_every_mode_but_manif
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(failed(&report), [failure.clone()]);
+    assert_eq!(failed(&report), std::slice::from_ref(&failure));
     assert_eq!(report["checks"].as_array().unwrap().len(), 3);
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
@@ -258,7 +258,7 @@ fn a_manifest_that_gives_a_host_nothing_to_install_fails_in_every_mode_but_manif
     publish(empty.path(), &[]);
     let (status, report, stderr) = verify_dir(empty.path(), &[]);
     assert_eq!(status, Some(1));
-    assert_eq!(failed(&report), [failure.clone()]);
+    assert_eq!(failed(&report), std::slice::from_ref(&failure));
     assert_eq!(
         stderr,
         "error: 1 of 3 checks failed: SHA256SUMS: lists no file that matches alloy-@v-amd64.raw, so a host would install nothing\n"
