@@ -62,7 +62,8 @@ pub struct VerifyArgs {
     keyring: Option<PathBuf>,
 
     /// The file names a host downloads, as its transfer definition's MatchPattern=: @v
-    /// stands for the version.
+    /// stands for the version, read as systemd does (ASCII letters, digits and .,_-+ up to
+    /// the first occurrence of what follows @v) and ordered as systemd orders versions.
     #[arg(long, value_name = "PATTERN", default_value = DEFAULT_MATCH_PATTERN)]
     match_pattern: MatchPattern,
 
