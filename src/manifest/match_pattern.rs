@@ -13,6 +13,8 @@ use crate::version::Version;
 /// let pattern: MatchPattern = "alloy-@v-amd64.raw".parse().unwrap();
 /// assert_eq!(pattern.version_of("alloy-1.17.1-amd64.raw").unwrap().as_str(), "1.17.1");
 /// assert!(pattern.version_of("alloy-1.17.1-arm64.raw").is_none());
+/// // What a host reads as the version need not be one of ours.
+/// assert_eq!(pattern.host_version_of("alloy-1.18.0-rc1-amd64.raw"), Some("1.18.0-rc1"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchPattern {
@@ -31,12 +33,36 @@ pub struct InvalidMatchPattern {
 }
 
 impl MatchPattern {
-    /// The version in `file`, when the name matches the pattern and what stands for `@v` is
-    /// a [`Version`] as written (`MAJOR.MINOR.PATCH`).
+    /// What systemd-sysupdate reads as the version of `file`, when the name matches: as
+    /// systemd's `pattern_match()` does, the version runs from the end of the prefix up to
+    /// the first occurrence of the suffix (or to the end when there is none), the suffix
+    /// must then end the name, and the version must pass systemd's `version_is_valid()`:
+    /// not empty, and only ASCII letters, digits and `.,_-+`. Such a version need not be
+    /// a [`Version`] of ours (`1.18.0-rc1`, `v1.18.0`).
+    pub fn host_version_of<'f>(&self, file: &'f str) -> Option<&'f str> {
+        let rest = file.strip_prefix(self.prefix.as_str())?;
+        let end = if self.suffix.is_empty() {
+            rest.len()
+        } else {
+            rest.find(self.suffix.as_str())?
+        };
+        let (version, after) = rest.split_at(end);
+        if after != self.suffix {
+            return None;
+        }
+        let valid = !version.is_empty()
+            && version != "."
+            && version != ".."
+            && version.bytes().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'.' | b',' | b'_' | b'-' | b'+')
+            });
+        valid.then_some(version)
+    }
+
+    /// The version in `file`, when the name matches the pattern and what a host reads as
+    /// the version is a [`Version`] as written (`MAJOR.MINOR.PATCH`).
     pub fn version_of(&self, file: &str) -> Option<Version> {
-        let middle = file
-            .strip_prefix(self.prefix.as_str())?
-            .strip_suffix(self.suffix.as_str())?;
+        let middle = self.host_version_of(file)?;
         let version: Version = middle.parse().ok()?;
         (version.as_str() == middle).then_some(version)
     }
@@ -106,6 +132,28 @@ mod tests {
             pattern.file_for(&"1.2.3".parse().unwrap()),
             "alloy-1.2.3-amd64.raw"
         );
+    }
+
+    #[test]
+    fn reads_the_version_a_host_reads() {
+        let pattern: MatchPattern = "alloy-@v-amd64.raw".parse().unwrap();
+        for (file, version) in [
+            ("alloy-1.10.0-amd64.raw", Some("1.10.0")),
+            ("alloy-1.20.0-rc1-amd64.raw", Some("1.20.0-rc1")),
+            ("alloy-v1.20.0-amd64.raw", Some("v1.20.0")),
+            ("alloy-1.0+b,2_x-amd64.raw", Some("1.0+b,2_x")),
+            // The suffix's first occurrence ends the version; the name must end there.
+            ("alloy-1.0-amd64.raw-amd64.raw", None),
+            ("alloy-1.0~rc1-amd64.raw", None),
+            ("alloy--amd64.raw", None),
+            ("alloy-1.0-arm64.raw", None),
+        ] {
+            assert_eq!(pattern.host_version_of(file), version, "{file}");
+        }
+        assert_eq!(pattern.version_of("alloy-1.20.0-rc1-amd64.raw"), None);
+        assert_eq!(pattern.version_of("alloy-v1.20.0-amd64.raw"), None);
+        let bare: MatchPattern = "alloy_@v".parse().unwrap();
+        assert_eq!(bare.host_version_of("alloy_1.2.3.raw"), Some("1.2.3.raw"));
     }
 
     #[test]

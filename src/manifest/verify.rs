@@ -17,7 +17,7 @@ use crate::manifest::match_pattern::MatchPattern;
 use crate::manifest::{Manifest, ManifestEntry, ManifestError};
 use crate::signing::detached::SignedDataHash;
 use crate::signing::{Keyring, SigningError};
-use crate::version::Version;
+use crate::version::{Version, systemd_version_cmp};
 
 /// The images a host on amd64 downloads, as `ghost.bu`'s transfer definition matches them.
 pub const DEFAULT_MATCH_PATTERN: &str = "alloy-@v-amd64.raw";
@@ -34,7 +34,19 @@ pub struct VerifiedManifest {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("{path} is missing: {reason}")]
-    Missing { path: String, reason: String },
+    Missing {
+        /// The file's name (`SHA256SUMS`), under the source.
+        file: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{path} cannot be read: {reason}")]
+    Unreadable {
+        /// The file's name (`SHA256SUMS`), under the source.
+        file: String,
+        path: String,
+        reason: String,
+    },
     #[error(
         "{MANIFEST_SIGNATURE_FILE} does not verify {MANIFEST_FILE} with this public key: {source}"
     )]
@@ -67,6 +79,8 @@ pub enum CheckKind {
     Sha256File,
     /// An image's `.asc` signature over the image.
     Signature,
+    /// What a host with the match pattern installs: a listed release of ours.
+    HostWouldInstall,
 }
 
 /// One check of one file, and its result.
@@ -104,7 +118,9 @@ impl Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Candidate {
     pub file: String,
-    pub version: Version,
+    /// The version as systemd-sysupdate reads it from the name
+    /// ([`MatchPattern::host_version_of`]): not necessarily a [`Version`] of ours.
+    pub version: String,
 }
 
 /// Which listed files to check.
@@ -147,12 +163,44 @@ pub fn host_would_install(manifest: &Manifest, pattern: &MatchPattern) -> Option
         .entries()
         .iter()
         .filter_map(|entry| {
-            pattern.version_of(&entry.file).map(|version| Candidate {
-                file: entry.file.clone(),
-                version,
-            })
+            pattern
+                .host_version_of(&entry.file)
+                .map(|version| Candidate {
+                    file: entry.file.clone(),
+                    version: version.to_owned(),
+                })
         })
-        .max_by(|a, b| a.version.cmp(&b.version))
+        .max_by(|a, b| systemd_version_cmp(&a.version, &b.version))
+}
+
+/// A failed check when what a host with `pattern` installs is not a release of ours:
+/// nothing listed matches, or the newest match's version is not a [`Version`] as written
+/// (a pre-release, a `v` prefix), so hosts would install a file this tool never publishes.
+pub fn check_host_would_install(manifest: &Manifest, pattern: &MatchPattern) -> Option<Check> {
+    let Some(candidate) = host_would_install(manifest, pattern) else {
+        return Some(Check::failed(
+            MANIFEST_FILE,
+            CheckKind::HostWouldInstall,
+            format!("lists no file that matches {pattern}, so a host would install nothing"),
+        ));
+    };
+    let reason = match candidate.version.parse::<Version>() {
+        Ok(version) if version.as_str() == candidate.version => return None,
+        Ok(version) => format!(
+            "its version is written {:?}, not {version}",
+            candidate.version
+        ),
+        Err(invalid) => invalid.reason().to_owned(),
+    };
+    Some(Check::failed(
+        &candidate.file,
+        CheckKind::HostWouldInstall,
+        format!(
+            "hosts would install {} (version {} as systemd reads it, the newest that matches \
+             {pattern}), which is not a release this tool publishes: {reason}",
+            candidate.file, candidate.version
+        ),
+    ))
 }
 
 /// The listed entries that `selection` picks, in manifest order.
@@ -161,26 +209,26 @@ pub fn select<'a>(
     pattern: &MatchPattern,
     selection: &Selection,
 ) -> Result<Vec<&'a ManifestEntry>, VerifyError> {
-    let file = match selection {
+    let version = match selection {
         Selection::All => return Ok(manifest.entries().iter().collect()),
         Selection::Newest => {
-            host_would_install(manifest, pattern)
-                .ok_or_else(|| VerifyError::NothingMatches {
+            let newest = host_would_install(manifest, pattern).ok_or_else(|| {
+                VerifyError::NothingMatches {
                     pattern: pattern.clone(),
-                })?
-                .file
+                }
+            })?;
+            let entry = manifest
+                .get(&newest.file)
+                .expect("the newest match is a listed file");
+            return Ok(vec![entry]);
         }
-        Selection::Version(version) => pattern.file_for(version),
+        Selection::Version(version) => version,
     };
+    let file = pattern.file_for(version);
     match manifest.get(&file) {
         Some(entry) => Ok(vec![entry]),
         None => Err(VerifyError::VersionNotListed {
-            version: match selection {
-                Selection::Version(version) => version.clone(),
-                _ => pattern
-                    .version_of(&file)
-                    .expect("the newest match has a version"),
-            },
+            version: version.clone(),
             file,
             pattern: pattern.clone(),
         }),
@@ -349,7 +397,7 @@ mod tests {
             host_would_install(&m, &pattern),
             Some(Candidate {
                 file: "alloy-1.10.0-amd64.raw".into(),
-                version: "1.10.0".parse().unwrap()
+                version: "1.10.0".into()
             })
         );
         let files = |selection| -> Vec<String> {
@@ -374,6 +422,42 @@ mod tests {
             select(&m, &arm, &Selection::Newest),
             Err(VerifyError::NothingMatches { .. })
         ));
+    }
+
+    #[test]
+    fn a_host_pick_that_is_no_release_of_ours_fails() {
+        let pattern: MatchPattern = DEFAULT_MATCH_PATTERN.parse().unwrap();
+        let m = manifest(&["alloy-1.19.0-amd64.raw", "alloy-1.20.0-rc1-amd64.raw"]);
+        assert_eq!(
+            host_would_install(&m, &pattern),
+            Some(Candidate {
+                file: "alloy-1.20.0-rc1-amd64.raw".into(),
+                version: "1.20.0-rc1".into()
+            })
+        );
+        let check = check_host_would_install(&m, &pattern).unwrap();
+        assert_eq!(check.file, "alloy-1.20.0-rc1-amd64.raw");
+        assert!(!check.ok);
+        let files: Vec<&str> = select(&m, &pattern, &Selection::Newest)
+            .unwrap()
+            .iter()
+            .map(|e| e.file.as_str())
+            .collect();
+        assert_eq!(files, ["alloy-1.20.0-rc1-amd64.raw"]);
+        assert_eq!(
+            check_host_would_install(&manifest(&["alloy-1.19.0-amd64.raw"]), &pattern),
+            None
+        );
+        let nothing =
+            check_host_would_install(&manifest(&["alloy-1.19.0-arm64.raw"]), &pattern).unwrap();
+        assert_eq!(
+            nothing,
+            Check::failed(
+                MANIFEST_FILE,
+                CheckKind::HostWouldInstall,
+                "lists no file that matches alloy-@v-amd64.raw, so a host would install nothing"
+            )
+        );
     }
 
     #[test]

@@ -90,8 +90,8 @@ impl PublicKey {
     /// `signature` may be armored or binary (GnuPG writes both). It is
     /// accepted if it was made by the primary key or by a signing subkey of
     /// this certificate, that component is validly bound, not revoked and
-    /// allowed to sign, and the streamed `data` matches. If the file holds
-    /// several signatures, the first one made by this certificate counts.
+    /// allowed to sign, and the streamed `data` matches. A file holding several
+    /// signature packets is refused ([`SigningError::SeveralSignatures`]).
     pub fn verify_detached<R: Read>(&self, data: R, signature: &[u8]) -> Result<(), SigningError> {
         let signatures = parse_signatures(signature)?;
         let signed = self.checked_signer(&signatures)?;
@@ -163,15 +163,23 @@ impl PublicKey {
         .map_err(|e| bad(pgp_reason(&e)))
     }
 
-    /// The first of `signatures` made by this certificate, once it is known to be a data
-    /// signature, not MD5, by a component that is validly bound and allowed to sign.
+    /// The one signature of `signatures`, once it is known to be made by this certificate,
+    /// a data signature, not MD5, by a component that is validly bound and allowed to sign.
     fn checked_signer<'s>(
         &'s self,
         signatures: &'s [Signature],
     ) -> Result<CheckedSigner<'s>, SigningError> {
-        let (signature, component) = signatures
-            .iter()
-            .find_map(|sig| self.component_for(sig).map(|component| (sig, component)))
+        let signature = match signatures {
+            [only] => only,
+            _ => {
+                return Err(SigningError::SeveralSignatures {
+                    count: signatures.len(),
+                    issuers: describe_issuers(signatures),
+                });
+            }
+        };
+        let component = self
+            .component_for(signature)
             .ok_or_else(|| SigningError::WrongKey {
                 signer: describe_issuers(signatures),
                 expected: self.describe_components(),
@@ -366,7 +374,20 @@ fn dearmor_checked(armored: &[u8]) -> Result<Vec<u8>, String> {
     dearmor
         .read_to_end(&mut packets)
         .map_err(|e| format!("bad armor: {e}"))?;
-    if let Some(expected) = dearmor.checksum {
+    let (_, _, checksum, mut rest) = dearmor.into_parts();
+    // A second armored block after the first would be read by gpg and its signatures
+    // checked too; only one is accepted here, so nothing may follow.
+    let mut after = Vec::new();
+    rest.read_to_end(&mut after)
+        .map_err(|e| format!("bad armor: {e}"))?;
+    if !after.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            "something follows the armored signature (another armor block?); a signature \
+             file must hold one signature"
+                .to_owned(),
+        );
+    }
+    if let Some(expected) = checksum {
         let actual = crc24(&packets);
         if u64::from(actual) != expected {
             return Err(format!(
@@ -571,6 +592,45 @@ mod tests {
             .verify_detached_hashed(hashed(DATA), signature.as_bytes())
             .expect_err("wrong key");
         assert!(matches!(err, SigningError::WrongKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_file_with_a_second_signature_is_refused_as_gpg_would_fail_it() {
+        let key = shared(KeyAlgorithm::Ed25519);
+        let public = key.public_key();
+        let good = key.sign_detached(DATA).expect("signing");
+        let old = key
+            .sign_detached(&b"an older manifest\n"[..])
+            .expect("signing");
+        let fingerprint = key.fingerprint();
+        let several = format!(
+            "the signature file holds 2 signatures (by {fingerprint}, {fingerprint}), not one; \
+             gpg --verify fails if any of them does not verify, so only a single signature is \
+             accepted"
+        );
+        let mut binary = to_binary(&good);
+        binary.extend(to_binary(&old));
+        let err = public.verify_detached(DATA, &binary).unwrap_err();
+        assert_eq!(err.to_string(), several);
+        let err = public
+            .verify_detached_hashed(hashed(DATA), &binary)
+            .unwrap_err();
+        assert_eq!(err.to_string(), several);
+
+        // Two armored blocks, one after the other.
+        let armored = format!("{good}\n{old}");
+        let err = public
+            .verify_detached(DATA, armored.as_bytes())
+            .unwrap_err();
+        assert!(
+            matches!(&err, SigningError::InvalidSignature { reason }
+                if reason.starts_with("something follows the armored signature")),
+            "{err}"
+        );
+        // Whitespace after the one block is fine.
+        public
+            .verify_detached(DATA, format!("{good}\n\n").as_bytes())
+            .expect("one armored signature verifies");
     }
 
     #[test]

@@ -193,6 +193,21 @@ pub enum SigningError {
         reason: String,
     },
 
+    /// The file holds more than one signature packet. `gpg --verify` on a host checks
+    /// every one and fails if any does not verify (an old signature over other data, one by
+    /// an unknown key), so checking only one could accept what hosts refuse; a published
+    /// signature is always a single packet.
+    #[error(
+        "the signature file holds {count} signatures (by {issuers}), not one; gpg --verify \
+         fails if any of them does not verify, so only a single signature is accepted"
+    )]
+    SeveralSignatures {
+        /// How many signature packets the file holds.
+        count: usize,
+        /// Their issuers, in file order.
+        issuers: String,
+    },
+
     /// The signature data is malformed or of an unsupported kind.
     #[error("invalid signature: {reason}")]
     InvalidSignature {

@@ -33,4 +33,5 @@ mod strangers;
 mod test_app;
 mod upstream_watch;
 mod verify;
+mod verify_hosts;
 mod verify_url;

@@ -12,7 +12,7 @@ use alloy_sysext_automation::manifest::image_name::ImageFileName;
 use alloy_sysext_automation::manifest::match_pattern::MatchPattern;
 use alloy_sysext_automation::manifest::verify::{
     Candidate, Check, CheckKind, Companion, DEFAULT_MATCH_PATTERN, ImageDigest, Selection,
-    VerifyError, check_image, check_manifest, host_would_install, select,
+    VerifyError, check_host_would_install, check_image, check_manifest, host_would_install, select,
 };
 use alloy_sysext_automation::manifest::{self, Manifest};
 use alloy_sysext_automation::signing::{Keyring, PublicKey};
@@ -31,7 +31,9 @@ use self::source::{ReadError, Source};
 /// images: each one's sha256 against SHA256SUMS, its .sha256 file, and its .asc signature
 /// (with the same key). From a URL the image a host would install is checked, or the one of
 /// --version, or every listed file with --all; in a directory every listed file is checked.
-/// A listed file that is missing fails its check.
+/// A listed file that is missing fails its check. Unless --manifest-only, it fails too when
+/// no listed file matches the pattern (a host would install nothing) or when the file a
+/// host would install is not a release this tool publishes (alloy-1.20.0-rc1-amd64.raw).
 ///
 /// Prints every check with its result (ok or FAILED), one per line, or one JSON document
 /// with --json. Exits 1 when any check fails, naming the failures.
@@ -60,7 +62,8 @@ pub struct VerifyArgs {
     keyring: Option<PathBuf>,
 
     /// The file names a host downloads, as its transfer definition's MatchPattern=: @v
-    /// stands for the version.
+    /// stands for the version, read as systemd does (ASCII letters, digits and .,_-+ up to
+    /// the first occurrence of what follows @v) and ordered as systemd orders versions.
     #[arg(long, value_name = "PATTERN", default_value = DEFAULT_MATCH_PATTERN)]
     match_pattern: MatchPattern,
 
@@ -187,13 +190,17 @@ impl Checks<'_> {
         let manifest = match self.manifest(report).await {
             Ok(manifest) => manifest,
             Err(error) => {
-                let kind = match error {
-                    VerifyError::BadManifest(_) => CheckKind::ManifestFormat,
-                    _ => CheckKind::ManifestSignature,
-                };
-                let file = match kind {
-                    CheckKind::ManifestFormat => MANIFEST_FILE,
+                let file = match &error {
+                    VerifyError::Missing { file, .. } | VerifyError::Unreadable { file, .. } => {
+                        file.as_str()
+                    }
+                    VerifyError::BadManifest(_) => MANIFEST_FILE,
                     _ => MANIFEST_SIGNATURE_FILE,
+                };
+                let kind = if file == MANIFEST_FILE {
+                    CheckKind::ManifestFormat
+                } else {
+                    CheckKind::ManifestSignature
                 };
                 report
                     .checks
@@ -206,8 +213,15 @@ impl Checks<'_> {
         if self.manifest_only {
             return;
         }
+        // In every mode: --all or a directory checks every listed file, but what a host
+        // installs is what the files are published for.
+        if let Some(failed) = check_host_would_install(&manifest, self.pattern) {
+            report.checks.push(failed);
+        }
         let entries = match select(&manifest, self.pattern, self.selection) {
             Ok(entries) => entries,
+            // Already a failed check, and there is nothing to check for a host.
+            Err(VerifyError::NothingMatches { .. }) => Vec::new(),
             Err(error) => {
                 report.error = Some(error.to_string());
                 return;
@@ -246,13 +260,18 @@ impl Checks<'_> {
     }
 
     async fn required(&self, file: &str) -> Result<Vec<u8>, VerifyError> {
-        self.source
-            .small(file)
-            .await
-            .map_err(|error| VerifyError::Missing {
+        self.source.small(file).await.map_err(|error| match error {
+            ReadError::Missing(reason) => VerifyError::Missing {
+                file: file.to_owned(),
                 path: self.source.describe(file),
-                reason: error.reason().to_owned(),
-            })
+                reason,
+            },
+            ReadError::Failed(reason) => VerifyError::Unreadable {
+                file: file.to_owned(),
+                path: self.source.describe(file),
+                reason,
+            },
+        })
     }
 
     /// The checks of one listed image (its name checked by the manifest's parser: a bare

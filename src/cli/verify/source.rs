@@ -21,14 +21,6 @@ pub enum ReadError {
     Failed(String),
 }
 
-impl ReadError {
-    pub fn reason(&self) -> &str {
-        match self {
-            ReadError::Missing(reason) | ReadError::Failed(reason) => reason,
-        }
-    }
-}
-
 impl From<FetchError> for ReadError {
     fn from(error: FetchError) -> Self {
         match error {
@@ -79,7 +71,7 @@ impl Source {
                 Ok(())
             }
             Source::Url(base) => {
-                base.stream(file, None, sink).await?;
+                base.image(file, sink).await?;
                 Ok(())
             }
         }
