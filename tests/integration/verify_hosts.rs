@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Output;
 
 use alloy_sysext_automation::signing::SigningKey;
 use pgp::composed::{Deserializable, DetachedSignature};
@@ -14,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::*;
 use crate::serve_process::{SECRET, Server};
+use crate::verify_url::verify_json;
 
 fn signing_key() -> SigningKey {
     SigningKey::from_file(&ed25519_keys().secret()).unwrap()
@@ -43,28 +43,12 @@ fn publish(dir: &Path, files: &[&str]) {
 
 /// `verify --dir` with `args`, `--json` and the shared Ed25519 key.
 fn verify_dir(dir: &Path, args: &[&str]) -> (Option<i32>, Value, String) {
-    let output: Output = cli()
-        .arg("verify")
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .arg("--public-key")
-        .arg(ed25519_keys().public())
-        .arg("--json")
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (
-        output.status.code(),
-        report,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let dir = dir.to_str().unwrap();
+    let args: Vec<&str> = ["--dir", dir]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    verify_json(&args, ("--public-key", ed25519_keys().public().as_path()))
 }
 
 /// The failed checks of a report.

@@ -30,7 +30,7 @@ fn fingerprint(public: &Path) -> String {
 }
 
 /// `verify` with `args` and `--json`: its exit status, its report, its stderr.
-fn verify_json(args: &[&str], key: (&str, &Path)) -> (Option<i32>, Value, String) {
+pub(crate) fn verify_json(args: &[&str], key: (&str, &Path)) -> (Option<i32>, Value, String) {
     let output: Output = cli()
         .arg("verify")
         .args(args)
