@@ -85,13 +85,12 @@ pub fn one_dry_run_per_comment(command: &str) -> String {
     )
 }
 
-/// The answer to a dry run (`command`, as typed) that could not be done; only ever in the
-/// build repository, whose readers see errors.
-pub fn dry_run_failed(command: &str, error: &str) -> String {
+/// The answer to a dry run (`command`, as typed) that could not be done. The reason is not
+/// in it: it can name the server's paths and storage.
+pub fn dry_run_failed(command: &str) -> String {
     format!(
-        "{} could not plan the job; nothing was written:\n\n{}",
-        code_span(command),
-        code_block(error)
+        "{} could not plan the job, and nothing was published; the server's log says why.",
+        code_span(command)
     )
 }
 

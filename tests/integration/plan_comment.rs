@@ -128,7 +128,7 @@ fn a_dry_run_comment_replies_with_the_plan_and_changes_nothing_else() {
 
     assert!(
         reply.starts_with(
-            "@writer Dry run of `/build 1.18.0 --dry-run`: what the job would do. Nothing was written to GitHub or storage, and no job was queued.\n"
+            "@writer Dry run of `/build 1.18.0 --dry-run`: what the job would do. Nothing was published or committed, and no job was queued.\n"
         ),
         "{reply}"
     );

@@ -67,7 +67,7 @@ fn blocks(plan: &Plan, disclosure: &dyn ConsumerDisclosure) -> Vec<String> {
     let mut blocks = Vec::new();
     let command = if plan.rebuild { "rebuild" } else { "build" };
     blocks.push(format!(
-        "Dry run of {}: what the job would do. Nothing was written to GitHub or storage, and no job was queued.\n",
+        "Dry run of {}: what the job would do. Nothing was published or committed, and no job was queued.\n",
         code_span(&format!("/{command} {} --dry-run", plan.version))
     ));
 
@@ -379,7 +379,7 @@ mod tests {
         assert!(!text.contains("secret"), "{text}");
         assert!(
             text.starts_with(
-                "Dry run of `/build 1.18.0 --dry-run`: what the job would do. Nothing was written to GitHub or storage, and no job was queued.\n"
+                "Dry run of `/build 1.18.0 --dry-run`: what the job would do. Nothing was published or committed, and no job was queued.\n"
             ),
             "{text}"
         );
