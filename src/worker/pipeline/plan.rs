@@ -189,6 +189,52 @@ pub enum SkipReason {
     Fails { error: String },
 }
 
+impl PlannedUpload {
+    /// What the job would do with the file.
+    pub fn action(&self) -> &'static str {
+        if self.in_storage {
+            "already in storage"
+        } else {
+            "would upload"
+        }
+    }
+}
+
+impl ConsumerAction {
+    /// What the job would do, to `version`, in words; a renderer gives how pull request
+    /// URLs (`url`) and repository-made error text (`text`) are shown.
+    pub fn describe(
+        &self,
+        version: &Version,
+        url: impl Fn(&str) -> String,
+        text: impl Fn(&str) -> String,
+    ) -> String {
+        match self {
+            ConsumerAction::Open { from } => {
+                format!("would open a pull request: {from} → {version}")
+            }
+            ConsumerAction::Update { from, pull_request } => {
+                format!("would update {}: {from} → {version}", url(pull_request))
+            }
+            ConsumerAction::Skip { reason } => format!(
+                "skip: {}",
+                match reason {
+                    SkipReason::UpToDate { from } => format!("pins {from} with this hash already"),
+                    SkipReason::PinsNewer { from } => {
+                        format!("pins {from}, newer: hosts are never downgraded")
+                    }
+                    SkipReason::PullRequestOpen { pull_request, .. } => format!(
+                        "pull request open already with this change: {}",
+                        url(pull_request)
+                    ),
+                    SkipReason::Refused { error } => format!("enrollment refused: {}", text(error)),
+                    SkipReason::Fails { error } => format!("would fail: {}", text(error)),
+                }
+            ),
+        }
+    }
+}
+
 /// Plans the job `request` describes: downloads and builds into `request.work_dir`, and
 /// reads GitHub and storage as the steps would, writing to neither.
 pub async fn plan_job(

@@ -8,7 +8,7 @@
 //! given is cut between sections, with a pointer to the `plan` command, which shows all
 //! of it.
 
-use super::plan::{ConsumerAction, ConsumerPlan, Plan, SkipReason};
+use super::plan::{ConsumerAction, ConsumerPlan, Plan};
 use crate::database::job_result::Publication;
 use crate::github::markdown::{code_span, escape, highlighted_code_block, safe_url};
 
@@ -125,13 +125,9 @@ fn blocks(plan: &Plan, disclosure: &dyn ConsumerDisclosure) -> Vec<String> {
         return blocks;
     }
     for item in &plan.uploads {
-        let what = if item.in_storage {
-            "already in storage"
-        } else {
-            "would upload"
-        };
         upload.push_str(&format!(
-            "- {what}: {} ({} bytes)\n",
+            "- {}: {} ({} bytes)\n",
+            item.action(),
             code_span(&item.key),
             item.size
         ));
@@ -215,28 +211,7 @@ fn shown_consumer(consumer: &ConsumerPlan, plan: &Plan) -> String {
             code_span(base)
         ));
     }
-    let version = &plan.version;
-    let action = match &consumer.action {
-        ConsumerAction::Open { from } => format!("would open a pull request: {from} → {version}"),
-        ConsumerAction::Update { from, pull_request } => {
-            format!("would update {}: {from} → {version}", link(pull_request))
-        }
-        ConsumerAction::Skip { reason } => format!(
-            "skip: {}",
-            match reason {
-                SkipReason::UpToDate { from } => format!("pins {from} with this hash already"),
-                SkipReason::PinsNewer { from } => {
-                    format!("pins {from}, newer: hosts are never downgraded")
-                }
-                SkipReason::PullRequestOpen { pull_request, .. } => format!(
-                    "pull request open already with this change: {}",
-                    link(pull_request)
-                ),
-                SkipReason::Refused { error } => format!("enrollment refused: {}", escape(error)),
-                SkipReason::Fails { error } => format!("would fail: {}", escape(error)),
-            }
-        ),
-    };
+    let action = consumer.action.describe(&plan.version, link, escape);
     out.push_str(&format!("\n  {action}\n"));
     if !consumer.diff.is_empty() {
         out.push('\n');

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::plan::{ConsumerAction, ConsumerPlan, Plan, SkipReason};
+use super::plan::{ConsumerPlan, Plan};
 use crate::database::job_result::Publication;
 use crate::version::Version;
 
@@ -92,15 +92,13 @@ pub fn render_text(plan: &Plan) -> String {
         return out;
     }
     for upload in &plan.uploads {
-        let what = if upload.in_storage {
-            "already in storage"
-        } else {
-            "would upload"
-        };
         let _ = writeln!(
             out,
-            "  {what}: {} ({} bytes, sha256 {})",
-            upload.key, upload.size, upload.sha256
+            "  {}: {} ({} bytes, sha256 {})",
+            upload.action(),
+            upload.key,
+            upload.size,
+            upload.sha256
         );
     }
     if let Some(manifest) = &plan.manifest {
@@ -167,26 +165,9 @@ fn render_consumer(out: &mut String, consumer: &ConsumerPlan, version: &Version)
     if let (Some(base), Some(branch)) = (&consumer.base, &consumer.branch) {
         let _ = writeln!(out, "    branch {branch} onto {base}");
     }
-    let action = match &consumer.action {
-        ConsumerAction::Open { from } => format!("would open a pull request: {from} → {version}"),
-        ConsumerAction::Update { from, pull_request } => {
-            format!("would update {pull_request}: {from} → {version}")
-        }
-        ConsumerAction::Skip { reason } => format!(
-            "skip: {}",
-            match reason {
-                SkipReason::UpToDate { from } => format!("pins {from} with this hash already"),
-                SkipReason::PinsNewer { from } => {
-                    format!("pins {from}, newer: hosts are never downgraded")
-                }
-                SkipReason::PullRequestOpen { pull_request, .. } => {
-                    format!("pull request open already with this change: {pull_request}")
-                }
-                SkipReason::Refused { error } => format!("enrollment refused: {error}"),
-                SkipReason::Fails { error } => format!("would fail: {error}"),
-            }
-        ),
-    };
+    let action = consumer
+        .action
+        .describe(version, str::to_owned, str::to_owned);
     let _ = writeln!(out, "    {action}");
     for line in consumer.diff.lines() {
         let _ = writeln!(out, "    {line}");
