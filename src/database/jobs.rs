@@ -669,13 +669,7 @@ mod tests {
         // What cannot be read is refused, not dropped: a key no step writes, a step no
         // server runs.
         for (result, step) in [(Some(stored), "download"), (None, "deploy")] {
-            sqlx::query("UPDATE jobs SET result = ?, step = ? WHERE id = ?")
-                .bind(result)
-                .bind(step)
-                .bind(id)
-                .execute(database.pool())
-                .await
-                .unwrap();
+            store_raw_result(&database, id, result, step).await;
             assert!(matches!(
                 database.job(id).await,
                 Err(DatabaseError::Corrupt(_))
@@ -683,8 +677,9 @@ mod tests {
         }
     }
 
-    /// Stores `result` as job `id`'s, as text, whatever it holds, at `step`.
-    async fn store_raw_result(database: &Database, id: i64, result: &str, step: &str) {
+    /// Stores `result` as job `id`'s, as text, whatever it holds (NULL for `None`), at
+    /// `step`.
+    async fn store_raw_result(database: &Database, id: i64, result: Option<&str>, step: &str) {
         sqlx::query("UPDATE jobs SET result = ?, step = ? WHERE id = ?")
             .bind(result)
             .bind(step)
@@ -699,12 +694,12 @@ mod tests {
     #[tokio::test]
     async fn early_rows_load_and_an_unreadable_one_neither_hides_the_list_nor_stops_the_queue() {
         let (_dir, database, unreadable) = queued_job().await;
-        store_raw_result(&database, unreadable, r#"{"images":"two"}"#, "upload").await;
+        store_raw_result(&database, unreadable, Some(r#"{"images":"two"}"#), "upload").await;
         let built_before = database.queue_job(&new_job("k2")).await.unwrap().id();
         store_raw_result(
             &database,
             built_before,
-            r#"{"note":"Alloy 1.2.3 was built before; nothing changed. Comment `/rebuild 1.2.3` to build it again.","manifest":"unchanged"}"#,
+            Some(r#"{"note":"Alloy 1.2.3 was built before; nothing changed. Comment `/rebuild 1.2.3` to build it again.","manifest":"unchanged"}"#),
             "report",
         )
         .await;
@@ -712,7 +707,7 @@ mod tests {
         store_raw_result(
             &database,
             built,
-            r#"{"images":[{"arch":"amd64","file":"alloy-1.2.3-amd64.raw","size":10,"sha256":"aa","binary_sha256":"bb"}],"manifest":"added"}"#,
+            Some(r#"{"images":[{"arch":"amd64","file":"alloy-1.2.3-amd64.raw","size":10,"sha256":"aa","binary_sha256":"bb"}],"manifest":"added"}"#),
             "build",
         )
         .await;

@@ -223,17 +223,14 @@ fn a_manifest_that_gives_a_host_nothing_to_install_fails_in_every_mode_but_manif
     publish(&images, &["alloy-1.19.0-arm64.raw"]);
     let server = Server::start(data.path(), &[("WEBHOOK_SECRET", SECRET)]);
     let url = format!("http://127.0.0.1:{}/images/", server.port);
-    let output = cli()
-        .args(["verify", "--url", &url, "--json", "--public-key"])
-        .arg(ed25519_keys().public())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let public = ed25519_keys().public();
+    let (status, report, stderr) =
+        verify_json(&["--url", &url], ("--public-key", public.as_path()));
+    assert_eq!(status, Some(1));
     assert_eq!(failed(&report), std::slice::from_ref(&failure));
     assert_eq!(report["checks"].as_array().unwrap().len(), 3);
     assert_eq!(
-        String::from_utf8_lossy(&output.stderr),
+        stderr,
         "error: 1 of 3 checks failed: SHA256SUMS: lists no file that matches alloy-@v-amd64.raw, so a host would install nothing\n"
     );
 
@@ -259,13 +256,9 @@ fn a_manifest_that_cannot_be_read_is_named_with_why() {
     fs::remove_file(images.join("SHA256SUMS")).unwrap();
     let server = Server::start(data.path(), &[("WEBHOOK_SECRET", SECRET)]);
     let url = format!("http://127.0.0.1:{}/images/", server.port);
-    let output = cli()
-        .args(["verify", "--url", &url, "--json", "--public-key"])
-        .arg(ed25519_keys().public())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let public = ed25519_keys().public();
+    let (status, report, _) = verify_json(&["--url", &url], ("--public-key", public.as_path()));
+    assert_eq!(status, Some(1));
     let detail = format!("{url}SHA256SUMS is missing: the server answered 404 Not Found");
     assert_eq!(
         report["checks"],

@@ -274,14 +274,11 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
 fn a_bucket_served_over_http_verifies_and_a_changed_image_is_named() {
     let (_work, out) = two_releases();
     let s3 = S3Server::start();
+    s3.make_public();
     for name in dir_listing(&out) {
-        s3.put_raw(
-            &name,
-            &fs::read(out.join(&name)).unwrap(),
-            &[("x-amz-acl", "public-read")],
-        );
+        s3.put_raw(&name, &fs::read(out.join(&name)).unwrap(), &[]);
     }
-    let url = format!("{}/{}", s3.endpoint, s3.bucket);
+    let url = s3.public_url();
     let public = ed25519_keys().public();
     let signer = fingerprint(&public);
     let key = ("--public-key", public.as_path());
@@ -297,11 +294,7 @@ fn a_bucket_served_over_http_verifies_and_a_changed_image_is_named() {
 
     let mut changed = fs::read(out.join("alloy-1.17.0-amd64.raw")).unwrap();
     changed[5000] ^= 1;
-    s3.put_raw(
-        "alloy-1.17.0-amd64.raw",
-        &changed,
-        &[("x-amz-acl", "public-read")],
-    );
+    s3.put_raw("alloy-1.17.0-amd64.raw", &changed, &[]);
     let (status, report, _) = verify_json(&["--url", &url], key);
     assert_eq!(status, Some(1));
     assert_eq!(
