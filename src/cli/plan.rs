@@ -10,11 +10,9 @@ use alloy_sysext_automation::github::api::{Auth, GitHubApi};
 use alloy_sysext_automation::github::app_jwt::AppKey;
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
 use alloy_sysext_automation::server::config::ServerConfig;
-use alloy_sysext_automation::server::signing_key::GENERATED_KEY_FILE;
+use alloy_sysext_automation::server::signing_key::existing_server_key;
 use alloy_sysext_automation::settings::Settings;
 use alloy_sysext_automation::settings::public_base_url::PublicBaseUrl;
-use alloy_sysext_automation::signing::SigningKey;
-use alloy_sysext_automation::signing::key_source::{KeySource, KeySourceError};
 use alloy_sysext_automation::storage::Storage;
 use alloy_sysext_automation::version::Version;
 use alloy_sysext_automation::worker::pipeline::plan::{PlanRequest, PlanServices, plan_job};
@@ -69,23 +67,6 @@ impl RepositoryAccess for InstallationAccess<'_> {
     }
 }
 
-/// The key the server would sign with, read but never made: `None` when it would make one.
-fn server_key(config: &ServerConfig) -> anyhow::Result<Option<SigningKey>> {
-    match KeySource::resolve(None, |name| std::env::var(name).ok()) {
-        Ok(source) => Ok(Some(source.load()?)),
-        Err(KeySourceError::NoKey) => {
-            let path = config.data_dir.join(GENERATED_KEY_FILE);
-            if !path.exists() {
-                return Ok(None);
-            }
-            SigningKey::from_file(&path)
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("loading the signing key {}: {e}", path.display()))
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
     let settings = Settings::load(config.config_file.as_deref())?;
@@ -97,7 +78,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
     let public_base_url =
         PublicBaseUrl::resolve(&settings.publish, &storage, config.public_url.as_deref());
-    let signing_key = server_key(&config)?.map(Arc::new);
+    // Read but never made: `None` when the server would make one on its first start.
+    let signing_key = existing_server_key(&config.data_dir, |name| std::env::var(name).ok())?
+        .map(|(key, _)| Arc::new(key));
     let temporary;
     let work_dir = match &args.out {
         Some(dir) => dir.clone(),

@@ -22,48 +22,61 @@ pub enum KeyOrigin {
     },
 }
 
+/// The configured key, or the one the server made in `data_dir`; `None` when there is
+/// neither and the server would make one.
+pub fn existing_server_key(
+    data_dir: &Path,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<(SigningKey, KeyOrigin)>> {
+    match KeySource::resolve(None, lookup) {
+        Ok(source) => {
+            let key = source.load()?;
+            Ok(Some((key, KeyOrigin::Configured(source.to_string()))))
+        }
+        Err(KeySourceError::NoKey) => {
+            let secret_path = data_dir.join(GENERATED_KEY_FILE);
+            if !secret_path.exists() {
+                return Ok(None);
+            }
+            let key = SigningKey::from_file(&secret_path).map_err(|e| {
+                anyhow::anyhow!("loading the signing key {}: {e}", secret_path.display())
+            })?;
+            Ok(Some((
+                key,
+                KeyOrigin::Generated {
+                    public_key: data_dir.join(GENERATED_PUBLIC_KEY_FILE),
+                    new: false,
+                },
+            )))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Loads the configured key, or the one in `data_dir`, making it first if needed.
 pub fn server_signing_key(
     data_dir: &Path,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<(SigningKey, KeyOrigin)> {
-    match KeySource::resolve(None, lookup) {
-        Ok(source) => {
-            let key = source.load()?;
-            Ok((key, KeyOrigin::Configured(source.to_string())))
-        }
-        Err(KeySourceError::NoKey) => {
-            let secret_path = data_dir.join(GENERATED_KEY_FILE);
-            let public_path = data_dir.join(GENERATED_PUBLIC_KEY_FILE);
-            if secret_path.exists() {
-                let key = SigningKey::from_file(&secret_path).map_err(|e| {
-                    anyhow::anyhow!("loading the signing key {}: {e}", secret_path.display())
-                })?;
-                return Ok((
-                    key,
-                    KeyOrigin::Generated {
-                        public_key: public_path,
-                        new: false,
-                    },
-                ));
-            }
-            let key = SigningKey::generate(
-                KeyAlgorithm::Ed25519,
-                "Alloy sysext signing key (made by alloy-sysext-automation)",
-            )?;
-            crate::server::private_file::write_private(&secret_path, key.to_armored()?.as_bytes())?;
-            std::fs::write(&public_path, key.public_key().to_armored()?)
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", public_path.display()))?;
-            Ok((
-                key,
-                KeyOrigin::Generated {
-                    public_key: public_path,
-                    new: true,
-                },
-            ))
-        }
-        Err(error) => Err(error.into()),
+    if let Some(existing) = existing_server_key(data_dir, lookup)? {
+        return Ok(existing);
     }
+    let secret_path = data_dir.join(GENERATED_KEY_FILE);
+    let public_path = data_dir.join(GENERATED_PUBLIC_KEY_FILE);
+    let key = SigningKey::generate(
+        KeyAlgorithm::Ed25519,
+        "Alloy sysext signing key (made by alloy-sysext-automation)",
+    )?;
+    crate::server::private_file::write_private(&secret_path, key.to_armored()?.as_bytes())?;
+    std::fs::write(&public_path, key.public_key().to_armored()?)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", public_path.display()))?;
+    Ok((
+        key,
+        KeyOrigin::Generated {
+            public_key: public_path,
+            new: true,
+        },
+    ))
 }
 
 #[cfg(test)]
