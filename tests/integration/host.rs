@@ -10,9 +10,9 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::common::fixture;
+use crate::common::{dir_listing, fixture, run_ok};
 
 /// Where `scripts/host-root` keeps the root unless `SYSUPDATE_HOST_ROOT` says otherwise.
 const DEFAULT_ROOT: &str = "/var/cache/alloy-sysext-automation/trixie-root";
@@ -122,19 +122,6 @@ fn unmount_leftovers() {
     });
 }
 
-fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 impl Host {
     /// A fresh host: nothing installed, no key trusted, no transfer definition.
     pub fn new() -> Host {
@@ -164,24 +151,30 @@ impl Host {
             mounts: Vec::new(),
             dir: Some(dir),
         };
-        run(Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o"])
-            .arg(format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lower.display(),
-                upper.display(),
-                work.display()
-            ))
-            .arg(&root));
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o"])
+                .arg(format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    lower.display(),
+                    upper.display(),
+                    work.display()
+                ))
+                .arg(&root),
+        );
         host.mounts.push(root.clone());
-        run(Command::new("mount")
-            .args(["-t", "proc", "proc"])
-            .arg(root.join("proc")));
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "proc", "proc"])
+                .arg(root.join("proc")),
+        );
         host.mounts.push(root.join("proc"));
         let dev = root.join("dev");
-        run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs"])
-            .arg(&dev));
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs"])
+                .arg(&dev),
+        );
         host.mounts.push(dev.clone());
         for (name, minor) in [
             ("null", "3"),
@@ -189,10 +182,12 @@ impl Host {
             ("random", "8"),
             ("urandom", "9"),
         ] {
-            run(Command::new("mknod")
-                .args(["-m", "666"])
-                .arg(dev.join(name))
-                .args(["c", "1", minor]));
+            run_ok(
+                Command::new("mknod")
+                    .args(["-m", "666"])
+                    .arg(dev.join(name))
+                    .args(["c", "1", minor]),
+            );
         }
         host
     }
@@ -236,7 +231,7 @@ impl Host {
         let script = "/opt/bin/sysupdate-merge-keyring.sh";
         self.write(script, ghost_bu_file(script));
         fs::set_permissions(self.path(script), fs::Permissions::from_mode(0o755)).unwrap();
-        run(&mut self.command(script, &[]));
+        run_ok(&mut self.command(script, &[]));
     }
 
     /// Installs the transfer definition `transfer`, reading images from `base_url`.
@@ -285,14 +280,7 @@ impl Host {
     /// The image files in `/opt/extensions/alloy/`, sorted (a download in progress, a
     /// dot file, is listed too: none may be left behind).
     pub fn installed(&self) -> Vec<String> {
-        let mut names: Vec<String> = match fs::read_dir(self.path("/opt/extensions/alloy")) {
-            Ok(entries) => entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        names.sort();
-        names
+        dir_listing(&self.path("/opt/extensions/alloy"))
     }
 
     /// Where `/etc/extensions/alloy.raw` points, resolved on the host, if it exists.
