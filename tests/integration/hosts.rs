@@ -16,6 +16,7 @@ use crate::fake_github::FakeGitHub;
 use crate::host::{Host, Sysupdate, Transfer};
 use crate::pipeline::{BUILD_REPO, World};
 use crate::serve_process::{Server, free_port};
+use crate::status_page::wait_for_job;
 use crate::test_app::add_upstream_alloy;
 
 /// Where an image is installed on a host.
@@ -33,32 +34,7 @@ fn build_by_comment(server: &Server, github: &FakeGitHub, comment_id: u64, versi
         server.deliver(&delivery, "issue_comment", &body).status,
         202
     );
-    wait_for_job(server, version)
-}
-
-/// Waits until the job for `version` has succeeded, and returns it.
-fn wait_for_job(server: &Server, version: &str) -> Value {
-    let mut job = Value::Null;
-    server.wait_for(
-        &format!("the job of {version} to succeed"),
-        Duration::from_secs(120),
-        || {
-            let jobs = server.get("/api/jobs").json()["jobs"]
-                .as_array()
-                .unwrap()
-                .clone();
-            match jobs.into_iter().find(|j| j["version"] == version) {
-                Some(found) => {
-                    assert_ne!(found["state"], "failed", "{found}");
-                    let done = found["state"] == "succeeded";
-                    job = found;
-                    done
-                }
-                None => false,
-            }
-        },
-    );
-    job
+    wait_for_job(server, version, "succeeded")
 }
 
 /// The sha256 the job recorded for its amd64 image.
@@ -285,7 +261,7 @@ fn releases_through_a_public_bucket_reach_a_host(transfer: Transfer) {
             .status,
         202
     );
-    let job = wait_for_job(&server, "1.18.0");
+    let job = wait_for_job(&server, "1.18.0", "succeeded");
 
     let host = host_for(transfer, &world.s3.public_url());
     assert_updated(&host.sysupdate("update"));
@@ -327,7 +303,7 @@ fn releases_through_a_public_bucket_reach_a_host(transfer: Transfer) {
     assert_eq!(host.state(), before, "{}", run.output());
 
     gate.open();
-    let next = wait_for_job(&server, "1.19.0");
+    let next = wait_for_job(&server, "1.19.0", "succeeded");
     assert_updated(&host.sysupdate("update"));
     assert_eq!(
         host.installed(),

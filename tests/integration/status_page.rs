@@ -43,7 +43,9 @@ fn comment(comment_id: u64, body: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn wait_for_job(server: &Server, version: &str, state: &str) -> Value {
+/// Waits until the job of `version` is in `state`, and returns it; a job that ends in the
+/// other final state fails the test at once, with the job.
+pub(crate) fn wait_for_job(server: &Server, version: &str, state: &str) -> Value {
     let mut found = Value::Null;
     server.wait_for(
         &format!("the {version} job to be {state}"),
@@ -57,6 +59,11 @@ fn wait_for_job(server: &Server, version: &str, state: &str) -> Value {
                 .find(|j| j["version"] == version)
                 .cloned()
                 .unwrap_or(Value::Null);
+            let ended = found["state"] == "succeeded" || found["state"] == "failed";
+            assert!(
+                !ended || found["state"] == state,
+                "the {version} job ended otherwise: {found}"
+            );
             found["state"] == state
         },
     );
