@@ -21,6 +21,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::source::ReadError;
+
 /// The most read of `SHA256SUMS`, its signature, a `.sha256` or an `.asc`: each is a few
 /// kilobytes at most.
 pub const SMALL_FILE_LIMIT: u64 = 4 << 20;
@@ -57,14 +59,6 @@ pub struct BaseUrl {
     base: String,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     limits: Limits,
-}
-
-/// Why a file could not be read: not there, or something else.
-#[derive(Debug)]
-pub enum FetchError {
-    /// The server answered 404 (or 410).
-    NotFound(String),
-    Failed(String),
 }
 
 impl BaseUrl {
@@ -116,7 +110,7 @@ impl BaseUrl {
     }
 
     /// Reads `file` whole, refusing more than [`SMALL_FILE_LIMIT`] bytes.
-    pub async fn small(&self, file: &str) -> Result<Vec<u8>, FetchError> {
+    pub async fn small(&self, file: &str) -> Result<Vec<u8>, ReadError> {
         let mut bytes = Vec::new();
         self.read(file, SMALL_FILE_LIMIT, self.limits.small_file, &mut bytes)
             .await?;
@@ -124,7 +118,7 @@ impl BaseUrl {
     }
 
     /// Streams the image `file` into `sink`; returns how many bytes were read.
-    pub async fn image(&self, file: &str, sink: &mut impl Write) -> Result<u64, FetchError> {
+    pub async fn image(&self, file: &str, sink: &mut impl Write) -> Result<u64, ReadError> {
         self.read(file, self.limits.image_size, self.limits.image, sink)
             .await
     }
@@ -137,11 +131,11 @@ impl BaseUrl {
         limit: u64,
         deadline: Duration,
         sink: &mut impl Write,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<u64, ReadError> {
         let started = Instant::now();
         let ends = started + deadline;
         let url = self.url_of(file);
-        let failed = |why: String| FetchError::Failed(format!("GET {url}: {why}"));
+        let failed = |why: String| ReadError::Failed(format!("GET {url}: {why}"));
         let uri: Uri = url.parse().map_err(|e| failed(format!("not a URL: {e}")))?;
         let request = http::Request::get(uri)
             .header(
@@ -157,9 +151,7 @@ impl BaseUrl {
             .map_err(|e| failed(error_chain(&e)))?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-            return Err(FetchError::NotFound(format!(
-                "the server answered {status}"
-            )));
+            return Err(ReadError::Missing(format!("the server answered {status}")));
         }
         if !status.is_success() {
             return Err(failed(format!("answered {status}")));
@@ -283,10 +275,10 @@ mod tests {
         }
     }
 
-    fn reason(error: FetchError) -> String {
+    fn reason(error: ReadError) -> String {
         match error {
-            FetchError::Failed(reason) => reason,
-            FetchError::NotFound(reason) => panic!("not found: {reason}"),
+            ReadError::Failed(reason) => reason,
+            ReadError::Missing(reason) => panic!("not found: {reason}"),
         }
     }
 

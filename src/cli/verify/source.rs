@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::http::{BaseUrl, FetchError, SMALL_FILE_LIMIT};
+use super::http::{BaseUrl, SMALL_FILE_LIMIT};
 
 /// A directory or a base URL of published files.
 pub enum Source {
@@ -14,20 +14,12 @@ pub enum Source {
 }
 
 /// Why a file could not be read.
+#[derive(Debug)]
 pub enum ReadError {
-    /// It is not there (a missing file, a 404).
+    /// It is not there (a missing file, a 404 or 410).
     Missing(String),
     /// Anything else: the check cannot say whether the file is good.
     Failed(String),
-}
-
-impl From<FetchError> for ReadError {
-    fn from(error: FetchError) -> Self {
-        match error {
-            FetchError::NotFound(reason) => ReadError::Missing(reason),
-            FetchError::Failed(reason) => ReadError::Failed(reason),
-        }
-    }
 }
 
 impl Source {
@@ -57,7 +49,7 @@ impl Source {
                 }
                 Ok(bytes)
             }
-            Source::Url(base) => Ok(base.small(file).await?),
+            Source::Url(base) => base.small(file).await,
         }
     }
 
