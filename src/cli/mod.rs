@@ -9,6 +9,7 @@ mod plan;
 mod progress;
 mod serve;
 mod verify;
+mod withdraw;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ enum Command {
     Plan(plan::PlanArgs),
     Serve(serve::ServeArgs),
     Verify(verify::VerifyArgs),
+    Withdraw(withdraw::WithdrawArgs),
 }
 
 /// Parses the command line, runs the subcommand, and turns its error into a message and a
@@ -47,6 +49,7 @@ pub fn run() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Withdraw(args) => withdraw::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,9 +73,10 @@ impl Database {
         }
         let queued_job = sqlx::query(
             "SELECT id, rebuild FROM jobs
-             WHERE kind = 'build' AND version = ? AND state = 'queued'
+             WHERE kind = ? AND version = ? AND state = 'queued'
              ORDER BY id LIMIT 1",
         )
+        .bind(request.job.kind.as_str())
         .bind(request.job.version.as_str())
         .fetch_optional(&mut *tx)
         .await?;
@@ -178,10 +179,11 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::jobs::{JobState, Trigger, TriggerSource};
+    use crate::database::jobs::{JobKind, JobState, Trigger, TriggerSource};
 
     fn job(key: &str, version: &str, rebuild: bool) -> NewJob {
         NewJob {
+            kind: JobKind::Build,
             version: version.parse().unwrap(),
             rebuild,
             dedupe_key: key.into(),

@@ -61,6 +61,9 @@ pub struct JobResult {
     /// `tracking`: the tracking issue that got the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_issue: Option<String>,
+    /// A withdraw job's `manifest`, `release` and `consumers`: what the withdrawal did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawal: Option<WithdrawalDone>,
     /// `report`: the issues (`owner/name#number`) the end report was posted to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reported_to: Vec<String>,
@@ -100,6 +103,7 @@ impl JobResult {
         release_created: None,
         consumers: None,
         tracking_issue: None,
+        withdrawal: None,
         reported_to: Vec::new(),
         report_failed: Vec::new(),
         retired_note: Retired,
@@ -143,6 +147,26 @@ pub struct BuiltImage {
     /// an early version, which did not record it. The readers then show the file name alone.
     #[serde(default)]
     pub url: String,
+}
+
+/// What a withdraw job did, step by step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalDone {
+    /// `manifest`: the files whose lines left `SHA256SUMS`.
+    pub files: Vec<String>,
+    /// `manifest`: when the files leave storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_removed_after: Option<String>,
+    /// `release`: whether the version's release was marked withdrawn (false: it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_marked: Option<bool>,
+    /// `consumers`: the newest version still listed, which consumers that pin the withdrawn
+    /// one are moved to (none when no version is left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<Version>,
+    /// `consumers`: the open pull requests for the withdrawn version that were closed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_pull_requests: Vec<String>,
 }
 
 /// How a build relates to what is published.
@@ -219,6 +243,17 @@ pub enum ConsumerOutcome {
         from: Version,
         image: String,
     },
+    /// A withdrawal's consumer whose file pins another version than the withdrawn one: it
+    /// is left as it is.
+    #[serde(rename = "pins another version")]
+    PinsOther {
+        #[serde(with = "as_text")]
+        from: Version,
+    },
+    /// A withdrawal's consumer that pins the withdrawn version, with no version left listed
+    /// to move it to.
+    #[serde(rename = "no version left")]
+    NoVersionLeft,
     /// The repository's enrollment file failed its checks.
     #[serde(rename = "refused")]
     Refused { error: String },
@@ -240,6 +275,8 @@ impl ConsumerOutcome {
             ConsumerOutcome::Unchanged { .. } => "unchanged",
             ConsumerOutcome::UpToDate { .. } => "up to date",
             ConsumerOutcome::PinsNewer { .. } => "pins a newer version",
+            ConsumerOutcome::PinsOther { .. } => "pins another version",
+            ConsumerOutcome::NoVersionLeft => "no version left",
             ConsumerOutcome::Refused { .. } => "refused",
             ConsumerOutcome::Failed { .. } => "failed",
         }

@@ -41,13 +41,6 @@ stored_name!(Step, "job step", {
     Report => "report",
 });
 
-impl Step {
-    /// This step and the ones after it.
-    pub fn from_here(self) -> impl Iterator<Item = Step> {
-        Step::ALL.into_iter().filter(move |step| *step >= self)
-    }
-}
-
 /// How one run of a step ended, or that it is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -162,13 +155,14 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::jobs::{NewJob, Trigger};
+    use crate::database::jobs::{JobKind, NewJob, Trigger};
 
     #[tokio::test]
     async fn step_runs_are_kept_per_attempt() {
         let dir = tempfile::tempdir().unwrap();
         let database = Database::open(None, dir.path()).await.unwrap();
         let job = NewJob {
+            kind: JobKind::Build,
             version: "1.17.1".parse().unwrap(),
             rebuild: false,
             dedupe_key: "test:1".into(),
@@ -222,8 +216,13 @@ mod tests {
             Err(DatabaseError::Corrupt(_))
         ));
         assert_eq!(
-            Step::Consumers.from_here().collect::<Vec<_>>(),
+            JobKind::Build.steps_from(Step::Consumers).collect::<Vec<_>>(),
             [Step::Consumers, Step::Tracking, Step::Report]
+        );
+        assert_eq!(
+            JobKind::Withdraw.steps_from(Step::Download).collect::<Vec<_>>(),
+            JobKind::Withdraw.steps(),
+            "a step the kind does not have starts it from its first"
         );
     }
 }

@@ -24,6 +24,8 @@ pub enum TriggerSource {
     WorkflowDispatch,
     /// The scheduled upstream check.
     Schedule,
+    /// An operator's command line (`alloy-sysext-automation withdraw`).
+    Cli,
 }
 
 stored_name!(TriggerSource, "trigger source", {
@@ -32,6 +34,7 @@ stored_name!(TriggerSource, "trigger source", {
     RepositoryDispatch => "repository_dispatch",
     WorkflowDispatch => "workflow_dispatch",
     Schedule => "schedule",
+    Cli => "cli",
 });
 
 /// Who or what asked for a job, and where its outcome is reported.
@@ -46,13 +49,17 @@ pub struct Trigger {
     pub issue_number: Option<u64>,
     /// The comment that asked for it; it gets the `eyes` reaction.
     pub comment_id: Option<u64>,
-    /// The GitHub user who asked.
+    /// The GitHub user who asked (for [`TriggerSource::Cli`], the operator's login name).
     pub user: Option<String>,
+    /// Why, in the asker's words: the text after a `/withdraw`'s version, or `--reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A job about to be queued.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    pub kind: JobKind,
     pub version: Version,
     /// Republish even if the version is published already.
     pub rebuild: bool,
@@ -69,11 +76,33 @@ pub struct NewJob {
 pub enum JobKind {
     /// Build a version's images and publish them (the pipeline's steps).
     Build,
+    /// Take a published version out of `SHA256SUMS`, mark its release, and move consumers
+    /// off it.
+    Withdraw,
 }
 
 stored_name!(JobKind, "job kind", {
     Build => "build",
+    Withdraw => "withdraw",
 });
+
+impl JobKind {
+    /// The steps a job of this kind runs, in order.
+    pub fn steps(self) -> &'static [Step] {
+        match self {
+            JobKind::Build => &Step::ALL,
+            JobKind::Withdraw => &[Step::Manifest, Step::Release, Step::Consumers, Step::Report],
+        }
+    }
+
+    /// `step` and the steps after it; from the first step when `step` is not one of this
+    /// kind's.
+    pub fn steps_from(self, step: Step) -> impl Iterator<Item = Step> {
+        let steps = self.steps();
+        let start = steps.iter().position(|s| *s == step).unwrap_or(0);
+        steps[start..].iter().copied()
+    }
+}
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -296,7 +325,7 @@ pub(super) async fn insert_job(
          VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
          ON CONFLICT (dedupe_key) DO NOTHING",
     )
-    .bind(JobKind::Build.as_str())
+    .bind(job.kind.as_str())
     .bind(job.version.as_str())
     .bind(job.rebuild as i64)
     .bind(&job.dedupe_key)
@@ -504,6 +533,7 @@ mod tests {
 
     fn new_job(key: &str) -> NewJob {
         NewJob {
+            kind: JobKind::Build,
             version: "1.2.3".parse().unwrap(),
             rebuild: false,
             dedupe_key: key.into(),

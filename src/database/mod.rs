@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod retention;
 mod stored_name;
 pub mod timestamp;
+pub mod withdrawals;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -88,9 +89,24 @@ impl Database {
         url: Option<&str>,
         data_dir: &Path,
     ) -> Result<Database, DatabaseError> {
+        Self::open_beside_server(url, data_dir, true).await
+    }
+
+    /// Opens the server's database to add to its job queue, as the CLI's `withdraw` does:
+    /// like [`Self::open_read_only`], nothing is created and the schema must be this
+    /// binary's, but rows may be written.
+    pub async fn open_existing(url: Option<&str>, data_dir: &Path) -> Result<Database, DatabaseError> {
+        Self::open_beside_server(url, data_dir, false).await
+    }
+
+    async fn open_beside_server(
+        url: Option<&str>,
+        data_dir: &Path,
+        read_only: bool,
+    ) -> Result<Database, DatabaseError> {
         let (options, shown) = location(url, data_dir)?;
         let options = options
-            .read_only(true)
+            .read_only(read_only)
             .create_if_missing(false)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()

@@ -1,4 +1,4 @@
-//! Pull requests: found by head branch, opened, updated, assigned.
+//! Pull requests: found by head branch, opened, updated, closed, assigned.
 
 use http::Method;
 use serde::Deserialize;
@@ -93,6 +93,22 @@ pub async fn update_pull(
         &format!("/repos/{}/pulls/{number}", escape_repo(repo)),
         auth,
         &json!({"title": title, "body": body}),
+    )
+    .await
+}
+
+/// Closes pull request `number` without merging it; its branch stays.
+pub async fn close_pull(
+    api: &GitHubApi,
+    auth: Auth,
+    repo: &str,
+    number: u64,
+) -> Result<PullRequest, ApiError> {
+    api.send_json(
+        Method::PATCH,
+        &format!("/repos/{}/pulls/{number}", escape_repo(repo)),
+        auth,
+        &json!({"state": "closed"}),
     )
     .await
 }

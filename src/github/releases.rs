@@ -11,6 +11,9 @@ use super::url::{escape_component, escape_repo};
 /// A release, as far as the pipeline, the watch and downloads need it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Release {
+    /// GitHub's id of the release; an update names it.
+    #[serde(default)]
+    pub id: u64,
     pub tag_name: String,
     #[serde(default)]
     pub name: Option<String>,
@@ -172,4 +175,22 @@ pub async fn create_release(
         return Err(response.into_error(&format!("creating release {tag} in {repo}")));
     }
     response.json().map(Some)
+}
+
+/// Sets the name and body of release `id`.
+pub async fn update_release(
+    api: &GitHubApi,
+    auth: Auth,
+    repo: &str,
+    id: u64,
+    name: &str,
+    body: &str,
+) -> Result<Release, ApiError> {
+    api.send_json(
+        Method::PATCH,
+        &format!("/repos/{}/releases/{id}", escape_repo(repo)),
+        auth,
+        &json!({"name": name, "body": body}),
+    )
+    .await
 }

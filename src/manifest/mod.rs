@@ -14,7 +14,7 @@ pub mod verify;
 use std::fmt;
 
 use crate::manifest::image_name::ImageFileName;
-use crate::version::systemd_version_cmp;
+use crate::version::{Version, systemd_version_cmp};
 
 /// One line of the manifest: the sha256 of a published file and its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +120,34 @@ impl Manifest {
             }
         };
         Ok(outcome)
+    }
+
+    /// Removes the lines of the images named `name` at `version` (every architecture and
+    /// the compatibility name) and returns them; other lines are kept.
+    pub fn remove_version(&mut self, name: &str, version: &Version) -> Vec<ManifestEntry> {
+        let (removed, kept) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|entry| {
+                ImageFileName::parse(&entry.file)
+                    .is_some_and(|parsed| parsed.name == name && &parsed.version == version)
+            });
+        self.entries = kept;
+        removed
+    }
+
+    /// The versions of the images named `name`, each once, newest first.
+    pub fn versions(&self, name: &str) -> Vec<Version> {
+        let mut versions: Vec<Version> = Vec::new();
+        for entry in &self.entries {
+            if let Some(parsed) = ImageFileName::parse(&entry.file)
+                && parsed.name == name
+                && !versions.contains(&parsed.version)
+            {
+                versions.push(parsed.version);
+            }
+        }
+        versions.sort_by(|a, b| b.cmp(a));
+        versions
     }
 
     /// The manifest as text: `<sha256>  <file>\n` per entry, in version order.
@@ -362,5 +390,46 @@ mod tests {
         assert!(m.upsert(entry('A', "a.raw")).is_err());
         assert!(m.upsert(entry('a', "../a.raw")).is_err());
         assert!(m.entries().is_empty());
+    }
+
+    #[test]
+    fn removing_a_version_takes_all_its_lines_and_only_them() {
+        let mut m = Manifest::default();
+        for (hash, file) in [
+            ('a', "alloy-1.2.0-amd64.raw"),
+            ('b', "alloy-1.2.0-arm64.raw"),
+            ('c', "alloy-1.2.0.raw"),
+            ('d', "alloy-1.2.10-amd64.raw"),
+            ('e', "alloy-extra-1.2.0-amd64.raw"),
+            ('f', "alloy-1.1.0-amd64.raw"),
+        ] {
+            m.upsert(entry(hash, file)).unwrap();
+        }
+        let version: Version = "1.2.0".parse().unwrap();
+        let removed: Vec<String> = m
+            .remove_version("alloy", &version)
+            .into_iter()
+            .map(|e| e.file)
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                "alloy-1.2.0-amd64.raw",
+                "alloy-1.2.0-arm64.raw",
+                "alloy-1.2.0.raw"
+            ]
+        );
+        let kept: Vec<&str> = m.entries().iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(
+            kept,
+            [
+                "alloy-1.1.0-amd64.raw",
+                "alloy-extra-1.2.0-amd64.raw",
+                "alloy-1.2.10-amd64.raw"
+            ]
+        );
+        assert!(m.remove_version("alloy", &version).is_empty());
+        let versions: Vec<String> = m.versions("alloy").iter().map(|v| v.to_string()).collect();
+        assert_eq!(versions, ["1.2.10", "1.1.0"]);
     }
 }

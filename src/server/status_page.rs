@@ -20,7 +20,8 @@ use crate::database::deliveries::StoredDelivery;
 use crate::database::installations::Installation;
 use crate::database::job_steps::Step;
 use crate::database::job_steps::StepRun;
-use crate::database::jobs::{Job, JobState};
+use crate::database::jobs::{Job, JobKind, JobState, TriggerSource};
+use crate::database::withdrawals::Withdrawal;
 use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
 use crate::settings::public_base_url::{IMAGES_ROUTE, NO_PUBLIC_BASE_URL, PublicBaseUrl};
@@ -87,6 +88,8 @@ pub struct PageData {
     /// Where hosts download the published files from.
     pub public_base_url: PublicBaseUrl,
     pub published: PublishedState,
+    /// The withdrawn versions, latest first.
+    pub withdrawals: Vec<Withdrawal>,
     pub jobs: Vec<Job>,
     /// The step runs of those jobs: (job id, run), oldest first.
     pub step_runs: Vec<(i64, StepRun)>,
@@ -138,9 +141,10 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             step_runs,
             database.recent_deliveries(DELIVERIES_SHOWN).await?,
             database.installations().await?,
+            database.withdrawals().await?,
         ))
     };
-    let (jobs, step_runs, deliveries, installations) = match read.await {
+    let (jobs, step_runs, deliveries, installations, withdrawals) = match read.await {
         Ok(data) => data,
         Err(error) => {
             tracing::error!(%error, "reading the status page's data");
@@ -157,6 +161,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         settings,
         public_base_url: activation.public_base_url.clone(),
         published,
+        withdrawals,
         jobs,
         step_runs,
         deliveries,
@@ -243,6 +248,29 @@ fn published_section(data: &PageData) -> Markup {
                     p.reason { "The published " (MANIFEST_FILE) " cannot be read: " (reason) }
                 }
             }
+            @if !data.withdrawals.is_empty() {
+                h2 #withdrawn { "Withdrawn" }
+                p.muted { "Out of " (MANIFEST_FILE) ": no host installs these. Only " code { "/rebuild X.Y.Z" } " publishes one again." }
+                table {
+                    tr { th { "version" } th { "withdrawn" } th { "by" } th { "reason" } th { "job" } }
+                    @for withdrawal in &data.withdrawals {
+                        tr {
+                            td { strong { (withdrawal.version) } }
+                            td.mono.nowrap { (short_time(&withdrawal.withdrawn_at)) }
+                            td {
+                                @match (withdrawal.source, &withdrawal.withdrawn_by) {
+                                    (TriggerSource::Cli, Some(login)) => { (login) " (command line)" }
+                                    (TriggerSource::Cli, None) => { "command line" }
+                                    (_, Some(login)) => { (login) }
+                                    (_, None) => { "" }
+                                }
+                            }
+                            td { (withdrawal.reason.as_deref().unwrap_or("")) }
+                            td { a href={ "/api/jobs/" (withdrawal.job_id) } { "#" (withdrawal.job_id) } }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -259,7 +287,10 @@ fn jobs_section(data: &PageData) -> Markup {
                     @for job in &data.jobs {
                         tr {
                             td { a href={ "/api/jobs/" (job.id) } { "#" (job.id) } }
-                            td { strong { (job.version) } @if job.rebuild { " (rebuild)" } }
+                            td {
+                                strong { (job.version) }
+                                @if job.kind == JobKind::Withdraw { " (withdraw)" } @else if job.rebuild { " (rebuild)" }
+                            }
                             td {
                                 span class={ "badge " (job.state.as_str()) } { (job.state.as_str()) }
                                 @if job.attempts > 1 { br; span.muted { (job.attempts) " attempts" } }
@@ -302,7 +333,7 @@ fn steps(job: &Job, runs: &[(i64, StepRun)]) -> Markup {
     };
     html! {
         div.steps {
-            @for step in Step::ALL {
+            @for &step in job.kind.steps() {
                 @let class = match (job.state, job.step) {
                     (JobState::Succeeded, _) => "done",
                     (_, Some(at)) if step < at => "done",
@@ -574,7 +605,7 @@ mod tests {
     use super::*;
     use crate::database::deliveries::DeliveryState;
     use crate::database::job_steps::StepOutcome;
-    use crate::database::jobs::{JobKind, Trigger, TriggerSource};
+    use crate::database::jobs::Trigger;
 
     fn job(id: i64, state: JobState, step: Option<&str>, error: Option<&str>) -> Job {
         Job {
@@ -616,6 +647,7 @@ mod tests {
             settings: std::sync::Arc::new(Settings::default()),
             public_base_url: PublicBaseUrl::BucketDefault,
             published: PublishedState::NoManifest,
+            withdrawals: Vec::new(),
             jobs,
             step_runs: vec![(
                 7,

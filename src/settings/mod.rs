@@ -175,8 +175,8 @@ impl Default for BuildRepoSettings {
     }
 }
 
-/// Where published images are read from.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// Where published images are read from, and how long withdrawn ones stay.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PublishSettings {
     /// The address hosts download the published files from, ending with `/`. Left out, the
@@ -187,6 +187,26 @@ pub struct PublishSettings {
     /// server may replace with its own: a deliberate change of key, once hosts trust the new
     /// one. A signature by any other key that is not the server's stops the job.
     pub replace_signatures_by: Vec<String>,
+    /// Days the files of a version taken out of `SHA256SUMS` stay in storage, for hosts
+    /// that were downloading them; then they are deleted.
+    pub withdrawn_grace_days: u32,
+}
+
+impl Default for PublishSettings {
+    fn default() -> Self {
+        PublishSettings {
+            base_url: None,
+            replace_signatures_by: Vec::new(),
+            withdrawn_grace_days: 7,
+        }
+    }
+}
+
+impl PublishSettings {
+    /// How long files taken out of `SHA256SUMS` stay in storage.
+    pub fn withdrawn_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.withdrawn_grace_days) * 24 * 3600)
+    }
 }
 
 /// When upstream is checked.
@@ -615,6 +635,7 @@ branch = "main"
 #   https://ghost-sysext-images.separationofconcerns.dev/; with the local directory,
 #   PUBLIC_URL + /images/ (and without PUBLIC_URL, no public address)
 replace_signatures_by = []    # keys whose SHA256SUMS.gpg may be replaced (a key change)
+withdrawn_grace_days = 7      # days a withdrawn or pruned version's files stay in storage
 
 [schedule]
 check_upstream = "0 0 * * *"  # cron, UTC; "off" to disable

@@ -15,7 +15,7 @@ use crate::database::DatabaseError;
 use crate::database::command_refusals::RefusalReason;
 use crate::database::deliveries::{DeliveryOutcome, DeliveryState, PendingDelivery};
 use crate::database::installations::{InstallationChange, WorkflowRun};
-use crate::database::jobs::{NewJob, Queued};
+use crate::database::jobs::{JobKind, NewJob, Queued};
 use crate::github::api::{ApiError, Auth};
 use crate::github::issues;
 use crate::github::markdown::{code_span, escape, safe_url};
@@ -199,6 +199,7 @@ impl Worker {
             }
             Route::Build(build) => {
                 let job = NewJob {
+                    kind: JobKind::Build,
                     version: build.version,
                     rebuild: false,
                     dedupe_key: build.dedupe_key,

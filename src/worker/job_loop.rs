@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::Worker;
 use super::pipeline::{
-    MAX_JOB_ATTEMPTS, RepositoryAccess, Step, StepContext, StepError, has_inputs, report_failure,
+    MAX_JOB_ATTEMPTS, RepositoryAccess, StepContext, StepError, has_inputs, report_failure,
     run_step,
 };
 use crate::database::DatabaseError;
@@ -126,12 +126,13 @@ impl Worker {
     /// the work directory and it is gone.
     async fn run_steps(&self, job: Job, shutdown: &watch::Receiver<bool>) -> Result<(), StepError> {
         let mut context = self.step_context(job);
-        let mut first = context.job.step.unwrap_or(Step::Download);
+        let kind = context.job.kind;
+        let mut first = context.job.step.unwrap_or(kind.steps()[0]);
         if !has_inputs(first, &context) {
             tracing::info!(job = context.job.id, step = %first, "the work directory lacks what this step reads; starting again at download");
-            first = Step::Download;
+            first = kind.steps()[0];
         }
-        for step in first.from_here() {
+        for step in kind.steps_from(first) {
             if *shutdown.borrow() {
                 return Err(StepError::Interrupted);
             }

@@ -3,9 +3,10 @@
 //! Everything that comes from a payload or a repository (an error, a repository name, an
 //! address) goes through [`crate::github::markdown`]; a login is mentioned only when it is one.
 
-use crate::database::job_result::Publication;
+use crate::database::job_result::{JobResult, Publication};
 use crate::database::job_steps::Step;
-use crate::database::jobs::Job;
+use crate::database::jobs::{Job, JobKind, TriggerSource};
+use crate::database::withdrawals::Withdrawal;
 use crate::github::markdown::{code_block, code_span, escape, safe_url, table_code_span};
 use crate::manifest::{Manifest, newest_per_arch};
 use crate::worker::commands::{CommandError, HELP};
@@ -140,7 +141,11 @@ pub fn comment_reply(user: &str, parts: &[String]) -> String {
 
 /// One line about a job; error text only for `Audience::BuildRepository`.
 pub fn job_line(job: &Job, audience: Audience<'_>) -> String {
-    let what = if job.rebuild { "rebuild" } else { "build" };
+    let what = match job.kind {
+        JobKind::Withdraw => "withdraw",
+        JobKind::Build if job.rebuild => "rebuild",
+        JobKind::Build => "build",
+    };
     let mut line = format!(
         "- job #{} — {what} {}: **{}**",
         job.id,
@@ -161,6 +166,7 @@ pub fn job_line(job: &Job, audience: Audience<'_>) -> String {
 pub fn status(
     jobs: &[Job],
     manifest: PublishedManifest<'_>,
+    withdrawals: &[Withdrawal],
     image_name: &str,
     audience: Audience<'_>,
 ) -> String {
@@ -192,6 +198,12 @@ pub fn status(
                     code_span(&image.sha256)
                 ));
             }
+        }
+    }
+    if !withdrawals.is_empty() {
+        text.push_str("\nWithdrawn (no host installs these; `/rebuild X.Y.Z` publishes one again):\n");
+        for withdrawal in withdrawals {
+            text.push_str(&format!("- {}\n", withdrawal_line(withdrawal)));
         }
     }
     text.push('\n');
@@ -267,6 +279,9 @@ fn asked_by(askers: &[String]) -> Option<String> {
 /// [`Asker::visible_to`]). Outside the build repository, the release (its address names the
 /// build repository), other repositories' names, outcomes and errors are left out.
 pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
+    if job.kind == JobKind::Withdraw {
+        return withdrawal_done(job, askers, audience);
+    }
     let result = job.result.clone().unwrap_or_default();
     // Elsewhere, only that repository's own update counts: the others may be private.
     let failed: Vec<String> = failed_consumers(job)
@@ -333,34 +348,7 @@ pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> St
     if let (Some(Some(release)), Audience::BuildRepository) = (&result.release, audience) {
         text.push_str(&format!("Release: {}\n", link_or_code(release)));
     }
-    let consumers: Vec<_> = result
-        .consumers
-        .iter()
-        .flatten()
-        .filter(|consumer| match audience {
-            Audience::BuildRepository => true,
-            Audience::Elsewhere(here) => consumer.repo.eq_ignore_ascii_case(here),
-        })
-        .collect();
-    if !consumers.is_empty() {
-        text.push_str("\nConsumers:\n");
-        for consumer in consumers {
-            let outcome = &consumer.outcome;
-            let mut line = format!(
-                "- {}: {}",
-                code_span(&consumer.repo),
-                escape(outcome.name())
-            );
-            if let Some(url) = outcome.pull_request() {
-                line.push_str(&format!(" — {}", link_or_code(url)));
-            }
-            if let (Some(error), Audience::BuildRepository) = (outcome.error(), audience) {
-                line.push_str(&format!(" — {}", code_span(&one_line(error))));
-            }
-            text.push_str(&line);
-            text.push('\n');
-        }
-    }
+    text.push_str(&consumer_lines(&result, audience));
     text
 }
 
@@ -388,6 +376,9 @@ pub fn failed_consumers(job: &Job) -> Vec<String> {
 /// what they read is `SHA256SUMS` in storage, which the `manifest` step writes. The error
 /// itself is shown only in the build repository.
 pub fn job_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
+    if job.kind == JobKind::Withdraw {
+        return withdrawal_failed(job, error, askers, audience);
+    }
     let published = match job.step {
         // A rebuild's upload replaces images under their published names.
         Some(Step::Upload) if job.rebuild => {
@@ -489,6 +480,7 @@ mod tests {
         let text = status(
             &[job()],
             PublishedManifest::Read(&manifest),
+            &[],
             "alloy",
             Audience::BuildRepository,
         );
@@ -506,6 +498,7 @@ mod tests {
         let text = status(
             &[job()],
             PublishedManifest::Unreadable(reason.into()),
+            &[],
             "alloy",
             Audience::BuildRepository,
         );
@@ -517,6 +510,7 @@ mod tests {
         let text = status(
             &[job()],
             PublishedManifest::Unreadable(reason.into()),
+            &[],
             "alloy",
             Audience::Elsewhere("o/consumer"),
         );
@@ -530,6 +524,7 @@ mod tests {
         let text = status(
             &[],
             PublishedManifest::Read("not a manifest"),
+            &[],
             "alloy",
             Audience::BuildRepository,
         );
@@ -537,10 +532,37 @@ mod tests {
         let text = status(
             &[],
             PublishedManifest::Missing,
+            &[],
             "alloy",
             Audience::BuildRepository,
         );
         assert!(text.contains("No image has been built yet."));
+    }
+
+    #[test]
+    fn status_lists_withdrawn_versions_with_who_and_why_as_code() {
+        let withdrawal = Withdrawal {
+            version: "1.17.1".parse().unwrap(),
+            source: TriggerSource::Comment,
+            withdrawn_by: Some("ann".into()),
+            reason: Some("@everyone crashes\nsecond line".into()),
+            job_id: 9,
+            withdrawn_at: "2026-12-03T01:02:03.000000Z".into(),
+        };
+        let text = status(
+            &[],
+            PublishedManifest::Missing,
+            &[withdrawal],
+            "alloy",
+            Audience::BuildRepository,
+        );
+        assert!(
+            text.contains(
+                "\nWithdrawn (no host installs these; `/rebuild X.Y.Z` publishes one again):\n\
+                 - **1.17.1** withdrawn on 2026-12-03 by `ann` (job #9): `@everyone crashes`\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -550,6 +572,7 @@ mod tests {
         let text = status(
             &[failed],
             PublishedManifest::Missing,
+            &[],
             "alloy",
             Audience::Elsewhere("o/consumer"),
         );
@@ -726,4 +749,131 @@ mod tests {
         assert!(!text.contains("boom"), "{text}");
         assert!(text.contains("asked by @ann"), "{text}");
     }
+}
+
+/// The report of a withdraw job that ended well.
+fn withdrawal_done(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
+    let result = job.result.clone().unwrap_or_default();
+    let done = result.withdrawal.clone().unwrap_or_default();
+    let version = &job.version;
+    let mut text = format!("⛔ Alloy {version} is withdrawn (job #{}", job.id);
+    if let Some(askers) = asked_by(askers) {
+        text.push_str(&format!(", asked by {askers}"));
+    }
+    text.push_str(&format!(
+        "): its lines are out of `SHA256SUMS`, so no host installs it from now on. Hosts that \
+         installed it keep it until a newer version is published or they are moved back. A \
+         release, a dispatch or the upstream check never publishes it again; `/rebuild {version}` does.\n\n"
+    ));
+    if !done.files.is_empty() {
+        let files: Vec<String> = done.files.iter().map(|f| code_span(f)).collect();
+        text.push_str(&format!("Taken out: {}.", files.join(", ")));
+        if let Some(after) = &done.files_removed_after {
+            text.push_str(&format!(
+                " The files stay in storage until {} for hosts that were downloading them.",
+                after.get(..16).unwrap_or(after).replace('T', " ")
+            ));
+        }
+        text.push('\n');
+    }
+    if let (Some(Some(release)), Audience::BuildRepository, Some(true)) =
+        (&result.release, audience, done.release_marked)
+    {
+        text.push_str(&format!("Release marked withdrawn: {}\n", link_or_code(release)));
+    }
+    match &done.moved_to {
+        Some(to) => text.push_str(&format!(
+            "\nConsumers that pin {version} are moved to {to}, the newest version still listed.\n"
+        )),
+        None => text.push_str("\nNo version is listed any more: consumers that pin it are left as they are.\n"),
+    }
+    if audience == Audience::BuildRepository && !done.closed_pull_requests.is_empty() {
+        text.push_str("\nClosed pull requests for it:\n");
+        for url in &done.closed_pull_requests {
+            text.push_str(&format!("- {}\n", link_or_code(url)));
+        }
+    }
+    text.push_str(&consumer_lines(&result, audience));
+    text
+}
+
+/// The report of a withdraw job that failed.
+fn withdrawal_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
+    let version = &job.version;
+    let state = match job.step {
+        None | Some(Step::Manifest) => format!(
+            "`SHA256SUMS` may still list {version}: `/status` shows what is published. Fix the cause and comment `/withdraw {version}` again to finish."
+        ),
+        Some(_) => format!(
+            "{version} is out of `SHA256SUMS`: no host installs it from now on. What failed came after that; fix the cause and comment `/withdraw {version}` again to finish the rest."
+        ),
+    };
+    let asked = asked_by(askers)
+        .map(|a| format!(", asked by {a}"))
+        .unwrap_or_default();
+    let why = match audience {
+        Audience::BuildRepository => code_block(error),
+        Audience::Elsewhere(_) => "The error is on the build repository's status page.\n".to_owned(),
+    };
+    format!(
+        "❌ Withdrawing Alloy {version} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{state}",
+        job.id,
+        code_span(job.step.map_or("start", Step::as_str)),
+        job.attempts,
+    )
+}
+
+/// The consumers' outcomes, one line each; elsewhere, only that repository's own.
+fn consumer_lines(result: &JobResult, audience: Audience<'_>) -> String {
+    let mut lines = String::new();
+    let consumers: Vec<_> = result
+        .consumers
+        .iter()
+        .flatten()
+        .filter(|consumer| match audience {
+            Audience::BuildRepository => true,
+            Audience::Elsewhere(here) => consumer.repo.eq_ignore_ascii_case(here),
+        })
+        .collect();
+    if !consumers.is_empty() {
+        lines.push_str("\nConsumers:\n");
+        for consumer in consumers {
+            let outcome = &consumer.outcome;
+            let mut line = format!(
+                "- {}: {}",
+                code_span(&consumer.repo),
+                escape(outcome.name())
+            );
+            if let Some(url) = outcome.pull_request() {
+                line.push_str(&format!(" — {}", link_or_code(url)));
+            }
+            if let (Some(error), Audience::BuildRepository) = (outcome.error(), audience) {
+                line.push_str(&format!(" — {}", code_span(&one_line(error))));
+            }
+            lines.push_str(&line);
+            lines.push('\n');
+        }
+    }
+    lines
+}
+
+/// A withdrawn version, when, by whom and why, in Markdown: the login and the reason are
+/// shown as code, so that neither mentions nor links anyone.
+pub fn withdrawal_line(withdrawal: &Withdrawal) -> String {
+    let day = withdrawal.withdrawn_at.get(..10).unwrap_or("");
+    let by = match (withdrawal.source, withdrawal.withdrawn_by.as_deref()) {
+        (TriggerSource::Cli, Some(login)) => format!(" by {} on the command line", code_span(login)),
+        (TriggerSource::Cli, None) => " on the command line".to_owned(),
+        (_, Some(login)) => format!(" by {}", code_span(login)),
+        (_, None) => String::new(),
+    };
+    let reason = withdrawal
+        .reason
+        .as_deref()
+        .map(|r| format!(": {}", code_span(&one_line(r))))
+        .unwrap_or_default();
+    format!(
+        "**{}** withdrawn on {day}{by} (job #{}){reason}",
+        withdrawal.version, withdrawal.job_id
+    )
 }

@@ -5,7 +5,7 @@
 use super::CommandAnswer;
 use super::request::CommandRequest;
 use crate::database::job_requests::{BuildRequest, MAX_QUEUED_PER_USER, RequestOutcome};
-use crate::database::jobs::{NewJob, Queued, Trigger, TriggerSource};
+use crate::database::jobs::{JobKind, NewJob, Queued, Trigger, TriggerSource};
 use crate::github::api::Auth;
 use crate::github::reactions::react_to_comment;
 use crate::version::Version;
@@ -20,6 +20,16 @@ pub(crate) async fn run(
     queue_job(request, "build", version, false).await
 }
 
+/// A job asked for in a comment.
+pub(super) struct AskedJob<'a> {
+    /// The command word (`build`, `rebuild`, `withdraw`): part of the request's key.
+    pub word: &'a str,
+    pub kind: JobKind,
+    pub version: &'a Version,
+    pub rebuild: bool,
+    pub reason: Option<&'a str>,
+}
+
 /// Queues the job the command `word` (`build` or `rebuild`) asks for, or joins the queued
 /// one for `version`. [`CommandAnswer::AskedBefore`] when this comment asked for it before.
 pub(super) async fn queue_job(
@@ -28,9 +38,36 @@ pub(super) async fn queue_job(
     version: &Version,
     rebuild: bool,
 ) -> Result<CommandAnswer, HandlingError> {
+    queue(
+        request,
+        AskedJob {
+            word,
+            kind: JobKind::Build,
+            version,
+            rebuild,
+            reason: None,
+        },
+    )
+    .await
+}
+
+/// Queues the job `asked` names, or joins the queued one of its kind for its version.
+/// [`CommandAnswer::AskedBefore`] when this comment asked for it before.
+pub(super) async fn queue(
+    request: &CommandRequest<'_>,
+    asked: AskedJob<'_>,
+) -> Result<CommandAnswer, HandlingError> {
     let comment = request.comment;
+    let AskedJob {
+        word,
+        kind,
+        version,
+        rebuild,
+        reason,
+    } = asked;
     let key = format!("comment:{}:{word}:{version}", comment.comment_id);
     let job = NewJob {
+        kind,
         version: version.clone(),
         rebuild,
         dedupe_key: key.clone(),
@@ -41,6 +78,7 @@ pub(super) async fn queue_job(
             issue_number: Some(comment.issue_number),
             comment_id: Some(comment.comment_id),
             user: Some(comment.user.clone()),
+            reason: reason.map(str::to_owned),
         },
         installation_id: Some(comment.installation_id),
     };

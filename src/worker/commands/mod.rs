@@ -1,5 +1,6 @@
 //! Commands in GitHub issue and pull request comments: `/build 1.17.1`, `/rebuild 1.17.1`,
-//! their dry runs (`/build 1.17.1 --dry-run`), `/status` and `/help`.
+//! their dry runs (`/build 1.17.1 --dry-run`), `/withdraw 1.17.1 reason`, `/status` and
+//! `/help`.
 //!
 //! A command is a line of its own that starts with the command word (after at most three
 //! spaces, as Markdown allows before a paragraph). Text a reader does not see as the comment
@@ -27,6 +28,7 @@ pub mod parser;
 pub mod rebuild;
 pub mod request;
 pub mod status;
+pub mod withdraw;
 
 use std::fmt;
 
@@ -34,7 +36,7 @@ use crate::version::Version;
 use crate::worker::inbox::HandlingError;
 use crate::worker::replies::BuildAnswer;
 pub use help::HELP;
-pub use parser::{CommandError, MAX_COMMANDS_PER_COMMENT, parse_comment};
+pub use parser::{CommandError, MAX_COMMANDS_PER_COMMENT, MAX_REASON_CHARS, parse_comment};
 use request::CommandRequest;
 
 /// A command found in a comment.
@@ -47,6 +49,12 @@ pub enum Command {
     /// `/build X.Y.Z --dry-run` (or `/rebuild X.Y.Z --dry-run` when `rebuild`): reply with
     /// what that job would do, doing none of it.
     DryRun { version: Version, rebuild: bool },
+    /// `/withdraw X.Y.Z [reason]`: take a published version out of `SHA256SUMS`, mark its
+    /// release, and move consumers off it.
+    Withdraw {
+        version: Version,
+        reason: Option<String>,
+    },
     /// `/status`: report what the App is doing.
     Status,
     /// `/help`: reply with [`HELP`].
@@ -60,6 +68,7 @@ impl Command {
         match self {
             Command::Build(_) | Command::DryRun { rebuild: false, .. } => "build",
             Command::Rebuild(_) | Command::DryRun { rebuild: true, .. } => "rebuild",
+            Command::Withdraw { .. } => "withdraw",
             Command::Status => "status",
             Command::Help => "help",
         }
@@ -70,7 +79,10 @@ impl Command {
     /// for their dry runs, which build the images too and show what publishing would change.
     pub fn needs_write_permission(&self) -> bool {
         match self {
-            Command::Build(_) | Command::Rebuild(_) | Command::DryRun { .. } => true,
+            Command::Build(_)
+            | Command::Rebuild(_)
+            | Command::DryRun { .. }
+            | Command::Withdraw { .. } => true,
             Command::Status | Command::Help => false,
         }
     }
@@ -84,6 +96,13 @@ impl fmt::Display for Command {
                 write!(f, "/{} {version}", self.name())
             }
             Command::DryRun { version, .. } => write!(f, "/{} {version} --dry-run", self.name()),
+            Command::Withdraw { version, reason } => {
+                write!(f, "/withdraw {version}")?;
+                match reason {
+                    Some(reason) => write!(f, " {reason}"),
+                    None => Ok(()),
+                }
+            }
             Command::Status | Command::Help => write!(f, "/{}", self.name()),
         }
     }
@@ -111,6 +130,9 @@ impl Command {
             Command::Build(version) => build::run(request, version).await,
             Command::Rebuild(version) => rebuild::run(request, version).await,
             Command::DryRun { version, rebuild } => dry_run::run(request, version, *rebuild).await,
+            Command::Withdraw { version, reason } => {
+                withdraw::run(request, version, reason.as_deref()).await
+            }
             Command::Status => Ok(status::run(request).await?),
             Command::Help => Ok(help::run()),
         }
@@ -152,6 +174,24 @@ mod tests {
                 "rebuild",
                 true,
                 "/rebuild 1.0.0 --dry-run",
+            ),
+            (
+                Command::Withdraw {
+                    version: v("1.0.0"),
+                    reason: Some("crashes on start".into()),
+                },
+                "withdraw",
+                true,
+                "/withdraw 1.0.0 crashes on start",
+            ),
+            (
+                Command::Withdraw {
+                    version: v("1.0.0"),
+                    reason: None,
+                },
+                "withdraw",
+                true,
+                "/withdraw 1.0.0",
             ),
             (Command::Status, "status", false, "/status"),
             (Command::Help, "help", false, "/help"),

@@ -60,6 +60,12 @@ pub enum CommandError {
         /// The command word, without its slash (as [`Command::name`]).
         command: &'static str,
     },
+    /// A `/withdraw` whose reason is longer than [`MAX_REASON_CHARS`].
+    #[error(
+        "`/withdraw X.Y.Z` takes a reason of at most {MAX_REASON_CHARS} characters after the \
+         version; say more in the comment's other lines."
+    )]
+    ReasonTooLong,
     /// Text after the version of `/build` or `/rebuild` (and its `--dry-run`), or after
     /// `/status` or `/help`.
     #[error("{}", extra_arguments_message(command, extra))]
@@ -84,11 +90,14 @@ fn extra_arguments_message(command: &str, extra: &str) -> String {
 }
 
 /// The command words, as [`Command::name`] spells them.
-pub(super) const COMMAND_WORDS: [&str; 4] = ["build", "rebuild", "status", "help"];
+pub(super) const COMMAND_WORDS: [&str; 5] = ["build", "rebuild", "withdraw", "status", "help"];
 
 fn takes_version(command: &str) -> bool {
-    matches!(command, "build" | "rebuild")
+    matches!(command, "build" | "rebuild" | "withdraw")
 }
+
+/// The longest reason a `/withdraw` may give, in characters.
+pub const MAX_REASON_CHARS: usize = 300;
 
 /// Finds the commands in a comment body, in order, each at most once, and at most
 /// [`MAX_COMMANDS_PER_COMMENT`] of them.
@@ -256,6 +265,9 @@ fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
         .map_or((arguments, ""), |(given, extra)| {
             (given, extra.trim_start())
         });
+    if command == "withdraw" && !is_dry_run_flag(first_word) {
+        return Some(withdraw(given, extra));
+    }
     // The version is checked before the extra words, so that `/build 1.0.0;rm -rf` is
     // answered with what is wrong with `1.0.0;rm` rather than with the `-rf`.
     let version = match given.parse::<Version>() {
@@ -290,6 +302,32 @@ fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
     } else {
         Command::Rebuild(version)
     }))
+}
+
+/// `/withdraw VERSION [reason…]`: the rest of the line is the reason, without control
+/// characters; `--dry-run` is refused (a withdrawal has none).
+fn withdraw(given: &str, rest: &str) -> Result<Command, CommandError> {
+    let version = given
+        .parse::<Version>()
+        .map_err(|error| CommandError::BadVersion {
+            command: "withdraw",
+            given: shown(given),
+            reason: error.reason().to_owned(),
+        })?;
+    if rest.split(char::is_whitespace).any(is_dry_run_flag) {
+        return Err(CommandError::NoDryRun {
+            command: "withdraw",
+        });
+    }
+    let reason: String = rest.chars().filter(|c| !c.is_control()).collect();
+    let reason = reason.trim();
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(CommandError::ReasonTooLong);
+    }
+    Ok(Command::Withdraw {
+        version,
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+    })
 }
 
 /// Whether `word` is the dry-run flag, `--dry-run` in any case.

@@ -1,5 +1,5 @@
-//! `/status`: replies with the published images (the manifest hosts read) and the latest
-//! build jobs.
+//! `/status`: replies with the published images (the manifest hosts read), the withdrawn
+//! versions and the latest jobs.
 
 use super::CommandAnswer;
 use super::request::CommandRequest;
@@ -13,6 +13,7 @@ const JOBS_SHOWN: i64 = 5;
 pub(crate) async fn run(request: &CommandRequest<'_>) -> Result<CommandAnswer, DatabaseError> {
     let worker = request.worker;
     let jobs = worker.services.database.recent_jobs(JOBS_SHOWN).await?;
+    let withdrawals = worker.services.database.withdrawals().await?;
     // What hosts see: the published manifest; a storage failure is not "nothing published".
     let stored = worker
         .services
@@ -32,6 +33,7 @@ pub(crate) async fn run(request: &CommandRequest<'_>) -> Result<CommandAnswer, D
     Ok(CommandAnswer::Text(replies::status(
         &jobs,
         published,
+        &withdrawals,
         &worker.services.settings.image.name,
         request.audience,
     )))

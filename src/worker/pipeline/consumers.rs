@@ -11,6 +11,7 @@
 //! gets nothing; one that cannot be read is reported as failed.
 
 use super::{StepContext, StepError};
+use crate::arch::Arch;
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
 use crate::database::Database;
 use crate::database::installations::InstallationState;
@@ -32,6 +33,27 @@ pub const ENROLLMENT_FILE: &str = ".github/alloy-sysext.toml";
 /// The branches consumer pull requests come from.
 pub const UPDATE_BRANCH_PREFIX: &str = "feature/update-alloy-sysext-to-";
 
+/// An image a consumer's file can be pinned to: its architecture, file name, hash and
+/// download address (empty without a public address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PinTarget {
+    pub arch: Arch,
+    pub file: String,
+    pub sha256: String,
+    pub url: String,
+}
+
+impl From<&BuiltImage> for PinTarget {
+    fn from(image: &BuiltImage) -> PinTarget {
+        PinTarget {
+            arch: image.arch,
+            file: image.file.clone(),
+            sha256: image.sha256.clone(),
+            url: image.url.clone(),
+        }
+    }
+}
+
 /// The branch a consumer's pull request for `version` comes from:
 /// `feature/update-alloy-sysext-to-X.Y.Z`.
 pub(super) fn update_branch(version: &Version) -> String {
@@ -39,7 +61,13 @@ pub(super) fn update_branch(version: &Version) -> String {
 }
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
-    let images = context.result().images.clone().unwrap_or_default();
+    let images: Vec<PinTarget> = context
+        .result()
+        .images
+        .iter()
+        .flatten()
+        .map(PinTarget::from)
+        .collect();
     if images.is_empty() {
         return Err(StepError::Permanent("the build recorded no images".into()));
     }
@@ -236,7 +264,7 @@ fn link_or_code(url: &str) -> String {
 fn pull_body(
     context: &StepContext<'_>,
     edit: &ButaneEdit,
-    image: &BuiltImage,
+    image: &PinTarget,
     consumer: &ConsumerSettings,
 ) -> String {
     let result = context.result();
@@ -274,7 +302,7 @@ fn pull_body(
 
 /// The lines that link the image and its checksum; without a public address, a line that
 /// names the image and says why it has no link.
-fn download_links(image: &BuiltImage) -> String {
+pub(super) fn download_links(image: &PinTarget) -> String {
     if image.url.is_empty() {
         return format!(
             "- Image: {} (no link: the server that built it has no public URL for its images; set `PUBLIC_URL` or `publish.base_url` on it)\n",
@@ -295,7 +323,7 @@ pub(super) struct PinRead<'i> {
     pub base_file: RepoFile,
     pub edit: ButaneEdit,
     /// The image the file pins (its architecture's).
-    pub image: &'i BuiltImage,
+    pub image: &'i PinTarget,
 }
 
 /// Reads `consumer`'s file at the head of its base branch and computes the edit that pins
@@ -305,7 +333,7 @@ pub(super) async fn read_pin<'i>(
     auth: Auth,
     consumer: &ConsumerSettings,
     image_name: &str,
-    images: &'i [BuiltImage],
+    images: &'i [PinTarget],
     version: &Version,
 ) -> Result<PinRead<'i>, StepError> {
     let repo = &consumer.repo;
@@ -363,7 +391,7 @@ pub(super) async fn read_pin<'i>(
 /// `/rebuild`, never downgrades hosts).
 pub(super) fn settled(
     edit: &ButaneEdit,
-    image: &BuiltImage,
+    image: &PinTarget,
     version: &Version,
 ) -> Option<ConsumerOutcome> {
     let from = edit.previous.version.clone();
@@ -403,7 +431,7 @@ async fn update_consumer(
     context: &StepContext<'_>,
     consumer: &ConsumerSettings,
     is_enrolled: bool,
-    images: &[BuiltImage],
+    images: &[PinTarget],
 ) -> Result<ConsumerReport, StepError> {
     let version = &context.job.version;
     let api = context.github;
@@ -431,26 +459,96 @@ async fn update_consumer(
     if let Some(settled) = settled(&edit, image, version) {
         return Ok(report(settled));
     }
-    let from = edit.previous.version.clone();
-    let pinned = image.file.clone();
-    let branch = update_branch(version);
-    // The branch is reset from the base only when it does not hold the wanted file yet, so
-    // a second run adds no commit.
+    let mut body = pull_body(context, &edit, image, consumer);
+    body.extend(edit.yaml_check.review_note());
+    let proposal = Proposal {
+        branch: update_branch(version),
+        base_head: &base_head,
+        base_file: &base_file,
+        text: &edit.text,
+        commit_message: format!("chore: update Grafana Alloy sysext to {version}"),
+        title: format!("Update Grafana Alloy sysext to {version}"),
+        body,
+    };
+    let proposed = propose(context, consumer, is_enrolled, &proposal).await?;
+    let outcome = proposed.outcome(edit.previous.version.clone(), image.file.clone());
+    tracing::info!(job = context.job.id, %repo, pull = ?outcome.pull_request(), outcome = outcome.name(), "consumer updated");
+    Ok(report(outcome))
+}
+
+/// A change to a consumer's file, proposed in a pull request from a branch of its own.
+pub(super) struct Proposal<'a> {
+    pub branch: String,
+    /// The base branch's head, which the branch is reset to, and the file read there.
+    pub base_head: &'a str,
+    pub base_file: &'a RepoFile,
+    /// The file's new text.
+    pub text: &'a str,
+    pub commit_message: String,
+    pub title: String,
+    pub body: String,
+}
+
+/// What became of a proposal's pull request.
+pub(super) enum Proposed {
+    Opened(PullRequest),
+    /// The branch or the pull request's text changed.
+    Updated(PullRequest),
+    /// Open already with this text and this file.
+    Unchanged(PullRequest),
+}
+
+impl Proposed {
+    /// The consumer's outcome, for a file that pinned `from` and now pins `image`.
+    pub(super) fn outcome(self, from: Version, image: String) -> ConsumerOutcome {
+        match self {
+            Proposed::Opened(pull) => ConsumerOutcome::Opened {
+                from,
+                image,
+                pull_request: pull.html_url,
+            },
+            Proposed::Updated(pull) => ConsumerOutcome::Updated {
+                from,
+                image,
+                pull_request: pull.html_url,
+            },
+            Proposed::Unchanged(pull) => ConsumerOutcome::Unchanged {
+                from,
+                image,
+                pull_request: pull.html_url,
+            },
+        }
+    }
+}
+
+/// Commits `proposal.text` to its branch (reset from the base only when it does not hold
+/// that text yet, so a second run adds no commit) and opens its pull request, or updates
+/// the open one; never a second one. A pull request opened in an enrolled repository is
+/// assigned only to the listed assignees who may push there.
+pub(super) async fn propose(
+    context: &StepContext<'_>,
+    consumer: &ConsumerSettings,
+    is_enrolled: bool,
+    proposal: &Proposal<'_>,
+) -> Result<Proposed, StepError> {
+    let api = context.github;
+    let repo = &consumer.repo;
+    let auth = context.auth_for(repo).await?;
+    let branch = &proposal.branch;
     let mut committed = false;
-    if !branch_holds(api, auth, repo, &branch, &consumer.path, &edit.text).await? {
-        reset_branch(api, auth, repo, &branch, &base_head).await?;
-        let message = format!("chore: update Grafana Alloy sysext to {version}");
+    if !branch_holds(api, auth, repo, branch, &consumer.path, proposal.text).await? {
+        reset_branch(api, auth, repo, branch, proposal.base_head).await?;
         match write_file(
             api,
             auth,
             FileTarget {
                 repo,
-                branch: &branch,
+                branch,
                 path: &consumer.path,
             },
-            edit.text.as_bytes(),
-            Some(&base_file),
-            &message,
+            proposal.text.as_bytes(),
+            Some(proposal.base_file),
+            &proposal.commit_message,
         )
         .await?
         {
@@ -464,37 +562,25 @@ async fn update_consumer(
             }
         }
     }
-    let title = format!("Update Grafana Alloy sysext to {version}");
-    let mut body = pull_body(context, &edit, image, consumer);
-    body.extend(edit.yaml_check.review_note());
-    /// What became of the pull request.
-    enum Pull {
-        Opened,
-        Updated,
-        Unchanged,
-    }
-    let (pull, became): (PullRequest, Pull) = match open_pull_for_branch(api, auth, repo, &branch)
-        .await?
-    {
+    let (title, body) = (&proposal.title, &proposal.body);
+    let proposed = match open_pull_for_branch(api, auth, repo, branch).await? {
         Some(existing) => {
-            let became =
-                if existing.title != title || existing.body.as_deref() != Some(body.as_str()) {
-                    update_pull(api, auth, repo, existing.number, &title, &body).await?;
-                    Pull::Updated
-                } else if committed {
-                    Pull::Updated
-                } else {
-                    Pull::Unchanged
-                };
-            (existing, became)
+            if existing.title != *title || existing.body.as_deref() != Some(body.as_str()) {
+                update_pull(api, auth, repo, existing.number, title, body).await?;
+                Proposed::Updated(existing)
+            } else if committed {
+                Proposed::Updated(existing)
+            } else {
+                Proposed::Unchanged(existing)
+            }
         }
         None => {
             let opened =
-                match open_pull(api, auth, repo, &branch, &consumer.base, &title, &body).await {
+                match open_pull(api, auth, repo, branch, &consumer.base, title, body).await {
                     Ok(pull) => pull,
                     // Opened by an earlier attempt whose answer was lost.
                     Err(error) if error.status() == Some(422) => {
-                        open_pull_for_branch(api, auth, repo, &branch)
+                        open_pull_for_branch(api, auth, repo, branch)
                             .await?
                             .ok_or(error)?
                     }
@@ -506,43 +592,21 @@ async fn update_consumer(
                 consumer.assignees.clone()
             };
             assign(api, auth, repo, opened.number, &assignees).await?;
-            (opened, Pull::Opened)
+            Proposed::Opened(opened)
         }
     };
-    let pull_request = pull.html_url;
-    let outcome = match became {
-        Pull::Opened => ConsumerOutcome::Opened {
-            from,
-            image: pinned,
-            pull_request,
-        },
-        Pull::Updated => ConsumerOutcome::Updated {
-            from,
-            image: pinned,
-            pull_request,
-        },
-        Pull::Unchanged => ConsumerOutcome::Unchanged {
-            from,
-            image: pinned,
-            pull_request,
-        },
-    };
-    tracing::info!(job = context.job.id, %repo, pull = ?outcome.pull_request(), outcome = outcome.name(), "consumer updated");
-    Ok(report(outcome))
+    Ok(proposed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::Arch;
 
-    fn image(url: &str) -> BuiltImage {
-        BuiltImage {
+    fn image(url: &str) -> PinTarget {
+        PinTarget {
             arch: Arch::Amd64,
             file: "alloy-1.2.3-amd64.raw".into(),
-            size: 4096,
             sha256: "b".repeat(64),
-            binary_sha256: "c".repeat(64),
             url: url.into(),
         }
     }

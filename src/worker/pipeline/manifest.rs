@@ -1,5 +1,6 @@
 //! Step 4: the build repository's `SHA256SUMS` with this build's lines merged in, signed,
-//! uploaded to storage, then committed with its signature through the Contents API.
+//! uploaded to storage, then committed with its signature through the Contents API
+//! ([`publish_manifest`], which a withdraw's change goes through too).
 //!
 //! The manifest is committed only after the images are in storage, so a host never sees a
 //! listed image that is missing. A commit that finds the file changed since it was read
@@ -32,9 +33,14 @@ pub fn merge(published: Manifest, local: &Manifest) -> Result<Manifest, StepErro
     Ok(merged)
 }
 
+/// The commit messages of a manifest change: the manifest's and its signature's.
+pub(super) struct ManifestMessages {
+    pub manifest: String,
+    pub signature: String,
+}
+
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let repo = context.settings.build_repo.repo.clone();
-    let branch = context.settings.build_repo.branch.clone();
     let auth = context.auth_for(&repo).await?;
     // A build listed already may still lack its signature: a run killed between the
     // manifest's commit and its signature's finds the manifest listing this build. Under a
@@ -46,12 +52,51 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     {
         return Ok(());
     }
+    super::withdrawn::refuse_unless_rebuild(context).await?;
     let local = local_manifest(context)?;
+    let what = format!("{} {}", context.settings.image.name, context.job.version);
+    let messages = ManifestMessages {
+        manifest: format!("chore: publish {what} in {MANIFEST_FILE}"),
+        signature: format!("chore: sign {MANIFEST_FILE} for {what}"),
+    };
+    match publish_manifest(context, |published| merge(published, &local), &messages).await {
+        Ok(Some(commits)) => {
+            context
+                .record(|result| result.manifest_commits = Some(commits))
+                .await?;
+        }
+        Ok(None) => {}
+        // Committed by an earlier attempt, and changed by others since.
+        Err(StepError::Transient(_)) if context.result().manifest_commits.is_some() => {}
+        Err(error) => return Err(error),
+    }
+    // Published again: a withdrawal of this version (a `/rebuild` got this far) is over.
+    if context.database.end_withdrawal(&context.job.version).await? {
+        tracing::info!(job = context.job.id, version = %context.job.version, "the withdrawn version is published again");
+    }
+    Ok(())
+}
+
+/// Changes the build repository's `SHA256SUMS` with `change` (given the published one),
+/// signs it, puts both in storage, then commits both. A commit that finds the file changed
+/// since it was read (409) reads it again and changes it again.
+///
+/// `Ok(Some(commits))` when it wrote (the commits may be empty when GitHub had the same
+/// content); `Ok(None)` when the published manifest, signed by this server's key, was what
+/// `change` gives already.
+pub(super) async fn publish_manifest(
+    context: &StepContext<'_>,
+    change: impl Fn(Manifest) -> Result<Manifest, StepError>,
+    messages: &ManifestMessages,
+) -> Result<Option<Vec<String>>, StepError> {
+    let repo = context.settings.build_repo.repo.clone();
+    let branch = context.settings.build_repo.branch.clone();
+    let auth = context.auth_for(&repo).await?;
     let mut commits = Vec::new();
     for _ in 0..MAX_MERGES {
         let (published, current) = published_manifest(context).await?;
-        let merged = merge(published, &local)?;
-        let text = merged.render();
+        let changed = change(published)?;
+        let text = changed.render();
         let signature_file = published_signature(context, auth).await?;
         if let Some(published) = &signature_file {
             check_published_signer(context, &repo, &published.content)?;
@@ -68,8 +113,8 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
                     .is_ok()
             });
         if signature_is_current {
-            // Merged and signed by an earlier attempt (or this build changed nothing).
-            break;
+            // Changed and signed by an earlier attempt (or the change changes nothing).
+            return Ok(None);
         }
         let signature = context
             .signing_key
@@ -88,7 +133,6 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
                 .map_err(StepError::work_dir("hashing", &path))?;
             put_file(context, name, &path, &sha256).await?;
         }
-        let what = format!("{} {}", context.settings.image.name, context.job.version);
         match write_file(
             context.github,
             auth,
@@ -99,14 +143,14 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             },
             text.as_bytes(),
             current.as_ref(),
-            &format!("chore: publish {what} in {MANIFEST_FILE}"),
+            &messages.manifest,
         )
         .await?
         {
             FileWrite::Stale => {
                 tracing::info!(
                     job = context.job.id,
-                    "{MANIFEST_FILE} changed while merging; merging again"
+                    "{MANIFEST_FILE} changed while it was changed here; changing it again"
                 );
                 continue;
             }
@@ -126,7 +170,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
                 },
                 signature.as_bytes(),
                 signature_file.as_ref(),
-                &format!("chore: sign {MANIFEST_FILE} for {what}"),
+                &messages.signature,
             )
             .await?
             {
@@ -140,24 +184,14 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
                 FileWrite::Unchanged => break,
             }
         }
-        context
-            .record(|result| result.manifest_commits = Some(commits))
-            .await?;
-        return Ok(());
+        return Ok(Some(commits));
     }
-    if commits.is_empty() && context.result().manifest_commits.is_none() {
-        // Either merged by an earlier attempt, or too many concurrent changes.
-        let (merged, _) = published_manifest(context).await?;
-        let all_listed = local.entries().iter().all(|entry| {
-            merged
-                .get(&entry.file)
-                .is_some_and(|e| e.sha256 == entry.sha256)
-        });
-        if !all_listed {
-            return Err(StepError::Transient(format!(
-                "{MANIFEST_FILE} in {repo} kept changing while it was merged"
-            )));
-        }
+    // Too many concurrent changes, unless the change is in already.
+    let (published, _) = published_manifest(context).await?;
+    if change(published.clone())? == published {
+        return Ok(None);
     }
-    Ok(())
+    Err(StepError::Transient(format!(
+        "{MANIFEST_FILE} in {repo} kept changing while it was changed here"
+    )))
 }

@@ -33,6 +33,8 @@ mod put;
 mod release;
 mod report;
 mod upload;
+mod withdraw;
+pub mod withdrawn;
 
 pub use build_repository::{PublishedManifestError, read_published_manifest};
 pub use consumers::UPDATE_BRANCH_PREFIX;
@@ -43,12 +45,16 @@ pub use installation::{InstallationLookupError, installation_of};
 pub use report::report_failure;
 
 pub use crate::database::job_steps::Step;
+use crate::database::jobs::JobKind;
 
 /// A job that keeps failing transiently fails for good after this many attempts.
 pub const MAX_JOB_ATTEMPTS: i64 = 5;
 
 /// Runs `step` of the job in `context`.
 pub async fn run_step(step: Step, context: &mut StepContext<'_>) -> Result<(), StepError> {
+    if context.job.kind == JobKind::Withdraw {
+        return withdraw::run_step(step, context).await;
+    }
     match step {
         Step::Download => download::run(context).await,
         Step::Build => build::run(context).await,

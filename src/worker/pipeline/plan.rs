@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::build::{build_images, read_local_manifest};
 use super::build_repository::{check_signer, read_published_manifest, read_published_signature};
 use super::consumers::{
-    ENROLLMENT_FILE, PinRead, all_consumers, branch_holds, read_pin, settled, update_branch,
+    ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, read_pin, settled, update_branch,
 };
 use super::download::fetch_assets;
 use super::manifest::merge;
@@ -411,11 +411,12 @@ async fn planned_consumers(
     version: &Version,
 ) -> (Vec<ConsumerPlan>, Option<String>) {
     let consumers = all_consumers(services.github, services.settings, services.database).await;
+    let images: Vec<PinTarget> = images.iter().map(PinTarget::from).collect();
     let mut plans = Vec::new();
     let configured = consumers.configured.iter().map(|c| (c, false));
     let enrolled = consumers.enrolled.iter().map(|c| (c, true));
     for (consumer, is_enrolled) in configured.chain(enrolled) {
-        let plan = match planned_consumer(services, consumer, images, version).await {
+        let plan = match planned_consumer(services, consumer, &images, version).await {
             Ok((action, diff)) => ConsumerPlan {
                 repo: consumer.repo.clone(),
                 path: consumer.path.clone(),
@@ -469,7 +470,7 @@ fn refused_plan(report: ConsumerReport) -> ConsumerPlan {
 async fn planned_consumer(
     services: &PlanServices<'_>,
     consumer: &ConsumerSettings,
-    images: &[BuiltImage],
+    images: &[PinTarget],
     version: &Version,
 ) -> Result<(ConsumerAction, String), StepError> {
     let api = services.github;

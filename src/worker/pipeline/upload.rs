@@ -98,6 +98,7 @@ pub fn refusal(
 }
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    super::withdrawn::refuse_unless_rebuild(context).await?;
     let local = local_manifest(context)?;
     let (published, _) = published_manifest(context).await?;
     let (publication, differing) = compare(&local, &published);

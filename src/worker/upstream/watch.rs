@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use crate::database::jobs::{NewJob, Queued, Trigger, TriggerSource};
+use crate::database::jobs::{JobKind, NewJob, Queued, Trigger, TriggerSource};
 use crate::database::{Database, DatabaseError};
 use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::issues::{find_open_issue, open_issue};
@@ -38,6 +38,9 @@ pub enum CheckError {
     /// The build could not be queued.
     #[error("queuing the build: {0}")]
     Queue(#[source] DatabaseError),
+    /// The withdrawn versions could not be read.
+    #[error("reading the withdrawn versions: {0}")]
+    Withdrawals(#[source] DatabaseError),
     /// GitHub answered a conditional request for the release list as unchanged, when no
     /// list had been read before.
     #[error("GitHub answered 304 to listing the releases of {repo}, with nothing asked before")]
@@ -59,6 +62,9 @@ pub struct CheckOutcome {
 pub enum CheckAction {
     /// Nothing newer upstream.
     UpToDate,
+    /// The newest upstream release is newer than what is published, but it was withdrawn:
+    /// only a `/rebuild` publishes it again.
+    Withdrawn { version: Version },
     /// A dry run: this is what would happen.
     WouldBuild {
         version: Version,
@@ -85,6 +91,10 @@ impl std::fmt::Display for CheckOutcome {
         )?;
         match &self.action {
             CheckAction::UpToDate => write!(f, "nothing to build"),
+            CheckAction::Withdrawn { version } => write!(
+                f,
+                "{version} was withdrawn; nothing to build (`/rebuild {version}` publishes it again)"
+            ),
             CheckAction::WouldBuild {
                 version,
                 tracking_issue_exists,
@@ -235,6 +245,19 @@ impl UpstreamWatch {
                 });
             }
         };
+        if self
+            .database
+            .withdrawal(&version)
+            .await
+            .map_err(CheckError::Withdrawals)?
+            .is_some()
+        {
+            return Ok(CheckOutcome {
+                newest_upstream,
+                newest_published,
+                action: CheckAction::Withdrawn { version },
+            });
+        }
         let repo = &settings.build_repo.repo;
         let label = &settings.schedule.tracking_label;
         let title = tracking_issue_title(&version);
@@ -267,6 +290,7 @@ impl UpstreamWatch {
         let queued = self
             .database
             .queue_job(&NewJob {
+                kind: JobKind::Build,
                 version: version.clone(),
                 rebuild: false,
                 dedupe_key: format!("upstream:{version}"),
@@ -302,6 +326,7 @@ mod tests {
 
     fn release(tag: &str, prerelease: bool, draft: bool) -> Release {
         Release {
+            id: 0,
             tag_name: tag.into(),
             name: None,
             draft,

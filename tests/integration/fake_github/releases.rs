@@ -229,6 +229,10 @@ pub(super) fn routes() -> Router<Shared> {
         )
         .route("/repos/{owner}/{repo}/releases/latest", get(latest_release))
         .route(
+            "/repos/{owner}/{repo}/releases/{id}",
+            axum::routing::patch(update_release),
+        )
+        .route(
             "/repos/{owner}/{repo}/releases/tags/{tag}",
             get(release_by_tag),
         )
@@ -447,6 +451,38 @@ async fn create_release(route: RepoRoute, body: Bytes) -> Answer {
     });
     let release = model.releases.list.last().unwrap();
     created(release.json(&model))
+}
+
+/// Sets a release's name and body (each only when given), as a token that may push to the
+/// repository may.
+async fn update_release(route: RepoRoute, body: Bytes) -> Answer {
+    let (mut model, _) = route.authorized()?;
+    let (owner, repo) = (&route.owner, &route.repo);
+    model.repo(owner, repo)?;
+    let request = json_body(&body)?;
+    let name = string_field(&request, "name")?.map(str::to_owned);
+    let text = string_field(&request, "body")?.map(str::to_owned);
+    let key = repo_key(owner, repo);
+    let id: u64 = route.item.parse().map_err(|_| not_found())?;
+    let release = model
+        .releases
+        .list
+        .iter_mut()
+        .find(|r| r.is_in(&key) && r.id == id)
+        .ok_or_else(not_found)?;
+    if name.is_some() {
+        release.name = name;
+    }
+    if text.is_some() {
+        release.body = text;
+    }
+    let index = model
+        .releases
+        .list
+        .iter()
+        .position(|r| r.id == id)
+        .unwrap();
+    ok(model.releases.list[index].json(&model))
 }
 
 #[cfg(test)]

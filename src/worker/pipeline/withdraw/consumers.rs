@@ -1,0 +1,204 @@
+//! Step 3 of a withdraw: in each consumer repository, the open pull request for the
+//! withdrawn version is closed with a comment saying why, and a file on the base branch that
+//! pins the withdrawn version gets a pull request to the newest version still listed.
+//!
+//! Consumers are found as a build finds them (configured, then enrolled). A consumer that
+//! fails does not stop the others; a configured one that fails for a reason that may pass
+//! holds the job in retries, as in a build.
+
+use super::super::build_repository::published_manifest;
+use super::super::consumers::{
+    PinRead, PinTarget, Proposal, all_consumers, download_links, propose, read_pin,
+    update_branch,
+};
+use super::super::{StepContext, StepError};
+use super::reason_line;
+use crate::database::job_result::{ConsumerOutcome, ConsumerReport, WithdrawalDone};
+use crate::github::issues::comment;
+use crate::github::markdown::{code_span, table_code_span};
+use crate::github::pulls::{close_pull, open_pull_for_branch};
+use crate::manifest::image_name::ImageFileName;
+use crate::settings::ConsumerSettings;
+use crate::version::Version;
+
+pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    let name = context.settings.image.name.clone();
+    let (published, _) = published_manifest(context).await?;
+    // The newest version still listed, and its images by architecture.
+    let moved_to = published.versions(&name).into_iter().next();
+    let targets: Vec<PinTarget> = match &moved_to {
+        Some(version) => published
+            .entries()
+            .iter()
+            .filter_map(|entry| {
+                let parsed = ImageFileName::parse(&entry.file)?;
+                (parsed.name == name && &parsed.version == version).then_some(())?;
+                Some(PinTarget {
+                    arch: parsed.arch?,
+                    file: entry.file.clone(),
+                    sha256: entry.sha256.clone(),
+                    url: context.public_base_url.url(&entry.file).unwrap_or_default(),
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let consumers = all_consumers(context.github, context.settings, context.database).await;
+    let mut outcomes = consumers.refused;
+    let mut closed = Vec::new();
+    let mut transient = Vec::new();
+    let configured = consumers.configured.iter().map(|c| (c, false));
+    let enrolled = consumers.enrolled.iter().map(|c| (c, true));
+    for (consumer, is_enrolled) in configured.chain(enrolled) {
+        let done = async {
+            let closed_pull = close_withdrawn_pull(context, consumer).await?;
+            let outcome =
+                move_off(context, consumer, is_enrolled, moved_to.as_ref(), &targets).await?;
+            Ok::<_, StepError>((closed_pull, outcome))
+        }
+        .await;
+        let outcome = match done {
+            Ok((closed_pull, outcome)) => {
+                closed.extend(closed_pull);
+                outcome
+            }
+            Err(StepError::Interrupted) => return Err(StepError::Interrupted),
+            Err(error) => {
+                let will_retry = error.is_transient() && !is_enrolled;
+                tracing::warn!(job = context.job.id, repo = %consumer.repo, %error, will_retry, "moving a consumer off the withdrawn version failed");
+                let failed = ConsumerOutcome::Failed {
+                    error: error.to_string(),
+                    will_retry,
+                };
+                if will_retry {
+                    transient.push((consumer.repo.clone(), error));
+                }
+                failed
+            }
+        };
+        outcomes.push(ConsumerReport {
+            repo: consumer.repo.clone(),
+            path: consumer.path.clone(),
+            outcome,
+        });
+    }
+    context
+        .record(|result| {
+            result.consumers = Some(outcomes);
+            let done = result.withdrawal.get_or_insert_with(WithdrawalDone::default);
+            done.moved_to = moved_to;
+            for url in closed {
+                if !done.closed_pull_requests.contains(&url) {
+                    done.closed_pull_requests.push(url);
+                }
+            }
+        })
+        .await?;
+    if !transient.is_empty() {
+        return Err(StepError::ConsumersLeft(transient));
+    }
+    Ok(())
+}
+
+/// Closes the consumer's open pull request for the withdrawn version, after a comment that
+/// says why; gives its address. None when there is none open (or an earlier attempt closed
+/// it).
+async fn close_withdrawn_pull(
+    context: &StepContext<'_>,
+    consumer: &ConsumerSettings,
+) -> Result<Option<String>, StepError> {
+    let api = context.github;
+    let repo = &consumer.repo;
+    let auth = context.auth_for(repo).await?;
+    let version = &context.job.version;
+    let Some(pull) = open_pull_for_branch(api, auth, repo, &update_branch(version)).await? else {
+        return Ok(None);
+    };
+    let because = reason_line(context)
+        .map(|reason| format!(" The reason given: {}.", code_span(&reason)))
+        .unwrap_or_default();
+    let text = format!(
+        "Grafana Alloy {version} was withdrawn from the published images: hosts no longer \
+         install it.{because} This pull request is closed; a later version gets a pull \
+         request of its own."
+    );
+    comment(api, auth, repo, pull.number, &text).await?;
+    close_pull(api, auth, repo, pull.number).await?;
+    tracing::info!(job = context.job.id, %repo, pull = pull.number, "closed the pull request for the withdrawn version");
+    Ok(Some(pull.html_url))
+}
+
+/// Proposes `moved_to` to a consumer whose base branch pins the withdrawn version.
+async fn move_off(
+    context: &StepContext<'_>,
+    consumer: &ConsumerSettings,
+    is_enrolled: bool,
+    moved_to: Option<&Version>,
+    targets: &[PinTarget],
+) -> Result<ConsumerOutcome, StepError> {
+    let withdrawn = &context.job.version;
+    let Some(target) = moved_to else {
+        return Ok(ConsumerOutcome::NoVersionLeft);
+    };
+    let auth = context.auth_for(&consumer.repo).await?;
+    let PinRead {
+        base_head,
+        base_file,
+        edit,
+        image,
+    } = read_pin(
+        context.github,
+        auth,
+        consumer,
+        &context.settings.image.name,
+        targets,
+        target,
+    )
+    .await?;
+    let from = edit.previous.version.clone();
+    if &from != withdrawn {
+        return Ok(ConsumerOutcome::PinsOther { from });
+    }
+    let (verb, title) = if target < withdrawn {
+        (
+            "Moves",
+            format!("Move Grafana Alloy sysext back to {target}: {withdrawn} was withdrawn"),
+        )
+    } else {
+        (
+            "Updates",
+            format!("Update Grafana Alloy sysext to {target}: {withdrawn} was withdrawn"),
+        )
+    };
+    let because = reason_line(context)
+        .map(|reason| format!(" The reason given: {}.", code_span(&reason)))
+        .unwrap_or_default();
+    let mut body = format!(
+        "## Summary\n\n{verb} the Grafana Alloy sysext in {path} from **{withdrawn}** to \
+         **{target}**, the newest version still published: {withdrawn} was withdrawn, and \
+         hosts no longer install it.{because}\n\n\
+         | | version | sha256 |\n|---|---|---|\n| from | {withdrawn} | {from_hash} |\n\
+         | to | {target} | {to_hash} |\n\n\
+         Hosts provisioned from this config get {target}. Hosts already running {withdrawn} \
+         keep it until they are moved back or a newer version is published (see the \
+         README's section on withdrawing).\n\n## Links\n\n{downloads}",
+        path = code_span(&consumer.path),
+        from_hash = table_code_span(&edit.previous.sha256),
+        to_hash = table_code_span(&image.sha256),
+        downloads = download_links(image),
+    );
+    body.extend(edit.yaml_check.review_note());
+    let proposal = Proposal {
+        branch: update_branch(target),
+        base_head: &base_head,
+        base_file: &base_file,
+        text: &edit.text,
+        commit_message: format!(
+            "chore: move Grafana Alloy sysext to {target}, {withdrawn} was withdrawn"
+        ),
+        title,
+        body,
+    };
+    let proposed = propose(context, consumer, is_enrolled, &proposal).await?;
+    Ok(proposed.outcome(from, image.file.clone()))
+}
