@@ -423,8 +423,8 @@ mod tests {
         assert_eq!(
             kept,
             [
-                "alloy-1.1.0-amd64.raw",
                 "alloy-extra-1.2.0-amd64.raw",
+                "alloy-1.1.0-amd64.raw",
                 "alloy-1.2.10-amd64.raw"
             ]
         );
