@@ -133,7 +133,10 @@ fn report(job: &Job) -> anyhow::Result<()> {
     }
     let result = job.result.clone().unwrap_or_default();
     let done = result.withdrawal.unwrap_or_default();
-    println!("{} is withdrawn: no host installs it from now on", job.version);
+    println!(
+        "{} is withdrawn: no host installs it from now on",
+        job.version
+    );
     for file in &done.files {
         println!("  out of SHA256SUMS: {file}");
     }

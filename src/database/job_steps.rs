@@ -216,11 +216,15 @@ mod tests {
             Err(DatabaseError::Corrupt(_))
         ));
         assert_eq!(
-            JobKind::Build.steps_from(Step::Consumers).collect::<Vec<_>>(),
+            JobKind::Build
+                .steps_from(Step::Consumers)
+                .collect::<Vec<_>>(),
             [Step::Consumers, Step::Tracking, Step::Report]
         );
         assert_eq!(
-            JobKind::Withdraw.steps_from(Step::Download).collect::<Vec<_>>(),
+            JobKind::Withdraw
+                .steps_from(Step::Download)
+                .collect::<Vec<_>>(),
             JobKind::Withdraw.steps(),
             "a step the kind does not have starts it from its first"
         );

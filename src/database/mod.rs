@@ -95,7 +95,10 @@ impl Database {
     /// Opens the server's database to add to its job queue, as the CLI's `withdraw` does:
     /// like [`Self::open_read_only`], nothing is created and the schema must be this
     /// binary's, but rows may be written.
-    pub async fn open_existing(url: Option<&str>, data_dir: &Path) -> Result<Database, DatabaseError> {
+    pub async fn open_existing(
+        url: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<Database, DatabaseError> {
         Self::open_beside_server(url, data_dir, false).await
     }
 

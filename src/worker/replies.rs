@@ -201,7 +201,9 @@ pub fn status(
         }
     }
     if !withdrawals.is_empty() {
-        text.push_str("\nWithdrawn (no host installs these; `/rebuild X.Y.Z` publishes one again):\n");
+        text.push_str(
+            "\nWithdrawn (no host installs these; `/rebuild X.Y.Z` publishes one again):\n",
+        );
         for withdrawal in withdrawals {
             text.push_str(&format!("- {}\n", withdrawal_line(withdrawal)));
         }
@@ -779,13 +781,18 @@ fn withdrawal_done(job: &Job, askers: &[String], audience: Audience<'_>) -> Stri
     if let (Some(Some(release)), Audience::BuildRepository, Some(true)) =
         (&result.release, audience, done.release_marked)
     {
-        text.push_str(&format!("Release marked withdrawn: {}\n", link_or_code(release)));
+        text.push_str(&format!(
+            "Release marked withdrawn: {}\n",
+            link_or_code(release)
+        ));
     }
     match &done.moved_to {
         Some(to) => text.push_str(&format!(
             "\nConsumers that pin {version} are moved to {to}, the newest version still listed.\n"
         )),
-        None => text.push_str("\nNo version is listed any more: consumers that pin it are left as they are.\n"),
+        None => text.push_str(
+            "\nNo version is listed any more: consumers that pin it are left as they are.\n",
+        ),
     }
     if audience == Audience::BuildRepository && !done.closed_pull_requests.is_empty() {
         text.push_str("\nClosed pull requests for it:\n");
@@ -813,7 +820,9 @@ fn withdrawal_failed(job: &Job, error: &str, askers: &[String], audience: Audien
         .unwrap_or_default();
     let why = match audience {
         Audience::BuildRepository => code_block(error),
-        Audience::Elsewhere(_) => "The error is on the build repository's status page.\n".to_owned(),
+        Audience::Elsewhere(_) => {
+            "The error is on the build repository's status page.\n".to_owned()
+        }
     };
     format!(
         "❌ Withdrawing Alloy {version} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{state}",
@@ -862,7 +871,9 @@ fn consumer_lines(result: &JobResult, audience: Audience<'_>) -> String {
 pub fn withdrawal_line(withdrawal: &Withdrawal) -> String {
     let day = withdrawal.withdrawn_at.get(..10).unwrap_or("");
     let by = match (withdrawal.source, withdrawal.withdrawn_by.as_deref()) {
-        (TriggerSource::Cli, Some(login)) => format!(" by {} on the command line", code_span(login)),
+        (TriggerSource::Cli, Some(login)) => {
+            format!(" by {} on the command line", code_span(login))
+        }
         (TriggerSource::Cli, None) => " on the command line".to_owned(),
         (_, Some(login)) => format!(" by {}", code_span(login)),
         (_, None) => String::new(),

@@ -35,3 +35,4 @@ mod upstream_watch;
 mod verify;
 mod verify_hosts;
 mod verify_url;
+mod withdraw;

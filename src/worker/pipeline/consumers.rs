@@ -575,17 +575,17 @@ pub(super) async fn propose(
             }
         }
         None => {
-            let opened =
-                match open_pull(api, auth, repo, branch, &consumer.base, title, body).await {
-                    Ok(pull) => pull,
-                    // Opened by an earlier attempt whose answer was lost.
-                    Err(error) if error.status() == Some(422) => {
-                        open_pull_for_branch(api, auth, repo, branch)
-                            .await?
-                            .ok_or(error)?
-                    }
-                    Err(error) => return Err(error.into()),
-                };
+            let opened = match open_pull(api, auth, repo, branch, &consumer.base, title, body).await
+            {
+                Ok(pull) => pull,
+                // Opened by an earlier attempt whose answer was lost.
+                Err(error) if error.status() == Some(422) => {
+                    open_pull_for_branch(api, auth, repo, branch)
+                        .await?
+                        .ok_or(error)?
+                }
+                Err(error) => return Err(error.into()),
+            };
             let assignees = if is_enrolled {
                 writers_of(api, auth, repo, &consumer.assignees).await
             } else {

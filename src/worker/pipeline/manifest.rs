@@ -71,7 +71,11 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         Err(error) => return Err(error),
     }
     // Published again: a withdrawal of this version (a `/rebuild` got this far) is over.
-    if context.database.end_withdrawal(&context.job.version).await? {
+    if context
+        .database
+        .end_withdrawal(&context.job.version)
+        .await?
+    {
         tracing::info!(job = context.job.id, version = %context.job.version, "the withdrawn version is published again");
     }
     Ok(())

@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::build::{build_images, read_local_manifest};
 use super::build_repository::{check_signer, read_published_manifest, read_published_signature};
 use super::consumers::{
-    ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, read_pin, settled, update_branch,
+    ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, read_pin, settled,
+    update_branch,
 };
 use super::download::fetch_assets;
 use super::manifest::merge;

@@ -5,9 +5,9 @@
 
 use super::{StepContext, StepError};
 use crate::database::job_result::JobResult;
-use crate::github::markdown::{code_block, code_span, safe_url, table_code_span};
 use crate::database::jobs::TriggerSource;
 use crate::database::withdrawals::Withdrawal;
+use crate::github::markdown::{code_block, code_span, safe_url, table_code_span};
 use crate::github::releases::{create_release, release_by_tag, update_release};
 use crate::version::Version;
 

@@ -55,6 +55,8 @@ mod tests {
         );
         withdrawal.source = TriggerSource::Cli;
         withdrawal.withdrawn_by = None;
-        assert!(refusal(&withdrawal).starts_with("1.2.3 was withdrawn on the command line (job #7)"));
+        assert!(
+            refusal(&withdrawal).starts_with("1.2.3 was withdrawn on the command line (job #7)")
+        );
     }
 }

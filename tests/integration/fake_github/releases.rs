@@ -476,12 +476,7 @@ async fn update_release(route: RepoRoute, body: Bytes) -> Answer {
     if text.is_some() {
         release.body = text;
     }
-    let index = model
-        .releases
-        .list
-        .iter()
-        .position(|r| r.id == id)
-        .unwrap();
+    let index = model.releases.list.iter().position(|r| r.id == id).unwrap();
     ok(model.releases.list[index].json(&model))
 }
 

@@ -8,8 +8,7 @@
 
 use super::super::build_repository::published_manifest;
 use super::super::consumers::{
-    PinRead, PinTarget, Proposal, all_consumers, download_links, propose, read_pin,
-    update_branch,
+    PinRead, PinTarget, Proposal, all_consumers, download_links, propose, read_pin, update_branch,
 };
 use super::super::{StepContext, StepError};
 use super::reason_line;
@@ -85,7 +84,9 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     context
         .record(|result| {
             result.consumers = Some(outcomes);
-            let done = result.withdrawal.get_or_insert_with(WithdrawalDone::default);
+            let done = result
+                .withdrawal
+                .get_or_insert_with(WithdrawalDone::default);
             done.moved_to = moved_to;
             for url in closed {
                 if !done.closed_pull_requests.contains(&url) {

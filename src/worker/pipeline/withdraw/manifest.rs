@@ -72,16 +72,17 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         Some(done) if listed.is_empty() => done.files.clone(),
         _ => listed,
     };
-    let files_removed_after = crate::database::timestamp::after(
-        context.settings.publish.withdrawn_grace(),
-    );
+    let files_removed_after =
+        crate::database::timestamp::after(context.settings.publish.withdrawn_grace());
     tracing::info!(job = context.job.id, %version, files = ?files, "withdrawn from {MANIFEST_FILE}");
     context
         .record(|result| {
             if let Some(commits) = commits {
                 result.manifest_commits = Some(commits);
             }
-            let done = result.withdrawal.get_or_insert_with(WithdrawalDone::default);
+            let done = result
+                .withdrawal
+                .get_or_insert_with(WithdrawalDone::default);
             done.files = files;
             done.files_removed_after.get_or_insert(files_removed_after);
         })
