@@ -3,7 +3,7 @@
 //! When a version leaves the signed manifest (withdrawn, or pruned as old), hosts that read
 //! the manifest just before may still be downloading its files, so the files stay for a
 //! grace period: each is scheduled here with the time it may go, and the removal sweep
-//! ([`crate::worker::removals`]) deletes it then, unless its manifest lists it again. Each
+//! ([`crate::worker::storage_removals`]) deletes it then, unless its manifest lists it again. Each
 //! row names the manifest that guards the file and the name that manifest would list, so
 //! the sweep can check that before deleting anything.
 
