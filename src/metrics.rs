@@ -1,6 +1,6 @@
 //! The server's metrics, served at `GET /metrics` in the Prometheus (OpenMetrics) text
 //! format: deliveries, jobs, step durations, GitHub requests and rate limit, bytes built and
-//! uploaded.
+//! uploaded, files removed from storage.
 //!
 //! One process-wide [`Metrics`] ([`global`]): the GitHub client, the worker and the webhook
 //! route all count into it, and none of their constructors has to carry it. Tests make
@@ -124,6 +124,7 @@ pub struct Metrics {
     pub github_rate_limit_remaining: Family<RateLimitLabels, Gauge>,
     pub built_bytes: Counter,
     pub uploaded_bytes: Counter,
+    pub removed_files: Counter,
 }
 
 impl Default for Metrics {
@@ -201,6 +202,12 @@ impl Metrics {
             Unit::Bytes,
             uploaded_bytes.clone(),
         );
+        let removed_files = Counter::default();
+        registry.register(
+            "removed_files",
+            "Files deleted from storage by the removal sweep once their version had left the manifest for the grace period (files found gone already are not counted)",
+            removed_files.clone(),
+        );
         Metrics {
             registry,
             deliveries,
@@ -213,6 +220,7 @@ impl Metrics {
             github_rate_limit_remaining,
             built_bytes,
             uploaded_bytes,
+            removed_files,
         }
     }
 
@@ -377,6 +385,7 @@ mod tests {
         metrics.command_refusal("permission", false);
         metrics.built_bytes.inc_by(1000);
         metrics.uploaded_bytes.inc_by(1500);
+        metrics.removed_files.inc_by(3);
 
         let text = metrics.encode();
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -448,6 +457,7 @@ mod tests {
         );
         assert_eq!(sample(&text, "alloy_sysext_built_bytes_total"), 1000.0);
         assert_eq!(sample(&text, "alloy_sysext_uploaded_bytes_total"), 1500.0);
+        assert_eq!(sample(&text, "alloy_sysext_removed_files_total"), 3.0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The state database (SQLite): the webhook inbox, jobs and who asked for them, installations,
-//! comment replies and refusals, and the comments and workflow runs handled once for good.
+//! comment replies and refusals, the comments and workflow runs handled once for good, and
+//! the published files scheduled to leave storage.
 //! Timestamps are stored as text that sorts in time order ([`timestamp`]).
 
 pub mod command_refusals;
@@ -12,6 +13,7 @@ pub mod job_result;
 pub mod job_steps;
 pub mod jobs;
 pub mod retention;
+pub mod storage_removals;
 mod stored_name;
 pub mod timestamp;
 pub mod withdrawals;

@@ -48,6 +48,7 @@ mod tests {
     use crate::database::installations::InstallationState;
     use crate::database::job_steps::{Step, StepOutcome};
     use crate::database::jobs::{JobKind, JobState, TriggerSource};
+    use crate::database::storage_removals::RemovalReason;
 
     /// Each value's serde name is its stored name, and reads back as itself.
     fn same_names<T>(all: &[T], as_str: fn(&T) -> &'static str)
@@ -72,6 +73,7 @@ mod tests {
         same_names(&TriggerSource::ALL, |v| v.as_str());
         same_names(&InstallationState::ALL, |v| v.as_str());
         same_names(&DeliveryState::ALL, |v| v.as_str());
+        same_names(&RemovalReason::ALL, |v| v.as_str());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{PutOutcome, PutRequest, StorageError, checked_sha256, validate_key};
+use super::{DeleteOutcome, PutOutcome, PutRequest, StorageError, checked_sha256, validate_key};
 use crate::artifacts::digest::sha256_hex;
 
 /// Files under `root`, one per key (a key's `/` makes subdirectories).
@@ -101,6 +101,32 @@ impl LocalStorage {
             Err(e) => Err(StorageError::io(format!("reading {}", path.display()), e)),
         }
     }
+
+    /// Removes the file stored under `key`; one that is not there is
+    /// [`DeleteOutcome::Absent`]. Directories stay, even when left empty: a key's prefix
+    /// may hold a manifest again at any time.
+    pub async fn delete(&self, key: &str) -> Result<DeleteOutcome, StorageError> {
+        validate_key(key)?;
+        let path = self.root.join(key);
+        tokio::task::spawn_blocking(move || delete_blocking(&path))
+            .await
+            .map_err(|e| StorageError::io(format!("deleting {key}"), io::Error::other(e)))?
+    }
+}
+
+fn delete_blocking(path: &Path) -> Result<DeleteOutcome, StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(DeleteOutcome::Absent),
+        Err(e) => return Err(StorageError::io(format!("deleting {}", path.display()), e)),
+    }
+    // The removal survives a crash once its directory is synced; a removal lost to one
+    // would leave a file no manifest lists, which nothing would delete again.
+    let directory = path.parent().expect("a key makes a path with a parent");
+    File::open(directory)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(format!("syncing {}", directory.display()), e))?;
+    Ok(DeleteOutcome::Removed)
 }
 
 fn put_blocking(
@@ -303,6 +329,90 @@ mod tests {
         // Nothing was created, not even the root.
         assert!(!dir.path().join("images").exists());
         assert_eq!(files_in(dir.path()), ["source"]);
+    }
+
+    #[tokio::test]
+    async fn a_delete_removes_the_file_once_and_then_finds_it_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::from_env(|_| None, dir.path()).unwrap();
+        let source = dir.path().join("source");
+        fs::write(&source, b"image").unwrap();
+        let digest = sha256(b"image");
+        for key in [
+            "alloy-1.2.3-amd64.raw",
+            "canary/alloy-1.2.3-amd64.raw",
+            "SHA256SUMS",
+        ] {
+            storage
+                .put_file(&request(key, &source, &digest))
+                .await
+                .unwrap();
+        }
+
+        assert_eq!(
+            storage
+                .delete("canary/alloy-1.2.3-amd64.raw")
+                .await
+                .unwrap(),
+            DeleteOutcome::Removed
+        );
+        assert_eq!(
+            storage
+                .delete("canary/alloy-1.2.3-amd64.raw")
+                .await
+                .unwrap(),
+            DeleteOutcome::Absent
+        );
+        assert_eq!(
+            storage.get("canary/alloy-1.2.3-amd64.raw").await.unwrap(),
+            None
+        );
+        // The prefix's directory stays, empty; the other files are untouched.
+        assert_eq!(
+            files_in(&dir.path().join("images/canary")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            files_in(&dir.path().join("images")),
+            ["SHA256SUMS", "alloy-1.2.3-amd64.raw", "canary"]
+        );
+        // Under a directory that was never made, too.
+        assert_eq!(
+            storage
+                .delete("stable/alloy-1.2.3-amd64.raw")
+                .await
+                .unwrap(),
+            DeleteOutcome::Absent
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delete_refuses_hostile_keys_and_names_what_it_could_not_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"keep").unwrap();
+        let storage = LocalStorage::new(dir.path().join("images"));
+        for key in ["../outside", "/etc/passwd", "a\\b", "a/./b", ""] {
+            let error = storage.delete(key).await.unwrap_err();
+            assert!(matches!(error, StorageError::InvalidKey { .. }), "{key:?}");
+            assert!(!error.is_transient());
+        }
+        assert_eq!(fs::read(&outside).unwrap(), b"keep");
+
+        // A directory where the file would be is not removed: the error names the path.
+        fs::create_dir_all(dir.path().join("images/alloy-1.2.3-amd64.raw")).unwrap();
+        let error = storage.delete("alloy-1.2.3-amd64.raw").await.unwrap_err();
+        assert!(matches!(error, StorageError::Io { .. }), "{error}");
+        assert!(!error.is_transient());
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "deleting {}: ",
+                dir.path().join("images/alloy-1.2.3-amd64.raw").display()
+            )),
+            "{shown}"
+        );
+        assert!(dir.path().join("images/alloy-1.2.3-amd64.raw").is_dir());
     }
 
     #[tokio::test]

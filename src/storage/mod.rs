@@ -2,9 +2,9 @@
 //! none is configured, a local directory.
 //!
 //! Both skip an object that is already there with the same content, so publishing the same
-//! build twice sends nothing, and both refuse keys that could name something outside the
-//! bucket or directory (`..`, a leading `/`, backslashes, NULs) before any request or file
-//! access.
+//! build twice sends nothing, both take a delete of a missing object as done, and both refuse
+//! keys that could name something outside the bucket or directory (`..`, a leading `/`,
+//! backslashes, NULs) before any request or file access.
 
 pub mod local;
 pub mod s3;
@@ -60,6 +60,15 @@ pub enum PutOutcome {
     Uploaded,
     /// An object with this key and the same content is there already: nothing was sent.
     Unchanged,
+}
+
+/// What a delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// The object was there and is gone now.
+    Removed,
+    /// There was no object under this key: nothing to do.
+    Absent,
 }
 
 /// A failed storage operation. Messages name the operation and key, never a credential.
@@ -227,6 +236,15 @@ impl Storage {
         match self {
             Storage::S3(s3) => s3.get(key).await,
             Storage::Local(local) => local.get(key).await,
+        }
+    }
+
+    /// Deletes the object stored under `key`. A missing object is no error
+    /// ([`DeleteOutcome::Absent`]), so a delete cut short can be made again.
+    pub async fn delete(&self, key: &str) -> Result<DeleteOutcome, StorageError> {
+        match self {
+            Storage::S3(s3) => s3.delete(key).await,
+            Storage::Local(local) => local.delete(key).await,
         }
     }
 

@@ -24,8 +24,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use super::{
-    PutOutcome, PutRequest, StorageConfigError, StorageError, checked_sha256, sha256_of_bytes,
-    validate_key,
+    DeleteOutcome, PutOutcome, PutRequest, StorageConfigError, StorageError, checked_sha256,
+    sha256_of_bytes, validate_key,
 };
 use crate::secret::Secret;
 
@@ -205,6 +205,38 @@ impl S3Storage {
                 message: format!("reading the body: {}", error_chain(&e)),
             })?;
         Ok(Some(data.into_bytes().to_vec()))
+    }
+
+    /// Deletes the object. S3 answers a delete of a missing key as a success, so the
+    /// object is looked up first (`HEAD`) to tell [`DeleteOutcome::Removed`] from
+    /// [`DeleteOutcome::Absent`]. The delete is sent either way: a `HEAD` cannot tell a
+    /// missing key from a missing bucket, and a missing bucket must be an error, not an
+    /// object found absent.
+    pub async fn delete(&self, key: &str) -> Result<DeleteOutcome, StorageError> {
+        validate_key(key)?;
+        let existed = self.head(key).await?.is_some();
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            // Some S3-compatible servers answer a missing key with a 404.
+            Err(error)
+                if status_of(&error) == Some(404) && error.code() != Some("NoSuchBucket") =>
+            {
+                return Ok(DeleteOutcome::Absent);
+            }
+            Err(error) => return Err(remote_error("DELETE", key, error)),
+        }
+        if !existed {
+            return Ok(DeleteOutcome::Absent);
+        }
+        tracing::info!(key, bucket = %self.bucket, "deleted");
+        Ok(DeleteOutcome::Removed)
     }
 
     async fn head(&self, key: &str) -> Result<Option<HeadObjectOutput>, StorageError> {

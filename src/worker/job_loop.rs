@@ -1,19 +1,20 @@
 //! The job queue's loop: takes the next runnable job, claims it, runs its steps in order
 //! from the one it is at, and ends it, retries it later with a growing wait, or leaves it
-//! to resume on the next start. What each step does is in [`super::pipeline`].
+//! to resume on the next start. What each step does is in [`super::pipeline`]. Between
+//! jobs, it runs the storage removal sweep ([`super::storage_removals`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::Worker;
 use super::pipeline::{
     MAX_JOB_ATTEMPTS, RepositoryAccess, StepContext, StepError, has_inputs, report_failure,
     run_step,
 };
+use super::{Worker, storage_removals};
 use crate::database::DatabaseError;
 use crate::database::job_steps::StepOutcome;
 use crate::database::jobs::Job;
@@ -29,8 +30,12 @@ impl RepositoryAccess for Worker {
 }
 
 impl Worker {
-    /// Runs jobs one at a time until `shutdown` turns true.
+    /// Runs jobs one at a time until `shutdown` turns true. When the queue is empty, the
+    /// storage removal sweep runs: the first time soon after start, then at most every
+    /// [`storage_removals::SWEEP_INTERVAL`]. Between jobs, it never runs while a job
+    /// writes to storage.
     pub(super) async fn job_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut next_removal_sweep = Instant::now();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -40,7 +45,12 @@ impl Worker {
                     self.run_job(job, &shutdown).await;
                     continue;
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if Instant::now() >= next_removal_sweep {
+                        self.sweep_storage_removals().await;
+                        next_removal_sweep = Instant::now() + storage_removals::SWEEP_INTERVAL;
+                    }
+                }
                 Err(error) => tracing::error!(%error, "reading the job queue"),
             }
             tokio::select! {

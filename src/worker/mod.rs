@@ -5,7 +5,9 @@
 //! [`commands`], and a build becomes a job in the queue. [`job_loop`] runs the queue one job
 //! at a time through the steps in [`pipeline`], and [`replies`] words what is told to whoever
 //! asked. Beside them: the upstream watch ([`upstream`]), asking GitHub to redeliver what
-//! the server missed ([`redelivery`]) and the retention sweep ([`retention`]).
+//! the server missed ([`redelivery`]), the retention sweep ([`retention`]), and the sweep
+//! that deletes published files once their grace period is over ([`storage_removals`], run
+//! by the job loop between jobs).
 //!
 //! Each loop lives in the file of what it does; this file holds what they share: the
 //! [`Services`] they act through, and the worker's private state.
@@ -19,6 +21,7 @@ pub mod redelivery;
 pub mod replies;
 pub mod retention;
 pub mod routing;
+pub mod storage_removals;
 pub mod upstream;
 
 use std::collections::HashMap;

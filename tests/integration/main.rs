@@ -29,6 +29,7 @@ mod shutdown;
 mod signatures;
 mod status_page;
 mod storage;
+mod storage_removals;
 mod strangers;
 mod test_app;
 mod upstream_watch;

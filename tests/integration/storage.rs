@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use alloy_sysext_automation::storage::{
-    IMMUTABLE, PutOutcome, PutRequest, SHORT_LIVED, Storage, StorageError,
+    DeleteOutcome, IMMUTABLE, PutOutcome, PutRequest, SHORT_LIVED, Storage, StorageError,
 };
 use sha2::{Digest, Sha256};
 
@@ -441,6 +441,153 @@ async fn hostile_keys_are_refused_before_any_request() {
     }
     assert_eq!(s3.request_count(), 0, "{:?}", s3.requests());
     assert!(s3.keys().is_empty());
+}
+
+/// The methods of the requests the proxy saw from the `from`th on.
+fn methods_since(s3: &S3Server, from: usize) -> Vec<String> {
+    s3.requests()[from..]
+        .iter()
+        .map(|r| r.method.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delete_removes_the_object_and_a_second_finds_it_absent() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    for key in [
+        "SHA256SUMS",
+        "alloy-1.2.3-amd64.raw",
+        "canary/alloy-1.2.3-amd64.raw",
+        "canary/alloy-1.2.3-amd64.raw.asc",
+    ] {
+        s3.put_raw(key, b"bytes", &[]);
+    }
+
+    assert_eq!(
+        storage
+            .delete("canary/alloy-1.2.3-amd64.raw")
+            .await
+            .unwrap(),
+        DeleteOutcome::Removed
+    );
+    assert_eq!(s3.object("canary/alloy-1.2.3-amd64.raw"), None);
+    assert_eq!(
+        s3.keys(),
+        [
+            "SHA256SUMS",
+            "alloy-1.2.3-amd64.raw",
+            "canary/alloy-1.2.3-amd64.raw.asc"
+        ]
+    );
+    assert_eq!(methods_since(&s3, 0), ["HEAD", "DELETE"]);
+
+    // Again: nothing there, no error, and nothing else touched.
+    let before = s3.request_count();
+    assert_eq!(
+        storage
+            .delete("canary/alloy-1.2.3-amd64.raw")
+            .await
+            .unwrap(),
+        DeleteOutcome::Absent
+    );
+    assert_eq!(
+        storage.delete("never-stored.raw").await.unwrap(),
+        DeleteOutcome::Absent
+    );
+    assert_eq!(
+        methods_since(&s3, before),
+        ["HEAD", "DELETE", "HEAD", "DELETE"]
+    );
+    assert_eq!(s3.keys().len(), 3);
+}
+
+#[tokio::test]
+async fn a_failed_delete_names_the_key_leaves_the_object_and_can_be_made_again() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    let key = "alloy-1.2.3-amd64.raw.sha256";
+    s3.put_raw(key, b"digest", &[]);
+
+    // The delete itself refused for as long as the SDK retries (3 attempts): transient,
+    // and named.
+    s3.fail_matching(3, "DELETE", key);
+    let error = storage.delete(key).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(
+        matches!(&error, StorageError::Remote { operation: "DELETE", key: k, .. } if k == key),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("S3 DELETE of {key:?} failed: HTTP 503, SlowDown")),
+        "{error}"
+    );
+    assert_eq!(s3.object(key).unwrap().0, b"digest");
+
+    // A server that fails everything: the lookup before it fails, transiently.
+    s3.set_failing(true);
+    let error = storage.delete(key).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(
+        matches!(
+            &error,
+            StorageError::Remote {
+                operation: "HEAD",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    s3.set_failing(false);
+    assert_eq!(s3.object(key).unwrap().0, b"digest");
+
+    // Once the server answers, the same delete goes through.
+    assert_eq!(storage.delete(key).await.unwrap(), DeleteOutcome::Removed);
+    assert!(s3.keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_delete_in_a_missing_bucket_is_a_permanent_error_not_an_absent_object() {
+    let s3 = S3Server::start();
+    let mut env: HashMap<&str, String> = s3.env().into_iter().collect();
+    env.insert("R2_BUCKET", "no-such-bucket".to_owned());
+    let storage =
+        Storage::from_env(|name| env.get(name).cloned(), Path::new("/nonexistent")).unwrap();
+    let error = storage.delete("alloy-1.2.3-amd64.raw").await.unwrap_err();
+    assert!(!error.is_transient(), "{error}");
+    assert!(
+        matches!(
+            &error,
+            StorageError::Remote {
+                operation: "DELETE",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("NoSuchBucket"), "{error}");
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(SECRET_ACCESS_KEY), "{shown}");
+        assert!(!shown.contains(ACCESS_KEY_ID), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_delete_refuses_hostile_keys_before_any_request() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    s3.put_raw("outside", b"keep", &[]);
+    for key in ["../outside", "a/../outside", "/outside", "back\\slash", ""] {
+        let error = storage.delete(key).await.unwrap_err();
+        assert!(
+            matches!(error, StorageError::InvalidKey { .. }),
+            "{key:?}: {error}"
+        );
+    }
+    assert_eq!(s3.request_count(), 0, "{:?}", s3.requests());
+    assert_eq!(s3.keys(), ["outside"]);
 }
 
 #[test]
