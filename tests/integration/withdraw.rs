@@ -6,6 +6,8 @@
 
 use std::fs;
 
+use alloy_sysext_automation::database::Database;
+use alloy_sysext_automation::database::storage_removals::{RemovalReason, StorageRemoval};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -115,7 +117,7 @@ fn a_withdrawn_version_leaves_the_manifest_and_consumers_and_only_a_rebuild_brin
     assert_eq!(after, expected);
     assert_eq!(
         job["result"]["withdrawal"]["files"],
-        json!(["alloy-1.18.0.raw", "alloy-1.18.0-amd64.raw"]),
+        json!(["alloy-1.18.0-amd64.raw"]),
         "{job}"
     );
     // The removal is a commit of its own, saying why; then the signature's.
@@ -130,11 +132,35 @@ fn a_withdrawn_version_leaves_the_manifest_and_consumers_and_only_a_rebuild_brin
         commits[1].message,
         "chore: withdraw alloy 1.18.0 from SHA256SUMS: crashes on start @everyone"
     );
-    // The files stay for hosts that were downloading them.
+    // The files stay for hosts that were downloading them, for the grace period.
     let keys = world.s3.keys();
     for key in IMAGE_KEYS {
         assert!(keys.iter().any(|k| k == key), "{key} is gone: {keys:?}");
     }
+    let pending = pending_removals(&world);
+    let mut pending_keys: Vec<&str> = pending.iter().map(|r| r.key.as_str()).collect();
+    pending_keys.sort();
+    let mut expected_keys = IMAGE_KEYS.to_vec();
+    expected_keys.sort();
+    assert_eq!(pending_keys, expected_keys);
+    let due = &pending[0].due_at;
+    assert!(pending.iter().all(|r| &r.due_at == due
+        && r.why == RemovalReason::Withdrawn
+        && r.manifest_key == "SHA256SUMS"));
+    let in_a_week = alloy_sysext_automation::database::timestamp::after(
+        std::time::Duration::from_secs(7 * 24 * 3600),
+    );
+    let in_six_days = alloy_sysext_automation::database::timestamp::after(
+        std::time::Duration::from_secs(6 * 24 * 3600),
+    );
+    assert!(
+        due.as_str() > in_six_days.as_str() && due.as_str() <= in_a_week.as_str(),
+        "{due}"
+    );
+    assert_eq!(
+        job["result"]["withdrawal"]["files_removed_after"],
+        due.as_str()
+    );
 
     // The release says it is withdrawn, by whom and why, the words shown as code.
     let release = &world.github.releases(BUILD_REPO)[0];
@@ -210,17 +236,25 @@ fn a_withdrawn_version_leaves_the_manifest_and_consumers_and_only_a_rebuild_brin
     assert_eq!(job["result"]["withdrawal"]["moved_to"], "1.17.1");
 
     // The status page and /status name the withdrawn version, who withdrew it and why.
-    let page = server.get("/").text();
+    let page = server.get("/").body;
     assert!(
         page.contains("<h2 id=\"withdrawn\">Withdrawn</h2>"),
         "{page}"
     );
     assert!(page.contains("crashes on start @everyone"));
 
-    // A release event for it is refused: nothing is built or published.
+    // A release event for it (a release made again) is refused: nothing is built or
+    // published.
     let commits_before = world.github.commits(BUILD_REPO, "main").len();
     let puts_before = world.s3.put_count();
-    server.deliver("release-2", "release", &world.release_payload());
+    let release_again = json!({
+        "action": "published",
+        "release": {"id": 9002, "tag_name": "v1.18.0", "draft": false, "prerelease": false, "author": {"login": "noahwhite"}},
+        "repository": {"full_name": BUILD_REPO},
+        "sender": {"login": "noahwhite", "type": "User"},
+        "installation": {"id": 77},
+    });
+    server.deliver("release-2", "release", release_again.to_string().as_bytes());
     let job = newest_job(&server, 3);
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(
@@ -248,8 +282,22 @@ fn a_withdrawn_version_leaves_the_manifest_and_consumers_and_only_a_rebuild_brin
     let release = &world.github.releases(BUILD_REPO)[0];
     assert_eq!(release.name, "Alloy Sysext 1.18.0");
     assert!(!release.body.contains("withdrawn"), "{}", release.body);
-    let page = server.get("/").text();
+    let page = server.get("/").body;
     assert!(!page.contains("id=\"withdrawn\""), "{page}");
+    // Its files no longer leave storage.
+    assert_eq!(pending_removals(&world), []);
+}
+
+/// The storage removals the server has pending, read from its database.
+fn pending_removals(world: &World) -> Vec<StorageRemoval> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        Database::open_existing(None, world.data.path())
+            .await
+            .unwrap()
+            .pending_removals()
+            .await
+            .unwrap()
+    })
 }
 
 #[test]
@@ -271,7 +319,7 @@ fn withdrawing_a_version_that_is_not_listed_changes_nothing_and_says_what_is() {
     );
     assert_eq!(world.state(), state);
     assert_eq!(world.github.commits(BUILD_REPO, "main").len(), commits);
-    let page = server.get("/").text();
+    let page = server.get("/").body;
     assert!(!page.contains("id=\"withdrawn\""));
 }
 

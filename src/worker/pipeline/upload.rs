@@ -133,6 +133,19 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             .await?;
         return Ok(());
     }
+    // Files of this version waiting to leave storage (it was withdrawn or pruned) stay: they
+    // are about to be listed again. Jobs run one at a time, so no sweep runs in between.
+    let kept = context
+        .database
+        .cancel_removals_of(&context.job.version)
+        .await?;
+    if kept > 0 {
+        tracing::info!(
+            job = context.job.id,
+            kept,
+            "files waiting to leave storage stay: this version is published again"
+        );
+    }
     let mut uploads = Vec::new();
     for file in publishable_files(&context.out_dir(), &local)? {
         let outcome = put_file(context, &file.key, &file.path, &file.sha256).await?;
