@@ -61,6 +61,9 @@ pub struct JobResult {
     /// `tracking`: the tracking issue that got the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_issue: Option<String>,
+    /// `prune`: the versions that left `SHA256SUMS`, and those kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Pruned>,
     /// A withdraw job's `manifest`, `release` and `consumers`: what the withdrawal did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdrawal: Option<WithdrawalDone>,
@@ -103,6 +106,7 @@ impl JobResult {
         release_created: None,
         consumers: None,
         tracking_issue: None,
+        pruned: None,
         withdrawal: None,
         reported_to: Vec::new(),
         report_failed: Vec::new(),
@@ -147,6 +151,38 @@ pub struct BuiltImage {
     /// an early version, which did not record it. The readers then show the file name alone.
     #[serde(default)]
     pub url: String,
+}
+
+/// What a build's `prune` step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// `publish.keep_versions` when it ran.
+    pub keep: u32,
+    /// The versions that left `SHA256SUMS`, oldest first, each in a commit of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<Version>,
+    /// Versions beyond the newest `keep` that stay, and the consumer repositories whose
+    /// files pin them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_pinned: Vec<PinnedVersion>,
+    /// Why nothing was pruned although versions are beyond the newest `keep` (a consumer's
+    /// pin could not be read): tried again with the next publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// The commits of the manifest and its signature, two per version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commits: Vec<String>,
+    /// When the removed versions' files leave storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_removed_after: Option<String>,
+}
+
+/// A version a consumer's file pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedVersion {
+    pub version: Version,
+    /// The repositories whose file on its base branch pins it.
+    pub by: Vec<String>,
 }
 
 /// What a withdraw job did, step by step.

@@ -1,4 +1,4 @@
-//! The steps of a build job, and how long each of them took, run by run, for the job API
+//! The steps of a job, and how long each of them took, run by run, for the job API
 //! and the status page.
 
 use serde::Serialize;
@@ -24,6 +24,8 @@ pub enum Step {
     Release,
     /// A pull request per consumer repository.
     Consumers,
+    /// Versions beyond `publish.keep_versions` that no consumer pins leave `SHA256SUMS`.
+    Prune,
     /// The tracking issue gets the outcome and is closed.
     Tracking,
     /// The reply to whoever asked in a comment.
@@ -37,6 +39,7 @@ stored_name!(Step, "job step", {
     Manifest => "manifest",
     Release => "release",
     Consumers => "consumers",
+    Prune => "prune",
     Tracking => "tracking",
     Report => "report",
 });

@@ -9,6 +9,7 @@
 
 pub mod image_name;
 pub mod match_pattern;
+pub mod prune;
 pub mod verify;
 
 use std::fmt;

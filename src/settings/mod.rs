@@ -190,6 +190,9 @@ pub struct PublishSettings {
     /// Days the files of a version taken out of `SHA256SUMS` stay in storage, for hosts
     /// that were downloading them; then they are deleted.
     pub withdrawn_grace_days: u32,
+    /// After a publish, versions beyond the newest this many leave `SHA256SUMS` (and,
+    /// after the grace period, storage), unless a consumer's file pins them; 0 keeps all.
+    pub keep_versions: u32,
 }
 
 impl Default for PublishSettings {
@@ -198,6 +201,7 @@ impl Default for PublishSettings {
             base_url: None,
             replace_signatures_by: Vec::new(),
             withdrawn_grace_days: 7,
+            keep_versions: 10,
         }
     }
 }
@@ -636,6 +640,7 @@ branch = "main"
 #   PUBLIC_URL + /images/ (and without PUBLIC_URL, no public address)
 replace_signatures_by = []    # keys whose SHA256SUMS.gpg may be replaced (a key change)
 withdrawn_grace_days = 7      # days a withdrawn or pruned version's files stay in storage
+keep_versions = 10            # versions SHA256SUMS keeps (and older ones consumers pin); 0: all
 
 [schedule]
 check_upstream = "0 0 * * *"  # cron, UTC; "off" to disable

@@ -3,7 +3,7 @@
 //! Everything that comes from a payload or a repository (an error, a repository name, an
 //! address) goes through [`crate::github::markdown`]; a login is mentioned only when it is one.
 
-use crate::database::job_result::{JobResult, Publication};
+use crate::database::job_result::{JobResult, Pruned, Publication};
 use crate::database::job_steps::Step;
 use crate::database::jobs::{Job, JobKind, TriggerSource};
 use crate::database::withdrawals::Withdrawal;
@@ -351,7 +351,41 @@ pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> St
         text.push_str(&format!("Release: {}\n", link_or_code(release)));
     }
     text.push_str(&consumer_lines(&result, audience));
+    if let Some(pruned) = &result.pruned {
+        text.push_str(&pruned_lines(pruned, audience));
+    }
     text
+}
+
+/// What the `prune` step took out of `SHA256SUMS`, or why it took nothing; the repositories
+/// that pin kept versions only in the build repository.
+fn pruned_lines(pruned: &Pruned, audience: Audience<'_>) -> String {
+    let mut lines = String::new();
+    if !pruned.removed.is_empty() {
+        let versions: Vec<String> = pruned.removed.iter().map(|v| v.to_string()).collect();
+        lines.push_str(&format!(
+            "\nPruned from `SHA256SUMS` (older than the newest {}, pinned by no consumer): {}. Their files leave storage after the grace period.\n",
+            pruned.keep,
+            versions.join(", ")
+        ));
+    }
+    if let (Some(why), Audience::BuildRepository) = (&pruned.skipped, audience) {
+        lines.push_str(&format!(
+            "\nNothing was pruned this time: {}\n",
+            code_span(&one_line(why))
+        ));
+    }
+    if audience == Audience::BuildRepository {
+        for kept in &pruned.kept_pinned {
+            let by: Vec<String> = kept.by.iter().map(|repo| code_span(repo)).collect();
+            lines.push_str(&format!(
+                "Kept {}: pinned by {}.\n",
+                kept.version,
+                by.join(", ")
+            ));
+        }
+    }
+    lines
 }
 
 /// An address from GitHub's answers: bare when it is a plain web address, else in a code
@@ -392,7 +426,7 @@ pub fn job_failed(job: &Job, error: &str, askers: &[String], audience: Audience<
         Some(Step::Manifest) => {
             "`SHA256SUMS` may or may not have reached storage, where hosts read it; `/status` shows what is published. Fix the cause and comment `/rebuild {v}` to finish: images whose hashes are unchanged are not replaced."
         }
-        Some(Step::Release | Step::Consumers | Step::Tracking | Step::Report) => {
+        Some(Step::Release | Step::Consumers | Step::Prune | Step::Tracking | Step::Report) => {
             "The images and `SHA256SUMS` are published: hosts can update to {v}. What failed came after that; fix the cause and comment `/rebuild {v}` to run the remaining steps again (the images, unchanged, are not replaced)."
         }
     }

@@ -20,6 +20,7 @@ mod pipeline;
 mod pipeline_resume;
 mod plan;
 mod plan_comment;
+mod prune;
 mod public_base_url;
 mod retention;
 mod s3_server;

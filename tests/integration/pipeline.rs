@@ -25,7 +25,7 @@ pub(crate) const INFISICAL_PATH: &str = "opentofu/modules/server/userdata/infisi
 pub(crate) const VERSION: &str = "1.18.0";
 const TRACKING_TITLE: &str = "Alloy 1.18.0 sysext build triggered";
 /// The key that signed the real `SHA256SUMS.gpg` (tests/fixtures/README.md).
-const RELEASE_KEY: &str = "0768FB9A0C99B895FE5CCC46EDF71D649F349EDE";
+pub(crate) const RELEASE_KEY: &str = "0768FB9A0C99B895FE5CCC46EDF71D649F349EDE";
 
 /// GitHub as the pipeline finds it: the App installed on the build repository and both
 /// consumers, Alloy 1.18.0 upstream, the real manifest and Butane file, a tracking issue.
@@ -71,11 +71,12 @@ impl World {
         let data = tempfile::tempdir().unwrap();
         let config = data.path().join("settings.toml");
         // The real manifest's signature is by the project's release key; the server signs
-        // with a test key, so the release key is listed as one it may replace.
+        // with a test key, so the release key is listed as one it may replace. Every
+        // version is kept: pruning the real manifest's fourteen has tests of its own.
         fs::write(
             &config,
             format!(
-                "[publish]\nreplace_signatures_by = [\"{RELEASE_KEY}\"]\n[schedule]\ncheck_upstream = \"off\"\n"
+                "[publish]\nreplace_signatures_by = [\"{RELEASE_KEY}\"]\nkeep_versions = 0\n[schedule]\ncheck_upstream = \"off\"\n"
             ),
         )
         .unwrap();

@@ -15,7 +15,7 @@ use crate::pipeline::{
 use crate::test_app::app_env;
 
 /// `plan` with the environment the server of `world` gets.
-fn plan_command(world: &World, args: &[&str]) -> Command {
+pub(crate) fn plan_command(world: &World, args: &[&str]) -> Command {
     let mut command = cli();
     command.arg("plan").args(args);
     command.env("DATA_DIR", world.data.path());

@@ -1,4 +1,4 @@
-//! A build job's steps, SPEC §1's steps 1–7 with the reply to whoever asked as an eighth
+//! A build job's steps, SPEC §1's steps 1–7 with pruning and the reply to whoever asked
 //! ([`Step`] names them, in order):
 //!
 //! 1. `download`: the upstream asset, its digest checked;
@@ -8,8 +8,10 @@
 //! 4. `manifest`: the merged, signed `SHA256SUMS` uploaded, then committed;
 //! 5. `release`: `vX.Y.Z` in the build repository;
 //! 6. `consumers`: a pull request per consumer repository;
-//! 7. `tracking`: the tracking issue gets the outcome and is closed;
-//! 8. `report`: the reply to whoever asked in a comment.
+//! 7. `prune`: versions beyond `publish.keep_versions` that no consumer pins leave
+//!    `SHA256SUMS`, each in a commit of its own, their files scheduled to leave storage;
+//! 8. `tracking`: the tracking issue gets the outcome and is closed;
+//! 9. `report`: the reply to whoever asked in a comment.
 //!
 //! Each step sees the job through a [`StepContext`] and adds what it produced to the job's
 //! [`JobResult`](crate::database::job_result::JobResult). The job loop
@@ -29,8 +31,10 @@ mod manifest;
 pub mod plan;
 pub mod plan_markdown;
 pub mod plan_text;
+pub mod prune;
 mod put;
 mod release;
+mod removals;
 mod report;
 mod upload;
 mod withdraw;
@@ -62,6 +66,7 @@ pub async fn run_step(step: Step, context: &mut StepContext<'_>) -> Result<(), S
         Step::Manifest => manifest::run(context).await,
         Step::Release => release::run(context).await,
         Step::Consumers => consumers::run(context).await,
+        Step::Prune => prune::run(context).await,
         Step::Tracking => report::close_tracking_issue(context).await,
         Step::Report => report::reply(context).await,
     }
@@ -79,6 +84,11 @@ pub fn has_inputs(step: Step, context: &StepContext<'_>) -> bool {
             .iter()
             .all(|arch| download::zip_path(context, *arch).is_file()),
         Step::Upload | Step::Manifest => build::manifest_path(context).is_file(),
-        Step::Download | Step::Release | Step::Consumers | Step::Tracking | Step::Report => true,
+        Step::Download
+        | Step::Release
+        | Step::Consumers
+        | Step::Prune
+        | Step::Tracking
+        | Step::Report => true,
     }
 }

@@ -18,6 +18,7 @@ use super::consumers::{
 };
 use super::download::fetch_assets;
 use super::manifest::merge;
+use super::prune::{PruneReader, decide};
 use super::put::put_request;
 use super::release::release_name;
 use super::upload::{compare, publishable_files, refusal};
@@ -25,7 +26,7 @@ use super::{RepositoryAccess, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::database::Database;
 use crate::database::job_result::{
-    BuiltImage, ConsumerOutcome, ConsumerReport, Download, Publication, as_text,
+    BuiltImage, ConsumerOutcome, ConsumerReport, Download, PinnedVersion, Publication, as_text,
 };
 use crate::github::api::GitHubApi;
 use crate::github::pulls::open_pull_for_branch;
@@ -89,6 +90,8 @@ pub struct Plan {
     pub manifest: Option<ManifestPlan>,
     pub release: Option<ReleasePlan>,
     pub consumers: Option<Vec<ConsumerPlan>>,
+    /// What `prune` would take out of `SHA256SUMS` after this publish.
+    pub prune: Option<PrunePlan>,
     /// Why repositories that enrolled themselves could not be listed (they are then
     /// missing from `consumers`).
     pub enrollments_unread: Option<String>,
@@ -114,6 +117,20 @@ pub struct ManifestPlan {
     pub added: Vec<String>,
     /// The unified diff of the file; empty when it would not change.
     pub diff: String,
+}
+
+/// What `prune` would do after the publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunePlan {
+    /// `publish.keep_versions` (0: nothing is pruned).
+    pub keep: u32,
+    /// The versions that would leave `SHA256SUMS`, oldest first, each in a commit of its
+    /// own.
+    pub remove: Vec<Version>,
+    /// Versions beyond the newest `keep` kept because a consumer's file pins them.
+    pub kept_pinned: Vec<PinnedVersion>,
+    /// Why nothing would be pruned although versions are beyond the newest `keep`.
+    pub skipped: Option<String>,
 }
 
 /// The release the job would make.
@@ -292,6 +309,7 @@ pub async fn plan_job(
         manifest: None,
         release: None,
         consumers: None,
+        prune: None,
         enrollments_unread: None,
     };
     if plan.stops.is_some() {
@@ -304,7 +322,8 @@ pub async fn plan_job(
         .as_ref()
         .map(|file| String::from_utf8_lossy(&file.content).into_owned())
         .unwrap_or_default();
-    let after = merge(published, &local)?.render();
+    let merged = merge(published, &local)?;
+    let after = merged.render();
     let (removed, added) = changed_lines(&before, &after);
     plan.manifest = Some(ManifestPlan {
         repo: build_repo.repo.clone(),
@@ -329,6 +348,20 @@ pub async fn plan_job(
     let (consumers, enrollments_unread) = planned_consumers(services, &plan.images, version).await;
     plan.consumers = Some(consumers);
     plan.enrollments_unread = enrollments_unread;
+    let keep = services.settings.publish.keep_versions;
+    let reader = PruneReader {
+        github: services.github,
+        settings: services.settings,
+        database: services.database,
+        access: services.access,
+    };
+    let decision = decide(&reader, &merged, version).await;
+    plan.prune = Some(PrunePlan {
+        keep,
+        remove: decision.remove,
+        kept_pinned: decision.kept_pinned,
+        skipped: decision.skipped,
+    });
     Ok(plan)
 }
 

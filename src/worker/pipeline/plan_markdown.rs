@@ -8,7 +8,7 @@
 //! given is cut between sections, with a pointer to the `plan` command, which shows all
 //! of it.
 
-use super::plan::{ConsumerAction, ConsumerPlan, Plan};
+use super::plan::{ConsumerAction, ConsumerPlan, Plan, PrunePlan};
 use crate::database::job_result::Publication;
 use crate::github::markdown::{code_span, escape, highlighted_code_block, safe_url};
 
@@ -188,7 +188,44 @@ fn blocks(plan: &Plan, disclosure: &dyn ConsumerDisclosure) -> Vec<String> {
             );
         }
     }
+    if let Some(prune) = &plan.prune {
+        blocks.push(prune_block(prune));
+    }
     blocks
+}
+
+/// What `prune` would do. Consumers are counted, not named: the reply's readers may not see
+/// them all.
+fn prune_block(prune: &PrunePlan) -> String {
+    if prune.keep == 0 {
+        return "**Prune**: off (`publish.keep_versions = 0`)\n".to_owned();
+    }
+    if prune.skipped.is_some() {
+        return "**Prune**: nothing this time: a consumer's pin could not be read (`plan` on the \
+                server says which)\n"
+            .to_owned();
+    }
+    let mut out = format!(
+        "**Prune** (keeps the newest {} versions and those a consumer pins)\n",
+        prune.keep
+    );
+    if prune.remove.is_empty() {
+        out.push_str("- nothing would leave `SHA256SUMS`\n");
+    }
+    for version in &prune.remove {
+        out.push_str(&format!(
+            "- would take {} out of `SHA256SUMS`\n",
+            code_span(version.as_str())
+        ));
+    }
+    for kept in &prune.kept_pinned {
+        out.push_str(&format!(
+            "- keeps {}: pinned by {} consumer(s)\n",
+            code_span(kept.version.as_str()),
+            kept.by.len()
+        ));
+    }
+    out
 }
 
 /// A consumer the readers may see: its name, file, branch, what would be done, and the
@@ -292,6 +329,7 @@ mod tests {
                 exists: None,
             }),
             consumers: Some(consumers),
+            prune: None,
             enrollments_unread: None,
         }
     }

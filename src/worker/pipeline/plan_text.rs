@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::plan::{ConsumerPlan, Plan};
+use super::plan::{ConsumerPlan, Plan, PrunePlan};
 use crate::database::job_result::Publication;
 use crate::version::Version;
 
@@ -152,7 +152,47 @@ pub fn render_text(plan: &Plan) -> String {
             );
         }
     }
+    if let Some(prune) = &plan.prune {
+        out.push('\n');
+        out.push_str(&prune_text(prune));
+    }
     terminal_safe(&out)
+}
+
+/// What `prune` would do, as lines of text.
+pub fn prune_text(prune: &PrunePlan) -> String {
+    let mut out = String::from("Prune:\n");
+    if prune.keep == 0 {
+        out.push_str("  off (publish.keep_versions = 0): every version stays\n");
+        return out;
+    }
+    if let Some(why) = &prune.skipped {
+        let _ = writeln!(out, "  nothing would be pruned this time: {why}");
+        return out;
+    }
+    if prune.remove.is_empty() {
+        let _ = writeln!(
+            out,
+            "  nothing: no unpinned version is older than the newest {}",
+            prune.keep
+        );
+    }
+    for version in &prune.remove {
+        let _ = writeln!(
+            out,
+            "  would take {version} out of SHA256SUMS (older than the newest {}, pinned by no consumer); its files leave storage after the grace period",
+            prune.keep
+        );
+    }
+    for kept in &prune.kept_pinned {
+        let _ = writeln!(
+            out,
+            "  keeps {}: pinned by {}",
+            kept.version,
+            kept.by.join(", ")
+        );
+    }
+    out
 }
 
 fn render_consumer(out: &mut String, consumer: &ConsumerPlan, version: &Version) {

@@ -24,9 +24,9 @@ pub async fn run_step(step: Step, context: &mut StepContext<'_>) -> Result<(), S
         Step::Release => release::run(context).await,
         Step::Consumers => consumers::run(context).await,
         Step::Report => super::report::reply(context).await,
-        Step::Download | Step::Build | Step::Upload | Step::Tracking => Err(StepError::Permanent(
-            format!("a withdraw job has no step {step}"),
-        )),
+        Step::Download | Step::Build | Step::Upload | Step::Prune | Step::Tracking => Err(
+            StepError::Permanent(format!("a withdraw job has no step {step}")),
+        ),
     }
 }
 
