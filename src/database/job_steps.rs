@@ -222,7 +222,7 @@ mod tests {
             JobKind::Build
                 .steps_from(Step::Consumers)
                 .collect::<Vec<_>>(),
-            [Step::Consumers, Step::Tracking, Step::Report]
+            [Step::Consumers, Step::Prune, Step::Tracking, Step::Report]
         );
         assert_eq!(
             JobKind::Withdraw
