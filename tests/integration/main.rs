@@ -37,3 +37,4 @@ mod verify;
 mod verify_hosts;
 mod verify_url;
 mod withdraw;
+mod withdraw_command;
