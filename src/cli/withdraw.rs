@@ -14,7 +14,8 @@ use anyhow::Context;
 use clap::Args;
 
 /// Withdraw a published version: its lines leave SHA256SUMS (re-signed, put in storage and
-/// committed, as a build's change), so no host installs it from then on; its release is
+/// committed, as a build's change), so no host installs it from then on (hosts that
+/// installed it keep it: the README says how to move them back); its release is
 /// marked withdrawn; open consumer pull requests for it are closed, and consumers that pin
 /// it get a pull request to the newest version still listed. Its files stay in storage for
 /// `publish.withdrawn_grace_days`, then go. No release event, dispatch or upstream check

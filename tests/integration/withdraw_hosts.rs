@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::app_server::{comment_payload, github_with_app, start_app_server};
+use crate::app_server::{ISSUE, comment_payload, github_with_app, start_app_server};
 use crate::common::run_ok;
 use crate::fake_github::FakeGitHub;
 use crate::host::{Host, Sysupdate, Transfer};
@@ -74,6 +74,16 @@ impl Published {
         assert_eq!(job["kind"], "withdraw", "{job}");
         assert_eq!(job["version"], version, "{job}");
         assert_eq!(job["state"], "succeeded", "{job}");
+        assert_eq!(self.github.reactions(BUILD_REPO, 790), ["eyes"]);
+        let replies = self.github.comments(BUILD_REPO, ISSUE);
+        let report = &replies.last().unwrap().body;
+        assert!(
+            report.starts_with(&format!(
+                "⛔ Alloy {version} is withdrawn (job #{}",
+                job["id"]
+            )),
+            "{report}"
+        );
     }
 
     /// The base URL hosts read from.
@@ -144,7 +154,10 @@ fn assert_runs_only(host: &Host, published: &Published, version: &str) {
         host.current().as_deref(),
         Some(installed_path(version).as_str())
     );
-    assert_eq!(host.read(&installed_path(version)), published.image(version));
+    assert_eq!(
+        host.read(&installed_path(version)),
+        published.image(version)
+    );
 }
 
 /// After 1.18.0 is withdrawn, a host that never had it installs 1.17.1, the version before
@@ -315,7 +328,11 @@ fn a_host_left_on_a_withdrawn_version_takes_only_a_newer_one(transfer: Transfer)
     let list = host.sysupdate("list");
     assert_eq!(
         list.listed(),
-        ["1.18.0 ✓ current", "1.17.2 ✓ candidate", "1.17.1 ✓ available"],
+        [
+            "1.18.0 ✓ current",
+            "1.17.2 ✓ candidate",
+            "1.17.1 ✓ available"
+        ],
         "{}",
         list.output()
     );
