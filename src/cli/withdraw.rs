@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use alloy_sysext_automation::database::Database;
+use alloy_sysext_automation::database::job_steps::{StepOutcome, StepRun};
 use alloy_sysext_automation::database::jobs::{
     Job, JobKind, JobState, NewJob, Queued, Trigger, TriggerSource,
 };
+use alloy_sysext_automation::database::{DATABASE_FILE, Database};
 use alloy_sysext_automation::server::config::ServerConfig;
 use alloy_sysext_automation::version::Version;
 use alloy_sysext_automation::worker::commands::MAX_REASON_CHARS;
@@ -13,7 +14,8 @@ use anyhow::Context;
 use clap::Args;
 
 /// Withdraw a published version: its lines leave SHA256SUMS (re-signed, put in storage and
-/// committed, as a build's change), so no host installs it from then on; its release is
+/// committed, as a build's change), so no host installs it from then on (hosts that
+/// installed it keep it: the README says how to move them back); its release is
 /// marked withdrawn; open consumer pull requests for it are closed, and consumers that pin
 /// it get a pull request to the newest version still listed. Its files stay in storage for
 /// `publish.withdrawn_grace_days`, then go. No release event, dispatch or upstream check
@@ -60,6 +62,13 @@ pub fn run(args: WithdrawArgs) -> anyhow::Result<()> {
                 config.data_dir.display()
             );
         }
+        let file = config.data_dir.join(DATABASE_FILE);
+        if config.database_url.is_none() && !file.exists() {
+            anyhow::bail!(
+                "DATA_DIR {} has no {DATABASE_FILE}: `serve` has not run with this DATA_DIR (withdraw queues a job for the server, so run it where `serve` runs, with its DATA_DIR and DATABASE_URL)",
+                config.data_dir.display()
+            );
+        }
         let database =
             Database::open_existing(config.database_url.as_deref(), &config.data_dir).await?;
         let operator = std::env::var("USER")
@@ -93,20 +102,25 @@ pub fn run(args: WithdrawArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Follows job `id` until it ends or `wait` passes, printing each step it reaches.
+/// Follows job `id` until it ends or `wait` passes, printing each run of a step once it
+/// has ended, in the order the job ran them (read from its record, so none is missed
+/// between two looks).
 async fn wait_for(database: &Database, id: i64, wait: Duration) -> anyhow::Result<Job> {
     let deadline = Instant::now() + wait;
-    let mut shown_step = None;
+    let mut shown = 0;
     loop {
         let job = database
             .job(id)
             .await?
             .with_context(|| format!("job #{id} is gone from the queue"))?;
-        if job.step != shown_step
-            && let Some(step) = job.step
+        let runs = database.step_runs(id, id).await?;
+        for (_, run) in runs
+            .iter()
+            .skip(shown)
+            .take_while(|(_, run)| run.outcome != StepOutcome::Running)
         {
-            println!("  step {step}");
-            shown_step = job.step;
+            println!("{}", step_line(run));
+            shown += 1;
         }
         if job.state.is_final() {
             return Ok(job);
@@ -122,6 +136,16 @@ async fn wait_for(database: &Database, id: i64, wait: Duration) -> anyhow::Resul
     }
 }
 
+/// `  manifest: ok`, with the attempt when it is not the first.
+fn step_line(run: &StepRun) -> String {
+    let outcome = run.outcome.as_str();
+    if run.attempt > 1 {
+        format!("  {}: {outcome} (attempt {})", run.step, run.attempt)
+    } else {
+        format!("  {}: {outcome}", run.step)
+    }
+}
+
 /// Prints what the job did, or fails with its error.
 fn report(job: &Job) -> anyhow::Result<()> {
     if job.state == JobState::Failed {
@@ -134,7 +158,7 @@ fn report(job: &Job) -> anyhow::Result<()> {
     let result = job.result.clone().unwrap_or_default();
     let done = result.withdrawal.unwrap_or_default();
     println!(
-        "{} is withdrawn: no host installs it from now on",
+        "{} is withdrawn: no host installs it from now on; hosts that installed it keep it",
         job.version
     );
     for file in &done.files {

@@ -56,6 +56,9 @@ pub enum DatabaseError {
     Query(#[from] sqlx::Error),
 }
 
+/// The SQLite file in `DATA_DIR` that holds the database when `DATABASE_URL` is not set.
+pub const DATABASE_FILE: &str = "alloy-sysext.db";
+
 impl Database {
     /// Opens (creating if needed) the database at `url` (`DATABASE_URL`), or the SQLite
     /// file `alloy-sysext.db` in `data_dir`, and brings its schema up to date.
@@ -180,7 +183,7 @@ fn location(
             (options, url.to_owned())
         }
         None => {
-            let file = data_dir.join("alloy-sysext.db");
+            let file = data_dir.join(DATABASE_FILE);
             let shown = file.display().to_string();
             (SqliteConnectOptions::new().filename(file), shown)
         }

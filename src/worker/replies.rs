@@ -460,6 +460,142 @@ fn one_line(text: &str) -> String {
     line
 }
 
+/// The report of a withdraw job that ended well.
+fn withdrawal_done(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
+    let result = job.result.clone().unwrap_or_default();
+    let done = result.withdrawal.clone().unwrap_or_default();
+    let version = &job.version;
+    let mut text = format!("⛔ Alloy {version} is withdrawn (job #{}", job.id);
+    if let Some(askers) = asked_by(askers) {
+        text.push_str(&format!(", asked by {askers}"));
+    }
+    text.push_str(&format!(
+        "): its lines are out of `SHA256SUMS`, so no host installs it from now on. Hosts that \
+         installed it keep it until a newer version is published or they are moved back. A \
+         release, a dispatch or the upstream check never publishes it again; `/rebuild {version}` does.\n\n"
+    ));
+    if !done.files.is_empty() {
+        let files: Vec<String> = done.files.iter().map(|f| code_span(f)).collect();
+        text.push_str(&format!("Taken out: {}.", files.join(", ")));
+        if let Some(after) = &done.files_removed_after {
+            text.push_str(&format!(
+                " The files stay in storage until {} for hosts that were downloading them.",
+                after.get(..16).unwrap_or(after).replace('T', " ")
+            ));
+        }
+        text.push('\n');
+    }
+    if let (Some(Some(release)), Audience::BuildRepository, Some(true)) =
+        (&result.release, audience, done.release_marked)
+    {
+        text.push_str(&format!(
+            "Release marked withdrawn: {}\n",
+            link_or_code(release)
+        ));
+    }
+    match &done.moved_to {
+        Some(to) => text.push_str(&format!(
+            "\nConsumers that pin {version} are moved to {to}, the newest version still listed.\n"
+        )),
+        None => text.push_str(
+            "\nNo version is listed any more: consumers that pin it are left as they are.\n",
+        ),
+    }
+    if audience == Audience::BuildRepository && !done.closed_pull_requests.is_empty() {
+        text.push_str("\nClosed pull requests for it:\n");
+        for url in &done.closed_pull_requests {
+            text.push_str(&format!("- {}\n", link_or_code(url)));
+        }
+    }
+    text.push_str(&consumer_lines(&result, audience));
+    text
+}
+
+/// The report of a withdraw job that failed.
+fn withdrawal_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
+    let version = &job.version;
+    let state = match job.step {
+        None | Some(Step::Manifest) => format!(
+            "`SHA256SUMS` may still list {version}: `/status` shows what is published. Fix the cause and comment `/withdraw {version}` again to finish."
+        ),
+        Some(_) => format!(
+            "{version} is out of `SHA256SUMS`: no host installs it from now on. What failed came after that; fix the cause and comment `/withdraw {version}` again to finish the rest."
+        ),
+    };
+    let asked = asked_by(askers)
+        .map(|a| format!(", asked by {a}"))
+        .unwrap_or_default();
+    let why = match audience {
+        Audience::BuildRepository => code_block(error),
+        Audience::Elsewhere(_) => {
+            "The error is on the build repository's status page.\n".to_owned()
+        }
+    };
+    format!(
+        "❌ Withdrawing Alloy {version} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{state}",
+        job.id,
+        code_span(job.step.map_or("start", Step::as_str)),
+        job.attempts,
+    )
+}
+
+/// The consumers' outcomes, one line each; elsewhere, only that repository's own.
+fn consumer_lines(result: &JobResult, audience: Audience<'_>) -> String {
+    let mut lines = String::new();
+    let consumers: Vec<_> = result
+        .consumers
+        .iter()
+        .flatten()
+        .filter(|consumer| match audience {
+            Audience::BuildRepository => true,
+            Audience::Elsewhere(here) => consumer.repo.eq_ignore_ascii_case(here),
+        })
+        .collect();
+    if !consumers.is_empty() {
+        lines.push_str("\nConsumers:\n");
+        for consumer in consumers {
+            let outcome = &consumer.outcome;
+            let mut line = format!(
+                "- {}: {}",
+                code_span(&consumer.repo),
+                escape(outcome.name())
+            );
+            if let Some(url) = outcome.pull_request() {
+                line.push_str(&format!(" — {}", link_or_code(url)));
+            }
+            if let (Some(error), Audience::BuildRepository) = (outcome.error(), audience) {
+                line.push_str(&format!(" — {}", code_span(&one_line(error))));
+            }
+            lines.push_str(&line);
+            lines.push('\n');
+        }
+    }
+    lines
+}
+
+/// A withdrawn version, when, by whom and why, in Markdown: the login and the reason are
+/// shown as code, so that neither mentions nor links anyone.
+pub fn withdrawal_line(withdrawal: &Withdrawal) -> String {
+    let day = withdrawal.withdrawn_at.get(..10).unwrap_or("");
+    let by = match (withdrawal.source, withdrawal.withdrawn_by.as_deref()) {
+        (TriggerSource::Cli, Some(login)) => {
+            format!(" by {} on the command line", code_span(login))
+        }
+        (TriggerSource::Cli, None) => " on the command line".to_owned(),
+        (_, Some(login)) => format!(" by {}", code_span(login)),
+        (_, None) => String::new(),
+    };
+    let reason = withdrawal
+        .reason
+        .as_deref()
+        .map(|r| format!(": {}", code_span(&one_line(r))))
+        .unwrap_or_default();
+    format!(
+        "**{}** withdrawn on {day}{by} (job #{}){reason}",
+        withdrawal.version, withdrawal.job_id
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,140 +921,4 @@ mod tests {
         assert!(!text.contains("boom"), "{text}");
         assert!(text.contains("asked by @ann"), "{text}");
     }
-}
-
-/// The report of a withdraw job that ended well.
-fn withdrawal_done(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
-    let result = job.result.clone().unwrap_or_default();
-    let done = result.withdrawal.clone().unwrap_or_default();
-    let version = &job.version;
-    let mut text = format!("⛔ Alloy {version} is withdrawn (job #{}", job.id);
-    if let Some(askers) = asked_by(askers) {
-        text.push_str(&format!(", asked by {askers}"));
-    }
-    text.push_str(&format!(
-        "): its lines are out of `SHA256SUMS`, so no host installs it from now on. Hosts that \
-         installed it keep it until a newer version is published or they are moved back. A \
-         release, a dispatch or the upstream check never publishes it again; `/rebuild {version}` does.\n\n"
-    ));
-    if !done.files.is_empty() {
-        let files: Vec<String> = done.files.iter().map(|f| code_span(f)).collect();
-        text.push_str(&format!("Taken out: {}.", files.join(", ")));
-        if let Some(after) = &done.files_removed_after {
-            text.push_str(&format!(
-                " The files stay in storage until {} for hosts that were downloading them.",
-                after.get(..16).unwrap_or(after).replace('T', " ")
-            ));
-        }
-        text.push('\n');
-    }
-    if let (Some(Some(release)), Audience::BuildRepository, Some(true)) =
-        (&result.release, audience, done.release_marked)
-    {
-        text.push_str(&format!(
-            "Release marked withdrawn: {}\n",
-            link_or_code(release)
-        ));
-    }
-    match &done.moved_to {
-        Some(to) => text.push_str(&format!(
-            "\nConsumers that pin {version} are moved to {to}, the newest version still listed.\n"
-        )),
-        None => text.push_str(
-            "\nNo version is listed any more: consumers that pin it are left as they are.\n",
-        ),
-    }
-    if audience == Audience::BuildRepository && !done.closed_pull_requests.is_empty() {
-        text.push_str("\nClosed pull requests for it:\n");
-        for url in &done.closed_pull_requests {
-            text.push_str(&format!("- {}\n", link_or_code(url)));
-        }
-    }
-    text.push_str(&consumer_lines(&result, audience));
-    text
-}
-
-/// The report of a withdraw job that failed.
-fn withdrawal_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
-    let version = &job.version;
-    let state = match job.step {
-        None | Some(Step::Manifest) => format!(
-            "`SHA256SUMS` may still list {version}: `/status` shows what is published. Fix the cause and comment `/withdraw {version}` again to finish."
-        ),
-        Some(_) => format!(
-            "{version} is out of `SHA256SUMS`: no host installs it from now on. What failed came after that; fix the cause and comment `/withdraw {version}` again to finish the rest."
-        ),
-    };
-    let asked = asked_by(askers)
-        .map(|a| format!(", asked by {a}"))
-        .unwrap_or_default();
-    let why = match audience {
-        Audience::BuildRepository => code_block(error),
-        Audience::Elsewhere(_) => {
-            "The error is on the build repository's status page.\n".to_owned()
-        }
-    };
-    format!(
-        "❌ Withdrawing Alloy {version} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{state}",
-        job.id,
-        code_span(job.step.map_or("start", Step::as_str)),
-        job.attempts,
-    )
-}
-
-/// The consumers' outcomes, one line each; elsewhere, only that repository's own.
-fn consumer_lines(result: &JobResult, audience: Audience<'_>) -> String {
-    let mut lines = String::new();
-    let consumers: Vec<_> = result
-        .consumers
-        .iter()
-        .flatten()
-        .filter(|consumer| match audience {
-            Audience::BuildRepository => true,
-            Audience::Elsewhere(here) => consumer.repo.eq_ignore_ascii_case(here),
-        })
-        .collect();
-    if !consumers.is_empty() {
-        lines.push_str("\nConsumers:\n");
-        for consumer in consumers {
-            let outcome = &consumer.outcome;
-            let mut line = format!(
-                "- {}: {}",
-                code_span(&consumer.repo),
-                escape(outcome.name())
-            );
-            if let Some(url) = outcome.pull_request() {
-                line.push_str(&format!(" — {}", link_or_code(url)));
-            }
-            if let (Some(error), Audience::BuildRepository) = (outcome.error(), audience) {
-                line.push_str(&format!(" — {}", code_span(&one_line(error))));
-            }
-            lines.push_str(&line);
-            lines.push('\n');
-        }
-    }
-    lines
-}
-
-/// A withdrawn version, when, by whom and why, in Markdown: the login and the reason are
-/// shown as code, so that neither mentions nor links anyone.
-pub fn withdrawal_line(withdrawal: &Withdrawal) -> String {
-    let day = withdrawal.withdrawn_at.get(..10).unwrap_or("");
-    let by = match (withdrawal.source, withdrawal.withdrawn_by.as_deref()) {
-        (TriggerSource::Cli, Some(login)) => {
-            format!(" by {} on the command line", code_span(login))
-        }
-        (TriggerSource::Cli, None) => " on the command line".to_owned(),
-        (_, Some(login)) => format!(" by {}", code_span(login)),
-        (_, None) => String::new(),
-    };
-    let reason = withdrawal
-        .reason
-        .as_deref()
-        .map(|r| format!(": {}", code_span(&one_line(r))))
-        .unwrap_or_default();
-    format!(
-        "**{}** withdrawn on {day}{by} (job #{}){reason}",
-        withdrawal.version, withdrawal.job_id
-    )
 }

@@ -20,13 +20,18 @@ use crate::status_page::wait_for_job;
 use crate::test_app::add_upstream_alloy;
 
 /// Where an image is installed on a host.
-fn installed_path(version: &str) -> String {
+pub(crate) fn installed_path(version: &str) -> String {
     format!("/opt/extensions/alloy/alloy-{version}-amd64.raw")
 }
 
 /// Asks the server to build `version` with a `/build` comment by a writer, and waits until
 /// that job has succeeded. Returns the job.
-fn build_by_comment(server: &Server, github: &FakeGitHub, comment_id: u64, version: &str) -> Value {
+pub(crate) fn build_by_comment(
+    server: &Server,
+    github: &FakeGitHub,
+    comment_id: u64,
+    version: &str,
+) -> Value {
     github.set_permission(BUILD_REPO, "writer", "write");
     let body = comment_payload(comment_id, "writer", &format!("/build {version}"));
     let delivery = format!("d-build-{comment_id}");
@@ -38,7 +43,7 @@ fn build_by_comment(server: &Server, github: &FakeGitHub, comment_id: u64, versi
 }
 
 /// The sha256 the job recorded for its amd64 image.
-fn built_sha256(job: &Value) -> String {
+pub(crate) fn built_sha256(job: &Value) -> String {
     job["result"]["images"]
         .as_array()
         .unwrap()
@@ -50,7 +55,7 @@ fn built_sha256(job: &Value) -> String {
         .to_owned()
 }
 
-fn assert_updated(run: &Sysupdate) {
+pub(crate) fn assert_updated(run: &Sysupdate) {
     assert!(
         run.success,
         "systemd-sysupdate update failed:\n{}",
@@ -67,7 +72,7 @@ fn assert_refused(run: &Sysupdate) {
 }
 
 /// A host that trusts the server's signing key and reads from `base_url` with `transfer`.
-fn host_for(transfer: Transfer, base_url: &str) -> Host {
+pub(crate) fn host_for(transfer: Transfer, base_url: &str) -> Host {
     let host = Host::new();
     host.trust(&ed25519_keys().public());
     host.configure(transfer, base_url);

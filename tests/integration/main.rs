@@ -38,3 +38,5 @@ mod verify;
 mod verify_hosts;
 mod verify_url;
 mod withdraw;
+mod withdraw_command;
+mod withdraw_hosts;

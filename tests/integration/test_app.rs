@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use alloy_sysext_automation::arch::Arch;
 use sha2::{Digest, Sha256};
 
-use crate::common::{ed25519_keys, fixture, upstream_zip};
+use crate::common::{ed25519_keys, fake_binary, fixture, write_zip};
 use crate::fake_github::{Asset, FakeGitHub};
 use crate::serve_process::SECRET;
 
@@ -49,8 +49,16 @@ pub fn app_env(github: &FakeGitHub, config: &Path) -> Vec<(&'static str, String)
 /// Publishes Alloy `version` upstream (`grafana/alloy`, tag `v<version>`) with a stand-in
 /// amd64 zip and its digest.
 pub fn add_upstream_alloy(github: &FakeGitHub, version: &str) {
+    add_upstream_alloy_from_seed(github, version, 7);
+}
+
+/// As [`add_upstream_alloy`], with a stand-in binary made from `seed`: versions published
+/// with different seeds get images that differ, so a host's file tells which one it has.
+pub fn add_upstream_alloy_from_seed(github: &FakeGitHub, version: &str, seed: u64) {
     let work = tempfile::tempdir().unwrap();
-    let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
+    let zip = work.path().join("alloy-linux-amd64.zip");
+    let binary = fake_binary(Arch::Amd64, 256 << 10, seed);
+    write_zip(&zip, &[("alloy-linux-amd64", &binary)]);
     let zip = fs::read(zip).unwrap();
     github.add_release(
         "grafana/alloy",

@@ -40,7 +40,7 @@ fn comment(id: u64, body: &str) -> Vec<u8> {
 
 /// The manifest as hosts read it from the bucket, checked against its signature as
 /// systemd-sysupdate checks it, and the same as the build repository's.
-fn signed_manifest(world: &World) -> String {
+pub(crate) fn signed_manifest(world: &World) -> String {
     let (manifest, _) = world.s3.object("SHA256SUMS").unwrap();
     let (signature, _) = world.s3.object("SHA256SUMS.gpg").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -69,7 +69,7 @@ fn signed_manifest(world: &World) -> String {
 
 /// Publishes 1.18.0 with the release event; INFISICAL then merges its pull request (its
 /// base branch pins 1.18.0), GHOST leaves its own open.
-fn published_world() -> (World, Server) {
+pub(crate) fn published_world() -> (World, Server) {
     let world = World::new();
     let server = world.start_server();
     server.deliver("release-1", "release", &world.release_payload());
