@@ -175,6 +175,35 @@ pub(crate) fn wait_for_jobs(server: &Server, count: usize) -> Vec<Value> {
     jobs
 }
 
+/// The manifest as hosts read it from the bucket, checked against its signature as
+/// systemd-sysupdate checks it, and the same as the build repository's.
+pub(crate) fn signed_manifest(world: &World) -> String {
+    let (manifest, _) = world.s3.object("SHA256SUMS").unwrap();
+    let (signature, _) = world.s3.object("SHA256SUMS.gpg").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("SHA256SUMS"), &manifest).unwrap();
+    fs::write(dir.path().join("SHA256SUMS.gpg"), &signature).unwrap();
+    let gpg = Gpg::new();
+    let keyring = gpg.keyring(&ed25519_keys().public());
+    assert!(gpg.sysupdate_verify(
+        &keyring,
+        &dir.path().join("SHA256SUMS.gpg"),
+        &dir.path().join("SHA256SUMS")
+    ));
+    assert_eq!(
+        world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap(),
+        manifest
+    );
+    assert_eq!(
+        world
+            .github
+            .file(BUILD_REPO, "main", "SHA256SUMS.gpg")
+            .unwrap(),
+        signature
+    );
+    String::from_utf8(manifest).unwrap()
+}
+
 /// `job` has published 1.18.0: in the bucket, in the build repository, as a release, in a
 /// pull request per consumer, and in the report the tracking issue is closed with.
 pub(crate) fn assert_published(world: &World, job: &Value) {
@@ -210,30 +239,8 @@ pub(crate) fn assert_published(world: &World, job: &Value) {
     for line in original.lines() {
         assert!(manifest_text.contains(line), "{line} was lost");
     }
-    // Hosts accept the bucket's manifest signature, checked as systemd-sysupdate does.
-    let (signature, _) = world.s3.object("SHA256SUMS.gpg").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("SHA256SUMS"), &manifest).unwrap();
-    fs::write(dir.path().join("SHA256SUMS.gpg"), &signature).unwrap();
-    let gpg = Gpg::new();
-    let keyring = gpg.keyring(&ed25519_keys().public());
-    assert!(gpg.sysupdate_verify(
-        &keyring,
-        &dir.path().join("SHA256SUMS.gpg"),
-        &dir.path().join("SHA256SUMS")
-    ));
-    // The repository holds the same manifest, and the signature of it.
-    assert_eq!(
-        world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap(),
-        manifest
-    );
-    assert_eq!(
-        world
-            .github
-            .file(BUILD_REPO, "main", "SHA256SUMS.gpg")
-            .unwrap(),
-        signature
-    );
+    // Hosts accept the bucket's manifest signature, and the repository holds the same.
+    assert_eq!(signed_manifest(world), manifest_text);
 
     let releases = world.github.releases(BUILD_REPO);
     assert_eq!(releases.len(), 1);

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::pipeline::{
-    BUILD_REPO, GHOST, INFISICAL, INFISICAL_PATH, RELEASE_KEY, VERSION, World, wait_for_jobs,
+    BUILD_REPO, GHOST, INFISICAL, INFISICAL_PATH, RELEASE_KEY, VERSION, World, signed_manifest,
+    wait_for_jobs,
 };
 use crate::plan::plan_command;
 
@@ -29,27 +30,6 @@ fn world_keeping_five() -> World {
     )
     .unwrap();
     world
-}
-
-/// The manifest in the bucket, checked as hosts check it, and the same in the repository.
-fn signed_manifest(world: &World) -> String {
-    let (manifest, _) = world.s3.object("SHA256SUMS").unwrap();
-    let (signature, _) = world.s3.object("SHA256SUMS.gpg").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("SHA256SUMS"), &manifest).unwrap();
-    fs::write(dir.path().join("SHA256SUMS.gpg"), &signature).unwrap();
-    let gpg = Gpg::new();
-    let keyring = gpg.keyring(&ed25519_keys().public());
-    assert!(gpg.sysupdate_verify(
-        &keyring,
-        &dir.path().join("SHA256SUMS.gpg"),
-        &dir.path().join("SHA256SUMS")
-    ));
-    assert_eq!(
-        world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap(),
-        manifest
-    );
-    String::from_utf8(manifest).unwrap()
 }
 
 fn versions(manifest: &str) -> Vec<String> {

@@ -4,14 +4,13 @@
 //! requests for it and moves consumers that pin it back; a release event for it is refused
 //! from then on, and `/rebuild` brings it back.
 
-use std::fs;
-
 use alloy_sysext_automation::database::Database;
 use alloy_sysext_automation::database::storage_removals::{RemovalReason, StorageRemoval};
 use serde_json::{Value, json};
 
-use crate::common::*;
-use crate::pipeline::{BUILD_REPO, GHOST, INFISICAL, INFISICAL_PATH, World, wait_for_jobs};
+use crate::pipeline::{
+    BUILD_REPO, GHOST, INFISICAL, INFISICAL_PATH, World, signed_manifest, wait_for_jobs,
+};
 use crate::serve_process::Server;
 
 const WITHDRAWN_BRANCH: &str = "feature/update-alloy-sysext-to-1.18.0";
@@ -36,35 +35,6 @@ fn comment(id: u64, body: &str) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-/// The manifest as hosts read it from the bucket, checked against its signature as
-/// systemd-sysupdate checks it, and the same as the build repository's.
-pub(crate) fn signed_manifest(world: &World) -> String {
-    let (manifest, _) = world.s3.object("SHA256SUMS").unwrap();
-    let (signature, _) = world.s3.object("SHA256SUMS.gpg").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("SHA256SUMS"), &manifest).unwrap();
-    fs::write(dir.path().join("SHA256SUMS.gpg"), &signature).unwrap();
-    let gpg = Gpg::new();
-    let keyring = gpg.keyring(&ed25519_keys().public());
-    assert!(gpg.sysupdate_verify(
-        &keyring,
-        &dir.path().join("SHA256SUMS.gpg"),
-        &dir.path().join("SHA256SUMS")
-    ));
-    assert_eq!(
-        world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap(),
-        manifest
-    );
-    assert_eq!(
-        world
-            .github
-            .file(BUILD_REPO, "main", "SHA256SUMS.gpg")
-            .unwrap(),
-        signature
-    );
-    String::from_utf8(manifest).unwrap()
 }
 
 /// Publishes 1.18.0 with the release event; INFISICAL then merges its pull request (its

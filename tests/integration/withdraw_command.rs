@@ -8,9 +8,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::common::*;
+use crate::pipeline::signed_manifest;
 use crate::pipeline::{BUILD_REPO, World, wait_for_jobs};
 use crate::test_app::app_env;
-use crate::withdraw::{published_world, signed_manifest};
+use crate::withdraw::published_world;
 
 /// `withdraw` with the environment the server of `world` gets, run by the operator `ops`.
 fn withdraw_command(world: &World, args: &[&str]) -> Command {
