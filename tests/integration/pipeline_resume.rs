@@ -188,6 +188,7 @@ fn a_kill_in_the_manifest_step_with_the_work_directory_gone_builds_again_and_com
             "manifest",
             "release",
             "consumers",
+            "prune",
             "tracking",
             "report"
         ],

@@ -151,7 +151,7 @@ fn a_dry_run_comment_replies_with_the_plan_and_changes_nothing_else() {
     );
     // The public consumer with its exact diff; the private one as one line, unnamed.
     let ghost = format!(
-        "**Consumers**\n\n- `{GHOST}` (configured) `{GHOST_PATH}`, branch `feature/update-alloy-sysext-to-1.18.0` onto `develop`\n  would open a pull request: 1.14.2 → 1.18.0\n\n```diff\n{}\n```\n\n- a repository this comment's readers may not see: would open a pull request\n",
+        "**Consumers**\n\n- `{GHOST}` (configured) `{GHOST_PATH}`, branch `feature/update-alloy-sysext-to-1.18.0` onto `develop`\n  would open a pull request: 1.14.2 → 1.18.0\n\n```diff\n{}\n```\n\n- a repository this comment's readers may not see: would open a pull request\n\n**Prune**: off (`publish.keep_versions = 0`)\n",
         ghost_diff(GHOST_PATH, &sha256).join("\n")
     );
     assert!(reply.ends_with(&ghost), "{reply:?}\n{ghost:?}");
