@@ -1,15 +1,18 @@
 //! A local directory as storage, for servers without a bucket: the server's own file route
 //! serves it (and sets Cache-Control; nothing here stores it).
 //!
-//! A file is written under a temporary name in its final directory, synced, and renamed, so
-//! a reader sees the old file or the new one, never a part.
+//! A file is written (put or copied) under a temporary name in its final directory, synced,
+//! and renamed, so a reader sees the old file or the new one, never a part.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{DeleteOutcome, PutOutcome, PutRequest, StorageError, checked_sha256, validate_key};
+use super::{
+    CopyOutcome, DeleteOutcome, PutOutcome, PutRequest, StorageError, checked_copy_keys,
+    checked_sha256, validate_key,
+};
 use crate::artifacts::digest::sha256_hex;
 
 /// Files under `root`, one per key (a key's `/` makes subdirectories).
@@ -112,6 +115,43 @@ impl LocalStorage {
             .await
             .map_err(|e| StorageError::io(format!("deleting {key}"), io::Error::other(e)))?
     }
+
+    /// Copies the file stored under `from` to `to` (making `to`'s directories), replacing
+    /// any file there, through a temporary file and a rename like [`Self::put_file`]. A
+    /// missing source is [`CopyOutcome::SourceAbsent`], and nothing is created then.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<CopyOutcome, StorageError> {
+        checked_copy_keys(from, to)?;
+        let source = self.root.join(from);
+        let destination = self.root.join(to);
+        let root = self.root.clone();
+        let context = format!("copying {from} to {to}");
+        tokio::task::spawn_blocking(move || copy_blocking(&source, &root, &destination))
+            .await
+            .map_err(|e| StorageError::io(context, io::Error::other(e)))?
+    }
+}
+
+fn copy_blocking(
+    source: &Path,
+    root: &Path,
+    destination: &Path,
+) -> Result<CopyOutcome, StorageError> {
+    let mut input = match File::open(source) {
+        Ok(input) => input,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CopyOutcome::SourceAbsent),
+        Err(e) => return Err(StorageError::io(format!("reading {}", source.display()), e)),
+    };
+    let metadata = input
+        .metadata()
+        .map_err(|e| StorageError::io(format!("reading {}", source.display()), e))?;
+    if !metadata.is_file() {
+        return Err(StorageError::io(
+            format!("reading {}", source.display()),
+            io::Error::other("it is not a file"),
+        ));
+    }
+    write_atomically(&mut input, source, root, destination)?;
+    Ok(CopyOutcome::Copied)
 }
 
 fn delete_blocking(path: &Path) -> Result<DeleteOutcome, StorageError> {
@@ -144,6 +184,23 @@ fn put_blocking(
     {
         return Ok(PutOutcome::Unchanged);
     }
+    let mut input =
+        File::open(source).map_err(|e| StorageError::io(context("reading", source), e))?;
+    write_atomically(&mut input, source, root, destination)?;
+    Ok(PutOutcome::Uploaded)
+}
+
+/// Writes what `input` (the file at `source`) holds to `destination`, under `root`: to a
+/// temporary file (`.<name>.<random>.tmp`, which [`LocalStorage::remove_leftovers`] removes)
+/// in the destination's directory, made with its parents, readable by all, synced and then
+/// renamed into place, the directory synced after.
+fn write_atomically(
+    input: &mut File,
+    source: &Path,
+    root: &Path,
+    destination: &Path,
+) -> Result<(), StorageError> {
+    let context = |what: &str, path: &Path| format!("{what} {}", path.display());
     let directory = destination
         .parent()
         .expect("a key makes a path with a parent");
@@ -163,16 +220,15 @@ fn put_blocking(
         .suffix(".tmp")
         .tempfile_in(directory)
         .map_err(|e| StorageError::io(context("creating a temporary file in", directory), e))?;
-    let write = |temporary: &mut tempfile::NamedTempFile| -> io::Result<()> {
-        let mut input = File::open(source)?;
-        io::copy(&mut input, temporary)?;
+    let write = |input: &mut File, temporary: &mut tempfile::NamedTempFile| -> io::Result<()> {
+        io::copy(input, temporary)?;
         temporary.flush()?;
         temporary
             .as_file()
             .set_permissions(fs::Permissions::from_mode(0o644))?;
         temporary.as_file().sync_all()
     };
-    write(&mut temporary).map_err(|e| {
+    write(input, &mut temporary).map_err(|e| {
         StorageError::io(
             format!(
                 "copying {} to {}",
@@ -188,7 +244,7 @@ fn put_blocking(
     File::open(directory)
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::io(context("syncing", directory), e))?;
-    Ok(PutOutcome::Uploaded)
+    Ok(())
 }
 
 /// Whether `path` is a file of `size` bytes with `sha256`.

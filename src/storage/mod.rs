@@ -2,7 +2,9 @@
 //! none is configured, a local directory.
 //!
 //! Both skip an object that is already there with the same content, so publishing the same
-//! build twice sends nothing, both take a delete of a missing object as done, and both refuse
+//! build twice sends nothing, both take a delete of a missing object as done, both copy an
+//! object to another key inside the bucket or directory (promoting a version from one
+//! channel's prefix to the next) and tell a missing source from a failure, and both refuse
 //! keys that could name something outside the bucket or directory (`..`, a leading `/`,
 //! backslashes, NULs) before any request or file access.
 
@@ -20,9 +22,11 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Cache-Control for files that change with every release: `SHA256SUMS`, `SHA256SUMS.gpg`.
 pub const SHORT_LIVED: &str = "public, max-age=300";
 
-/// How long caches may keep the published file `name`: the manifest and its signature
-/// change with every release, everything else never changes under its name.
-pub fn cache_control_of(name: &str) -> &'static str {
+/// How long caches may keep the published file `key`: the manifest and its signature
+/// change with every release, everything else never changes under its name. Judged by the
+/// key's last path segment, so a channel's `canary/SHA256SUMS` is a manifest too.
+pub fn cache_control_of(key: &str) -> &'static str {
+    let name = file_name_of(key);
     if name == crate::artifacts::MANIFEST_FILE || name == crate::artifacts::MANIFEST_SIGNATURE_FILE
     {
         SHORT_LIVED
@@ -31,8 +35,9 @@ pub fn cache_control_of(name: &str) -> &'static str {
     }
 }
 
-/// The Content-Type of the published file `name`.
-pub fn content_type_of(name: &str) -> &'static str {
+/// The Content-Type of the published file `key`, judged by its last path segment.
+pub fn content_type_of(key: &str) -> &'static str {
+    let name = file_name_of(key);
     if name.ends_with(".asc") || name.ends_with(".gpg") {
         "application/pgp-signature"
     } else if name.ends_with(".sha256") || name == crate::artifacts::MANIFEST_FILE {
@@ -40,6 +45,11 @@ pub fn content_type_of(name: &str) -> &'static str {
     } else {
         "application/octet-stream"
     }
+}
+
+/// The last path segment of `key`: `SHA256SUMS` for `canary/SHA256SUMS`.
+fn file_name_of(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
 }
 
 /// One file to publish under `key`.
@@ -69,6 +79,16 @@ pub enum DeleteOutcome {
     Removed,
     /// There was no object under this key: nothing to do.
     Absent,
+}
+
+/// What a copy did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyOutcome {
+    /// The destination holds the source's content now (in a bucket, with the source's
+    /// Content-Type, Cache-Control and sha256 metadata), replacing what was there.
+    Copied,
+    /// There is no object under the source key: nothing was written.
+    SourceAbsent,
 }
 
 /// A failed storage operation. Messages name the operation and key, never a credential.
@@ -248,6 +268,18 @@ impl Storage {
         }
     }
 
+    /// Copies the object stored under `from` to `to`, replacing any object there, inside
+    /// the same bucket or directory. A missing source is no error
+    /// ([`CopyOutcome::SourceAbsent`]), so the caller can name the file that is gone; a
+    /// missing bucket is. Both keys are checked before any request, and a copy onto itself
+    /// is refused.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<CopyOutcome, StorageError> {
+        match self {
+            Storage::S3(s3) => s3.copy(from, to).await,
+            Storage::Local(local) => local.copy(from, to).await,
+        }
+    }
+
     /// Where files go, for logs and the status page: `s3 bucket B at https://… (path
     /// style)` or `directory /x/images`. Never a secret.
     pub fn describe(&self) -> String {
@@ -300,6 +332,20 @@ pub fn validate_key(key: &str) -> Result<(), StorageError> {
         .any(|segment| segment.is_empty() || segment == ".")
     {
         return refuse("it has an empty or '.' path segment");
+    }
+    Ok(())
+}
+
+/// Checks both keys of a copy, and that they differ: S3 refuses a copy onto itself that
+/// changes nothing, and in a directory it would be a rename of a file to its own name.
+pub(crate) fn checked_copy_keys(from: &str, to: &str) -> Result<(), StorageError> {
+    validate_key(from)?;
+    validate_key(to)?;
+    if from == to {
+        return Err(StorageError::InvalidRequest {
+            key: to.to_owned(),
+            reason: "it is also the key copied from".to_owned(),
+        });
     }
     Ok(())
 }
@@ -365,6 +411,91 @@ mod tests {
         ] {
             validate_key(key).unwrap();
         }
+    }
+
+    #[test]
+    fn headers_follow_the_last_path_segment_of_the_key() {
+        for prefix in ["", "canary/", "channels/beta/"] {
+            let of = |name: &str| format!("{prefix}{name}");
+            assert_eq!(cache_control_of(&of("SHA256SUMS")), SHORT_LIVED, "{prefix}");
+            assert_eq!(
+                cache_control_of(&of("SHA256SUMS.gpg")),
+                SHORT_LIVED,
+                "{prefix}"
+            );
+            for immutable in [
+                "alloy-1.2.3-amd64.raw",
+                "alloy-1.2.3-amd64.raw.sha256",
+                "alloy-1.2.3-amd64.raw.asc",
+                "SHA256SUMS.sha256",
+            ] {
+                assert_eq!(
+                    cache_control_of(&of(immutable)),
+                    IMMUTABLE,
+                    "{prefix}{immutable}"
+                );
+            }
+            assert_eq!(
+                content_type_of(&of("SHA256SUMS")),
+                "text/plain; charset=utf-8"
+            );
+            assert_eq!(
+                content_type_of(&of("SHA256SUMS.gpg")),
+                "application/pgp-signature"
+            );
+            assert_eq!(
+                content_type_of(&of("alloy-1.2.3-amd64.raw.asc")),
+                "application/pgp-signature"
+            );
+            assert_eq!(
+                content_type_of(&of("alloy-1.2.3-amd64.raw.sha256")),
+                "text/plain; charset=utf-8"
+            );
+            assert_eq!(
+                content_type_of(&of("alloy-1.2.3-amd64.raw")),
+                "application/octet-stream"
+            );
+        }
+        // Only the whole last segment counts: a directory named like the manifest, or a
+        // file whose name merely ends like it, is not one.
+        assert_eq!(
+            cache_control_of("SHA256SUMS/alloy-1.2.3-amd64.raw"),
+            IMMUTABLE
+        );
+        assert_eq!(cache_control_of("canary/old-SHA256SUMS"), IMMUTABLE);
+        assert_eq!(
+            content_type_of("SHA256SUMS/alloy-1.2.3-amd64.raw"),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type_of("canary/old-SHA256SUMS"),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn a_copy_needs_two_valid_and_different_keys() {
+        checked_copy_keys("canary/alloy-1.2.3-amd64.raw", "alloy-1.2.3-amd64.raw").unwrap();
+        // The refused key is named, whichever of the two it is.
+        for (from, to, refused) in [
+            ("../x", "x", "../x"),
+            ("x", "../x", "../x"),
+            ("canary/x", "/x", "/x"),
+            ("", "x", ""),
+            ("x", "", ""),
+        ] {
+            let error = checked_copy_keys(from, to).unwrap_err();
+            assert!(
+                matches!(&error, StorageError::InvalidKey { key, .. } if key == refused),
+                "{from:?} -> {to:?}: {error}"
+            );
+        }
+        let error = checked_copy_keys("canary/x", "canary/x").unwrap_err();
+        assert!(!error.is_transient());
+        assert_eq!(
+            error.to_string(),
+            "refused to store \"canary/x\": it is also the key copied from"
+        );
     }
 
     #[test]
