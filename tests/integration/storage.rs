@@ -7,7 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use alloy_sysext_automation::storage::{
-    DeleteOutcome, IMMUTABLE, PutOutcome, PutRequest, SHORT_LIVED, Storage, StorageError,
+    CopyOutcome, DeleteOutcome, IMMUTABLE, PutOutcome, PutRequest, SHORT_LIVED, Storage,
+    StorageError, cache_control_of, content_type_of,
 };
 use sha2::{Digest, Sha256};
 
@@ -588,6 +589,485 @@ async fn a_delete_refuses_hostile_keys_before_any_request() {
     }
     assert_eq!(s3.request_count(), 0, "{:?}", s3.requests());
     assert_eq!(s3.keys(), ["outside"]);
+}
+
+/// The request for the file at `path` under `key` as the pipeline puts it: Content-Type and
+/// Cache-Control from the key.
+fn published<'a>(key: &'a str, path: &'a Path, sha256: &'a str) -> PutRequest<'a> {
+    PutRequest {
+        key,
+        path,
+        sha256,
+        content_type: content_type_of(key),
+        cache_control: cache_control_of(key),
+    }
+}
+
+/// The headers of a stored object that make it "the same file" to a later put.
+fn identity(headers: &HashMap<String, String>) -> [&str; 4] {
+    [
+        "content-type",
+        "cache-control",
+        "x-amz-meta-sha256",
+        "content-length",
+    ]
+    .map(|name| headers.get(name).map_or("(none)", String::as_str))
+}
+
+#[tokio::test]
+async fn a_copied_object_is_the_uploaded_one_and_a_later_put_of_it_is_skipped() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    let dir = tempfile::tempdir().unwrap();
+    let (image, image_digest) = file(dir.path(), "image", b"squashfs image bytes");
+    let (manifest, manifest_digest) = file(dir.path(), "SHA256SUMS", b"abc  alloy.raw\n");
+    let files = [
+        ("alloy-1.2.3-amd64.raw", &image, &image_digest),
+        ("SHA256SUMS", &manifest, &manifest_digest),
+    ];
+    for (name, path, digest) in files {
+        let key = format!("canary/{name}");
+        assert_eq!(
+            storage
+                .put_file(&published(&key, path, digest))
+                .await
+                .unwrap(),
+            PutOutcome::Uploaded
+        );
+    }
+    let puts = s3.put_count();
+
+    // To the next channel's prefix, and to the bucket's root (the last channel's place).
+    for to_prefix in ["beta/", ""] {
+        for (name, path, digest) in files {
+            let (from, to) = (format!("canary/{name}"), format!("{to_prefix}{name}"));
+            let before = s3.request_count();
+            assert_eq!(storage.copy(&from, &to).await.unwrap(), CopyOutcome::Copied);
+            // One request: the server copies, no byte passes through the client.
+            let requests = &s3.requests()[before..];
+            assert_eq!(requests.len(), 1, "{requests:?}");
+            assert_eq!(requests[0].method, "PUT");
+            assert_eq!(
+                requests[0].target,
+                format!("/{BUCKET}/{to}?x-id=CopyObject")
+            );
+            assert_eq!(
+                requests[0].headers["x-amz-copy-source"],
+                format!("{BUCKET}/{from}")
+            );
+            assert_eq!(requests[0].headers["x-amz-metadata-directive"], "COPY");
+            assert_eq!(requests[0].status, 200);
+
+            let (source_data, source_headers) = s3.object(&from).unwrap();
+            let (data, headers) = s3.object(&to).unwrap();
+            assert_eq!(data, source_data);
+            assert_eq!(identity(&headers), identity(&source_headers));
+            assert_eq!(
+                storage.get(&to).await.unwrap().unwrap(),
+                fs::read(path).unwrap()
+            );
+
+            // The same file put at the destination, as a publish of that channel would:
+            // a HEAD finds it there, nothing is sent.
+            let before = s3.request_count();
+            let request = published(&to, path, digest);
+            assert!(storage.holds(&request).await.unwrap(), "{to}");
+            assert_eq!(
+                storage.put_file(&request).await.unwrap(),
+                PutOutcome::Unchanged,
+                "{to}"
+            );
+            assert_eq!(methods_since(&s3, before), ["HEAD", "HEAD"], "{to}");
+        }
+    }
+    // The copies' headers are the ones the keys call for.
+    let headers = s3.object("beta/SHA256SUMS").unwrap().1;
+    assert_eq!(headers["cache-control"], SHORT_LIVED);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(headers["x-amz-meta-sha256"], manifest_digest);
+    let headers = s3.object("alloy-1.2.3-amd64.raw").unwrap().1;
+    assert_eq!(headers["cache-control"], IMMUTABLE);
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    assert_eq!(headers["x-amz-meta-sha256"], image_digest);
+    // Four copies (the proxy counts them as writes), no upload; the sources stay.
+    assert_eq!(s3.put_count(), puts + 4);
+    assert_eq!(
+        s3.keys(),
+        [
+            "SHA256SUMS",
+            "alloy-1.2.3-amd64.raw",
+            "beta/SHA256SUMS",
+            "beta/alloy-1.2.3-amd64.raw",
+            "canary/SHA256SUMS",
+            "canary/alloy-1.2.3-amd64.raw",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_copy_source_is_url_encoded_as_s3_reads_it() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    // A `+` left as it is would read as a space, a `?` as the start of a version id.
+    let from = "canary/alloy 1.2.3+build.1?x=ü-amd64.raw";
+    let to = "stable/alloy 1.2.3+build.1?x=ü-amd64.raw";
+    s3.put_raw(from, b"bytes", &[]);
+    let before = s3.request_count();
+    assert_eq!(storage.copy(from, to).await.unwrap(), CopyOutcome::Copied);
+    assert_eq!(
+        s3.requests()[before].headers["x-amz-copy-source"],
+        format!("{BUCKET}/canary/alloy%201.2.3%2Bbuild.1%3Fx%3D%C3%BC-amd64.raw")
+    );
+    assert_eq!(s3.object(to).unwrap().0, b"bytes");
+    assert_eq!(s3.keys(), [from, to]);
+}
+
+#[tokio::test]
+async fn a_copy_of_a_missing_source_is_source_absent_and_creates_nothing() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    s3.put_raw("beta/alloy-1.2.3-amd64.raw", b"beta's own", &[]);
+    for (from, to) in [
+        ("canary/alloy-1.2.3-amd64.raw", "alloy-1.2.3-amd64.raw"),
+        // A destination that exists is left as it is.
+        ("canary/alloy-1.2.3-amd64.raw", "beta/alloy-1.2.3-amd64.raw"),
+    ] {
+        let before = s3.request_count();
+        assert_eq!(
+            storage.copy(from, to).await.unwrap(),
+            CopyOutcome::SourceAbsent
+        );
+        assert_eq!(methods_since(&s3, before), ["PUT"]);
+        assert_eq!(s3.requests()[before].status, 404);
+    }
+    assert_eq!(s3.keys(), ["beta/alloy-1.2.3-amd64.raw"]);
+    assert_eq!(
+        s3.object("beta/alloy-1.2.3-amd64.raw").unwrap().0,
+        b"beta's own"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_in_a_missing_bucket_is_a_permanent_error_not_an_absent_source() {
+    let s3 = S3Server::start();
+    let mut env: HashMap<&str, String> = s3.env().into_iter().collect();
+    env.insert("R2_BUCKET", "no-such-bucket".to_owned());
+    let storage =
+        Storage::from_env(|name| env.get(name).cloned(), Path::new("/nonexistent")).unwrap();
+    let error = storage
+        .copy("canary/alloy-1.2.3-amd64.raw", "alloy-1.2.3-amd64.raw")
+        .await
+        .unwrap_err();
+    assert!(!error.is_transient(), "{error}");
+    assert!(
+        matches!(
+            &error,
+            StorageError::Remote { operation: "COPY", key, .. } if key == "canary/alloy-1.2.3-amd64.raw"
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().starts_with(
+            "S3 COPY of \"canary/alloy-1.2.3-amd64.raw\" failed: to \"alloy-1.2.3-amd64.raw\": HTTP 404, NoSuchBucket"
+        ),
+        "{error}"
+    );
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(SECRET_ACCESS_KEY), "{shown}");
+        assert!(!shown.contains(ACCESS_KEY_ID), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_copy_is_transient_names_both_keys_and_can_be_made_again() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    let (from, to) = ("canary/alloy-1.2.3-amd64.raw", "alloy-1.2.3-amd64.raw");
+    s3.put_raw(from, b"image", &[]);
+    // Refused for as long as the SDK retries (3 attempts).
+    s3.fail_matching(3, "PUT", &format!("/{BUCKET}/{to}"));
+    let error = storage.copy(from, to).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "S3 COPY of {from:?} failed: to {to:?}: HTTP 503, SlowDown"
+        )),
+        "{error}"
+    );
+    assert_eq!(s3.keys(), [from]);
+    assert_eq!(methods_since(&s3, 0), ["PUT", "PUT", "PUT"]);
+
+    assert_eq!(storage.copy(from, to).await.unwrap(), CopyOutcome::Copied);
+    assert_eq!(s3.object(to).unwrap().0, b"image");
+}
+
+#[tokio::test]
+async fn a_copy_replaces_what_the_destination_held() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, digest) = file(dir.path(), "image", b"rebuilt image");
+    let (from, to) = ("canary/alloy-1.2.3-amd64.raw", "alloy-1.2.3-amd64.raw");
+    storage
+        .put_file(&published(from, &path, &digest))
+        .await
+        .unwrap();
+    // An older object under the destination, with other headers and no sha256 metadata.
+    s3.put_raw(
+        to,
+        b"first image, longer than the new one",
+        &[
+            ("Content-Type", "text/plain"),
+            ("Cache-Control", SHORT_LIVED),
+        ],
+    );
+    assert_eq!(storage.copy(from, to).await.unwrap(), CopyOutcome::Copied);
+    let (data, headers) = s3.object(to).unwrap();
+    assert_eq!(data, b"rebuilt image");
+    assert_eq!(
+        identity(&headers),
+        ["application/octet-stream", IMMUTABLE, digest.as_str(), "13"]
+    );
+    assert_eq!(
+        storage
+            .put_file(&published(to, &path, &digest))
+            .await
+            .unwrap(),
+        PutOutcome::Unchanged
+    );
+}
+
+#[tokio::test]
+async fn a_copy_refuses_hostile_keys_before_any_request() {
+    let s3 = S3Server::start();
+    let storage = s3.storage();
+    s3.put_raw("canary/x", b"keep", &[]);
+    for key in [
+        "../outside",
+        "canary/../../outside",
+        "/absolute",
+        "back\\slash",
+        "nul\0byte",
+        "new\nline",
+        "",
+    ] {
+        for (from, to) in [("canary/x", key), (key, "x")] {
+            let error = storage.copy(from, to).await.unwrap_err();
+            assert!(
+                matches!(&error, StorageError::InvalidKey { key: refused, .. } if refused == key),
+                "{from:?} -> {to:?}: {error}"
+            );
+            assert!(!error.is_transient());
+        }
+    }
+    // A copy onto itself is refused too: S3 would refuse it, and it would change nothing.
+    let error = storage.copy("canary/x", "canary/x").await.unwrap_err();
+    assert!(
+        matches!(&error, StorageError::InvalidRequest { key, .. } if key == "canary/x"),
+        "{error:?}"
+    );
+    assert_eq!(s3.request_count(), 0, "{:?}", s3.requests());
+    assert_eq!(s3.keys(), ["canary/x"]);
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_local_copy_is_the_stored_file_and_a_later_put_of_it_is_skipped() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::from_env(|_| None, dir.path()).unwrap();
+    let images = dir.path().join("images");
+    let (path, digest) = file(dir.path(), "image", b"squashfs image bytes");
+    let from = "canary/alloy-1.2.3-amd64.raw";
+    assert_eq!(
+        storage
+            .put_file(&published(from, &path, &digest))
+            .await
+            .unwrap(),
+        PutOutcome::Uploaded
+    );
+
+    for to in ["beta/alloy-1.2.3-amd64.raw", "alloy-1.2.3-amd64.raw"] {
+        assert_eq!(storage.copy(from, to).await.unwrap(), CopyOutcome::Copied);
+        assert_eq!(
+            storage.get(to).await.unwrap().unwrap(),
+            b"squashfs image bytes"
+        );
+        let stored = images.join(to);
+        assert_eq!(
+            fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        // A copy, not a link: the source is a file of its own.
+        assert_ne!(
+            fs::metadata(&stored).unwrap().ino(),
+            fs::metadata(images.join(from)).unwrap().ino()
+        );
+        let request = published(to, &path, &digest);
+        assert!(storage.holds(&request).await.unwrap(), "{to}");
+        let inode = fs::metadata(&stored).unwrap().ino();
+        assert_eq!(
+            storage.put_file(&request).await.unwrap(),
+            PutOutcome::Unchanged
+        );
+        assert_eq!(fs::metadata(&stored).unwrap().ino(), inode);
+    }
+    // The new directory is readable by hosts, and no temporary file is left.
+    assert_eq!(
+        fs::metadata(images.join("beta"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(names_in(&images.join("beta")), ["alloy-1.2.3-amd64.raw"]);
+    assert_eq!(
+        names_in(&images),
+        ["alloy-1.2.3-amd64.raw", "beta", "canary"]
+    );
+    assert_eq!(names_in(&images.join("canary")), ["alloy-1.2.3-amd64.raw"]);
+}
+
+#[tokio::test]
+async fn a_local_copy_replaces_the_destination_through_a_rename() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::from_env(|_| None, dir.path()).unwrap();
+    let images = dir.path().join("images");
+    let (old, old_digest) = file(dir.path(), "old", b"first image, longer than the new one");
+    let (new, new_digest) = file(dir.path(), "new", b"rebuilt image");
+    let (from, to) = ("canary/alloy-1.2.3-amd64.raw", "alloy-1.2.3-amd64.raw");
+    storage
+        .put_file(&published(to, &old, &old_digest))
+        .await
+        .unwrap();
+    storage
+        .put_file(&published(from, &new, &new_digest))
+        .await
+        .unwrap();
+    let before = fs::metadata(images.join(to)).unwrap().ino();
+
+    assert_eq!(storage.copy(from, to).await.unwrap(), CopyOutcome::Copied);
+    assert_eq!(fs::read(images.join(to)).unwrap(), b"rebuilt image");
+    // A new file renamed over the old one: a reader holding the old one keeps it whole.
+    assert_ne!(fs::metadata(images.join(to)).unwrap().ino(), before);
+    assert_eq!(names_in(&images), ["alloy-1.2.3-amd64.raw", "canary"]);
+
+    // A directory where the file would go is not replaced: a permanent error naming it,
+    // and the temporary file is gone.
+    fs::create_dir_all(images.join("beta/alloy-1.2.3-amd64.raw/inside")).unwrap();
+    let error = storage
+        .copy(from, "beta/alloy-1.2.3-amd64.raw")
+        .await
+        .unwrap_err();
+    assert!(!error.is_transient(), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "renaming into {}: ",
+            images.join("beta/alloy-1.2.3-amd64.raw").display()
+        )),
+        "{error}"
+    );
+    assert_eq!(names_in(&images.join("beta")), ["alloy-1.2.3-amd64.raw"]);
+}
+
+#[tokio::test]
+async fn a_local_copy_of_a_missing_source_is_source_absent_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::from_env(|_| None, dir.path()).unwrap();
+    let images = dir.path().join("images");
+    // Not even the root exists yet.
+    assert_eq!(
+        storage
+            .copy(
+                "canary/alloy-1.2.3-amd64.raw",
+                "stable/alloy-1.2.3-amd64.raw"
+            )
+            .await
+            .unwrap(),
+        CopyOutcome::SourceAbsent
+    );
+    assert!(!images.exists());
+
+    let (path, digest) = file(dir.path(), "image", b"beta's own");
+    storage
+        .put_file(&published("beta/alloy-1.2.3-amd64.raw", &path, &digest))
+        .await
+        .unwrap();
+    for to in ["stable/alloy-1.2.3-amd64.raw", "beta/alloy-1.2.3-amd64.raw"] {
+        assert_eq!(
+            storage
+                .copy("canary/alloy-1.2.3-amd64.raw", to)
+                .await
+                .unwrap(),
+            CopyOutcome::SourceAbsent
+        );
+    }
+    assert_eq!(names_in(&images), ["beta"]);
+    assert_eq!(
+        fs::read(images.join("beta/alloy-1.2.3-amd64.raw")).unwrap(),
+        b"beta's own"
+    );
+
+    // A directory under the source key is no file to copy: a permanent error naming it.
+    let error = storage
+        .copy("beta", "alloy-1.2.3-amd64.raw")
+        .await
+        .unwrap_err();
+    assert!(!error.is_transient(), "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "reading {}: it is not a file",
+            images.join("beta").display()
+        )
+    );
+    assert_eq!(names_in(&images), ["beta"]);
+}
+
+#[tokio::test]
+async fn a_local_copy_refuses_hostile_keys_before_touching_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::from_env(|_| None, dir.path()).unwrap();
+    let images = dir.path().join("images");
+    fs::create_dir_all(images.join("canary")).unwrap();
+    fs::write(images.join("canary/x"), b"keep").unwrap();
+    fs::write(dir.path().join("outside"), b"outside").unwrap();
+    for key in [
+        "../outside",
+        "canary/../../outside",
+        "/absolute",
+        "back\\slash",
+        "nul\0byte",
+        "",
+    ] {
+        for (from, to) in [("canary/x", key), (key, "x")] {
+            let error = storage.copy(from, to).await.unwrap_err();
+            assert!(
+                matches!(&error, StorageError::InvalidKey { key: refused, .. } if refused == key),
+                "{from:?} -> {to:?}: {error}"
+            );
+        }
+    }
+    let error = storage.copy("canary/x", "canary/x").await.unwrap_err();
+    assert!(
+        matches!(&error, StorageError::InvalidRequest { key, .. } if key == "canary/x"),
+        "{error:?}"
+    );
+    assert_eq!(fs::read(dir.path().join("outside")).unwrap(), b"outside");
+    assert_eq!(names_in(dir.path()), ["images", "outside"]);
+    assert_eq!(names_in(&images), ["canary"]);
+    assert_eq!(names_in(&images.join("canary")), ["x"]);
 }
 
 #[test]
