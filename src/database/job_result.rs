@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::settings::channels::ChannelName;
 use crate::version::Version;
 
 /// Everything a job has produced, field by field as its steps ran.
@@ -64,6 +65,9 @@ pub struct JobResult {
     /// `prune`: the versions that left `SHA256SUMS`, and those kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned: Option<Pruned>,
+    /// A promote job's `upload` and `manifest`: where the version moves, and what it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
     /// A withdraw job's `manifest`, `release` and `consumers`: what the withdrawal did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdrawal: Option<WithdrawalDone>,
@@ -107,6 +111,7 @@ impl JobResult {
         consumers: None,
         tracking_issue: None,
         pruned: None,
+        promotion: None,
         withdrawal: None,
         reported_to: Vec::new(),
         report_failed: Vec::new(),
@@ -190,6 +195,9 @@ pub struct PinnedVersion {
 pub struct WithdrawalDone {
     /// `manifest`: the files whose lines left `SHA256SUMS`.
     pub files: Vec<String>,
+    /// `manifest`: the channels whose `SHA256SUMS` listed them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelName>,
     /// `manifest`: when the files leave storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_removed_after: Option<String>,
@@ -203,6 +211,25 @@ pub struct WithdrawalDone {
     /// `consumers`: the open pull requests for the withdrawn version that were closed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub closed_pull_requests: Vec<String>,
+}
+
+/// A version's move from one channel to the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub from: ChannelName,
+    pub to: ChannelName,
+    /// The version's lines in `from`'s `SHA256SUMS`, which `to`'s gets.
+    pub files: Vec<PromotedFile>,
+    /// `upload`: the storage keys copied into `to` (none: they were there).
+    #[serde(default)]
+    pub copied: Vec<String>,
+}
+
+/// A file listed in a channel's `SHA256SUMS`, with its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotedFile {
+    pub file: String,
+    pub sha256: String,
 }
 
 /// How a build relates to what is published.
@@ -290,6 +317,10 @@ pub enum ConsumerOutcome {
     /// to move it to.
     #[serde(rename = "no version left")]
     NoVersionLeft,
+    /// The consumer follows another channel than the one the job published to: it gets
+    /// its pull request when the version reaches that channel.
+    #[serde(rename = "follows another channel")]
+    OtherChannel { channel: ChannelName },
     /// The repository's enrollment file failed its checks.
     #[serde(rename = "refused")]
     Refused { error: String },
@@ -313,6 +344,7 @@ impl ConsumerOutcome {
             ConsumerOutcome::PinsNewer { .. } => "pins a newer version",
             ConsumerOutcome::PinsOther { .. } => "pins another version",
             ConsumerOutcome::NoVersionLeft => "no version left",
+            ConsumerOutcome::OtherChannel { .. } => "follows another channel",
             ConsumerOutcome::Refused { .. } => "refused",
             ConsumerOutcome::Failed { .. } => "failed",
         }

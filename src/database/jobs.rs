@@ -79,11 +79,14 @@ pub enum JobKind {
     /// Take a published version out of `SHA256SUMS`, mark its release, and move consumers
     /// off it.
     Withdraw,
+    /// Copy a published version into the next release channel and list it there.
+    Promote,
 }
 
 stored_name!(JobKind, "job kind", {
     Build => "build",
     Withdraw => "withdraw",
+    Promote => "promote",
 });
 
 impl JobKind {
@@ -92,6 +95,13 @@ impl JobKind {
         match self {
             JobKind::Build => &Step::ALL,
             JobKind::Withdraw => &[Step::Manifest, Step::Release, Step::Consumers, Step::Report],
+            JobKind::Promote => &[
+                Step::Upload,
+                Step::Manifest,
+                Step::Consumers,
+                Step::Prune,
+                Step::Report,
+            ],
         }
     }
 

@@ -3,6 +3,7 @@
 //! the published files scheduled to leave storage.
 //! Timestamps are stored as text that sorts in time order ([`timestamp`]).
 
+pub mod channel_entries;
 pub mod command_refusals;
 pub mod comment_replies;
 pub mod deliveries;

@@ -151,18 +151,24 @@ impl Database {
         Ok(scheduled)
     }
 
-    /// Cancels every pending removal of `version`'s files, whatever manifest guards them:
-    /// the version is being published again. Must run before its files are uploaded again,
-    /// so no sweep deletes what was just put back. Returns how many were cancelled; removals
-    /// done before stay recorded.
-    pub async fn cancel_removals_of(&self, version: &Version) -> Result<u64, DatabaseError> {
-        Ok(
-            sqlx::query("DELETE FROM storage_removals WHERE version = ? AND removed_at IS NULL")
-                .bind(version.as_str())
-                .execute(self.pool())
-                .await?
-                .rows_affected(),
+    /// Cancels every pending removal of `version`'s files guarded by the manifest at
+    /// `manifest_key` (a channel's): the version is being published there again. Must run
+    /// before its files are uploaded again, so no sweep deletes what was just put back.
+    /// Returns how many were cancelled; removals done before stay recorded.
+    pub async fn cancel_removals_of(
+        &self,
+        version: &Version,
+        manifest_key: &str,
+    ) -> Result<u64, DatabaseError> {
+        Ok(sqlx::query(
+            "DELETE FROM storage_removals
+                 WHERE version = ? AND manifest_key = ? AND removed_at IS NULL",
         )
+        .bind(version.as_str())
+        .bind(manifest_key)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
     }
 
     /// Cancels the pending removal of `key`, if there is one (its manifest lists its file
@@ -383,7 +389,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cancelling_a_version_drops_its_pending_removals_only() {
+    async fn cancelling_a_version_drops_its_pending_removals_under_one_manifest_only() {
         let (_dir, database) = database().await;
         let mut files = image_files("", "1.2.3", RemovalReason::Withdrawn);
         files.extend(image_files("canary/", "1.2.3", RemovalReason::Withdrawn));
@@ -396,8 +402,27 @@ mod tests {
             .unwrap();
 
         let version: Version = "1.2.3".parse().unwrap();
-        assert_eq!(database.cancel_removals_of(&version).await.unwrap(), 5);
-        assert_eq!(database.cancel_removals_of(&version).await.unwrap(), 0);
+        assert_eq!(
+            database
+                .cancel_removals_of(&version, "canary/SHA256SUMS")
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            database
+                .cancel_removals_of(&version, "SHA256SUMS")
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            database
+                .cancel_removals_of(&version, "SHA256SUMS")
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(
             keys(&database.pending_removals().await.unwrap()),
             [

@@ -22,6 +22,11 @@ pub fn after(delay: std::time::Duration) -> String {
     format(OffsetDateTime::now_utc() + delay)
 }
 
+/// A stored timestamp (or any RFC 3339 time) read back; `None` when it is not one.
+pub fn parse(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +40,7 @@ mod tests {
         assert_eq!(early, "2026-01-02T03:04:05.500000Z");
         assert!(early < late);
         assert!(now() < after(std::time::Duration::from_millis(10)));
+        assert_eq!(format(parse(&early).unwrap()), early);
+        assert_eq!(parse("yesterday"), None);
     }
 }

@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::settings::channels::ChannelName;
 use crate::storage::{cache_control_of, content_type_of};
 
 /// A bare published file name: no directories, nothing hidden.
@@ -20,6 +21,16 @@ fn is_published_name(file: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
 }
 
+/// A published file's path: a bare name at the root, or under one release channel's prefix
+/// (`canary/SHA256SUMS`). The channel is any well-formed name: a file is served only if it
+/// is there.
+fn is_published_path(path: &str) -> bool {
+    match path.split_once('/') {
+        None => is_published_name(path),
+        Some((channel, file)) => channel.parse::<ChannelName>().is_ok() && is_published_name(file),
+    }
+}
+
 pub async fn serve_image(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     let Some(root) = state.images_dir.as_deref() else {
         return (
@@ -28,7 +39,7 @@ pub async fn serve_image(State(state): State<AppState>, Path(file): Path<String>
         )
             .into_response();
     };
-    if !is_published_name(&file) {
+    if !is_published_path(&file) {
         return (StatusCode::NOT_FOUND, "no such file\n").into_response();
     }
     let path: PathBuf = root.join(&file);
@@ -73,6 +84,20 @@ mod tests {
         }
         for bad in ["", ".alloy.tmp", "../x", "a/b", "a%2Fb", "a\\b"] {
             assert!(!is_published_name(bad), "{bad}");
+        }
+        for good in ["canary/SHA256SUMS", "wave-2/alloy-1.2.3-amd64.raw"] {
+            assert!(is_published_path(good), "{good}");
+        }
+        for bad in [
+            "canary/../SHA256SUMS",
+            "canary/.x",
+            "Canary/SHA256SUMS",
+            "a/b/c",
+            "/SHA256SUMS",
+            "canary/",
+            "../SHA256SUMS",
+        ] {
+            assert!(!is_published_path(bad), "{bad}");
         }
         assert_eq!(cache_control_of("SHA256SUMS"), "public, max-age=300");
         assert!(cache_control_of("alloy-1.2.3-amd64.raw").contains("immutable"));

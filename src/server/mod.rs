@@ -97,7 +97,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(status)
         .route("/api/github/webhooks", post(receive_webhook))
-        .route("/images/{file}", get(images::serve_image))
+        .route("/images/{*file}", get(images::serve_image))
         .route("/healthz", get(health))
         .route("/readyz", get(status_page::readyz))
         .route("/setup", get(app_setup::setup_page))

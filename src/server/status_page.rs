@@ -25,6 +25,7 @@ use crate::database::withdrawals::Withdrawal;
 use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
 use crate::settings::public_base_url::{IMAGES_ROUTE, NO_PUBLIC_BASE_URL, PublicBaseUrl};
+use crate::worker::promotions::Rollout;
 use crate::worker::upstream::schedule::LastUpstreamCheck;
 
 const CSS: &str = r#"
@@ -90,6 +91,8 @@ pub struct PageData {
     pub published: PublishedState,
     /// The withdrawn versions, latest first.
     pub withdrawals: Vec<Withdrawal>,
+    /// The release channels and planned promotions; `None` with one channel.
+    pub rollout: Option<Rollout>,
     pub jobs: Vec<Job>,
     /// The step runs of those jobs: (job id, run), oldest first.
     pub step_runs: Vec<(i64, StepRun)>,
@@ -142,9 +145,10 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             database.recent_deliveries(DELIVERIES_SHOWN).await?,
             database.installations().await?,
             database.withdrawals().await?,
+            Rollout::read(database, &settings.publish).await?,
         ))
     };
-    let (jobs, step_runs, deliveries, installations, withdrawals) = match read.await {
+    let (jobs, step_runs, deliveries, installations, withdrawals, rollout) = match read.await {
         Ok(data) => data,
         Err(error) => {
             tracing::error!(%error, "reading the status page's data");
@@ -162,6 +166,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         public_base_url: activation.public_base_url.clone(),
         published,
         withdrawals,
+        rollout,
         jobs,
         step_runs,
         deliveries,
@@ -246,6 +251,46 @@ fn published_section(data: &PageData) -> Markup {
                 }
                 PublishedState::Unreadable(reason) => {
                     p.reason { "The published " (MANIFEST_FILE) " cannot be read: " (reason) }
+                }
+            }
+            @if let Some(rollout) = &data.rollout {
+                h2 #channels { "Channels" }
+                p.muted {
+                    "Builds publish to the first channel; " code { "/promote X.Y.Z" } " moves a version to the next"
+                    @if rollout.promote_after_hours > 0 {
+                        ", as does " (rollout.promote_after_hours) " hours in a channel without a failed CI run on a consumer's pull request for it"
+                    }
+                    "."
+                }
+                table {
+                    tr { th { "channel" } th { "manifest" } th { "newest version" } th { "since" } }
+                    @for channel in &rollout.channels {
+                        tr {
+                            td { strong { (channel.name) } }
+                            td.mono { (channel.prefix) (MANIFEST_FILE) }
+                            @match &channel.newest {
+                                Some(entry) => {
+                                    td { (entry.version) }
+                                    td.mono.nowrap { (short_time(&entry.entered_at)) }
+                                }
+                                None => { td.muted { "none recorded" } td {} }
+                            }
+                        }
+                    }
+                }
+                @for plan in &rollout.planned {
+                    @if plan.held_by.is_empty() {
+                        p { (plan.version) " goes from " (plan.from) " to " (plan.to) " at " span.mono { (short_time(&plan.due_at)) } " unless a consumer's CI fails on it." }
+                    } @else {
+                        p.reason {
+                            (plan.version) " stays in " (plan.from) ": CI failed on its pull request in "
+                            @for (index, failure) in plan.held_by.iter().enumerate() {
+                                @if index > 0 { ", " }
+                                (failure.repository) " (" (failure.conclusion) ")"
+                            }
+                            "; only " code { "/promote " (plan.version) } " moves it on."
+                        }
+                    }
                 }
             }
             @if !data.withdrawals.is_empty() {
@@ -648,6 +693,7 @@ mod tests {
             public_base_url: PublicBaseUrl::BucketDefault,
             published: PublishedState::NoManifest,
             withdrawals: Vec::new(),
+            rollout: None,
             jobs,
             step_runs: vec![(
                 7,

@@ -8,6 +8,7 @@
 //! [`consumer_check`] holds the checks a consumer's fields pass wherever the consumer comes
 //! from: this file or a repository's own enrollment file.
 
+pub mod channels;
 pub mod consumer_check;
 pub mod public_base_url;
 
@@ -16,6 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::settings::channels::{Channel, ChannelName, Channels};
 use crate::settings::consumer_check::{
     BRANCH_EXPECTED, InvalidField, check_consumer_fields, is_branch_name,
 };
@@ -193,6 +195,13 @@ pub struct PublishSettings {
     /// After a publish, versions beyond the newest this many leave `SHA256SUMS` (and,
     /// after the grace period, storage), unless a consumer's file pins them; 0 keeps all.
     pub keep_versions: u32,
+    /// The release channels, in rollout order ([`channels`]): builds publish to the first,
+    /// `/promote` moves a version to the next; the last is at the root of the storage.
+    pub channels: Vec<ChannelName>,
+    /// A version that has been in a channel this many hours, with no failed CI run on a
+    /// consumer's pull request for it in that time, is promoted to the next channel; 0
+    /// promotes only on `/promote`.
+    pub promote_after_hours: u32,
 }
 
 impl Default for PublishSettings {
@@ -202,6 +211,8 @@ impl Default for PublishSettings {
             replace_signatures_by: Vec::new(),
             withdrawn_grace_days: 7,
             keep_versions: 10,
+            channels: channels::default_channel_names(),
+            promote_after_hours: 0,
         }
     }
 }
@@ -210,6 +221,18 @@ impl PublishSettings {
     /// How long files taken out of `SHA256SUMS` stay in storage.
     pub fn withdrawn_grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.withdrawn_grace_days) * 24 * 3600)
+    }
+
+    /// The channels, in rollout order.
+    pub fn channels(&self) -> Channels {
+        Channels::new(&self.channels)
+    }
+
+    /// How long a version stays in a channel before it is promoted by itself; `None` when
+    /// only `/promote` promotes.
+    pub fn promote_after(&self) -> Option<std::time::Duration> {
+        (self.promote_after_hours > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.promote_after_hours) * 3600))
     }
 }
 
@@ -276,6 +299,9 @@ pub struct ConsumerSettings {
     pub base: String,
     #[serde(default)]
     pub assignees: Vec<String>,
+    /// The channel whose versions its pull requests pin; the last channel when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelName>,
 }
 
 /// What an enrollment file (`.github/alloy-sysext.toml` in a repository that asks for pull
@@ -287,6 +313,8 @@ struct Enrollment {
     base: String,
     #[serde(default)]
     assignees: Vec<String>,
+    #[serde(default)]
+    channel: Option<ChannelName>,
 }
 
 impl ConsumerSettings {
@@ -348,6 +376,7 @@ impl ConsumerSettings {
             path: enrollment.path,
             base: enrollment.base,
             assignees: enrollment.assignees,
+            channel: enrollment.channel,
         };
         consumer.validate().map_err(|e| e.to_string())?;
         Ok(consumer)
@@ -419,6 +448,22 @@ impl Settings {
         let mut settings: Settings = toml::from_str(text).map_err(|e| e.to_string())?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The channel `consumer` follows: the one it names, or the last. An enrolled
+    /// repository may name a channel this server does not have; the error says so.
+    pub fn channel_of(&self, consumer: &ConsumerSettings) -> Result<Channel, String> {
+        let channels = self.publish.channels();
+        match &consumer.channel {
+            None => Ok(channels.last().clone()),
+            Some(name) => channels.get(name).cloned().ok_or_else(|| {
+                invalid(
+                    "channel",
+                    name.as_str(),
+                    &format!("one of this server's channels ({})", channels.names()),
+                )
+            }),
+        }
     }
 
     /// Puts the values in the form the rest of the server relies on, then checks every
@@ -532,10 +577,21 @@ impl Settings {
             ));
         }
 
+        Channels::check(&publish.channels)?;
+        let channels = publish.channels();
         for (index, consumer) in consumers.iter().enumerate() {
             consumer
                 .validate()
                 .map_err(|error| error.under(&format!("consumers[{index}].")).to_string())?;
+            if let Some(channel) = &consumer.channel
+                && channels.get(channel).is_none()
+            {
+                return Err(invalid(
+                    &format!("consumers[{index}].channel"),
+                    channel.as_str(),
+                    &format!("one of publish.channels ({})", channels.names()),
+                ));
+            }
         }
         Ok(())
     }
@@ -575,12 +631,14 @@ impl Default for Settings {
                     path: "opentofu/modules/vultr/instance/userdata/ghost.bu".into(),
                     base: "develop".into(),
                     assignees: vec!["noahwhite".into()],
+                    channel: None,
                 },
                 ConsumerSettings {
                     repo: "officina-pub/infisical-stack".into(),
                     path: "opentofu/modules/server/userdata/infisical.bu.tftpl".into(),
                     base: "main".into(),
                     assignees: vec!["noahwhite".into()],
+                    channel: None,
                 },
             ],
         }

@@ -12,6 +12,7 @@ use super::pipeline::{StepError, UPDATE_BRANCH_PREFIX};
 use super::replies::{self, Audience, BuildAnswer};
 use super::routing::{CommentPosted, Route, RoutingContext, WorkflowRunCompleted, route};
 use crate::database::DatabaseError;
+use crate::database::channel_entries::ConsumerCiFailure;
 use crate::database::command_refusals::RefusalReason;
 use crate::database::deliveries::{DeliveryOutcome, DeliveryState, PendingDelivery};
 use crate::database::installations::{InstallationChange, WorkflowRun};
@@ -20,6 +21,7 @@ use crate::github::api::{ApiError, Auth};
 use crate::github::issues;
 use crate::github::markdown::{code_span, escape, safe_url};
 use crate::github::pulls::open_pull_for_branch;
+use crate::version::Version;
 use crate::worker::commands::request::{CommandRequest, Permitted};
 use crate::worker::commands::{CommandAnswer, parse_comment};
 
@@ -478,6 +480,26 @@ impl Worker {
             tracing::info!(run = run.id, repo = %run.repository, run_sha = ?run.head_sha, pull_sha = ?pull_head, "a CI run on another commit than the pull request's head is not reported");
             return Ok(());
         }
+        // The App's own pull request, on its head commit: a failure there holds the
+        // version's promotion after `publish.promote_after_hours`.
+        if is_failure(conclusion)
+            && let Some(version) = branch
+                .strip_prefix(UPDATE_BRANCH_PREFIX)
+                .and_then(|v| v.parse::<Version>().ok())
+        {
+            self.services
+                .database
+                .record_ci_failure(&ConsumerCiFailure {
+                    run_id: run.id,
+                    run_attempt: run.attempt,
+                    repository: run.repository.clone(),
+                    version,
+                    conclusion: conclusion.clone(),
+                    html_url: run.html_url.clone(),
+                    failed_at: crate::database::timestamp::now(),
+                })
+                .await?;
+        }
         let body = consumer_ci_report(run, branch, conclusion);
         issues::comment(
             &self.services.github,
@@ -489,6 +511,12 @@ impl Worker {
         .await?;
         Ok(())
     }
+}
+
+/// Whether a workflow run's conclusion says the change broke something: `failure`,
+/// `timed_out` or `startup_failure` (not `cancelled`, `skipped` or `neutral`).
+fn is_failure(conclusion: &str) -> bool {
+    matches!(conclusion, "failure" | "timed_out" | "startup_failure")
 }
 
 /// The comment on an update pull request about a CI run: the workflow's name, the branch

@@ -1,7 +1,8 @@
 //! The job queue's loop: takes the next runnable job, claims it, runs its steps in order
 //! from the one it is at, and ends it, retries it later with a growing wait, or leaves it
 //! to resume on the next start. What each step does is in [`super::pipeline`]. Between
-//! jobs, it runs the storage removal sweep ([`super::storage_removals`]).
+//! jobs, it runs the storage removal sweep ([`super::storage_removals`]) and queues the
+//! promotions that are due ([`super::promotions`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +15,7 @@ use super::pipeline::{
     MAX_JOB_ATTEMPTS, RepositoryAccess, StepContext, StepError, has_inputs, report_failure,
     run_step,
 };
-use super::{Worker, storage_removals};
+use super::{Worker, promotions, storage_removals};
 use crate::database::DatabaseError;
 use crate::database::job_steps::StepOutcome;
 use crate::database::jobs::Job;
@@ -36,6 +37,7 @@ impl Worker {
     /// writes to storage.
     pub(super) async fn job_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut next_removal_sweep = Instant::now();
+        let mut next_promotion_check = Instant::now();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -49,6 +51,10 @@ impl Worker {
                     if Instant::now() >= next_removal_sweep {
                         self.sweep_storage_removals().await;
                         next_removal_sweep = Instant::now() + storage_removals::SWEEP_INTERVAL;
+                    }
+                    if Instant::now() >= next_promotion_check {
+                        self.promote_due_versions().await;
+                        next_promotion_check = Instant::now() + promotions::CHECK_INTERVAL;
                     }
                 }
                 Err(error) => tracing::error!(%error, "reading the job queue"),

@@ -17,6 +17,7 @@ pub mod events;
 pub mod inbox;
 pub mod job_loop;
 pub mod pipeline;
+pub mod promotions;
 pub mod redelivery;
 pub mod replies;
 pub mod retention;

@@ -3,13 +3,14 @@
 //! Everything that comes from a payload or a repository (an error, a repository name, an
 //! address) goes through [`crate::github::markdown`]; a login is mentioned only when it is one.
 
-use crate::database::job_result::{JobResult, Pruned, Publication};
+use crate::database::job_result::{ConsumerOutcome, JobResult, Pruned, Publication};
 use crate::database::job_steps::Step;
 use crate::database::jobs::{Job, JobKind, TriggerSource};
 use crate::database::withdrawals::Withdrawal;
 use crate::github::markdown::{code_block, code_span, escape, safe_url, table_code_span};
 use crate::manifest::{Manifest, newest_per_arch};
 use crate::worker::commands::{CommandError, HELP};
+use crate::worker::promotions::Rollout;
 
 /// Who reads a comment: those of the build repository see everything; elsewhere (a
 /// consumer repository, any other one the App is installed on) no error text and no other
@@ -143,6 +144,7 @@ pub fn comment_reply(user: &str, parts: &[String]) -> String {
 pub fn job_line(job: &Job, audience: Audience<'_>) -> String {
     let what = match job.kind {
         JobKind::Withdraw => "withdraw",
+        JobKind::Promote => "promote",
         JobKind::Build if job.rebuild => "rebuild",
         JobKind::Build => "build",
     };
@@ -167,6 +169,7 @@ pub fn status(
     jobs: &[Job],
     manifest: PublishedManifest<'_>,
     withdrawals: &[Withdrawal],
+    rollout: Option<&Rollout>,
     image_name: &str,
     audience: Audience<'_>,
 ) -> String {
@@ -200,6 +203,9 @@ pub fn status(
             }
         }
     }
+    if let Some(rollout) = rollout {
+        text.push_str(&rollout_lines(rollout, audience));
+    }
     if !withdrawals.is_empty() {
         text.push_str(
             "\nWithdrawn (no host installs these; `/rebuild X.Y.Z` publishes one again):\n",
@@ -216,6 +222,70 @@ pub fn status(
         for job in jobs {
             text.push_str(&job_line(job, audience));
             text.push('\n');
+        }
+    }
+    text
+}
+
+/// The channels, each with its newest version, and the planned promotions, in Markdown.
+/// The repositories whose CI failed are named in the build repository only (others may be
+/// private), in code spans.
+pub fn rollout_lines(rollout: &Rollout, audience: Audience<'_>) -> String {
+    let mut text =
+        String::from("\nChannels (builds go to the first; `/promote X.Y.Z` moves a version on):\n");
+    for channel in &rollout.channels {
+        let place = if channel.prefix.is_empty() {
+            "the root".to_owned()
+        } else {
+            code_span(&channel.prefix)
+        };
+        let newest = match &channel.newest {
+            Some(entry) => format!(
+                "{} since {}",
+                entry.version,
+                entry
+                    .entered_at
+                    .get(..16)
+                    .unwrap_or(&entry.entered_at)
+                    .replace('T', " ")
+            ),
+            None => "no version recorded yet".to_owned(),
+        };
+        text.push_str(&format!(
+            "- {} ({place}): {newest}\n",
+            code_span(channel.name.as_str())
+        ));
+    }
+    for plan in &rollout.planned {
+        let due = plan
+            .due_at
+            .get(..16)
+            .unwrap_or(&plan.due_at)
+            .replace('T', " ");
+        if plan.held_by.is_empty() {
+            text.push_str(&format!(
+                "- {} goes from {} to {} at {due} UTC unless a consumer's CI fails on it\n",
+                plan.version,
+                code_span(plan.from.as_str()),
+                code_span(plan.to.as_str())
+            ));
+        } else {
+            let mut repos: Vec<String> = plan
+                .held_by
+                .iter()
+                .map(|failure| code_span(&failure.repository))
+                .collect();
+            repos.dedup();
+            let where_ = match audience {
+                Audience::BuildRepository => format!("its pull request in {}", repos.join(", ")),
+                Audience::Elsewhere(_) => "a consumer's pull request for it".to_owned(),
+            };
+            text.push_str(&format!(
+                "- {} stays in {}: CI failed on {where_}; only `/promote {}` moves it on\n",
+                plan.version,
+                code_span(plan.from.as_str()),
+                plan.version
+            ));
         }
     }
     text
@@ -281,8 +351,10 @@ fn asked_by(askers: &[String]) -> Option<String> {
 /// [`Asker::visible_to`]). Outside the build repository, the release (its address names the
 /// build repository), other repositories' names, outcomes and errors are left out.
 pub fn job_succeeded(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
-    if job.kind == JobKind::Withdraw {
-        return withdrawal_done(job, askers, audience);
+    match job.kind {
+        JobKind::Withdraw => return withdrawal_done(job, askers, audience),
+        JobKind::Promote => return promotion_done(job, askers, audience),
+        JobKind::Build => {}
     }
     let result = job.result.clone().unwrap_or_default();
     // Elsewhere, only that repository's own update counts: the others may be private.
@@ -412,8 +484,10 @@ pub fn failed_consumers(job: &Job) -> Vec<String> {
 /// what they read is `SHA256SUMS` in storage, which the `manifest` step writes. The error
 /// itself is shown only in the build repository.
 pub fn job_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
-    if job.kind == JobKind::Withdraw {
-        return withdrawal_failed(job, error, askers, audience);
+    match job.kind {
+        JobKind::Withdraw => return withdrawal_failed(job, error, askers, audience),
+        JobKind::Promote => return promotion_failed(job, error, askers, audience),
+        JobKind::Build => {}
     }
     let published = match job.step {
         // A rebuild's upload replaces images under their published names.
@@ -469,8 +543,14 @@ fn withdrawal_done(job: &Job, askers: &[String], audience: Audience<'_>) -> Stri
     if let Some(askers) = asked_by(askers) {
         text.push_str(&format!(", asked by {askers}"));
     }
+    let manifests = if done.channels.len() > 1 {
+        let names: Vec<String> = done.channels.iter().map(|c| c.to_string()).collect();
+        format!("the `SHA256SUMS` of {}", names.join(", "))
+    } else {
+        "`SHA256SUMS`".to_owned()
+    };
     text.push_str(&format!(
-        "): its lines are out of `SHA256SUMS`, so no host installs it from now on. Hosts that \
+        "): its lines are out of {manifests}, so no host installs it from now on. Hosts that \
          installed it keep it until a newer version is published or they are moved back. A \
          release, a dispatch or the upstream check never publishes it again; `/rebuild {version}` does.\n\n"
     ));
@@ -539,6 +619,60 @@ fn withdrawal_failed(job: &Job, error: &str, askers: &[String], audience: Audien
     )
 }
 
+/// The report of a promote job that ended well.
+fn promotion_done(job: &Job, askers: &[String], audience: Audience<'_>) -> String {
+    let result = job.result.clone().unwrap_or_default();
+    let version = &job.version;
+    let mut text = format!("⏩ Alloy {version}");
+    if let Some(promotion) = &result.promotion {
+        text.push_str(&format!(
+            " is promoted from {} to {}",
+            code_span(promotion.from.as_str()),
+            code_span(promotion.to.as_str())
+        ));
+    } else {
+        text.push_str(" is promoted");
+    }
+    text.push_str(&format!(" (job #{}", job.id));
+    if let Some(askers) = asked_by(askers) {
+        text.push_str(&format!(", asked by {askers}"));
+    }
+    text.push_str("): hosts that follow that channel install it from now on.\n");
+    text.push_str(&consumer_lines(&result, audience));
+    if let Some(pruned) = &result.pruned {
+        text.push_str(&pruned_lines(pruned, audience));
+    }
+    text
+}
+
+/// The report of a promote job that failed.
+fn promotion_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
+    let version = &job.version;
+    let state = match job.step {
+        None | Some(Step::Upload | Step::Manifest) => format!(
+            "Hosts of the next channel may not see {version} yet: `/status` shows where it is. Fix the cause and comment `/promote {version}` again."
+        ),
+        Some(_) => format!(
+            "{version} is listed in the next channel: its hosts install it. What failed came after that (the consumers' pull requests or pruning); it is done again with the next promotion or build."
+        ),
+    };
+    let asked = asked_by(askers)
+        .map(|a| format!(", asked by {a}"))
+        .unwrap_or_default();
+    let why = match audience {
+        Audience::BuildRepository => code_block(error),
+        Audience::Elsewhere(_) => {
+            "The error is on the build repository's status page.\n".to_owned()
+        }
+    };
+    format!(
+        "❌ Promoting Alloy {version} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{state}",
+        job.id,
+        code_span(job.step.map_or("start", Step::as_str)),
+        job.attempts,
+    )
+}
+
 /// The consumers' outcomes, one line each; elsewhere, only that repository's own.
 fn consumer_lines(result: &JobResult, audience: Audience<'_>) -> String {
     let mut lines = String::new();
@@ -560,6 +694,9 @@ fn consumer_lines(result: &JobResult, audience: Audience<'_>) -> String {
                 code_span(&consumer.repo),
                 escape(outcome.name())
             );
+            if let ConsumerOutcome::OtherChannel { channel } = outcome {
+                line.push_str(&format!(" ({})", code_span(channel.as_str())));
+            }
             if let Some(url) = outcome.pull_request() {
                 line.push_str(&format!(" — {}", link_or_code(url)));
             }
@@ -653,6 +790,7 @@ mod tests {
             &[job()],
             PublishedManifest::Read(&manifest),
             &[],
+            None,
             "alloy",
             Audience::BuildRepository,
         );
@@ -671,6 +809,7 @@ mod tests {
             &[job()],
             PublishedManifest::Unreadable(reason.into()),
             &[],
+            None,
             "alloy",
             Audience::BuildRepository,
         );
@@ -683,6 +822,7 @@ mod tests {
             &[job()],
             PublishedManifest::Unreadable(reason.into()),
             &[],
+            None,
             "alloy",
             Audience::Elsewhere("o/consumer"),
         );
@@ -697,6 +837,7 @@ mod tests {
             &[],
             PublishedManifest::Read("not a manifest"),
             &[],
+            None,
             "alloy",
             Audience::BuildRepository,
         );
@@ -705,6 +846,7 @@ mod tests {
             &[],
             PublishedManifest::Missing,
             &[],
+            None,
             "alloy",
             Audience::BuildRepository,
         );
@@ -725,6 +867,7 @@ mod tests {
             &[],
             PublishedManifest::Missing,
             &[withdrawal],
+            None,
             "alloy",
             Audience::BuildRepository,
         );
@@ -745,6 +888,7 @@ mod tests {
             &[failed],
             PublishedManifest::Missing,
             &[],
+            None,
             "alloy",
             Audience::Elsewhere("o/consumer"),
         );

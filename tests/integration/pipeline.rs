@@ -178,8 +178,15 @@ pub(crate) fn wait_for_jobs(server: &Server, count: usize) -> Vec<Value> {
 /// The manifest as hosts read it from the bucket, checked against its signature as
 /// systemd-sysupdate checks it, and the same as the build repository's.
 pub(crate) fn signed_manifest(world: &World) -> String {
-    let (manifest, _) = world.s3.object("SHA256SUMS").unwrap();
-    let (signature, _) = world.s3.object("SHA256SUMS.gpg").unwrap();
+    signed_manifest_in(world, "")
+}
+
+/// [`signed_manifest`] of the channel under `prefix` (`canary/`, or `""` for the root).
+pub(crate) fn signed_manifest_in(world: &World, prefix: &str) -> String {
+    let manifest_key = format!("{prefix}SHA256SUMS");
+    let signature_key = format!("{prefix}SHA256SUMS.gpg");
+    let (manifest, _) = world.s3.object(&manifest_key).unwrap();
+    let (signature, _) = world.s3.object(&signature_key).unwrap();
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("SHA256SUMS"), &manifest).unwrap();
     fs::write(dir.path().join("SHA256SUMS.gpg"), &signature).unwrap();
@@ -191,13 +198,16 @@ pub(crate) fn signed_manifest(world: &World) -> String {
         &dir.path().join("SHA256SUMS")
     ));
     assert_eq!(
-        world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap(),
+        world
+            .github
+            .file(BUILD_REPO, "main", &manifest_key)
+            .unwrap(),
         manifest
     );
     assert_eq!(
         world
             .github
-            .file(BUILD_REPO, "main", "SHA256SUMS.gpg")
+            .file(BUILD_REPO, "main", &signature_key)
             .unwrap(),
         signature
     );

@@ -14,7 +14,8 @@ Commands in code blocks, quotes and HTML comments are ignored.
 | `/rebuild X.Y.Z` | Builds and publishes the Alloy X.Y.Z sysext images again, replacing the published ones. | Users with admin, maintain or write permission on the build repository |
 | `/build X.Y.Z --dry-run` | Replies with what that build would do (the uploads, the `SHA256SUMS` lines, the release, each consumer's pull request and its diff) without doing any of it. `/rebuild X.Y.Z --dry-run` plans a rebuild. In the build repository only; one per comment. | Users with admin, maintain or write permission on the build repository |
 | `/withdraw X.Y.Z reason` | Takes Alloy X.Y.Z out of the signed `SHA256SUMS` so that no host installs it, marks its release withdrawn with the reason (the rest of the line, optional), closes open consumer pull requests for it and moves consumers that pin it to the newest version still published. Only `/rebuild X.Y.Z` publishes it again. | Users with admin, maintain or write permission on the build repository |
-| `/status` | Replies with the newest built images, the withdrawn versions and the latest jobs. | Anyone |
+| `/promote X.Y.Z` | With release channels (`publish.channels`), copies Alloy X.Y.Z from the last channel that lists it into the next one, so that the hosts and consumers following that channel get it. | Users with admin, maintain or write permission on the build repository |
+| `/status` | Replies with the newest built images, the channels and their planned promotions, the withdrawn versions and the latest jobs. | Anyone |
 | `/help` | Replies with this message. | Anyone |
 
 A version is three numbers such as `1.17.1` (a leading `v` is fine); pre-releases such as \

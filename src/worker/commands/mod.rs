@@ -1,6 +1,6 @@
 //! Commands in GitHub issue and pull request comments: `/build 1.17.1`, `/rebuild 1.17.1`,
-//! their dry runs (`/build 1.17.1 --dry-run`), `/withdraw 1.17.1 reason`, `/status` and
-//! `/help`.
+//! their dry runs (`/build 1.17.1 --dry-run`), `/withdraw 1.17.1 reason`, `/promote 1.17.1`,
+//! `/status` and `/help`.
 //!
 //! A command is a line of its own that starts with the command word (after at most three
 //! spaces, as Markdown allows before a paragraph). Text a reader does not see as the comment
@@ -25,6 +25,7 @@ pub mod build;
 pub mod dry_run;
 pub mod help;
 pub mod parser;
+pub mod promote;
 pub mod rebuild;
 pub mod request;
 pub mod status;
@@ -55,6 +56,9 @@ pub enum Command {
         version: Version,
         reason: Option<String>,
     },
+    /// `/promote X.Y.Z`: copy a published version into the next release channel and list
+    /// it there.
+    Promote(Version),
     /// `/status`: report what the App is doing.
     Status,
     /// `/help`: reply with [`HELP`].
@@ -69,6 +73,7 @@ impl Command {
             Command::Build(_) | Command::DryRun { rebuild: false, .. } => "build",
             Command::Rebuild(_) | Command::DryRun { rebuild: true, .. } => "rebuild",
             Command::Withdraw { .. } => "withdraw",
+            Command::Promote(_) => "promote",
             Command::Status => "status",
             Command::Help => "help",
         }
@@ -82,7 +87,8 @@ impl Command {
             Command::Build(_)
             | Command::Rebuild(_)
             | Command::DryRun { .. }
-            | Command::Withdraw { .. } => true,
+            | Command::Withdraw { .. }
+            | Command::Promote(_) => true,
             Command::Status | Command::Help => false,
         }
     }
@@ -92,7 +98,7 @@ impl Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Build(version) | Command::Rebuild(version) => {
+            Command::Build(version) | Command::Rebuild(version) | Command::Promote(version) => {
                 write!(f, "/{} {version}", self.name())
             }
             Command::DryRun { version, .. } => write!(f, "/{} {version} --dry-run", self.name()),
@@ -133,6 +139,7 @@ impl Command {
             Command::Withdraw { version, reason } => {
                 withdraw::run(request, version, reason.as_deref()).await
             }
+            Command::Promote(version) => promote::run(request, version).await,
             Command::Status => Ok(status::run(request).await?),
             Command::Help => Ok(help::run()),
         }
@@ -192,6 +199,12 @@ mod tests {
                 "withdraw",
                 true,
                 "/withdraw 1.0.0",
+            ),
+            (
+                Command::Promote(v("1.0.0")),
+                "promote",
+                true,
+                "/promote 1.0.0",
             ),
             (Command::Status, "status", false, "/status"),
             (Command::Help, "help", false, "/help"),

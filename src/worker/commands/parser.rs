@@ -90,10 +90,11 @@ fn extra_arguments_message(command: &str, extra: &str) -> String {
 }
 
 /// The command words, as [`Command::name`] spells them.
-pub(super) const COMMAND_WORDS: [&str; 5] = ["build", "rebuild", "withdraw", "status", "help"];
+pub(super) const COMMAND_WORDS: [&str; 6] =
+    ["build", "rebuild", "withdraw", "promote", "status", "help"];
 
 fn takes_version(command: &str) -> bool {
-    matches!(command, "build" | "rebuild" | "withdraw")
+    matches!(command, "build" | "rebuild" | "withdraw" | "promote")
 }
 
 /// The longest reason a `/withdraw` may give, in characters.
@@ -268,6 +269,9 @@ fn parse_line(text: &str) -> Option<Result<Command, CommandError>> {
     if command == "withdraw" && !is_dry_run_flag(first_word) {
         return Some(withdraw(given, extra));
     }
+    if command == "promote" {
+        return Some(promote(given, extra));
+    }
     // The version is checked before the extra words, so that `/build 1.0.0;rm -rf` is
     // answered with what is wrong with `1.0.0;rm` rather than with the `-rf`.
     let version = match given.parse::<Version>() {
@@ -319,7 +323,10 @@ fn withdraw(given: &str, rest: &str) -> Result<Command, CommandError> {
             command: "withdraw",
         });
     }
-    let reason: String = rest.chars().filter(|c| !c.is_control()).collect();
+    let reason: String = rest
+        .chars()
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
+        .collect();
     let reason = reason.trim();
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(CommandError::ReasonTooLong);
@@ -328,6 +335,36 @@ fn withdraw(given: &str, rest: &str) -> Result<Command, CommandError> {
         version,
         reason: (!reason.is_empty()).then(|| reason.to_owned()),
     })
+}
+
+/// `/promote VERSION`: nothing after the version; `--dry-run` is refused (a promotion has
+/// none).
+fn promote(given: &str, rest: &str) -> Result<Command, CommandError> {
+    let command = "promote";
+    let version = given
+        .parse::<Version>()
+        .map_err(|error| CommandError::BadVersion {
+            command,
+            given: shown(given),
+            reason: error.reason().to_owned(),
+        })?;
+    if rest.split(char::is_whitespace).any(is_dry_run_flag) {
+        return Err(CommandError::NoDryRun { command });
+    }
+    if !rest.is_empty() {
+        return Err(CommandError::ExtraArguments {
+            command,
+            extra: shown(rest),
+        });
+    }
+    Ok(Command::Promote(version))
+}
+
+/// Characters that change how the text around them reads without being seen: bidirectional
+/// overrides and isolates, and zero-width characters. A reason goes into release notes,
+/// commit messages and the status page, where they could make it read as something else.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// Whether `word` is the dry-run flag, `--dry-run` in any case.

@@ -1,9 +1,11 @@
-//! `/status`: replies with the published images (the manifest hosts read), the withdrawn
-//! versions and the latest jobs.
+//! `/status`: replies with the published images (the manifest hosts read at the root), the
+//! release channels and their planned promotions, the withdrawn versions and the latest
+//! jobs.
 
 use super::CommandAnswer;
 use super::request::CommandRequest;
 use crate::database::DatabaseError;
+use crate::worker::promotions::Rollout;
 use crate::worker::replies::{self, PublishedManifest};
 
 /// How many of the latest jobs the answer lists.
@@ -14,6 +16,8 @@ pub(crate) async fn run(request: &CommandRequest<'_>) -> Result<CommandAnswer, D
     let worker = request.worker;
     let jobs = worker.services.database.recent_jobs(JOBS_SHOWN).await?;
     let withdrawals = worker.services.database.withdrawals().await?;
+    let rollout =
+        Rollout::read(&worker.services.database, &worker.services.settings.publish).await?;
     // What hosts see: the published manifest; a storage failure is not "nothing published".
     let stored = worker
         .services
@@ -34,6 +38,7 @@ pub(crate) async fn run(request: &CommandRequest<'_>) -> Result<CommandAnswer, D
         &jobs,
         published,
         &withdrawals,
+        rollout.as_ref(),
         &worker.services.settings.image.name,
         request.audience,
     )))

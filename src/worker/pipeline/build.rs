@@ -44,7 +44,7 @@ pub fn read_local_manifest(path: &Path) -> Result<Manifest, StepError> {
 
 /// Builds every configured architecture's image of `version` from the assets in
 /// `zip_dir` into `out_dir`, signed with `key` (unsigned without one), as `build` does;
-/// each image's URL is under `base_url`.
+/// each image's URL is under `base_url`, in the first channel, where builds publish.
 pub async fn build_images(
     settings: &Settings,
     base_url: &PublicBaseUrl,
@@ -79,7 +79,9 @@ pub async fn build_images(
         let size = output.file(&image_file).map(|f| f.size).unwrap_or(0);
         images.push(BuiltImage {
             arch,
-            url: base_url.url(&image_file).unwrap_or_default(),
+            url: base_url
+                .url(&settings.publish.channels().first().key(&image_file))
+                .unwrap_or_default(),
             file: image_file,
             size,
             sha256: output.image_sha256,

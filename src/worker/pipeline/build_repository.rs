@@ -3,11 +3,12 @@
 //! `manifest` (what to merge into, what to replace).
 
 use super::{StepContext, StepError};
-use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
+use crate::artifacts::MANIFEST_SIGNATURE_FILE;
 use crate::github::api::{ApiError, Auth, GitHubApi};
 use crate::github::contents::{RepoFile, read_file};
 use crate::manifest::{Manifest, ManifestError};
 use crate::settings::BuildRepoSettings;
+use crate::settings::channels::Channel;
 use crate::signing::SigningKey;
 use crate::signing::detached::SignatureIssuers;
 
@@ -18,36 +19,43 @@ pub enum PublishedManifestError {
     #[error(transparent)]
     Api(#[from] ApiError),
     /// It is there but is no `SHA256SUMS`.
-    #[error("{MANIFEST_FILE} in {repo} cannot be read: {source}")]
-    Unreadable { repo: String, source: ManifestError },
+    #[error("{path} in {repo} cannot be read: {source}")]
+    Unreadable {
+        repo: String,
+        path: String,
+        source: ManifestError,
+    },
 }
 
 impl From<PublishedManifestError> for StepError {
     fn from(error: PublishedManifestError) -> Self {
         match error {
             PublishedManifestError::Api(error) => StepError::Api(error),
-            PublishedManifestError::Unreadable { repo, source } => StepError::Manifest {
-                what: format!("{MANIFEST_FILE} in {repo} cannot be read"),
+            PublishedManifestError::Unreadable { repo, path, source } => StepError::Manifest {
+                what: format!("{path} in {repo} cannot be read"),
                 source,
             },
         }
     }
 }
 
-/// The build repository's `SHA256SUMS` as published on its branch (empty when there is none
-/// yet), and the file as read, to write over.
+/// `channel`'s `SHA256SUMS` as published on the build repository's branch (empty when
+/// there is none yet), and the file as read, to write over.
 pub async fn read_published_manifest(
     github: &GitHubApi,
     auth: Auth,
     build_repo: &BuildRepoSettings,
+    channel: &Channel,
 ) -> Result<(Manifest, Option<RepoFile>), PublishedManifestError> {
     let repo = &build_repo.repo;
-    let file = read_file(github, auth, repo, &build_repo.branch, MANIFEST_FILE).await?;
+    let path = channel.manifest_key();
+    let file = read_file(github, auth, repo, &build_repo.branch, &path).await?;
     let manifest = match &file {
         Some(file) => {
             Manifest::parse(&String::from_utf8_lossy(&file.content)).map_err(|source| {
                 PublishedManifestError::Unreadable {
                     repo: repo.clone(),
+                    path: path.clone(),
                     source,
                 }
             })?
@@ -57,36 +65,39 @@ pub async fn read_published_manifest(
     Ok((manifest, file))
 }
 
-/// The build repository's `SHA256SUMS` (empty when there is none yet), and the file as
-/// read, to write over.
+/// `channel`'s `SHA256SUMS` in the build repository (empty when there is none yet), and the
+/// file as read, to write over.
 pub async fn published_manifest(
     context: &StepContext<'_>,
+    channel: &Channel,
 ) -> Result<(Manifest, Option<RepoFile>), StepError> {
     let build_repo = &context.settings.build_repo;
     let auth = context.auth_for(&build_repo.repo).await?;
-    Ok(read_published_manifest(context.github, auth, build_repo).await?)
+    Ok(read_published_manifest(context.github, auth, build_repo, channel).await?)
 }
 
-/// The build repository's `SHA256SUMS.gpg`, if there is one.
+/// `channel`'s `SHA256SUMS.gpg` in the build repository, if there is one.
 pub async fn published_signature(
     context: &StepContext<'_>,
     auth: Auth,
+    channel: &Channel,
 ) -> Result<Option<RepoFile>, StepError> {
-    read_published_signature(context.github, auth, &context.settings.build_repo).await
+    read_published_signature(context.github, auth, &context.settings.build_repo, channel).await
 }
 
-/// The `SHA256SUMS.gpg` on the build repository's branch, if there is one.
+/// `channel`'s `SHA256SUMS.gpg` on the build repository's branch, if there is one.
 pub async fn read_published_signature(
     github: &GitHubApi,
     auth: Auth,
     build_repo: &BuildRepoSettings,
+    channel: &Channel,
 ) -> Result<Option<RepoFile>, StepError> {
     Ok(read_file(
         github,
         auth,
         &build_repo.repo,
         &build_repo.branch,
-        MANIFEST_SIGNATURE_FILE,
+        &channel.signature_key(),
     )
     .await?)
 }

@@ -24,6 +24,8 @@ use crate::github::contents::{
 };
 use crate::github::markdown::{code_span, safe_url, table_code_span};
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
+use crate::manifest::image_name::ImageFileName;
+use crate::settings::channels::Channel;
 use crate::settings::{ConsumerSettings, Settings};
 use crate::version::Version;
 
@@ -60,16 +62,46 @@ pub(super) fn update_branch(version: &Version) -> String {
     format!("{UPDATE_BRANCH_PREFIX}{version}")
 }
 
+/// The images a job's consumers are pinned to, in the channel it published to: a build's
+/// own, or the files a promotion took along.
+fn pin_targets(context: &StepContext<'_>, channel: &Channel) -> Vec<PinTarget> {
+    let result = context.result();
+    let url = |file: &str| {
+        context
+            .public_base_url
+            .url(&channel.key(file))
+            .unwrap_or_default()
+    };
+    match &result.promotion {
+        Some(promotion) => promotion
+            .files
+            .iter()
+            .filter_map(|listed| {
+                Some(PinTarget {
+                    arch: ImageFileName::parse(&listed.file)?.arch?,
+                    file: listed.file.clone(),
+                    sha256: listed.sha256.clone(),
+                    url: url(&listed.file),
+                })
+            })
+            .collect(),
+        None => result
+            .images
+            .iter()
+            .flatten()
+            .map(|image| PinTarget {
+                url: url(&image.file),
+                ..PinTarget::from(image)
+            })
+            .collect(),
+    }
+}
+
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
-    let images: Vec<PinTarget> = context
-        .result()
-        .images
-        .iter()
-        .flatten()
-        .map(PinTarget::from)
-        .collect();
+    let channel = context.publish_channel()?;
+    let images = pin_targets(context, &channel);
     if images.is_empty() {
-        return Err(StepError::Permanent("the build recorded no images".into()));
+        return Err(StepError::Permanent("the job recorded no images".into()));
     }
     let consumers = all_consumers(context.github, context.settings, context.database).await;
     // Counted here rather than where they are found: a dry run finds them too.
@@ -85,6 +117,31 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let configured = consumers.configured.iter().map(|c| (c, false));
     let enrolled = consumers.enrolled.iter().map(|c| (c, true));
     for (consumer, is_enrolled) in configured.chain(enrolled) {
+        // Each consumer gets the versions of the channel it follows, when they reach it.
+        match context.settings.channel_of(consumer) {
+            Ok(follows) if follows.name == channel.name => {}
+            Ok(follows) => {
+                outcomes.push(ConsumerReport {
+                    repo: consumer.repo.clone(),
+                    path: consumer.path.clone(),
+                    outcome: ConsumerOutcome::OtherChannel {
+                        channel: follows.name,
+                    },
+                });
+                continue;
+            }
+            Err(error) => {
+                crate::metrics::global().consumer_update("refused");
+                outcomes.push(ConsumerReport {
+                    repo: consumer.repo.clone(),
+                    path: consumer.path.clone(),
+                    outcome: ConsumerOutcome::Refused {
+                        error: format!("{ENROLLMENT_FILE}: {error}"),
+                    },
+                });
+                continue;
+            }
+        }
         match update_consumer(context, consumer, is_enrolled, &images).await {
             Ok(outcome) => {
                 crate::metrics::global().consumer_update("ok");

@@ -13,6 +13,7 @@ use crate::database::jobs::Job;
 use crate::database::{Database, DatabaseError};
 use crate::github::api::{Auth, GitHubApi};
 use crate::settings::Settings;
+use crate::settings::channels::Channel;
 use crate::settings::public_base_url::PublicBaseUrl;
 use crate::signing::SigningKey;
 use crate::storage::Storage;
@@ -62,6 +63,22 @@ impl StepContext<'_> {
         self.database.set_job_result(self.job.id, &result).await?;
         self.job.result = Some(result);
         Ok(())
+    }
+
+    /// The channel this job publishes to: a promotion's target, once its first step has
+    /// decided it; a build's, the first channel.
+    pub fn publish_channel(&self) -> Result<Channel, StepError> {
+        let channels = self.settings.publish.channels();
+        match &self.result().promotion {
+            Some(promotion) => channels.get(&promotion.to).cloned().ok_or_else(|| {
+                StepError::Permanent(format!(
+                    "the channel {} this promotion goes to is no longer in publish.channels ({})",
+                    promotion.to,
+                    channels.names()
+                ))
+            }),
+            None => Ok(channels.first().clone()),
+        }
     }
 
     /// How the job acts on `repo`: the installation that has it.

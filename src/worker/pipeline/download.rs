@@ -98,7 +98,6 @@ pub async fn fetch_assets(
 }
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
-    super::withdrawn::refuse_unless_rebuild(context).await?;
     let fetched = fetch_assets(
         context.github,
         context.access,

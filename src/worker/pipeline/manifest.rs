@@ -14,6 +14,7 @@ use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::database::job_result::Publication;
 use crate::github::contents::{FileTarget, FileWrite, write_file};
 use crate::manifest::Manifest;
+use crate::settings::channels::Channel;
 
 /// Re-reads after a stale write before giving up (for now; the job retries later).
 const MAX_MERGES: usize = 5;
@@ -39,27 +40,48 @@ pub(super) struct ManifestMessages {
     pub signature: String,
 }
 
+impl ManifestMessages {
+    /// `chore: {doing} SHA256SUMS{why}` (`canary/SHA256SUMS` for a channel under a prefix)
+    /// and `chore: sign SHA256SUMS for {what}`.
+    pub fn new(channel: &Channel, doing: String, what: &str) -> ManifestMessages {
+        Self::because(channel, doing, what, "")
+    }
+
+    /// [`ManifestMessages::new`] with `why` after the manifest's name.
+    pub fn because(channel: &Channel, doing: String, what: &str, why: &str) -> ManifestMessages {
+        let file = channel.manifest_key();
+        ManifestMessages {
+            manifest: format!("chore: {doing} {file}{why}"),
+            signature: format!("chore: sign {file} for {what}"),
+        }
+    }
+}
+
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let repo = context.settings.build_repo.repo.clone();
     let auth = context.auth_for(&repo).await?;
+    let channel = context.publish_channel()?;
     // A build listed already may still lack its signature: a run killed between the
     // manifest's commit and its signature's finds the manifest listing this build. Under a
     // signature by a key this server may not replace, it never committed the manifest,
     // and leaves it alone.
     if context.result().published == Some(Publication::Unchanged)
-        && let Some(signature) = published_signature(context, auth).await?
+        && let Some(signature) = published_signature(context, auth, &channel).await?
         && check_published_signer(context, &repo, &signature.content).is_err()
     {
         return Ok(());
     }
-    super::withdrawn::refuse_unless_rebuild(context).await?;
     let local = local_manifest(context)?;
     let what = format!("{} {}", context.settings.image.name, context.job.version);
-    let messages = ManifestMessages {
-        manifest: format!("chore: publish {what} in {MANIFEST_FILE}"),
-        signature: format!("chore: sign {MANIFEST_FILE} for {what}"),
-    };
-    match publish_manifest(context, |published| merge(published, &local), &messages).await {
+    let messages = ManifestMessages::new(&channel, format!("publish {what} in"), &what);
+    match publish_manifest(
+        context,
+        &channel,
+        |published| merge(published, &local),
+        &messages,
+    )
+    .await
+    {
         Ok(Some(commits)) => {
             context
                 .record(|result| result.manifest_commits = Some(commits))
@@ -70,6 +92,11 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         Err(StepError::Transient(_)) if context.result().manifest_commits.is_some() => {}
         Err(error) => return Err(error),
     }
+    // The wait before a promotion to the next channel counts from here.
+    context
+        .database
+        .enter_channel(&context.job.version, &channel.name, context.job.id)
+        .await?;
     // Published again: a withdrawal of this version (a `/rebuild` got this far) is over.
     if context
         .database
@@ -81,8 +108,8 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Changes the build repository's `SHA256SUMS` with `change` (given the published one),
-/// signs it, puts both in storage, then commits both. A commit that finds the file changed
+/// Changes `channel`'s `SHA256SUMS` in the build repository with `change` (given the
+/// published one), signs it, puts both in storage, then commits both. A commit that finds the file changed
 /// since it was read (409) reads it again and changes it again.
 ///
 /// `Ok(Some(commits))` when it wrote (the commits may be empty when GitHub had the same
@@ -90,6 +117,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
 /// `change` gives already.
 pub(super) async fn publish_manifest(
     context: &StepContext<'_>,
+    channel: &Channel,
     change: impl Fn(Manifest) -> Result<Manifest, StepError>,
     messages: &ManifestMessages,
 ) -> Result<Option<Vec<String>>, StepError> {
@@ -98,10 +126,10 @@ pub(super) async fn publish_manifest(
     let auth = context.auth_for(&repo).await?;
     let mut commits = Vec::new();
     for _ in 0..MAX_MERGES {
-        let (published, current) = published_manifest(context).await?;
+        let (published, current) = published_manifest(context, channel).await?;
         let changed = change(published)?;
         let text = changed.render();
-        let signature_file = published_signature(context, auth).await?;
+        let signature_file = published_signature(context, auth, channel).await?;
         if let Some(published) = &signature_file {
             check_published_signer(context, &repo, &published.content)?;
         }
@@ -127,15 +155,19 @@ pub(super) async fn publish_manifest(
         // Storage first: the committed manifest never lists what storage lacks.
         let staged = context.work_dir.join("manifest");
         std::fs::create_dir_all(&staged).map_err(StepError::work_dir("creating", &staged))?;
-        for (name, bytes) in [
-            (MANIFEST_FILE, text.as_bytes()),
-            (MANIFEST_SIGNATURE_FILE, signature.as_bytes()),
+        for (name, key, bytes) in [
+            (MANIFEST_FILE, channel.manifest_key(), text.as_bytes()),
+            (
+                MANIFEST_SIGNATURE_FILE,
+                channel.signature_key(),
+                signature.as_bytes(),
+            ),
         ] {
             let path = staged.join(name);
             std::fs::write(&path, bytes).map_err(StepError::work_dir("writing", &path))?;
             let sha256 = crate::artifacts::digest::sha256_hex(bytes)
                 .map_err(StepError::work_dir("hashing", &path))?;
-            put_file(context, name, &path, &sha256).await?;
+            put_file(context, &key, &path, &sha256).await?;
         }
         match write_file(
             context.github,
@@ -143,7 +175,7 @@ pub(super) async fn publish_manifest(
             FileTarget {
                 repo: &repo,
                 branch: &branch,
-                path: MANIFEST_FILE,
+                path: &channel.manifest_key(),
             },
             text.as_bytes(),
             current.as_ref(),
@@ -154,6 +186,7 @@ pub(super) async fn publish_manifest(
             FileWrite::Stale => {
                 tracing::info!(
                     job = context.job.id,
+                    %channel,
                     "{MANIFEST_FILE} changed while it was changed here; changing it again"
                 );
                 continue;
@@ -170,7 +203,7 @@ pub(super) async fn publish_manifest(
                 FileTarget {
                     repo: &repo,
                     branch: &branch,
-                    path: MANIFEST_SIGNATURE_FILE,
+                    path: &channel.signature_key(),
                 },
                 signature.as_bytes(),
                 signature_file.as_ref(),
@@ -179,7 +212,7 @@ pub(super) async fn publish_manifest(
             .await?
             {
                 FileWrite::Stale => {
-                    signature_file = published_signature(context, auth).await?;
+                    signature_file = published_signature(context, auth, channel).await?;
                 }
                 FileWrite::Committed { commit_sha } => {
                     commits.push(commit_sha);
@@ -191,11 +224,12 @@ pub(super) async fn publish_manifest(
         return Ok(Some(commits));
     }
     // Too many concurrent changes, unless the change is in already.
-    let (published, _) = published_manifest(context).await?;
+    let (published, _) = published_manifest(context, channel).await?;
     if change(published.clone())? == published {
         return Ok(None);
     }
     Err(StepError::Transient(format!(
-        "{MANIFEST_FILE} in {repo} kept changing while it was changed here"
+        "{} in {repo} kept changing while it was changed here",
+        channel.manifest_key()
     )))
 }

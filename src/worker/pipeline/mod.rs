@@ -31,6 +31,7 @@ mod manifest;
 pub mod plan;
 pub mod plan_markdown;
 pub mod plan_text;
+mod promote;
 pub mod prune;
 mod put;
 mod release;
@@ -56,8 +57,15 @@ pub const MAX_JOB_ATTEMPTS: i64 = 5;
 
 /// Runs `step` of the job in `context`.
 pub async fn run_step(step: Step, context: &mut StepContext<'_>) -> Result<(), StepError> {
-    if context.job.kind == JobKind::Withdraw {
-        return withdraw::run_step(step, context).await;
+    match context.job.kind {
+        JobKind::Withdraw => return withdraw::run_step(step, context).await,
+        JobKind::Promote => return promote::run_step(step, context).await,
+        JobKind::Build => {}
+    }
+    // A version withdrawn while the build waited publishes nothing more; its report still
+    // goes out.
+    if step != Step::Report {
+        withdrawn::refuse_unless_rebuild(context).await?;
     }
     match step {
         Step::Download => download::run(context).await,

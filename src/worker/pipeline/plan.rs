@@ -287,7 +287,10 @@ pub async fn plan_job(
     let local = read_local_manifest(&out_dir.join(MANIFEST_FILE))?;
     let build_repo = &settings.build_repo;
     let auth = services.access.auth_for(&build_repo.repo).await?;
-    let (published, current) = read_published_manifest(services.github, auth, build_repo).await?;
+    let channels = settings.publish.channels();
+    let channel = channels.first();
+    let (published, current) =
+        read_published_manifest(services.github, auth, build_repo, channel).await?;
     let (publication, differing) = compare(&local, &published);
     let mut stops = refusal(publication, &differing, request.rebuild, version);
     if stops.is_none() && publication != Publication::Unchanged {
@@ -330,7 +333,7 @@ pub async fn plan_job(
         branch: build_repo.branch.clone(),
         removed,
         added,
-        diff: unified_diff(MANIFEST_FILE, &before, &after),
+        diff: unified_diff(&channel.manifest_key(), &before, &after),
     });
     let tag = version.tag();
     let existing = release_by_tag(services.github, auth, &build_repo.repo, &tag).await?;
@@ -374,7 +377,10 @@ async fn signer_refusal(
     auth: crate::github::api::Auth,
 ) -> Result<Option<String>, StepError> {
     let build_repo = &services.settings.build_repo;
-    let Some(signature) = read_published_signature(services.github, auth, build_repo).await? else {
+    let channels = services.settings.publish.channels();
+    let Some(signature) =
+        read_published_signature(services.github, auth, build_repo, channels.first()).await?
+    else {
         return Ok(None);
     };
     let allowed = &services.settings.publish.replace_signatures_by;

@@ -155,7 +155,8 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         return Ok(());
     }
     let name = context.settings.image.name.clone();
-    let (published, _) = published_manifest(context).await?;
+    let channel = context.publish_channel()?;
+    let (published, _) = published_manifest(context, &channel).await?;
     let reader = PruneReader {
         github: context.github,
         settings: context.settings,
@@ -180,14 +181,24 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             .map(|entry| entry.file)
             .collect();
         let what = format!("{name} {version}");
-        let messages = ManifestMessages {
-            manifest: format!(
-                "chore: prune {what} from {MANIFEST_FILE}: older than the newest {keep} versions, and no consumer pins it"
-            ),
-            signature: format!("chore: sign {MANIFEST_FILE} for the pruning of {what}"),
-        };
+        let messages = ManifestMessages::because(
+            &channel,
+            format!("prune {what} from"),
+            &format!("the pruning of {what}"),
+            &format!(": older than the newest {keep} versions, and no consumer pins it"),
+        );
+        // Scheduled before the lines leave: a job killed in between leaves no file behind
+        // for good, and the sweep keeps whatever is still listed when it is due.
+        context
+            .database
+            .schedule_removals(
+                &removals_of(&listed, version, RemovalReason::Pruned, &channel),
+                due,
+            )
+            .await?;
         let commits = publish_manifest(
             context,
+            &channel,
             |mut manifest| {
                 manifest.remove_version(&name, version);
                 Ok(manifest)
@@ -197,9 +208,9 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         .await?;
         context
             .database
-            .schedule_removals(&removals_of(&listed, version, RemovalReason::Pruned), due)
+            .forget_channel_entry(version, &channel.name)
             .await?;
-        tracing::info!(job = context.job.id, %version, files = ?listed, "pruned from {MANIFEST_FILE}");
+        tracing::info!(job = context.job.id, %version, %channel, files = ?listed, "pruned from {MANIFEST_FILE}");
         context
             .record(|result| {
                 let pruned = result.pruned.get_or_insert_with(Pruned::default);

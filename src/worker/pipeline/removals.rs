@@ -3,42 +3,74 @@
 //! (`crate::worker::storage_removals`) deletes them unless they are listed again.
 
 use crate::arch::Arch;
-use crate::artifacts::MANIFEST_FILE;
 use crate::database::storage_removals::{NewRemoval, RemovalReason};
 use crate::manifest::image_name::ImageFileName;
+use crate::settings::channels::Channel;
 use crate::version::Version;
 
-/// The storage removals of the images `listed` (files that left `SHA256SUMS`) of `version`:
-/// each image with its `.sha256` and `.asc`, and for an amd64 image the copy under the
-/// compatibility name (`alloy-X.Y.Z.raw`, which the manifest does not list) with its own.
-/// Each is guarded by the listed image: listed again, it stays.
-pub fn removals_of(listed: &[String], version: &Version, why: RemovalReason) -> Vec<NewRemoval> {
-    let mut removals = Vec::new();
+/// The files a version keeps in storage beside each image of `listed` (file names from a
+/// `SHA256SUMS`), each with the listed image it belongs to: the image's `.sha256` and
+/// `.asc`, then the image, and for an amd64 image the copy under the compatibility name
+/// (`alloy-X.Y.Z.raw`, which the manifest does not list) with its own. Checksums and
+/// signatures come before their image, the order in which they are put.
+pub fn stored_files(listed: &[String]) -> Vec<StoredFile> {
+    let mut files = Vec::new();
     for file in listed {
-        let mut images = vec![file.clone()];
+        let mut images = vec![(file.clone(), false)];
         if let Some(parsed) = ImageFileName::parse(file)
             && parsed.arch == Some(Arch::Amd64)
         {
-            images.push(format!("{}-{}.raw", parsed.name, parsed.version));
+            images.push((format!("{}-{}.raw", parsed.name, parsed.version), true));
         }
-        for image in images {
-            for key in [format!("{image}.sha256"), format!("{image}.asc"), image] {
-                removals.push(NewRemoval {
-                    key,
-                    manifest_key: MANIFEST_FILE.to_owned(),
+        for (image, compat) in images {
+            for name in [format!("{image}.sha256"), format!("{image}.asc"), image] {
+                files.push(StoredFile {
+                    name,
                     listed_file: file.clone(),
-                    version: version.clone(),
-                    why,
+                    compat,
                 });
             }
         }
     }
-    removals
+    files
+}
+
+/// A file of a version in storage, beside a listed image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Its name, without a channel's prefix.
+    pub name: String,
+    /// The image in `SHA256SUMS` it belongs to.
+    pub listed_file: String,
+    /// Part of the compatibility copy, which a build makes only with `image.compat_name`.
+    pub compat: bool,
+}
+
+/// The storage removals of the images `listed` (files that left `channel`'s `SHA256SUMS`)
+/// of `version`: each of their [`stored_files`], under the channel's prefix. Each is
+/// guarded by its listed image: listed again in that channel, it stays.
+pub fn removals_of(
+    listed: &[String],
+    version: &Version,
+    why: RemovalReason,
+    channel: &Channel,
+) -> Vec<NewRemoval> {
+    stored_files(listed)
+        .into_iter()
+        .map(|file| NewRemoval {
+            key: channel.key(&file.name),
+            manifest_key: channel.manifest_key(),
+            listed_file: file.listed_file,
+            version: version.clone(),
+            why,
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::channels::{Channels, default_channel_names};
 
     #[test]
     fn an_amd64_image_takes_its_compatibility_copy_along() {
@@ -47,7 +79,8 @@ mod tests {
             "alloy-1.2.3-amd64.raw".to_owned(),
             "alloy-1.2.3-arm64.raw".to_owned(),
         ];
-        let removals = removals_of(&listed, &version, RemovalReason::Pruned);
+        let root = Channels::new(&default_channel_names());
+        let removals = removals_of(&listed, &version, RemovalReason::Pruned, root.first());
         let keys: Vec<(&str, &str)> = removals
             .iter()
             .map(|r| (r.key.as_str(), r.listed_file.as_str()))
@@ -69,5 +102,47 @@ mod tests {
         assert!(removals.iter().all(|r| r.why == RemovalReason::Pruned
             && r.manifest_key == "SHA256SUMS"
             && r.version == version));
+    }
+
+    #[test]
+    fn a_channel_under_a_prefix_removes_its_own_copies() {
+        let version: Version = "1.2.3".parse().unwrap();
+        let channels = Channels::new(&["canary".parse().unwrap(), "stable".parse().unwrap()]);
+        let removals = removals_of(
+            &["alloy-1.2.3-arm64.raw".to_owned()],
+            &version,
+            RemovalReason::Withdrawn,
+            channels.first(),
+        );
+        let keys: Vec<(&str, &str, &str)> = removals
+            .iter()
+            .map(|r| {
+                (
+                    r.key.as_str(),
+                    r.manifest_key.as_str(),
+                    r.listed_file.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    "canary/alloy-1.2.3-arm64.raw.sha256",
+                    "canary/SHA256SUMS",
+                    "alloy-1.2.3-arm64.raw"
+                ),
+                (
+                    "canary/alloy-1.2.3-arm64.raw.asc",
+                    "canary/SHA256SUMS",
+                    "alloy-1.2.3-arm64.raw"
+                ),
+                (
+                    "canary/alloy-1.2.3-arm64.raw",
+                    "canary/SHA256SUMS",
+                    "alloy-1.2.3-arm64.raw"
+                ),
+            ]
+        );
     }
 }

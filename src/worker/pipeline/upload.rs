@@ -98,9 +98,9 @@ pub fn refusal(
 }
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
-    super::withdrawn::refuse_unless_rebuild(context).await?;
     let local = local_manifest(context)?;
-    let (published, _) = published_manifest(context).await?;
+    let channel = context.publish_channel()?;
+    let (published, _) = published_manifest(context, &channel).await?;
     let (publication, differing) = compare(&local, &published);
     if let Some(refused) = refusal(
         publication,
@@ -115,7 +115,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         // replaced image under a signature hosts cannot check would reach them unlisted.
         let repo = &context.settings.build_repo.repo;
         let auth = context.auth_for(repo).await?;
-        if let Some(signature) = published_signature(context, auth).await? {
+        if let Some(signature) = published_signature(context, auth, &channel).await? {
             check_published_signer(context, repo, &signature.content)?;
         }
     }
@@ -133,11 +133,12 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             .await?;
         return Ok(());
     }
-    // Files of this version waiting to leave storage (it was withdrawn or pruned) stay: they
-    // are about to be listed again. Jobs run one at a time, so no sweep runs in between.
+    // Files of this version waiting to leave the channel's storage (it was withdrawn or
+    // pruned) stay: they are about to be listed again. Jobs run one at a time, so no sweep
+    // runs in between.
     let kept = context
         .database
-        .cancel_removals_of(&context.job.version)
+        .cancel_removals_of(&context.job.version, &channel.manifest_key())
         .await?;
     if kept > 0 {
         tracing::info!(
@@ -148,10 +149,11 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     }
     let mut uploads = Vec::new();
     for file in publishable_files(&context.out_dir(), &local)? {
-        let outcome = put_file(context, &file.key, &file.path, &file.sha256).await?;
-        tracing::info!(job = context.job.id, key = %file.key, outcome = ?outcome, "published");
+        let key = channel.key(&file.key);
+        let outcome = put_file(context, &key, &file.path, &file.sha256).await?;
+        tracing::info!(job = context.job.id, %key, outcome = ?outcome, "published");
         uploads.push(Upload {
-            key: file.key,
+            key,
             uploaded: outcome == PutOutcome::Uploaded,
         });
     }

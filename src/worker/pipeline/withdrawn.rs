@@ -1,19 +1,30 @@
-//! The guard that keeps a withdrawn version unpublished: a build of it stops before it
-//! downloads, uploads or lists anything, unless it is a `/rebuild` (the one way back).
+//! The guard that keeps a withdrawn version unpublished: a build of it stops at whatever
+//! step it is in (before it downloads, uploads, lists, releases or proposes anything),
+//! unless it is a `/rebuild` asked for after the withdrawal (the one way back). A build or
+//! rebuild queued before the withdrawal and resumed after it stops too: the withdrawal is
+//! the later word.
 
 use super::{StepContext, StepError};
 use crate::database::jobs::TriggerSource;
 use crate::database::withdrawals::Withdrawal;
 
-/// Stops the job when its version is withdrawn and it is not a rebuild.
+/// Stops the job when its version is withdrawn, unless it is a rebuild asked for after
+/// the withdrawal.
 pub async fn refuse_unless_rebuild(context: &StepContext<'_>) -> Result<(), StepError> {
-    if context.job.rebuild {
-        return Ok(());
-    }
     match context.database.withdrawal(&context.job.version).await? {
-        Some(withdrawal) => Err(StepError::Permanent(refusal(&withdrawal))),
-        None => Ok(()),
+        Some(withdrawal)
+            if !rebuilds_after(context.job.rebuild, &context.job.created_at, &withdrawal) =>
+        {
+            Err(StepError::Permanent(refusal(&withdrawal)))
+        }
+        _ => Ok(()),
     }
+}
+
+/// Whether a job (a rebuild or not, queued at `created_at`) may publish over `withdrawal`.
+/// Both times are the database's RFC 3339 UTC timestamps, which order as text.
+fn rebuilds_after(rebuild: bool, created_at: &str, withdrawal: &Withdrawal) -> bool {
+    rebuild && created_at > withdrawal.withdrawn_at.as_str()
 }
 
 /// Why a withdrawn version is not built: who withdrew it, and the way back. The reason, the
@@ -53,6 +64,21 @@ mod tests {
             "1.2.3 was withdrawn by ann (job #7) and is not published again by a release, a \
              dispatch or the upstream check; comment `/rebuild 1.2.3` to publish it again"
         );
+        assert!(rebuilds_after(
+            true,
+            "2026-12-03T00:00:01.000000Z",
+            &withdrawal
+        ));
+        assert!(!rebuilds_after(
+            true,
+            "2026-12-02T23:59:59.000000Z",
+            &withdrawal
+        ));
+        assert!(!rebuilds_after(
+            false,
+            "2026-12-03T00:00:01.000000Z",
+            &withdrawal
+        ));
         withdrawal.source = TriggerSource::Cli;
         withdrawal.withdrawn_by = None;
         assert!(

@@ -231,9 +231,14 @@ impl UpstreamWatch {
         let auth = Auth::Installation(installation_id);
         let releases = self.upstream_releases(auth).await?;
         let newest_upstream = newest_stable(&releases);
-        let (manifest, _) =
-            read_published_manifest(&self.github, auth, &settings.build_repo).await?;
-        let newest_published = newest_listed(&manifest, &settings.image.name);
+        // Published is listed in any channel: a version promoted on and pruned from the
+        // first is not built again.
+        let mut newest_published = None;
+        for channel in settings.publish.channels().all() {
+            let (manifest, _) =
+                read_published_manifest(&self.github, auth, &settings.build_repo, channel).await?;
+            newest_published = newest_published.max(newest_listed(&manifest, &settings.image.name));
+        }
         let version = match (&newest_upstream, &newest_published) {
             (Some(upstream), Some(published)) if upstream > published => upstream.clone(),
             (Some(upstream), None) => upstream.clone(),

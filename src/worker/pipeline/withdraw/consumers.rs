@@ -8,7 +8,8 @@
 
 use super::super::build_repository::published_manifest;
 use super::super::consumers::{
-    PinRead, PinTarget, Proposal, all_consumers, download_links, propose, read_pin, update_branch,
+    ENROLLMENT_FILE, PinRead, PinTarget, Proposal, all_consumers, download_links, propose,
+    read_pin, update_branch,
 };
 use super::super::{StepContext, StepError};
 use super::reason_line;
@@ -18,30 +19,50 @@ use crate::github::markdown::{code_span, table_code_span};
 use crate::github::pulls::{close_pull, open_pull_for_branch};
 use crate::manifest::image_name::ImageFileName;
 use crate::settings::ConsumerSettings;
+use crate::settings::channels::Channel;
 use crate::version::Version;
 
-pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
-    let name = context.settings.image.name.clone();
-    let (published, _) = published_manifest(context).await?;
-    // The newest version still listed, and its images by architecture.
-    let moved_to = published.versions(&name).into_iter().next();
-    let targets: Vec<PinTarget> = match &moved_to {
-        Some(version) => published
-            .entries()
-            .iter()
-            .filter_map(|entry| {
-                let parsed = ImageFileName::parse(&entry.file)?;
-                (parsed.name == name && &parsed.version == version).then_some(())?;
-                Some(PinTarget {
-                    arch: parsed.arch?,
-                    file: entry.file.clone(),
-                    sha256: entry.sha256.clone(),
-                    url: context.public_base_url.url(&entry.file).unwrap_or_default(),
-                })
-            })
-            .collect(),
-        None => Vec::new(),
+/// The newest version still listed in `channel`, and its images by architecture.
+async fn still_listed(
+    context: &StepContext<'_>,
+    channel: &Channel,
+) -> Result<(Option<Version>, Vec<PinTarget>), StepError> {
+    let name = &context.settings.image.name;
+    let (published, _) = published_manifest(context, channel).await?;
+    let Some(newest) = published.versions(name).into_iter().next() else {
+        return Ok((None, Vec::new()));
     };
+    let targets = published
+        .entries()
+        .iter()
+        .filter_map(|entry| {
+            let parsed = ImageFileName::parse(&entry.file)?;
+            (&parsed.name == name && parsed.version == newest).then_some(())?;
+            Some(PinTarget {
+                arch: parsed.arch?,
+                file: entry.file.clone(),
+                sha256: entry.sha256.clone(),
+                url: context
+                    .public_base_url
+                    .url(&channel.key(&entry.file))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok((Some(newest), targets))
+}
+
+pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
+    // Each consumer moves to the newest version its channel still lists.
+    let mut listed = Vec::new();
+    for channel in context.settings.publish.channels().all() {
+        listed.push((channel.name.clone(), still_listed(context, channel).await?));
+    }
+    let last = context.settings.publish.channels().last().name.clone();
+    let moved_to = listed
+        .iter()
+        .find(|(channel, _)| *channel == last)
+        .and_then(|(_, (version, _))| version.clone());
     let consumers = all_consumers(context.github, context.settings, context.database).await;
     let mut outcomes = consumers.refused;
     let mut closed = Vec::new();
@@ -51,8 +72,16 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     for (consumer, is_enrolled) in configured.chain(enrolled) {
         let done = async {
             let closed_pull = close_withdrawn_pull(context, consumer).await?;
-            let outcome =
-                move_off(context, consumer, is_enrolled, moved_to.as_ref(), &targets).await?;
+            let follows = context
+                .settings
+                .channel_of(consumer)
+                .map_err(|error| StepError::Permanent(format!("{ENROLLMENT_FILE}: {error}")))?;
+            let (to, targets) = listed
+                .iter()
+                .find(|(channel, _)| *channel == follows.name)
+                .map(|(_, found)| found)
+                .ok_or_else(|| StepError::Permanent(format!("no channel {}", follows.name)))?;
+            let outcome = move_off(context, consumer, is_enrolled, to.as_ref(), targets).await?;
             Ok::<_, StepError>((closed_pull, outcome))
         }
         .await;

@@ -1,43 +1,63 @@
-//! Step 1 of a withdraw: the version out of `SHA256SUMS`, and its files (each listed image,
-//! its `.sha256` and `.asc`) scheduled to leave storage after the grace period, when the
-//! server's sweep (`crate::worker::storage_removals`) deletes them unless they are listed
-//! again.
+//! Step 1 of a withdraw: the version out of every channel's `SHA256SUMS`, and its files
+//! there (each listed image, its `.sha256` and `.asc`) scheduled to leave storage after the
+//! grace period, when the server's sweep (`crate::worker::storage_removals`) deletes them
+//! unless they are listed again.
 
 use super::super::build_repository::published_manifest;
 use super::super::manifest::{ManifestMessages, publish_manifest};
 use super::super::{StepContext, StepError};
 use super::reason_line;
-use crate::artifacts::MANIFEST_FILE;
 use crate::database::job_result::WithdrawalDone;
 use crate::database::storage_removals::RemovalReason;
 use crate::database::withdrawals::Withdrawal;
+use crate::settings::channels::Channel;
 use crate::worker::pipeline::removals::removals_of;
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let name = context.settings.image.name.clone();
     let version = context.job.version.clone();
-    let (published, _) = published_manifest(context).await?;
-    let listed: Vec<String> = published
-        .clone()
-        .remove_version(&name, &version)
-        .into_iter()
-        .map(|entry| entry.file)
-        .collect();
-    let withdrawn_before = context.database.withdrawal(&version).await?;
-    if listed.is_empty() && withdrawn_before.is_none() {
-        let newest: Vec<String> = published
-            .versions(&name)
-            .iter()
-            .take(5)
-            .map(|v| v.to_string())
+    let channels = context.settings.publish.channels();
+    // Where the version is listed now, channel by channel.
+    let mut listed_in: Vec<(Channel, Vec<String>)> = Vec::new();
+    let mut newest = Vec::new();
+    for channel in channels.all() {
+        let (published, _) = published_manifest(context, channel).await?;
+        let files: Vec<String> = published
+            .clone()
+            .remove_version(&name, &version)
+            .into_iter()
+            .map(|entry| entry.file)
             .collect();
-        let listed_now = if newest.is_empty() {
-            "it lists no version".to_owned()
+        if files.is_empty() {
+            newest.extend(published.versions(&name).into_iter().take(5));
         } else {
-            format!("the newest it lists: {}", newest.join(", "))
+            listed_in.push((channel.clone(), files));
+        }
+    }
+    let withdrawn_before = context.database.withdrawal(&version).await?;
+    let earlier = context.result().withdrawal.clone().unwrap_or_default();
+    if listed_in.is_empty() && withdrawn_before.is_none() && earlier.files.is_empty() {
+        newest.sort_by(|a, b| b.cmp(a));
+        newest.dedup();
+        let (none, they) = if channels.staged() {
+            ("none of them lists a version", "they")
+        } else {
+            ("it lists no version", "it")
         };
+        let listed_now = if newest.is_empty() {
+            none.to_owned()
+        } else {
+            let shown: Vec<String> = newest.iter().take(5).map(|v| v.to_string()).collect();
+            format!(
+                "the newest {they} list{}: {}",
+                if channels.staged() { "" } else { "s" },
+                shown.join(", ")
+            )
+        };
+        let manifests: Vec<String> = channels.all().iter().map(Channel::manifest_key).collect();
         return Err(StepError::Permanent(format!(
-            "{name} {version} is not listed in {MANIFEST_FILE}, so there is nothing to withdraw ({listed_now})"
+            "{name} {version} is not listed in {}, so there is nothing to withdraw ({listed_now})",
+            manifests.join(" or ")
         )));
     }
     // Recorded first: from now on no release event, dispatch or upstream check publishes
@@ -54,44 +74,72 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             withdrawn_at: String::new(),
         })
         .await?;
+    // What leaves, recorded before it leaves: an attempt killed after a commit finds the
+    // lines gone, and still schedules their files.
+    let mut done = earlier;
+    for (channel, files) in &listed_in {
+        for file in files {
+            if !done.files.contains(file) {
+                done.files.push(file.clone());
+            }
+        }
+        if !done.channels.contains(&channel.name) {
+            done.channels.push(channel.name.clone());
+        }
+    }
+    // The files stay for hosts that were downloading them, then go.
+    let due = time::OffsetDateTime::now_utc() + context.settings.publish.withdrawn_grace();
+    done.files_removed_after
+        .get_or_insert_with(|| crate::database::timestamp::format(due));
+    let recorded = done.clone();
+    context
+        .record(|result| result.withdrawal = Some(recorded))
+        .await?;
+    for channel in channels.all() {
+        if done.channels.contains(&channel.name) {
+            let removals = removals_of(&done.files, &version, RemovalReason::Withdrawn, channel);
+            context.database.schedule_removals(&removals, due).await?;
+        }
+    }
     let what = format!("{name} {version}");
     let because = reason_line(context)
         .map(|reason| format!(": {reason}"))
         .unwrap_or_default();
-    let messages = ManifestMessages {
-        manifest: format!("chore: withdraw {what} from {MANIFEST_FILE}{because}"),
-        signature: format!("chore: sign {MANIFEST_FILE} for the withdrawal of {what}"),
-    };
-    let commits = publish_manifest(
-        context,
-        |mut manifest| {
-            manifest.remove_version(&name, &version);
-            Ok(manifest)
-        },
-        &messages,
-    )
-    .await?;
-    let files = match &context.result().withdrawal {
-        // Taken out by an earlier attempt: what it took out stays the record.
-        Some(done) if listed.is_empty() => done.files.clone(),
-        _ => listed,
-    };
-    // The files stay for hosts that were downloading them, then go.
-    let due = time::OffsetDateTime::now_utc() + context.settings.publish.withdrawn_grace();
-    let removals = removals_of(&files, &version, RemovalReason::Withdrawn);
-    context.database.schedule_removals(&removals, due).await?;
-    let files_removed_after = crate::database::timestamp::format(due);
-    tracing::info!(job = context.job.id, %version, files = ?files, "withdrawn from {MANIFEST_FILE}");
+    let mut commits: Option<Vec<String>> = None;
+    for (channel, _) in &listed_in {
+        let messages = ManifestMessages::because(
+            channel,
+            format!("withdraw {what} from"),
+            &format!("the withdrawal of {what}"),
+            &because,
+        );
+        let made = publish_manifest(
+            context,
+            channel,
+            |mut manifest| {
+                manifest.remove_version(&name, &version);
+                Ok(manifest)
+            },
+            &messages,
+        )
+        .await?;
+        if let Some(made) = made {
+            commits.get_or_insert_with(Vec::new).extend(made);
+        }
+        context
+            .database
+            .forget_channel_entry(&version, &channel.name)
+            .await?;
+        tracing::info!(job = context.job.id, %version, %channel, "withdrawn from {}", channel.manifest_key());
+    }
     context
         .record(|result| {
             if let Some(commits) = commits {
                 result.manifest_commits = Some(commits);
             }
-            let done = result
+            result
                 .withdrawal
                 .get_or_insert_with(WithdrawalDone::default);
-            done.files = files;
-            done.files_removed_after.get_or_insert(files_removed_after);
         })
         .await?;
     Ok(())

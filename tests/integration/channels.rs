@@ -1,0 +1,383 @@
+//! A staged rollout through the real server, the stateful fake GitHub and a real
+//! S3-compatible server: with `publish.channels = ["canary", "stable"]` a release reaches the
+//! canary channel only (its own signed manifest and files under `canary/`, the consumer
+//! that follows it); `/promote` moves it to stable (the root, where hosts have always read)
+//! and to the consumers that follow stable; after `publish.promote_after_hours` a version
+//! moves on by itself, unless CI failed on a consumer's pull request for it.
+
+use std::fs;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::pipeline::{
+    BUILD_REPO, GHOST, GHOST_PATH, INFISICAL, INFISICAL_PATH, RELEASE_KEY, World,
+    signed_manifest_in, wait_for_jobs,
+};
+use crate::serve_process::Server;
+
+const BRANCH: &str = "feature/update-alloy-sysext-to-1.18.0";
+/// Every file of 1.18.0 in a channel, without the channel's prefix.
+const FILES: [&str; 6] = [
+    "alloy-1.18.0-amd64.raw",
+    "alloy-1.18.0-amd64.raw.sha256",
+    "alloy-1.18.0-amd64.raw.asc",
+    "alloy-1.18.0.raw",
+    "alloy-1.18.0.raw.sha256",
+    "alloy-1.18.0.raw.asc",
+];
+
+/// The pipeline's world with two channels: GHOST follows canary, INFISICAL stable (the
+/// default, the last); `extra` goes into `[publish]`.
+fn staged_world(extra: &str) -> World {
+    let world = World::new();
+    fs::write(
+        &world.config,
+        format!(
+            "[publish]\nreplace_signatures_by = [\"{RELEASE_KEY}\"]\nkeep_versions = 0\n\
+             channels = [\"canary\", \"stable\"]\n{extra}\n\
+             [schedule]\ncheck_upstream = \"off\"\n\
+             [[consumers]]\nrepo = \"{GHOST}\"\npath = \"{GHOST_PATH}\"\nbase = \"develop\"\nchannel = \"canary\"\n\
+             [[consumers]]\nrepo = \"{INFISICAL}\"\npath = \"{INFISICAL_PATH}\"\nbase = \"main\"\n"
+        ),
+    )
+    .unwrap();
+    world
+        .github
+        .set_permission(BUILD_REPO, "noahwhite", "admin");
+    world
+}
+
+fn comment(id: u64, body: &str) -> Vec<u8> {
+    json!({
+        "action": "created",
+        "issue": {"number": 1},
+        "comment": {"id": id, "body": body, "user": {"login": "noahwhite", "type": "User"}},
+        "repository": {"full_name": BUILD_REPO},
+        "sender": {"login": "noahwhite", "type": "User"},
+        "installation": {"id": 77},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn outcome(job: &Value, repo: &str) -> Value {
+    job["result"]["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["repo"] == repo)
+        .cloned()
+        .unwrap_or_else(|| panic!("{repo} is reported: {job}"))
+}
+
+/// The root manifest of the fake build repository as the fixture has it (no 1.18.0).
+fn fixture_manifest(world: &World) -> Vec<u8> {
+    world.github.file(BUILD_REPO, "main", "SHA256SUMS").unwrap()
+}
+
+/// The release reaches canary only, as checked here; returns the server and the job.
+fn released_to_canary(world: &World) -> (Server, Value) {
+    let root_before = fixture_manifest(world);
+    let server = world.start_server();
+    server.deliver("release-1", "release", &world.release_payload());
+    let job = wait_for_jobs(&server, 1)[0].clone();
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    // canary/SHA256SUMS: signed, in storage and in the build repository, listing 1.18.0.
+    let canary = signed_manifest_in(world, "canary/");
+    let listed: Vec<&str> = canary
+        .lines()
+        .map(|line| line.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(listed, ["alloy-1.18.0-amd64.raw"], "{canary}");
+    // The files are under canary/ only; the root, which stable hosts read, is unchanged.
+    let keys = world.s3.keys();
+    for file in FILES {
+        assert!(keys.contains(&format!("canary/{file}")), "{file}: {keys:?}");
+        assert!(
+            !keys.contains(&file.to_owned()),
+            "{file} at the root: {keys:?}"
+        );
+    }
+    assert!(!keys.contains(&"SHA256SUMS".to_owned()), "{keys:?}");
+    assert_eq!(fixture_manifest(world), root_before);
+    assert_eq!(
+        job["result"]["images"][0]["url"],
+        "https://ghost-sysext-images.separationofconcerns.dev/canary/alloy-1.18.0-amd64.raw"
+    );
+
+    // GHOST follows canary and gets its pull request; INFISICAL waits for stable.
+    assert_eq!(outcome(&job, GHOST)["outcome"], "opened", "{job}");
+    assert_eq!(
+        outcome(&job, INFISICAL),
+        json!({"repo": INFISICAL, "path": INFISICAL_PATH, "outcome": "follows another channel", "channel": "stable"})
+    );
+    assert!(world.github.pulls(INFISICAL).is_empty());
+    let ghost_pull = &world.github.pulls(GHOST)[0];
+    assert!(
+        ghost_pull.body.contains(
+            "- Image: https://ghost-sysext-images.separationofconcerns.dev/canary/alloy-1.18.0-amd64.raw\n"
+        ),
+        "{}",
+        ghost_pull.body
+    );
+    (server, job)
+}
+
+#[test]
+fn a_release_reaches_the_first_channel_and_promote_moves_it_to_the_next() {
+    let world = staged_world("");
+    let root_before = String::from_utf8(fixture_manifest(&world)).unwrap();
+    let (server, _) = released_to_canary(&world);
+
+    server.deliver(
+        "promote-1",
+        "issue_comment",
+        &comment(501, "/promote 1.18.0"),
+    );
+    let job = wait_for_jobs(&server, 2)[0].clone();
+    assert_eq!(job["kind"], "promote", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["promotion"]["from"], "canary");
+    assert_eq!(job["result"]["promotion"]["to"], "stable");
+
+    // The root manifest lists 1.18.0 beside everything it listed, signed, with canary's hash.
+    let stable = signed_manifest_in(&world, "");
+    let canary = signed_manifest_in(&world, "canary/");
+    let expected = format!("{root_before}{canary}");
+    assert_eq!(stable, expected);
+    // Every file of the version is at the root now, byte for byte canary's.
+    for file in FILES {
+        let (copied, _) = world.s3.object(file).unwrap();
+        let (original, _) = world.s3.object(&format!("canary/{file}")).unwrap();
+        assert_eq!(copied, original, "{file}");
+    }
+    let commits = world.github.commits(BUILD_REPO, "main");
+    assert_eq!(commits[1].changed_paths, ["SHA256SUMS"]);
+    assert_eq!(
+        commits[1].message,
+        "chore: promote alloy 1.18.0 from canary to stable: list it in SHA256SUMS"
+    );
+    assert_eq!(
+        commits[0].message,
+        "chore: sign SHA256SUMS for the promotion of alloy 1.18.0"
+    );
+
+    // INFISICAL follows stable and gets its pull request now; GHOST's stays the one it had.
+    assert_eq!(outcome(&job, INFISICAL)["outcome"], "opened", "{job}");
+    assert_eq!(outcome(&job, GHOST)["outcome"], "follows another channel");
+    let pulls = world.github.pulls(INFISICAL);
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0].head, BRANCH);
+    assert!(
+        pulls[0].body.contains(
+            "- Image: https://ghost-sysext-images.separationofconcerns.dev/alloy-1.18.0-amd64.raw\n"
+        ),
+        "{}",
+        pulls[0].body
+    );
+    assert_eq!(world.github.pulls(GHOST).len(), 1);
+
+    // The asker hears where it went.
+    server.wait_for("the promotion's report", Duration::from_secs(30), || {
+        world.github.comments(BUILD_REPO, 1).iter().any(|c| {
+            c.body
+                .contains("⏩ Alloy 1.18.0 is promoted from `canary` to `stable`")
+        })
+    });
+
+    // Promoting it again: it is in the last channel.
+    server.deliver(
+        "promote-2",
+        "issue_comment",
+        &comment(502, "/promote 1.18.0"),
+    );
+    let again = wait_for_jobs(&server, 3)[0].clone();
+    assert_eq!(again["state"], "failed", "{again}");
+    assert_eq!(
+        again["error"],
+        "alloy 1.18.0 is in stable, the last channel: there is nothing to promote it to"
+    );
+    assert_eq!(signed_manifest_in(&world, ""), expected);
+
+    // `/status` shows the channels.
+    server.deliver("status-1", "issue_comment", &comment(503, "/status"));
+    server.wait_for("the status reply", Duration::from_secs(30), || {
+        world
+            .github
+            .comments(BUILD_REPO, 1)
+            .iter()
+            .any(|c| c.body.contains("Channels ("))
+    });
+    let comments = world.github.comments(BUILD_REPO, 1);
+    let status = &comments
+        .iter()
+        .find(|c| c.body.contains("Channels ("))
+        .unwrap()
+        .body;
+    assert!(
+        status.contains("- `canary` (`canary/`): 1.18.0 since "),
+        "{status}"
+    );
+    assert!(
+        status.contains("- `stable` (the root): 1.18.0 since "),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_version_not_in_any_channel_and_a_single_channel_are_refused_with_why() {
+    let world = staged_world("");
+    let server = world.start_server();
+    server.deliver(
+        "promote-1",
+        "issue_comment",
+        &comment(601, "/promote 1.18.0"),
+    );
+    let job = wait_for_jobs(&server, 1)[0].clone();
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(
+        job["error"],
+        "alloy 1.18.0 is listed in no channel (canary/SHA256SUMS, SHA256SUMS), so there is nothing to promote"
+    );
+    assert!(world.s3.keys().is_empty(), "{:?}", world.s3.keys());
+    drop(server);
+
+    // One channel (the default): nothing to promote to.
+    let world = World::new();
+    world
+        .github
+        .set_permission(BUILD_REPO, "noahwhite", "admin");
+    let server = world.start_server();
+    server.deliver(
+        "promote-2",
+        "issue_comment",
+        &comment(602, "/promote 1.17.1"),
+    );
+    let job = wait_for_jobs(&server, 1)[0].clone();
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(
+        job["error"],
+        "there is one channel (stable), so there is nothing to promote to: list the channels in publish.channels, first to last (for example [\"canary\", \"stable\"])"
+    );
+}
+
+/// Moves 1.18.0's arrival in canary `hours` into the past, as if the server had waited
+/// that long; the server must be stopped.
+fn backdate_canary_entry(world: &World, hours: i64) {
+    let at = time::OffsetDateTime::now_utc() - time::Duration::hours(hours);
+    let path = world
+        .data
+        .path()
+        .join(alloy_sysext_automation::database::DATABASE_FILE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let changed = sqlx::query(
+            "UPDATE channel_entries SET entered_at = ? WHERE version = '1.18.0' AND channel = 'canary'",
+        )
+        .bind(alloy_sysext_automation::database::timestamp::format(at))
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+        assert_eq!(changed, 1);
+        pool.close().await;
+    });
+}
+
+fn status_page(server: &Server) -> String {
+    let page = server.get("/");
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body
+}
+
+/// A failed run of GHOST's CI on the App's pull request for 1.18.0, at its head.
+fn ghost_ci_failed(world: &World, id: u64) -> Vec<u8> {
+    let pull = world.github.pulls(GHOST)[0].clone();
+    json!({
+        "action": "completed",
+        "workflow_run": {
+            "id": id,
+            "run_attempt": 1,
+            "name": "Validate",
+            "head_branch": BRANCH,
+            "head_sha": pull.head_sha,
+            "head_repository": {"full_name": GHOST},
+            "conclusion": "failure",
+            "html_url": format!("https://github.com/{GHOST}/actions/runs/{id}"),
+        },
+        "repository": {"full_name": GHOST},
+        "sender": {"login": "noahwhite", "type": "User"},
+        "installation": {"id": 77},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn after_its_hours_a_version_moves_on_by_itself_unless_consumer_ci_failed() {
+    let world = staged_world("promote_after_hours = 24");
+    let root_before = String::from_utf8(fixture_manifest(&world)).unwrap();
+    let (server, _) = released_to_canary(&world);
+    // A day has not passed: the status page says when it goes.
+    let page = status_page(&server);
+    assert!(
+        page.contains("1.18.0 goes from canary to stable at "),
+        "{page}"
+    );
+
+    // GHOST's CI fails on the pull request for it.
+    server.deliver("run-1", "workflow_run", &ghost_ci_failed(&world, 801));
+    server.wait_for("the CI report", Duration::from_secs(30), || {
+        !world.github.comments(GHOST, 1).is_empty()
+    });
+    let mut server = server;
+    server.terminate();
+
+    // A day later the promotion is held: the server says so, and nothing moves.
+    backdate_canary_entry(&world, 25);
+    let server = world.start_server();
+    server.wait_for("the held promotion", Duration::from_secs(30), || {
+        server.log().contains("promotion held")
+    });
+    let page = status_page(&server);
+    assert!(
+        page.contains("1.18.0 stays in canary: CI failed on its pull request in noahwhite/ghost-stack (failure)"),
+        "{page}"
+    );
+    let jobs = server.get("/api/jobs").json()["jobs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(fixture_manifest(&world), root_before.as_bytes());
+    drop(server);
+
+    // Without the failure (another server's history, same storage and GitHub), the day is
+    // enough.
+    let world = staged_world("promote_after_hours = 24");
+    let (server, _) = released_to_canary(&world);
+    let mut server = server;
+    server.terminate();
+    backdate_canary_entry(&world, 25);
+    let server = world.start_server();
+    let jobs = wait_for_jobs(&server, 2);
+    let job = &jobs[0];
+    assert_eq!(job["kind"], "promote", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["trigger"]["source"], "schedule", "{job}");
+    assert_eq!(job["result"]["promotion"]["to"], "stable", "{job}");
+    let stable = signed_manifest_in(&world, "");
+    assert!(stable.contains("alloy-1.18.0-amd64.raw"), "{stable}");
+    assert_eq!(outcome(job, INFISICAL)["outcome"], "opened", "{job}");
+    // Promoted once: the next check finds it in stable.
+    let page = status_page(&server);
+    assert!(!page.contains("goes from canary"), "{page}");
+}
