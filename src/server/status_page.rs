@@ -25,7 +25,7 @@ use crate::database::withdrawals::Withdrawal;
 use crate::manifest::{Manifest, Published, newest_per_arch};
 use crate::settings::Settings;
 use crate::settings::public_base_url::{IMAGES_ROUTE, NO_PUBLIC_BASE_URL, PublicBaseUrl};
-use crate::worker::promotions::Rollout;
+use crate::worker::promotions::{Newest, Rollout};
 use crate::worker::upstream::schedule::LastUpstreamCheck;
 
 const CSS: &str = r#"
@@ -145,7 +145,7 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
             database.recent_deliveries(DELIVERIES_SHOWN).await?,
             database.installations().await?,
             database.withdrawals().await?,
-            Rollout::read(database, &settings.publish).await?,
+            Rollout::read(database, &activation.storage, &settings).await?,
         ))
     };
     let (jobs, step_runs, deliveries, installations, withdrawals, rollout) = match read.await {
@@ -269,11 +269,12 @@ fn published_section(data: &PageData) -> Markup {
                             td { strong { (channel.name) } }
                             td.mono { (channel.prefix) (MANIFEST_FILE) }
                             @match &channel.newest {
-                                Some(entry) => {
-                                    td { (entry.version) }
-                                    td.mono.nowrap { (short_time(&entry.entered_at)) }
+                                Newest::Listed { version, since } => {
+                                    td { (version) }
+                                    td.mono.nowrap { (since.as_deref().map(short_time).unwrap_or_default()) }
                                 }
-                                None => { td.muted { "none recorded" } td {} }
+                                Newest::Nothing => { td.muted { "none yet" } td {} }
+                                Newest::Unreadable { error } => { td.reason { "cannot be read: " (error) } td {} }
                             }
                         }
                     }

@@ -675,6 +675,37 @@ mod tests {
         assert!(ConsumerSettings::from_enrollment("o/r", b"\xff").is_err());
     }
 
+    #[test]
+    fn a_consumer_follows_the_channel_it_names_or_the_last() {
+        let settings = Settings::parse(
+            "[publish]\nchannels = [\"canary\", \"stable\"]\n\
+             [[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\nbase = \"main\"\nchannel = \"canary\"\n\
+             [[consumers]]\nrepo = \"c/d\"\npath = \"x.bu\"\nbase = \"main\"\n",
+        )
+        .unwrap();
+        let follows: Vec<String> = settings
+            .consumers
+            .iter()
+            .map(|c| settings.channel_of(c).unwrap().name.to_string())
+            .collect();
+        assert_eq!(follows, ["canary", "stable"]);
+        let enrolled = ConsumerSettings::from_enrollment(
+            "o/r",
+            b"path = \"x.bu\"\nbase = \"main\"\nchannel = \"beta\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            settings.channel_of(&enrolled).unwrap_err(),
+            "channel = \"beta\" is not valid: one of this server's channels (canary, stable)"
+        );
+        let refused = ConsumerSettings::from_enrollment(
+            "o/r",
+            b"path = \"x.bu\"\nbase = \"main\"\nchannel = \"../x\"\n",
+        )
+        .unwrap_err();
+        assert!(refused.contains("is no channel name"), "{refused}");
+    }
+
     /// The example in the README, which is also the defaults.
     const EXAMPLE: &str = r#"
 [upstream]
@@ -699,6 +730,8 @@ branch = "main"
 replace_signatures_by = []    # keys whose SHA256SUMS.gpg may be replaced (a key change)
 withdrawn_grace_days = 7      # days a withdrawn or pruned version's files stay in storage
 keep_versions = 10            # versions SHA256SUMS keeps (and older ones consumers pin); 0: all
+channels = ["stable"]         # release channels, first to last; e.g. ["canary", "stable"]
+promote_after_hours = 0       # hours in a channel before a version moves on by itself; 0: /promote only
 
 [schedule]
 check_upstream = "0 0 * * *"  # cron, UTC; "off" to disable
@@ -797,6 +830,17 @@ assignees = ["noahwhite"]
             (
                 "[[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\nbase = \"main\"\nlabels = []\n",
                 "labels",
+            ),
+            ("[publish]\nchannels = []\n", "publish.channels is empty"),
+            (
+                "[publish]\nchannels = [\"a\", \"a\"]\n",
+                "publish.channels names a twice",
+            ),
+            ("[publish]\nchannels = [\"../x\"]\n", "channels"),
+            ("[publish]\nchannels = [\"Canary\"]\n", "no channel name"),
+            (
+                "[[consumers]]\nrepo = \"a/b\"\npath = \"x.bu\"\nbase = \"main\"\nchannel = \"canary\"\n",
+                "consumers[0].channel = \"canary\" is not valid: one of publish.channels (stable)",
             ),
         ] {
             let error = Settings::parse(text).unwrap_err();

@@ -18,8 +18,10 @@ use crate::database::channel_entries::{ChannelEntry, ConsumerCiFailure};
 use crate::database::job_result::as_text;
 use crate::database::jobs::{JobKind, NewJob, Queued, Trigger, TriggerSource};
 use crate::database::{Database, DatabaseError, timestamp};
-use crate::settings::PublishSettings;
+use crate::manifest::Manifest;
 use crate::settings::channels::{ChannelName, Channels};
+use crate::settings::{PublishSettings, Settings};
+use crate::storage::Storage;
 use crate::version::Version;
 
 /// The least time between two checks.
@@ -126,39 +128,77 @@ pub struct Rollout {
     pub promote_after_hours: u32,
 }
 
-/// A channel and the newest version it lists, as recorded when it entered.
+/// A channel and the newest version its `SHA256SUMS` in storage lists (what its hosts
+/// install), with when it entered the channel, if this server recorded that.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelState {
     pub name: ChannelName,
     /// Where its files are: `canary/`, or empty for the root.
     pub prefix: String,
-    pub newest: Option<ChannelEntry>,
+    pub newest: Newest,
+}
+
+/// What a channel's manifest in storage says its newest version is.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Newest {
+    Listed {
+        #[serde(with = "as_text")]
+        version: Version,
+        /// When it entered the channel; `None` when it did before this server recorded it.
+        since: Option<String>,
+    },
+    /// The manifest lists no version, or there is none.
+    Nothing,
+    /// The manifest could not be read; why.
+    Unreadable { error: String },
 }
 
 impl Rollout {
-    /// The rollout, or `None` with one channel (nothing is staged).
+    /// The rollout, or `None` with one channel (nothing is staged). Each channel's newest
+    /// version is read from its manifest in `storage`, where its hosts read it.
     pub async fn read(
         database: &Database,
-        publish: &PublishSettings,
+        storage: &Storage,
+        settings: &Settings,
     ) -> Result<Option<Rollout>, DatabaseError> {
+        let publish = &settings.publish;
         let channels = publish.channels();
         if !channels.staged() {
             return Ok(None);
         }
         let entries = database.channel_entries().await?;
-        let states = channels
-            .all()
-            .iter()
-            .map(|channel| ChannelState {
+        let mut states = Vec::new();
+        for channel in channels.all() {
+            let newest = match storage.get(&channel.manifest_key()).await {
+                Ok(None) => Newest::Nothing,
+                Ok(Some(bytes)) => match Manifest::parse(&String::from_utf8_lossy(&bytes)) {
+                    Ok(manifest) => {
+                        match manifest.versions(&settings.image.name).into_iter().next() {
+                            Some(version) => Newest::Listed {
+                                since: entries
+                                    .iter()
+                                    .find(|e| e.channel == channel.name && e.version == version)
+                                    .map(|e| e.entered_at.clone()),
+                                version,
+                            },
+                            None => Newest::Nothing,
+                        }
+                    }
+                    Err(error) => Newest::Unreadable {
+                        error: error.to_string(),
+                    },
+                },
+                Err(error) => Newest::Unreadable {
+                    error: error.to_string(),
+                },
+            };
+            states.push(ChannelState {
                 name: channel.name.clone(),
                 prefix: channel.prefix.clone(),
-                newest: entries
-                    .iter()
-                    .filter(|entry| entry.channel == channel.name)
-                    .max_by(|a, b| a.version.cmp(&b.version))
-                    .cloned(),
-            })
-            .collect();
+                newest,
+            });
+        }
         Ok(Some(Rollout {
             channels: states,
             planned: promotion_plans(database, publish).await?,

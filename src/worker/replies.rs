@@ -10,7 +10,7 @@ use crate::database::withdrawals::Withdrawal;
 use crate::github::markdown::{code_block, code_span, escape, safe_url, table_code_span};
 use crate::manifest::{Manifest, newest_per_arch};
 use crate::worker::commands::{CommandError, HELP};
-use crate::worker::promotions::Rollout;
+use crate::worker::promotions::{Newest, Rollout};
 
 /// Who reads a comment: those of the build repository see everything; elsewhere (a
 /// consumer repository, any other one the App is installed on) no error text and no other
@@ -240,16 +240,19 @@ pub fn rollout_lines(rollout: &Rollout, audience: Audience<'_>) -> String {
             code_span(&channel.prefix)
         };
         let newest = match &channel.newest {
-            Some(entry) => format!(
-                "{} since {}",
-                entry.version,
-                entry
-                    .entered_at
-                    .get(..16)
-                    .unwrap_or(&entry.entered_at)
-                    .replace('T', " ")
+            Newest::Listed {
+                version,
+                since: Some(since),
+            } => format!(
+                "{version} since {}",
+                since.get(..16).unwrap_or(since).replace('T', " ")
             ),
-            None => "no version recorded yet".to_owned(),
+            Newest::Listed {
+                version,
+                since: None,
+            } => version.to_string(),
+            Newest::Nothing => "no version yet".to_owned(),
+            Newest::Unreadable { .. } => "its manifest could not be read".to_owned(),
         };
         text.push_str(&format!(
             "- {} ({place}): {newest}\n",
@@ -1064,5 +1067,76 @@ mod tests {
         let text = job_failed(&failed, "boom", &["ann".into()], Audience::Elsewhere("o/c"));
         assert!(!text.contains("boom"), "{text}");
         assert!(text.contains("asked by @ann"), "{text}");
+    }
+
+    #[test]
+    fn the_rollout_shows_each_channel_and_names_failed_ci_only_in_the_build_repository() {
+        use crate::database::channel_entries::ConsumerCiFailure;
+        use crate::worker::promotions::{ChannelState, PlannedPromotion};
+        let plan = |version: &str, held: bool| PlannedPromotion {
+            version: version.parse().unwrap(),
+            from: "canary".parse().unwrap(),
+            to: "stable".parse().unwrap(),
+            entered_at: "2026-12-01T10:00:00.000000Z".into(),
+            due_at: "2026-12-03T10:00:00.000000Z".into(),
+            held_by: if held {
+                vec![ConsumerCiFailure {
+                    run_id: 1,
+                    run_attempt: 1,
+                    repository: "private/fleet".into(),
+                    version: version.parse().unwrap(),
+                    conclusion: "failure".into(),
+                    html_url: None,
+                    failed_at: "2026-12-01T11:00:00.000000Z".into(),
+                }]
+            } else {
+                Vec::new()
+            },
+        };
+        let rollout = Rollout {
+            channels: vec![
+                ChannelState {
+                    name: "canary".parse().unwrap(),
+                    prefix: "canary/".into(),
+                    newest: Newest::Listed {
+                        version: "1.18.0".parse().unwrap(),
+                        since: Some("2026-12-01T10:00:00.000000Z".into()),
+                    },
+                },
+                ChannelState {
+                    name: "stable".parse().unwrap(),
+                    prefix: String::new(),
+                    newest: Newest::Listed {
+                        version: "1.17.1".parse().unwrap(),
+                        since: None,
+                    },
+                },
+            ],
+            planned: vec![plan("1.18.0", true)],
+            promote_after_hours: 48,
+        };
+        let here = rollout_lines(&rollout, Audience::BuildRepository);
+        assert_eq!(
+            here,
+            "\nChannels (builds go to the first; `/promote X.Y.Z` moves a version on):\n\
+             - `canary` (`canary/`): 1.18.0 since 2026-12-01 10:00\n\
+             - `stable` (the root): 1.17.1\n\
+             - 1.18.0 stays in `canary`: CI failed on its pull request in `private/fleet`; only `/promote 1.18.0` moves it on\n"
+        );
+        let elsewhere = rollout_lines(&rollout, Audience::Elsewhere("o/c"));
+        assert!(!elsewhere.contains("private/fleet"), "{elsewhere}");
+        assert!(
+            elsewhere.contains("CI failed on a consumer's pull request for it;"),
+            "{elsewhere}"
+        );
+        let due = Rollout {
+            planned: vec![plan("1.18.0", false)],
+            ..rollout
+        };
+        assert!(
+            rollout_lines(&due, Audience::BuildRepository).ends_with(
+                "- 1.18.0 goes from `canary` to `stable` at 2026-12-03 10:00 UTC unless a consumer's CI fails on it\n"
+            )
+        );
     }
 }

@@ -28,13 +28,19 @@ const FILES: [&str; 6] = [
 ];
 
 /// The pipeline's world with two channels: GHOST follows canary, INFISICAL stable (the
-/// default, the last); `extra` goes into `[publish]`.
+/// default, the last); `extra` goes into `[publish]`. A writer may comment commands.
 fn staged_world(extra: &str) -> World {
     let world = World::new();
+    // Every version is kept unless the test prunes.
+    let keep = if extra.contains("keep_versions") {
+        ""
+    } else {
+        "keep_versions = 0\n"
+    };
     fs::write(
         &world.config,
         format!(
-            "[publish]\nreplace_signatures_by = [\"{RELEASE_KEY}\"]\nkeep_versions = 0\n\
+            "[publish]\nreplace_signatures_by = [\"{RELEASE_KEY}\"]\n{keep}\
              channels = [\"canary\", \"stable\"]\n{extra}\n\
              [schedule]\ncheck_upstream = \"off\"\n\
              [[consumers]]\nrepo = \"{GHOST}\"\npath = \"{GHOST_PATH}\"\nbase = \"develop\"\nchannel = \"canary\"\n\
@@ -380,4 +386,132 @@ fn after_its_hours_a_version_moves_on_by_itself_unless_consumer_ci_failed() {
     // Promoted once: the next check finds it in stable.
     let page = status_page(&server);
     assert!(!page.contains("goes from canary"), "{page}");
+}
+
+/// The files of `version` in storage under `prefix`.
+fn version_keys(prefix: &str, version: &str) -> Vec<String> {
+    let mut keys: Vec<String> = FILES
+        .iter()
+        .map(|file| format!("{prefix}{}", file.replace("1.18.0", version)))
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn a_withdrawal_leaves_every_channel_and_moves_each_consumer_within_its_own() {
+    let world = staged_world("");
+    let root_before = String::from_utf8(fixture_manifest(&world)).unwrap();
+    let (server, _) = released_to_canary(&world);
+    server.deliver(
+        "promote-1",
+        "issue_comment",
+        &comment(511, "/promote 1.18.0"),
+    );
+    assert_eq!(wait_for_jobs(&server, 2)[0]["state"], "succeeded");
+
+    server.deliver(
+        "withdraw-1",
+        "issue_comment",
+        &comment(512, "/withdraw 1.18.0 crashes on start"),
+    );
+    let job = wait_for_jobs(&server, 3)[0].clone();
+    assert_eq!(job["kind"], "withdraw", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(
+        job["result"]["withdrawal"]["channels"],
+        json!(["canary", "stable"])
+    );
+    // Both manifests are without it, signed: canary is empty, stable as before.
+    assert_eq!(signed_manifest_in(&world, "canary/"), "");
+    assert_eq!(signed_manifest_in(&world, ""), root_before);
+    let messages: Vec<String> = world
+        .github
+        .commits(BUILD_REPO, "main")
+        .into_iter()
+        .take(4)
+        .map(|c| c.message)
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "chore: sign SHA256SUMS for the withdrawal of alloy 1.18.0",
+            "chore: withdraw alloy 1.18.0 from SHA256SUMS: crashes on start",
+            "chore: sign canary/SHA256SUMS for the withdrawal of alloy 1.18.0",
+            "chore: withdraw alloy 1.18.0 from canary/SHA256SUMS: crashes on start",
+        ]
+    );
+    // Each channel's copies wait for the grace period, guarded by that channel's manifest.
+    let pending = crate::withdraw::pending_removals(&world);
+    let mut keys: Vec<String> = pending.iter().map(|r| r.key.clone()).collect();
+    keys.sort();
+    let mut expected = version_keys("", "1.18.0");
+    expected.extend(version_keys("canary/", "1.18.0"));
+    expected.sort();
+    assert_eq!(keys, expected);
+    for removal in &pending {
+        let prefix = if removal.key.starts_with("canary/") {
+            "canary/"
+        } else {
+            ""
+        };
+        assert_eq!(removal.manifest_key, format!("{prefix}SHA256SUMS"));
+    }
+    // Both pull requests for it are closed; neither base branch pinned it.
+    for repo in [GHOST, INFISICAL] {
+        let pulls = world.github.pulls(repo);
+        assert_eq!(pulls.len(), 1, "{repo}");
+        assert_eq!(pulls[0].state, "closed", "{repo}");
+        assert_eq!(outcome(&job, repo)["outcome"], "pins another version");
+    }
+}
+
+#[test]
+fn a_prune_takes_a_version_out_of_its_own_channel_only_and_keeps_each_channels_newest() {
+    let world = staged_world("keep_versions = 1");
+    let (server, _) = released_to_canary(&world);
+    // Promoted: stable keeps its newest (1.18.0) and what a consumer pins (1.14.2).
+    server.deliver(
+        "promote-1",
+        "issue_comment",
+        &comment(521, "/promote 1.18.0"),
+    );
+    let job = wait_for_jobs(&server, 2)[0].clone();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let stable = signed_manifest_in(&world, "");
+    let listed: Vec<&str> = stable
+        .lines()
+        .map(|line| line.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(listed, ["alloy-1.14.2-amd64.raw", "alloy-1.18.0-amd64.raw"]);
+
+    // 1.19.0 reaches canary, whose own 1.18.0 goes; stable's stays, files and all.
+    crate::test_app::add_upstream_alloy_from_seed(&world.github, "1.19.0", 19);
+    server.deliver("build-1", "issue_comment", &comment(522, "/build 1.19.0"));
+    let job = wait_for_jobs(&server, 3)[0].clone();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(
+        job["result"]["pruned"]["removed"],
+        json!(["1.18.0"]),
+        "{job}"
+    );
+    let canary = signed_manifest_in(&world, "canary/");
+    assert!(
+        !canary.contains("1.18.0") && canary.contains("alloy-1.19.0-amd64.raw"),
+        "{canary}"
+    );
+    assert_eq!(signed_manifest_in(&world, ""), stable);
+    let pending: Vec<String> = crate::withdraw::pending_removals(&world)
+        .into_iter()
+        .filter(|r| r.key.contains("1.18.0"))
+        .map(|r| r.key)
+        .collect();
+    let mut pending = pending;
+    pending.sort();
+    assert_eq!(pending, version_keys("canary/", "1.18.0"));
+    let commit = &world.github.commits(BUILD_REPO, "main")[1];
+    assert_eq!(
+        commit.message,
+        "chore: prune alloy 1.18.0 from canary/SHA256SUMS: older than the newest 1 versions, and no consumer pins it"
+    );
 }

@@ -89,7 +89,14 @@ impl World {
     }
 
     pub(crate) fn start_server(&self) -> Server {
+        self.start_server_with(&[])
+    }
+
+    /// [`World::start_server`] with `extra` environment variables, which win.
+    pub(crate) fn start_server_with(&self, extra: &[(&'static str, &str)]) -> Server {
         let mut env = app_env(&self.github, &self.config);
+        env.retain(|(key, _)| !extra.iter().any(|(k, _)| k == key));
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         env.extend(self.s3.env());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Server::start_on(free_port(), self.data.path(), &env)

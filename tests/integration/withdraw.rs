@@ -4,6 +4,8 @@
 //! requests for it and moves consumers that pin it back; a release event for it is refused
 //! from then on, and `/rebuild` brings it back.
 
+use std::time::Duration;
+
 use alloy_sysext_automation::database::Database;
 use alloy_sysext_automation::database::storage_removals::{RemovalReason, StorageRemoval};
 use serde_json::{Value, json};
@@ -259,7 +261,7 @@ fn a_withdrawn_version_leaves_the_manifest_and_consumers_and_only_a_rebuild_brin
 }
 
 /// The storage removals the server has pending, read from its database.
-fn pending_removals(world: &World) -> Vec<StorageRemoval> {
+pub(crate) fn pending_removals(world: &World) -> Vec<StorageRemoval> {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         Database::open_existing(None, world.data.path())
             .await
@@ -309,4 +311,60 @@ fn line_hash(manifest: &str, file: &str) -> String {
         .find_map(|line| line.strip_suffix(&format!("  {file}")))
         .unwrap_or_else(|| panic!("{file} not in {manifest}"))
         .to_owned()
+}
+
+#[test]
+fn a_build_waiting_to_retry_when_its_version_is_withdrawn_publishes_nothing_more() {
+    let world = World::new();
+    world
+        .github
+        .set_permission(BUILD_REPO, "noahwhite", "admin");
+    // GitHub holds GHOST's pull request back for longer than the server waits: the build
+    // waits five seconds to retry its consumers.
+    world.github.fail_next(
+        "POST",
+        &format!("/repos/{GHOST}/pulls"),
+        crate::fake_github::Failure::SecondaryRateLimit {
+            retry_after: 100_000,
+        },
+    );
+    let server = world.start_server_with(&[("JOB_RETRY_SECONDS", "5")]);
+    server.deliver("release-1", "release", &world.release_payload());
+    server.wait_for(
+        "the build to wait for a retry",
+        Duration::from_secs(60),
+        || {
+            let jobs = server.get("/api/jobs").json()["jobs"].clone();
+            jobs[0]["state"] == "retrying"
+        },
+    );
+    server.deliver(
+        "withdraw-1",
+        "issue_comment",
+        &comment(911, "/withdraw 1.18.0 crashes on start"),
+    );
+    let jobs = wait_for_jobs(&server, 2);
+    let (withdraw, build) = (&jobs[0], &jobs[1]);
+    assert_eq!(withdraw["kind"], "withdraw", "{withdraw}");
+    assert_eq!(withdraw["state"], "succeeded", "{withdraw}");
+    // The build resumed after the withdrawal and stopped at once, saying why.
+    assert_eq!(build["state"], "failed", "{build}");
+    assert_eq!(build["step"], "consumers", "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("1.18.0 was withdrawn by noahwhite (job #2)"),
+        "{error}"
+    );
+    // GHOST got no pull request for the withdrawn version; INFISICAL's is closed.
+    assert!(
+        world
+            .github
+            .pulls(GHOST)
+            .iter()
+            .all(|pull| pull.head != WITHDRAWN_BRANCH || pull.state == "closed"),
+        "{:?}",
+        world.github.pulls(GHOST)
+    );
+    let manifest = signed_manifest(&world);
+    assert!(!manifest.contains("alloy-1.18.0"), "{manifest}");
 }

@@ -16,8 +16,12 @@ pub(crate) async fn run(request: &CommandRequest<'_>) -> Result<CommandAnswer, D
     let worker = request.worker;
     let jobs = worker.services.database.recent_jobs(JOBS_SHOWN).await?;
     let withdrawals = worker.services.database.withdrawals().await?;
-    let rollout =
-        Rollout::read(&worker.services.database, &worker.services.settings.publish).await?;
+    let rollout = Rollout::read(
+        &worker.services.database,
+        &worker.services.storage,
+        &worker.services.settings,
+    )
+    .await?;
     // What hosts see: the published manifest; a storage failure is not "nothing published".
     let stored = worker
         .services

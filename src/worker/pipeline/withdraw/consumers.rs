@@ -13,7 +13,10 @@ use super::super::consumers::{
 };
 use super::super::{StepContext, StepError};
 use super::reason_line;
+use crate::butane::find_alloy_pin;
 use crate::database::job_result::{ConsumerOutcome, ConsumerReport, WithdrawalDone};
+use crate::github::branches::branch_head;
+use crate::github::contents::read_file;
 use crate::github::issues::comment;
 use crate::github::markdown::{code_span, table_code_span};
 use crate::github::pulls::{close_pull, open_pull_for_branch};
@@ -158,6 +161,40 @@ async fn close_withdrawn_pull(
     Ok(Some(pull.html_url))
 }
 
+/// The version `consumer`'s file on its base branch pins, if it has the file and an Alloy
+/// entry.
+async fn pinned_version(
+    context: &StepContext<'_>,
+    consumer: &ConsumerSettings,
+) -> Result<Option<Version>, StepError> {
+    let api = context.github;
+    let repo = &consumer.repo;
+    let auth = context.auth_for(repo).await?;
+    let Some(head) = branch_head(api, auth, repo, &consumer.base).await? else {
+        return Ok(None);
+    };
+    let Some(file) = read_file(api, auth, repo, &head, &consumer.path).await? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(file.content).map_err(|_| {
+        StepError::Permanent(format!("{} in {repo} is not UTF-8 text", consumer.path))
+    })?;
+    for arch in &context.settings.image.arches {
+        match find_alloy_pin(&text, &context.settings.image.name, *arch) {
+            Ok(pin) => return Ok(Some(pin.version)),
+            Err(error) if error.is_no_entry() => {}
+            Err(error) => {
+                return Err(StepError::Pin {
+                    repo: repo.clone(),
+                    path: consumer.path.clone(),
+                    source: Box::new(error),
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Proposes `moved_to` to a consumer whose base branch pins the withdrawn version.
 async fn move_off(
     context: &StepContext<'_>,
@@ -168,7 +205,11 @@ async fn move_off(
 ) -> Result<ConsumerOutcome, StepError> {
     let withdrawn = &context.job.version;
     let Some(target) = moved_to else {
-        return Ok(ConsumerOutcome::NoVersionLeft);
+        // Nothing to move to: say whether it mattered.
+        return Ok(match pinned_version(context, consumer).await? {
+            Some(from) if &from != withdrawn => ConsumerOutcome::PinsOther { from },
+            _ => ConsumerOutcome::NoVersionLeft,
+        });
     };
     let auth = context.auth_for(&consumer.repo).await?;
     let PinRead {
