@@ -29,11 +29,22 @@ pub(crate) fn github_with_app() -> FakeGitHub {
 }
 
 pub(crate) fn start_app_server(github: &FakeGitHub, data_dir: &Path, port: u16) -> Server {
+    start_app_server_with(github, data_dir, port, "")
+}
+
+/// [`start_app_server`] with `settings` (whole TOML tables, such as `[publish]` and its
+/// keys) added to its settings file.
+pub(crate) fn start_app_server_with(
+    github: &FakeGitHub,
+    data_dir: &Path,
+    port: u16,
+    settings: &str,
+) -> Server {
     // No consumer repositories and no schedule: these tests are about the server itself.
     let config = data_dir.join("settings.toml");
     fs::write(
         &config,
-        "consumers = []\n[schedule]\ncheck_upstream = \"off\"\n",
+        format!("consumers = []\n[schedule]\ncheck_upstream = \"off\"\n{settings}"),
     )
     .unwrap();
     let env = app_env(github, &config);

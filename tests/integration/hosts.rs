@@ -1,7 +1,8 @@
 //! The images as hosts take them: what the pipeline publishes, installed by the real
 //! `systemd-sysupdate` 257 (see [`crate::host`]) with the transfer definitions hosts use,
 //! from the server's own `/images/` and from a public bucket. Every assertion is on the
-//! host's files.
+//! host's files. The server the host tests of withdrawals and channels publish through
+//! ([`Published`]) is here too.
 
 use std::fs;
 use std::time::Duration;
@@ -10,14 +11,16 @@ use alloy_sysext_automation::signing::SigningKey;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::app_server::{comment_payload, github_with_app, start_app_server};
+use crate::app_server::{
+    comment_payload, github_with_app, start_app_server, start_app_server_with,
+};
 use crate::common::*;
 use crate::fake_github::FakeGitHub;
 use crate::host::{Host, Sysupdate, Transfer};
 use crate::pipeline::{BUILD_REPO, World};
 use crate::serve_process::{Server, free_port};
 use crate::status_page::wait_for_job;
-use crate::test_app::add_upstream_alloy;
+use crate::test_app::{add_upstream_alloy, add_upstream_alloy_from_seed};
 
 /// Where an image is installed on a host.
 pub(crate) fn installed_path(version: &str) -> String {
@@ -77,6 +80,86 @@ pub(crate) fn host_for(transfer: Transfer, base_url: &str) -> Host {
     host.trust(&ed25519_keys().public());
     host.configure(transfer, base_url);
     host
+}
+
+/// `update` ran and found nothing to install.
+pub(crate) fn assert_nothing_to_update(run: &Sysupdate) {
+    assert_updated(run);
+    assert!(
+        run.stderr.lines().any(|line| line == "No update needed."),
+        "{}",
+        run.output()
+    );
+}
+
+/// A server of a scenario on loopback, publishing to its own local storage (served at
+/// `/images/`) what `/build` comments ask for, with the jobs it ran.
+pub(crate) struct Published {
+    pub(crate) github: FakeGitHub,
+    pub(crate) data: tempfile::TempDir,
+    pub(crate) server: Server,
+    /// Every job, in the order they ran.
+    pub(crate) jobs: Vec<Value>,
+}
+
+impl Published {
+    /// A server on its own local storage that has published 1.17.1.
+    pub(crate) fn start() -> Published {
+        Published::start_with("")
+    }
+
+    /// [`Published::start`] with `settings` (whole TOML tables) in the server's settings.
+    pub(crate) fn start_with(settings: &str) -> Published {
+        let github = github_with_app();
+        let data = tempfile::tempdir().unwrap();
+        let server = start_app_server_with(&github, data.path(), free_port(), settings);
+        let job = build_by_comment(&server, &github, 701, "1.17.1");
+        Published {
+            github,
+            data,
+            server,
+            jobs: vec![job],
+        }
+    }
+
+    /// Publishes `version` (upstream first, with a binary of its own, so that its image
+    /// differs from every other version's), as a `/build` comment asks.
+    pub(crate) fn publish(&mut self, version: &str) {
+        let seed = 100 + self.jobs.len() as u64;
+        add_upstream_alloy_from_seed(&self.github, version, seed);
+        let comment_id = 701 + self.jobs.len() as u64 * 10;
+        let job = build_by_comment(&self.server, &self.github, comment_id, version);
+        self.jobs.push(job);
+    }
+
+    /// The base URL hosts read from.
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/images/", self.server.port)
+    }
+
+    /// The published amd64 image of `version` at the root of storage, as the job that built
+    /// it recorded it: the bytes in storage, checked against the job's sha256.
+    pub(crate) fn image(&self, version: &str) -> Vec<u8> {
+        self.image_in("", version)
+    }
+
+    /// [`Published::image`] under `prefix` (a channel's, `canary/`; `""` for the root).
+    pub(crate) fn image_in(&self, prefix: &str, version: &str) -> Vec<u8> {
+        let job = self
+            .jobs
+            .iter()
+            .find(|job| job["kind"] == "build" && job["version"] == version)
+            .unwrap_or_else(|| panic!("{version} was not built"));
+        let image = fs::read(self.stored(&format!("{prefix}alloy-{version}-amd64.raw")))
+            .unwrap_or_else(|e| panic!("{prefix}alloy-{version}-amd64.raw: {e}"));
+        assert_eq!(hex::encode(Sha256::digest(&image)), built_sha256(job));
+        image
+    }
+
+    /// Where the published file `name` (with its channel's prefix, if any) is stored.
+    pub(crate) fn stored(&self, name: &str) -> std::path::PathBuf {
+        self.data.path().join("images").join(name)
+    }
 }
 
 /// Releases 1.17.1 and then 1.18.0 through the server's local storage; a host with

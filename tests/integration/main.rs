@@ -6,6 +6,7 @@ mod app_server;
 mod app_setup;
 mod asset_downloads;
 mod bad_input;
+mod channel_hosts;
 mod channels;
 mod command_rules;
 mod common;

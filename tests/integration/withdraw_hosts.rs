@@ -5,55 +5,15 @@
 //! that installed it keeps it until the README's commands move it back or a newer version
 //! comes. Every assertion is on the host's files and on what `systemd-sysupdate` shows.
 
-use std::fs;
 use std::path::Path;
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-use crate::app_server::{ISSUE, comment_payload, github_with_app, start_app_server};
+use crate::app_server::{ISSUE, comment_payload};
 use crate::common::run_ok;
-use crate::fake_github::FakeGitHub;
-use crate::host::{Host, Sysupdate, Transfer};
-use crate::hosts::{assert_updated, build_by_comment, built_sha256, host_for, installed_path};
+use crate::host::{Host, Transfer};
+use crate::hosts::{Published, assert_nothing_to_update, assert_updated, host_for, installed_path};
 use crate::pipeline::{BUILD_REPO, wait_for_jobs};
-use crate::serve_process::{Server, free_port};
-use crate::test_app::add_upstream_alloy_from_seed;
-
-/// The server of a scenario, with the versions it published.
-struct Published {
-    github: FakeGitHub,
-    data: tempfile::TempDir,
-    server: Server,
-    /// The build jobs, in the order they ran.
-    jobs: Vec<Value>,
-}
 
 impl Published {
-    /// A server on its own local storage that has published 1.17.1.
-    fn start() -> Published {
-        let github = github_with_app();
-        let data = tempfile::tempdir().unwrap();
-        let server = start_app_server(&github, data.path(), free_port());
-        let job = build_by_comment(&server, &github, 701, "1.17.1");
-        Published {
-            github,
-            data,
-            server,
-            jobs: vec![job],
-        }
-    }
-
-    /// Publishes `version` (upstream first, with a binary of its own, so that its image
-    /// differs from every other version's), as a `/build` comment asks.
-    fn publish(&mut self, version: &str) {
-        let seed = 100 + self.jobs.len() as u64;
-        add_upstream_alloy_from_seed(&self.github, version, seed);
-        let comment_id = 701 + self.jobs.len() as u64 * 10;
-        let job = build_by_comment(&self.server, &self.github, comment_id, version);
-        self.jobs.push(job);
-    }
-
     /// Withdraws `version` with the `/withdraw` comment of a writer, and waits until that
     /// job has succeeded.
     fn withdraw(&mut self, version: &str) {
@@ -69,8 +29,7 @@ impl Published {
                 .status,
             202
         );
-        let jobs = wait_for_jobs(&self.server, self.jobs.len() + 1);
-        let job = &jobs[0];
+        let job = wait_for_jobs(&self.server, self.jobs.len() + 1)[0].clone();
         assert_eq!(job["kind"], "withdraw", "{job}");
         assert_eq!(job["version"], version, "{job}");
         assert_eq!(job["state"], "succeeded", "{job}");
@@ -84,29 +43,7 @@ impl Published {
             )),
             "{report}"
         );
-    }
-
-    /// The base URL hosts read from.
-    fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}/images/", self.server.port)
-    }
-
-    /// The published amd64 image of `version`, as the job that built it recorded it: the
-    /// bytes in storage, checked against the job's sha256.
-    fn image(&self, version: &str) -> Vec<u8> {
-        let job = self
-            .jobs
-            .iter()
-            .find(|job| job["version"] == version)
-            .unwrap_or_else(|| panic!("{version} was not published"));
-        let image = fs::read(self.stored(&format!("alloy-{version}-amd64.raw"))).unwrap();
-        assert_eq!(hex::encode(Sha256::digest(&image)), built_sha256(job));
-        image
-    }
-
-    /// Where the published file `name` is stored.
-    fn stored(&self, name: &str) -> std::path::PathBuf {
-        self.data.path().join("images").join(name)
+        self.jobs.push(job);
     }
 }
 
@@ -121,7 +58,7 @@ fn published_1171_and_1180() -> Published {
 /// The README's commands that move a host off the withdrawn 1.18.0 and back to 1.17.1.
 fn readme_move_back() -> String {
     let readme =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let opening = "```sh\n# Move a host off the withdrawn 1.18.0";
     let start = readme
         .find(opening)
@@ -134,16 +71,6 @@ fn readme_move_back() -> String {
 /// fails.
 fn move_back(host: &Host) {
     run_ok(&mut host.command("/bin/sh", &["-e", "-c", &readme_move_back()]));
-}
-
-/// `update` ran and found nothing to install.
-fn assert_nothing_to_update(run: &Sysupdate) {
-    assert_updated(run);
-    assert!(
-        run.stderr.lines().any(|line| line == "No update needed."),
-        "{}",
-        run.output()
-    );
 }
 
 /// The host has only `version` installed, points at it, and it is `version`'s published
