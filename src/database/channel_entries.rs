@@ -100,6 +100,46 @@ impl Database {
         Ok(())
     }
 
+    /// When `version` entered `channel`, if it is there.
+    pub async fn channel_entry(
+        &self,
+        version: &Version,
+        channel: &ChannelName,
+    ) -> Result<Option<ChannelEntry>, DatabaseError> {
+        let row = sqlx::query(
+            "SELECT version, channel, job_id, entered_at FROM channel_entries
+             WHERE version = ? AND channel = ?",
+        )
+        .bind(version.as_str())
+        .bind(channel.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    /// Records that `version` entered `channel` anew now (its bytes were replaced): the wait
+    /// before its promotion starts again.
+    pub async fn reenter_channel(
+        &self,
+        version: &Version,
+        channel: &ChannelName,
+        job_id: i64,
+    ) -> Result<(), DatabaseError> {
+        sqlx::query(
+            "INSERT INTO channel_entries (version, channel, job_id, entered_at)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (version, channel) DO UPDATE SET
+                 job_id = excluded.job_id, entered_at = excluded.entered_at",
+        )
+        .bind(version.as_str())
+        .bind(channel.as_str())
+        .bind(job_id)
+        .bind(timestamp::now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Every version in every channel, earliest entry first.
     pub async fn channel_entries(&self) -> Result<Vec<ChannelEntry>, DatabaseError> {
         let rows = sqlx::query(

@@ -26,11 +26,14 @@ pub enum RemovalReason {
     Withdrawn,
     /// Older than the versions the manifest keeps.
     Pruned,
+    /// Copied into a channel for a promotion: they go unless the promotion lists them.
+    Unlisted,
 }
 
 stored_name!(RemovalReason, "removal reason", {
     Withdrawn => "withdrawn",
     Pruned => "pruned",
+    Unlisted => "unlisted",
 });
 
 /// A file to schedule for removal.

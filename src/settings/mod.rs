@@ -204,6 +204,9 @@ pub struct PublishSettings {
     pub promote_after_hours: u32,
 }
 
+/// The longest `publish.promote_after_hours`: ten years.
+pub const MAX_PROMOTE_AFTER_HOURS: u32 = 10 * 366 * 24;
+
 impl Default for PublishSettings {
     fn default() -> Self {
         PublishSettings {
@@ -578,6 +581,15 @@ impl Settings {
         }
 
         Channels::check(&publish.channels)?;
+        if publish.promote_after_hours > MAX_PROMOTE_AFTER_HOURS {
+            return Err(invalid(
+                "publish.promote_after_hours",
+                &publish.promote_after_hours.to_string(),
+                &format!(
+                    "at most {MAX_PROMOTE_AFTER_HOURS} (ten years); 0 promotes only on /promote"
+                ),
+            ));
+        }
         let channels = publish.channels();
         for (index, consumer) in consumers.iter().enumerate() {
             consumer
@@ -832,6 +844,10 @@ assignees = ["noahwhite"]
                 "labels",
             ),
             ("[publish]\nchannels = []\n", "publish.channels is empty"),
+            (
+                "[publish]\npromote_after_hours = 4000000000\n",
+                "publish.promote_after_hours",
+            ),
             (
                 "[publish]\nchannels = [\"a\", \"a\"]\n",
                 "publish.channels names a twice",

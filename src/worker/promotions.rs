@@ -240,7 +240,12 @@ impl Worker {
                 kind: JobKind::Promote,
                 version: plan.version.clone(),
                 rebuild: false,
-                dedupe_key: format!("promote:{}:{}:after-hours", plan.version, plan.to),
+                // Once per arrival in the channel: after a withdrawal and a rebuild, or new
+                // bytes, the version may move on by itself again.
+                dedupe_key: format!(
+                    "promote:{}:{}:after-hours:{}",
+                    plan.version, plan.to, plan.entered_at
+                ),
                 trigger: Trigger {
                     source: TriggerSource::Schedule,
                     repository: Some(repo.clone()),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::fake_github::Failure;
 use crate::pipeline::{
     BUILD_REPO, GHOST, GHOST_PATH, INFISICAL, INFISICAL_PATH, RELEASE_KEY, World,
     signed_manifest_in, wait_for_jobs,
@@ -84,8 +85,13 @@ fn fixture_manifest(world: &World) -> Vec<u8> {
 
 /// The release reaches canary only, as checked here; returns the server and the job.
 fn released_to_canary(world: &World) -> (Server, Value) {
+    released_to_canary_with(world, &[])
+}
+
+/// [`released_to_canary`] on a server with the environment variables `env` too.
+fn released_to_canary_with(world: &World, env: &[(&'static str, &str)]) -> (Server, Value) {
     let root_before = fixture_manifest(world);
-    let server = world.start_server();
+    let server = world.start_server_with(env);
     server.deliver("release-1", "release", &world.release_payload());
     let job = wait_for_jobs(&server, 1)[0].clone();
     assert_eq!(job["state"], "succeeded", "{job}");
@@ -514,4 +520,111 @@ fn a_prune_takes_a_version_out_of_its_own_channel_only_and_keeps_each_channels_n
         commit.message,
         "chore: prune alloy 1.18.0 from canary/SHA256SUMS: older than the newest 1 versions, and no consumer pins it"
     );
+}
+
+#[test]
+fn a_promotion_waiting_to_retry_when_its_version_is_withdrawn_lists_nothing() {
+    let world = staged_world("");
+    let (server, _) = released_to_canary_with(&world, &[("JOB_RETRY_SECONDS", "5")]);
+    // The promotion decides (reading canary's manifest once), copies, then cannot read
+    // canary's manifest again for a while: it waits five seconds to retry its listing.
+    let canary_manifest = format!("/repos/{BUILD_REPO}/contents/canary/SHA256SUMS");
+    world
+        .github
+        .fail_next("GET", &canary_manifest, Failure::Delay(Duration::ZERO));
+    world.github.fail_next(
+        "GET",
+        &canary_manifest,
+        Failure::SecondaryRateLimit {
+            retry_after: 100_000,
+        },
+    );
+    server.deliver(
+        "promote-1",
+        "issue_comment",
+        &comment(531, "/promote 1.18.0"),
+    );
+    server.wait_for(
+        "the promotion to wait for a retry",
+        Duration::from_secs(60),
+        || {
+            let jobs = server.get("/api/jobs").json()["jobs"].clone();
+            jobs[0]["kind"] == "promote" && jobs[0]["state"] == "retrying"
+        },
+    );
+    server.deliver(
+        "withdraw-1",
+        "issue_comment",
+        &comment(532, "/withdraw 1.18.0 crashes on start"),
+    );
+    let jobs = wait_for_jobs(&server, 3);
+    let (withdraw, promote) = (&jobs[0], &jobs[1]);
+    assert_eq!(withdraw["state"], "succeeded", "{withdraw}");
+    assert_eq!(promote["state"], "failed", "{promote}");
+    assert_eq!(promote["step"], "manifest", "{promote}");
+    let error = promote["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("1.18.0 was withdrawn by noahwhite"),
+        "{error}"
+    );
+    // Stable never listed it; its copies wait to leave, unlisted.
+    assert!(world.s3.object("SHA256SUMS").is_none());
+    assert!(
+        !String::from_utf8(fixture_manifest(&world))
+            .unwrap()
+            .contains("1.18.0")
+    );
+    let mut copies: Vec<String> = crate::withdraw::pending_removals(&world)
+        .into_iter()
+        .filter(|r| r.manifest_key == "SHA256SUMS")
+        .map(|r| r.key)
+        .collect();
+    copies.sort();
+    assert_eq!(copies, version_keys("", "1.18.0"));
+    assert!(world.github.pulls(INFISICAL).is_empty());
+}
+
+#[test]
+fn a_listing_that_reached_storage_but_not_github_is_withdrawn_from_storage_too() {
+    let world = staged_world("");
+    let (server, _) = released_to_canary(&world);
+    // The promotion puts stable's manifest in storage, then GitHub refuses the commit for
+    // good: hosts reading the root see 1.18.0, the build repository does not.
+    world.github.fail_next(
+        "PUT",
+        &format!("/repos/{BUILD_REPO}/contents/SHA256SUMS"),
+        Failure::Status {
+            status: 422,
+            message: "refused".into(),
+        },
+    );
+    server.deliver(
+        "promote-1",
+        "issue_comment",
+        &comment(541, "/promote 1.18.0"),
+    );
+    let promote = wait_for_jobs(&server, 2)[0].clone();
+    assert_eq!(promote["state"], "failed", "{promote}");
+    let (stored, _) = world.s3.object("SHA256SUMS").unwrap();
+    assert!(
+        String::from_utf8(stored)
+            .unwrap()
+            .contains("alloy-1.18.0-amd64.raw")
+    );
+
+    server.deliver(
+        "withdraw-1",
+        "issue_comment",
+        &comment(542, "/withdraw 1.18.0 crashes on start"),
+    );
+    let withdraw = wait_for_jobs(&server, 3)[0].clone();
+    assert_eq!(withdraw["state"], "succeeded", "{withdraw}");
+    assert_eq!(
+        withdraw["result"]["withdrawal"]["channels"],
+        json!(["canary", "stable"])
+    );
+    // What hosts read at the root is the build repository's manifest again, signed.
+    let stable = signed_manifest_in(&world, "");
+    assert!(!stable.contains("1.18.0"), "{stable}");
+    assert_eq!(signed_manifest_in(&world, "canary/"), "");
 }

@@ -92,11 +92,19 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         Err(StepError::Transient(_)) if context.result().manifest_commits.is_some() => {}
         Err(error) => return Err(error),
     }
-    // The wait before a promotion to the next channel counts from here.
-    context
-        .database
-        .enter_channel(&context.job.version, &channel.name, context.job.id)
-        .await?;
+    // The wait before a promotion to the next channel counts from here; new bytes start it
+    // again.
+    if context.result().published == Some(Publication::Replaced) {
+        context
+            .database
+            .reenter_channel(&context.job.version, &channel.name, context.job.id)
+            .await?;
+    } else {
+        context
+            .database
+            .enter_channel(&context.job.version, &channel.name, context.job.id)
+            .await?;
+    }
     // Published again: a withdrawal of this version (a `/rebuild` got this far) is over.
     if context
         .database
@@ -104,6 +112,29 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         .await?
     {
         tracing::info!(job = context.job.id, version = %context.job.version, "the withdrawn version is published again");
+    }
+    Ok(())
+}
+
+/// Puts `manifest` and its `signature` in storage as `channel`'s (each skipped when storage
+/// holds it already).
+async fn put_manifest(
+    context: &StepContext<'_>,
+    channel: &Channel,
+    manifest: &[u8],
+    signature: &[u8],
+) -> Result<(), StepError> {
+    let staged = context.work_dir.join("manifest");
+    std::fs::create_dir_all(&staged).map_err(StepError::work_dir("creating", &staged))?;
+    for (name, key, bytes) in [
+        (MANIFEST_FILE, channel.manifest_key(), manifest),
+        (MANIFEST_SIGNATURE_FILE, channel.signature_key(), signature),
+    ] {
+        let path = staged.join(name);
+        std::fs::write(&path, bytes).map_err(StepError::work_dir("writing", &path))?;
+        let sha256 = crate::artifacts::digest::sha256_hex(bytes)
+            .map_err(StepError::work_dir("hashing", &path))?;
+        put_file(context, &key, &path, &sha256).await?;
     }
     Ok(())
 }
@@ -144,8 +175,12 @@ pub(super) async fn publish_manifest(
                     .verify_detached(text.as_bytes(), &sig.content)
                     .is_ok()
             });
-        if signature_is_current {
-            // Changed and signed by an earlier attempt (or the change changes nothing).
+        if let (true, Some(published)) = (signature_is_current, &signature_file) {
+            // Changed and signed by an earlier attempt (or the change changes nothing). What
+            // hosts read is made the same: an attempt that stopped between storage and
+            // GitHub, or a later one's storage write that GitHub never took, leaves storage
+            // elsewhere.
+            put_manifest(context, channel, text.as_bytes(), &published.content).await?;
             return Ok(None);
         }
         let signature = context
@@ -153,22 +188,7 @@ pub(super) async fn publish_manifest(
             .sign_detached(text.as_bytes())
             .map_err(StepError::Signing)?;
         // Storage first: the committed manifest never lists what storage lacks.
-        let staged = context.work_dir.join("manifest");
-        std::fs::create_dir_all(&staged).map_err(StepError::work_dir("creating", &staged))?;
-        for (name, key, bytes) in [
-            (MANIFEST_FILE, channel.manifest_key(), text.as_bytes()),
-            (
-                MANIFEST_SIGNATURE_FILE,
-                channel.signature_key(),
-                signature.as_bytes(),
-            ),
-        ] {
-            let path = staged.join(name);
-            std::fs::write(&path, bytes).map_err(StepError::work_dir("writing", &path))?;
-            let sha256 = crate::artifacts::digest::sha256_hex(bytes)
-                .map_err(StepError::work_dir("hashing", &path))?;
-            put_file(context, &key, &path, &sha256).await?;
-        }
+        put_manifest(context, channel, text.as_bytes(), signature.as_bytes()).await?;
         match write_file(
             context.github,
             auth,

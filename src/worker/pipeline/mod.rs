@@ -81,9 +81,14 @@ pub async fn run_step(step: Step, context: &mut StepContext<'_>) -> Result<(), S
 }
 
 /// Whether what `step` reads from the work directory is there: the downloads for `build`,
-/// the build output for `upload` and `manifest`. A job resumed without it (the directory
+/// the build output for `upload` and `manifest`. A build resumed without it (the directory
 /// was cleaned, or lost with the machine) starts again at `download`.
 pub fn has_inputs(step: Step, context: &StepContext<'_>) -> bool {
+    // Only a build reads its work directory; the other kinds read GitHub, storage and their
+    // recorded result.
+    if context.job.kind != JobKind::Build {
+        return true;
+    }
     match step {
         Step::Build => context
             .settings

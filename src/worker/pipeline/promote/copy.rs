@@ -4,9 +4,10 @@
 //! hosts of the target channel see the version only once `manifest` has run.
 
 use super::super::build_repository::published_manifest;
-use super::super::removals::stored_files;
+use super::super::removals::{removals_of, stored_files};
 use super::super::{StepContext, StepError};
 use crate::database::job_result::{PromotedFile, Promotion};
+use crate::database::storage_removals::RemovalReason;
 use crate::settings::channels::Channel;
 use crate::storage::CopyOutcome;
 
@@ -34,13 +35,23 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         .get(&promotion.from)
         .ok_or_else(|| gone(&promotion.from))?;
     let to = context.publish_channel()?;
-    // Files of this version waiting to leave the target channel (pruned or withdrawn from it
-    // before) stay: they are about to be listed there again.
+    let listed: Vec<String> = promotion.files.iter().map(|f| f.file.clone()).collect();
+    // Earlier removals of these keys (the version was pruned or withdrawn from the target)
+    // give way to the one below, with its own grace period.
     context
         .database
         .cancel_removals_of(&context.job.version, &to.manifest_key())
         .await?;
-    let listed: Vec<String> = promotion.files.iter().map(|f| f.file.clone()).collect();
+    // Scheduled before anything is copied: a promotion that stops before its listing leaves
+    // no file behind for good (the sweep keeps whatever the target lists when it is due).
+    let due = time::OffsetDateTime::now_utc() + context.settings.publish.withdrawn_grace();
+    context
+        .database
+        .schedule_removals(
+            &removals_of(&listed, &context.job.version, RemovalReason::Unlisted, &to),
+            due,
+        )
+        .await?;
     let mut copied = Vec::new();
     for file in stored_files(&listed) {
         let (source, target) = (from.key(&file.name), to.key(&file.name));
@@ -61,6 +72,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             }
         }
     }
+    check_copies(context, &promotion, from, &to).await?;
     context
         .record(|result| {
             if let Some(promotion) = &mut result.promotion {
@@ -68,6 +80,40 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             }
         })
         .await?;
+    Ok(())
+}
+
+/// Checks that the images at the target are the bytes the promotion lists: the listing is
+/// signed with the hashes read when the move was decided, and a `/rebuild` in between may
+/// have replaced the source's, or a sweep removed a copy left unlisted too long.
+pub(super) async fn check_copies(
+    context: &StepContext<'_>,
+    promotion: &Promotion,
+    from: &Channel,
+    to: &Channel,
+) -> Result<(), StepError> {
+    let again = format!(
+        "Nothing was listed; comment `/promote {}` again",
+        context.job.version
+    );
+    for listed in &promotion.files {
+        let target = to.key(&listed.file);
+        let Some(bytes) = context.storage.get(&target).await? else {
+            return Err(StepError::Permanent(format!(
+                "{target} is not in storage though it was copied there. {again}"
+            )));
+        };
+        let sha256 = crate::artifacts::digest::sha256_hex(bytes.as_slice())
+            .map_err(|e| StepError::Permanent(format!("hashing {target}: {e}")))?;
+        if sha256 != listed.sha256 {
+            return Err(StepError::Permanent(format!(
+                "{target} has sha256 {sha256}, but {} listed {} with {} when this promotion was decided: the version was published again meanwhile. {again}",
+                from.manifest_key(),
+                listed.file,
+                listed.sha256,
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -106,6 +152,15 @@ async fn decide(context: &StepContext<'_>) -> Result<Promotion, StepError> {
             manifests.join(", ")
         )));
     };
+    // Moved on after this promotion was asked for (another promotion ran first): going on
+    // would skip the time it is to spend in that channel.
+    if let Some(entry) = context.database.channel_entry(version, &from.name).await?
+        && entry.entered_at > context.job.created_at
+    {
+        return Err(StepError::Permanent(format!(
+            "{name} {version} reached {from} after this promotion was asked for, so it is not promoted on at once; ask again with `/promote {version}`"
+        )));
+    }
     let Some(to) = channels.after(&from.name) else {
         return Err(StepError::Permanent(format!(
             "{name} {version} is in {from}, the last channel: there is nothing to promote it to"

@@ -10,8 +10,31 @@ use super::reason_line;
 use crate::database::job_result::WithdrawalDone;
 use crate::database::storage_removals::RemovalReason;
 use crate::database::withdrawals::Withdrawal;
+use crate::manifest::Manifest;
 use crate::settings::channels::Channel;
 use crate::worker::pipeline::removals::removals_of;
+
+/// The files of `version` that `channel`'s `SHA256SUMS` in storage lists; none when it is
+/// missing or cannot be read (GitHub's is the one changed, and then put there).
+async fn stored_listing(
+    context: &StepContext<'_>,
+    channel: &Channel,
+    name: &str,
+    version: &crate::version::Version,
+) -> Result<Vec<String>, StepError> {
+    let Some(bytes) = context.storage.get(&channel.manifest_key()).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(Manifest::parse(&String::from_utf8_lossy(&bytes))
+        .map(|mut manifest| {
+            manifest
+                .remove_version(name, version)
+                .into_iter()
+                .map(|entry| entry.file)
+                .collect()
+        })
+        .unwrap_or_default())
+}
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let name = context.settings.image.name.clone();
@@ -22,12 +45,17 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     let mut newest = Vec::new();
     for channel in channels.all() {
         let (published, _) = published_manifest(context, channel).await?;
-        let files: Vec<String> = published
+        let mut files: Vec<String> = published
             .clone()
             .remove_version(&name, &version)
             .into_iter()
             .map(|entry| entry.file)
             .collect();
+        // Hosts read storage's copy, which a job stopped between storage and GitHub leaves
+        // ahead: what it lists is withdrawn too (the change below puts GitHub's there).
+        if files.is_empty() {
+            files = stored_listing(context, channel, &name, &version).await?;
+        }
         if files.is_empty() {
             newest.extend(published.versions(&name).into_iter().take(5));
         } else {
