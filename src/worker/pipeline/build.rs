@@ -1,13 +1,17 @@
-//! Step 2: the images, built and signed into the job's own output directory.
+//! Step 2: the images, built and signed into the job's own output directory, each with its
+//! provenance record: the asset it was built from and what that was checked against (from
+//! the download step), and what started the job.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::download::zip_path_in;
+use super::download::{checked_asset_in, zip_path_in};
 use super::{StepContext, StepError};
 use crate::artifacts::{BuildProgress, BuildRequest, BuildStep, MANIFEST_FILE, build_into_dir};
 use crate::database::job_result::BuiltImage;
+use crate::database::jobs::{Job, TriggerSource};
 use crate::manifest::Manifest;
+use crate::provenance::{BuildOrigin, BuilderKind, StartEvent, StartedBy};
 use crate::settings::Settings;
 use crate::settings::public_base_url::PublicBaseUrl;
 use crate::signing::SigningKey;
@@ -42,9 +46,32 @@ pub fn read_local_manifest(path: &Path) -> Result<Manifest, StepError> {
     })
 }
 
+/// What started `job`, as its images' provenance records say.
+pub fn started_by(job: &Job) -> StartedBy {
+    let trigger = &job.trigger;
+    let event = match trigger.source {
+        TriggerSource::Comment => StartEvent::Comment,
+        TriggerSource::Release => StartEvent::Release,
+        TriggerSource::RepositoryDispatch => StartEvent::RepositoryDispatch,
+        TriggerSource::WorkflowDispatch => StartEvent::WorkflowDispatch,
+        TriggerSource::Schedule => StartEvent::Schedule,
+        TriggerSource::Cli => StartEvent::CommandLine,
+    };
+    StartedBy {
+        event,
+        repository: trigger.repository.clone(),
+        issue: trigger.issue_number,
+        comment: trigger.comment_id,
+        user: trigger.user.clone(),
+        rebuild: job.rebuild,
+    }
+}
+
 /// Builds every configured architecture's image of `version` from the assets in
-/// `zip_dir` into `out_dir`, signed with `key` (unsigned without one), as `build` does;
-/// each image's URL is under `base_url`, in the first channel, where builds publish.
+/// `zip_dir` (checked by the download step) into `out_dir`, signed with `key` (unsigned
+/// without one), as `build` does, each with a record naming `started_by`; each image's URL is
+/// under `base_url`, in the first channel, where builds publish.
+#[allow(clippy::too_many_arguments)]
 pub async fn build_images(
     settings: &Settings,
     base_url: &PublicBaseUrl,
@@ -52,12 +79,22 @@ pub async fn build_images(
     zip_dir: &Path,
     out_dir: &Path,
     key: Option<&Arc<SigningKey>>,
+    started_by: &StartedBy,
     progress_of: i64,
 ) -> Result<Vec<BuiltImage>, StepError> {
     let mut images = Vec::new();
     for arch in settings.image.arches.clone() {
         let zip = zip_path_in(zip_dir, settings, arch);
+        let origin = BuildOrigin {
+            repository: settings.upstream.repo.clone(),
+            tag: version.tag(),
+            asset: settings.upstream.asset_name(arch),
+            checked: Some(checked_asset_in(zip_dir, settings, arch)?),
+            builder: BuilderKind::Server,
+            started_by: started_by.clone(),
+        };
         let request = BuildRequest {
+            origin,
             binary_entry: settings.upstream.binary_name(arch),
             image_name: settings.image.name.clone(),
             squashfs: SquashfsOptions {
@@ -104,6 +141,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         &context.work_dir,
         &out_dir,
         Some(context.signing_key),
+        &started_by(&context.job),
         context.job.id,
     )
     .await?;

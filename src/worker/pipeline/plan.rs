@@ -21,7 +21,7 @@ use super::manifest::merge;
 use super::prune::{PruneReader, decide};
 use super::put::put_request;
 use super::release::release_name;
-use super::upload::{compare, publishable_files, refusal};
+use super::upload::{compare, kept_records, publishable_files, refusal};
 use super::{RepositoryAccess, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::database::Database;
@@ -31,6 +31,8 @@ use crate::database::job_result::{
 use crate::github::api::GitHubApi;
 use crate::github::pulls::open_pull_for_branch;
 use crate::github::releases::release_by_tag;
+use crate::provenance::StartedBy;
+use crate::settings::channels::Channel;
 use crate::settings::public_base_url::PublicBaseUrl;
 use crate::settings::{ConsumerSettings, Settings};
 use crate::signing::SigningKey;
@@ -62,6 +64,8 @@ pub struct PlanRequest<'a> {
     /// The key the server signs with; `None` when it would make one on its first start
     /// (the images are then built unsigned).
     pub signing_key: Option<&'a Arc<SigningKey>>,
+    /// What asks for the plan, as the images' provenance records name it.
+    pub started_by: StartedBy,
 }
 
 /// What a job would do.
@@ -281,6 +285,7 @@ pub async fn plan_job(
         &request.work_dir,
         &out_dir,
         request.signing_key,
+        &request.started_by,
         0,
     )
     .await?;
@@ -319,7 +324,7 @@ pub async fn plan_job(
         return Ok(plan);
     }
     if publication != Publication::Unchanged {
-        plan.uploads = planned_uploads(services.storage, &out_dir, &local).await?;
+        plan.uploads = planned_uploads(services.storage, channel, &out_dir, &local).await?;
     }
     let before = current
         .as_ref()
@@ -401,21 +406,26 @@ async fn signer_refusal(
     })
 }
 
-/// Each file of the build in `out_dir`, in the order `upload` puts them, and whether
-/// storage has it already.
+/// Each file of the build in `out_dir`, in the order `upload` puts them into `channel`,
+/// and whether storage has it already (a provenance record of the same image counts, since
+/// it stays).
 async fn planned_uploads(
     storage: &Storage,
+    channel: &Channel,
     out_dir: &Path,
     local: &crate::manifest::Manifest,
 ) -> Result<Vec<PlannedUpload>, StepError> {
+    let kept = kept_records(storage, channel, local).await?;
     let mut uploads = Vec::new();
     for file in publishable_files(out_dir, local)? {
         let size = std::fs::metadata(&file.path)
             .map_err(StepError::work_dir("reading", &file.path))?
             .len();
-        let in_storage = storage
-            .holds(&put_request(&file.key, &file.path, &file.sha256))
-            .await?;
+        let key = channel.key(&file.key);
+        let in_storage = kept.contains(&file.key)
+            || storage
+                .holds(&put_request(&key, &file.path, &file.sha256))
+                .await?;
         uploads.push(PlannedUpload {
             key: file.key,
             size,
