@@ -32,3 +32,6 @@ pub const RECORD_SUFFIX: &str = ".intoto.json";
 /// The `buildType` of this tool's records: a sysext image built from an upstream release's
 /// zip, with the parameters [`predicate::ExternalParameters`] holds.
 pub const BUILD_TYPE: &str = "urn:alloy-sysext-automation:build-type:sysext-image:v1";
+
+#[cfg(test)]
+mod tests;
