@@ -245,6 +245,49 @@ mod tests {
     }
 
     #[test]
+    fn checksums_and_signatures_go_first_then_records_then_images() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "alloy-1.2.3-amd64.raw",
+            "alloy-1.2.3-amd64.raw.asc",
+            "alloy-1.2.3-amd64.raw.intoto.json",
+            "alloy-1.2.3-amd64.raw.intoto.json.asc",
+            "alloy-1.2.3-amd64.raw.sha256",
+            "alloy-1.2.3.raw",
+            "alloy-1.2.3.raw.asc",
+            "alloy-1.2.3.raw.sha256",
+            "SHA256SUMS",
+            "SHA256SUMS.gpg",
+            ".alloy-1.2.3.raw.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let local = manifest(&[("alloy-1.2.3-amd64.raw", 'a')]);
+        let files = publishable_files(dir.path(), &local).unwrap();
+        let keys: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alloy-1.2.3-amd64.raw.asc",
+                "alloy-1.2.3-amd64.raw.sha256",
+                "alloy-1.2.3.raw.asc",
+                "alloy-1.2.3.raw.sha256",
+                "alloy-1.2.3-amd64.raw.intoto.json.asc",
+                "alloy-1.2.3-amd64.raw.intoto.json",
+                "alloy-1.2.3-amd64.raw",
+                "alloy-1.2.3.raw",
+            ]
+        );
+        // A listed image's hash comes from the manifest; any other file's from its bytes.
+        assert_eq!(files[6].sha256, "a".repeat(64));
+        assert_eq!(
+            files[5].sha256,
+            crate::artifacts::digest::sha256_hex(&b"alloy-1.2.3-amd64.raw.intoto.json"[..])
+                .unwrap()
+        );
+    }
+
+    #[test]
     fn a_build_is_new_unchanged_or_a_replacement() {
         let local = manifest(&[("alloy-1.2.3-amd64.raw", 'a'), ("alloy-1.2.3.raw", 'a')]);
         assert_eq!(compare(&local, &manifest(&[])).0, Publication::New);
