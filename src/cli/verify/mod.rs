@@ -35,8 +35,9 @@ use self::source::{ReadError, Source};
 /// (with the same key), and its provenance record .intoto.json when it has one (its .asc
 /// with the same key, the image's name and sha256 in it), printing the upstream asset the
 /// image was built from; an image without a record (published before records existed) is
-/// reported as such and passes. From a URL the image a host would install is checked, or the one of
-/// --version, or every listed file with --all; in a directory every listed file is checked.
+/// reported as such and passes. From a URL the image a host would install is checked, or
+/// the one of --version, or every listed file with --all; in a directory every listed file
+/// is checked.
 /// A listed file that is missing fails its check. Unless --manifest-only, it fails too when
 /// no listed file matches the pattern (a host would install nothing) or when the file a
 /// host would install is not a release this tool publishes (alloy-1.20.0-rc1-amd64.raw).
