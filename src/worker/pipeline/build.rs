@@ -67,21 +67,36 @@ pub fn started_by(job: &Job) -> StartedBy {
     }
 }
 
-/// Builds every configured architecture's image of `version` from the assets in
-/// `zip_dir` (checked by the download step) into `out_dir`, signed with `key` (unsigned
-/// without one), as `build` does, each with a record naming `started_by`; each image's URL is
-/// under `base_url`, in the first channel, where builds publish.
-#[allow(clippy::too_many_arguments)]
+/// The images of one version to build, and where.
+pub struct ImagesToBuild<'a> {
+    pub version: &'a Version,
+    /// Where the download step left the assets, checked.
+    pub zip_dir: &'a Path,
+    pub out_dir: &'a Path,
+    /// Signs the images and their records; unsigned without one.
+    pub key: Option<&'a Arc<SigningKey>>,
+    /// What the records say started the build.
+    pub started_by: &'a StartedBy,
+    /// The job the build's progress is logged for.
+    pub progress_of: i64,
+}
+
+/// Builds every configured architecture's image of `what.version` from the assets in
+/// `what.zip_dir` into `what.out_dir`, as `build` does, each with its provenance record;
+/// each image's URL is under `base_url`, in the first channel, where builds publish.
 pub async fn build_images(
     settings: &Settings,
     base_url: &PublicBaseUrl,
-    version: &Version,
-    zip_dir: &Path,
-    out_dir: &Path,
-    key: Option<&Arc<SigningKey>>,
-    started_by: &StartedBy,
-    progress_of: i64,
+    what: &ImagesToBuild<'_>,
 ) -> Result<Vec<BuiltImage>, StepError> {
+    let ImagesToBuild {
+        version,
+        zip_dir,
+        out_dir,
+        key,
+        started_by,
+        progress_of,
+    } = *what;
     let mut images = Vec::new();
     for arch in settings.image.arches.clone() {
         let zip = zip_path_in(zip_dir, settings, arch);
@@ -134,17 +149,16 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir).map_err(StepError::work_dir("clearing", &out_dir))?;
     }
-    let images = build_images(
-        context.settings,
-        context.public_base_url,
-        &context.job.version,
-        &context.work_dir,
-        &out_dir,
-        Some(context.signing_key),
-        &started_by(&context.job),
-        context.job.id,
-    )
-    .await?;
+    let started_by = started_by(&context.job);
+    let what = ImagesToBuild {
+        version: &context.job.version,
+        zip_dir: &context.work_dir,
+        out_dir: &out_dir,
+        key: Some(context.signing_key),
+        started_by: &started_by,
+        progress_of: context.job.id,
+    };
+    let images = build_images(context.settings, context.public_base_url, &what).await?;
     for image in &images {
         crate::metrics::global().built_bytes.inc_by(image.size);
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::build::{build_images, read_local_manifest};
+use super::build::{ImagesToBuild, build_images, read_local_manifest};
 use super::build_repository::{check_signer, read_published_manifest, read_published_signature};
 use super::consumers::{
     ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, read_pin, settled,
@@ -278,17 +278,15 @@ pub async fn plan_job(
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir).map_err(StepError::work_dir("clearing", &out_dir))?;
     }
-    let images = build_images(
-        settings,
-        services.public_base_url,
+    let what = ImagesToBuild {
         version,
-        &request.work_dir,
-        &out_dir,
-        request.signing_key,
-        &request.started_by,
-        0,
-    )
-    .await?;
+        zip_dir: &request.work_dir,
+        out_dir: &out_dir,
+        key: request.signing_key,
+        started_by: &request.started_by,
+        progress_of: 0,
+    };
+    let images = build_images(settings, services.public_base_url, &what).await?;
     let local = read_local_manifest(&out_dir.join(MANIFEST_FILE))?;
     let build_repo = &settings.build_repo;
     let auth = services.access.auth_for(&build_repo.repo).await?;
