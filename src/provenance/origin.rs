@@ -100,13 +100,14 @@ pub struct StartedBy {
     /// The repository the event came from (`owner/name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
-    /// The issue or pull request whose comment asked for it.
+    /// The issue or pull request the build reports to: the one whose comment asked for it,
+    /// or the upstream check's tracking issue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue: Option<u64>,
     /// The comment that asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<u64>,
-    /// The GitHub user who asked.
+    /// The GitHub user who asked (who commented, dispatched or published the release).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Asked to build again a version that may be published (`/rebuild`).

@@ -491,6 +491,8 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
     let started_by = &first.predicate.run_details.metadata.started_by;
     assert_eq!(started_by.event, StartEvent::Release);
     assert_eq!(started_by.repository.as_deref(), Some(BUILD_REPO));
+    assert_eq!(started_by.user.as_deref(), Some("noahwhite"));
+    assert_eq!((started_by.issue, started_by.comment), (None, None));
     assert!(!started_by.rebuild);
 
     // The version leaves the build repository's SHA256SUMS (as after a withdrawal, its files
