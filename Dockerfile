@@ -2,7 +2,7 @@
 #
 # The GitHub App server in a container:
 #
-#   docker build -t alloy-sysext-automation .
+#   docker build --build-arg SOURCE_REVISION="$(git rev-parse HEAD)" -t alloy-sysext-automation .
 #   docker run -d --name alloy-sysext -p 3000:3000 -v alloy-sysext-data:/data \
 #       --env-file secrets.env alloy-sysext-automation
 #
@@ -17,8 +17,8 @@ FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml, Cargo.lock or
-# .cargo/config.toml change, not on every source edit. The crate has no build.rs; the dummy
-# targets below stand in for src/ while the dependencies compile.
+# .cargo/config.toml change, not on every source edit. The dummy targets below stand in for
+# src/ while the dependencies compile (build.rs is not copied yet, so it does not run here).
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo/config.toml .cargo/config.toml
 RUN mkdir src \
@@ -33,6 +33,12 @@ RUN mkdir src \
 # Then the crate. Besides src/, the build reads migrations/ (sqlx::migrate!), and files
 # embedded with include_str! (src/sysext/alloy.service, app-manifest.json): the whole
 # context is copied (.dockerignore leaves out target/, data/ and .git).
+#
+# build.rs embeds the source revision that --version and every image's provenance record
+# name. The context has no .git, so the revision comes as a build argument; without one it
+# is "unknown". Declared after the dependency layer, so a new revision does not rebuild it.
+ARG SOURCE_REVISION=
+ENV SOURCE_REVISION=${SOURCE_REVISION}
 COPY . .
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \

@@ -10,6 +10,8 @@
 //! - [`artifacts`]: one build, zip in, checked and signed files out;
 //! - [`manifest`]: `SHA256SUMS`, the names in it, and checking a published directory;
 //! - [`signing`]: OpenPGP keys and detached signatures;
+//! - [`provenance`]: each image's signed record of how it was made (in-toto, SLSA);
+//! - [`build_info`]: this tool's version and the source revision it was built from;
 //! - [`butane`]: the pin in a consumer's Butane config, edited and proven to change nothing
 //!   else;
 //! - [`settings`]: what is built and where (`CONFIG_FILE`);
@@ -26,11 +28,13 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod build_info;
 pub mod butane;
 pub mod database;
 pub mod github;
 pub mod manifest;
 pub mod metrics;
+pub mod provenance;
 pub mod secret;
 pub mod server;
 pub mod settings;

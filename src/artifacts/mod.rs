@@ -2,12 +2,14 @@
 //!
 //! This is the whole image pipeline short of publishing: take the upstream zip, extract and
 //! check the binary, write the squashfs image, check, hash, sign and copy it in one read, and
-//! merge it into `SHA256SUMS`. Every file is written under a temporary name and renamed only when all of
-//! them are ready, images first and the manifest last, so a failure leaves the directory as
-//! it was and a reader never sees a manifest that points at a missing image.
+//! write the image's provenance record (signed too), and merge it into `SHA256SUMS`. Every
+//! file is written under a temporary name and renamed only when all of them are ready, images
+//! first and the manifest last, so a failure leaves the directory as it was and a reader never
+//! sees a manifest that points at a missing image.
 //!
-//! The binary is compressed while it is still being extracted ([`growing_file`]), and each
-//! output is hashed on the way through the copy that reads it ([`tee_reader`], [`digest`]).
+//! The binary is compressed while it is still being extracted ([`growing_file`]), the zip is
+//! hashed for the record meanwhile, and each output is hashed on the way through the copy that
+//! reads it ([`tee_reader`], [`digest`]).
 
 pub mod digest;
 pub mod growing_file;
@@ -27,6 +29,10 @@ use crate::artifacts::digest::sha256sum_line;
 use crate::artifacts::growing_file::GrowingFile;
 use crate::artifacts::tee_reader::TeeReader;
 use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
+use crate::provenance::record::BuiltDigests;
+use crate::provenance::{
+    BuildOrigin, Statement, record_file_name, record_of, record_signature_file_name,
+};
 use crate::signing::detached::SignedDataHash;
 use crate::signing::{SigningError, SigningKey};
 use crate::sysext::inspect::{BlockCheck, ExpectedBinary, InspectError, check_layout};
@@ -59,13 +65,18 @@ pub struct BuildRequest {
     pub compat_name: bool,
     /// Refuse a binary larger than this.
     pub max_binary_size: u64,
+    /// Where the zip came from and what started the build, for the provenance record.
+    pub origin: BuildOrigin,
 }
 
 impl BuildRequest {
     /// Today's defaults for `version` and `arch`: extension `alloy`, binary
-    /// `alloy-linux-<arch>`, xz with 128 KiB blocks, compatibility name on (for amd64).
+    /// `alloy-linux-<arch>`, xz with 128 KiB blocks, compatibility name on (for amd64), and
+    /// the zip taken as the asset of release `v<version>` of `grafana/alloy`, given as a file
+    /// on the command line.
     pub fn new(version: Version, arch: Arch, zip: PathBuf) -> Self {
         BuildRequest {
+            origin: BuildOrigin::command_line(&version, arch),
             version,
             arch,
             zip,
@@ -151,6 +162,8 @@ pub struct BuildOutput {
     pub binary_size: u64,
     /// How the manifest changed.
     pub manifest_change: Upsert,
+    /// The image's provenance record, as written beside it.
+    pub record: Statement,
 }
 
 impl BuildOutput {
@@ -171,6 +184,14 @@ pub enum BuildError {
     Squashfs(#[from] SquashfsError),
     #[error("the image failed its own check: {0}")]
     SelfCheck(#[from] InspectError),
+    #[error(
+        "{zip} has sha256 {actual}, but it was checked to have {expected} when it was downloaded: it changed since; nothing was built"
+    )]
+    ZipChanged {
+        zip: String,
+        expected: String,
+        actual: String,
+    },
     #[error(transparent)]
     Signing(#[from] SigningError),
     #[error("the signature just made does not verify with its own key: {0}")]
@@ -269,7 +290,17 @@ pub fn build_into_dir(
     let layout = ImageLayout::sysext(&request.image_name, request.arch, binary.path().to_owned());
     let image_name = request.image_file_name();
     let mut image = new_temp(out_dir, &image_name)?;
-    let (extracted, written) = extract_and_compress(request, &layout, &binary, &mut image)?;
+    let (extracted, written, zip_sha256) =
+        extract_and_compress(request, &layout, &binary, &mut image)?;
+    if let Some(checked) = &request.origin.checked
+        && checked.sha256 != zip_sha256
+    {
+        return Err(BuildError::ZipChanged {
+            zip: request.zip.display().to_string(),
+            expected: checked.sha256.clone(),
+            actual: zip_sha256,
+        });
+    }
 
     // The image's tables and small files are checked first; its data is checked in the one
     // read that also hashes, signs and copies it. (Its superblock, at the start, is written
@@ -285,6 +316,16 @@ pub fn build_into_dir(
 
     progress.step(BuildStep::Sign);
     let (image_sha256, mut staged) = sign_and_stage_images(request, out_dir, image, key, blocks)?;
+    let record = record_of(
+        request,
+        &layout,
+        BuiltDigests {
+            image_sha256: &image_sha256,
+            zip_sha256: &zip_sha256,
+            binary: &extracted,
+        },
+    );
+    stage_record(out_dir, &image_name, &record, key, &mut staged)?;
 
     progress.step(BuildStep::Manifest);
     let manifest_change = stage_manifest(out_dir, &image_name, &image_sha256, key, &mut staged)?;
@@ -301,6 +342,7 @@ pub fn build_into_dir(
         binary_sha256: extracted.sha256,
         binary_size: extracted.size,
         manifest_change,
+        record,
     })
 }
 
@@ -327,20 +369,26 @@ fn new_temp(out_dir: &Path, purpose: &str) -> Result<NamedTempFile, BuildError> 
 }
 
 /// Extracts the binary from the zip into `binary` on another thread while the image is
-/// compressed from it into `image`, as its bytes arrive.
+/// compressed from it into `image`, as its bytes arrive, and hashes the zip on a third.
+/// Returns the binary, the image and the zip's sha256.
 fn extract_and_compress(
     request: &BuildRequest,
     layout: &ImageLayout,
     binary: &NamedTempFile,
     image: &mut NamedTempFile,
-) -> Result<(ExtractedEntry, WrittenImage), BuildError> {
+) -> Result<(ExtractedEntry, WrittenImage, String), BuildError> {
     let binary_path = binary.path().to_owned();
     let binary_writer = binary
         .as_file()
         .try_clone()
         .map_err(io_error("writing", &binary_path))?;
     let growing = GrowingFile::new(&binary_path);
-    let (extracted, written, abandoned) = std::thread::scope(|scope| {
+    let (extracted, written, abandoned, zip_sha256) = std::thread::scope(|scope| {
+        let zip_hash = scope.spawn(|| {
+            File::open(&request.zip)
+                .and_then(crate::artifacts::digest::sha256_hex)
+                .map_err(io_error("reading", &request.zip))
+        });
         let extraction = scope.spawn(|| {
             let _ends_the_file_on_panic = FinishOnPanic(&growing);
             let mut writer = growing.writer(binary_writer);
@@ -370,10 +418,17 @@ fn extract_and_compress(
             path: request.binary_entry.clone(),
             source: io::Error::other("the extraction stopped unexpectedly"),
         });
-        (extracted, written, abandoned)
+        let zip_sha256 = zip_hash.join().unwrap_or_else(|_| {
+            Err(BuildError::Io {
+                action: "hashing",
+                path: request.zip.display().to_string(),
+                source: io::Error::other("the hashing stopped unexpectedly"),
+            })
+        });
+        (extracted, written, abandoned, zip_sha256)
     });
     match (extracted?, written) {
-        (Ok(extracted), Ok(written)) => Ok((extracted, written)),
+        (Ok(extracted), Ok(written)) => Ok((extracted, written, zip_sha256?)),
         // A failed extraction is the cause of whatever failed with it, unless the build
         // had already given up on it.
         (Err(error), _) if !abandoned => Err(error.into()),
@@ -444,6 +499,29 @@ fn sign_and_stage_images(
         }
     }
     Ok((image_sha256, staged))
+}
+
+/// Stages the provenance `record` of the image `image_name` onto `staged`, with its
+/// signature when there is a `key` (checked, as the image's is).
+fn stage_record(
+    out_dir: &Path,
+    image_name: &str,
+    record: &Statement,
+    key: Option<&SigningKey>,
+    staged: &mut Vec<Staged>,
+) -> Result<(), BuildError> {
+    let name = record_file_name(image_name);
+    let text = record.to_json();
+    staged.push(stage_text(new_temp(out_dir, &name)?, name, &text)?);
+    if let Some(key) = key {
+        let signature = key.sign_detached(text.as_bytes())?;
+        key.public_key()
+            .verify_detached(text.as_bytes(), signature.as_bytes())
+            .map_err(BuildError::SignatureSelfCheck)?;
+        let name = record_signature_file_name(image_name);
+        staged.push(stage_text(new_temp(out_dir, &name)?, name, &signature)?);
+    }
+    Ok(())
 }
 
 /// Adds the image to the `SHA256SUMS` in `out_dir` (or a new one) and stages the result

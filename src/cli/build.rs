@@ -9,6 +9,9 @@ use alloy_sysext_automation::github::api::{Auth, DEFAULT_API_URL, GitHubApi};
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
 use alloy_sysext_automation::github::release_asset::PublicReleases;
 use alloy_sysext_automation::manifest::Upsert;
+use alloy_sysext_automation::provenance::{
+    BuildOrigin, CheckedAsset, record_file_name, record_signature_file_name,
+};
 use alloy_sysext_automation::secret::Secret;
 use alloy_sysext_automation::signing::key_source::KeySource;
 use alloy_sysext_automation::sysext::{Compression, SquashfsOptions};
@@ -21,10 +24,12 @@ use super::progress::TerminalProgress;
 /// Build the sysext image for one Alloy version and architecture, sign it, and add it to
 /// SHA256SUMS in the output directory.
 ///
-/// Writes alloy-<V>-<arch>.raw with .sha256 and .asc, the compatibility copy alloy-<V>.raw
-/// with its own .sha256 and .asc, SHA256SUMS (created, or edited in place) and
-/// SHA256SUMS.gpg. Nothing in --out changes unless the whole build succeeds. The same zip and
-/// settings always give a byte-identical image.
+/// Writes alloy-<V>-<arch>.raw with .sha256 and .asc, its provenance record
+/// alloy-<V>-<arch>.raw.intoto.json (the upstream asset and its sha256, the settings, this
+/// tool's version) with its .asc, the compatibility copy alloy-<V>.raw with its own .sha256
+/// and .asc, SHA256SUMS (created, or edited in place) and SHA256SUMS.gpg. Nothing in --out
+/// changes unless the whole build succeeds. The same zip and settings always give a
+/// byte-identical image.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  alloy-sysext-automation build --version 1.17.1 --zip alloy-linux-amd64.zip --out out/\n  alloy-sysext-automation build --version 1.17.1 --arch arm64 --out out/   # downloads the asset\n\nEnvironment:\n  GPG_PRIVATE_KEY   base64 of an armored, unprotected secret key\n  SIGNING_KEY_PATH  path of an armored secret key\n  GITHUB_TOKEN      token for downloads (optional; raises the rate limit)"
@@ -39,7 +44,8 @@ pub struct BuildArgs {
     arch: Arch,
 
     /// The upstream release zip (alloy-linux-<arch>.zip). Without it, the asset of release
-    /// v<VERSION> is downloaded from GitHub and checked against its published sha256.
+    /// v<VERSION> is downloaded from GitHub and checked against its published sha256. The
+    /// provenance record names a given zip as that asset, not checked against the release.
     #[arg(long, value_name = "FILE")]
     zip: Option<PathBuf>,
 
@@ -93,7 +99,8 @@ pub struct BuildArgs {
     #[arg(long, default_value = "1G", value_parser = parse_size)]
     max_binary_size: u64,
 
-    /// The upstream repository to download releases from.
+    /// The upstream repository to download releases from (and that the provenance record
+    /// names).
     #[arg(long, default_value = "grafana/alloy", value_name = "OWNER/NAME")]
     upstream_repo: String,
 
@@ -152,15 +159,21 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
 
     let progress = TerminalProgress::new();
     let downloaded_zip;
-    let zip = match &args.zip {
-        Some(zip) => zip.clone(),
+    let (zip, checked) = match &args.zip {
+        Some(zip) => (zip.clone(), None),
         None => {
-            downloaded_zip = download_zip(&args, &progress)?;
-            downloaded_zip.path().to_owned()
+            let (temp, checked) = download_zip(&args, &progress)?;
+            downloaded_zip = temp;
+            (downloaded_zip.path().to_owned(), Some(checked))
         }
     };
 
     let mut request = BuildRequest::new(args.version.clone(), args.arch, zip);
+    request.origin = BuildOrigin {
+        repository: args.upstream_repo.clone(),
+        checked,
+        ..BuildOrigin::command_line(&args.version, args.arch)
+    };
     request.squashfs = SquashfsOptions {
         compression,
         block_size: args.block_size,
@@ -185,11 +198,12 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Downloads the release asset into a temporary file in the output directory.
+/// Downloads the release asset into a temporary file in the output directory; gives the file
+/// and what it was checked against.
 fn download_zip(
     args: &BuildArgs,
     progress: &TerminalProgress,
-) -> anyhow::Result<tempfile::NamedTempFile> {
+) -> anyhow::Result<(tempfile::NamedTempFile, CheckedAsset)> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let asset_name = format!("alloy-linux-{}.zip", args.arch);
@@ -234,14 +248,24 @@ fn download_zip(
     });
     progress.finish();
     let downloaded = downloaded?;
+    let against: Vec<&str> = downloaded
+        .checked_against
+        .iter()
+        .map(|check| check.describe())
+        .collect();
     eprintln!(
         "downloaded {} ({} bytes), sha256 {} matches {}",
         downloaded.name,
         downloaded.size,
         downloaded.sha256,
-        downloaded.checked_against.join(" and ")
+        against.join(" and ")
     );
-    Ok(temp)
+    let checked = CheckedAsset {
+        asset: downloaded.name,
+        sha256: downloaded.sha256,
+        checked_against: downloaded.checked_against,
+    };
+    Ok((temp, checked))
 }
 
 fn print_summary(request: &BuildRequest, out: &Path, output: &BuildOutput, started: Instant) {
@@ -281,6 +305,18 @@ fn print_summary(request: &BuildRequest, out: &Path, output: &BuildOutput, start
         "  SHA256SUMS entry for {}: {change}",
         request.image_file_name()
     );
+    let image = request.image_file_name();
+    let signed = output
+        .file(&record_signature_file_name(&image))
+        .map_or("", |_| ", signed");
+    match output.record.upstream_asset() {
+        Some(asset) => println!(
+            "  provenance: {}{signed}: {}",
+            record_file_name(&image),
+            asset.describe()
+        ),
+        None => println!("  provenance: {}{signed}", record_file_name(&image)),
+    }
 }
 
 fn human_size(bytes: u64) -> String {

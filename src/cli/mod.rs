@@ -19,7 +19,10 @@ use clap::{Parser, Subcommand};
 /// image from an upstream release, signs it with OpenPGP, and maintains the signed
 /// SHA256SUMS manifest that systemd-sysupdate reads.
 #[derive(Debug, Parser)]
-#[command(name = "alloy-sysext-automation", version)]
+#[command(
+    name = "alloy-sysext-automation",
+    version = alloy_sysext_automation::build_info::VERSION_LINE
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

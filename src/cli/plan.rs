@@ -9,6 +9,7 @@ use alloy_sysext_automation::database::Database;
 use alloy_sysext_automation::github::api::{Auth, GitHubApi};
 use alloy_sysext_automation::github::app_jwt::AppKey;
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
+use alloy_sysext_automation::provenance::StartedBy;
 use alloy_sysext_automation::server::config::ServerConfig;
 use alloy_sysext_automation::server::signing_key::existing_server_key;
 use alloy_sysext_automation::settings::Settings;
@@ -121,6 +122,10 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             rebuild: args.rebuild,
             work_dir: work_dir.clone(),
             signing_key: signing_key.as_ref(),
+            started_by: StartedBy {
+                rebuild: args.rebuild,
+                ..StartedBy::command_line()
+            },
         };
         Ok(plan_job(&services, &request).await?)
     })?;

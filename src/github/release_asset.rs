@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::api::{ApiError, Auth, GitHubApi};
 use super::releases::{Release, ReleaseAsset, public_release_by_tag};
 use super::url::escape_repo;
+use crate::provenance::AssetCheck;
 
 /// The largest zip accepted.
 pub const MAX_ASSET_SIZE: u64 = 2 * 1024 * 1024 * 1024;
@@ -36,7 +37,7 @@ pub struct DownloadedAsset {
     pub size: u64,
     pub sha256: String,
     /// What the sha256 was checked against.
-    pub checked_against: Vec<String>,
+    pub checked_against: Vec<AssetCheck>,
 }
 
 /// Why the asset could not be had.
@@ -148,15 +149,12 @@ impl PublicReleases<'_> {
                     name: name.to_owned(),
                     digest: digest.clone(),
                 })?;
-            expectations.push((
-                hex.to_ascii_lowercase(),
-                "the release's asset digest".to_owned(),
-            ));
+            expectations.push((hex.to_ascii_lowercase(), AssetCheck::AssetDigest));
         }
         if let Some(sums) = release.assets.iter().find(|a| a.name == "SHA256SUMS") {
             let text = self.download_small(sums).await?;
             if let Some(hex) = sums_entry(&text, name) {
-                expectations.push((hex, "the release's SHA256SUMS".to_owned()));
+                expectations.push((hex, AssetCheck::ReleaseSha256Sums));
             }
         }
         if expectations.is_empty() {
@@ -168,13 +166,13 @@ impl PublicReleases<'_> {
         }
 
         let (sha256, size) = self.stream_to_file(asset, dest, on_bytes).await?;
-        for (expected, source_name) in &expectations {
+        for (expected, check) in &expectations {
             if *expected != sha256 {
                 return Err(AssetError::Mismatch {
                     name: name.to_owned(),
                     actual: sha256,
                     expected: expected.clone(),
-                    source_name: source_name.clone(),
+                    source_name: check.describe().to_owned(),
                 });
             }
         }

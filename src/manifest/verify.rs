@@ -4,8 +4,8 @@
 //! First the signature of `SHA256SUMS` ([`check_manifest`]); without a good one nothing
 //! else can be trusted, so that is an error. Then, for each image chosen ([`select`]), its
 //! sha256 against the manifest, its `.sha256` file and its `.asc` signature
-//! ([`check_image`]), each a [`Check`] with its result, so that one failure does not hide
-//! the others.
+//! ([`check_image`]), and its provenance record when there is one ([`check_provenance`]),
+//! each a [`Check`] with its result, so that one failure does not hide the others.
 
 use std::io;
 
@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::manifest::match_pattern::MatchPattern;
 use crate::manifest::{Manifest, ManifestEntry, ManifestError};
+use crate::provenance::read::UpstreamAsset;
+use crate::provenance::{read_record, record_file_name, record_signature_file_name};
 use crate::signing::detached::SignedDataHash;
 use crate::signing::{Keyring, SigningError};
 use crate::version::{Version, systemd_version_cmp};
@@ -81,6 +83,11 @@ pub enum CheckKind {
     Signature,
     /// What a host with the match pattern installs: a listed release of ours.
     HostWouldInstall,
+    /// An image's provenance record (`.intoto.json`): a record of this tool, about this
+    /// image (or, for images published before records existed, that there is none).
+    Provenance,
+    /// The record's `.asc` signature over the record.
+    ProvenanceSignature,
 }
 
 /// One check of one file, and its result.
@@ -251,6 +258,13 @@ impl Default for ImageDigest {
     }
 }
 
+impl ImageDigest {
+    /// The sha256 of what was written so far, lowercase hex.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256.clone().finalize())
+    }
+}
+
 impl io::Write for ImageDigest {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.sha256.update(buf);
@@ -332,6 +346,129 @@ pub fn check_image(
         },
     };
     vec![hash, check_sha256_file(entry, sha256_file), signature]
+}
+
+/// What the provenance record of an image showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenanceChecks {
+    pub checks: Vec<Check>,
+    /// The upstream asset the image came from, when the record and its signature passed.
+    pub upstream: Option<UpstreamAsset>,
+}
+
+/// The checks of the provenance record of the listed image `entry`, whose bytes have the
+/// sha256 `image_sha256`: the record's `.asc` over it with `keys`, and the record itself (a
+/// record of this tool whose subject is the image by name and digest). An image without a
+/// record (published before records existed) passes with a check that says so.
+pub fn check_provenance(
+    entry: &ManifestEntry,
+    image_sha256: &str,
+    record: &Companion,
+    signature: &Companion,
+    keys: &Keyring,
+) -> ProvenanceChecks {
+    let record_name = record_file_name(&entry.file);
+    let bytes = match record {
+        Companion::Found(bytes) => bytes,
+        Companion::Missing(_) => {
+            return ProvenanceChecks {
+                checks: vec![Check::passed(
+                    &record_name,
+                    CheckKind::Provenance,
+                    format!(
+                        "no provenance record for {}: not checked (images published before records existed have none)",
+                        entry.file
+                    ),
+                )],
+                upstream: None,
+            };
+        }
+        Companion::Unreadable(_) => {
+            return ProvenanceChecks {
+                checks: vec![Check::failed(
+                    &record_name,
+                    CheckKind::Provenance,
+                    record.unread().unwrap_or_default(),
+                )],
+                upstream: None,
+            };
+        }
+    };
+    let signature_name = record_signature_file_name(&entry.file);
+    let signature = match signature {
+        Companion::Found(signature) => match keys.verify_detached(bytes.as_slice(), signature) {
+            Ok(signer) => Check::passed(
+                &signature_name,
+                CheckKind::ProvenanceSignature,
+                format!("good signature by {signer} on {record_name}"),
+            ),
+            Err(e) => Check::failed(
+                &signature_name,
+                CheckKind::ProvenanceSignature,
+                format!("does not verify {record_name}: {e}"),
+            ),
+        },
+        Companion::Missing(_) | Companion::Unreadable(_) => Check::failed(
+            &signature_name,
+            CheckKind::ProvenanceSignature,
+            signature.unread().unwrap_or_default(),
+        ),
+    };
+    let (content, upstream) = match read_record(bytes) {
+        Err(e) => (
+            Check::failed(
+                &record_name,
+                CheckKind::Provenance,
+                format!("is not a provenance record of this tool: {e}"),
+            ),
+            None,
+        ),
+        Ok(statement) => {
+            let subject = statement.image().expect("a read record names one image");
+            if subject.name != entry.file {
+                let detail = format!("is about {}, not {}", subject.name, entry.file);
+                (
+                    Check::failed(&record_name, CheckKind::Provenance, detail),
+                    None,
+                )
+            } else if subject.digest.sha256 != image_sha256 {
+                let detail = format!(
+                    "names sha256 {} for {}, but the image has {image_sha256}",
+                    subject.digest.sha256, entry.file
+                );
+                (
+                    Check::failed(&record_name, CheckKind::Provenance, detail),
+                    None,
+                )
+            } else {
+                let upstream = statement.upstream_asset();
+                let from = upstream
+                    .as_ref()
+                    .map(UpstreamAsset::describe)
+                    .unwrap_or_default();
+                let detail = format!(
+                    "{} was built from {from} by alloy-sysext-automation {}, started by {}",
+                    entry.file,
+                    statement.builder_version(),
+                    statement
+                        .predicate
+                        .run_details
+                        .metadata
+                        .started_by
+                        .describe()
+                );
+                (
+                    Check::passed(&record_name, CheckKind::Provenance, detail),
+                    upstream,
+                )
+            }
+        }
+    };
+    let upstream = upstream.filter(|_| signature.ok);
+    ProvenanceChecks {
+        checks: vec![signature, content],
+        upstream,
+    }
 }
 
 /// The `.sha256` file must be the one `sha256sum` line of `entry`.

@@ -25,10 +25,12 @@ use crate::verify_url::verify_json;
 const CHANNELS: &str = "[publish]\nchannels = [\"canary\", \"stable\"]\n";
 
 /// Every file a build publishes for `version`, without the channel's prefix.
-fn files_of(version: &str) -> [String; 6] {
+fn files_of(version: &str) -> [String; 8] {
     [
         format!("alloy-{version}-amd64.raw"),
         format!("alloy-{version}-amd64.raw.asc"),
+        format!("alloy-{version}-amd64.raw.intoto.json"),
+        format!("alloy-{version}-amd64.raw.intoto.json.asc"),
         format!("alloy-{version}-amd64.raw.sha256"),
         format!("alloy-{version}.raw"),
         format!("alloy-{version}.raw.asc"),
@@ -123,10 +125,12 @@ impl Published {
                     "file": format!("alloy-{version}-amd64.raw"),
                     "sha256": built_sha256(build),
                 }],
-                // Each image after its checksum and signature.
+                // Each image after its checksum, signature and provenance record.
                 "copied": [
                     format!("alloy-{version}-amd64.raw.sha256"),
                     format!("alloy-{version}-amd64.raw.asc"),
+                    format!("alloy-{version}-amd64.raw.intoto.json.asc"),
+                    format!("alloy-{version}-amd64.raw.intoto.json"),
                     format!("alloy-{version}-amd64.raw"),
                     format!("alloy-{version}.raw.sha256"),
                     format!("alloy-{version}.raw.asc"),
@@ -291,9 +295,19 @@ fn a_new_version_reaches_the_canary_host_then_both_after_promote(transfer: Trans
                 passed(image, "sha256"),
                 passed(&format!("{image}.sha256"), "sha256_file"),
                 passed(&format!("{image}.asc"), "signature"),
+                passed(&format!("{image}.intoto.json.asc"), "provenance_signature"),
+                passed(&format!("{image}.intoto.json"), "provenance"),
             ]);
         }
         assert_eq!(checks, expected, "{url}: {report:#}");
+        // The promoted record is the one the build wrote, naming the asset it came from.
+        let provenance = report["provenance"].as_array().unwrap();
+        assert_eq!(provenance.len(), 2, "{report:#}");
+        for (entry, version) in provenance.iter().zip(["1.17.1", "1.18.0"]) {
+            assert_eq!(entry["file"], format!("alloy-{version}-amd64.raw"));
+            assert_eq!(entry["upstream"]["tag"], format!("v{version}"));
+            assert_eq!(entry["upstream"]["checked_against"], json!(["assetDigest"]));
+        }
     }
 
     // The server's records: each build and promotion, in order, succeeded.

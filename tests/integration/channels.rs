@@ -19,10 +19,12 @@ use crate::serve_process::Server;
 
 const BRANCH: &str = "feature/update-alloy-sysext-to-1.18.0";
 /// Every file of 1.18.0 in a channel, without the channel's prefix.
-const FILES: [&str; 6] = [
+const FILES: [&str; 8] = [
     "alloy-1.18.0-amd64.raw",
     "alloy-1.18.0-amd64.raw.sha256",
     "alloy-1.18.0-amd64.raw.asc",
+    "alloy-1.18.0-amd64.raw.intoto.json",
+    "alloy-1.18.0-amd64.raw.intoto.json.asc",
     "alloy-1.18.0.raw",
     "alloy-1.18.0.raw.sha256",
     "alloy-1.18.0.raw.asc",
@@ -236,6 +238,46 @@ fn a_release_reaches_the_first_channel_and_promote_moves_it_to_the_next() {
         status.contains("- `stable` (the root): 1.18.0 since "),
         "{status}"
     );
+}
+
+#[test]
+fn a_version_published_before_records_existed_is_promoted_without_one() {
+    let world = staged_world("");
+    let (server, _) = released_to_canary(&world);
+    // canary holds the version as one published before provenance records existed would.
+    let storage = world.s3.storage();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        for key in [
+            "canary/alloy-1.18.0-amd64.raw.intoto.json",
+            "canary/alloy-1.18.0-amd64.raw.intoto.json.asc",
+        ] {
+            storage.delete(key).await.unwrap();
+        }
+    });
+    server.deliver(
+        "promote-1",
+        "issue_comment",
+        &comment(531, "/promote 1.18.0"),
+    );
+    let job = wait_for_jobs(&server, 2)[0].clone();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(
+        job["result"]["promotion"]["copied"],
+        json!([
+            "alloy-1.18.0-amd64.raw.sha256",
+            "alloy-1.18.0-amd64.raw.asc",
+            "alloy-1.18.0-amd64.raw",
+            "alloy-1.18.0.raw.sha256",
+            "alloy-1.18.0.raw.asc",
+            "alloy-1.18.0.raw",
+        ])
+    );
+    let keys = world.s3.keys();
+    assert!(
+        !keys.iter().any(|key| key.contains(".intoto.json")),
+        "{keys:?}"
+    );
+    assert!(signed_manifest_in(&world, "").contains("alloy-1.18.0-amd64.raw"));
 }
 
 #[test]

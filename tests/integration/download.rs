@@ -1,8 +1,10 @@
 //! `build` without `--zip`: the asset comes from the (fake) GitHub API, checked.
 
 use std::fs;
+use std::path::Path;
 
 use alloy_sysext_automation::arch::Arch;
+use alloy_sysext_automation::provenance::{AssetCheck, read_record};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
@@ -89,6 +91,20 @@ fn downloads_the_asset_and_builds_the_same_image_as_from_a_local_zip() {
     );
     // The downloaded zip was a temporary file.
     assert_eq!(dir_listing(&out), dir_listing(&local_out));
+    // Both records name the asset and its sha256; only the download was checked.
+    let record = |dir: &Path| {
+        read_record(&fs::read(dir.join("alloy-1.17.1-arm64.raw.intoto.json")).unwrap())
+            .unwrap()
+            .upstream_asset()
+            .unwrap()
+    };
+    let downloaded = record(&out);
+    assert_eq!(downloaded.asset, "alloy-linux-arm64.zip");
+    assert_eq!(downloaded.sha256, hex::encode(Sha256::digest(&zip)));
+    assert_eq!(downloaded.checked_against, [AssetCheck::AssetDigest]);
+    let given = record(&local_out);
+    assert_eq!(given.sha256, downloaded.sha256);
+    assert!(given.checked_against.is_empty());
 }
 
 #[test]
@@ -145,6 +161,9 @@ fn uses_the_release_sha256sums_when_there_is_no_digest() {
         Arch::Amd64,
     ));
     assert!(String::from_utf8_lossy(&output.stderr).contains("the release's SHA256SUMS"));
+    let record = fs::read(work.path().join("out/alloy-1.17.1-amd64.raw.intoto.json")).unwrap();
+    let upstream = read_record(&record).unwrap().upstream_asset().unwrap();
+    assert_eq!(upstream.checked_against, [AssetCheck::ReleaseSha256Sums]);
 
     // Neither a digest nor a SHA256SUMS entry: nothing to check against, so no build.
     let github = FakeGitHub::start();

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use alloy_sysext_automation::arch::Arch;
+use alloy_sysext_automation::provenance::read_record;
+use sha2::{Digest, Sha256};
 
 use crate::common::*;
 
@@ -135,6 +137,8 @@ fn amd64_image_has_the_sysext_layout_for_unsquashfs() {
             "SHA256SUMS.gpg",
             "alloy-1.17.1-amd64.raw",
             "alloy-1.17.1-amd64.raw.asc",
+            "alloy-1.17.1-amd64.raw.intoto.json",
+            "alloy-1.17.1-amd64.raw.intoto.json.asc",
             "alloy-1.17.1-amd64.raw.sha256",
             "alloy-1.17.1.raw",
             "alloy-1.17.1.raw.asc",
@@ -186,6 +190,49 @@ fn amd64_image_has_the_sysext_layout_for_unsquashfs() {
         manifest, sha,
         "SHA256SUMS lists exactly the arch-named image"
     );
+
+    // The provenance record names the image, the zip and the binary by their sha256, the
+    // settings, and this tool.
+    let record =
+        read_record(&fs::read(out.join("alloy-1.17.1-amd64.raw.intoto.json")).unwrap()).unwrap();
+    let image_sha256 = hex::encode(Sha256::digest(fs::read(&image).unwrap()));
+    let subject = record.image().unwrap();
+    assert_eq!(
+        (subject.name.as_str(), subject.digest.sha256.as_str()),
+        ("alloy-1.17.1-amd64.raw", image_sha256.as_str())
+    );
+    let upstream = record.upstream_asset().unwrap();
+    assert_eq!(
+        (
+            upstream.repository.as_str(),
+            upstream.tag.as_str(),
+            upstream.asset.as_str()
+        ),
+        ("grafana/alloy", "v1.17.1", "alloy-linux-amd64.zip")
+    );
+    assert_eq!(
+        upstream.sha256,
+        hex::encode(Sha256::digest(fs::read(&zip).unwrap()))
+    );
+    assert!(upstream.checked_against.is_empty());
+    assert_eq!(
+        record.binary_sha256(),
+        Some(hex::encode(Sha256::digest(&binary)).as_str())
+    );
+    let settings = &record.predicate.build_definition.external_parameters.image;
+    assert_eq!(
+        (
+            settings.compression.as_str(),
+            settings.compression_level,
+            settings.block_size,
+            settings.source_date_epoch
+        ),
+        ("xz", 6, 131072, 0)
+    );
+    assert_eq!(
+        record.builder_version(),
+        alloy_sysext_automation::build_info::VERSION_LINE
+    );
 }
 
 #[test]
@@ -205,6 +252,12 @@ fn source_date_epoch_sets_every_entry_mtime() {
     assert_eq!(entries, expected_listing());
     assert_eq!(dates.len(), 10);
     assert!(dates.iter().all(|d| d == "2023-11-14 22:13"), "{dates:?}");
+    // The record says so; unsigned, it has no signature.
+    let record =
+        read_record(&fs::read(out.join("alloy-1.17.1-amd64.raw.intoto.json")).unwrap()).unwrap();
+    let settings = &record.predicate.build_definition.external_parameters.image;
+    assert_eq!(settings.source_date_epoch, 1_700_000_000);
+    assert!(!out.join("alloy-1.17.1-amd64.raw.intoto.json.asc").exists());
 }
 
 #[test]
@@ -324,6 +377,8 @@ fn arm64_image_declares_arm64() {
             "SHA256SUMS.gpg",
             "alloy-1.17.1-arm64.raw",
             "alloy-1.17.1-arm64.raw.asc",
+            "alloy-1.17.1-arm64.raw.intoto.json",
+            "alloy-1.17.1-arm64.raw.intoto.json.asc",
             "alloy-1.17.1-arm64.raw.sha256",
         ]
     );

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use alloy_sysext_automation::provenance::{AssetCheck, StartEvent, Statement, read_record};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -15,7 +16,9 @@ use crate::fake_github::{Failure, FakeGitHub, FakeIssue};
 use crate::http::request_with_headers;
 use crate::s3_server::S3Server;
 use crate::serve_process::{Server, free_port};
-use crate::test_app::{APP_SLUG, add_upstream_alloy, app_env, install_app};
+use crate::test_app::{
+    APP_SLUG, add_upstream_alloy, add_upstream_alloy_from_seed, app_env, install_app,
+};
 
 pub(crate) const BUILD_REPO: &str = "noahwhite/alloy-sysext-build";
 pub(crate) const GHOST: &str = "noahwhite/ghost-stack";
@@ -221,14 +224,44 @@ pub(crate) fn signed_manifest_in(world: &World, prefix: &str) -> String {
     String::from_utf8(manifest).unwrap()
 }
 
-/// `job` has published 1.18.0: in the bucket, in the build repository, as a release, in a
-/// pull request per consumer, and in the report the tracking issue is closed with.
+/// The provenance record of `image` in the bucket under `prefix`, its signature checked as
+/// hosts check signatures; gives the record, its bytes and its signature's.
+pub(crate) fn published_record(
+    world: &World,
+    prefix: &str,
+    image: &str,
+) -> (Statement, Vec<u8>, Vec<u8>) {
+    let name = format!("{image}.intoto.json");
+    let (record, headers) = world.s3.object(&format!("{prefix}{name}")).unwrap();
+    assert!(
+        headers["cache-control"].contains("immutable"),
+        "{headers:?}"
+    );
+    let (signature, _) = world.s3.object(&format!("{prefix}{name}.asc")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(&name), &record).unwrap();
+    fs::write(dir.path().join(format!("{name}.asc")), &signature).unwrap();
+    let gpg = Gpg::new();
+    let keyring = gpg.keyring(&ed25519_keys().public());
+    assert!(gpg.sysupdate_verify(
+        &keyring,
+        &dir.path().join(format!("{name}.asc")),
+        &dir.path().join(&name)
+    ));
+    (read_record(&record).unwrap(), record, signature)
+}
+
+/// `job` has published 1.18.0: in the bucket (the image with its provenance record), in the
+/// build repository, as a release, in a pull request per consumer, and in the report the
+/// tracking issue is closed with.
 pub(crate) fn assert_published(world: &World, job: &Value) {
     let keys = world.s3.keys();
     for key in [
         "alloy-1.18.0-amd64.raw",
         "alloy-1.18.0-amd64.raw.sha256",
         "alloy-1.18.0-amd64.raw.asc",
+        "alloy-1.18.0-amd64.raw.intoto.json",
+        "alloy-1.18.0-amd64.raw.intoto.json.asc",
         "alloy-1.18.0.raw",
         "SHA256SUMS",
         "SHA256SUMS.gpg",
@@ -258,6 +291,24 @@ pub(crate) fn assert_published(world: &World, job: &Value) {
     }
     // Hosts accept the bucket's manifest signature, and the repository holds the same.
     assert_eq!(signed_manifest(world), manifest_text);
+    // The record is about this image, built by the server from the upstream asset checked
+    // against its digest.
+    let (record, _, _) = published_record(world, "", "alloy-1.18.0-amd64.raw");
+    assert_eq!(record.image().unwrap().digest.sha256, sha256);
+    let upstream = record.upstream_asset().unwrap();
+    assert_eq!(
+        (
+            upstream.repository.as_str(),
+            upstream.tag.as_str(),
+            upstream.asset.as_str()
+        ),
+        ("grafana/alloy", "v1.18.0", "alloy-linux-amd64.zip")
+    );
+    assert_eq!(upstream.checked_against, [AssetCheck::AssetDigest]);
+    assert_eq!(
+        record.predicate.run_details.builder.id,
+        "urn:alloy-sysext-automation:builder:server"
+    );
 
     let releases = world.github.releases(BUILD_REPO);
     assert_eq!(releases.len(), 1);
@@ -266,6 +317,16 @@ pub(crate) fn assert_published(world: &World, job: &Value) {
     // Upstream's notes are carried over, as text: their mentions and links stay inert.
     assert!(
         releases[0].body.contains("```\nrelease notes\n```"),
+        "{}",
+        releases[0].body
+    );
+    // The record is linked beside the image.
+    let record_url =
+        "https://ghost-sysext-images.separationofconcerns.dev/alloy-1.18.0-amd64.raw.intoto.json";
+    assert!(
+        releases[0].body.contains(&format!(
+            "[`alloy-1.18.0-amd64.raw.intoto.json`]({record_url}) ([signature]({record_url}.asc))"
+        )),
         "{}",
         releases[0].body
     );
@@ -423,6 +484,69 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
     assert_eq!(jobs[0]["result"]["published"], "unchanged", "{}", jobs[0]);
     assert_eq!(world.state(), after_first);
+
+    // The record names the release event that first published the image.
+    let image = "alloy-1.18.0-amd64.raw";
+    let (first, first_bytes, first_signature) = published_record(&world, "", image);
+    let started_by = &first.predicate.run_details.metadata.started_by;
+    assert_eq!(started_by.event, StartEvent::Release);
+    assert_eq!(started_by.repository.as_deref(), Some(BUILD_REPO));
+    assert_eq!(started_by.user.as_deref(), Some("noahwhite"));
+    assert_eq!((started_by.issue, started_by.comment), (None, None));
+    assert!(!started_by.rebuild);
+
+    // The version leaves the build repository's SHA256SUMS (as after a withdrawal, its files
+    // still in storage), and a /rebuild publishes the same image again: the published record
+    // stays as it is, naming the release event.
+    let original = fs::read(fixture("real-world/SHA256SUMS")).unwrap();
+    world
+        .github
+        .set_file(BUILD_REPO, "main", "SHA256SUMS", original);
+    let (image_bytes, _) = world.s3.object(image).unwrap();
+    server.deliver("rebuild-2", "issue_comment", &rebuild_comment(778));
+    let jobs = wait_for_jobs(&server, 3);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_eq!(jobs[0]["result"]["published"], "new", "{}", jobs[0]);
+    let (kept, kept_bytes, kept_signature) = published_record(&world, "", image);
+    assert_eq!(
+        (kept_bytes, kept_signature),
+        (first_bytes, first_signature.clone())
+    );
+    assert_eq!(world.s3.object(image).unwrap().0, image_bytes);
+    let uploaded: Vec<&str> = jobs[0]["result"]["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        !uploaded.iter().any(|key| key.contains(".intoto.json")),
+        "{uploaded:?}"
+    );
+    assert_eq!(kept, first);
+
+    // Upstream's asset changes (other bytes under the same tag): /rebuild replaces the image,
+    // and with it the record, which now names the comment and the new image.
+    add_upstream_alloy_from_seed(&world.github, VERSION, 8);
+    server.deliver("rebuild-3", "issue_comment", &rebuild_comment(779));
+    let jobs = wait_for_jobs(&server, 4);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_eq!(jobs[0]["result"]["published"], "replaced", "{}", jobs[0]);
+    let (replaced, _, replaced_signature) = published_record(&world, "", image);
+    let (new_image, _) = world.s3.object(image).unwrap();
+    assert_ne!(new_image, image_bytes);
+    assert_eq!(
+        replaced.image().unwrap().digest.sha256,
+        hex::encode(Sha256::digest(&new_image))
+    );
+    assert_ne!(replaced_signature, first_signature);
+    let started_by = &replaced.predicate.run_details.metadata.started_by;
+    assert_eq!(started_by.event, StartEvent::Comment);
+    assert_eq!(started_by.user.as_deref(), Some("noahwhite"));
+    assert_eq!(
+        (started_by.issue, started_by.comment, started_by.rebuild),
+        (Some(1), Some(779), true)
+    );
 }
 
 #[test]

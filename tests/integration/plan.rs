@@ -173,6 +173,8 @@ fn a_plan_reports_the_whole_job_and_changes_nothing() {
             ("alloy-1.18.0-amd64.raw.sha256", false),
             ("alloy-1.18.0.raw.asc", false),
             ("alloy-1.18.0.raw.sha256", false),
+            ("alloy-1.18.0-amd64.raw.intoto.json.asc", false),
+            ("alloy-1.18.0-amd64.raw.intoto.json", false),
             ("alloy-1.18.0-amd64.raw", false),
             ("alloy-1.18.0.raw", false),
         ]

@@ -89,7 +89,9 @@ impl Built {
         assert_eq!(releases.len(), 1, "{releases:?}");
         let body = &releases[0].body;
         assert!(!body.contains(BUCKET_DOMAIN), "{body}");
-        let start = body.find("| image | sha256 |").expect("the image table");
+        let start = body
+            .find("| image | sha256 | provenance |")
+            .expect("the image table");
         body[start..].to_owned()
     }
 
@@ -144,7 +146,12 @@ impl Built {
         );
         assert_eq!(
             self.release_table(),
-            format!("| image | sha256 |\n|---|---|\n| [`{IMAGE}`]({base}{IMAGE}) | `{sha256}` |\n")
+            format!(
+                "| image | sha256 | provenance |\n|---|---|---|\n\
+                 | [`{IMAGE}`]({base}{IMAGE}) | `{sha256}` \
+                 | [`{IMAGE}.intoto.json`]({base}{IMAGE}.intoto.json) \
+                 ([signature]({base}{IMAGE}.intoto.json.asc)) |\n"
+            )
         );
         let links = self.pull_links();
         assert!(
@@ -227,7 +234,10 @@ fn without_public_url_nothing_names_a_public_address_and_the_status_page_says_wh
     // The release and the reply name the image without a link.
     assert_eq!(
         built.release_table(),
-        format!("| image | sha256 |\n|---|---|\n| `{IMAGE}` | `{sha256}` |\n")
+        format!(
+            "| image | sha256 | provenance |\n|---|---|---|\n\
+             | `{IMAGE}` | `{sha256}` | `{IMAGE}.intoto.json` |\n"
+        )
     );
     assert_eq!(
         built.reply_row(),

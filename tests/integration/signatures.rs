@@ -30,6 +30,10 @@ fn assert_hosts_accept(public_key: &Path, configure: impl FnOnce(&mut std::proce
         ("SHA256SUMS.gpg", "SHA256SUMS"),
         ("alloy-1.17.1-amd64.raw.asc", "alloy-1.17.1-amd64.raw"),
         ("alloy-1.17.1.raw.asc", "alloy-1.17.1.raw"),
+        (
+            "alloy-1.17.1-amd64.raw.intoto.json.asc",
+            "alloy-1.17.1-amd64.raw.intoto.json",
+        ),
     ] {
         assert!(
             gpg.sysupdate_verify(&keyring, &out.join(signature), &out.join(data)),
@@ -47,6 +51,12 @@ fn assert_hosts_accept(public_key: &Path, configure: impl FnOnce(&mut std::proce
         &keyring,
         &out.join("alloy-1.17.1-amd64.raw.asc"),
         &out.join("alloy-1.17.1-amd64.raw")
+    ));
+    flip_byte(&out.join("alloy-1.17.1-amd64.raw.intoto.json"), 100);
+    assert!(!gpg.sysupdate_verify(
+        &keyring,
+        &out.join("alloy-1.17.1-amd64.raw.intoto.json.asc"),
+        &out.join("alloy-1.17.1-amd64.raw.intoto.json")
     ));
 }
 

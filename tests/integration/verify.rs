@@ -4,6 +4,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use alloy_sysext_automation::arch::Arch;
+use alloy_sysext_automation::signing::SigningKey;
+use sha2::{Digest, Sha256};
 
 use crate::common::*;
 
@@ -165,4 +167,121 @@ fn names_a_missing_manifest_signature() {
         true,
     ));
     assert!(stderr.contains("SHA256SUMS.gpg is missing"), "{stderr}");
+}
+
+#[test]
+fn checks_an_images_provenance_record_and_names_a_tampered_one() {
+    let work = tempfile::tempdir().unwrap();
+    let (zip, _) = upstream_zip(work.path(), Arch::Amd64, 256 << 10);
+    let out = work.path().join("out");
+    build_signed("1.17.0", &zip, &out, &[]);
+    let public = ed25519_keys().public();
+    let signer = key_fingerprint(&public);
+    let image = "alloy-1.17.0-amd64.raw";
+    let image_sha256 = hex::encode(Sha256::digest(fs::read(out.join(image)).unwrap()));
+    let zip_sha256 = hex::encode(Sha256::digest(fs::read(&zip).unwrap()));
+    let record = out.join(format!("{image}.intoto.json"));
+    let record_asc = out.join(format!("{image}.intoto.json.asc"));
+    let original = fs::read_to_string(&record).unwrap();
+    let original_asc = fs::read(&record_asc).unwrap();
+
+    // A good record: its signature, and the upstream asset it names, printed.
+    let output = run_ok(&mut verify(&out, &public, false));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for line in [
+        format!(
+            "ok      {image}.intoto.json.asc: good signature by {signer} on {image}.intoto.json\n"
+        ),
+        format!(
+            "ok      {image}.intoto.json: {}\n",
+            crate::verify_url::record_detail("1.17.0", &zip_sha256)
+        ),
+    ] {
+        assert!(stdout.contains(&line), "{line} in {stdout}");
+    }
+
+    // The record of another image, re-signed by a key the hosts do not trust: both named.
+    let other = original.replace(&image_sha256, &"0".repeat(64));
+    assert_ne!(other, original);
+    fs::write(&record, &other).unwrap();
+    let stranger = SigningKey::from_file(&rsa_keys().secret()).unwrap();
+    fs::write(
+        &record_asc,
+        stranger.sign_detached(other.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let stderr = run_fail(&mut verify(&out, &public, false));
+    assert!(
+        stderr.starts_with(&format!(
+            "error: 2 of 7 checks failed: {image}.intoto.json.asc: does not verify \
+             {image}.intoto.json: the signature was made by key {}",
+            stranger.fingerprint()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with(&format!(
+            "; {image}.intoto.json: names sha256 {} for {image}, but the image has \
+             {image_sha256}\n",
+            "0".repeat(64)
+        )),
+        "{stderr}"
+    );
+
+    // One byte changed without signing again: the signature fails, and the upstream asset
+    // it names is not reported.
+    fs::write(&record_asc, &original_asc).unwrap();
+    fs::write(
+        &record,
+        original.replace("\"sourceDateEpoch\": 0", "\"sourceDateEpoch\": 1"),
+    )
+    .unwrap();
+    let output = cli()
+        .arg("verify")
+        .arg("--dir")
+        .arg(&out)
+        .arg("--public-key")
+        .arg(&public)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let failed: Vec<(&str, &str)> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| (c["file"].as_str().unwrap(), c["check"].as_str().unwrap()))
+        .collect();
+    let asc_name = format!("{image}.intoto.json.asc");
+    assert_eq!(failed, [(asc_name.as_str(), "provenance_signature")]);
+    assert_eq!(report["provenance"], serde_json::json!([]));
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify alloy-1.17.0-amd64.raw.intoto.json: BAD signature"),
+        "{report:#}"
+    );
+
+    // A record without its signature fails; an image without a record (as one published
+    // before records existed) passes, saying so.
+    fs::write(&record, &original).unwrap();
+    fs::remove_file(&record_asc).unwrap();
+    let stderr = run_fail(&mut verify(&out, &public, false));
+    assert_eq!(
+        stderr,
+        format!("error: 1 of 7 checks failed: {image}.intoto.json.asc: is missing: not found\n")
+    );
+    fs::remove_file(&record).unwrap();
+    let output = run_ok(&mut verify(&out, &public, false));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.ends_with(&format!(
+            "ok      {image}.intoto.json: no provenance record for {image}: not checked \
+             (images published before records existed have none)\n"
+        )),
+        "{stdout}"
+    );
 }

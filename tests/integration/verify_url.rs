@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use alloy_sysext_automation::arch::Arch;
+use alloy_sysext_automation::build_info::VERSION_LINE;
 use alloy_sysext_automation::signing::PublicKey;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::common::*;
 use crate::s3_server::S3Server;
@@ -53,8 +55,26 @@ pub(crate) fn verify_json(args: &[&str], key: (&str, &Path)) -> (Option<i32>, Va
     )
 }
 
-/// The checks of one image that all passed, as the report lists them.
-fn passed_image_checks(version: &str, signer: &str) -> Vec<Value> {
+/// The sha256 of the zip [`two_releases`] builds from.
+fn zip_sha256(work: &tempfile::TempDir) -> String {
+    hex::encode(Sha256::digest(
+        fs::read(work.path().join("alloy-linux-amd64.zip")).unwrap(),
+    ))
+}
+
+/// What the provenance record of `version`'s image from [`two_releases`] (whose zip has the
+/// sha256 `zip`) says when it passes.
+pub(crate) fn record_detail(version: &str, zip: &str) -> String {
+    format!(
+        "alloy-{version}-amd64.raw was built from grafana/alloy v{version} alloy-linux-amd64.zip \
+         (sha256 {zip}, given as a file, not checked against the release) by \
+         alloy-sysext-automation {VERSION_LINE}, started by command line"
+    )
+}
+
+/// The checks of one image that all passed, as the report lists them: its own, then its
+/// provenance record's.
+fn passed_image_checks(version: &str, signer: &str, zip: &str) -> Vec<Value> {
     let file = format!("alloy-{version}-amd64.raw");
     vec![
         json!({"file": file, "check": "sha256", "ok": true, "detail": "sha256 matches SHA256SUMS"}),
@@ -62,7 +82,18 @@ fn passed_image_checks(version: &str, signer: &str) -> Vec<Value> {
                "detail": "lists the sha256 that SHA256SUMS lists"}),
         json!({"file": format!("{file}.asc"), "check": "signature", "ok": true,
                "detail": format!("good signature by {signer} on {file}")}),
+        json!({"file": format!("{file}.intoto.json.asc"), "check": "provenance_signature", "ok": true,
+               "detail": format!("good signature by {signer} on {file}.intoto.json")}),
+        json!({"file": format!("{file}.intoto.json"), "check": "provenance", "ok": true,
+               "detail": record_detail(version, zip)}),
     ]
+}
+
+/// The upstream asset of `version`'s image, as the report's `provenance` lists it.
+fn image_provenance(version: &str, zip: &str) -> Value {
+    json!({"file": format!("alloy-{version}-amd64.raw"), "upstream": {
+        "repository": "grafana/alloy", "tag": format!("v{version}"),
+        "asset": "alloy-linux-amd64.zip", "sha256": zip, "checked_against": []}})
 }
 
 fn passed_manifest_checks(signer: &str) -> Vec<Value> {
@@ -108,7 +139,8 @@ fn copy_all(from: &Path, to: &Path) {
 
 #[test]
 fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
-    let (_work, out) = two_releases();
+    let (work, out) = two_releases();
+    let zip = zip_sha256(&work);
     let data = tempfile::tempdir().unwrap();
     let images = data.path().join("images");
     copy_all(&out, &images);
@@ -122,7 +154,7 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
     let (status, report, _) = verify_json(&["--url", &url], key);
     assert_eq!(status, Some(0), "{report:#}");
     let mut checks = passed_manifest_checks(&signer);
-    checks.extend(passed_image_checks("1.17.0", &signer));
+    checks.extend(passed_image_checks("1.17.0", &signer, &zip));
     assert_eq!(
         report,
         json!({
@@ -132,6 +164,7 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
             "versions": ["1.16.0", "1.17.0"],
             "host_would_install": {"file": "alloy-1.17.0-amd64.raw", "version": "1.17.0"},
             "checks": checks,
+            "provenance": [image_provenance("1.17.0", &zip)],
             "ok": true,
             "error": null,
         })
@@ -154,13 +187,23 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
              ok      SHA256SUMS: 2 entries, versions: 1.16.0, 1.17.0\n\
              ok      alloy-1.16.0-amd64.raw: sha256 matches SHA256SUMS\n\
              ok      alloy-1.16.0-amd64.raw.sha256: lists the sha256 that SHA256SUMS lists\n\
-             ok      alloy-1.16.0-amd64.raw.asc: good signature by {signer} on alloy-1.16.0-amd64.raw\n"
+             ok      alloy-1.16.0-amd64.raw.asc: good signature by {signer} on alloy-1.16.0-amd64.raw\n\
+             ok      alloy-1.16.0-amd64.raw.intoto.json.asc: good signature by {signer} on alloy-1.16.0-amd64.raw.intoto.json\n\
+             ok      alloy-1.16.0-amd64.raw.intoto.json: {}\n",
+            record_detail("1.16.0", &zip)
         )
     );
     // --all checks every listed file.
     let (status, report, _) = verify_json(&["--url", &url, "--all"], key);
     assert_eq!(status, Some(0), "{report:#}");
-    assert_eq!(report["checks"].as_array().unwrap().len(), 8);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 12);
+    assert_eq!(
+        report["provenance"],
+        json!([
+            image_provenance("1.16.0", &zip),
+            image_provenance("1.17.0", &zip)
+        ])
+    );
 
     // A keybox is not a keyring, and the error says how to export one.
     let output = cli()
@@ -196,6 +239,7 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
     flip_byte(&image, 5000);
     let (status, report, stderr) = verify_json(&["--url", &url], key);
     assert_eq!(status, Some(1));
+    // The record names the image as it was built, so it fails too.
     assert_eq!(
         failed(&report),
         [
@@ -204,10 +248,14 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
                 "alloy-1.17.0-amd64.raw.asc".to_owned(),
                 "signature".to_owned()
             ),
+            (
+                "alloy-1.17.0-amd64.raw.intoto.json".to_owned(),
+                "provenance".to_owned()
+            ),
         ]
     );
     assert!(
-        stderr.starts_with("error: 2 of 5 checks failed: alloy-1.17.0-amd64.raw: sha256 is "),
+        stderr.starts_with("error: 3 of 7 checks failed: alloy-1.17.0-amd64.raw: sha256 is "),
         "{stderr}"
     );
     // An older version is still good.
@@ -235,6 +283,29 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
         "{stderr}"
     );
     fs::write(&asc, original_asc).unwrap();
+
+    // The provenance record with one byte changed: its signature no longer verifies, and
+    // the asset it names is not reported.
+    let record = images.join("alloy-1.17.0-amd64.raw.intoto.json");
+    let original_record = fs::read_to_string(&record).unwrap();
+    fs::write(&record, original_record.replace("v1.17.0", "v1.17.9")).unwrap();
+    let (status, report, stderr) = verify_json(&["--url", &url], key);
+    assert_eq!(status, Some(1));
+    assert_eq!(
+        failed(&report),
+        [(
+            "alloy-1.17.0-amd64.raw.intoto.json.asc".to_owned(),
+            "provenance_signature".to_owned()
+        )]
+    );
+    assert_eq!(report["provenance"], json!([]));
+    assert!(
+        stderr.contains(
+            "alloy-1.17.0-amd64.raw.intoto.json.asc: does not verify alloy-1.17.0-amd64.raw.intoto.json: BAD signature"
+        ),
+        "{stderr}"
+    );
+    fs::write(&record, original_record).unwrap();
 
     // A listed image the server does not have.
     fs::remove_file(&image).unwrap();
@@ -272,7 +343,8 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
 
 #[test]
 fn a_bucket_served_over_http_verifies_and_a_changed_image_is_named() {
-    let (_work, out) = two_releases();
+    let (work, out) = two_releases();
+    let zip = zip_sha256(&work);
     let s3 = S3Server::start();
     s3.make_public();
     for name in dir_listing(&out) {
@@ -285,7 +357,7 @@ fn a_bucket_served_over_http_verifies_and_a_changed_image_is_named() {
     let (status, report, _) = verify_json(&["--url", &url], key);
     assert_eq!(status, Some(0), "{report:#}");
     let mut checks = passed_manifest_checks(&signer);
-    checks.extend(passed_image_checks("1.17.0", &signer));
+    checks.extend(passed_image_checks("1.17.0", &signer, &zip));
     assert_eq!(report["checks"], json!(checks));
     assert_eq!(
         report["host_would_install"],
@@ -297,6 +369,7 @@ fn a_bucket_served_over_http_verifies_and_a_changed_image_is_named() {
     s3.put_raw("alloy-1.17.0-amd64.raw", &changed, &[]);
     let (status, report, _) = verify_json(&["--url", &url], key);
     assert_eq!(status, Some(1));
+    // The record names the image as it was built, so it fails too.
     assert_eq!(
         failed(&report),
         [
@@ -304,6 +377,10 @@ fn a_bucket_served_over_http_verifies_and_a_changed_image_is_named() {
             (
                 "alloy-1.17.0-amd64.raw.asc".to_owned(),
                 "signature".to_owned()
+            ),
+            (
+                "alloy-1.17.0-amd64.raw.intoto.json".to_owned(),
+                "provenance".to_owned()
             ),
         ]
     );
@@ -318,7 +395,7 @@ fn a_directory_fails_on_a_missing_file_a_bad_asc_and_an_unknown_key() {
     // Every listed file by default.
     let (status, report, _) = verify_json(&["--dir", dir], key);
     assert_eq!(status, Some(0), "{report:#}");
-    assert_eq!(report["checks"].as_array().unwrap().len(), 8);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 12);
 
     fs::remove_file(out.join("alloy-1.16.0-amd64.raw.sha256")).unwrap();
     fs::write(out.join("alloy-1.17.0-amd64.raw.asc"), "not a signature").unwrap();
@@ -339,7 +416,7 @@ fn a_directory_fails_on_a_missing_file_a_bad_asc_and_an_unknown_key() {
     );
     assert!(
         stderr.starts_with(
-            "error: 2 of 8 checks failed: alloy-1.16.0-amd64.raw.sha256: is missing: not found; alloy-1.17.0-amd64.raw.asc: does not verify alloy-1.17.0-amd64.raw: "
+            "error: 2 of 12 checks failed: alloy-1.16.0-amd64.raw.sha256: is missing: not found; alloy-1.17.0-amd64.raw.asc: does not verify alloy-1.17.0-amd64.raw: "
         ),
         "{stderr}"
     );

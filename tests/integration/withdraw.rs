@@ -17,10 +17,12 @@ use crate::serve_process::Server;
 
 const WITHDRAWN_BRANCH: &str = "feature/update-alloy-sysext-to-1.18.0";
 const BACK_BRANCH: &str = "feature/update-alloy-sysext-to-1.17.1";
-const IMAGE_KEYS: [&str; 6] = [
+const IMAGE_KEYS: [&str; 8] = [
     "alloy-1.18.0-amd64.raw",
     "alloy-1.18.0-amd64.raw.sha256",
     "alloy-1.18.0-amd64.raw.asc",
+    "alloy-1.18.0-amd64.raw.intoto.json",
+    "alloy-1.18.0-amd64.raw.intoto.json.asc",
     "alloy-1.18.0.raw",
     "alloy-1.18.0.raw.sha256",
     "alloy-1.18.0.raw.asc",

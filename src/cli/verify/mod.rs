@@ -12,9 +12,12 @@ use alloy_sysext_automation::manifest::image_name::ImageFileName;
 use alloy_sysext_automation::manifest::match_pattern::MatchPattern;
 use alloy_sysext_automation::manifest::verify::{
     Candidate, Check, CheckKind, Companion, DEFAULT_MATCH_PATTERN, ImageDigest, Selection,
-    VerifyError, check_host_would_install, check_image, check_manifest, host_would_install, select,
+    VerifyError, check_host_would_install, check_image, check_manifest, check_provenance,
+    host_would_install, select,
 };
 use alloy_sysext_automation::manifest::{self, Manifest};
+use alloy_sysext_automation::provenance::read::UpstreamAsset;
+use alloy_sysext_automation::provenance::{record_file_name, record_signature_file_name};
 use alloy_sysext_automation::signing::{Keyring, PublicKey};
 use alloy_sysext_automation::version::Version;
 use anyhow::Context;
@@ -28,9 +31,13 @@ use self::source::{ReadError, Source};
 /// Reads SHA256SUMS and SHA256SUMS.gpg from a base URL (--url, what hosts download from) or
 /// a directory (--dir), verifies the signature with the public key, and tells which image
 /// a host with the match pattern would install (the newest version listed). Then checks
-/// images: each one's sha256 against SHA256SUMS, its .sha256 file, and its .asc signature
-/// (with the same key). From a URL the image a host would install is checked, or the one of
-/// --version, or every listed file with --all; in a directory every listed file is checked.
+/// images: each one's sha256 against SHA256SUMS, its .sha256 file, its .asc signature
+/// (with the same key), and its provenance record .intoto.json when it has one (its .asc
+/// with the same key, the image's name and sha256 in it), printing the upstream asset the
+/// image was built from; an image without a record (published before records existed) is
+/// reported as such and passes. From a URL the image a host would install is checked, or
+/// the one of --version, or every listed file with --all; in a directory every listed file
+/// is checked.
 /// A listed file that is missing fails its check. Unless --manifest-only, it fails too when
 /// no listed file matches the pattern (a host would install nothing) or when the file a
 /// host would install is not a release this tool publishes (alloy-1.20.0-rc1-amd64.raw).
@@ -98,10 +105,21 @@ struct Report {
     /// The newest listed file the match pattern picks: what a host installs.
     host_would_install: Option<Candidate>,
     checks: Vec<Check>,
+    /// The upstream asset each checked image was built from, as its provenance record (and
+    /// the record's signature) says: images without a record, or whose record failed, are
+    /// not listed.
+    provenance: Vec<ImageProvenance>,
     /// Whether every check passed.
     ok: bool,
     /// What failed, when something did.
     error: Option<String>,
+}
+
+/// Where an image came from.
+#[derive(Debug, Serialize)]
+struct ImageProvenance {
+    file: String,
+    upstream: UpstreamAsset,
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
@@ -135,6 +153,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         versions: Vec::new(),
         host_would_install: None,
         checks: Vec::new(),
+        provenance: Vec::new(),
         ok: false,
         error: None,
     };
@@ -228,7 +247,14 @@ impl Checks<'_> {
             }
         };
         for entry in entries {
-            report.checks.extend(self.image(entry).await);
+            let (checks, upstream) = self.image(entry).await;
+            report.checks.extend(checks);
+            if let Some(upstream) = upstream {
+                report.provenance.push(ImageProvenance {
+                    file: entry.file.clone(),
+                    upstream,
+                });
+            }
         }
     }
 
@@ -275,19 +301,32 @@ impl Checks<'_> {
     }
 
     /// The checks of one listed image (its name checked by the manifest's parser: a bare
-    /// file name, so it stays under the base URL or directory).
-    async fn image(&self, entry: &manifest::ManifestEntry) -> Vec<Check> {
+    /// file name, so it stays under the base URL or directory), and the upstream asset its
+    /// provenance record names, when the record passed.
+    async fn image(&self, entry: &manifest::ManifestEntry) -> (Vec<Check>, Option<UpstreamAsset>) {
         let mut digest = ImageDigest::default();
         if let Err(error) = self.source.stream(&entry.file, &mut digest).await {
             let detail = match error {
                 ReadError::Missing(reason) => format!("is missing: {reason}"),
                 ReadError::Failed(reason) => format!("cannot be read: {reason}"),
             };
-            return vec![Check::failed(&entry.file, CheckKind::Sha256, detail)];
+            return (
+                vec![Check::failed(&entry.file, CheckKind::Sha256, detail)],
+                None,
+            );
         }
+        let image_sha256 = digest.sha256_hex();
         let sha256_file = self.companion(&format!("{}.sha256", entry.file)).await;
         let signature = self.companion(&format!("{}.asc", entry.file)).await;
-        check_image(entry, digest, &sha256_file, &signature, self.keys)
+        let mut checks = check_image(entry, digest, &sha256_file, &signature, self.keys);
+        let record = self.companion(&record_file_name(&entry.file)).await;
+        let record_signature = self
+            .companion(&record_signature_file_name(&entry.file))
+            .await;
+        let provenance =
+            check_provenance(entry, &image_sha256, &record, &record_signature, self.keys);
+        checks.extend(provenance.checks);
+        (checks, provenance.upstream)
     }
 
     async fn companion(&self, file: &str) -> Companion {

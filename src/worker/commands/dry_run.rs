@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use super::request::CommandRequest;
 use super::{Command, CommandAnswer};
 use crate::github::repos::{Visibility, visibility};
+use crate::provenance::{StartEvent, StartedBy};
 use crate::version::Version;
 use crate::worker::Worker;
 use crate::worker::inbox::HandlingError;
@@ -53,7 +54,15 @@ pub(crate) async fn run(
     }
     super::build::react_with_eyes(request).await;
     let worker = request.worker;
-    let planned = plan(worker, version, rebuild).await;
+    let started_by = StartedBy {
+        event: StartEvent::Comment,
+        repository: Some(request.comment.repository.clone()),
+        issue: Some(request.comment.issue_number),
+        comment: Some(request.comment.comment_id),
+        user: Some(request.comment.user.clone()),
+        rebuild,
+    };
+    let planned = plan(worker, version, rebuild, started_by).await;
     Ok(CommandAnswer::Text(match planned {
         Ok(plan) => {
             let shown = shown_consumers(worker, &plan).await;
@@ -69,7 +78,12 @@ pub(crate) async fn run(
 }
 
 /// The plan, built in a temporary directory that is removed afterwards.
-async fn plan(worker: &Worker, version: &Version, rebuild: bool) -> Result<Plan, String> {
+async fn plan(
+    worker: &Worker,
+    version: &Version,
+    rebuild: bool,
+    started_by: StartedBy,
+) -> Result<Plan, String> {
     let work = worker
         .dry_run_dir()
         .map_err(|error| format!("making a directory for the build under DATA_DIR: {error}"))?;
@@ -86,6 +100,7 @@ async fn plan(worker: &Worker, version: &Version, rebuild: bool) -> Result<Plan,
         rebuild,
         work_dir: work.path().to_owned(),
         signing_key: Some(&worker.services.signing_key),
+        started_by,
     };
     let planned = match tokio::time::timeout(DRY_RUN_DEADLINE, plan_job(&services, &request)).await
     {

@@ -1,13 +1,17 @@
-//! Step 2: the images, built and signed into the job's own output directory.
+//! Step 2: the images, built and signed into the job's own output directory, each with its
+//! provenance record: the asset it was built from and what that was checked against (from
+//! the download step), and what started the job.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::download::zip_path_in;
+use super::download::{checked_asset_in, zip_path_in};
 use super::{StepContext, StepError};
 use crate::artifacts::{BuildProgress, BuildRequest, BuildStep, MANIFEST_FILE, build_into_dir};
 use crate::database::job_result::BuiltImage;
+use crate::database::jobs::{Job, TriggerSource};
 use crate::manifest::Manifest;
+use crate::provenance::{BuildOrigin, BuilderKind, StartEvent, StartedBy};
 use crate::settings::Settings;
 use crate::settings::public_base_url::PublicBaseUrl;
 use crate::signing::SigningKey;
@@ -42,22 +46,70 @@ pub fn read_local_manifest(path: &Path) -> Result<Manifest, StepError> {
     })
 }
 
-/// Builds every configured architecture's image of `version` from the assets in
-/// `zip_dir` into `out_dir`, signed with `key` (unsigned without one), as `build` does;
+/// What started `job`, as its images' provenance records say.
+pub fn started_by(job: &Job) -> StartedBy {
+    let trigger = &job.trigger;
+    let event = match trigger.source {
+        TriggerSource::Comment => StartEvent::Comment,
+        TriggerSource::Release => StartEvent::Release,
+        TriggerSource::RepositoryDispatch => StartEvent::RepositoryDispatch,
+        TriggerSource::WorkflowDispatch => StartEvent::WorkflowDispatch,
+        TriggerSource::Schedule => StartEvent::Schedule,
+        TriggerSource::Cli => StartEvent::CommandLine,
+    };
+    StartedBy {
+        event,
+        repository: trigger.repository.clone(),
+        issue: trigger.issue_number,
+        comment: trigger.comment_id,
+        user: trigger.user.clone(),
+        rebuild: job.rebuild,
+    }
+}
+
+/// The images of one version to build, and where.
+pub struct ImagesToBuild<'a> {
+    pub version: &'a Version,
+    /// Where the download step left the assets, checked.
+    pub zip_dir: &'a Path,
+    pub out_dir: &'a Path,
+    /// Signs the images and their records; unsigned without one.
+    pub key: Option<&'a Arc<SigningKey>>,
+    /// What the records say started the build.
+    pub started_by: &'a StartedBy,
+    /// The job the build's progress is logged for.
+    pub progress_of: i64,
+}
+
+/// Builds every configured architecture's image of `what.version` from the assets in
+/// `what.zip_dir` into `what.out_dir`, as `build` does, each with its provenance record;
 /// each image's URL is under `base_url`, in the first channel, where builds publish.
 pub async fn build_images(
     settings: &Settings,
     base_url: &PublicBaseUrl,
-    version: &Version,
-    zip_dir: &Path,
-    out_dir: &Path,
-    key: Option<&Arc<SigningKey>>,
-    progress_of: i64,
+    what: &ImagesToBuild<'_>,
 ) -> Result<Vec<BuiltImage>, StepError> {
+    let ImagesToBuild {
+        version,
+        zip_dir,
+        out_dir,
+        key,
+        started_by,
+        progress_of,
+    } = *what;
     let mut images = Vec::new();
     for arch in settings.image.arches.clone() {
         let zip = zip_path_in(zip_dir, settings, arch);
+        let origin = BuildOrigin {
+            repository: settings.upstream.repo.clone(),
+            tag: version.tag(),
+            asset: settings.upstream.asset_name(arch),
+            checked: Some(checked_asset_in(zip_dir, settings, arch)?),
+            builder: BuilderKind::Server,
+            started_by: started_by.clone(),
+        };
         let request = BuildRequest {
+            origin,
             binary_entry: settings.upstream.binary_name(arch),
             image_name: settings.image.name.clone(),
             squashfs: SquashfsOptions {
@@ -97,16 +149,16 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir).map_err(StepError::work_dir("clearing", &out_dir))?;
     }
-    let images = build_images(
-        context.settings,
-        context.public_base_url,
-        &context.job.version,
-        &context.work_dir,
-        &out_dir,
-        Some(context.signing_key),
-        context.job.id,
-    )
-    .await?;
+    let started_by = started_by(&context.job);
+    let what = ImagesToBuild {
+        version: &context.job.version,
+        zip_dir: &context.work_dir,
+        out_dir: &out_dir,
+        key: Some(context.signing_key),
+        started_by: &started_by,
+        progress_of: context.job.id,
+    };
+    let images = build_images(context.settings, context.public_base_url, &what).await?;
     for image in &images {
         crate::metrics::global().built_bytes.inc_by(image.size);
     }

@@ -1,4 +1,7 @@
-//! Step 1: the upstream release's assets, each checked against its digest.
+//! Step 1: the upstream release's assets, each checked against its digest. Beside each
+//! checked asset in the work directory, what it was checked against (`<asset>.checked.json`),
+//! which the build step writes into the image's provenance record; an asset without it is
+//! downloaded again.
 
 use std::path::{Path, PathBuf};
 
@@ -7,20 +10,45 @@ use crate::arch::Arch;
 use crate::database::job_result::Download;
 use crate::github::api::{Auth, GitHubApi};
 use crate::github::release_asset::PublicReleases;
+use crate::provenance::CheckedAsset;
 use crate::settings::Settings;
 use crate::version::Version;
 
 /// Release notes carried into the build repository's release: at most this many lines.
 const NOTES_LINES: usize = 100;
 
-/// Where the asset for `arch` is kept once checked.
-pub fn zip_path(context: &StepContext<'_>, arch: Arch) -> PathBuf {
-    zip_path_in(&context.work_dir, context.settings, arch)
-}
-
 /// Where the asset for `arch` is kept once checked in the work directory `dir`.
 pub fn zip_path_in(dir: &Path, settings: &Settings, arch: Arch) -> PathBuf {
     dir.join(settings.upstream.asset_name(arch))
+}
+
+/// Where what the asset for `arch` was checked against is kept, beside it in `dir`.
+pub fn checked_path_in(dir: &Path, settings: &Settings, arch: Arch) -> PathBuf {
+    dir.join(format!(
+        "{}.checked.json",
+        settings.upstream.asset_name(arch)
+    ))
+}
+
+/// What the asset for `arch` in `dir` was checked against when it was downloaded.
+pub fn checked_asset_in(
+    dir: &Path,
+    settings: &Settings,
+    arch: Arch,
+) -> Result<CheckedAsset, StepError> {
+    let path = checked_path_in(dir, settings, arch);
+    let text = std::fs::read(&path).map_err(StepError::work_dir("reading", &path))?;
+    serde_json::from_slice(&text).map_err(|error| {
+        StepError::work_dir("reading", &path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            error,
+        ))
+    })
+}
+
+/// Whether the asset for `arch` is in `dir`, checked, with what it was checked against.
+pub fn is_checked_in(dir: &Path, settings: &Settings, arch: Arch) -> bool {
+    zip_path_in(dir, settings, arch).is_file() && checked_asset_in(dir, settings, arch).is_ok()
 }
 
 /// What the download read of the upstream release.
@@ -65,10 +93,13 @@ pub async fn fetch_assets(
     for arch in &settings.image.arches {
         let name = settings.upstream.asset_name(*arch);
         let dest = zip_path_in(dir, settings, *arch);
-        if dest.is_file() {
+        if is_checked_in(dir, settings, *arch) {
             continue;
         }
-        // Downloads land under their final name only once checked.
+        // Downloads land under their final name only once checked, and count as there only
+        // with what they were checked against beside them.
+        let checked_path = checked_path_in(dir, settings, *arch);
+        remove_if_there(&checked_path)?;
         let partial = dir.join(format!(".{name}.partial"));
         let downloaded = upstream
             .download_checked(&release, &name, &partial, &|_, _| {})
@@ -76,10 +107,24 @@ pub async fn fetch_assets(
         std::fs::rename(&partial, &dest)
             .map_err(StepError::work_dir("keeping the download", &dest))?;
         tracing::info!(asset = %name, size = downloaded.size, sha256 = %downloaded.sha256, checked_against = ?downloaded.checked_against, "downloaded and checked");
+        let asset = CheckedAsset {
+            asset: name.clone(),
+            sha256: downloaded.sha256.clone(),
+            checked_against: downloaded.checked_against.clone(),
+        };
+        let partial = dir.join(format!(".{name}.checked.partial"));
+        let json = serde_json::to_vec(&asset).expect("a checked asset always serializes");
+        std::fs::write(&partial, json)
+            .and_then(|()| std::fs::rename(&partial, &checked_path))
+            .map_err(StepError::work_dir("writing", &checked_path))?;
         checked.push(Download {
             asset: name,
             sha256: downloaded.sha256,
-            checked_against: downloaded.checked_against,
+            checked_against: downloaded
+                .checked_against
+                .iter()
+                .map(|check| check.describe().to_owned())
+                .collect(),
         });
     }
     let notes: String = release
@@ -95,6 +140,15 @@ pub async fn fetch_assets(
         notes,
         checked,
     })
+}
+
+fn remove_if_there(path: &Path) -> Result<(), StepError> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(StepError::work_dir("removing", path)(error))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {

@@ -95,7 +95,7 @@ pub fn has_inputs(step: Step, context: &StepContext<'_>) -> bool {
             .image
             .arches
             .iter()
-            .all(|arch| download::zip_path(context, *arch).is_file()),
+            .all(|arch| download::is_checked_in(&context.work_dir, context.settings, *arch)),
         Step::Upload | Step::Manifest => build::manifest_path(context).is_file(),
         Step::Download
         | Step::Release

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::build::{build_images, read_local_manifest};
+use super::build::{ImagesToBuild, build_images, read_local_manifest};
 use super::build_repository::{check_signer, read_published_manifest, read_published_signature};
 use super::consumers::{
     ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, read_pin, settled,
@@ -21,7 +21,7 @@ use super::manifest::merge;
 use super::prune::{PruneReader, decide};
 use super::put::put_request;
 use super::release::release_name;
-use super::upload::{compare, publishable_files, refusal};
+use super::upload::{compare, kept_records, publishable_files, refusal};
 use super::{RepositoryAccess, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::database::Database;
@@ -31,6 +31,8 @@ use crate::database::job_result::{
 use crate::github::api::GitHubApi;
 use crate::github::pulls::open_pull_for_branch;
 use crate::github::releases::release_by_tag;
+use crate::provenance::StartedBy;
+use crate::settings::channels::Channel;
 use crate::settings::public_base_url::PublicBaseUrl;
 use crate::settings::{ConsumerSettings, Settings};
 use crate::signing::SigningKey;
@@ -62,6 +64,8 @@ pub struct PlanRequest<'a> {
     /// The key the server signs with; `None` when it would make one on its first start
     /// (the images are then built unsigned).
     pub signing_key: Option<&'a Arc<SigningKey>>,
+    /// What asks for the plan, as the images' provenance records name it.
+    pub started_by: StartedBy,
 }
 
 /// What a job would do.
@@ -274,16 +278,15 @@ pub async fn plan_job(
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir).map_err(StepError::work_dir("clearing", &out_dir))?;
     }
-    let images = build_images(
-        settings,
-        services.public_base_url,
+    let what = ImagesToBuild {
         version,
-        &request.work_dir,
-        &out_dir,
-        request.signing_key,
-        0,
-    )
-    .await?;
+        zip_dir: &request.work_dir,
+        out_dir: &out_dir,
+        key: request.signing_key,
+        started_by: &request.started_by,
+        progress_of: 0,
+    };
+    let images = build_images(settings, services.public_base_url, &what).await?;
     let local = read_local_manifest(&out_dir.join(MANIFEST_FILE))?;
     let build_repo = &settings.build_repo;
     let auth = services.access.auth_for(&build_repo.repo).await?;
@@ -319,7 +322,7 @@ pub async fn plan_job(
         return Ok(plan);
     }
     if publication != Publication::Unchanged {
-        plan.uploads = planned_uploads(services.storage, &out_dir, &local).await?;
+        plan.uploads = planned_uploads(services.storage, channel, &out_dir, &local).await?;
     }
     let before = current
         .as_ref()
@@ -401,21 +404,26 @@ async fn signer_refusal(
     })
 }
 
-/// Each file of the build in `out_dir`, in the order `upload` puts them, and whether
-/// storage has it already.
+/// Each file of the build in `out_dir`, in the order `upload` puts them into `channel`,
+/// and whether storage has it already (a provenance record of the same image counts, since
+/// it stays).
 async fn planned_uploads(
     storage: &Storage,
+    channel: &Channel,
     out_dir: &Path,
     local: &crate::manifest::Manifest,
 ) -> Result<Vec<PlannedUpload>, StepError> {
+    let kept = kept_records(storage, channel, local).await?;
     let mut uploads = Vec::new();
     for file in publishable_files(out_dir, local)? {
         let size = std::fs::metadata(&file.path)
             .map_err(StepError::work_dir("reading", &file.path))?
             .len();
-        let in_storage = storage
-            .holds(&put_request(&file.key, &file.path, &file.sha256))
-            .await?;
+        let key = channel.key(&file.key);
+        let in_storage = kept.contains(&file.key)
+            || storage
+                .holds(&put_request(&key, &file.path, &file.sha256))
+                .await?;
         uploads.push(PlannedUpload {
             key: file.key,
             size,

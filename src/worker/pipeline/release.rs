@@ -9,6 +9,7 @@ use crate::database::jobs::TriggerSource;
 use crate::database::withdrawals::Withdrawal;
 use crate::github::markdown::{code_block, code_span, safe_url, table_code_span};
 use crate::github::releases::{create_release, release_by_tag, update_release};
+use crate::provenance::{RECORD_SUFFIX, record_file_name};
 use crate::version::Version;
 
 pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
@@ -104,7 +105,8 @@ pub fn without_withdrawn_note(body: &str) -> Option<String> {
 }
 
 /// The release's body, from what the job recorded: upstream's notes and page, and the
-/// images with their hashes.
+/// images with their hashes and provenance records (linked, with their signatures, when the
+/// images have a public address).
 pub fn release_body(result: &JobResult) -> String {
     let mut body = String::new();
     if let Some(notes) = &result.upstream_notes
@@ -121,15 +123,21 @@ pub fn release_body(result: &JobResult) -> String {
         body.push_str(&format!("Upstream release: {shown}\n"));
     }
     if let Some(images) = &result.images {
-        body.push_str("\n| image | sha256 |\n|---|---|\n");
+        body.push_str("\n| image | sha256 | provenance |\n|---|---|---|\n");
         for image in images {
             let file = table_code_span(&image.file);
-            let name = match safe_url(&image.url) {
-                Some(url) => format!("[{file}]({url})"),
-                None => file,
+            let record = table_code_span(&record_file_name(&image.file));
+            let (name, provenance) = match safe_url(&image.url) {
+                Some(url) => (
+                    format!("[{file}]({url})"),
+                    format!(
+                        "[{record}]({url}{RECORD_SUFFIX}) ([signature]({url}{RECORD_SUFFIX}.asc))"
+                    ),
+                ),
+                None => (file, record),
             };
             body.push_str(&format!(
-                "| {name} | {} |\n",
+                "| {name} | {} | {provenance} |\n",
                 table_code_span(&image.sha256),
             ));
         }
@@ -140,6 +148,50 @@ pub fn release_body(result: &JobResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn image(url: &str) -> crate::database::job_result::BuiltImage {
+        crate::database::job_result::BuiltImage {
+            arch: crate::arch::Arch::Amd64,
+            file: "alloy-1.2.3-amd64.raw".into(),
+            size: 4096,
+            sha256: "a".repeat(64),
+            binary_sha256: "b".repeat(64),
+            url: url.into(),
+        }
+    }
+
+    #[test]
+    fn the_body_links_each_image_and_its_provenance_record() {
+        let result = JobResult {
+            images: Some(vec![image(
+                "https://images.example/canary/alloy-1.2.3-amd64.raw",
+            )]),
+            ..JobResult::default()
+        };
+        let sha = "a".repeat(64);
+        assert_eq!(
+            release_body(&result),
+            format!(
+                "\n| image | sha256 | provenance |\n|---|---|---|\n\
+                 | [`alloy-1.2.3-amd64.raw`](https://images.example/canary/alloy-1.2.3-amd64.raw) \
+                 | `{sha}` \
+                 | [`alloy-1.2.3-amd64.raw.intoto.json`](https://images.example/canary/alloy-1.2.3-amd64.raw.intoto.json) \
+                 ([signature](https://images.example/canary/alloy-1.2.3-amd64.raw.intoto.json.asc)) |\n"
+            )
+        );
+        // Without a public address, the names alone.
+        let result = JobResult {
+            images: Some(vec![image("")]),
+            ..JobResult::default()
+        };
+        assert_eq!(
+            release_body(&result),
+            format!(
+                "\n| image | sha256 | provenance |\n|---|---|---|\n\
+                 | `alloy-1.2.3-amd64.raw` | `{sha}` | `alloy-1.2.3-amd64.raw.intoto.json` |\n"
+            )
+        );
+    }
 
     #[test]
     fn a_withdrawal_note_is_added_once_and_taken_out_whole() {

@@ -5,31 +5,38 @@
 use crate::arch::Arch;
 use crate::database::storage_removals::{NewRemoval, RemovalReason};
 use crate::manifest::image_name::ImageFileName;
+use crate::provenance::{record_file_name, record_signature_file_name};
 use crate::settings::channels::Channel;
 use crate::version::Version;
 
 /// The files a version keeps in storage beside each image of `listed` (file names from a
 /// `SHA256SUMS`), each with the listed image it belongs to: the image's `.sha256` and
-/// `.asc`, then the image, and for an amd64 image the copy under the compatibility name
-/// (`alloy-X.Y.Z.raw`, which the manifest does not list) with its own. Checksums and
-/// signatures come before their image, the order in which they are put.
+/// `.asc`, its provenance record's signature and the record, then the image, and for an
+/// amd64 image the copy under the compatibility name (`alloy-X.Y.Z.raw`, which the manifest
+/// does not list) with its own `.sha256` and `.asc`. Checksums, signatures and records come
+/// before their image, the order in which they are put.
 pub fn stored_files(listed: &[String]) -> Vec<StoredFile> {
     let mut files = Vec::new();
     for file in listed {
-        let mut images = vec![(file.clone(), false)];
+        let mut add = |name: String, kind: StoredKind| {
+            files.push(StoredFile {
+                name,
+                listed_file: file.clone(),
+                kind,
+            })
+        };
+        add(format!("{file}.sha256"), StoredKind::Listed);
+        add(format!("{file}.asc"), StoredKind::Listed);
+        add(record_signature_file_name(file), StoredKind::Provenance);
+        add(record_file_name(file), StoredKind::Provenance);
+        add(file.clone(), StoredKind::Listed);
         if let Some(parsed) = ImageFileName::parse(file)
             && parsed.arch == Some(Arch::Amd64)
         {
-            images.push((format!("{}-{}.raw", parsed.name, parsed.version), true));
-        }
-        for (image, compat) in images {
-            for name in [format!("{image}.sha256"), format!("{image}.asc"), image] {
-                files.push(StoredFile {
-                    name,
-                    listed_file: file.clone(),
-                    compat,
-                });
-            }
+            let compat = format!("{}-{}.raw", parsed.name, parsed.version);
+            add(format!("{compat}.sha256"), StoredKind::Compat);
+            add(format!("{compat}.asc"), StoredKind::Compat);
+            add(compat, StoredKind::Compat);
         }
     }
     files
@@ -42,8 +49,26 @@ pub struct StoredFile {
     pub name: String,
     /// The image in `SHA256SUMS` it belongs to.
     pub listed_file: String,
+    pub kind: StoredKind,
+}
+
+/// What a stored file is to its image, and so whether every published version has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredKind {
+    /// The image, its `.sha256` or its `.asc`: always there.
+    Listed,
     /// Part of the compatibility copy, which a build makes only with `image.compat_name`.
-    pub compat: bool,
+    Compat,
+    /// The provenance record or its signature, which versions published before records
+    /// existed do not have.
+    Provenance,
+}
+
+impl StoredKind {
+    /// Whether a published version may lack the file.
+    pub fn may_be_absent(self) -> bool {
+        self != StoredKind::Listed
+    }
 }
 
 /// The storage removals of the images `listed` (files that left `channel`'s `SHA256SUMS`)
@@ -90,13 +115,42 @@ mod tests {
             [
                 ("alloy-1.2.3-amd64.raw.sha256", "alloy-1.2.3-amd64.raw"),
                 ("alloy-1.2.3-amd64.raw.asc", "alloy-1.2.3-amd64.raw"),
+                (
+                    "alloy-1.2.3-amd64.raw.intoto.json.asc",
+                    "alloy-1.2.3-amd64.raw"
+                ),
+                ("alloy-1.2.3-amd64.raw.intoto.json", "alloy-1.2.3-amd64.raw"),
                 ("alloy-1.2.3-amd64.raw", "alloy-1.2.3-amd64.raw"),
                 ("alloy-1.2.3.raw.sha256", "alloy-1.2.3-amd64.raw"),
                 ("alloy-1.2.3.raw.asc", "alloy-1.2.3-amd64.raw"),
                 ("alloy-1.2.3.raw", "alloy-1.2.3-amd64.raw"),
                 ("alloy-1.2.3-arm64.raw.sha256", "alloy-1.2.3-arm64.raw"),
                 ("alloy-1.2.3-arm64.raw.asc", "alloy-1.2.3-arm64.raw"),
+                (
+                    "alloy-1.2.3-arm64.raw.intoto.json.asc",
+                    "alloy-1.2.3-arm64.raw"
+                ),
+                ("alloy-1.2.3-arm64.raw.intoto.json", "alloy-1.2.3-arm64.raw"),
                 ("alloy-1.2.3-arm64.raw", "alloy-1.2.3-arm64.raw"),
+            ]
+        );
+        // What a version published before records existed, or without the compatibility
+        // copy, lacks.
+        let absent: Vec<String> = stored_files(&listed)
+            .into_iter()
+            .filter(|file| file.kind.may_be_absent())
+            .map(|file| file.name)
+            .collect();
+        assert_eq!(
+            absent,
+            [
+                "alloy-1.2.3-amd64.raw.intoto.json.asc",
+                "alloy-1.2.3-amd64.raw.intoto.json",
+                "alloy-1.2.3.raw.sha256",
+                "alloy-1.2.3.raw.asc",
+                "alloy-1.2.3.raw",
+                "alloy-1.2.3-arm64.raw.intoto.json.asc",
+                "alloy-1.2.3-arm64.raw.intoto.json",
             ]
         );
         assert!(removals.iter().all(|r| r.why == RemovalReason::Pruned
@@ -134,6 +188,16 @@ mod tests {
                 ),
                 (
                     "canary/alloy-1.2.3-arm64.raw.asc",
+                    "canary/SHA256SUMS",
+                    "alloy-1.2.3-arm64.raw"
+                ),
+                (
+                    "canary/alloy-1.2.3-arm64.raw.intoto.json.asc",
+                    "canary/SHA256SUMS",
+                    "alloy-1.2.3-arm64.raw"
+                ),
+                (
+                    "canary/alloy-1.2.3-arm64.raw.intoto.json",
                     "canary/SHA256SUMS",
                     "alloy-1.2.3-arm64.raw"
                 ),

@@ -1,6 +1,12 @@
-//! Step 3: the images, their `.sha256` and `.asc` files, into storage — unless the build
-//! repository's `SHA256SUMS` already lists this build with the same hashes, in which case
-//! nothing at all is published again (the daily churn of SPEC §2 cannot happen).
+//! Step 3: the images, their `.sha256` and `.asc` files and provenance records, into
+//! storage — unless the build repository's `SHA256SUMS` already lists this build with the
+//! same hashes, in which case nothing at all is published again (the daily churn of SPEC §2
+//! cannot happen).
+//!
+//! A provenance record is written once per image bytes: when storage holds a record (and its
+//! signature) for the same image digest already, from an earlier job or an earlier attempt of
+//! this one, it stays as it is, naming what started the build that first published the image.
+//! Only a record of other bytes (a `/rebuild` that changed the image) is replaced.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +17,9 @@ use super::{StepContext, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::database::job_result::{Publication, Upload};
 use crate::manifest::Manifest;
-use crate::storage::PutOutcome;
+use crate::provenance::{RECORD_SUFFIX, read_record, record_file_name, record_signature_file_name};
+use crate::settings::channels::Channel;
+use crate::storage::{PutOutcome, Storage};
 use crate::version::Version;
 
 /// Compares this build with what is published.
@@ -45,9 +53,15 @@ pub struct Publishable {
     pub sha256: String,
 }
 
+/// Whether `name` is a provenance record or its signature.
+fn is_record_file(name: &str) -> bool {
+    name.ends_with(RECORD_SUFFIX) || name.ends_with(&format!("{RECORD_SUFFIX}.asc"))
+}
+
 /// The files of the build in `out_dir` that go to storage, in the order they are put:
-/// checksums and signatures before the images they describe, so a host never finds an
-/// image without them. `local` is the build's manifest (the images' hashes).
+/// checksums and signatures, then provenance records (each after its signature), then the
+/// images they describe, so a host never finds an image without them. `local` is the
+/// build's manifest (the images' hashes).
 pub fn publishable_files(out_dir: &Path, local: &Manifest) -> Result<Vec<Publishable>, StepError> {
     let mut names = Vec::new();
     // An entry that cannot be read is an error: skipping it would publish without it.
@@ -61,7 +75,14 @@ pub fn publishable_files(out_dir: &Path, local: &Manifest) -> Result<Vec<Publish
             names.push(name);
         }
     }
-    names.sort_by_key(|name| (name.ends_with(".raw"), name.clone()));
+    names.sort_by_key(|name| {
+        (
+            name.ends_with(".raw"),
+            is_record_file(name),
+            name.ends_with(RECORD_SUFFIX),
+            name.clone(),
+        )
+    });
     let mut files = Vec::new();
     for name in names {
         let path = out_dir.join(&name);
@@ -81,6 +102,40 @@ pub fn publishable_files(out_dir: &Path, local: &Manifest) -> Result<Vec<Publish
         });
     }
     Ok(files)
+}
+
+/// The provenance records (and their signatures) of `local`'s images that stay as `channel`
+/// holds them in `storage`, by file name: those of a record of the same image digest, with
+/// its signature beside it. A record that cannot be read is replaced, with a warning.
+pub async fn kept_records(
+    storage: &Storage,
+    channel: &Channel,
+    local: &Manifest,
+) -> Result<Vec<String>, StepError> {
+    let mut kept = Vec::new();
+    for entry in local.entries() {
+        let (record, signature) = (
+            record_file_name(&entry.file),
+            record_signature_file_name(&entry.file),
+        );
+        let Some(stored) = storage.get(&channel.key(&record)).await? else {
+            continue;
+        };
+        let same_image = match read_record(&stored) {
+            Ok(statement) => statement
+                .image()
+                .is_some_and(|image| image.digest.sha256 == entry.sha256),
+            Err(error) => {
+                tracing::warn!(record = %channel.key(&record), %error, "the record in storage cannot be read; it is replaced");
+                false
+            }
+        };
+        if same_image && storage.get(&channel.key(&signature)).await?.is_some() {
+            kept.push(record);
+            kept.push(signature);
+        }
+    }
+    Ok(kept)
 }
 
 /// Why a build that compares as `publication` (with the `differing` files) is not
@@ -147,9 +202,14 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             "files waiting to leave storage stay: this version is published again"
         );
     }
+    let kept = kept_records(context.storage, &channel, &local).await?;
     let mut uploads = Vec::new();
     for file in publishable_files(&context.out_dir(), &local)? {
         let key = channel.key(&file.key);
+        if kept.contains(&file.key) {
+            tracing::info!(job = context.job.id, %key, "kept: storage holds the record of this image already");
+            continue;
+        }
         let outcome = put_file(context, &key, &file.path, &file.sha256).await?;
         tracing::info!(job = context.job.id, %key, outcome = ?outcome, "published");
         uploads.push(Upload {
@@ -182,6 +242,49 @@ mod tests {
                 .unwrap();
         }
         manifest
+    }
+
+    #[test]
+    fn checksums_and_signatures_go_first_then_records_then_images() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "alloy-1.2.3-amd64.raw",
+            "alloy-1.2.3-amd64.raw.asc",
+            "alloy-1.2.3-amd64.raw.intoto.json",
+            "alloy-1.2.3-amd64.raw.intoto.json.asc",
+            "alloy-1.2.3-amd64.raw.sha256",
+            "alloy-1.2.3.raw",
+            "alloy-1.2.3.raw.asc",
+            "alloy-1.2.3.raw.sha256",
+            "SHA256SUMS",
+            "SHA256SUMS.gpg",
+            ".alloy-1.2.3.raw.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let local = manifest(&[("alloy-1.2.3-amd64.raw", 'a')]);
+        let files = publishable_files(dir.path(), &local).unwrap();
+        let keys: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alloy-1.2.3-amd64.raw.asc",
+                "alloy-1.2.3-amd64.raw.sha256",
+                "alloy-1.2.3.raw.asc",
+                "alloy-1.2.3.raw.sha256",
+                "alloy-1.2.3-amd64.raw.intoto.json.asc",
+                "alloy-1.2.3-amd64.raw.intoto.json",
+                "alloy-1.2.3-amd64.raw",
+                "alloy-1.2.3.raw",
+            ]
+        );
+        // A listed image's hash comes from the manifest; any other file's from its bytes.
+        assert_eq!(files[6].sha256, "a".repeat(64));
+        assert_eq!(
+            files[5].sha256,
+            crate::artifacts::digest::sha256_hex(&b"alloy-1.2.3-amd64.raw.intoto.json"[..])
+                .unwrap()
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Step 1 of a promotion: where the version moves (from the last channel that lists it to
 //! the next one), recorded once, then its files copied within storage into the target
-//! channel's place, checksums and signatures before the images. Nothing is listed yet:
-//! hosts of the target channel see the version only once `manifest` has run.
+//! channel's place (provenance records with them), checksums and signatures before the
+//! images. Nothing is listed yet: hosts of the target channel see the version only once
+//! `manifest` has run.
 
 use super::super::build_repository::published_manifest;
 use super::super::removals::{removals_of, stored_files};
@@ -60,8 +61,9 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
                 tracing::info!(job = context.job.id, %source, %target, "copied");
                 copied.push(target);
             }
-            // The compatibility copy exists only when the build made one.
-            CopyOutcome::SourceAbsent if file.compat => {}
+            // The compatibility copy exists only when the build made one, and the provenance
+            // record only for versions built since records exist.
+            CopyOutcome::SourceAbsent if file.kind.may_be_absent() => {}
             CopyOutcome::SourceAbsent => {
                 return Err(StepError::Permanent(format!(
                     "{source} is not in storage, though {} lists {}: nothing was promoted; publish the version again with `/rebuild {}`",
