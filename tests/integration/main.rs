@@ -26,6 +26,7 @@ mod prune;
 mod public_base_url;
 mod retention;
 mod s3_server;
+mod same_bytes;
 mod serve_process;
 mod server;
 mod shutdown;
