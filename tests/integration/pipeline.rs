@@ -15,7 +15,7 @@ use crate::common::*;
 use crate::fake_github::{Failure, FakeGitHub, FakeIssue};
 use crate::http::request_with_headers;
 use crate::s3_server::S3Server;
-use crate::serve_process::{Server, free_port};
+use crate::serve_process::Server;
 use crate::test_app::{
     APP_SLUG, add_upstream_alloy, add_upstream_alloy_from_seed, app_env, install_app,
 };
@@ -102,7 +102,7 @@ impl World {
         env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         env.extend(self.s3.env());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Server::start_on(free_port(), self.data.path(), &env)
+        Server::start(self.data.path(), &env)
     }
 
     pub(crate) fn release_payload(&self) -> Vec<u8> {
@@ -1392,7 +1392,7 @@ fn data_dir_is_the_owners_alone_but_the_published_images() {
         .filter(|(name, _)| *name != "SIGNING_KEY_PATH")
         .collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_on(free_port(), world.data.path(), &env);
+    let server = Server::start(world.data.path(), &env);
     server.deliver("release-local", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);

@@ -22,11 +22,27 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        // A port found free may be taken before the server binds it (by another test's
+        // connection, or another process): then another one is tried.
+        for _ in 0..4 {
+            match Server::try_start_on(free_port(), data_dir, env) {
+                Ok(server) => return server,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("the server did not come up; its log:\n{log}"),
+            }
+        }
         Server::start_on(free_port(), data_dir, env)
     }
 
     /// Starts on `port` (from [`free_port`]), for a test that must know it beforehand.
     pub fn start_on(port: u16, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::try_start_on(port, data_dir, env)
+            .unwrap_or_else(|log| panic!("the server did not come up; its log:\n{log}"))
+    }
+
+    /// Starts on `port`, or gives the log of the run when the server exits or does not
+    /// answer in time.
+    fn try_start_on(port: u16, data_dir: &Path, env: &[(&str, &str)]) -> Result<Server, String> {
         // The log of every run in this data directory, kept for a failing test to show.
         let log = fs::OpenOptions::new()
             .create(true)
@@ -45,22 +61,21 @@ impl Server {
             command.env(name, value);
         }
         let child = command.spawn().expect("the server starts");
-        let server = Server {
+        let mut server = Server {
             child,
             port,
             data_dir: data_dir.to_owned(),
         };
+        let log = || fs::read_to_string(data_dir.join("test-server.log")).unwrap_or_default();
         // Generous: with the whole suite running on two cores, a start can wait long for CPU.
         let deadline = Instant::now() + Duration::from_secs(90);
         while request(port, "GET", "/healthz", &[], b"").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the server did not come up; its log:\n{}",
-                fs::read_to_string(data_dir.join("test-server.log")).unwrap_or_default()
-            );
+            if Instant::now() >= deadline || matches!(server.child.try_wait(), Ok(Some(_))) {
+                return Err(log());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+        Ok(server)
     }
 
     pub fn with_secret(data_dir: &Path) -> Server {

@@ -14,7 +14,7 @@ use crate::common::*;
 use crate::fake_github::FakeGitHub;
 use crate::http::request_with_headers;
 use crate::s3_server::{ACCESS_KEY_ID, S3Server, SECRET_ACCESS_KEY};
-use crate::serve_process::{SECRET, Server, free_port};
+use crate::serve_process::{SECRET, Server};
 use crate::test_app::{add_upstream_alloy, app_env, app_key_path, install_app};
 
 const INSTALLATION: u64 = 91;
@@ -152,7 +152,7 @@ fn the_status_page_shows_jobs_images_deliveries_and_installations_and_no_secret(
     let mut env = app_env(&github, &config);
     env.extend(s3.env());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_on(free_port(), data.path(), &env);
+    let server = Server::start(data.path(), &env);
 
     // GitHub reports the installation, then a user with write permission asks for a build
     // that works and one of a version upstream does not have.

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::fake_github::FakeGitHub;
 use crate::s3_server::S3Server;
-use crate::serve_process::{Server, free_port};
+use crate::serve_process::Server;
 use crate::test_app::{app_env, install_app};
 
 /// The storage keys of `version`'s amd64 image and its `.asc` and `.sha256` under `prefix`,
@@ -290,7 +290,7 @@ fn the_server_sweeps_due_removals_soon_after_start() {
     let mut env = app_env(&github, &config);
     env.extend(s3.env());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_on(free_port(), data.path(), &env);
+    let server = Server::start(data.path(), &env);
     server.wait_for("the sweep at start", Duration::from_secs(60), || {
         runtime.block_on(pending_keys(&database)) == image_keys("", "1.0.0")
     });
