@@ -356,6 +356,14 @@ pub struct ProvenanceChecks {
     pub upstream: Option<UpstreamAsset>,
 }
 
+/// `text` from a record, with control characters (a terminal's escape sequences among them)
+/// shown as `\u{FFFD}`: a record signed by a trusted key is still text from the network.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
 /// The checks of the provenance record of the listed image `entry`, whose bytes have the
 /// sha256 `image_sha256`: the record's `.asc` over it with `keys`, and the record itself (a
 /// record of this tool whose subject is the image by name and digest). An image without a
@@ -370,6 +378,20 @@ pub fn check_provenance(
     let record_name = record_file_name(&entry.file);
     let bytes = match record {
         Companion::Found(bytes) => bytes,
+        // Its signature without it: the record was there, and someone took it away.
+        Companion::Missing(_) if matches!(signature, Companion::Found(_)) => {
+            return ProvenanceChecks {
+                checks: vec![Check::failed(
+                    &record_name,
+                    CheckKind::Provenance,
+                    format!(
+                        "is missing, but its signature {} is there: the record was removed",
+                        record_signature_file_name(&entry.file)
+                    ),
+                )],
+                upstream: None,
+            };
+        }
         Companion::Missing(_) => {
             return ProvenanceChecks {
                 checks: vec![Check::passed(
@@ -415,6 +437,16 @@ pub fn check_provenance(
         ),
     };
     let (content, upstream) = match read_record(bytes) {
+        // What an unsigned record says is anyone's word: it is not repeated as checked.
+        _ if !signature.ok => (
+            Check::failed(
+                &record_name,
+                CheckKind::Provenance,
+                "is not trusted: its signature does not verify, so what it says is not shown"
+                    .to_owned(),
+            ),
+            None,
+        ),
         Err(e) => (
             Check::failed(
                 &record_name,
@@ -446,7 +478,7 @@ pub fn check_provenance(
                     .as_ref()
                     .map(UpstreamAsset::describe)
                     .unwrap_or_default();
-                let detail = format!(
+                let detail = printable(&format!(
                     "{} was built from {from} by alloy-sysext-automation {}, started by {}",
                     entry.file,
                     statement.builder_version(),
@@ -456,7 +488,7 @@ pub fn check_provenance(
                         .metadata
                         .started_by
                         .describe()
-                );
+                ));
                 (
                     Check::passed(&record_name, CheckKind::Provenance, detail),
                     upstream,
@@ -619,5 +651,43 @@ mod tests {
             assert!(!check.ok, "{bad:?}");
             assert_eq!(check.file, "alloy-1.0.0-amd64.raw.sha256");
         }
+    }
+
+    #[test]
+    fn a_record_taken_away_from_beside_its_signature_fails() {
+        let entry = ManifestEntry {
+            sha256: "a".repeat(64),
+            file: "alloy-1.2.3-amd64.raw".into(),
+        };
+        let keys = Keyring::from(
+            crate::signing::SigningKey::generate(crate::signing::KeyAlgorithm::Ed25519, "t")
+                .unwrap()
+                .public_key(),
+        );
+        let missing = Companion::Missing("404".into());
+        let checks = check_provenance(
+            &entry,
+            &entry.sha256,
+            &missing,
+            &Companion::Found(b"signature".to_vec()),
+            &keys,
+        );
+        assert_eq!(checks.checks.len(), 1);
+        assert!(!checks.checks[0].ok);
+        assert_eq!(
+            checks.checks[0].detail,
+            "is missing, but its signature alloy-1.2.3-amd64.raw.intoto.json.asc is there: the record was removed"
+        );
+        // Neither there: an image from before records, which passes.
+        let checks = check_provenance(&entry, &entry.sha256, &missing, &missing, &keys);
+        assert!(checks.checks[0].ok);
+    }
+
+    #[test]
+    fn text_from_a_record_is_shown_without_control_characters() {
+        assert_eq!(
+            printable("grafana/alloy\u{1b}[2K\rok v1\n"),
+            "grafana/alloy\u{FFFD}[2K\u{FFFD}ok v1\u{FFFD}"
+        );
     }
 }

@@ -501,7 +501,7 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
     let original = fs::read(fixture("real-world/SHA256SUMS")).unwrap();
     world
         .github
-        .set_file(BUILD_REPO, "main", "SHA256SUMS", original);
+        .set_file(BUILD_REPO, "main", "SHA256SUMS", original.clone());
     let (image_bytes, _) = world.s3.object(image).unwrap();
     server.deliver("rebuild-2", "issue_comment", &rebuild_comment(778));
     let jobs = wait_for_jobs(&server, 3);
@@ -525,11 +525,31 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
     );
     assert_eq!(kept, first);
 
+    // A record beside a signature that is not the server's over it (another key's, or a
+    // file whoever else can write to the bucket put there) is replaced, though it names the
+    // image: here the image's own signature stands in for the record's.
+    let (image_signature, _) = world.s3.object(&format!("{image}.asc")).unwrap();
+    world
+        .s3
+        .put_raw(&format!("{image}.intoto.json.asc"), &image_signature, &[]);
+    world
+        .github
+        .set_file(BUILD_REPO, "main", "SHA256SUMS", original);
+    server.deliver("rebuild-2b", "issue_comment", &rebuild_comment(780));
+    let jobs = wait_for_jobs(&server, 4);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let (resigned, _, resigned_signature) = published_record(&world, "", image);
+    assert_ne!(resigned_signature, image_signature);
+    assert_eq!(
+        resigned.predicate.run_details.metadata.started_by.comment,
+        Some(780)
+    );
+
     // Upstream's asset changes (other bytes under the same tag): /rebuild replaces the image,
     // and with it the record, which now names the comment and the new image.
     add_upstream_alloy_from_seed(&world.github, VERSION, 8);
     server.deliver("rebuild-3", "issue_comment", &rebuild_comment(779));
-    let jobs = wait_for_jobs(&server, 4);
+    let jobs = wait_for_jobs(&server, 5);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
     assert_eq!(jobs[0]["result"]["published"], "replaced", "{}", jobs[0]);
     let (replaced, _, replaced_signature) = published_record(&world, "", image);

@@ -293,10 +293,16 @@ fn the_servers_images_verify_as_a_host_reads_them_and_each_failure_is_named() {
     assert_eq!(status, Some(1));
     assert_eq!(
         failed(&report),
-        [(
-            "alloy-1.17.0-amd64.raw.intoto.json.asc".to_owned(),
-            "provenance_signature".to_owned()
-        )]
+        [
+            (
+                "alloy-1.17.0-amd64.raw.intoto.json.asc".to_owned(),
+                "provenance_signature".to_owned()
+            ),
+            (
+                "alloy-1.17.0-amd64.raw.intoto.json".to_owned(),
+                "provenance".to_owned()
+            )
+        ]
     );
     assert_eq!(report["provenance"], json!([]));
     assert!(

@@ -322,7 +322,9 @@ pub async fn plan_job(
         return Ok(plan);
     }
     if publication != Publication::Unchanged {
-        plan.uploads = planned_uploads(services.storage, channel, &out_dir, &local).await?;
+        let key = request.signing_key.map(|key| key.public_key());
+        plan.uploads =
+            planned_uploads(services.storage, channel, &out_dir, &local, key.as_ref()).await?;
     }
     let before = current
         .as_ref()
@@ -412,8 +414,9 @@ async fn planned_uploads(
     channel: &Channel,
     out_dir: &Path,
     local: &crate::manifest::Manifest,
+    key: Option<&crate::signing::PublicKey>,
 ) -> Result<Vec<PlannedUpload>, StepError> {
-    let kept = kept_records(storage, channel, local).await?;
+    let kept = kept_records(storage, channel, local, key).await?;
     let mut uploads = Vec::new();
     for file in publishable_files(out_dir, local)? {
         let size = std::fs::metadata(&file.path)

@@ -19,6 +19,7 @@ use crate::database::job_result::{Publication, Upload};
 use crate::manifest::Manifest;
 use crate::provenance::{RECORD_SUFFIX, read_record, record_file_name, record_signature_file_name};
 use crate::settings::channels::Channel;
+use crate::signing::PublicKey;
 use crate::storage::{PutOutcome, Storage};
 use crate::version::Version;
 
@@ -105,13 +106,20 @@ pub fn publishable_files(out_dir: &Path, local: &Manifest) -> Result<Vec<Publish
 }
 
 /// The provenance records (and their signatures) of `local`'s images that stay as `channel`
-/// holds them in `storage`, by file name: those of a record of the same image digest, with
-/// its signature beside it. A record that cannot be read is replaced, with a warning.
+/// holds them in `storage`, by file name: those naming the same image (file name and
+/// digest), with a signature beside them that `key` (the server's) verifies. Any other is
+/// replaced, with a warning: a record that cannot be read, one of other bytes, or one signed
+/// by another key (an earlier key, or whoever else could write to the bucket). Without a
+/// key, none stays.
 pub async fn kept_records(
     storage: &Storage,
     channel: &Channel,
     local: &Manifest,
+    key: Option<&PublicKey>,
 ) -> Result<Vec<String>, StepError> {
+    let Some(key) = key else {
+        return Ok(Vec::new());
+    };
     let mut kept = Vec::new();
     for entry in local.entries() {
         let (record, signature) = (
@@ -122,17 +130,26 @@ pub async fn kept_records(
             continue;
         };
         let same_image = match read_record(&stored) {
-            Ok(statement) => statement
-                .image()
-                .is_some_and(|image| image.digest.sha256 == entry.sha256),
+            Ok(statement) => statement.image().is_some_and(|image| {
+                image.name == entry.file && image.digest.sha256 == entry.sha256
+            }),
             Err(error) => {
                 tracing::warn!(record = %channel.key(&record), %error, "the record in storage cannot be read; it is replaced");
                 false
             }
         };
-        if same_image && storage.get(&channel.key(&signature)).await?.is_some() {
+        if !same_image {
+            continue;
+        }
+        let signed = match storage.get(&channel.key(&signature)).await? {
+            Some(asc) => key.verify_detached(stored.as_slice(), &asc).is_ok(),
+            None => false,
+        };
+        if signed {
             kept.push(record);
             kept.push(signature);
+        } else {
+            tracing::warn!(record = %channel.key(&record), "the record in storage is not signed by this server's key; it is replaced");
         }
     }
     Ok(kept)
@@ -202,7 +219,13 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             "files waiting to leave storage stay: this version is published again"
         );
     }
-    let kept = kept_records(context.storage, &channel, &local).await?;
+    let kept = kept_records(
+        context.storage,
+        &channel,
+        &local,
+        Some(&context.signing_key.public_key()),
+    )
+    .await?;
     let mut uploads = Vec::new();
     for file in publishable_files(&context.out_dir(), &local)? {
         let key = channel.key(&file.key);
