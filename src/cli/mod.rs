@@ -7,6 +7,8 @@ mod config;
 mod keygen;
 mod plan;
 mod progress;
+mod public_keys;
+mod rebuild_check;
 mod serve;
 mod verify;
 mod withdraw;
@@ -35,6 +37,7 @@ enum Command {
     Config(config::ConfigArgs),
     Keygen(keygen::KeygenArgs),
     Plan(plan::PlanArgs),
+    RebuildCheck(rebuild_check::RebuildCheckArgs),
     Serve(serve::ServeArgs),
     Verify(verify::VerifyArgs),
     Withdraw(withdraw::WithdrawArgs),
@@ -50,6 +53,7 @@ pub fn run() -> ExitCode {
         Command::Config(args) => config::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::RebuildCheck(args) => rebuild_check::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Withdraw(args) => withdraw::run(args),

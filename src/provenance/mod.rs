@@ -13,8 +13,10 @@
 //! - [`origin`]: what the caller knows and the build does not (where the zip came from, how
 //!   it was checked, who asked);
 //! - [`record`]: a build's record, made and written;
-//! - [`read`]: a record read back and checked, and the settings to rebuild it with.
+//! - [`read`]: a record read back and checked, and the settings to rebuild it with;
+//! - [`difference`]: why an image rebuilt from its record is not the published one.
 
+pub mod difference;
 pub mod origin;
 pub mod predicate;
 pub mod read;

@@ -155,17 +155,7 @@ impl Statement {
     pub fn build_request(&self, zip: PathBuf) -> Result<BuildRequest, RecordError> {
         let parameters = &self.predicate.build_definition.external_parameters;
         let image = &parameters.image;
-        let compression = Compression::new(&image.compression, Some(image.compression_level))
-            .map_err(|e| RecordError::BadSettings(e.to_string()))?;
-        let squashfs = SquashfsOptions {
-            compression,
-            block_size: image.block_size,
-            mtime: image.source_date_epoch,
-            threads: 0,
-        };
-        squashfs
-            .validate()
-            .map_err(|e| RecordError::BadSettings(e.to_string()))?;
+        let squashfs = self.squashfs_options()?;
         let asset = self
             .upstream_asset()
             .ok_or_else(|| RecordError::MissingDependency(parameters.upstream.asset.clone()))?;
@@ -187,6 +177,24 @@ impl Statement {
             started_by: super::StartedBy::command_line(),
         };
         Ok(request)
+    }
+
+    /// The recorded squashfs settings, as this tool builds with them (on every core: the
+    /// bytes do not depend on it); an error names a setting it cannot build with.
+    pub fn squashfs_options(&self) -> Result<SquashfsOptions, RecordError> {
+        let image = &self.predicate.build_definition.external_parameters.image;
+        let compression = Compression::new(&image.compression, Some(image.compression_level))
+            .map_err(|e| RecordError::BadSettings(e.to_string()))?;
+        let squashfs = SquashfsOptions {
+            compression,
+            block_size: image.block_size,
+            mtime: image.source_date_epoch,
+            threads: 0,
+        };
+        squashfs
+            .validate()
+            .map_err(|e| RecordError::BadSettings(e.to_string()))?;
+        Ok(squashfs)
     }
 
     /// Checks what [`read_record`] promises beyond the fields' types.

@@ -2,6 +2,7 @@
 
 mod block_compressor;
 pub mod compression;
+pub mod contents;
 pub mod inspect;
 pub mod layout;
 mod prefetch;

@@ -24,6 +24,7 @@ mod plan;
 mod plan_comment;
 mod prune;
 mod public_base_url;
+mod rebuild_check;
 mod retention;
 mod s3_server;
 mod same_bytes;

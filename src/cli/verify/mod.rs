@@ -3,7 +3,7 @@
 //! [`source`]'s, over [`http`] for a URL.
 
 mod http;
-mod source;
+pub(super) mod source;
 
 use std::path::PathBuf;
 
@@ -18,13 +18,14 @@ use alloy_sysext_automation::manifest::verify::{
 use alloy_sysext_automation::manifest::{self, Manifest};
 use alloy_sysext_automation::provenance::read::UpstreamAsset;
 use alloy_sysext_automation::provenance::{record_file_name, record_signature_file_name};
-use alloy_sysext_automation::signing::{Keyring, PublicKey};
+use alloy_sysext_automation::signing::Keyring;
 use alloy_sysext_automation::version::Version;
 use anyhow::Context;
 use clap::{ArgGroup, Args};
 use serde::Serialize;
 
 use self::source::{ReadError, Source};
+use super::public_keys::PublicKeyArgs;
 
 /// Check published files the way systemd-sysupdate does on a host.
 ///
@@ -45,10 +46,7 @@ use self::source::{ReadError, Source};
 /// Prints every check with its result (ok or FAILED), one per line, or one JSON document
 /// with --json. Exits 1 when any check fails, naming the failures.
 #[derive(Debug, Args)]
-#[command(
-    group(ArgGroup::new("source").required(true).args(["url", "dir"])),
-    group(ArgGroup::new("key").required(true).args(["public_key", "keyring"])),
-)]
+#[command(group(ArgGroup::new("source").required(true).args(["url", "dir"])))]
 pub struct VerifyArgs {
     /// The base URL hosts download from (a transfer definition's Path=), such as
     /// https://example.com/images/. http and https only.
@@ -59,14 +57,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 
-    /// The armored OpenPGP public key that signs the manifest (gpg --export --armor KEYID).
-    #[arg(long, value_name = "FILE")]
-    public_key: Option<PathBuf>,
-
-    /// A binary OpenPGP keyring, as hosts keep in /etc/systemd/import-pubring.gpg
-    /// (gpg --export KEYID > keyring.gpg). A GnuPG keybox (pubring.kbx) is not one.
-    #[arg(long, value_name = "FILE")]
-    keyring: Option<PathBuf>,
+    #[command(flatten)]
+    keys: PublicKeyArgs,
 
     /// The file names a host downloads, as its transfer definition's MatchPattern=: @v
     /// stands for the version, read as systemd does (ASCII letters, digits and .,_-+ up to
@@ -123,17 +115,9 @@ struct ImageProvenance {
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let keys = match (&args.public_key, &args.keyring) {
-        (Some(path), _) => Keyring::from(
-            PublicKey::from_file(path)
-                .with_context(|| format!("loading the public key {}", path.display()))?,
-        ),
-        (None, Some(path)) => Keyring::from_file(path)
-            .with_context(|| format!("loading the keyring {}", path.display()))?,
-        (None, None) => unreachable!("clap requires one of the key options"),
-    };
+    let keys = args.keys.load()?;
     let (source, described) = match (&args.url, &args.dir) {
-        (Some(url), _) => (Source::Url(Box::new(http::BaseUrl::new(url)?)), url.clone()),
+        (Some(url), _) => (Source::url(url)?, url.clone()),
         (None, Some(dir)) => (Source::Dir(dir.clone()), dir.display().to_string()),
         (None, None) => unreachable!("clap requires one of the source options"),
     };

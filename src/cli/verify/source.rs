@@ -23,6 +23,11 @@ pub enum ReadError {
 }
 
 impl Source {
+    /// The base URL `base` (http or https, with a host).
+    pub fn url(base: &str) -> anyhow::Result<Source> {
+        Ok(Source::Url(Box::new(BaseUrl::new(base)?)))
+    }
+
     /// How the source is named in the output.
     pub fn describe(&self, file: &str) -> String {
         match self {
