@@ -364,6 +364,22 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// The failed check of a manifest that could not be had or trusted: its format's when the
+/// manifest is the file at fault, its signature's otherwise.
+pub fn manifest_failure(error: &VerifyError) -> Check {
+    let file = match error {
+        VerifyError::Missing { file, .. } | VerifyError::Unreadable { file, .. } => file.as_str(),
+        VerifyError::BadManifest(_) => MANIFEST_FILE,
+        _ => MANIFEST_SIGNATURE_FILE,
+    };
+    let kind = if file == MANIFEST_FILE {
+        CheckKind::ManifestFormat
+    } else {
+        CheckKind::ManifestSignature
+    };
+    Check::failed(file, kind, error.to_string())
+}
+
 /// The checks of the provenance record of the listed image `entry`, whose bytes have the
 /// sha256 `image_sha256`: the record's `.asc` over it with `keys`, and the record itself (a
 /// record of this tool whose subject is the image by name and digest). An image without a

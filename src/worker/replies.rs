@@ -605,21 +605,7 @@ fn withdrawal_failed(job: &Job, error: &str, askers: &[String], audience: Audien
             "{version} is out of `SHA256SUMS`: no host installs it from now on. What failed came after that; fix the cause and comment `/withdraw {version}` again to finish the rest."
         ),
     };
-    let asked = asked_by(askers)
-        .map(|a| format!(", asked by {a}"))
-        .unwrap_or_default();
-    let why = match audience {
-        Audience::BuildRepository => code_block(error),
-        Audience::Elsewhere(_) => {
-            "The error is on the build repository's status page.\n".to_owned()
-        }
-    };
-    format!(
-        "❌ Withdrawing Alloy {version} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{state}",
-        job.id,
-        code_span(job.step.map_or("start", Step::as_str)),
-        job.attempts,
-    )
+    failure_report("Withdrawing", job, error, askers, audience, &state)
 }
 
 /// The report of a promote job that ended well.
@@ -648,6 +634,35 @@ fn promotion_done(job: &Job, askers: &[String], audience: Audience<'_>) -> Strin
     text
 }
 
+/// The report of a withdraw or promote job that failed (`doing`: "Withdrawing"), with
+/// `state`, what hosts see now and what to do; the error itself only in the build
+/// repository.
+fn failure_report(
+    doing: &str,
+    job: &Job,
+    error: &str,
+    askers: &[String],
+    audience: Audience<'_>,
+    state: &str,
+) -> String {
+    let asked = asked_by(askers)
+        .map(|a| format!(", asked by {a}"))
+        .unwrap_or_default();
+    let why = match audience {
+        Audience::BuildRepository => code_block(error),
+        Audience::Elsewhere(_) => {
+            "The error is on the build repository's status page.\n".to_owned()
+        }
+    };
+    format!(
+        "❌ {doing} Alloy {} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{state}",
+        job.version,
+        job.id,
+        code_span(job.step.map_or("start", Step::as_str)),
+        job.attempts,
+    )
+}
+
 /// The report of a promote job that failed.
 fn promotion_failed(job: &Job, error: &str, askers: &[String], audience: Audience<'_>) -> String {
     let version = &job.version;
@@ -659,21 +674,7 @@ fn promotion_failed(job: &Job, error: &str, askers: &[String], audience: Audienc
             "{version} is listed in the next channel: its hosts install it. What failed came after that (the consumers' pull requests or pruning); it is done again with the next promotion or build."
         ),
     };
-    let asked = asked_by(askers)
-        .map(|a| format!(", asked by {a}"))
-        .unwrap_or_default();
-    let why = match audience {
-        Audience::BuildRepository => code_block(error),
-        Audience::Elsewhere(_) => {
-            "The error is on the build repository's status page.\n".to_owned()
-        }
-    };
-    format!(
-        "❌ Promoting Alloy {version} failed (job #{}{asked}, step {}, attempt {}):\n\n{why}\n{state}",
-        job.id,
-        code_span(job.step.map_or("start", Step::as_str)),
-        job.attempts,
-    )
+    failure_report("Promoting", job, error, askers, audience, &state)
 }
 
 /// The consumers' outcomes, one line each; elsewhere, only that repository's own.

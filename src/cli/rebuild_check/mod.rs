@@ -18,7 +18,7 @@ use alloy_sysext_automation::build_info::VERSION_LINE;
 use alloy_sysext_automation::github::api::{DEFAULT_API_URL, GitHubApi};
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
 use alloy_sysext_automation::manifest::image_name::ImageFileName;
-use alloy_sysext_automation::manifest::verify::{Check, CheckKind, VerifyError};
+use alloy_sysext_automation::manifest::verify::{Check, CheckKind, manifest_failure};
 use alloy_sysext_automation::manifest::{Manifest, ManifestEntry};
 use alloy_sysext_automation::provenance::difference::{
     Rebuilt, first_difference, unreproducible_setting,
@@ -212,21 +212,7 @@ impl RebuildCheck<'_> {
         let verified = match self.runtime.block_on(self.published.manifest()) {
             Ok(verified) => verified,
             Err(error) => {
-                let file = match &error {
-                    VerifyError::Missing { file, .. } | VerifyError::Unreadable { file, .. } => {
-                        file.as_str()
-                    }
-                    VerifyError::BadManifest(_) => MANIFEST_FILE,
-                    _ => MANIFEST_SIGNATURE_FILE,
-                };
-                let kind = if file == MANIFEST_FILE {
-                    CheckKind::ManifestFormat
-                } else {
-                    CheckKind::ManifestSignature
-                };
-                report
-                    .checks
-                    .push(Check::failed(file, kind, error.to_string()).into());
+                report.checks.push(manifest_failure(&error).into());
                 report.error = Some(error.to_string());
                 return;
             }

@@ -13,7 +13,7 @@ use alloy_sysext_automation::manifest::match_pattern::MatchPattern;
 use alloy_sysext_automation::manifest::verify::{
     Candidate, Check, CheckKind, Companion, DEFAULT_MATCH_PATTERN, ImageDigest, Selection,
     VerifyError, check_host_would_install, check_image, check_manifest, check_provenance,
-    host_would_install, select,
+    host_would_install, manifest_failure, select,
 };
 use alloy_sysext_automation::manifest::{self, Manifest};
 use alloy_sysext_automation::provenance::read::UpstreamAsset;
@@ -193,21 +193,7 @@ impl Checks<'_> {
         let manifest = match self.manifest(report).await {
             Ok(manifest) => manifest,
             Err(error) => {
-                let file = match &error {
-                    VerifyError::Missing { file, .. } | VerifyError::Unreadable { file, .. } => {
-                        file.as_str()
-                    }
-                    VerifyError::BadManifest(_) => MANIFEST_FILE,
-                    _ => MANIFEST_SIGNATURE_FILE,
-                };
-                let kind = if file == MANIFEST_FILE {
-                    CheckKind::ManifestFormat
-                } else {
-                    CheckKind::ManifestSignature
-                };
-                report
-                    .checks
-                    .push(Check::failed(file, kind, error.to_string()));
+                report.checks.push(manifest_failure(&error));
                 report.error = Some(error.to_string());
                 return;
             }
