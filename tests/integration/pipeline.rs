@@ -525,6 +525,22 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
     );
     assert_eq!(kept, first);
 
+    // A record storage lost is put again by a build of the same image, which publishes
+    // nothing else: this job's record, naming its comment.
+    world
+        .s3
+        .put_raw(&format!("{image}.intoto.json"), b"lost", &[]);
+    server.deliver("rebuild-2a", "issue_comment", &rebuild_comment(781));
+    let jobs = wait_for_jobs(&server, 4);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    assert_eq!(jobs[0]["result"]["published"], "unchanged", "{}", jobs[0]);
+    let (repaired, _, _) = published_record(&world, "", image);
+    assert_eq!(
+        repaired.predicate.run_details.metadata.started_by.comment,
+        Some(781)
+    );
+    assert_eq!(world.s3.object(image).unwrap().0, image_bytes);
+
     // A record beside a signature that is not the server's over it (another key's, or a
     // file whoever else can write to the bucket put there) is replaced, though it names the
     // image: here the image's own signature stands in for the record's.
@@ -536,7 +552,7 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
         .github
         .set_file(BUILD_REPO, "main", "SHA256SUMS", original);
     server.deliver("rebuild-2b", "issue_comment", &rebuild_comment(780));
-    let jobs = wait_for_jobs(&server, 4);
+    let jobs = wait_for_jobs(&server, 5);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
     let (resigned, _, resigned_signature) = published_record(&world, "", image);
     assert_ne!(resigned_signature, image_signature);
@@ -549,7 +565,7 @@ fn a_release_is_published_once_however_often_it_is_asked_for() {
     // and with it the record, which now names the comment and the new image.
     add_upstream_alloy_from_seed(&world.github, VERSION, 8);
     server.deliver("rebuild-3", "issue_comment", &rebuild_comment(779));
-    let jobs = wait_for_jobs(&server, 5);
+    let jobs = wait_for_jobs(&server, 6);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
     assert_eq!(jobs[0]["result"]["published"], "replaced", "{}", jobs[0]);
     let (replaced, _, replaced_signature) = published_record(&world, "", image);

@@ -155,6 +155,36 @@ pub async fn kept_records(
     Ok(kept)
 }
 
+/// For a build published already with the same hashes: puts this build's record (and its
+/// signature) of each image whose record storage lost, or holds one this server's key does
+/// not verify — when the published `SHA256SUMS.gpg` is this server's (or one it may
+/// replace), so that hosts trust the key the record is signed with. The images stay.
+async fn repair_records(
+    context: &StepContext<'_>,
+    channel: &Channel,
+    local: &Manifest,
+) -> Result<(), StepError> {
+    let repo = &context.settings.build_repo.repo;
+    let auth = context.auth_for(repo).await?;
+    if let Some(signature) = published_signature(context, auth, channel).await?
+        && check_published_signer(context, repo, &signature.content).is_err()
+    {
+        return Ok(());
+    }
+    let key = context.signing_key.public_key();
+    let kept = kept_records(context.storage, channel, local, Some(&key)).await?;
+    let signature_suffix = format!("{RECORD_SUFFIX}.asc");
+    for file in publishable_files(&context.out_dir(), local)? {
+        let is_record = file.key.ends_with(RECORD_SUFFIX) || file.key.ends_with(&signature_suffix);
+        if is_record && !kept.contains(&file.key) {
+            let key = channel.key(&file.key);
+            put_file(context, &key, &file.path, &file.sha256).await?;
+            tracing::warn!(job = context.job.id, %key, "the record of a published image was missing or not this server's; put again");
+        }
+    }
+    Ok(())
+}
+
 /// Why a build that compares as `publication` (with the `differing` files) is not
 /// published: a replacement asked for by no `/rebuild`.
 pub fn refusal(
@@ -196,6 +226,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
             job = context.job.id,
             "this build is published already with the same hashes; nothing to upload"
         );
+        repair_records(context, &channel, &local).await?;
         // An earlier attempt of this job that published these hashes, then stopped, keeps
         // its word: the job published them, and its report says so.
         context
