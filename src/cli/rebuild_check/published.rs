@@ -35,24 +35,9 @@ pub struct CheckedRecord {
 impl Published<'_> {
     /// `SHA256SUMS`, its signature checked with the keys.
     pub async fn manifest(&self) -> Result<VerifiedManifest, VerifyError> {
-        let manifest = self.required(MANIFEST_FILE).await?;
-        let signature = self.required(MANIFEST_SIGNATURE_FILE).await?;
+        let manifest = self.source.required(MANIFEST_FILE).await?;
+        let signature = self.source.required(MANIFEST_SIGNATURE_FILE).await?;
         check_manifest(&manifest, &signature, self.keys)
-    }
-
-    async fn required(&self, file: &str) -> Result<Vec<u8>, VerifyError> {
-        self.source.small(file).await.map_err(|error| match error {
-            ReadError::Missing(reason) => VerifyError::Missing {
-                file: file.to_owned(),
-                path: self.source.describe(file),
-                reason,
-            },
-            ReadError::Failed(reason) => VerifyError::Unreadable {
-                file: file.to_owned(),
-                path: self.source.describe(file),
-                reason,
-            },
-        })
     }
 
     /// Reads the listed image `entry` into `dest`; the check of its sha256 against the

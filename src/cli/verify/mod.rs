@@ -230,8 +230,8 @@ impl Checks<'_> {
 
     /// Reads and checks the manifest and its signature; records the passed checks.
     async fn manifest(&self, report: &mut Report) -> Result<Manifest, VerifyError> {
-        let manifest = self.required(MANIFEST_FILE).await?;
-        let signature = self.required(MANIFEST_SIGNATURE_FILE).await?;
+        let manifest = self.source.required(MANIFEST_FILE).await?;
+        let signature = self.source.required(MANIFEST_SIGNATURE_FILE).await?;
         let verified = check_manifest(&manifest, &signature, self.keys)?;
         report.signed_by = Some(verified.signed_by.clone());
         report.versions = listed_versions(&verified.manifest);
@@ -253,21 +253,6 @@ impl Checks<'_> {
             ),
         ));
         Ok(verified.manifest)
-    }
-
-    async fn required(&self, file: &str) -> Result<Vec<u8>, VerifyError> {
-        self.source.small(file).await.map_err(|error| match error {
-            ReadError::Missing(reason) => VerifyError::Missing {
-                file: file.to_owned(),
-                path: self.source.describe(file),
-                reason,
-            },
-            ReadError::Failed(reason) => VerifyError::Unreadable {
-                file: file.to_owned(),
-                path: self.source.describe(file),
-                reason,
-            },
-        })
     }
 
     /// The checks of one listed image (its name checked by the manifest's parser: a bare

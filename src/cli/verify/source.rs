@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use alloy_sysext_automation::manifest::verify::VerifyError;
+
 use super::http::{BaseUrl, SMALL_FILE_LIMIT};
 
 /// A directory or a base URL of published files.
@@ -34,6 +36,22 @@ impl Source {
             Source::Dir(dir) => dir.join(file).display().to_string(),
             Source::Url(base) => base.url_of(file),
         }
+    }
+
+    /// [`Source::small`] for a file that must be there: the manifest or its signature.
+    pub async fn required(&self, file: &str) -> Result<Vec<u8>, VerifyError> {
+        self.small(file).await.map_err(|error| match error {
+            ReadError::Missing(reason) => VerifyError::Missing {
+                file: file.to_owned(),
+                path: self.describe(file),
+                reason,
+            },
+            ReadError::Failed(reason) => VerifyError::Unreadable {
+                file: file.to_owned(),
+                path: self.describe(file),
+                reason,
+            },
+        })
     }
 
     /// Reads a small file (a manifest, a signature, a `.sha256`) whole.
