@@ -70,6 +70,13 @@ fn comment(id: u64, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Posts `body` as comment `id` of a writer in the build repository (delivery `delivery`)
+/// and gives the newest job once `jobs` have finished.
+fn ask(server: &Server, delivery: &str, id: u64, body: &str, jobs: usize) -> Value {
+    server.deliver(delivery, "issue_comment", &comment(id, body));
+    wait_for_jobs(server, jobs)[0].clone()
+}
+
 fn outcome(job: &Value, repo: &str) -> Value {
     job["result"]["consumers"]
         .as_array()
@@ -145,12 +152,7 @@ fn a_release_reaches_the_first_channel_and_promote_moves_it_to_the_next() {
     let root_before = String::from_utf8(fixture_manifest(&world)).unwrap();
     let (server, _) = released_to_canary(&world);
 
-    server.deliver(
-        "promote-1",
-        "issue_comment",
-        &comment(501, "/promote 1.18.0"),
-    );
-    let job = wait_for_jobs(&server, 2)[0].clone();
+    let job = ask(&server, "promote-1", 501, "/promote 1.18.0", 2);
     assert_eq!(job["kind"], "promote", "{job}");
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["result"]["promotion"]["from"], "canary");
@@ -202,12 +204,7 @@ fn a_release_reaches_the_first_channel_and_promote_moves_it_to_the_next() {
     });
 
     // Promoting it again: it is in the last channel.
-    server.deliver(
-        "promote-2",
-        "issue_comment",
-        &comment(502, "/promote 1.18.0"),
-    );
-    let again = wait_for_jobs(&server, 3)[0].clone();
+    let again = ask(&server, "promote-2", 502, "/promote 1.18.0", 3);
     assert_eq!(again["state"], "failed", "{again}");
     assert_eq!(
         again["error"],
@@ -254,12 +251,7 @@ fn a_version_published_before_records_existed_is_promoted_without_one() {
             storage.delete(key).await.unwrap();
         }
     });
-    server.deliver(
-        "promote-1",
-        "issue_comment",
-        &comment(531, "/promote 1.18.0"),
-    );
-    let job = wait_for_jobs(&server, 2)[0].clone();
+    let job = ask(&server, "promote-1", 531, "/promote 1.18.0", 2);
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(
         job["result"]["promotion"]["copied"],
@@ -284,12 +276,7 @@ fn a_version_published_before_records_existed_is_promoted_without_one() {
 fn a_version_not_in_any_channel_and_a_single_channel_are_refused_with_why() {
     let world = staged_world("");
     let server = world.start_server();
-    server.deliver(
-        "promote-1",
-        "issue_comment",
-        &comment(601, "/promote 1.18.0"),
-    );
-    let job = wait_for_jobs(&server, 1)[0].clone();
+    let job = ask(&server, "promote-1", 601, "/promote 1.18.0", 1);
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(
         job["error"],
@@ -304,12 +291,7 @@ fn a_version_not_in_any_channel_and_a_single_channel_are_refused_with_why() {
         .github
         .set_permission(BUILD_REPO, "noahwhite", "admin");
     let server = world.start_server();
-    server.deliver(
-        "promote-2",
-        "issue_comment",
-        &comment(602, "/promote 1.17.1"),
-    );
-    let job = wait_for_jobs(&server, 1)[0].clone();
+    let job = ask(&server, "promote-2", 602, "/promote 1.17.1", 1);
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(
         job["error"],
@@ -458,12 +440,13 @@ fn a_withdrawal_leaves_every_channel_and_moves_each_consumer_within_its_own() {
     );
     assert_eq!(wait_for_jobs(&server, 2)[0]["state"], "succeeded");
 
-    server.deliver(
+    let job = ask(
+        &server,
         "withdraw-1",
-        "issue_comment",
-        &comment(512, "/withdraw 1.18.0 crashes on start"),
+        512,
+        "/withdraw 1.18.0 crashes on start",
+        3,
     );
-    let job = wait_for_jobs(&server, 3)[0].clone();
     assert_eq!(job["kind"], "withdraw", "{job}");
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(
@@ -519,12 +502,7 @@ fn a_prune_takes_a_version_out_of_its_own_channel_only_and_keeps_each_channels_n
     let world = staged_world("keep_versions = 1");
     let (server, _) = released_to_canary(&world);
     // Promoted: stable keeps its newest (1.18.0) and what a consumer pins (1.14.2).
-    server.deliver(
-        "promote-1",
-        "issue_comment",
-        &comment(521, "/promote 1.18.0"),
-    );
-    let job = wait_for_jobs(&server, 2)[0].clone();
+    let job = ask(&server, "promote-1", 521, "/promote 1.18.0", 2);
     assert_eq!(job["state"], "succeeded", "{job}");
     let stable = signed_manifest_in(&world, "");
     let listed: Vec<&str> = stable
@@ -535,8 +513,7 @@ fn a_prune_takes_a_version_out_of_its_own_channel_only_and_keeps_each_channels_n
 
     // 1.19.0 reaches canary, whose own 1.18.0 goes; stable's stays, files and all.
     crate::test_app::add_upstream_alloy_from_seed(&world.github, "1.19.0", 19);
-    server.deliver("build-1", "issue_comment", &comment(522, "/build 1.19.0"));
-    let job = wait_for_jobs(&server, 3)[0].clone();
+    let job = ask(&server, "build-1", 522, "/build 1.19.0", 3);
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(
         job["result"]["pruned"]["removed"],
@@ -640,12 +617,7 @@ fn a_listing_that_reached_storage_but_not_github_is_withdrawn_from_storage_too()
             message: "refused".into(),
         },
     );
-    server.deliver(
-        "promote-1",
-        "issue_comment",
-        &comment(541, "/promote 1.18.0"),
-    );
-    let promote = wait_for_jobs(&server, 2)[0].clone();
+    let promote = ask(&server, "promote-1", 541, "/promote 1.18.0", 2);
     assert_eq!(promote["state"], "failed", "{promote}");
     let (stored, _) = world.s3.object("SHA256SUMS").unwrap();
     assert!(
@@ -654,12 +626,13 @@ fn a_listing_that_reached_storage_but_not_github_is_withdrawn_from_storage_too()
             .contains("alloy-1.18.0-amd64.raw")
     );
 
-    server.deliver(
+    let withdraw = ask(
+        &server,
         "withdraw-1",
-        "issue_comment",
-        &comment(542, "/withdraw 1.18.0 crashes on start"),
+        542,
+        "/withdraw 1.18.0 crashes on start",
+        3,
     );
-    let withdraw = wait_for_jobs(&server, 3)[0].clone();
     assert_eq!(withdraw["state"], "succeeded", "{withdraw}");
     assert_eq!(
         withdraw["result"]["withdrawal"]["channels"],
