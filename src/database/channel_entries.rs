@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::job_result::as_text;
 use super::{Database, DatabaseError, timestamp};
@@ -36,7 +36,7 @@ pub struct ConsumerCiFailure {
     pub failed_at: String,
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<ChannelEntry, DatabaseError> {
+fn entry_from_row(row: &AnyRow) -> Result<ChannelEntry, DatabaseError> {
     let version: String = row.try_get("version")?;
     let channel: String = row.try_get("channel")?;
     Ok(ChannelEntry {
@@ -74,7 +74,7 @@ impl Database {
     ) -> Result<(), DatabaseError> {
         sqlx::query(
             "INSERT INTO channel_entries (version, channel, job_id, entered_at)
-             VALUES (?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (version, channel) DO NOTHING",
         )
         .bind(version.as_str())
@@ -92,7 +92,7 @@ impl Database {
         version: &Version,
         channel: &ChannelName,
     ) -> Result<(), DatabaseError> {
-        sqlx::query("DELETE FROM channel_entries WHERE version = ? AND channel = ?")
+        sqlx::query("DELETE FROM channel_entries WHERE version = $1 AND channel = $2")
             .bind(version.as_str())
             .bind(channel.as_str())
             .execute(self.pool())
@@ -108,7 +108,7 @@ impl Database {
     ) -> Result<Option<ChannelEntry>, DatabaseError> {
         let row = sqlx::query(
             "SELECT version, channel, job_id, entered_at FROM channel_entries
-             WHERE version = ? AND channel = ?",
+             WHERE version = $1 AND channel = $2",
         )
         .bind(version.as_str())
         .bind(channel.as_str())
@@ -127,7 +127,7 @@ impl Database {
     ) -> Result<(), DatabaseError> {
         sqlx::query(
             "INSERT INTO channel_entries (version, channel, job_id, entered_at)
-             VALUES (?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (version, channel) DO UPDATE SET
                  job_id = excluded.job_id, entered_at = excluded.entered_at",
         )
@@ -160,7 +160,7 @@ impl Database {
         sqlx::query(
             "INSERT INTO consumer_ci_failures
                  (run_id, run_attempt, repository, version, conclusion, html_url, failed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (run_id, run_attempt) DO NOTHING",
         )
         .bind(failure.run_id)
@@ -183,7 +183,7 @@ impl Database {
     ) -> Result<Vec<ConsumerCiFailure>, DatabaseError> {
         let rows = sqlx::query(
             "SELECT run_id, run_attempt, repository, version, conclusion, html_url, failed_at
-             FROM consumer_ci_failures WHERE version = ? AND failed_at >= ?
+             FROM consumer_ci_failures WHERE version = $1 AND failed_at >= $2
              ORDER BY failed_at, run_id",
         )
         .bind(version.as_str())
@@ -212,76 +212,75 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::testing::on_each_backend;
 
-    #[tokio::test]
-    async fn a_version_keeps_its_first_entry_until_it_leaves() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let version: Version = "1.2.3".parse().unwrap();
-        let canary: ChannelName = "canary".parse().unwrap();
-        database
-            .enter_channel_at(&version, &canary, 1, "2026-01-01T00:00:00Z")
-            .await
-            .unwrap();
-        database
-            .enter_channel_at(&version, &canary, 2, "2026-01-02T00:00:00Z")
-            .await
-            .unwrap();
-        let entries = database.channel_entries().await.unwrap();
-        assert_eq!(
-            entries,
-            [ChannelEntry {
-                version: version.clone(),
-                channel: canary.clone(),
-                job_id: 1,
-                entered_at: "2026-01-01T00:00:00Z".into(),
-            }]
-        );
-        database
-            .forget_channel_entry(&version, &canary)
-            .await
-            .unwrap();
-        assert!(database.channel_entries().await.unwrap().is_empty());
+    on_each_backend! {
+        async fn a_version_keeps_its_first_entry_until_it_leaves(database) {
+            let version: Version = "1.2.3".parse().unwrap();
+            let canary: ChannelName = "canary".parse().unwrap();
+            database
+                .enter_channel_at(&version, &canary, 1, "2026-01-01T00:00:00Z")
+                .await
+                .unwrap();
+            database
+                .enter_channel_at(&version, &canary, 2, "2026-01-02T00:00:00Z")
+                .await
+                .unwrap();
+            let entries = database.channel_entries().await.unwrap();
+            assert_eq!(
+                entries,
+                [ChannelEntry {
+                    version: version.clone(),
+                    channel: canary.clone(),
+                    job_id: 1,
+                    entered_at: "2026-01-01T00:00:00Z".into(),
+                }]
+            );
+            database
+                .forget_channel_entry(&version, &canary)
+                .await
+                .unwrap();
+            assert!(database.channel_entries().await.unwrap().is_empty());
+        }
     }
 
-    #[tokio::test]
-    async fn failures_count_from_a_time_and_each_run_attempt_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let version: Version = "1.2.3".parse().unwrap();
-        let failure = |attempt: i64, at: &str| ConsumerCiFailure {
-            run_id: 7,
-            run_attempt: attempt,
-            repository: "acme/fleet".into(),
-            version: version.clone(),
-            conclusion: "failure".into(),
-            html_url: None,
-            failed_at: at.into(),
-        };
-        database
-            .record_ci_failure(&failure(1, "2026-01-01T00:00:00Z"))
-            .await
-            .unwrap();
-        database
-            .record_ci_failure(&failure(1, "2026-01-03T00:00:00Z"))
-            .await
-            .unwrap();
-        database
-            .record_ci_failure(&failure(2, "2026-01-02T00:00:00Z"))
-            .await
-            .unwrap();
-        let since = database
-            .ci_failures_since(&version, "2026-01-01T12:00:00Z")
-            .await
-            .unwrap();
-        assert_eq!(since, [failure(2, "2026-01-02T00:00:00Z")]);
-        let other: Version = "1.2.4".parse().unwrap();
-        assert!(
+    on_each_backend! {
+        async fn failures_count_from_a_time_and_each_run_attempt_once(database) {
+            let version: Version = "1.2.3".parse().unwrap();
+            let failure = |attempt: i64, at: &str| ConsumerCiFailure {
+                run_id: 7,
+                run_attempt: attempt,
+                repository: "acme/fleet".into(),
+                version: version.clone(),
+                conclusion: "failure".into(),
+                html_url: None,
+                failed_at: at.into(),
+            };
             database
-                .ci_failures_since(&other, "2020-01-01T00:00:00Z")
+                .record_ci_failure(&failure(1, "2026-01-01T00:00:00Z"))
                 .await
-                .unwrap()
-                .is_empty()
-        );
+                .unwrap();
+            database
+                .record_ci_failure(&failure(1, "2026-01-03T00:00:00Z"))
+                .await
+                .unwrap();
+            database
+                .record_ci_failure(&failure(2, "2026-01-02T00:00:00Z"))
+                .await
+                .unwrap();
+            let since = database
+                .ci_failures_since(&version, "2026-01-01T12:00:00Z")
+                .await
+                .unwrap();
+            assert_eq!(since, [failure(2, "2026-01-02T00:00:00Z")]);
+            let other: Version = "1.2.4".parse().unwrap();
+            assert!(
+                database
+                    .ci_failures_since(&other, "2020-01-01T00:00:00Z")
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
     }
 }

@@ -68,7 +68,7 @@ impl Database {
     ) -> Result<Refusal, DatabaseError> {
         let mut tx = self.begin_immediate().await?;
         let decided: Option<i64> =
-            sqlx::query_scalar("SELECT answered FROM command_refusals WHERE comment_id = ?")
+            sqlx::query_scalar("SELECT answered FROM command_refusals WHERE comment_id = $1")
                 .bind(comment_id as i64)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -81,7 +81,8 @@ impl Database {
         let since = timestamp::format(time::OffsetDateTime::now_utc() - REFUSAL_ANSWER_INTERVAL);
         let answered_lately: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM command_refusals
-             WHERE user = ? AND repository = ? AND answered = 1 AND refused_at >= ?
+             WHERE lower(\"user\") = lower($1) AND lower(repository) = lower($2)
+               AND answered = 1 AND refused_at >= $3
              LIMIT 1",
         )
         .bind(user)
@@ -92,8 +93,8 @@ impl Database {
         let answered = answered_lately.is_none();
         sqlx::query(
             "INSERT INTO command_refusals
-                 (comment_id, user, repository, reason, answered, refused_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+                 (comment_id, \"user\", repository, reason, answered, refused_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(comment_id as i64)
         .bind(user)
@@ -104,7 +105,7 @@ impl Database {
         .execute(&mut *tx)
         .await?;
         // Older refusals decide nothing any more.
-        sqlx::query("DELETE FROM command_refusals WHERE refused_at < ?")
+        sqlx::query("DELETE FROM command_refusals WHERE refused_at < $1")
             .bind(timestamp::format(
                 time::OffsetDateTime::now_utc() - REFUSAL_KEPT,
             ))
@@ -121,77 +122,77 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::testing::on_each_backend;
 
-    #[tokio::test]
-    async fn refusals_are_answered_once_an_hour_per_user_and_repository() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let refuse = |comment: u64, user: &'static str, repo: &'static str| {
-            let database = database.clone();
-            async move {
-                database
-                    .record_refusal(comment, user, repo, RefusalReason::Permission)
-                    .await
-                    .unwrap()
-            }
-        };
-        let first = refuse(1, "mallory", "o/r").await;
-        assert_eq!(
-            first,
-            Refusal {
-                answered: true,
-                new: true
-            }
-        );
-        // Until its reply is posted, the answer does not count.
-        assert!(refuse(7, "mallory", "o/r").await.answered);
-        database.record_comment_reply(1).await.unwrap();
-        // The same user again, any case, in the same repository: recorded, not answered.
-        assert!(!refuse(2, "Mallory", "O/R").await.answered);
-        // Another user, or another repository, is answered.
-        assert!(refuse(3, "eve", "o/r").await.answered);
-        assert!(refuse(4, "mallory", "o/other").await.answered);
-        // A comment handled again keeps its first decision.
-        assert_eq!(
-            refuse(1, "mallory", "o/r").await,
-            Refusal {
-                answered: true,
-                new: false
-            }
-        );
-        assert_eq!(
-            refuse(2, "mallory", "o/r").await,
-            Refusal {
-                answered: false,
-                new: false
-            }
-        );
+    on_each_backend! {
+        async fn refusals_are_answered_once_an_hour_per_user_and_repository(database) {
+            let refuse = |comment: u64, user: &'static str, repo: &'static str| {
+                let database = database.clone();
+                async move {
+                    database
+                        .record_refusal(comment, user, repo, RefusalReason::Permission)
+                        .await
+                        .unwrap()
+                }
+            };
+            let first = refuse(1, "mallory", "o/r").await;
+            assert_eq!(
+                first,
+                Refusal {
+                    answered: true,
+                    new: true
+                }
+            );
+            // Until its reply is posted, the answer does not count.
+            assert!(refuse(7, "mallory", "o/r").await.answered);
+            database.record_comment_reply(1).await.unwrap();
+            // The same user again, any case, in the same repository: recorded, not answered.
+            assert!(!refuse(2, "Mallory", "O/R").await.answered);
+            // Another user, or another repository, is answered.
+            assert!(refuse(3, "eve", "o/r").await.answered);
+            assert!(refuse(4, "mallory", "o/other").await.answered);
+            // A comment handled again keeps its first decision.
+            assert_eq!(
+                refuse(1, "mallory", "o/r").await,
+                Refusal {
+                    answered: true,
+                    new: false
+                }
+            );
+            assert_eq!(
+                refuse(2, "mallory", "o/r").await,
+                Refusal {
+                    answered: false,
+                    new: false
+                }
+            );
 
-        // An answer older than the interval no longer counts.
-        let long_ago = timestamp::format(
-            time::OffsetDateTime::now_utc() - REFUSAL_ANSWER_INTERVAL - time::Duration::minutes(1),
-        );
-        sqlx::query("UPDATE command_refusals SET refused_at = ?")
-            .bind(long_ago)
-            .execute(database.pool())
-            .await
-            .unwrap();
-        assert!(refuse(5, "mallory", "o/r").await.answered);
-
-        // Refusals older than a day are dropped as new ones come.
-        let last_week =
-            timestamp::format(time::OffsetDateTime::now_utc() - time::Duration::days(7));
-        sqlx::query("UPDATE command_refusals SET refused_at = ? WHERE comment_id = 1")
-            .bind(last_week)
-            .execute(database.pool())
-            .await
-            .unwrap();
-        refuse(6, "eve", "o/other").await;
-        let kept: Vec<i64> =
-            sqlx::query_scalar("SELECT comment_id FROM command_refusals ORDER BY comment_id")
-                .fetch_all(database.pool())
+            // An answer older than the interval no longer counts.
+            let long_ago = timestamp::format(
+                time::OffsetDateTime::now_utc() - REFUSAL_ANSWER_INTERVAL - time::Duration::minutes(1),
+            );
+            sqlx::query("UPDATE command_refusals SET refused_at = $1")
+                .bind(long_ago)
+                .execute(database.pool())
                 .await
                 .unwrap();
-        assert_eq!(kept, [2, 3, 4, 5, 6, 7]);
+            assert!(refuse(5, "mallory", "o/r").await.answered);
+
+            // Refusals older than a day are dropped as new ones come.
+            let last_week =
+                timestamp::format(time::OffsetDateTime::now_utc() - time::Duration::days(7));
+            sqlx::query("UPDATE command_refusals SET refused_at = $1 WHERE comment_id = 1")
+                .bind(last_week)
+                .execute(database.pool())
+                .await
+                .unwrap();
+            refuse(6, "eve", "o/other").await;
+            let kept: Vec<i64> =
+                sqlx::query_scalar("SELECT comment_id FROM command_refusals ORDER BY comment_id")
+                    .fetch_all(database.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(kept, [2, 3, 4, 5, 6, 7]);
+        }
     }
 }

@@ -12,7 +12,7 @@ impl Database {
     /// Whether the reply to comment `comment_id` was posted.
     pub async fn comment_replied(&self, comment_id: u64) -> Result<bool, DatabaseError> {
         let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM comment_replies WHERE comment_id = ? LIMIT 1")
+            sqlx::query_scalar("SELECT 1 FROM comment_replies WHERE comment_id = $1 LIMIT 1")
                 .bind(comment_id as i64)
                 .fetch_optional(self.pool())
                 .await?;
@@ -28,16 +28,17 @@ impl Database {
         // One row per comment now; `command_index` is kept at 0 (the table once held one row
         // per command).
         sqlx::query(
-            "INSERT OR IGNORE INTO comment_replies (comment_id, command_index, posted_at)
-             VALUES (?, 0, ?)",
+            "INSERT INTO comment_replies (comment_id, command_index, posted_at)
+             VALUES ($1, 0, $2)
+             ON CONFLICT DO NOTHING",
         )
         .bind(comment_id as i64)
         .bind(&now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE command_refusals SET answered = 1, refused_at = ?
-             WHERE comment_id = ? AND answered = 2",
+            "UPDATE command_refusals SET answered = 1, refused_at = $1
+             WHERE comment_id = $2 AND answered = 2",
         )
         .bind(&now)
         .bind(comment_id as i64)
@@ -50,22 +51,21 @@ impl Database {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::database::testing::on_each_backend;
 
-    #[tokio::test]
-    async fn replies_are_remembered_per_comment() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        assert!(!database.comment_replied(4_000_000_001).await.unwrap());
-        database.record_comment_reply(4_000_000_001).await.unwrap();
-        // Recording it again (a reply posted, then the recording retried) is no error.
-        database.record_comment_reply(4_000_000_001).await.unwrap();
-        assert!(database.comment_replied(4_000_000_001).await.unwrap());
-        assert!(!database.comment_replied(4_000_000_002).await.unwrap());
+    on_each_backend! {
+        async fn replies_are_remembered_per_comment(database, test) {
+            assert!(!database.comment_replied(4_000_000_001).await.unwrap());
+            database.record_comment_reply(4_000_000_001).await.unwrap();
+            // Recording it again (a reply posted, then the recording retried) is no error.
+            database.record_comment_reply(4_000_000_001).await.unwrap();
+            assert!(database.comment_replied(4_000_000_001).await.unwrap());
+            assert!(!database.comment_replied(4_000_000_002).await.unwrap());
 
-        // It survives a restart.
-        drop(database);
-        let database = Database::open(None, dir.path()).await.unwrap();
-        assert!(database.comment_replied(4_000_000_001).await.unwrap());
+            // It survives a restart.
+            drop(database);
+            let database = test.reopen().await;
+            assert!(database.comment_replied(4_000_000_001).await.unwrap());
+        }
     }
 }

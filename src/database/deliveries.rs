@@ -94,7 +94,7 @@ pub enum Stored {
 const COLUMNS: &str = "id, event, action, installation_id, repository, received_at, state,
     processed_at, error, job_id";
 
-fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredDelivery, DatabaseError> {
+fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<StoredDelivery, DatabaseError> {
     let state: String = row.try_get("state")?;
     Ok(StoredDelivery {
         id: row.try_get("id")?,
@@ -119,7 +119,7 @@ impl Database {
     ) -> Result<Stored, DatabaseError> {
         let result = sqlx::query(
             "INSERT INTO deliveries (id, event, action, installation_id, repository, payload, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(delivery.id)
@@ -141,7 +141,7 @@ impl Database {
     /// The delivery with `id`, if stored.
     pub async fn delivery(&self, id: &str) -> Result<Option<StoredDelivery>, DatabaseError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM deliveries WHERE id = ?"
+            "SELECT {COLUMNS} FROM deliveries WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(self.pool())
@@ -163,7 +163,7 @@ impl Database {
     ) -> Result<Vec<PendingDelivery>, DatabaseError> {
         let rows = sqlx::query(
             "SELECT id, event, payload FROM deliveries WHERE state = 'pending'
-             ORDER BY received_at, id LIMIT ?",
+             ORDER BY received_at, id LIMIT $1",
         )
         .bind(limit)
         .fetch_all(self.pool())
@@ -204,7 +204,7 @@ impl Database {
     ) -> Result<std::collections::HashSet<String>, DatabaseError> {
         let mut stored = std::collections::HashSet::new();
         for id in ids {
-            if sqlx::query("SELECT 1 FROM deliveries WHERE id = ?")
+            if sqlx::query("SELECT 1 FROM deliveries WHERE id = $1")
                 .bind(id)
                 .fetch_optional(self.pool())
                 .await?
@@ -226,10 +226,10 @@ impl Database {
         max_attempts: i64,
     ) -> Result<bool, DatabaseError> {
         let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE deliveries SET attempts = attempts + 1, error = ?,
-                    state = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE state END,
-                    processed_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE processed_at END
-             WHERE id = ? AND state = 'pending'
+            "UPDATE deliveries SET attempts = attempts + 1, error = $1,
+                    state = CASE WHEN attempts + 1 >= $2 THEN 'failed' ELSE state END,
+                    processed_at = CASE WHEN attempts + 1 >= $3 THEN $4 ELSE processed_at END
+             WHERE id = $5 AND state = 'pending'
              RETURNING attempts",
         )
         .bind(error)
@@ -248,7 +248,7 @@ impl Database {
         limit: i64,
     ) -> Result<Vec<StoredDelivery>, DatabaseError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM deliveries ORDER BY received_at DESC LIMIT ?"
+            "SELECT {COLUMNS} FROM deliveries ORDER BY received_at DESC LIMIT $1"
         )))
         .bind(limit)
         .fetch_all(self.pool())
@@ -259,15 +259,15 @@ impl Database {
 /// [`Database::finish_delivery`] on `executor`, so that a caller can write it in the same
 /// transaction as what handling the delivery recorded.
 pub(super) async fn finish_pending_delivery<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl sqlx::any::AnyExecutor<'e>,
     id: &str,
     outcome: DeliveryOutcome,
     note: Option<&str>,
     now: &str,
 ) -> Result<(), DatabaseError> {
     sqlx::query(
-        "UPDATE deliveries SET state = ?, error = ?, processed_at = ?
-         WHERE id = ? AND state = 'pending'",
+        "UPDATE deliveries SET state = $1, error = $2, processed_at = $3
+         WHERE id = $4 AND state = 'pending'",
     )
     .bind(outcome.state().as_str())
     .bind(note)

@@ -14,7 +14,7 @@ impl Database {
     /// Whether comment `comment_id` was handled to the end before.
     pub async fn comment_handled(&self, comment_id: u64) -> Result<bool, DatabaseError> {
         let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM handled_comments WHERE comment_id = ?")
+            sqlx::query_scalar("SELECT 1 FROM handled_comments WHERE comment_id = $1")
                 .bind(comment_id as i64)
                 .fetch_optional(self.pool())
                 .await?;
@@ -33,8 +33,9 @@ impl Database {
         let now = timestamp::now();
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO handled_comments (comment_id, delivery_id, handled_at)
-             VALUES (?, ?, ?)",
+            "INSERT INTO handled_comments (comment_id, delivery_id, handled_at)
+             VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
         )
         .bind(comment_id as i64)
         .bind(delivery_id)
@@ -51,24 +52,24 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::testing::on_each_backend;
 
-    #[tokio::test]
-    async fn a_handled_comment_is_remembered_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        assert!(!database.comment_handled(7).await.unwrap());
-        database
-            .finish_comment("d1", 7, DeliveryOutcome::Ignored, Some("note"))
-            .await
-            .unwrap();
-        // Recording it again (a replay handled meanwhile) is no error.
-        database
-            .finish_comment("d2", 7, DeliveryOutcome::Processed, None)
-            .await
-            .unwrap();
-        drop(database);
-        let database = Database::open(None, dir.path()).await.unwrap();
-        assert!(database.comment_handled(7).await.unwrap());
-        assert!(!database.comment_handled(8).await.unwrap());
+    on_each_backend! {
+        async fn a_handled_comment_is_remembered_across_restarts(database, test) {
+            assert!(!database.comment_handled(7).await.unwrap());
+            database
+                .finish_comment("d1", 7, DeliveryOutcome::Ignored, Some("note"))
+                .await
+                .unwrap();
+            // Recording it again (a replay handled meanwhile) is no error.
+            database
+                .finish_comment("d2", 7, DeliveryOutcome::Processed, None)
+                .await
+                .unwrap();
+            drop(database);
+            let database = test.reopen().await;
+            assert!(database.comment_handled(7).await.unwrap());
+            assert!(!database.comment_handled(8).await.unwrap());
+        }
     }
 }

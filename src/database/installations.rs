@@ -69,10 +69,10 @@ impl Database {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO installations (id, account, state, updated_at)
-             VALUES (?, ?, COALESCE(?, 'active'), ?)
+             VALUES ($1, $2, COALESCE($3, 'active'), $4)
              ON CONFLICT (id) DO UPDATE SET
                 account = COALESCE(excluded.account, installations.account),
-                state = COALESCE(?, installations.state),
+                state = COALESCE($5, installations.state),
                 updated_at = excluded.updated_at",
         )
         .bind(change.id)
@@ -83,7 +83,7 @@ impl Database {
         .execute(&mut *tx)
         .await?;
         if let Some(repositories) = &change.repositories {
-            sqlx::query("DELETE FROM installation_repositories WHERE installation_id = ?")
+            sqlx::query("DELETE FROM installation_repositories WHERE installation_id = $1")
                 .bind(change.id)
                 .execute(&mut *tx)
                 .await?;
@@ -96,7 +96,7 @@ impl Database {
         }
         for repository in &change.removed {
             sqlx::query(
-                "DELETE FROM installation_repositories WHERE installation_id = ? AND repository = ?",
+                "DELETE FROM installation_repositories WHERE installation_id = $1 AND repository = $2",
             )
             .bind(change.id)
             .bind(repository)
@@ -119,7 +119,7 @@ impl Database {
             let id: i64 = row.try_get("id")?;
             let state: String = row.try_get("state")?;
             let repositories = sqlx::query_scalar(
-                "SELECT repository FROM installation_repositories WHERE installation_id = ?
+                "SELECT repository FROM installation_repositories WHERE installation_id = $1
                  ORDER BY repository",
             )
             .bind(id)
@@ -144,7 +144,7 @@ impl Database {
         Ok(sqlx::query_scalar(
             "SELECT r.installation_id FROM installation_repositories r
              JOIN installations i ON i.id = r.installation_id
-             WHERE r.repository = ? AND i.state = 'active'
+             WHERE r.repository = $1 AND i.state = 'active'
              ORDER BY r.installation_id LIMIT 1",
         )
         .bind(repository)
@@ -162,7 +162,7 @@ impl Database {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO workflow_runs (id, repository, head_branch, conclusion, html_url, delivery_id, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET conclusion = excluded.conclusion,
                 html_url = excluded.html_url, delivery_id = excluded.delivery_id,
                 received_at = excluded.received_at",
@@ -177,8 +177,9 @@ impl Database {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO reported_workflow_runs (run_id, run_attempt, handled_at)
-             VALUES (?, ?, ?)",
+            "INSERT INTO reported_workflow_runs (run_id, run_attempt, handled_at)
+             VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
         )
         .bind(run.id)
         .bind(run.attempt)
@@ -196,7 +197,7 @@ impl Database {
     /// [`Database::store_workflow_run`] after the report cannot report an attempt twice.
     pub async fn workflow_run_handled(&self, id: i64, attempt: i64) -> Result<bool, DatabaseError> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM reported_workflow_runs WHERE run_id = ? AND run_attempt = ?",
+            "SELECT 1 FROM reported_workflow_runs WHERE run_id = $1 AND run_attempt = $2",
         )
         .bind(id)
         .bind(attempt)
@@ -214,12 +215,12 @@ impl Database {
 }
 
 async fn insert_repository(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     installation_id: i64,
     repository: &str,
 ) -> Result<(), DatabaseError> {
     sqlx::query(
-        "INSERT INTO installation_repositories (installation_id, repository) VALUES (?, ?)
+        "INSERT INTO installation_repositories (installation_id, repository) VALUES ($1, $2)
          ON CONFLICT DO NOTHING",
     )
     .bind(installation_id)
@@ -230,12 +231,12 @@ async fn insert_repository(
 }
 
 async fn mark_processed(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     delivery_id: &str,
     now: &str,
 ) -> Result<(), DatabaseError> {
     sqlx::query(
-        "UPDATE deliveries SET state = 'processed', processed_at = ?, error = NULL WHERE id = ?",
+        "UPDATE deliveries SET state = 'processed', processed_at = $1, error = NULL WHERE id = $2",
     )
     .bind(now)
     .bind(delivery_id)
@@ -247,92 +248,91 @@ async fn mark_processed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::testing::on_each_backend;
 
-    #[tokio::test]
-    async fn installations_follow_their_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        database
-            .apply_installation_change(
-                "d1",
-                &InstallationChange {
-                    id: 5,
-                    account: Some("octo-org"),
-                    state: Some(InstallationState::Active),
-                    repositories: Some(vec!["octo-org/a", "octo-org/b"]),
-                    added: vec![],
-                    removed: vec![],
-                },
-            )
-            .await
-            .unwrap();
-        database
-            .apply_installation_change(
-                "d2",
-                &InstallationChange {
-                    id: 5,
-                    account: None,
-                    state: None,
-                    repositories: None,
-                    added: vec!["octo-org/c"],
-                    removed: vec!["octo-org/a"],
-                },
-            )
-            .await
-            .unwrap();
-        let all = database.installations().await.unwrap();
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].account.as_deref(), Some("octo-org"));
-        assert_eq!(all[0].repositories, ["octo-org/b", "octo-org/c"]);
-        assert_eq!(
+    on_each_backend! {
+        async fn installations_follow_their_events(database) {
             database
-                .installation_for_repository("octo-org/c")
+                .apply_installation_change(
+                    "d1",
+                    &InstallationChange {
+                        id: 5,
+                        account: Some("octo-org"),
+                        state: Some(InstallationState::Active),
+                        repositories: Some(vec!["octo-org/a", "octo-org/b"]),
+                        added: vec![],
+                        removed: vec![],
+                    },
+                )
                 .await
-                .unwrap(),
-            Some(5)
-        );
-        database
-            .apply_installation_change(
-                "d3",
-                &InstallationChange {
-                    id: 5,
-                    account: None,
-                    state: Some(InstallationState::Suspended),
-                    repositories: None,
-                    added: vec![],
-                    removed: vec![],
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
+                .unwrap();
             database
-                .installation_for_repository("octo-org/c")
+                .apply_installation_change(
+                    "d2",
+                    &InstallationChange {
+                        id: 5,
+                        account: None,
+                        state: None,
+                        repositories: None,
+                        added: vec!["octo-org/c"],
+                        removed: vec!["octo-org/a"],
+                    },
+                )
                 .await
-                .unwrap(),
-            None
-        );
+                .unwrap();
+            let all = database.installations().await.unwrap();
+            assert_eq!(all.len(), 1);
+            assert_eq!(all[0].account.as_deref(), Some("octo-org"));
+            assert_eq!(all[0].repositories, ["octo-org/b", "octo-org/c"]);
+            assert_eq!(
+                database
+                    .installation_for_repository("octo-org/c")
+                    .await
+                    .unwrap(),
+                Some(5)
+            );
+            database
+                .apply_installation_change(
+                    "d3",
+                    &InstallationChange {
+                        id: 5,
+                        account: None,
+                        state: Some(InstallationState::Suspended),
+                        repositories: None,
+                        added: vec![],
+                        removed: vec![],
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                database
+                    .installation_for_repository("octo-org/c")
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
     }
 
-    #[tokio::test]
-    async fn a_handled_run_attempt_stays_handled_after_the_retention_sweep() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let run = WorkflowRun {
-            id: 9,
-            attempt: 1,
-            repository: "o/r",
-            head_branch: Some("b"),
-            conclusion: Some("failure"),
-            html_url: None,
-        };
-        database.store_workflow_run("d1", &run).await.unwrap();
-        let swept = database
-            .forget_before("9999-01-01T00:00:00.000000Z")
-            .await
-            .unwrap();
-        assert_eq!(swept.workflow_runs, 1);
-        assert!(database.workflow_run_handled(9, 1).await.unwrap());
-        assert!(!database.workflow_run_handled(9, 2).await.unwrap());
+    on_each_backend! {
+        async fn a_handled_run_attempt_stays_handled_after_the_retention_sweep(database) {
+            let run = WorkflowRun {
+                id: 9,
+                attempt: 1,
+                repository: "o/r",
+                head_branch: Some("b"),
+                conclusion: Some("failure"),
+                html_url: None,
+            };
+            database.store_workflow_run("d1", &run).await.unwrap();
+            let swept = database
+                .forget_before("9999-01-01T00:00:00.000000Z")
+                .await
+                .unwrap();
+            assert_eq!(swept.workflow_runs, 1);
+            assert!(database.workflow_run_handled(9, 1).await.unwrap());
+            assert!(!database.workflow_run_handled(9, 2).await.unwrap());
+        }
     }
 }

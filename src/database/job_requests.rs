@@ -64,7 +64,7 @@ impl Database {
     ) -> Result<RequestOutcome, DatabaseError> {
         let mut tx = self.begin_immediate().await?;
         let asked_before: Option<i64> =
-            sqlx::query_scalar("SELECT job_id FROM job_requests WHERE request_key = ?")
+            sqlx::query_scalar("SELECT job_id FROM job_requests WHERE request_key = $1")
                 .bind(request.key)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -73,7 +73,7 @@ impl Database {
         }
         let queued_job = sqlx::query(
             "SELECT id, rebuild FROM jobs
-             WHERE kind = ? AND version = ? AND state = 'queued'
+             WHERE kind = $1 AND version = $2 AND state = 'queued'
              ORDER BY id LIMIT 1",
         )
         .bind(request.job.kind.as_str())
@@ -87,7 +87,7 @@ impl Database {
             .transpose()?;
         let already_a_requester = match queued_job {
             Some((id, _)) => sqlx::query_scalar::<_, i64>(
-                "SELECT 1 FROM job_requests WHERE job_id = ? AND user = ? COLLATE NOCASE",
+                "SELECT 1 FROM job_requests WHERE job_id = $1 AND lower(\"user\") = lower($2)",
             )
             .bind(id)
             .bind(request.user)
@@ -100,7 +100,7 @@ impl Database {
             let queued_by_user: i64 = sqlx::query_scalar(
                 "SELECT COUNT(DISTINCT jobs.id) FROM jobs
                  JOIN job_requests ON job_requests.job_id = jobs.id
-                 WHERE jobs.state = 'queued' AND job_requests.user = ? COLLATE NOCASE",
+                 WHERE jobs.state = 'queued' AND lower(job_requests.\"user\") = lower($1)",
             )
             .bind(request.user)
             .fetch_one(&mut *tx)
@@ -114,7 +114,7 @@ impl Database {
                 let upgraded = request.job.rebuild && !rebuild;
                 if upgraded {
                     sqlx::query(
-                        "UPDATE jobs SET rebuild = 1, updated_at = ? WHERE id = ? AND state = 'queued'",
+                        "UPDATE jobs SET rebuild = 1, updated_at = $1 WHERE id = $2 AND state = 'queued'",
                     )
                         .bind(timestamp::now())
                         .bind(id)
@@ -131,8 +131,8 @@ impl Database {
         };
         sqlx::query(
             "INSERT INTO job_requests
-                 (request_key, job_id, user, repository, issue_number, comment_id, asked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (request_key, job_id, \"user\", repository, issue_number, comment_id, asked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(request.key)
         .bind(job_id)
@@ -145,7 +145,7 @@ impl Database {
         .await?;
         // The delivery stays pending until its comment is answered; it is linked to the job
         // now.
-        sqlx::query("UPDATE deliveries SET job_id = ? WHERE id = ?")
+        sqlx::query("UPDATE deliveries SET job_id = $1 WHERE id = $2")
             .bind(job_id)
             .bind(request.delivery_id)
             .execute(&mut *tx)
@@ -157,8 +157,8 @@ impl Database {
     /// The comments that asked for job `job_id`, oldest first.
     pub async fn job_requests(&self, job_id: i64) -> Result<Vec<JobRequest>, DatabaseError> {
         let rows = sqlx::query(
-            "SELECT user, repository, issue_number, comment_id FROM job_requests
-             WHERE job_id = ? ORDER BY asked_at, rowid",
+            "SELECT \"user\", repository, issue_number, comment_id FROM job_requests
+             WHERE job_id = $1 ORDER BY asked_at, rowid",
         )
         .bind(job_id)
         .fetch_all(self.pool())
@@ -180,6 +180,7 @@ impl Database {
 mod tests {
     use super::*;
     use crate::database::jobs::{JobKind, JobState, Trigger, TriggerSource};
+    use crate::database::testing::on_each_backend;
 
     fn job(key: &str, version: &str, rebuild: bool) -> NewJob {
         NewJob {
@@ -218,115 +219,111 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn requests_join_the_queued_job_and_a_rebuild_upgrades_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let RequestOutcome::Queued(first) = ask(&database, 1, "ann", "1.0.0", false).await else {
-            panic!("expected a new job");
-        };
-        assert_eq!(
-            ask(&database, 2, "bob", "1.0.0", false).await,
-            RequestOutcome::Joined {
-                job: first,
-                upgraded: false
-            }
-        );
-        assert_eq!(
-            ask(&database, 3, "cy", "1.0.0", true).await,
-            RequestOutcome::Joined {
-                job: first,
-                upgraded: true
-            }
-        );
-        assert!(database.job(first).await.unwrap().unwrap().rebuild);
-        // The same comment again changes nothing.
-        assert_eq!(
-            ask(&database, 2, "bob", "1.0.0", false).await,
-            RequestOutcome::AskedBefore(first)
-        );
-        let users: Vec<String> = database
-            .job_requests(first)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.user)
-            .collect();
-        assert_eq!(users, ["ann", "bob", "cy"]);
-        assert_eq!(database.recent_jobs(10).await.unwrap().len(), 1);
+    on_each_backend! {
+        async fn requests_join_the_queued_job_and_a_rebuild_upgrades_it(database) {
+            let RequestOutcome::Queued(first) = ask(&database, 1, "ann", "1.0.0", false).await else {
+                panic!("expected a new job");
+            };
+            assert_eq!(
+                ask(&database, 2, "bob", "1.0.0", false).await,
+                RequestOutcome::Joined {
+                    job: first,
+                    upgraded: false
+                }
+            );
+            assert_eq!(
+                ask(&database, 3, "cy", "1.0.0", true).await,
+                RequestOutcome::Joined {
+                    job: first,
+                    upgraded: true
+                }
+            );
+            assert!(database.job(first).await.unwrap().unwrap().rebuild);
+            // The same comment again changes nothing.
+            assert_eq!(
+                ask(&database, 2, "bob", "1.0.0", false).await,
+                RequestOutcome::AskedBefore(first)
+            );
+            let users: Vec<String> = database
+                .job_requests(first)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.user)
+                .collect();
+            assert_eq!(users, ["ann", "bob", "cy"]);
+            assert_eq!(database.recent_jobs(10).await.unwrap().len(), 1);
+        }
     }
 
-    #[tokio::test]
-    async fn a_running_job_is_left_alone_and_a_rebuild_queues_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let RequestOutcome::Queued(running) = ask(&database, 1, "ann", "1.0.0", false).await else {
-            panic!("expected a new job");
-        };
-        database.claim_job(running).await.unwrap().unwrap();
-        let RequestOutcome::Queued(after) = ask(&database, 2, "bob", "1.0.0", true).await else {
-            panic!("expected a job after the running one");
-        };
-        assert!(after > running);
-        let running_job = database.job(running).await.unwrap().unwrap();
-        assert_eq!(running_job.state, JobState::Running);
-        assert!(!running_job.rebuild);
-        assert_eq!(database.job_requests(running).await.unwrap().len(), 1);
+    on_each_backend! {
+        async fn a_running_job_is_left_alone_and_a_rebuild_queues_after_it(database) {
+            let RequestOutcome::Queued(running) = ask(&database, 1, "ann", "1.0.0", false).await else {
+                panic!("expected a new job");
+            };
+            database.claim_job(running).await.unwrap().unwrap();
+            let RequestOutcome::Queued(after) = ask(&database, 2, "bob", "1.0.0", true).await else {
+                panic!("expected a job after the running one");
+            };
+            assert!(after > running);
+            let running_job = database.job(running).await.unwrap().unwrap();
+            assert_eq!(running_job.state, JobState::Running);
+            assert!(!running_job.rebuild);
+            assert_eq!(database.job_requests(running).await.unwrap().len(), 1);
+        }
     }
 
-    #[tokio::test]
-    async fn a_user_has_at_most_three_queued_jobs() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        for (comment, version) in [(1, "1.0.0"), (2, "1.0.1"), (3, "1.0.2")] {
+    on_each_backend! {
+        async fn a_user_has_at_most_three_queued_jobs(database) {
+            for (comment, version) in [(1, "1.0.0"), (2, "1.0.1"), (3, "1.0.2")] {
+                assert!(matches!(
+                    ask(&database, comment, "ann", version, false).await,
+                    RequestOutcome::Queued(_)
+                ));
+            }
+            assert_eq!(
+                ask(&database, 4, "ANN", "1.0.3", false).await,
+                RequestOutcome::TooManyQueued
+            );
+            // Joining a job she already asked for is no new job.
             assert!(matches!(
-                ask(&database, comment, "ann", version, false).await,
+                ask(&database, 5, "ann", "1.0.0", true).await,
+                RequestOutcome::Joined { upgraded: true, .. }
+            ));
+            // Someone else may still ask; and once one of hers runs, she may ask again.
+            assert!(matches!(
+                ask(&database, 6, "bob", "1.0.3", false).await,
+                RequestOutcome::Queued(_)
+            ));
+            let oldest = database.next_runnable_job().await.unwrap().unwrap();
+            database.claim_job(oldest.id).await.unwrap().unwrap();
+            assert!(matches!(
+                ask(&database, 7, "ann", "1.0.4", false).await,
                 RequestOutcome::Queued(_)
             ));
         }
-        assert_eq!(
-            ask(&database, 4, "ANN", "1.0.3", false).await,
-            RequestOutcome::TooManyQueued
-        );
-        // Joining a job she already asked for is no new job.
-        assert!(matches!(
-            ask(&database, 5, "ann", "1.0.0", true).await,
-            RequestOutcome::Joined { upgraded: true, .. }
-        ));
-        // Someone else may still ask; and once one of hers runs, she may ask again.
-        assert!(matches!(
-            ask(&database, 6, "bob", "1.0.3", false).await,
-            RequestOutcome::Queued(_)
-        ));
-        let oldest = database.next_runnable_job().await.unwrap().unwrap();
-        database.claim_job(oldest.id).await.unwrap().unwrap();
-        assert!(matches!(
-            ask(&database, 7, "ann", "1.0.4", false).await,
-            RequestOutcome::Queued(_)
-        ));
     }
 
-    #[tokio::test]
-    async fn a_rebuild_joining_between_the_read_and_the_claim_runs_as_a_rebuild() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let RequestOutcome::Queued(id) = ask(&database, 1, "ann", "1.0.0", false).await else {
-            panic!("expected a new job");
-        };
-        // The job loop reads the next job; a /rebuild joins it before the loop claims it.
-        let read = database.next_runnable_job().await.unwrap().unwrap();
-        assert!(!read.rebuild);
-        assert!(matches!(
-            ask(&database, 2, "bob", "1.0.0", true).await,
-            RequestOutcome::Joined { upgraded: true, .. }
-        ));
-        let claimed = database.claim_job(read.id).await.unwrap().unwrap();
-        assert_eq!(claimed.id, id);
-        assert!(claimed.rebuild, "the job runs as it is when claimed");
-        assert_eq!(claimed.state, JobState::Running);
-        assert_eq!(claimed.attempts, 1);
-        // A job that ended is not claimed again.
-        database.finish_job(id, None).await.unwrap();
-        assert!(database.claim_job(id).await.unwrap().is_none());
+    on_each_backend! {
+        async fn a_rebuild_joining_between_the_read_and_the_claim_runs_as_a_rebuild(database) {
+            let RequestOutcome::Queued(id) = ask(&database, 1, "ann", "1.0.0", false).await else {
+                panic!("expected a new job");
+            };
+            // The job loop reads the next job; a /rebuild joins it before the loop claims it.
+            let read = database.next_runnable_job().await.unwrap().unwrap();
+            assert!(!read.rebuild);
+            assert!(matches!(
+                ask(&database, 2, "bob", "1.0.0", true).await,
+                RequestOutcome::Joined { upgraded: true, .. }
+            ));
+            let claimed = database.claim_job(read.id).await.unwrap().unwrap();
+            assert_eq!(claimed.id, id);
+            assert!(claimed.rebuild, "the job runs as it is when claimed");
+            assert_eq!(claimed.state, JobState::Running);
+            assert_eq!(claimed.attempts, 1);
+            // A job that ended is not claimed again.
+            database.finish_job(id, None).await.unwrap();
+            assert!(database.claim_job(id).await.unwrap().is_none());
+        }
     }
 }

@@ -83,8 +83,11 @@ impl Database {
         attempt: i64,
     ) -> Result<(), DatabaseError> {
         sqlx::query(
-            "INSERT OR REPLACE INTO job_steps (job_id, step, attempt, started_at, outcome)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO job_steps (job_id, step, attempt, started_at, outcome)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (job_id, step, attempt) DO UPDATE SET
+                 started_at = excluded.started_at, outcome = excluded.outcome,
+                 finished_at = NULL, seconds = NULL",
         )
         .bind(job_id)
         .bind(step.as_str())
@@ -106,8 +109,8 @@ impl Database {
         seconds: f64,
     ) -> Result<(), DatabaseError> {
         sqlx::query(
-            "UPDATE job_steps SET finished_at = ?, seconds = ?, outcome = ?
-             WHERE job_id = ? AND step = ? AND attempt = ?",
+            "UPDATE job_steps SET finished_at = $1, seconds = $2, outcome = $3
+             WHERE job_id = $4 AND step = $5 AND attempt = $6",
         )
         .bind(timestamp::now())
         .bind(seconds)
@@ -128,7 +131,7 @@ impl Database {
     ) -> Result<Vec<(i64, StepRun)>, DatabaseError> {
         let rows = sqlx::query(
             "SELECT job_id, step, attempt, started_at, finished_at, seconds, outcome
-             FROM job_steps WHERE job_id BETWEEN ? AND ?
+             FROM job_steps WHERE job_id BETWEEN $1 AND $2
              ORDER BY job_id, attempt, started_at",
         )
         .bind(first_id)
@@ -159,50 +162,50 @@ impl Database {
 mod tests {
     use super::*;
     use crate::database::jobs::{JobKind, NewJob, Trigger};
+    use crate::database::testing::on_each_backend;
 
-    #[tokio::test]
-    async fn step_runs_are_kept_per_attempt() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let job = NewJob {
-            kind: JobKind::Build,
-            version: "1.17.1".parse().unwrap(),
-            rebuild: false,
-            dedupe_key: "test:1".into(),
-            trigger: Trigger::default(),
-            installation_id: None,
-        };
-        let id = match database.queue_job(&job).await.unwrap() {
-            crate::database::jobs::Queued::New(id) => id,
-            other => panic!("{other:?}"),
-        };
-        database.start_step(id, Step::Download, 1).await.unwrap();
-        database
-            .finish_step(id, Step::Download, 1, StepOutcome::Error, 0.5)
-            .await
-            .unwrap();
-        database.start_step(id, Step::Download, 2).await.unwrap();
-        database
-            .finish_step(id, Step::Download, 2, StepOutcome::Ok, 1.25)
-            .await
-            .unwrap();
-        database.start_step(id, Step::Build, 2).await.unwrap();
+    on_each_backend! {
+        async fn step_runs_are_kept_per_attempt(database) {
+            let job = NewJob {
+                kind: JobKind::Build,
+                version: "1.17.1".parse().unwrap(),
+                rebuild: false,
+                dedupe_key: "test:1".into(),
+                trigger: Trigger::default(),
+                installation_id: None,
+            };
+            let id = match database.queue_job(&job).await.unwrap() {
+                crate::database::jobs::Queued::New(id) => id,
+                other => panic!("{other:?}"),
+            };
+            database.start_step(id, Step::Download, 1).await.unwrap();
+            database
+                .finish_step(id, Step::Download, 1, StepOutcome::Error, 0.5)
+                .await
+                .unwrap();
+            database.start_step(id, Step::Download, 2).await.unwrap();
+            database
+                .finish_step(id, Step::Download, 2, StepOutcome::Ok, 1.25)
+                .await
+                .unwrap();
+            database.start_step(id, Step::Build, 2).await.unwrap();
 
-        let runs = database.step_runs(id, id).await.unwrap();
-        let seen: Vec<(&str, i64, &str, Option<f64>)> = runs
-            .iter()
-            .map(|(_, r)| (r.step.as_str(), r.attempt, r.outcome.as_str(), r.seconds))
-            .collect();
-        assert_eq!(
-            seen,
-            [
-                ("download", 1, "error", Some(0.5)),
-                ("download", 2, "ok", Some(1.25)),
-                ("build", 2, "running", None),
-            ]
-        );
-        assert!(runs.iter().all(|(job, _)| *job == id));
-        assert!(database.step_runs(id + 1, id + 5).await.unwrap().is_empty());
+            let runs = database.step_runs(id, id).await.unwrap();
+            let seen: Vec<(&str, i64, &str, Option<f64>)> = runs
+                .iter()
+                .map(|(_, r)| (r.step.as_str(), r.attempt, r.outcome.as_str(), r.seconds))
+                .collect();
+            assert_eq!(
+                seen,
+                [
+                    ("download", 1, "error", Some(0.5)),
+                    ("download", 2, "ok", Some(1.25)),
+                    ("build", 2, "running", None),
+                ]
+            );
+            assert!(runs.iter().all(|(job, _)| *job == id));
+            assert!(database.step_runs(id + 1, id + 5).await.unwrap().is_empty());
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::job_result::{JobResult, as_text};
 use super::job_steps::Step;
@@ -188,7 +188,7 @@ impl Queued {
 const COLUMNS: &str = "id, kind, version, rebuild, trigger, installation_id, state, step, attempts,
     next_attempt_at, created_at, started_at, updated_at, finished_at, error, result";
 
-fn job_from_row(row: &SqliteRow) -> Result<Job, DatabaseError> {
+fn job_from_row(row: &AnyRow) -> Result<Job, DatabaseError> {
     let trigger: String = row.try_get("trigger")?;
     let result: Option<String> = row.try_get("result")?;
     let state: String = row.try_get("state")?;
@@ -247,7 +247,7 @@ impl Database {
     /// The job with `dedupe_key`, if one was queued.
     pub async fn job_by_key(&self, dedupe_key: &str) -> Result<Option<Job>, DatabaseError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM jobs WHERE dedupe_key = ?"
+            "SELECT {COLUMNS} FROM jobs WHERE dedupe_key = $1"
         )))
         .bind(dedupe_key)
         .fetch_optional(self.pool())
@@ -273,9 +273,9 @@ impl Database {
         let mut tx = self.begin_immediate().await?;
         let asked_before: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM jobs
-             WHERE request_key = ?
+             WHERE request_key = $1
                AND (state IN ('queued', 'running', 'retrying')
-                    OR (state = 'succeeded' AND finished_at >= ?))
+                    OR (state = 'succeeded' AND finished_at >= $2))
              ORDER BY id DESC LIMIT 1",
         )
         .bind(request_key)
@@ -287,7 +287,7 @@ impl Database {
             None => {
                 let queued = insert_job(&mut tx, job).await?;
                 if let Queued::New(id) = queued {
-                    sqlx::query("UPDATE jobs SET request_key = ? WHERE id = ?")
+                    sqlx::query("UPDATE jobs SET request_key = $1 WHERE id = $2")
                         .bind(request_key)
                         .bind(id)
                         .execute(&mut *tx)
@@ -305,13 +305,13 @@ impl Database {
 /// Marks the delivery `delivery_id` processed by the job `job_id`, inside `tx` so that the
 /// job and the delivery's state are written together.
 async fn mark_delivery_processed(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     delivery_id: &str,
     job_id: i64,
 ) -> Result<(), DatabaseError> {
     sqlx::query(
-        "UPDATE deliveries SET state = 'processed', processed_at = ?, job_id = ?, error = NULL
-         WHERE id = ?",
+        "UPDATE deliveries SET state = 'processed', processed_at = $1, job_id = $2, error = NULL
+         WHERE id = $3",
     )
     .bind(timestamp::now())
     .bind(job_id)
@@ -323,17 +323,18 @@ async fn mark_delivery_processed(
 
 /// Inserts `job` unless its dedupe key is taken; either way, says which job it is.
 pub(super) async fn insert_job(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     job: &NewJob,
 ) -> Result<Queued, DatabaseError> {
     let now = timestamp::now();
     let trigger = serde_json::to_string(&job.trigger)
         .map_err(|e| DatabaseError::Corrupt(format!("job trigger: {e}")))?;
-    let inserted = sqlx::query(
+    let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO jobs (kind, version, rebuild, dedupe_key, trigger, installation_id,
                            state, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
-         ON CONFLICT (dedupe_key) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
     )
     .bind(job.kind.as_str())
     .bind(job.version.as_str())
@@ -343,12 +344,12 @@ pub(super) async fn insert_job(
     .bind(job.installation_id)
     .bind(&now)
     .bind(&now)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(Queued::New(inserted.last_insert_rowid()));
+    if let Some(id) = inserted {
+        return Ok(Queued::New(id));
     }
-    let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = ?")
+    let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = $1")
         .bind(&job.dedupe_key)
         .fetch_one(&mut **tx)
         .await?;
@@ -359,7 +360,7 @@ impl Database {
     /// The job with `id`.
     pub async fn job(&self, id: i64) -> Result<Option<Job>, DatabaseError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM jobs WHERE id = ?"
+            "SELECT {COLUMNS} FROM jobs WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(self.pool())
@@ -370,7 +371,7 @@ impl Database {
     /// The newest `limit` jobs, newest first.
     pub async fn recent_jobs(&self, limit: i64) -> Result<Vec<Job>, DatabaseError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?"
+            "SELECT {COLUMNS} FROM jobs ORDER BY id DESC LIMIT $1"
         )))
         .bind(limit)
         .fetch_all(self.pool())
@@ -400,7 +401,7 @@ impl Database {
                 "SELECT {COLUMNS} FROM jobs
                  WHERE state = 'running'
                     OR state = 'queued'
-                    OR (state = 'retrying' AND next_attempt_at <= ?)
+                    OR (state = 'retrying' AND next_attempt_at <= $1)
                  ORDER BY state = 'running' DESC, id ASC
                  LIMIT 1"
             )))
@@ -440,10 +441,10 @@ impl Database {
         let now = timestamp::now();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, next_attempt_at = NULL,
-                    started_at = COALESCE(started_at, ?), updated_at = ?
-             WHERE id = ?
+                    started_at = COALESCE(started_at, $1), updated_at = $2
+             WHERE id = $3
                AND (state IN ('queued', 'running')
-                    OR (state = 'retrying' AND next_attempt_at <= ?))
+                    OR (state = 'retrying' AND next_attempt_at <= $4))
              RETURNING {COLUMNS}"
         )))
         .bind(&now)
@@ -457,7 +458,7 @@ impl Database {
 
     /// Records the step the job is entering.
     pub async fn set_job_step(&self, id: i64, step: Step) -> Result<(), DatabaseError> {
-        sqlx::query("UPDATE jobs SET step = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE jobs SET step = $1, updated_at = $2 WHERE id = $3")
             .bind(step.as_str())
             .bind(timestamp::now())
             .bind(id)
@@ -470,7 +471,7 @@ impl Database {
     pub async fn set_job_result(&self, id: i64, result: &JobResult) -> Result<(), DatabaseError> {
         let text = serde_json::to_string(result)
             .map_err(|e| DatabaseError::Corrupt(format!("job result: {e}")))?;
-        sqlx::query("UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE jobs SET result = $1, updated_at = $2 WHERE id = $3")
             .bind(text)
             .bind(timestamp::now())
             .bind(id)
@@ -487,8 +488,8 @@ impl Database {
         next_attempt_at: &str,
     ) -> Result<(), DatabaseError> {
         sqlx::query(
-            "UPDATE jobs SET state = 'retrying', error = ?, next_attempt_at = ?, updated_at = ?
-             WHERE id = ?",
+            "UPDATE jobs SET state = 'retrying', error = $1, next_attempt_at = $2, updated_at = $3
+             WHERE id = $4",
         )
         .bind(error)
         .bind(next_attempt_at)
@@ -508,8 +509,8 @@ impl Database {
             JobState::Succeeded
         };
         sqlx::query(
-            "UPDATE jobs SET state = ?, error = ?, finished_at = ?, updated_at = ?, next_attempt_at = NULL
-             WHERE id = ?",
+            "UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $4, next_attempt_at = NULL
+             WHERE id = $5",
         )
         .bind(state.as_str())
         .bind(error)
@@ -526,6 +527,7 @@ impl Database {
 mod tests {
     use super::*;
     use crate::database::deliveries::DeliveryState;
+    use crate::database::testing::on_each_backend;
 
     #[test]
     fn a_trigger_source_is_stored_and_shown_by_its_name() {
@@ -556,9 +558,7 @@ mod tests {
         }
     }
 
-    async fn database_with_delivery(id: &str) -> (tempfile::TempDir, Database) {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
+    async fn add_delivery(database: &Database, id: &str) {
         database
             .store_delivery(&crate::database::deliveries::NewDelivery {
                 id,
@@ -571,156 +571,158 @@ mod tests {
             })
             .await
             .unwrap();
-        (dir, database)
     }
 
-    /// A database with one job queued, and the job's id.
-    async fn queued_job() -> (tempfile::TempDir, Database, i64) {
-        let (dir, database) = database_with_delivery("d1").await;
-        let id = database
+    /// Queues one job in `database`, and says its id.
+    async fn queued_job(database: &Database) -> i64 {
+        add_delivery(database, "d1").await;
+        database
             .queue_job_for_delivery("d1", &new_job("k"))
             .await
             .unwrap()
-            .id();
-        (dir, database, id)
+            .id()
     }
 
-    #[tokio::test]
-    async fn a_job_is_queued_once_per_key_and_its_delivery_is_marked_in_the_same_step() {
-        let (_dir, database) = database_with_delivery("d1").await;
-        let first = database
-            .queue_job_for_delivery("d1", &new_job("comment:7"))
-            .await
-            .unwrap();
-        assert!(matches!(first, Queued::New(_)));
-        let again = database
-            .queue_job_for_delivery("d1", &new_job("comment:7"))
-            .await
-            .unwrap();
-        assert_eq!(again, Queued::Existing(first.id()));
-        assert_eq!(database.recent_jobs(10).await.unwrap().len(), 1);
-        let delivery = database.delivery("d1").await.unwrap().unwrap();
-        assert_eq!(delivery.state, DeliveryState::Processed);
-        let job = database.job(first.id()).await.unwrap().unwrap();
-        assert_eq!(job.state, JobState::Queued);
-        assert_eq!(job.trigger.comment_id, Some(7));
+    on_each_backend! {
+        async fn a_job_is_queued_once_per_key_and_its_delivery_is_marked_in_the_same_step(database) {
+            add_delivery(&database, "d1").await;
+            let first = database
+                .queue_job_for_delivery("d1", &new_job("comment:7"))
+                .await
+                .unwrap();
+            assert!(matches!(first, Queued::New(_)));
+            let again = database
+                .queue_job_for_delivery("d1", &new_job("comment:7"))
+                .await
+                .unwrap();
+            assert_eq!(again, Queued::Existing(first.id()));
+            assert_eq!(database.recent_jobs(10).await.unwrap().len(), 1);
+            let delivery = database.delivery("d1").await.unwrap().unwrap();
+            assert_eq!(delivery.state, DeliveryState::Processed);
+            let job = database.job(first.id()).await.unwrap().unwrap();
+            assert_eq!(job.state, JobState::Queued);
+            assert_eq!(job.trigger.comment_id, Some(7));
+        }
     }
 
-    #[tokio::test]
-    async fn a_dispatch_is_keyed_by_what_it_asks_while_its_job_is_live_or_lately_succeeded() {
-        let (_dir, database) = database_with_delivery("d1").await;
-        let queue = |key: &'static str| {
-            let database = database.clone();
-            async move {
-                database
-                    .queue_dispatched_job("d1", &new_job(key), "dispatch:build:1.2.3")
-                    .await
-                    .unwrap()
+    on_each_backend! {
+        async fn a_dispatch_is_keyed_by_what_it_asks_while_its_job_is_live_or_lately_succeeded(database) {
+            add_delivery(&database, "d1").await;
+            let queue = |key: &'static str| {
+                let database = database.clone();
+                async move {
+                    database
+                        .queue_dispatched_job("d1", &new_job(key), "dispatch:build:1.2.3")
+                        .await
+                        .unwrap()
+                }
+            };
+            let first = queue("delivery:d1").await;
+            assert!(matches!(first, Queued::New(_)));
+            // Replayed under new delivery ids: queued, running, then succeeded.
+            assert_eq!(queue("delivery:d2").await, Queued::Existing(first.id()));
+            database.claim_job(first.id()).await.unwrap().unwrap();
+            assert_eq!(queue("delivery:d3").await, Queued::Existing(first.id()));
+            database.finish_job(first.id(), None).await.unwrap();
+            assert_eq!(queue("delivery:d4").await, Queued::Existing(first.id()));
+            // Succeeded more than the window ago: asking again builds again.
+            let long_ago = timestamp::format(
+                time::OffsetDateTime::now_utc() - DISPATCH_REPLAY_WINDOW - time::Duration::minutes(1),
+            );
+            sqlx::query("UPDATE jobs SET finished_at = $1")
+                .bind(&long_ago)
+                .execute(database.pool())
+                .await
+                .unwrap();
+            let second = queue("delivery:d5").await;
+            assert!(matches!(second, Queued::New(_)));
+            // A failed job does not block either.
+            database
+                .finish_job(second.id(), Some("boom"))
+                .await
+                .unwrap();
+            assert!(matches!(queue("delivery:d6").await, Queued::New(_)));
+            let delivery = database.delivery("d1").await.unwrap().unwrap();
+            assert_eq!(delivery.state, DeliveryState::Processed);
+        }
+    }
+
+    on_each_backend! {
+        async fn jobs_move_through_their_states(database) {
+            let id = queued_job(&database).await;
+            assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
+            database.claim_job(id).await.unwrap().unwrap();
+            database.set_job_step(id, Step::Download).await.unwrap();
+            // A job left running (the process stopped) is picked again, to resume.
+            let resumed = database.next_runnable_job().await.unwrap().unwrap();
+            assert_eq!((resumed.id, resumed.step), (id, Some(Step::Download)));
+            database
+                .retry_job_later(
+                    id,
+                    "GitHub answered 502",
+                    &timestamp::after(std::time::Duration::from_secs(3600)),
+                )
+                .await
+                .unwrap();
+            assert!(database.next_runnable_job().await.unwrap().is_none());
+            database
+                .retry_job_later(id, "GitHub answered 502", &timestamp::now())
+                .await
+                .unwrap();
+            assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
+            database.claim_job(id).await.unwrap().unwrap();
+            let result = JobResult {
+                manifest_commits: Some(vec!["ab".into()]),
+                ..JobResult::default()
+            };
+            database.set_job_result(id, &result).await.unwrap();
+            database.finish_job(id, None).await.unwrap();
+            let job = database.job(id).await.unwrap().unwrap();
+            assert_eq!(job.state, JobState::Succeeded);
+            assert_eq!(job.attempts, 2);
+            assert_eq!(job.result, Some(result));
+            assert!(job.finished_at.is_some());
+            assert!(database.next_runnable_job().await.unwrap().is_none());
+        }
+    }
+
+    on_each_backend! {
+        /// A row as the server wrote it before results were typed: a job stopped in `manifest`.
+        async fn a_job_stored_before_results_were_typed_loads(database) {
+            let id = queued_job(&database).await;
+            let stored = r#"{"images":[{"arch":"amd64","binary_sha256":"bb","file":"alloy-1.2.3-amd64.raw","sha256":"aa","size":10,"url":"https://images.example/alloy-1.2.3-amd64.raw"}],"published":"new","upload_failed":null}"#;
+            let stored_fine = stored.replace(r#","upload_failed":null"#, "");
+            sqlx::query("UPDATE jobs SET result = $1, step = 'manifest' WHERE id = $2")
+                .bind(&stored_fine)
+                .bind(id)
+                .execute(database.pool())
+                .await
+                .unwrap();
+            let job = database.job(id).await.unwrap().unwrap();
+            assert_eq!(job.step, Some(Step::Manifest));
+            assert_eq!(job.version.as_str(), "1.2.3");
+            let result = job.result.unwrap();
+            assert_eq!(result.images.unwrap()[0].file, "alloy-1.2.3-amd64.raw");
+            assert_eq!(
+                result.published,
+                Some(crate::database::job_result::Publication::New)
+            );
+            // What cannot be read is refused, not dropped: a key no step writes, a step no
+            // server runs.
+            for (result, step) in [(Some(stored), "download"), (None, "deploy")] {
+                store_raw_result(&database, id, result, step).await;
+                assert!(matches!(
+                    database.job(id).await,
+                    Err(DatabaseError::Corrupt(_))
+                ));
             }
-        };
-        let first = queue("delivery:d1").await;
-        assert!(matches!(first, Queued::New(_)));
-        // Replayed under new delivery ids: queued, running, then succeeded.
-        assert_eq!(queue("delivery:d2").await, Queued::Existing(first.id()));
-        database.claim_job(first.id()).await.unwrap().unwrap();
-        assert_eq!(queue("delivery:d3").await, Queued::Existing(first.id()));
-        database.finish_job(first.id(), None).await.unwrap();
-        assert_eq!(queue("delivery:d4").await, Queued::Existing(first.id()));
-        // Succeeded more than the window ago: asking again builds again.
-        let long_ago = timestamp::format(
-            time::OffsetDateTime::now_utc() - DISPATCH_REPLAY_WINDOW - time::Duration::minutes(1),
-        );
-        sqlx::query("UPDATE jobs SET finished_at = ?")
-            .bind(&long_ago)
-            .execute(database.pool())
-            .await
-            .unwrap();
-        let second = queue("delivery:d5").await;
-        assert!(matches!(second, Queued::New(_)));
-        // A failed job does not block either.
-        database
-            .finish_job(second.id(), Some("boom"))
-            .await
-            .unwrap();
-        assert!(matches!(queue("delivery:d6").await, Queued::New(_)));
-        let delivery = database.delivery("d1").await.unwrap().unwrap();
-        assert_eq!(delivery.state, DeliveryState::Processed);
-    }
-
-    #[tokio::test]
-    async fn jobs_move_through_their_states() {
-        let (_dir, database, id) = queued_job().await;
-        assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
-        database.claim_job(id).await.unwrap().unwrap();
-        database.set_job_step(id, Step::Download).await.unwrap();
-        // A job left running (the process stopped) is picked again, to resume.
-        let resumed = database.next_runnable_job().await.unwrap().unwrap();
-        assert_eq!((resumed.id, resumed.step), (id, Some(Step::Download)));
-        database
-            .retry_job_later(
-                id,
-                "GitHub answered 502",
-                &timestamp::after(std::time::Duration::from_secs(3600)),
-            )
-            .await
-            .unwrap();
-        assert!(database.next_runnable_job().await.unwrap().is_none());
-        database
-            .retry_job_later(id, "GitHub answered 502", &timestamp::now())
-            .await
-            .unwrap();
-        assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
-        database.claim_job(id).await.unwrap().unwrap();
-        let result = JobResult {
-            manifest_commits: Some(vec!["ab".into()]),
-            ..JobResult::default()
-        };
-        database.set_job_result(id, &result).await.unwrap();
-        database.finish_job(id, None).await.unwrap();
-        let job = database.job(id).await.unwrap().unwrap();
-        assert_eq!(job.state, JobState::Succeeded);
-        assert_eq!(job.attempts, 2);
-        assert_eq!(job.result, Some(result));
-        assert!(job.finished_at.is_some());
-        assert!(database.next_runnable_job().await.unwrap().is_none());
-    }
-
-    /// A row as the server wrote it before results were typed: a job stopped in `manifest`.
-    #[tokio::test]
-    async fn a_job_stored_before_results_were_typed_loads() {
-        let (_dir, database, id) = queued_job().await;
-        let stored = r#"{"images":[{"arch":"amd64","binary_sha256":"bb","file":"alloy-1.2.3-amd64.raw","sha256":"aa","size":10,"url":"https://images.example/alloy-1.2.3-amd64.raw"}],"published":"new","upload_failed":null}"#;
-        let stored_fine = stored.replace(r#","upload_failed":null"#, "");
-        sqlx::query("UPDATE jobs SET result = ?, step = 'manifest' WHERE id = ?")
-            .bind(&stored_fine)
-            .bind(id)
-            .execute(database.pool())
-            .await
-            .unwrap();
-        let job = database.job(id).await.unwrap().unwrap();
-        assert_eq!(job.step, Some(Step::Manifest));
-        assert_eq!(job.version.as_str(), "1.2.3");
-        let result = job.result.unwrap();
-        assert_eq!(result.images.unwrap()[0].file, "alloy-1.2.3-amd64.raw");
-        assert_eq!(
-            result.published,
-            Some(crate::database::job_result::Publication::New)
-        );
-        // What cannot be read is refused, not dropped: a key no step writes, a step no
-        // server runs.
-        for (result, step) in [(Some(stored), "download"), (None, "deploy")] {
-            store_raw_result(&database, id, result, step).await;
-            assert!(matches!(
-                database.job(id).await,
-                Err(DatabaseError::Corrupt(_))
-            ));
         }
     }
 
     /// Stores `result` as job `id`'s, as text, whatever it holds (NULL for `None`), at
     /// `step`.
     async fn store_raw_result(database: &Database, id: i64, result: Option<&str>, step: &str) {
-        sqlx::query("UPDATE jobs SET result = ?, step = ? WHERE id = ?")
+        sqlx::query("UPDATE jobs SET result = $1, step = $2 WHERE id = $3")
             .bind(result)
             .bind(step)
             .bind(id)
@@ -729,60 +731,61 @@ mod tests {
             .unwrap();
     }
 
-    /// Rows as the first versions of the server wrote them load; a row that cannot be read
-    /// is left out of the list and ended when it is next in the queue, and the others go on.
-    #[tokio::test]
-    async fn early_rows_load_and_an_unreadable_one_neither_hides_the_list_nor_stops_the_queue() {
-        let (_dir, database, unreadable) = queued_job().await;
-        store_raw_result(&database, unreadable, Some(r#"{"images":"two"}"#), "upload").await;
-        let built_before = database.queue_job(&new_job("k2")).await.unwrap().id();
-        store_raw_result(
-            &database,
-            built_before,
-            Some(r#"{"note":"Alloy 1.2.3 was built before; nothing changed. Comment `/rebuild 1.2.3` to build it again.","manifest":"unchanged"}"#),
-            "report",
-        )
-        .await;
-        let built = database.queue_job(&new_job("k3")).await.unwrap().id();
-        store_raw_result(
-            &database,
-            built,
-            Some(r#"{"images":[{"arch":"amd64","file":"alloy-1.2.3-amd64.raw","size":10,"sha256":"aa","binary_sha256":"bb"}],"manifest":"added"}"#),
-            "build",
-        )
-        .await;
+    on_each_backend! {
+        /// Rows as the first versions of the server wrote them load; a row that cannot be read
+        /// is left out of the list and ended when it is next in the queue, and the others go on.
+        async fn early_rows_load_and_an_unreadable_one_neither_hides_the_list_nor_stops_the_queue(database) {
+            let unreadable = queued_job(&database).await;
+            store_raw_result(&database, unreadable, Some(r#"{"images":"two"}"#), "upload").await;
+            let built_before = database.queue_job(&new_job("k2")).await.unwrap().id();
+            store_raw_result(
+                &database,
+                built_before,
+                Some(r#"{"note":"Alloy 1.2.3 was built before; nothing changed. Comment `/rebuild 1.2.3` to build it again.","manifest":"unchanged"}"#),
+                "report",
+            )
+            .await;
+            let built = database.queue_job(&new_job("k3")).await.unwrap().id();
+            store_raw_result(
+                &database,
+                built,
+                Some(r#"{"images":[{"arch":"amd64","file":"alloy-1.2.3-amd64.raw","size":10,"sha256":"aa","binary_sha256":"bb"}],"manifest":"added"}"#),
+                "build",
+            )
+            .await;
 
-        let listed = database.recent_jobs(10).await.unwrap();
-        assert_eq!(
-            listed.iter().map(|job| job.id).collect::<Vec<_>>(),
-            [built, built_before]
-        );
-        assert_eq!(listed[1].result, Some(JobResult::NOTHING_YET));
-        let images = listed[0].result.as_ref().unwrap().images.clone().unwrap();
-        assert_eq!(images[0].file, "alloy-1.2.3-amd64.raw");
-        assert_eq!(images[0].url, "");
+            let listed = database.recent_jobs(10).await.unwrap();
+            assert_eq!(
+                listed.iter().map(|job| job.id).collect::<Vec<_>>(),
+                [built, built_before]
+            );
+            assert_eq!(listed[1].result, Some(JobResult::NOTHING_YET));
+            let images = listed[0].result.as_ref().unwrap().images.clone().unwrap();
+            assert_eq!(images[0].file, "alloy-1.2.3-amd64.raw");
+            assert_eq!(images[0].url, "");
 
-        // The unreadable job is first in the queue: it is ended, and the next one runs.
-        let next = database.next_runnable_job().await.unwrap().unwrap();
-        assert_eq!(next.id, built_before);
-        let (state, error): (String, Option<String>) =
-            sqlx::query_as("SELECT state, error FROM jobs WHERE id = ?")
-                .bind(unreadable)
-                .fetch_one(database.pool())
-                .await
-                .unwrap();
-        assert_eq!(state, "failed");
-        let error = error.unwrap();
-        assert!(
-            error.starts_with("the stored job cannot be read: ") && error.contains("job result"),
-            "{error}"
-        );
-        database.finish_job(built_before, None).await.unwrap();
-        assert_eq!(
-            database.next_runnable_job().await.unwrap().unwrap().id,
-            built
-        );
-        database.finish_job(built, None).await.unwrap();
-        assert!(database.next_runnable_job().await.unwrap().is_none());
+            // The unreadable job is first in the queue: it is ended, and the next one runs.
+            let next = database.next_runnable_job().await.unwrap().unwrap();
+            assert_eq!(next.id, built_before);
+            let (state, error): (String, Option<String>) =
+                sqlx::query_as("SELECT state, error FROM jobs WHERE id = $1")
+                    .bind(unreadable)
+                    .fetch_one(database.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(state, "failed");
+            let error = error.unwrap();
+            assert!(
+                error.starts_with("the stored job cannot be read: ") && error.contains("job result"),
+                "{error}"
+            );
+            database.finish_job(built_before, None).await.unwrap();
+            assert_eq!(
+                database.next_runnable_job().await.unwrap().unwrap().id,
+                built
+            );
+            database.finish_job(built, None).await.unwrap();
+            assert!(database.next_runnable_job().await.unwrap().is_none());
+        }
     }
 }

@@ -1,6 +1,11 @@
-//! The state database (SQLite): the webhook inbox, jobs and who asked for them, installations,
+//! The state database: the webhook inbox, jobs and who asked for them, installations,
 //! comment replies and refusals, the comments and workflow runs handled once for good, and
 //! the published files scheduled to leave storage.
+//!
+//! SQLite by default (one file, one replica), or PostgreSQL, which several replicas share.
+//! Queries are written once, in SQL both engines read (numbered `$1` parameters, `ON
+//! CONFLICT`, `RETURNING`), and run through sqlx's `Any` driver; each engine has its own
+//! migrations (`migrations/sqlite`, `migrations/postgres`) with the same versions.
 //! Timestamps are stored as text that sorts in time order ([`timestamp`]).
 
 pub mod channel_entries;
@@ -16,27 +21,53 @@ pub mod jobs;
 pub mod retention;
 pub mod storage_removals;
 mod stored_name;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod timestamp;
 pub mod withdrawals;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+/// Which database engine holds the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One file beside the server (the default): one replica.
+    Sqlite,
+    /// A PostgreSQL server that several replicas share.
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
 
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Database {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 /// The database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
-    #[error("DATABASE_URL {url:?} is not a SQLite URL: {source}")]
-    BadUrl { url: String, source: sqlx::Error },
+    #[error(
+        "DATABASE_URL {url:?} is neither a SQLite URL (sqlite:PATH) nor a PostgreSQL URL \
+         (postgres://USER@HOST/DATABASE): {reason}"
+    )]
+    BadUrl { url: String, reason: String },
     #[error("opening the database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
     #[error("updating the database schema: {0}")]
@@ -60,32 +91,35 @@ pub enum DatabaseError {
 /// The SQLite file in `DATA_DIR` that holds the database when `DATABASE_URL` is not set.
 pub const DATABASE_FILE: &str = "alloy-sysext.db";
 
+/// The schema each backend is brought to. Both directories hold the same versions, each in
+/// its engine's dialect.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL advisory lock that [`Database::begin_immediate`] takes: it makes writers
+/// that read first wait for each other, as SQLite's single write lock does.
+const POSTGRES_WRITE_LOCK: i64 = 0x616c_6c6f_7977_7269; // "alloywri"
+
 impl Database {
-    /// Opens (creating if needed) the database at `url` (`DATABASE_URL`), or the SQLite
-    /// file `alloy-sysext.db` in `data_dir`, and brings its schema up to date.
+    /// Opens (creating if needed) the database at `url` (`DATABASE_URL`: `sqlite:…` or
+    /// `postgres://…`), or the SQLite file `alloy-sysext.db` in `data_dir`, and brings its
+    /// schema up to date.
     ///
-    /// Every commit is synced to disk before it returns (WAL, `synchronous=FULL`): a
+    /// SQLite: every commit is synced to disk before it returns (WAL, `synchronous=FULL`): a
     /// delivery acknowledged to GitHub survives a crash or power loss. Waits for locks are
     /// short, so that a busy database answers in time for GitHub's 10-second deadline.
+    /// PostgreSQL: several replicas may open the same database at once; the schema is
+    /// brought up to date under PostgreSQL's migration lock, by the first.
     pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Database, DatabaseError> {
-        let (options, shown) = location(url, data_dir)?;
-        let file = options.get_filename().to_owned();
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(|source| DatabaseError::Open { url: shown, source })?;
-        // A file made before (by an older version, or by hand, wherever DATABASE_URL
-        // points) keeps its mode; SQLite gives the database's mode to its -wal and -shm.
-        make_owner_only(&file);
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Database { pool })
+        let location = Location::parse(url, data_dir)?;
+        let database = location.connect(Access::Create, 8).await?;
+        if let Location::Sqlite { file, .. } = &location {
+            // A file made before (by an older version, or by hand, wherever DATABASE_URL
+            // points) keeps its mode; SQLite gives the database's mode to its -wal and -shm.
+            make_owner_only(file);
+        }
+        database.migrator().run(&database.pool).await?;
+        Ok(database)
     }
 
     /// Opens the server's database to read only: nothing is created, no schema is changed,
@@ -95,7 +129,7 @@ impl Database {
         url: Option<&str>,
         data_dir: &Path,
     ) -> Result<Database, DatabaseError> {
-        Self::open_beside_server(url, data_dir, true).await
+        Self::open_beside_server(url, data_dir, Access::ReadOnly).await
     }
 
     /// Opens the server's database to add to its job queue, as the CLI's `withdraw` does:
@@ -105,29 +139,18 @@ impl Database {
         url: Option<&str>,
         data_dir: &Path,
     ) -> Result<Database, DatabaseError> {
-        Self::open_beside_server(url, data_dir, false).await
+        Self::open_beside_server(url, data_dir, Access::Write).await
     }
 
     async fn open_beside_server(
         url: Option<&str>,
         data_dir: &Path,
-        read_only: bool,
+        access: Access,
     ) -> Result<Database, DatabaseError> {
-        let (options, shown) = location(url, data_dir)?;
-        let options = options
-            .read_only(read_only)
-            .create_if_missing(false)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(|source| DatabaseError::Open {
-                url: shown.clone(),
-                source,
-            })?;
-        let expected = sqlx::migrate!("./migrations")
+        let location = Location::parse(url, data_dir)?;
+        let database = location.connect(access, 2).await?;
+        let expected = database
+            .migrator()
             .iter()
             .map(|migration| migration.version)
             .max()
@@ -135,17 +158,29 @@ impl Database {
         let found: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
         )
-        .fetch_one(&pool)
+        .fetch_one(&database.pool)
         .await
         .unwrap_or(0);
         if found != expected {
             return Err(DatabaseError::SchemaMismatch {
-                url: shown,
+                url: location.shown().to_owned(),
                 found,
                 expected,
             });
         }
-        Ok(Database { pool })
+        Ok(database)
+    }
+
+    /// Which engine holds the state.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
     }
 
     /// True when the database answers.
@@ -153,42 +188,186 @@ impl Database {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
     /// A transaction that holds the write lock from its start, for those that read and then
-    /// write on what they read. A deferred one would take the lock only at its first write,
-    /// and fail with `SQLITE_BUSY_SNAPSHOT` if another connection (the job loop) wrote in
-    /// between; this one makes the other writer wait (`busy_timeout`) instead.
+    /// write on what they read. On SQLite, a deferred one would take the lock only at its
+    /// first write, and fail with `SQLITE_BUSY_SNAPSHOT` if another connection (the job
+    /// loop) wrote in between; this one makes the other writer wait (`busy_timeout`)
+    /// instead. On PostgreSQL, it takes one advisory lock, held to its end, which every such
+    /// transaction (on any replica) takes first.
     pub(crate) async fn begin_immediate(
         &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // pg_advisory_xact_lock returns `void`, which the Any driver cannot read.
+                sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+                    .bind(POSTGRES_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 }
 
-/// The connection options for `url` (`DATABASE_URL`), or the file `alloy-sysext.db` in
-/// `data_dir`, and how to name it in errors.
-fn location(
-    url: Option<&str>,
-    data_dir: &Path,
-) -> Result<(SqliteConnectOptions, String), DatabaseError> {
-    Ok(match url {
-        Some(url) => {
-            let options =
-                SqliteConnectOptions::from_str(url).map_err(|source| DatabaseError::BadUrl {
-                    url: url.to_owned(),
-                    source,
-                })?;
-            (options, url.to_owned())
-        }
-        None => {
+/// What a connection may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Create the database file if it is missing, and change the schema.
+    Create,
+    /// Write rows into a database that exists.
+    Write,
+    /// Read only.
+    ReadOnly,
+}
+
+/// Where the database is, and how to name it in errors and logs (without a password).
+#[derive(Debug)]
+enum Location {
+    Sqlite {
+        options: Box<SqliteConnectOptions>,
+        file: PathBuf,
+        shown: String,
+    },
+    Postgres {
+        url: String,
+        shown: String,
+    },
+}
+
+impl Location {
+    /// `url` (`DATABASE_URL`), or the file `alloy-sysext.db` in `data_dir`.
+    fn parse(url: Option<&str>, data_dir: &Path) -> Result<Location, DatabaseError> {
+        let Some(url) = url else {
             let file = data_dir.join(DATABASE_FILE);
-            let shown = file.display().to_string();
-            (SqliteConnectOptions::new().filename(file), shown)
+            return Ok(Location::Sqlite {
+                options: Box::new(SqliteConnectOptions::new().filename(&file)),
+                shown: file.display().to_string(),
+                file,
+            });
+        };
+        let shown = without_password(url);
+        let bad = |reason: String| DatabaseError::BadUrl {
+            url: shown.clone(),
+            reason,
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // Checked here, so that a mistyped URL is named before any connection is tried.
+            PgConnectOptions::from_str(url)
+                .map_err(|e| bad(without_secret(&e.to_string(), url)))?;
+            Ok(Location::Postgres {
+                url: url.to_owned(),
+                shown,
+            })
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
+            Ok(Location::Sqlite {
+                file: options.get_filename().to_owned(),
+                options: Box::new(options),
+                shown,
+            })
+        } else {
+            Err(bad(
+                "it starts with neither `sqlite:` nor `postgres://`".to_owned()
+            ))
         }
-    })
+    }
+
+    fn shown(&self) -> &str {
+        match self {
+            Location::Sqlite { shown, .. } | Location::Postgres { shown, .. } => shown,
+        }
+    }
+
+    /// A pool of at most `connections` connections with `access`.
+    async fn connect(&self, access: Access, connections: u32) -> Result<Database, DatabaseError> {
+        sqlx::any::install_default_drivers();
+        let open_error = |source| DatabaseError::Open {
+            url: self.shown().to_owned(),
+            source,
+        };
+        let pool_options = AnyPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(5));
+        let (pool_options, any_options, backend) = match self {
+            Location::Sqlite { options, .. } => {
+                let options = SqliteConnectOptions::clone(options)
+                    .create_if_missing(access == Access::Create)
+                    .read_only(access == Access::ReadOnly);
+                // The Any driver opens SQLite from a URL, which carries the file and its
+                // mode; the journal and sync settings are set on each new connection.
+                let any_options =
+                    AnyConnectOptions::from_url(&options.to_url_lossy()).map_err(open_error)?;
+                let pool_options = pool_options.after_connect(move |connection, _| {
+                    Box::pin(async move {
+                        if access != Access::ReadOnly {
+                            connection.execute("PRAGMA journal_mode = WAL").await?;
+                        }
+                        connection.execute("PRAGMA synchronous = FULL").await?;
+                        Ok(())
+                    })
+                });
+                (pool_options, any_options, Backend::Sqlite)
+            }
+            Location::Postgres { url, .. } => {
+                let any_options = AnyConnectOptions::from_str(url).map_err(open_error)?;
+                let pool_options = pool_options.after_connect(move |connection, _| {
+                    Box::pin(async move {
+                        if access == Access::ReadOnly {
+                            connection
+                                .execute("SET default_transaction_read_only = on")
+                                .await?;
+                        }
+                        Ok(())
+                    })
+                });
+                (pool_options, any_options, Backend::Postgres)
+            }
+        };
+        let pool = pool_options
+            .connect_with(any_options)
+            .await
+            .map_err(open_error)?;
+        Ok(Database { pool, backend })
+    }
+}
+
+/// `url` with the password in its user information, if any, replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// `message` with whatever password `url` holds replaced by `***`, for an error about `url`
+/// that may quote it.
+fn without_secret(message: &str, url: &str) -> String {
+    let Some(password) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(user_info, _)| user_info.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|password| !password.is_empty())
+    else {
+        return message.to_owned();
+    };
+    message.replace(password, "***")
 }
 
 /// Makes the database file `file` and its journals readable by its owner alone; one that
@@ -294,7 +473,7 @@ mod tests {
                 .await
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
-        sqlx::query("UPDATE t SET n = ? + 1")
+        sqlx::query("UPDATE t SET n = $1 + 1")
             .bind(read)
             .execute(&mut *tx)
             .await
@@ -306,6 +485,126 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 11);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_postgres_connection_takes_no_write_and_refuses_another_schema() {
+        let test = testing::TestDatabase::open(Backend::Postgres).await;
+        let url = test.url().to_owned();
+        let unused = Path::new("/nonexistent");
+        let reader = Database::open_read_only(Some(&url), unused).await.unwrap();
+        assert_eq!(reader.backend(), Backend::Postgres);
+        assert!(reader.installations().await.unwrap().is_empty());
+        assert!(
+            sqlx::query("CREATE TABLE t (n BIGINT)")
+                .execute(reader.pool())
+                .await
+                .is_err(),
+            "a read-only database takes a write"
+        );
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (99990101000000, 'newer', TRUE, '\\x00'::bytea, 0)",
+        )
+        .execute(test.pool())
+        .await
+        .unwrap();
+        let error = Database::open_existing(Some(&url), unused)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                error,
+                DatabaseError::SchemaMismatch {
+                    found: 99990101000000,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    /// On PostgreSQL, transactions that read and then write take turns, on every replica.
+    #[tokio::test]
+    async fn postgres_read_then_write_transactions_take_turns() {
+        let test = testing::TestDatabase::open(Backend::Postgres).await;
+        let url = test.url().to_owned();
+        // Another replica's connection.
+        let other = Database::open(Some(&url), Path::new("/nonexistent"))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n BIGINT)")
+            .execute(test.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (0)")
+            .execute(test.pool())
+            .await
+            .unwrap();
+        let mut tx = test.begin_immediate().await.unwrap();
+        let read: i64 = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let writer = tokio::spawn(async move {
+            let mut tx = other.begin_immediate().await?;
+            let read: i64 = sqlx::query_scalar("SELECT n FROM t")
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE t SET n = $1 + 10")
+                .bind(read)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!writer.is_finished(), "the other transaction did not wait");
+        sqlx::query("UPDATE t SET n = $1 + 1")
+            .bind(read)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        writer.await.unwrap().unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_one(test.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 11);
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cr%40t@db.internal:5432/alloy?sslmode=require"),
+            "postgres://app:***@db.internal:5432/alloy?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgresql://app@db/alloy"),
+            "postgresql://app@db/alloy"
+        );
+        assert_eq!(without_password("sqlite:/data/a.db"), "sqlite:/data/a.db");
+        let error = Location::parse(
+            Some("postgres://app:hunter2@db:notaport/alloy"),
+            Path::new("/data"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(
+            error.contains("postgres://app:***@db:notaport/alloy"),
+            "{error}"
+        );
+        let error = Location::parse(Some("mysql://db/alloy"), Path::new("/data"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "DATABASE_URL \"mysql://db/alloy\" is neither a SQLite URL (sqlite:PATH) nor a \
+             PostgreSQL URL (postgres://USER@HOST/DATABASE): it starts with neither `sqlite:` \
+             nor `postgres://`"
+        );
     }
 
     #[tokio::test]

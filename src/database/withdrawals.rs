@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::job_result::as_text;
 use super::jobs::TriggerSource;
@@ -26,7 +26,7 @@ pub struct Withdrawal {
     pub withdrawn_at: String,
 }
 
-fn withdrawal_from_row(row: &SqliteRow) -> Result<Withdrawal, DatabaseError> {
+fn withdrawal_from_row(row: &AnyRow) -> Result<Withdrawal, DatabaseError> {
     let version: String = row.try_get("version")?;
     let source: String = row.try_get("source")?;
     Ok(Withdrawal {
@@ -49,7 +49,7 @@ impl Database {
     pub async fn record_withdrawal(&self, withdrawal: &Withdrawal) -> Result<(), DatabaseError> {
         sqlx::query(
             "INSERT INTO withdrawals (version, source, withdrawn_by, reason, job_id, withdrawn_at)
-             VALUES (?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (version) DO NOTHING",
         )
         .bind(withdrawal.version.as_str())
@@ -66,7 +66,7 @@ impl Database {
     /// The withdrawal of `version`, if it is withdrawn.
     pub async fn withdrawal(&self, version: &Version) -> Result<Option<Withdrawal>, DatabaseError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM withdrawals WHERE version = ?"
+            "SELECT {COLUMNS} FROM withdrawals WHERE version = $1"
         )))
         .bind(version.as_str())
         .fetch_optional(self.pool())
@@ -87,7 +87,7 @@ impl Database {
     /// Forgets the withdrawal of `version`: a `/rebuild` published it again. True when it
     /// was withdrawn.
     pub async fn end_withdrawal(&self, version: &Version) -> Result<bool, DatabaseError> {
-        let done = sqlx::query("DELETE FROM withdrawals WHERE version = ?")
+        let done = sqlx::query("DELETE FROM withdrawals WHERE version = $1")
             .bind(version.as_str())
             .execute(self.pool())
             .await?;
@@ -98,6 +98,7 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::testing::on_each_backend;
 
     fn withdrawal(version: &str, by: &str, job_id: i64) -> Withdrawal {
         Withdrawal {
@@ -110,41 +111,40 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_withdrawal_is_kept_once_and_ends_with_a_rebuild() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(None, dir.path()).await.unwrap();
-        let version: Version = "1.2.3".parse().unwrap();
-        assert_eq!(database.withdrawal(&version).await.unwrap(), None);
-        database
-            .record_withdrawal(&withdrawal("1.2.3", "ann", 4))
-            .await
-            .unwrap();
-        // A second withdraw of the same version keeps the first record.
-        database
-            .record_withdrawal(&withdrawal("1.2.3", "bob", 9))
-            .await
-            .unwrap();
-        database
-            .record_withdrawal(&withdrawal("1.0.0", "cy", 2))
-            .await
-            .unwrap();
-        let found = database.withdrawal(&version).await.unwrap().unwrap();
-        assert_eq!(
-            (found.withdrawn_by.as_deref(), found.job_id, found.source),
-            (Some("ann"), 4, TriggerSource::Comment)
-        );
-        assert!(!found.withdrawn_at.is_empty());
-        let all: Vec<String> = database
-            .withdrawals()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|w| w.version.to_string())
-            .collect();
-        assert_eq!(all, ["1.0.0", "1.2.3"]);
-        assert!(database.end_withdrawal(&version).await.unwrap());
-        assert!(!database.end_withdrawal(&version).await.unwrap());
-        assert_eq!(database.withdrawal(&version).await.unwrap(), None);
+    on_each_backend! {
+        async fn a_withdrawal_is_kept_once_and_ends_with_a_rebuild(database) {
+            let version: Version = "1.2.3".parse().unwrap();
+            assert_eq!(database.withdrawal(&version).await.unwrap(), None);
+            database
+                .record_withdrawal(&withdrawal("1.2.3", "ann", 4))
+                .await
+                .unwrap();
+            // A second withdraw of the same version keeps the first record.
+            database
+                .record_withdrawal(&withdrawal("1.2.3", "bob", 9))
+                .await
+                .unwrap();
+            database
+                .record_withdrawal(&withdrawal("1.0.0", "cy", 2))
+                .await
+                .unwrap();
+            let found = database.withdrawal(&version).await.unwrap().unwrap();
+            assert_eq!(
+                (found.withdrawn_by.as_deref(), found.job_id, found.source),
+                (Some("ann"), 4, TriggerSource::Comment)
+            );
+            assert!(!found.withdrawn_at.is_empty());
+            let all: Vec<String> = database
+                .withdrawals()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|w| w.version.to_string())
+                .collect();
+            assert_eq!(all, ["1.0.0", "1.2.3"]);
+            assert!(database.end_withdrawal(&version).await.unwrap());
+            assert!(!database.end_withdrawal(&version).await.unwrap());
+            assert_eq!(database.withdrawal(&version).await.unwrap(), None);
+        }
     }
 }
