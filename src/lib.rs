@@ -31,6 +31,7 @@ pub mod artifacts;
 pub mod build_info;
 pub mod butane;
 pub mod database;
+pub mod fence;
 pub mod github;
 pub mod manifest;
 pub mod metrics;

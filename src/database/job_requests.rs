@@ -261,7 +261,7 @@ mod tests {
             let RequestOutcome::Queued(running) = ask(&database, 1, "ann", "1.0.0", false).await else {
                 panic!("expected a new job");
             };
-            database.claim_job(running).await.unwrap().unwrap();
+            database.claim_job(running, "here", crate::database::testing::LEASE).await.unwrap().unwrap();
             let RequestOutcome::Queued(after) = ask(&database, 2, "bob", "1.0.0", true).await else {
                 panic!("expected a job after the running one");
             };
@@ -296,7 +296,7 @@ mod tests {
                 RequestOutcome::Queued(_)
             ));
             let oldest = database.next_runnable_job().await.unwrap().unwrap();
-            database.claim_job(oldest.id).await.unwrap().unwrap();
+            database.claim_job(oldest.id, "here", crate::database::testing::LEASE).await.unwrap().unwrap();
             assert!(matches!(
                 ask(&database, 7, "ann", "1.0.4", false).await,
                 RequestOutcome::Queued(_)
@@ -316,14 +316,14 @@ mod tests {
                 ask(&database, 2, "bob", "1.0.0", true).await,
                 RequestOutcome::Joined { upgraded: true, .. }
             ));
-            let claimed = database.claim_job(read.id).await.unwrap().unwrap();
+            let claimed = database.claim_job(read.id, "here", crate::database::testing::LEASE).await.unwrap().unwrap();
             assert_eq!(claimed.id, id);
             assert!(claimed.rebuild, "the job runs as it is when claimed");
             assert_eq!(claimed.state, JobState::Running);
             assert_eq!(claimed.attempts, 1);
             // A job that ended is not claimed again.
             database.finish_job(id, None).await.unwrap();
-            assert!(database.claim_job(id).await.unwrap().is_none());
+            assert!(database.claim_job(id, "here", crate::database::testing::LEASE).await.unwrap().is_none());
         }
     }
 }

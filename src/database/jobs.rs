@@ -163,6 +163,20 @@ pub struct Job {
     pub error: Option<String>,
     /// What it has produced so far; `None` before its first step recorded anything.
     pub result: Option<JobResult>,
+    /// The replica whose claim it runs under, and the claim's generation; `None` before it
+    /// was first claimed.
+    #[serde(skip)]
+    pub lease: Option<JobLease>,
+}
+
+/// Who ran or runs a job: every write for the job checks that its claim is still the
+/// job's ([`Database::renew_job_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLease {
+    /// The replica ([`crate::worker::replica::ReplicaId`]).
+    pub owner: String,
+    /// One more at each claim.
+    pub generation: i64,
 }
 
 /// How long a succeeded dispatch-started job stops the same request, replayed, from
@@ -185,16 +199,24 @@ impl Queued {
     }
 }
 
-const COLUMNS: &str = "id, kind, version, rebuild, trigger, installation_id, state, step, attempts,
-    next_attempt_at, created_at, started_at, updated_at, finished_at, error, result";
+/// SQL: the job's lease has lapsed, or it never had one (a row written before leases, or
+/// released by a single-replica start), at `$1`.
+pub(super) const LEASE_LAPSED: &str = "(lease_expires_at IS NULL OR lease_expires_at <= $1)";
 
-fn job_from_row(row: &AnyRow) -> Result<Job, DatabaseError> {
+pub(super) const COLUMNS: &str =
+    "id, kind, version, rebuild, trigger, installation_id, state, step, attempts,
+    next_attempt_at, created_at, started_at, updated_at, finished_at, error, result,
+    lease_owner, lease_generation";
+
+pub(super) fn job_from_row(row: &AnyRow) -> Result<Job, DatabaseError> {
     let trigger: String = row.try_get("trigger")?;
     let result: Option<String> = row.try_get("result")?;
     let state: String = row.try_get("state")?;
     let version: String = row.try_get("version")?;
     let step: Option<String> = row.try_get("step")?;
     let kind: String = row.try_get("kind")?;
+    let lease_owner: Option<String> = row.try_get("lease_owner")?;
+    let lease_generation: i64 = row.try_get("lease_generation")?;
     Ok(Job {
         id: row.try_get("id")?,
         kind: JobKind::parse(&kind)?,
@@ -218,6 +240,10 @@ fn job_from_row(row: &AnyRow) -> Result<Job, DatabaseError> {
             .map(|text| serde_json::from_str(&text))
             .transpose()
             .map_err(|e| DatabaseError::Corrupt(format!("job result: {e}")))?,
+        lease: lease_owner.map(|owner| JobLease {
+            owner,
+            generation: lease_generation,
+        }),
     })
 }
 
@@ -390,8 +416,9 @@ impl Database {
             .collect())
     }
 
-    /// The job to run next: one left running by a stopped process first (it resumes), then
-    /// the oldest queued job or retrying job whose wait is over.
+    /// The job to run next, when no job runs under a live lease (one job runs at a time,
+    /// across replicas): one whose lease lapsed first (its replica stopped; it resumes),
+    /// then the oldest queued job or retrying job whose wait is over.
     ///
     /// A runnable job whose row cannot be read cannot run: it is ended as failed, saying
     /// why, and the next one is taken, so it does not stop the queue.
@@ -399,9 +426,11 @@ impl Database {
         loop {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM jobs
-                 WHERE state = 'running'
-                    OR state = 'queued'
-                    OR (state = 'retrying' AND next_attempt_at <= $1)
+                 WHERE ((state = 'running' AND {LEASE_LAPSED})
+                        OR state = 'queued'
+                        OR (state = 'retrying' AND next_attempt_at <= $1))
+                   AND NOT EXISTS (SELECT 1 FROM jobs AS live
+                                   WHERE live.state = 'running' AND live.lease_expires_at > $1)
                  ORDER BY state = 'running' DESC, id ASC
                  LIMIT 1"
             )))
@@ -432,75 +461,8 @@ impl Database {
         )
     }
 
-    /// Claims job `id` for another attempt, if it is still runnable (queued, left running
-    /// by a stopped process, or retrying with its wait over), and returns it as it is now.
-    /// The claim and the read are one statement: a request that changes the queued job (a
-    /// `/rebuild` joining it) either lands before the claim, and the job runs with it, or
-    /// finds the job running and queues another.
-    pub async fn claim_job(&self, id: i64) -> Result<Option<Job>, DatabaseError> {
-        let now = timestamp::now();
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, next_attempt_at = NULL,
-                    started_at = COALESCE(started_at, $1), updated_at = $2
-             WHERE id = $3
-               AND (state IN ('queued', 'running')
-                    OR (state = 'retrying' AND next_attempt_at <= $4))
-             RETURNING {COLUMNS}"
-        )))
-        .bind(&now)
-        .bind(&now)
-        .bind(id)
-        .bind(&now)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(job_from_row).transpose()
-    }
-
-    /// Records the step the job is entering.
-    pub async fn set_job_step(&self, id: i64, step: Step) -> Result<(), DatabaseError> {
-        sqlx::query("UPDATE jobs SET step = $1, updated_at = $2 WHERE id = $3")
-            .bind(step.as_str())
-            .bind(timestamp::now())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// Records what a job has produced so far, whole; later steps (the reply) read it.
-    pub async fn set_job_result(&self, id: i64, result: &JobResult) -> Result<(), DatabaseError> {
-        let text = serde_json::to_string(result)
-            .map_err(|e| DatabaseError::Corrupt(format!("job result: {e}")))?;
-        sqlx::query("UPDATE jobs SET result = $1, updated_at = $2 WHERE id = $3")
-            .bind(text)
-            .bind(timestamp::now())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// A transient failure: the job runs again at `next_attempt_at`.
-    pub async fn retry_job_later(
-        &self,
-        id: i64,
-        error: &str,
-        next_attempt_at: &str,
-    ) -> Result<(), DatabaseError> {
-        sqlx::query(
-            "UPDATE jobs SET state = 'retrying', error = $1, next_attempt_at = $2, updated_at = $3
-             WHERE id = $4",
-        )
-        .bind(error)
-        .bind(next_attempt_at)
-        .bind(timestamp::now())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Ends the job: `error` is `None` on success.
+    /// Ends the job: `error` is `None` on success. For a job no replica runs (one that
+    /// cannot be read); a running job ends through [`Database::finish_claimed_job`].
     pub async fn finish_job(&self, id: i64, error: Option<&str>) -> Result<(), DatabaseError> {
         let now = timestamp::now();
         let state = if error.is_some() {
@@ -621,7 +583,7 @@ mod tests {
             assert!(matches!(first, Queued::New(_)));
             // Replayed under new delivery ids: queued, running, then succeeded.
             assert_eq!(queue("delivery:d2").await, Queued::Existing(first.id()));
-            database.claim_job(first.id()).await.unwrap().unwrap();
+            database.claim_job(first.id(), "here", crate::database::testing::LEASE).await.unwrap().unwrap();
             assert_eq!(queue("delivery:d3").await, Queued::Existing(first.id()));
             database.finish_job(first.id(), None).await.unwrap();
             assert_eq!(queue("delivery:d4").await, Queued::Existing(first.id()));
@@ -649,40 +611,98 @@ mod tests {
 
     on_each_backend! {
         async fn jobs_move_through_their_states(database) {
+            use crate::database::testing::LEASE;
             let id = queued_job(&database).await;
+            let other = database.queue_job(&new_job("k2")).await.unwrap().id();
             assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
-            database.claim_job(id).await.unwrap().unwrap();
-            database.set_job_step(id, Step::Download).await.unwrap();
-            // A job left running (the process stopped) is picked again, to resume.
-            let resumed = database.next_runnable_job().await.unwrap().unwrap();
-            assert_eq!((resumed.id, resumed.step), (id, Some(Step::Download)));
+            let job = database.claim_job(id, "here", LEASE).await.unwrap().unwrap();
+            database.set_job_step(&job, Step::Download).await.unwrap();
+            // One job runs at a time: the other waits while this one's lease holds.
+            assert!(database.next_runnable_job().await.unwrap().is_none());
+            assert!(database.claim_job(other, "there", LEASE).await.unwrap().is_none());
             database
                 .retry_job_later(
-                    id,
+                    &job,
                     "GitHub answered 502",
                     &timestamp::after(std::time::Duration::from_secs(3600)),
                 )
                 .await
                 .unwrap();
+            // Waiting to retry, it holds nothing back.
+            assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, other);
+            let other_job = database.claim_job(other, "there", LEASE).await.unwrap().unwrap();
+            database.finish_claimed_job(&other_job, None).await.unwrap();
             assert!(database.next_runnable_job().await.unwrap().is_none());
-            database
-                .retry_job_later(id, "GitHub answered 502", &timestamp::now())
+            let job = database.job(id).await.unwrap().unwrap();
+            // Its claim ended with the attempt.
+            assert!(matches!(
+                database.set_job_step(&job, Step::Build).await,
+                Err(DatabaseError::LeaseLost { job }) if job == id
+            ));
+            sqlx::query("UPDATE jobs SET next_attempt_at = $1 WHERE id = $2")
+                .bind(timestamp::now())
+                .bind(id)
+                .execute(database.pool())
                 .await
                 .unwrap();
             assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, id);
-            database.claim_job(id).await.unwrap().unwrap();
+            let job = database.claim_job(id, "here", LEASE).await.unwrap().unwrap();
             let result = JobResult {
                 manifest_commits: Some(vec!["ab".into()]),
                 ..JobResult::default()
             };
-            database.set_job_result(id, &result).await.unwrap();
-            database.finish_job(id, None).await.unwrap();
+            database.set_job_result(&job, &result).await.unwrap();
+            database.finish_claimed_job(&job, None).await.unwrap();
             let job = database.job(id).await.unwrap().unwrap();
             assert_eq!(job.state, JobState::Succeeded);
             assert_eq!(job.attempts, 2);
             assert_eq!(job.result, Some(result));
             assert!(job.finished_at.is_some());
             assert!(database.next_runnable_job().await.unwrap().is_none());
+        }
+    }
+
+    on_each_backend! {
+        /// A replica that stops renewing (killed, paused) leaves its job to another once
+        /// the lease lapses; the new claim has the next generation, and nothing the old
+        /// claim writes lands.
+        async fn a_lapsed_job_is_taken_over_and_its_old_claim_writes_nothing(database) {
+            use crate::database::testing::LEASE;
+            let id = queued_job(&database).await;
+            let short = std::time::Duration::from_millis(300);
+            let first = database.claim_job(id, "a", short).await.unwrap().unwrap();
+            database.set_job_step(&first, Step::Build).await.unwrap();
+            assert!(database.claim_job(id, "b", LEASE).await.unwrap().is_none());
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            // Lapsed: picked again first, to resume at its step.
+            let resumed = database.next_runnable_job().await.unwrap().unwrap();
+            assert_eq!((resumed.id, resumed.step), (id, Some(Step::Build)));
+            let second = database.claim_job(id, "b", LEASE).await.unwrap().unwrap();
+            let (old, new) = (first.lease.clone().unwrap(), second.lease.clone().unwrap());
+            assert_eq!((new.owner.as_str(), new.generation), ("b", old.generation + 1));
+            assert_eq!(second.attempts, 2);
+
+            // The first replica wakes up: its renewal and every write of its claim fail.
+            assert!(!database.renew_job_lease(id, &old, LEASE).await.unwrap());
+            for lost in [
+                database.set_job_step(&first, Step::Upload).await,
+                database.set_job_result(&first, &JobResult::default()).await,
+                database.retry_job_later(&first, "late", &timestamp::now()).await,
+                database.finish_claimed_job(&first, Some("late")).await,
+            ] {
+                assert!(matches!(lost, Err(DatabaseError::LeaseLost { .. })), "{lost:?}");
+            }
+            database.release_job_lease(id, &old).await.unwrap();
+            let now = database.job(id).await.unwrap().unwrap();
+            assert_eq!(
+                (now.state, now.step, now.lease),
+                (JobState::Running, Some(Step::Build), Some(new.clone()))
+            );
+            assert!(database.renew_job_lease(id, &new, LEASE).await.unwrap());
+            // Released (the replica stops): another resumes it at once.
+            database.release_job_lease(id, &new).await.unwrap();
+            let third = database.claim_job(id, "c", LEASE).await.unwrap().unwrap();
+            assert_eq!(third.lease.unwrap().generation, new.generation + 1);
         }
     }
 

@@ -14,10 +14,12 @@ pub mod comment_replies;
 pub mod deliveries;
 pub mod handled_comments;
 pub mod installations;
+pub mod job_leases;
 pub mod job_requests;
 pub mod job_result;
 pub mod job_steps;
 pub mod jobs;
+pub mod leases;
 pub mod retention;
 pub mod storage_removals;
 mod stored_name;
@@ -84,6 +86,10 @@ pub enum DatabaseError {
         found: i64,
         expected: i64,
     },
+    /// A write for a job this replica no longer runs: another took it over after its
+    /// lease lapsed.
+    #[error("job {job} was taken over by another replica; nothing more is written for it here")]
+    LeaseLost { job: i64 },
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
 }

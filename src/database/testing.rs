@@ -140,3 +140,6 @@ macro_rules! on_each_backend {
     )*};
 }
 pub(crate) use on_each_backend;
+
+/// A job lease long enough for any unit test.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(600);

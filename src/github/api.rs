@@ -163,6 +163,9 @@ pub enum ApiError {
         attempts: u32,
         reason: String,
     },
+    /// The lease this write was made under passed to another replica; nothing was sent.
+    #[error(transparent)]
+    FenceLost(#[from] crate::fence::FenceLost),
     #[error(transparent)]
     UnsafePath(#[from] super::url::UnsafePath),
     #[error(transparent)]
@@ -202,6 +205,7 @@ impl ApiError {
             ApiError::GaveUp { .. } | ApiError::Interrupted { .. } => true,
             ApiError::Status { status, .. } => *status >= 500 || *status == 429,
             ApiError::NoCredentials
+            | ApiError::FenceLost(_)
             | ApiError::UnsafePath(_)
             | ApiError::UnknownScope(_)
             | ApiError::ForeignRepository(_)
@@ -594,14 +598,19 @@ impl GitHubApi {
     }
 
     /// Sends `call`: after any other write to the same repository, and once more with a
-    /// new token when GitHub refuses the installation's.
+    /// new token when GitHub refuses the installation's. A write is sent only while the
+    /// lease it is made under is held ([`crate::fence`]).
     async fn call(&self, call: Call<'_>) -> Result<Answer, ApiError> {
+        let is_write = call.method != Method::GET && call.method != Method::HEAD;
         let _write_guard = match repository_of(call.path) {
-            Some(repository) if call.method != Method::GET && call.method != Method::HEAD => {
+            Some(repository) if is_write => {
                 Some(self.repository_write_lock(repository).lock_owned().await)
             }
             _ => None,
         };
+        if is_write {
+            crate::fence::check().await?;
+        }
         let answer = self.attempts(&call).await?;
         if answer.response.status == 401
             && let Credential::Installation {

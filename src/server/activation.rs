@@ -1,6 +1,7 @@
 //! Starting the server's work as the App: at start when credentials are configured, or
 //! later, when the setup flow has just received them from GitHub — without a restart.
 
+use crate::worker::replica::LeaseTimes;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub struct Activation {
     pub github_api_url: String,
     pub deliveries_stored: Arc<Notify>,
     pub job_retry_delay: Duration,
+    pub lease_times: LeaseTimes,
     pub stopping: watch::Receiver<bool>,
     pub credentials: Arc<RwLock<Credentials>>,
     worker: Mutex<Option<Arc<Worker>>>,
@@ -55,6 +57,7 @@ impl Activation {
         github_api_url: String,
         deliveries_stored: Arc<Notify>,
         job_retry_delay: Duration,
+        lease_times: LeaseTimes,
         stopping: watch::Receiver<bool>,
         credentials: Arc<RwLock<Credentials>>,
     ) -> Arc<Activation> {
@@ -67,6 +70,7 @@ impl Activation {
             github_api_url,
             deliveries_stored,
             job_retry_delay,
+            lease_times,
             stopping,
             credentials,
             worker: Mutex::new(None),
@@ -115,6 +119,7 @@ impl Activation {
             self.data_dir.clone(),
             self.deliveries_stored.clone(),
             self.job_retry_delay,
+            self.lease_times,
         ));
         let tasks = worker.spawn(self.stopping.clone());
         self.tasks

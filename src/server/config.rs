@@ -66,6 +66,9 @@ pub struct ServerConfig {
     /// `JOB_RETRY_SECONDS`: the wait before a transiently failed job's first retry; each
     /// later retry waits twice as long.
     pub job_retry_delay: std::time::Duration,
+    /// `JOB_LEASE_SECONDS` and `LEADER_LEASE_SECONDS`: how long a running job's claim and
+    /// the leader's lease last unless renewed (see [`crate::worker::replica::LeaseTimes`]).
+    pub lease_times: crate::worker::replica::LeaseTimes,
     /// `RETENTION_DAYS`: how long the payloads of handled deliveries, and workflow runs,
     /// are kept.
     pub retention: std::time::Duration,
@@ -209,6 +212,10 @@ impl ServerConfig {
                     }
                 },
             },
+            lease_times: crate::worker::replica::LeaseTimes {
+                job: lease_seconds(&get, "JOB_LEASE_SECONDS", 60)?,
+                leader: lease_seconds(&get, "LEADER_LEASE_SECONDS", 30)?,
+            },
             retention: match get("RETENTION_DAYS") {
                 None => std::time::Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400),
                 Some(value) => match value.trim().parse::<u64>() {
@@ -279,6 +286,27 @@ fn app_credentials(
                 private_key: Secret::new(pem),
             }))
         }
+    }
+}
+
+/// The lease length named `name`, in seconds from 3 to 3600, or `default`.
+fn lease_seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<std::time::Duration, ConfigError> {
+    match get(name) {
+        None => Ok(std::time::Duration::from_secs(default)),
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(seconds) if (3..=3600).contains(&seconds) => {
+                Ok(std::time::Duration::from_secs(seconds))
+            }
+            _ => Err(ConfigError::Invalid {
+                name,
+                value,
+                expected: "a number of seconds from 3 to 3600",
+            }),
+        },
     }
 }
 

@@ -168,6 +168,7 @@ pub async fn serve(
         config.github_api_url.clone(),
         deliveries_stored.clone(),
         config.job_retry_delay,
+        config.lease_times,
         stopping,
         credentials.clone(),
     );

@@ -675,6 +675,7 @@ mod tests {
             finished_at: Some("2026-01-02T03:05:17.500000Z".into()),
             error: error.map(str::to_owned),
             result: None,
+            lease: None,
         }
     }
 

@@ -107,6 +107,9 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The lease this write was made under passed to another replica; nothing was written.
+    #[error(transparent)]
+    FenceLost(#[from] crate::fence::FenceLost),
     /// The S3 server refused the request, or could not be reached.
     #[error("S3 {operation} of {key:?} failed: {message}")]
     Remote {
@@ -129,7 +132,9 @@ impl StorageError {
                 source.kind(),
                 io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
             ),
-            StorageError::InvalidKey { .. } | StorageError::InvalidRequest { .. } => false,
+            StorageError::InvalidKey { .. }
+            | StorageError::InvalidRequest { .. }
+            | StorageError::FenceLost(_) => false,
         }
     }
 
@@ -235,7 +240,9 @@ impl Storage {
 
     /// Stores the file `request.path` under `request.key`, unless an object with that key
     /// and the same content (by sha256) is there already.
+    /// A write: made only while the lease it is made under is held ([`crate::fence`]).
     pub async fn put_file(&self, request: &PutRequest<'_>) -> Result<PutOutcome, StorageError> {
+        crate::fence::check().await?;
         match self {
             Storage::S3(s3) => s3.put_file(request).await,
             Storage::Local(local) => local.put_file(request).await,
@@ -262,6 +269,7 @@ impl Storage {
     /// Deletes the object stored under `key`. A missing object is no error
     /// ([`DeleteOutcome::Absent`]), so a delete cut short can be made again.
     pub async fn delete(&self, key: &str) -> Result<DeleteOutcome, StorageError> {
+        crate::fence::check().await?;
         match self {
             Storage::S3(s3) => s3.delete(key).await,
             Storage::Local(local) => local.delete(key).await,
@@ -274,6 +282,7 @@ impl Storage {
     /// missing bucket is. Both keys are checked before any request, and a copy onto itself
     /// is refused.
     pub async fn copy(&self, from: &str, to: &str) -> Result<CopyOutcome, StorageError> {
+        crate::fence::check().await?;
         match self {
             Storage::S3(s3) => s3.copy(from, to).await,
             Storage::Local(local) => local.copy(from, to).await,

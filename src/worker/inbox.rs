@@ -3,6 +3,7 @@
 //! is the comment as a whole: one reply, refusals answered at most hourly, the delivery's
 //! outcome.
 
+use crate::fence;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -43,15 +44,33 @@ pub enum HandlingError {
     BuildRepository(#[source] StepError),
 }
 
+impl HandlingError {
+    /// True when the leader lease passed to another replica before a write.
+    fn is_lost_lease(&self) -> bool {
+        match self {
+            HandlingError::GitHub(error) => matches!(error, ApiError::FenceLost(_)),
+            HandlingError::BuildRepository(error) => error.is_lost_lease(),
+            HandlingError::Database(error) => matches!(error, DatabaseError::LeaseLost { .. }),
+        }
+    }
+}
+
 impl Worker {
     /// Handles stored deliveries as they come, until `shutdown` turns true.
     pub(super) async fn inbox_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
+            // Any replica stores deliveries; the leader handles them, one at a time and in
+            // order, with its writes fenced by its lease.
+            self.leadership().wait_to_lead(&mut shutdown).await;
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(error) = self.handle_pending_deliveries(&shutdown).await {
-                tracing::error!(%error, "reading the inbox");
+            if let Some(generation) = self.leadership().generation() {
+                let fence = self.leadership().fence(generation);
+                let handled = fence::fenced(fence, self.handle_pending_deliveries(&shutdown));
+                if let Err(error) = handled.await {
+                    tracing::error!(%error, "reading the inbox");
+                }
             }
             tokio::select! {
                 () = self.deliveries_stored.notified() => {}
@@ -72,10 +91,15 @@ impl Worker {
                 return Ok(());
             }
             for delivery in pending {
-                if *shutdown.borrow() {
+                if *shutdown.borrow() || !self.leadership().is_leader() {
                     return Ok(());
                 }
                 if let Err(error) = self.handle_delivery(&delivery).await {
+                    if error.is_lost_lease() {
+                        // The new leader handles it; nothing is recorded here.
+                        tracing::warn!(delivery = %delivery.id, %error, "this replica no longer leads; the delivery is left to the leader");
+                        return Ok(());
+                    }
                     let message = error.to_string();
                     let transient = match &error {
                         HandlingError::GitHub(e) => e.is_transient(),

@@ -1,6 +1,7 @@
 //! The job queue's loop: takes the next runnable job, claims it, runs its steps in order
 //! from the one it is at, and ends it, retries it later with a growing wait, or leaves it
-//! to resume on the next start. What each step does is in [`super::pipeline`]. Between
+//! to resume (here or on another replica) at its step. A job runs under its lease
+//! ([`super::job_lease`]), and one job runs at a time across all replicas. What each step does is in [`super::pipeline`]. Between
 //! jobs, it runs the storage removal sweep ([`super::storage_removals`]) and queues the
 //! promotions that are due ([`super::promotions`]).
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::job_lease::RunningLease;
 use super::pipeline::{
     MAX_JOB_ATTEMPTS, RepositoryAccess, StepContext, StepError, has_inputs, report_failure,
     run_step,
@@ -19,6 +21,7 @@ use super::{Worker, promotions, storage_removals};
 use crate::database::DatabaseError;
 use crate::database::job_steps::StepOutcome;
 use crate::database::jobs::Job;
+use crate::fence;
 use crate::github::api::Auth;
 
 impl RepositoryAccess for Worker {
@@ -36,6 +39,12 @@ impl Worker {
     /// [`storage_removals::SWEEP_INTERVAL`]. Between jobs, it never runs while a job
     /// writes to storage.
     pub(super) async fn job_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let database = &self.services.database;
+        if database.backend() == crate::database::Backend::Sqlite
+            && let Err(error) = database.release_all_job_leases().await
+        {
+            tracing::warn!(%error, "could not give up the job leases of the previous run; they lapse by themselves");
+        }
         let mut next_removal_sweep = Instant::now();
         let mut next_promotion_check = Instant::now();
         loop {
@@ -48,13 +57,17 @@ impl Worker {
                     continue;
                 }
                 Ok(None) => {
-                    if Instant::now() >= next_removal_sweep {
-                        self.sweep_storage_removals().await;
-                        next_removal_sweep = Instant::now() + storage_removals::SWEEP_INTERVAL;
-                    }
-                    if Instant::now() >= next_promotion_check {
-                        self.promote_due_versions().await;
-                        next_promotion_check = Instant::now() + promotions::CHECK_INTERVAL;
+                    // The sweep and the promotions run on the leader only, as it.
+                    if let Some(generation) = self.leadership().generation() {
+                        let fence = self.leadership().fence(generation);
+                        if Instant::now() >= next_removal_sweep {
+                            fence::fenced(fence.clone(), self.sweep_storage_removals()).await;
+                            next_removal_sweep = Instant::now() + storage_removals::SWEEP_INTERVAL;
+                        }
+                        if Instant::now() >= next_promotion_check {
+                            fence::fenced(fence, self.promote_due_versions()).await;
+                            next_promotion_check = Instant::now() + promotions::CHECK_INTERVAL;
+                        }
                     }
                 }
                 Err(error) => tracing::error!(%error, "reading the job queue"),
@@ -82,15 +95,21 @@ impl Worker {
         }
     }
 
-    /// Runs `job` from the step it is at until it ends, waits for a retry, or the server
-    /// stops.
+    /// Claims `job` and runs it from the step it is at until it ends, waits for a retry,
+    /// the server stops, or another replica takes it over. Every write it makes is fenced
+    /// by its lease.
     async fn run_job(&self, job: Job, shutdown: &watch::Receiver<bool>) {
         let id = job.id;
         // Run the job as claimed, not as read before: a `/rebuild` may have joined it since.
-        let job = match self.services.database.claim_job(id).await {
+        let claimed = self
+            .services
+            .database
+            .claim_job(id, self.replica.as_str(), self.lease_times.job)
+            .await;
+        let job = match claimed {
             Ok(Some(claimed)) => claimed,
             Ok(None) => {
-                tracing::info!(job = id, "the job is no longer runnable; not started");
+                tracing::info!(job = id, "the job is no longer runnable here; not started");
                 return;
             }
             Err(error) => {
@@ -99,18 +118,52 @@ impl Worker {
                 return;
             }
         };
+        let Some(claim) = job.lease.clone() else {
+            tracing::error!(job = id, "the claimed job has no lease; not started");
+            return;
+        };
+        let lease = RunningLease::new(
+            self.services.database.clone(),
+            id,
+            claim,
+            self.lease_times.job,
+        );
+        let renewing = lease.keep_renewed();
+        fence::fenced(lease.clone(), self.run_claimed_job(job, &lease, shutdown)).await;
+        renewing.abort();
+    }
+
+    /// Runs the claimed `job` under `lease`, and records how it ended.
+    async fn run_claimed_job(
+        &self,
+        job: Job,
+        lease: &RunningLease,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let id = job.id;
         let attempts = job.attempts;
         // `attempts` counts this attempt already.
-        tracing::info!(job = id, version = %job.version, rebuild = job.rebuild, attempt = job.attempts, resumed_at = ?job.step, "job started");
-        let outcome = self.run_steps(job, shutdown).await;
+        tracing::info!(job = id, replica = %self.replica, version = %job.version, rebuild = job.rebuild, attempt = job.attempts, resumed_at = ?job.step, "job started");
+        let outcome = self.run_steps(job.clone(), shutdown).await;
         let metrics = crate::metrics::global();
         let result = match outcome {
-            Ok(()) => self.services.database.finish_job(id, None).await.map(|()| {
-                metrics.job("succeeded");
-                tracing::info!(job = id, "job succeeded");
-            }),
+            Err(error) if lease.is_lost() || error.is_lost_lease() => {
+                tracing::warn!(job = id, %error, "another replica took the job over; it stops here");
+                Ok(())
+            }
+            Ok(()) => self
+                .services
+                .database
+                .finish_claimed_job(&job, None)
+                .await
+                .map(|()| {
+                    metrics.job("succeeded");
+                    tracing::info!(job = id, "job succeeded");
+                }),
             Err(StepError::Interrupted) => {
-                tracing::info!(job = id, "stopping; the job resumes on the next start");
+                // Another replica, or this one started again, resumes it at once.
+                lease.release().await;
+                tracing::info!(job = id, "stopping; the job resumes at its step");
                 Ok(())
             }
             Err(error) if error.is_transient() && attempts < MAX_JOB_ATTEMPTS => {
@@ -121,7 +174,7 @@ impl Worker {
                 self.services
                     .database
                     .retry_job_later(
-                        id,
+                        &job,
                         &error.to_string(),
                         &crate::database::timestamp::after(delay),
                     )
@@ -130,7 +183,7 @@ impl Worker {
             Err(error) => {
                 tracing::error!(job = id, %error, "job failed");
                 metrics.job("failed");
-                self.fail_job(id, &error.to_string()).await
+                self.fail_job(&job, &error.to_string()).await
             }
         };
         if let Err(error) = result {
@@ -153,7 +206,10 @@ impl Worker {
                 return Err(StepError::Interrupted);
             }
             let id = context.job.id;
-            self.services.database.set_job_step(id, step).await?;
+            self.services
+                .database
+                .set_job_step(&context.job, step)
+                .await?;
             let attempt = context.job.attempts;
             self.services.database.start_step(id, step, attempt).await?;
             context.job.step = Some(step);
@@ -183,9 +239,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Ends the job as failed and tells whoever asked.
-    async fn fail_job(&self, id: i64, error: &str) -> Result<(), DatabaseError> {
-        self.services.database.finish_job(id, Some(error)).await?;
+    /// Ends the claimed `job` as failed and tells whoever asked.
+    async fn fail_job(&self, job: &Job, error: &str) -> Result<(), DatabaseError> {
+        let id = job.id;
+        self.services
+            .database
+            .finish_claimed_job(job, Some(error))
+            .await?;
         // The job will not run again: its downloads and build output go.
         let _ = std::fs::remove_dir_all(self.work_dir(id));
         let Some(job) = self.services.database.job(id).await? else {

@@ -15,10 +15,13 @@
 pub mod commands;
 pub mod events;
 pub mod inbox;
+pub mod job_lease;
 pub mod job_loop;
+pub mod leadership;
 pub mod pipeline;
 pub mod promotions;
 pub mod redelivery;
+pub mod replica;
 pub mod replies;
 pub mod retention;
 pub mod routing;
@@ -59,6 +62,10 @@ pub struct Worker {
     deliveries_stored: Arc<Notify>,
     /// The wait before a failed job's first retry.
     job_retry_delay: Duration,
+    /// Who this replica is, among those sharing the database.
+    replica: replica::ReplicaId,
+    /// How long its leases last.
+    lease_times: replica::LeaseTimes,
     /// What the loops learn and signal while they run; empty at start.
     state: WorkerState,
 }
@@ -74,24 +81,38 @@ struct WorkerState {
     installation_of: Mutex<HashMap<String, i64>>,
     /// The scheduled upstream check's last result and next run.
     upstream: Mutex<upstream::schedule::UpstreamSchedule>,
+    /// Whether this replica leads; set when the loops start.
+    leadership: std::sync::OnceLock<leadership::Leadership>,
 }
 
 impl Worker {
     /// A worker that keeps job downloads under `data_dir/work`, is woken by
-    /// `deliveries_stored`, and waits `job_retry_delay` before a failed job's first retry.
+    /// `deliveries_stored`, waits `job_retry_delay` before a failed job's first retry, and
+    /// holds its leases for `lease_times`.
     pub fn new(
         services: Services,
         data_dir: PathBuf,
         deliveries_stored: Arc<Notify>,
         job_retry_delay: Duration,
+        lease_times: replica::LeaseTimes,
     ) -> Self {
         Self {
             services,
             data_dir,
             deliveries_stored,
             job_retry_delay,
+            replica: replica::ReplicaId::of_this_process(),
+            lease_times,
             state: WorkerState::default(),
         }
+    }
+
+    /// Whether this replica leads (the inbox and the scheduled tasks run on the leader).
+    fn leadership(&self) -> &leadership::Leadership {
+        self.state
+            .leadership
+            .get()
+            .expect("the leadership is set before the loops start")
     }
 
     /// The App this worker acts as.
@@ -173,10 +194,23 @@ impl Worker {
     /// Starts the loops; they stop when `shutdown` turns true. A job in the middle of a
     /// step finishes that step's work in the background only if the process lives on; if
     /// not, it resumes from that step on the next start.
+    ///
+    /// With SQLite the server is the only replica: the leases its previous run held are
+    /// given up first (by the leader loop and the job loop), so what it was doing resumes at
+    /// once.
     pub fn spawn(
         self: &Arc<Self>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        let database = &self.services.database;
+        let (leadership, leading) = leadership::Leadership::start(
+            database.clone(),
+            self.replica.clone(),
+            self.lease_times.leader,
+            shutdown.clone(),
+        );
+        let _ = self.state.leadership.set(leadership);
+        tracing::info!(replica = %self.replica, database = database.backend().as_str(), "worker starting");
         let inbox = {
             let worker = self.clone();
             let shutdown = shutdown.clone();
@@ -190,12 +224,13 @@ impl Worker {
         let sweep = tokio::spawn(redelivery::sweep_loop(
             self.services.github.clone(),
             self.services.database.clone(),
+            self.leadership().clone(),
             shutdown.clone(),
         ));
         let watch = {
             let worker = self.clone();
             tokio::spawn(async move { worker.upstream_loop(shutdown).await })
         };
-        vec![inbox, jobs, sweep, watch]
+        vec![leading, inbox, jobs, sweep, watch]
     }
 }

@@ -71,18 +71,24 @@ pub fn to_redeliver(
     chosen
 }
 
-/// Sweeps every [`SWEEP_INTERVAL`] until `shutdown` turns true.
+/// Sweeps every [`SWEEP_INTERVAL`] until `shutdown` turns true, while this replica leads
+/// (one replica sweeps at a time); the first sweep runs as soon as it leads.
 pub(super) async fn sweep_loop(
     github: GitHubApi,
     database: Database,
+    leadership: super::leadership::Leadership,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        leadership.wait_to_lead(&mut shutdown).await;
         if *shutdown.borrow() {
             return;
         }
-        if let Err(error) = redeliver_missed(&github, &database).await {
-            tracing::warn!(%error, "asking GitHub to redeliver missed deliveries");
+        if let Some(generation) = leadership.generation() {
+            let sweep = redeliver_missed(&github, &database);
+            if let Err(error) = crate::fence::fenced(leadership.fence(generation), sweep).await {
+                tracing::warn!(%error, "asking GitHub to redeliver missed deliveries");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(SWEEP_INTERVAL) => {}

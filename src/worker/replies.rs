@@ -775,6 +775,7 @@ mod tests {
             finished_at: None,
             error: Some("GitHub answered 404\nmore".into()),
             result: None,
+            lease: None,
         }
     }
 

@@ -60,7 +60,7 @@ impl StepContext<'_> {
     ) -> Result<(), DatabaseError> {
         let mut result = self.result().clone();
         change(&mut result);
-        self.database.set_job_result(self.job.id, &result).await?;
+        self.database.set_job_result(&self.job, &result).await?;
         self.job.result = Some(result);
         Ok(())
     }

@@ -98,6 +98,17 @@ impl From<InstallationLookupError> for StepError {
 }
 
 impl StepError {
+    /// True when the job's lease passed to another replica: the step stopped before a
+    /// write, and nothing about the job is recorded here any more.
+    pub fn is_lost_lease(&self) -> bool {
+        matches!(
+            self,
+            StepError::Api(crate::github::api::ApiError::FenceLost(_))
+                | StepError::Storage(crate::storage::StorageError::FenceLost(_))
+                | StepError::Database(DatabaseError::LeaseLost { .. })
+        )
+    }
+
     /// True when trying again later may succeed: network trouble, rate limits, GitHub's
     /// or storage's 5xx, a busy database, a stop of the server.
     pub fn is_transient(&self) -> bool {

@@ -3,6 +3,8 @@
 //! fails is tried again after 5 minutes, then 10, 20, … up to an hour, never later than the
 //! next scheduled time; the last result is on the status page and in the metrics.
 
+use crate::fence;
+use crate::worker::replica::LeaseTimes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,7 +88,23 @@ impl Worker {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
-            let result = watch.check(false).await;
+            // One replica checks: the leader. Just after start, the lease may still be on
+            // its way.
+            let leadership = self.leadership();
+            let settle = LeaseTimes::renewal_interval(self.lease_times.leader);
+            let mut stop = shutdown.clone();
+            let _ = tokio::time::timeout(settle, leadership.wait_to_lead(&mut stop)).await;
+            let Some(generation) = leadership.generation() else {
+                next = self
+                    .services
+                    .settings
+                    .schedule
+                    .next_check(Utc::now())
+                    .unwrap_or(Utc::now() + chrono::Duration::days(1));
+                tracing::info!("another replica leads; it runs this upstream check");
+                continue;
+            };
+            let result = fence::fenced(leadership.fence(generation), watch.check(false)).await;
             let now = Utc::now();
             let scheduled = self.services.settings.schedule.next_check(now);
             crate::metrics::global().upstream_check(result.is_ok());
