@@ -2,7 +2,7 @@
 //! while) and written out as PEM files for the tools that check our output, and running
 //! those tools.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -37,10 +37,6 @@ impl TestSigner {
 
     pub fn certificate_path(&self) -> PathBuf {
         self.dir.join("cert.pem")
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
