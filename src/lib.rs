@@ -10,6 +10,7 @@
 //! - [`artifacts`]: one build, zip in, checked and signed files out;
 //! - [`manifest`]: `SHA256SUMS`, the names in it, and checking a published directory;
 //! - [`signing`]: OpenPGP keys and detached signatures;
+//! - [`ddi`]: the signed dm-verity disk image (DDI) built beside the squashfs image;
 //! - [`provenance`]: each image's signed record of how it was made (in-toto, SLSA);
 //! - [`build_info`]: this tool's version and the source revision it was built from;
 //! - [`butane`]: the pin in a consumer's Butane config, edited and proven to change nothing
@@ -31,6 +32,7 @@ pub mod artifacts;
 pub mod build_info;
 pub mod butane;
 pub mod database;
+pub mod ddi;
 pub mod fence;
 pub mod github;
 pub mod manifest;

@@ -7,12 +7,16 @@
 //! first and the manifest last, so a failure leaves the directory as it was and a reader never
 //! sees a manifest that points at a missing image.
 //!
+//! With a verity signer in the request, the signed dm-verity disk image ([`crate::ddi`]) is
+//! written from the finished squashfs image and staged beside it.
+//!
 //! The binary is compressed while it is still being extracted ([`growing_file`]), the zip is
 //! hashed for the record meanwhile, and each output is hashed on the way through the copy that
 //! reads it ([`tee_reader`], [`digest`]).
 
 pub mod digest;
 pub mod growing_file;
+pub mod image_format;
 pub mod tee_reader;
 
 use std::fs;
@@ -28,6 +32,7 @@ use crate::arch::Arch;
 use crate::artifacts::digest::sha256sum_line;
 use crate::artifacts::growing_file::GrowingFile;
 use crate::artifacts::tee_reader::TeeReader;
+use crate::ddi::{DdiError, DdiSummary, VeritySigner, write_ddi};
 use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
 use crate::provenance::record::BuiltDigests;
 use crate::provenance::{
@@ -67,6 +72,9 @@ pub struct BuildRequest {
     pub max_binary_size: u64,
     /// Where the zip came from and what started the build, for the provenance record.
     pub origin: BuildOrigin,
+    /// Also write the signed dm-verity image `<name>-<version>-<arch>.ddi.raw` (with its
+    /// `.sha256`, and `.asc` when there is an OpenPGP key), its root hash signed by this.
+    pub ddi_signer: Option<VeritySigner>,
 }
 
 impl BuildRequest {
@@ -85,12 +93,19 @@ impl BuildRequest {
             squashfs: SquashfsOptions::default(),
             compat_name: true,
             max_binary_size: crate::upstream::zip_entry::DEFAULT_MAX_BINARY_SIZE,
+            ddi_signer: None,
         }
     }
 
     /// `alloy-1.17.1-amd64.raw`: the name hosts match with `alloy-@v-amd64.raw`.
     pub fn image_file_name(&self) -> String {
         format!("{}-{}-{}.raw", self.image_name, self.version, self.arch)
+    }
+
+    /// `alloy-1.17.1-amd64.ddi.raw`: the signed dm-verity image, which hosts opt in to with
+    /// `alloy-@v-amd64.ddi.raw`.
+    pub fn ddi_file_name(&self) -> String {
+        crate::ddi::ddi_file_name(&self.image_file_name())
     }
 
     /// `alloy-1.17.1.raw`: the compatibility name older consumers use.
@@ -105,6 +120,7 @@ pub enum BuildStep {
     Compress,
     Verify,
     Sign,
+    Ddi,
     Manifest,
 }
 
@@ -115,6 +131,7 @@ impl BuildStep {
             BuildStep::Compress => "compress",
             BuildStep::Verify => "check",
             BuildStep::Sign => "sign",
+            BuildStep::Ddi => "ddi",
             BuildStep::Manifest => "manifest",
         }
     }
@@ -125,6 +142,7 @@ impl BuildStep {
             BuildStep::Compress => "extracting the binary and compressing the image",
             BuildStep::Verify => "checking the image",
             BuildStep::Sign => "hashing and signing",
+            BuildStep::Ddi => "writing the signed dm-verity image",
             BuildStep::Manifest => "updating SHA256SUMS",
         }
     }
@@ -164,6 +182,8 @@ pub struct BuildOutput {
     pub manifest_change: Upsert,
     /// The image's provenance record, as written beside it.
     pub record: Statement,
+    /// The signed dm-verity image, when the request asked for one.
+    pub ddi: Option<DdiSummary>,
 }
 
 impl BuildOutput {
@@ -194,6 +214,8 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Signing(#[from] SigningError),
+    #[error("writing the dm-verity image: {0}")]
+    Ddi(#[from] DdiError),
     #[error("the signature just made does not verify with its own key: {0}")]
     SignatureSelfCheck(SigningError),
     #[error("{path}: {source}")]
@@ -327,6 +349,23 @@ pub fn build_into_dir(
     );
     stage_record(out_dir, &image_name, &record, key, &mut staged)?;
 
+    let ddi = match &request.ddi_signer {
+        Some(signer) => {
+            progress.step(BuildStep::Ddi);
+            // The squashfs image, staged first, still waits under its temporary name.
+            let squashfs = staged[0].temp.path().to_owned();
+            Some(stage_ddi(
+                request,
+                out_dir,
+                &squashfs,
+                signer,
+                key,
+                &mut staged,
+            )?)
+        }
+        None => None,
+    };
+
     progress.step(BuildStep::Manifest);
     let manifest_change = stage_manifest(out_dir, &image_name, &image_sha256, key, &mut staged)?;
 
@@ -343,7 +382,68 @@ pub fn build_into_dir(
         binary_size: extracted.size,
         manifest_change,
         record,
+        ddi,
     })
+}
+
+/// Writes the DDI of the staged `squashfs` image and stages it onto `staged` with its
+/// `.sha256`, and its `.asc` when there is a `key` (checked, as the image's is).
+fn stage_ddi(
+    request: &BuildRequest,
+    out_dir: &Path,
+    squashfs: &Path,
+    signer: &VeritySigner,
+    key: Option<&SigningKey>,
+    staged: &mut Vec<Staged>,
+) -> Result<DdiSummary, BuildError> {
+    let name = request.ddi_file_name();
+    let mut temp = new_temp(out_dir, &name)?;
+    let temp_path = temp.path().to_owned();
+    let summary = write_ddi(
+        squashfs,
+        request.arch,
+        signer,
+        temp.as_file_mut(),
+        &temp_path,
+    )?;
+    let signature = match key {
+        Some(key) => {
+            let read = |file: &mut File| {
+                file.rewind()?;
+                Ok::<_, io::Error>(BufReader::with_capacity(
+                    READ_BACK_BUFFER,
+                    file.try_clone()?,
+                ))
+            };
+            let reader = read(temp.as_file_mut()).map_err(io_error("reading", &temp_path))?;
+            let signature = key.sign_detached(reader)?;
+            let reader = read(temp.as_file_mut()).map_err(io_error("reading", &temp_path))?;
+            key.public_key()
+                .verify_detached(reader, signature.as_bytes())
+                .map_err(BuildError::SignatureSelfCheck)?;
+            Some(signature)
+        }
+        None => None,
+    };
+    staged.push(Staged {
+        temp,
+        name: name.clone(),
+        size: summary.size,
+        sha256: summary.sha256.clone(),
+    });
+    staged.push(stage_text(
+        new_temp(out_dir, &name)?,
+        format!("{name}.sha256"),
+        &sha256sum_line(&summary.sha256, &name),
+    )?);
+    if let Some(signature) = signature {
+        staged.push(stage_text(
+            new_temp(out_dir, &name)?,
+            format!("{name}.asc"),
+            &signature,
+        )?);
+    }
+    Ok(summary)
 }
 
 /// Creates `out_dir` if missing and locks it: builds into one directory take turns, as

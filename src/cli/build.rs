@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use alloy_sysext_automation::arch::Arch;
+use alloy_sysext_automation::artifacts::image_format::ImageFormat;
 use alloy_sysext_automation::artifacts::{BuildOutput, BuildRequest, build_into_dir};
+use alloy_sysext_automation::ddi::VeritySigner;
+use alloy_sysext_automation::ddi::key_source::VeritySignerSource;
 use alloy_sysext_automation::github::api::{Auth, DEFAULT_API_URL, GitHubApi};
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
 use alloy_sysext_automation::github::release_asset::PublicReleases;
@@ -27,12 +30,13 @@ use super::progress::TerminalProgress;
 /// Writes alloy-<V>-<arch>.raw with .sha256 and .asc, its provenance record
 /// alloy-<V>-<arch>.raw.intoto.json (the upstream asset and its sha256, the settings, this
 /// tool's version) with its .asc, the compatibility copy alloy-<V>.raw with its own .sha256
-/// and .asc, SHA256SUMS (created, or edited in place) and SHA256SUMS.gpg. Nothing in --out
-/// changes unless the whole build succeeds. The same zip and settings always give a
-/// byte-identical image.
+/// and .asc, SHA256SUMS (created, or edited in place) and SHA256SUMS.gpg. With --format ddi,
+/// also the signed dm-verity disk image alloy-<V>-<arch>.ddi.raw with its .sha256 and .asc
+/// (not yet listed in SHA256SUMS). Nothing in --out changes unless the whole build
+/// succeeds. The same zip, settings and keys always give byte-identical images.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  alloy-sysext-automation build --version 1.17.1 --zip alloy-linux-amd64.zip --out out/\n  alloy-sysext-automation build --version 1.17.1 --arch arm64 --out out/   # downloads the asset\n\nEnvironment:\n  GPG_PRIVATE_KEY   base64 of an armored, unprotected secret key\n  SIGNING_KEY_PATH  path of an armored secret key\n  GITHUB_TOKEN      token for downloads (optional; raises the rate limit)"
+    after_help = "Examples:\n  alloy-sysext-automation build --version 1.17.1 --zip alloy-linux-amd64.zip --out out/\n  alloy-sysext-automation build --version 1.17.1 --arch arm64 --out out/   # downloads the asset\n  alloy-sysext-automation build --version 1.17.1 --zip alloy-linux-amd64.zip --out out/ --format squashfs,ddi --verity-key keys/verity.key --verity-certificate keys/verity.crt\n\nEnvironment:\n  GPG_PRIVATE_KEY          base64 of an armored, unprotected secret key\n  SIGNING_KEY_PATH         path of an armored secret key\n  VERITY_SIGNING_KEY_PATH  path of the PEM key that signs DDI root hashes (--format ddi)\n  VERITY_SIGNING_KEY       the same key as PEM text\n  VERITY_CERTIFICATE_PATH  path of its PEM certificate\n  VERITY_CERTIFICATE       the same certificate as PEM text\n  GITHUB_TOKEN             token for downloads (optional; raises the rate limit)"
 )]
 pub struct BuildArgs {
     /// Alloy version to build, MAJOR.MINOR.PATCH (a leading `v` is accepted).
@@ -95,6 +99,31 @@ pub struct BuildArgs {
     #[arg(long)]
     no_sign: bool,
 
+    /// Image formats to write, comma-separated or repeated: squashfs (alloy-<V>-<arch>.raw,
+    /// which is always written: it is what SHA256SUMS and the provenance record describe)
+    /// and ddi (alloy-<V>-<arch>.ddi.raw: the same file system in a GPT disk image with its
+    /// dm-verity hash tree and the root hash signed with --verity-key, which the kernel
+    /// checks on every read after the extension is merged).
+    #[arg(
+        long = "format",
+        value_name = "FORMAT",
+        value_delimiter = ',',
+        default_value = "squashfs",
+        value_parser = parse_format
+    )]
+    formats: Vec<ImageFormat>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1; RSA or ECDSA P-256) that signs the DDI's
+    /// root hash (default: $VERITY_SIGNING_KEY_PATH or $VERITY_SIGNING_KEY). Made by
+    /// `keygen --x509`.
+    #[arg(long, value_name = "FILE")]
+    verity_key: Option<PathBuf>,
+
+    /// PEM X.509 certificate of --verity-key, which hosts trust in /etc/verity.d/ (default:
+    /// $VERITY_CERTIFICATE_PATH or $VERITY_CERTIFICATE).
+    #[arg(long, value_name = "FILE")]
+    verity_certificate: Option<PathBuf>,
+
     /// Refuse a binary that inflates to more than this (bytes, or with a K, M or G suffix).
     #[arg(long, default_value = "1G", value_parser = parse_size)]
     max_binary_size: u64,
@@ -112,6 +141,12 @@ pub struct BuildArgs {
 fn parse_version(s: &str) -> Result<Version, String> {
     s.parse()
         .map_err(|e: alloy_sysext_automation::version::InvalidVersion| e.to_string())
+}
+
+fn parse_format(s: &str) -> Result<ImageFormat, String> {
+    s.parse().map_err(
+        |e: alloy_sysext_automation::artifacts::image_format::UnknownImageFormat| e.to_string(),
+    )
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
@@ -156,6 +191,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         let source = KeySource::resolve(args.signing_key.clone(), |name| std::env::var(name).ok())?;
         Some(source.load()?)
     };
+    let ddi_signer = verity_signer(&args)?;
 
     let progress = TerminalProgress::new();
     let downloaded_zip;
@@ -182,6 +218,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     };
     request.compat_name = !args.no_compat_name;
     request.max_binary_size = args.max_binary_size;
+    request.ddi_signer = ddi_signer;
     let output = build_into_dir(&request, &args.out, key.as_ref(), &progress);
     progress.finish();
     let output = output.with_context(|| {
@@ -196,6 +233,25 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     print_summary(&request, &args.out, &output, started);
     println!("  time: {}", progress.step_times(Instant::now()));
     Ok(())
+}
+
+/// The key and certificate that sign the DDI, with --format ddi; loaded now, so that a bad
+/// key fails before any download or build.
+fn verity_signer(args: &BuildArgs) -> anyhow::Result<Option<VeritySigner>> {
+    if !args.formats.contains(&ImageFormat::Ddi) {
+        if args.verity_key.is_some() || args.verity_certificate.is_some() {
+            anyhow::bail!(
+                "--verity-key and --verity-certificate sign the DDI image: add --format ddi, or leave them out"
+            );
+        }
+        return Ok(None);
+    }
+    let source = VeritySignerSource::resolve(
+        args.verity_key.clone(),
+        args.verity_certificate.clone(),
+        |name| std::env::var(name).ok(),
+    )?;
+    Ok(Some(source.load()?))
 }
 
 /// Downloads the release asset into a temporary file in the output directory; gives the file
@@ -305,6 +361,16 @@ fn print_summary(request: &BuildRequest, out: &Path, output: &BuildOutput, start
         "  SHA256SUMS entry for {}: {change}",
         request.image_file_name()
     );
+    if let (Some(ddi), Some(signer)) = (&output.ddi, &request.ddi_signer) {
+        println!(
+            "  {}: root hash {}, seed {}, signed by {} (sha256 fingerprint {})",
+            request.ddi_file_name(),
+            ddi.root_hash,
+            ddi.seed,
+            signer.certificate().subject(),
+            ddi.signature.certificate_fingerprint
+        );
+    }
     let image = request.image_file_name();
     let signed = output
         .file(&record_signature_file_name(&image))

@@ -11,6 +11,7 @@ mod channels;
 mod command_rules;
 mod common;
 mod config_command;
+mod ddi;
 mod download;
 mod fake_github;
 mod host;
