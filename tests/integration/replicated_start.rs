@@ -129,6 +129,15 @@ fn a_replica_with_a_bucket_and_everything_from_the_environment_starts_without_se
             "webhook_secret_configured": true,
         })
     );
+    // Ready by the check fly.replicated.toml gives Fly's proxy.
+    let fly: toml::Table = toml::from_str(
+        &fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fly.replicated.toml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let check = fly["http_service"]["checks"][0]["path"].as_str().unwrap();
+    let ready = server.get(check);
+    assert_eq!(ready.status, 200, "{check}: {}", ready.body);
     // It acts: a delivery is stored in PostgreSQL and handled.
     let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
     assert_eq!(server.deliver("replica-ping", "ping", body).status, 202);
