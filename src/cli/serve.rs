@@ -17,6 +17,12 @@ use tracing_subscriber::EnvFilter;
 /// LOG_LEVEL (info) and LOG_FORMAT (json or pretty). Without App credentials the server
 /// still stores deliveries and says on /healthz that it cannot act; without WEBHOOK_SECRET
 /// it refuses every delivery.
+///
+/// With DATABASE_URL=postgres://… (a database several replicas share) it starts only when
+/// what must be the same on every replica comes from the environment: the signing key
+/// (GPG_PRIVATE_KEY or SIGNING_KEY_PATH), the R2 bucket (R2_ENDPOINT, R2_BUCKET,
+/// R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY), APP_ID with PRIVATE_KEY or PRIVATE_KEY_PATH, and
+/// WEBHOOK_SECRET; otherwise it exits naming each one missing.
 #[derive(Debug, Args)]
 pub struct ServeArgs {}
 

@@ -10,7 +10,9 @@
 //! that the setup page made for that one visit (a different value, so the token never
 //! travels through GitHub and the browser's history, and a `state` is good only once). The
 //! pages are gone once the App is configured, and only one callback at a time may complete
-//! the setup: two racing callbacks never create or store two Apps.
+//! the setup: two racing callbacks never create or store two Apps. With PostgreSQL, where
+//! replicas share the state and take the App's credentials from the environment, the pages
+//! only say so.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +27,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::activation::Activation;
 use super::app_credentials_file::{self, StoredApp};
+use crate::database::Backend;
 use crate::github::api::GitHubApi;
 use crate::github::app_jwt::AppKey;
 use crate::github::app_manifests::{self, Conversion};
@@ -168,7 +171,14 @@ enum Refusal {
     UnknownState,
     /// Another callback is completing the setup right now.
     Completing,
+    /// The state is in PostgreSQL, which replicas share: the App's credentials come from
+    /// the environment, the same on every replica, never from one replica's `DATA_DIR`.
+    SingleMachineOnly,
 }
+
+/// What `/setup` says on a server whose state is in PostgreSQL.
+const SINGLE_MACHINE_ONLY: &str = "<p>This server keeps its state in PostgreSQL, which replicas share, so it takes the App's id, private key and webhook secret from the environment (<code>APP_ID</code>, <code>PRIVATE_KEY</code> or <code>PRIVATE_KEY_PATH</code>, <code>WEBHOOK_SECRET</code>), the same on every replica: the setup pages, which keep them in one machine's data directory, are for single-machine deployments.</p>\
+<p>To create a new App, run the server once on one machine with its default SQLite database and create the App at its <code>/setup</code>, then move the credentials it kept in <code>DATA_DIR/github-app.json</code> into those variables on every replica. The README's section <b>Scale out</b> shows how.</p>";
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -195,12 +205,22 @@ impl IntoResponse for Refusal {
                     "<p>Another answer from GitHub is completing the setup right now. Open the server's status page in a moment to see the App it acts as.</p>",
                 ),
             ),
+            Refusal::SingleMachineOnly => setup_page_response(
+                StatusCode::NOT_FOUND,
+                page(
+                    "The App setup is for single-machine deployments",
+                    SINGLE_MACHINE_ONLY,
+                ),
+            ),
         }
     }
 }
 
 /// The flow, while it still needs its App.
 fn open_flow(state: &AppState) -> Result<&SetupFlow, Refusal> {
+    if state.database.backend() == Backend::Postgres {
+        return Err(Refusal::SingleMachineOnly);
+    }
     match state.setup.as_deref() {
         Some(flow) if !flow.done.load(Ordering::SeqCst) => Ok(flow),
         _ => Err(Refusal::Gone),

@@ -5,7 +5,8 @@
 //! ([`webhook`], [`signature`], [`unverified_body`]). Its start-up reads the environment
 //! ([`config`]), makes `DATA_DIR` the owner's ([`data_dir`], [`private_file`]), loads the
 //! signing key ([`signing_key`]) and the App's credentials ([`app_credentials_file`], or the
-//! setup flow in [`app_setup`]) and starts the worker once it can act ([`activation`]). It
+//! setup flow in [`app_setup`]), refuses on PostgreSQL what replicas would not share
+//! ([`replica_requirements`]) and starts the worker once it can act ([`activation`]). It
 //! shows the status page, `/api/jobs` and the images ([`status_page`], [`jobs_api`],
 //! [`images`]) to whom [`status_access`] allows.
 
@@ -20,6 +21,7 @@ pub mod jobs_api;
 pub mod listener;
 pub mod per_client;
 pub mod private_file;
+pub mod replica_requirements;
 pub mod signature;
 pub mod signing_key;
 pub mod status_access;
@@ -114,8 +116,22 @@ pub async fn serve(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("creating DATA_DIR {}: {e}", config.data_dir.display()))?;
     let database = Database::open(config.database_url.as_deref(), &config.data_dir).await?;
-    crate::worker::retention::spawn(database.clone(), config.retention);
     let resolved = app_credentials_file::resolve(&config)?;
+    let settings = Arc::new(Settings::load(config.config_file.as_deref())?);
+    let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
+    replica_requirements::check(&replica_requirements::StartupFacts {
+        backend: database.backend(),
+        signing_key: replica_requirements::SigningKeyOrigin::of_server_key(|name| {
+            std::env::var(name).ok()
+        }),
+        verity_signing_key: None,
+        storage: replica_requirements::StorageKind::of(&storage),
+        app_credentials: replica_requirements::CredentialsOrigin::of_app(&resolved),
+        webhook_secret: replica_requirements::CredentialsOrigin::of_webhook_secret(
+            &config, &resolved,
+        ),
+    })?;
+    crate::worker::retention::spawn(database.clone(), config.retention);
     let app_key = resolved.app.map(|app| app.key);
     let webhook_secrets = resolved.webhook_secrets;
     if webhook_secrets.is_empty() {
@@ -127,8 +143,6 @@ pub async fn serve(
             "no App credentials (set APP_ID and PRIVATE_KEY or PRIVATE_KEY_PATH, or create the App at /setup)",
         ),
     }));
-    let settings = Arc::new(Settings::load(config.config_file.as_deref())?);
-    let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
     let public_base_url =
         PublicBaseUrl::resolve(&settings.publish, &storage, config.public_url.as_deref());
     tracing::info!(storage = %storage.describe(), public_base_url = %public_base_url, from = public_base_url.source(), build_repo = %settings.build_repo.repo, "publishing");

@@ -1,5 +1,5 @@
 //! `config` shows what `serve` would run with and never a secret; the Dockerfile and
-//! fly.toml agree with the crate and with each other.
+//! fly.toml (and fly.replicated.toml) agree with the crate and with each other.
 
 use std::path::Path;
 use std::process::Command;
@@ -370,6 +370,54 @@ fn the_dockerfile_ships_the_release_binary_as_fly_toml_expects() {
     for path in ["target/", "data/", ".git"] {
         assert!(ignored.lines().any(|l| l.starts_with(path)), "{ignored}");
     }
+}
+
+#[test]
+fn fly_replicated_toml_runs_replicas_without_a_volume_or_a_secret_in_it() {
+    let fly: toml::Table = toml::from_str(&repo_file("fly.replicated.toml")).unwrap();
+    let single: toml::Table = toml::from_str(&repo_file("fly.toml")).unwrap();
+    // The same image, stopped the same way.
+    for key in ["build", "kill_signal", "kill_timeout"] {
+        assert_eq!(fly[key], single[key], "{key}");
+    }
+    // No volume: the state is in PostgreSQL, the images in the bucket.
+    assert!(!fly.contains_key("mounts"), "{fly:?}");
+    // Nothing but plain settings in [env], each one the binary reads: the secrets `serve`
+    // needs on PostgreSQL are set with `fly secrets set`.
+    let env = fly["env"].as_table().unwrap();
+    let names: Vec<&str> = env.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["DATA_DIR", "LOG_FORMAT", "PORT", "TRUSTED_PROXY_HEADER"]
+    );
+    for name in &names {
+        assert!(crate::common::BINARY_ENV.contains(name), "{name}");
+    }
+    // The port and data directory the image sets and listens on.
+    let service = fly["http_service"].as_table().unwrap();
+    let port = service["internal_port"].as_integer().unwrap();
+    assert_eq!(env["PORT"].as_str(), Some(port.to_string().as_str()));
+    let runtime = dockerfile_stages().pop().unwrap();
+    let image_env = instruction(&runtime, "ENV").join(" ");
+    assert!(image_env.contains(&format!("PORT={port}")), "{image_env}");
+    assert_eq!(instruction(&runtime, "EXPOSE"), [port.to_string()]);
+    let data_dir = env["DATA_DIR"].as_str().unwrap();
+    assert!(
+        image_env.contains(&format!("DATA_DIR={data_dir}")),
+        "{image_env}"
+    );
+    // Two machines or more, always running, replaced one at a time.
+    assert_eq!(service["auto_stop_machines"].as_str(), Some("off"));
+    assert_eq!(service["min_machines_running"].as_integer(), Some(2));
+    let deploy = fly["deploy"].as_table().unwrap();
+    assert_eq!(deploy["strategy"].as_str(), Some("rolling"));
+    assert_eq!(deploy["max_unavailable"].as_integer(), Some(1));
+    // Checked by the readiness route (`replicated_start.rs` asks a replica for it).
+    let checks = service["checks"].as_array().unwrap();
+    let paths: Vec<&str> = checks.iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/readyz"]);
+    // The single-machine file keeps its volume.
+    assert_eq!(single["mounts"]["destination"].as_str(), Some(data_dir));
 }
 
 /// The settings tables of `config`'s output, read back as a settings file.

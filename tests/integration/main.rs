@@ -23,9 +23,15 @@ mod pipeline;
 mod pipeline_resume;
 mod plan;
 mod plan_comment;
+// A throwaway PostgreSQL server, shared with the library's unit tests; each scenario uses
+// part of it.
+#[allow(dead_code)]
+#[path = "../support/postgres.rs"]
+pub(crate) mod postgres_server;
 mod prune;
 mod public_base_url;
 mod rebuild_check;
+mod replicated_start;
 mod retention;
 mod s3_server;
 mod same_bytes;
