@@ -97,11 +97,6 @@ pub enum DatabaseError {
 /// The SQLite file in `DATA_DIR` that holds the database when `DATABASE_URL` is not set.
 pub const DATABASE_FILE: &str = "alloy-sysext.db";
 
-/// The schema each backend is brought to. Both directories hold the same versions, each in
-/// its engine's dialect.
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 /// The PostgreSQL advisory lock that [`Database::begin_immediate`] takes: it makes writers
 /// that read first wait for each other, as SQLite's single write lock does.
 const POSTGRES_WRITE_LOCK: i64 = 0x616c_6c6f_7977_7269; // "alloywri"
@@ -182,11 +177,19 @@ impl Database {
         self.backend
     }
 
-    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
-        match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        }
+    /// The schema this binary brings its backend to. Both directories hold the same
+    /// versions, each in its engine's dialect.
+    ///
+    /// A migration this binary does not know, applied by a newer version, is no error:
+    /// during a rolling deploy the older replicas keep running (and restarting) on the
+    /// newer schema, which every migration keeps usable by the version before it.
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        let mut migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.set_ignore_missing(true);
+        migrator
     }
 
     /// True when the database answers.
@@ -578,6 +581,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 11);
+    }
+
+    testing::on_each_backend! {
+        /// During a rolling deploy, an older replica restarts on a schema a newer one
+        /// brought further.
+        async fn a_schema_migrated_further_by_a_newer_version_still_opens(database, test) {
+            let checksum = match database.backend() {
+                Backend::Sqlite => "x'00'",
+                Backend::Postgres => "'\\x00'::bytea",
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO _sqlx_migrations
+                     (version, description, success, checksum, execution_time)
+                 VALUES (99990101000000, 'newer', TRUE, {checksum}, 0)"
+            )))
+            .execute(database.pool())
+            .await
+            .unwrap();
+            let reopened = test.reopen().await;
+            assert!(reopened.installations().await.unwrap().is_empty());
+        }
     }
 
     #[test]
