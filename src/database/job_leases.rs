@@ -59,18 +59,19 @@ impl Database {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    /// Extends `job`'s lease to `lease_for` from now, if it is still under the claim
-    /// `lease`; false when another replica has taken the job over (or it ended).
+    /// Extends `job`'s lease to `lease_for` from now, if the claim `lease` is still the
+    /// job's last; false when another replica has taken the job over. A job this claim
+    /// ended stays its claim's: its end is reported under it.
     pub async fn renew_job_lease(
         &self,
         job: i64,
         lease: &JobLease,
         lease_for: Duration,
     ) -> Result<bool, DatabaseError> {
-        let renewed = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET lease_expires_at = $1 WHERE id = $2 AND {}",
-            under_claim(3, 4)
-        )))
+        let renewed = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = CASE WHEN state = 'running' THEN $1 END
+             WHERE id = $2 AND lease_owner = $3 AND lease_generation = $4",
+        )
         .bind(timestamp::after(lease_for))
         .bind(job)
         .bind(&lease.owner)

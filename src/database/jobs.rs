@@ -632,6 +632,9 @@ mod tests {
             assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, other);
             let other_job = database.claim_job(other, "there", LEASE).await.unwrap().unwrap();
             database.finish_claimed_job(&other_job, None).await.unwrap();
+            // Its end is still its claim's: the report of it goes out under the claim.
+            let claim = other_job.lease.as_ref().unwrap();
+            assert!(database.renew_job_lease(other, claim, LEASE).await.unwrap());
             assert!(database.next_runnable_job().await.unwrap().is_none());
             let job = database.job(id).await.unwrap().unwrap();
             // Its claim ended with the attempt.

@@ -31,6 +31,7 @@ pub(crate) mod postgres_server;
 mod prune;
 mod public_base_url;
 mod rebuild_check;
+mod replicas;
 mod replicated_start;
 mod retention;
 mod s3_server;

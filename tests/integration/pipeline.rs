@@ -37,6 +37,9 @@ pub(crate) struct World {
     pub(crate) s3: S3Server,
     pub(crate) data: tempfile::TempDir,
     pub(crate) config: PathBuf,
+    /// The PostgreSQL database its servers share, for a world on PostgreSQL; SQLite in
+    /// `data` otherwise.
+    pub(crate) database: Option<String>,
 }
 
 impl World {
@@ -88,6 +91,17 @@ impl World {
             s3,
             data,
             config,
+            database: None,
+        }
+    }
+
+    /// [`World::new`] with its servers on a new PostgreSQL database, with short leases: a
+    /// server started again after a kill is another replica, which waits for the killed
+    /// one's job lease to lapse.
+    pub(crate) fn on_postgres() -> World {
+        World {
+            database: Some(crate::postgres_server::shared().new_database()),
+            ..World::new()
         }
     }
 
@@ -101,6 +115,11 @@ impl World {
         env.retain(|(key, _)| !extra.iter().any(|(k, _)| k == key));
         env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         env.extend(self.s3.env());
+        if let Some(database) = &self.database {
+            env.push(("DATABASE_URL", database.clone()));
+            env.push(("JOB_LEASE_SECONDS", "3".to_owned()));
+            env.push(("LEADER_LEASE_SECONDS", "3".to_owned()));
+        }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Server::start(self.data.path(), &env)
     }
@@ -418,9 +437,28 @@ fn outcome_report(world: &World, job: &Value, size: usize, sha256: &str) -> Stri
     )
 }
 
-#[test]
-fn a_release_is_published_once_however_often_it_is_asked_for() {
-    let world = World::new();
+/// Runs the test `$name(world)` once on each database: `$name::sqlite` and
+/// `$name::postgres`.
+macro_rules! on_each_database {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(crate::pipeline::World::new())
+            }
+
+            #[test]
+            fn postgres() {
+                super::$name(crate::pipeline::World::on_postgres())
+            }
+        }
+    )*};
+}
+pub(crate) use on_each_database;
+
+on_each_database!(a_release_is_published_once_however_often_it_is_asked_for);
+
+fn a_release_is_published_once_however_often_it_is_asked_for(world: World) {
     let commits_before = world.github.commits(BUILD_REPO, "main").len();
     let server = world.start_server();
     assert_eq!(

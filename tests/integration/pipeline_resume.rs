@@ -16,6 +16,13 @@ use crate::pipeline::{
 };
 use crate::serve_process::Server;
 
+crate::pipeline::on_each_database!(
+    a_kill_in_the_upload_step_resumes_and_publishes_once,
+    a_kill_in_the_manifest_step_with_the_work_directory_gone_builds_again_and_commits_once,
+    a_kill_in_the_consumers_step_resumes_and_opens_each_pull_request_once,
+    a_kill_in_the_tracking_step_after_its_comment_resumes_and_comments_once,
+);
+
 /// The fake GitHub has seen a request `method path` (its answer may still be delayed).
 fn asked(world: &World, method: &str, path: &str) -> bool {
     world
@@ -72,9 +79,7 @@ fn assert_manifest_committed_once(world: &World, before: usize) {
     );
 }
 
-#[test]
-fn a_kill_in_the_upload_step_resumes_and_publishes_once() {
-    let world = World::new();
+fn a_kill_in_the_upload_step_resumes_and_publishes_once(world: World) {
     let before = world.github.commits(BUILD_REPO, "main").len();
     // Checksums and signatures go first, in name order: killed while the checksum is
     // being written, the signature is in storage and the checksum and the images are not.
@@ -151,9 +156,9 @@ fn a_kill_in_the_upload_step_resumes_and_publishes_once() {
     ));
 }
 
-#[test]
-fn a_kill_in_the_manifest_step_with_the_work_directory_gone_builds_again_and_commits_once() {
-    let world = World::new();
+fn a_kill_in_the_manifest_step_with_the_work_directory_gone_builds_again_and_commits_once(
+    world: World,
+) {
     let before = world.github.commits(BUILD_REPO, "main").len();
     // Killed between the manifest's commit and its signature's.
     let signature = format!("/repos/{BUILD_REPO}/contents/SHA256SUMS.gpg");
@@ -202,9 +207,7 @@ fn a_kill_in_the_manifest_step_with_the_work_directory_gone_builds_again_and_com
     assert!(!work.exists(), "the finished job's work directory goes");
 }
 
-#[test]
-fn a_kill_in_the_consumers_step_resumes_and_opens_each_pull_request_once() {
-    let world = World::new();
+fn a_kill_in_the_consumers_step_resumes_and_opens_each_pull_request_once(world: World) {
     let before = world.github.commits(BUILD_REPO, "main").len();
     let pulls = format!("/repos/{GHOST}/pulls");
     world
@@ -233,9 +236,7 @@ fn a_kill_in_the_consumers_step_resumes_and_opens_each_pull_request_once() {
     }
 }
 
-#[test]
-fn a_kill_in_the_tracking_step_after_its_comment_resumes_and_comments_once() {
-    let world = World::new();
+fn a_kill_in_the_tracking_step_after_its_comment_resumes_and_comments_once(world: World) {
     let tracking = |world: &World| {
         world
             .github

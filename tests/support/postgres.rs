@@ -5,7 +5,7 @@
 //! database of its own.
 //!
 //! Shared by the library's unit tests (`src/database/testing.rs` includes this file) and
-//! the scenario tests (`tests/integration/postgres.rs`).
+//! the scenario tests (`postgres_server` in `tests/integration/main.rs`).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -148,6 +148,35 @@ impl PostgresServer {
             String::from_utf8_lossy(&output.stderr)
         );
         self.url(&name)
+    }
+
+    /// The rows `sql` gives in the database at `url`, one line per row, columns separated
+    /// by `|` (`psql -At`).
+    pub fn query(&self, url: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("running psql");
+        assert!(
+            output.status.success(),
+            "{sql} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .trim_end()
+            .to_owned()
     }
 
     /// Stops the server at once and removes its directory.
