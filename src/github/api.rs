@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use super::app_jwt::AppKey;
 use super::installation_tokens::{InstallationToken, TokenCache};
 use super::rate_limit::{RetryPolicy, RetryReason, Verdict};
+use super::shared_write_locks::SharedWriteLocks;
 use super::token_scope::TokenScope;
 use super::transport::{self, Outgoing, ResponseBody};
 use crate::secret::Secret;
@@ -163,6 +164,10 @@ pub enum ApiError {
         attempts: u32,
         reason: String,
     },
+    /// The repository's write lock shared with the other replicas could not be had (the
+    /// database did not answer); nothing was sent.
+    #[error("taking the write lock of {repository} shared by the replicas: {reason}")]
+    WriteLock { repository: String, reason: String },
     /// The lease this write was made under passed to another replica; nothing was sent.
     #[error(transparent)]
     FenceLost(#[from] crate::fence::FenceLost),
@@ -202,7 +207,9 @@ impl ApiError {
     /// trouble. A 4xx other than a rate limit is permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            ApiError::GaveUp { .. } | ApiError::Interrupted { .. } => true,
+            ApiError::GaveUp { .. } | ApiError::Interrupted { .. } | ApiError::WriteLock { .. } => {
+                true
+            }
             ApiError::Status { status, .. } => *status >= 500 || *status == 429,
             ApiError::NoCredentials
             | ApiError::FenceLost(_)
@@ -228,6 +235,8 @@ pub struct GitHubApi {
     inner: Arc<Inner>,
     /// How long a download may go without receiving anything.
     read_timeout: Duration,
+    /// Repository locks shared with other replicas, taken around each write as well.
+    shared_write_locks: Option<Arc<dyn SharedWriteLocks>>,
 }
 
 struct Inner {
@@ -295,6 +304,7 @@ impl GitHubApi {
             .map_err(ClientError)?;
         Ok(GitHubApi {
             read_timeout: DOWNLOAD_READ_TIMEOUT,
+            shared_write_locks: None,
             inner: Arc::new(Inner {
                 http,
                 base_url: base_url.trim_end_matches('/').to_owned(),
@@ -308,6 +318,13 @@ impl GitHubApi {
                 repository_writes: std::sync::Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// This client with each write to a repository made under that repository's lock in
+    /// `locks` too, shared with the other replicas.
+    pub fn with_shared_write_locks(mut self, locks: Arc<dyn SharedWriteLocks>) -> GitHubApi {
+        self.shared_write_locks = Some(locks);
+        self
     }
 
     /// This client with downloads given up after `timeout` without receiving anything
@@ -602,12 +619,29 @@ impl GitHubApi {
     /// lease it is made under is held ([`crate::fence`]).
     async fn call(&self, call: Call<'_>) -> Result<Answer, ApiError> {
         let is_write = call.method != Method::GET && call.method != Method::HEAD;
-        let _write_guard = match repository_of(call.path) {
-            Some(repository) if is_write => {
-                Some(self.repository_write_lock(repository).lock_owned().await)
-            }
+        let written = repository_of(call.path).filter(|_| is_write);
+        let _write_guard = match written {
+            Some(repository) => Some(self.repository_write_lock(repository).lock_owned().await),
+            None => None,
+        };
+        let shared = match (written, &self.shared_write_locks) {
+            (Some(repository), Some(locks)) => Some(locks.lock(repository).await.map_err(
+                |reason| ApiError::WriteLock {
+                    repository: repository.to_owned(),
+                    reason,
+                },
+            )?),
             _ => None,
         };
+        let answer = self.call_holding_locks(call, is_write).await;
+        if let Some(lock) = shared {
+            lock.release().await;
+        }
+        answer
+    }
+
+    /// [`Self::call`], its repository's locks held.
+    async fn call_holding_locks(&self, call: Call<'_>, is_write: bool) -> Result<Answer, ApiError> {
         if is_write {
             crate::fence::check().await?;
         }

@@ -23,6 +23,7 @@ pub mod reactions;
 pub mod release_asset;
 pub mod releases;
 pub mod repos;
+pub mod shared_write_locks;
 pub mod token_scope;
 mod transport;
 pub mod url;

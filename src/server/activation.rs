@@ -105,7 +105,13 @@ impl Activation {
             ),
         }
         let app_id = key.app_id();
-        let github = GitHubApi::new(&self.github_api_url, Some(key), RetryPolicy::default())?;
+        let mut github = GitHubApi::new(&self.github_api_url, Some(key), RetryPolicy::default())?;
+        if self.database.backend() == crate::database::Backend::Postgres {
+            // Other replicas write to the same repositories.
+            github = github.with_shared_write_locks(Arc::new(
+                crate::worker::repository_locks::RepositoryWriteLocks::new(self.database.clone()),
+            ));
+        }
         let services = Services {
             database: self.database.clone(),
             github,

@@ -23,6 +23,7 @@ pub mod promotions;
 pub mod redelivery;
 pub mod replica;
 pub mod replies;
+pub mod repository_locks;
 pub mod retention;
 pub mod routing;
 pub mod storage_removals;

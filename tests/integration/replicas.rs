@@ -308,10 +308,16 @@ fn the_scheduled_upstream_check_runs_once_per_tick_across_the_replicas() {
     let ticks = 1 + (since_epoch(started) / 60 + 1..=measure / 60).count() as u64;
     let (by_a, by_b) = (upstream_checks(&a), upstream_checks(&b));
     assert_eq!(by_a + by_b, ticks, "a: {by_a}, b: {by_b}");
-    assert!(by_a == 0 || by_b == 0, "one replica checks: a {by_a}, b {by_b}");
+    assert!(
+        by_a == 0 || by_b == 0,
+        "one replica checks: a {by_a}, b {by_b}"
+    );
     // The new upstream version was queued once, however many checks found it.
     assert_eq!(
-        query(&database, "SELECT COUNT(*) FROM jobs WHERE version = '1.18.0'"),
+        query(
+            &database,
+            "SELECT COUNT(*) FROM jobs WHERE version = '1.18.0'"
+        ),
         "1"
     );
 }
