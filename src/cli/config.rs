@@ -116,22 +116,6 @@ fn table(entries: impl IntoIterator<Item = (&'static str, Item)>) -> Table {
     table
 }
 
-/// A database URL with any password replaced.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:<redacted>@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 /// Where `serve` gets its signing key, loaded to check it (only the fingerprint is shown).
 fn signing_table(config: &ServerConfig) -> anyhow::Result<Table> {
     let lookup = |name: &str| std::env::var(name).ok();
@@ -175,7 +159,7 @@ fn signing_table(config: &ServerConfig) -> anyhow::Result<Table> {
 
 fn server_table(config: &ServerConfig) -> Table {
     let database_url = match &config.database_url {
-        Some(url) => toml_edit::value(redact_url(url)),
+        Some(url) => toml_edit::value(alloy_sysext_automation::database::shown_url(url)),
         None => commented(
             "",
             &format!(
@@ -430,11 +414,17 @@ mod tests {
     #[test]
     fn database_passwords_are_redacted() {
         assert_eq!(
-            redact_url("postgres://me:hunter2@db:5432/x?a=b"),
-            "postgres://me:<redacted>@db:5432/x?a=b"
+            alloy_sysext_automation::database::shown_url("postgres://me:hunter2@db:5432/x?a=b"),
+            "postgres://me@db:5432/x?…"
         );
-        assert_eq!(redact_url("sqlite:///data/x.db"), "sqlite:///data/x.db");
-        assert_eq!(redact_url("sqlite:x.db"), "sqlite:x.db");
+        assert_eq!(
+            alloy_sysext_automation::database::shown_url("sqlite:///data/x.db"),
+            "sqlite:///data/x.db"
+        );
+        assert_eq!(
+            alloy_sysext_automation::database::shown_url("sqlite:x.db"),
+            "sqlite:x.db"
+        );
     }
 
     /// The settings tables of `output`, as a settings file.

@@ -13,6 +13,13 @@ use super::job_steps::Step;
 use super::jobs::{COLUMNS, Job, JobLease, JobState, LEASE_LAPSED, job_from_row};
 use super::{Database, DatabaseError, timestamp};
 
+/// The lease a storage sweep holds while it deletes; no job is claimed meanwhile.
+pub const STORAGE_SWEEP_LEASE: &str = "storage-sweep";
+
+/// SQL: no storage sweep holds its lease at `$1`.
+pub(super) const NO_STORAGE_SWEEP: &str = "NOT EXISTS (SELECT 1 FROM leases
+    WHERE leases.name = 'storage-sweep' AND leases.expires_at > $1)";
+
 /// SQL: the row is still under the claim `($owner, $generation)` given as the parameters
 /// numbered here, and the job still runs.
 fn under_claim(owner: u8, generation: u8) -> String {
@@ -47,6 +54,7 @@ impl Database {
                AND NOT EXISTS (SELECT 1 FROM jobs AS live
                                WHERE live.state = 'running' AND live.id != $4
                                  AND live.lease_expires_at > $1)
+               AND {NO_STORAGE_SWEEP}
              RETURNING {COLUMNS}"
         )))
         .bind(&now)
@@ -57,6 +65,39 @@ impl Database {
         .await?;
         tx.commit().await?;
         row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// Takes the storage sweep's lease for the replica `owner`, for `lease_for`, if no job
+    /// runs under a live lease (and no other sweep runs): while it is held no job is
+    /// claimed, so the sweep never deletes a file a job is publishing again. Returns the
+    /// lease's generation.
+    pub async fn claim_storage_sweep(
+        &self,
+        owner: &str,
+        lease_for: Duration,
+    ) -> Result<Option<i64>, DatabaseError> {
+        let now = timestamp::now();
+        let mut tx = self.begin_immediate().await?;
+        let generation: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO leases (name, owner, generation, expires_at)
+             SELECT $1, $2, 1, $3
+             WHERE NOT EXISTS (SELECT 1 FROM jobs
+                               WHERE state = 'running' AND lease_expires_at > $4)
+             ON CONFLICT (name) DO UPDATE SET
+                 generation = leases.generation + 1,
+                 owner = excluded.owner,
+                 expires_at = excluded.expires_at
+             WHERE leases.expires_at <= $4
+             RETURNING generation",
+        )
+        .bind(STORAGE_SWEEP_LEASE)
+        .bind(owner)
+        .bind(timestamp::after(lease_for))
+        .bind(&now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(generation)
     }
 
     /// Extends `job`'s lease to `lease_for` from now, if the claim `lease` is still the

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::job_leases::NO_STORAGE_SWEEP;
 use super::job_result::{JobResult, as_text};
 use super::job_steps::Step;
 use super::stored_name::stored_name;
@@ -431,6 +432,7 @@ impl Database {
                         OR (state = 'retrying' AND next_attempt_at <= $1))
                    AND NOT EXISTS (SELECT 1 FROM jobs AS live
                                    WHERE live.state = 'running' AND live.lease_expires_at > $1)
+                   AND {NO_STORAGE_SWEEP}
                  ORDER BY state = 'running' DESC, id ASC
                  LIMIT 1"
             )))
@@ -442,11 +444,21 @@ impl Database {
             };
             match job_from_row(&row) {
                 Ok(job) => return Ok(Some(job)),
+                Err(error) if self.backend() == super::Backend::Postgres => {
+                    // Other replicas may run a newer version, which wrote what this one
+                    // cannot read (during a rolling deploy): the job is theirs to run.
+                    let id: i64 = row.try_get("id")?;
+                    tracing::warn!(job = id, %error, "the next job cannot be read by this version; left to a replica that can");
+                    return Ok(None);
+                }
                 Err(error) => {
                     let id: i64 = row.try_get("id")?;
                     tracing::error!(job = id, %error, "a stored job cannot be read; ending it as failed");
-                    self.finish_job(id, Some(&format!("the stored job cannot be read: {error}")))
-                        .await?;
+                    self.fail_unreadable_job(
+                        id,
+                        &format!("the stored job cannot be read: {error}"),
+                    )
+                    .await?;
                 }
             }
         }
@@ -461,8 +473,29 @@ impl Database {
         )
     }
 
-    /// Ends the job: `error` is `None` on success. For a job no replica runs (one that
-    /// cannot be read); a running job ends through [`Database::finish_claimed_job`].
+    /// Ends job `id`, which cannot be read, as failed with `error`, unless a replica runs it
+    /// under a live lease; the new generation fences out any claim it had.
+    async fn fail_unreadable_job(&self, id: i64, error: &str) -> Result<(), DatabaseError> {
+        let now = timestamp::now();
+        sqlx::query(
+            "UPDATE jobs SET state = 'failed', error = $1, finished_at = $2, updated_at = $2,
+                    next_attempt_at = NULL, lease_expires_at = NULL,
+                    lease_generation = lease_generation + 1
+             WHERE id = $3
+               AND (state IN ('queued', 'retrying')
+                    OR (state = 'running'
+                        AND (lease_expires_at IS NULL OR lease_expires_at <= $2)))",
+        )
+        .bind(error)
+        .bind(&now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the job: `error` is `None` on success. For a job no replica runs; a running
+    /// job ends through [`Database::finish_claimed_job`].
     pub async fn finish_job(&self, id: i64, error: Option<&str>) -> Result<(), DatabaseError> {
         let now = timestamp::now();
         let state = if error.is_some() {
@@ -666,6 +699,28 @@ mod tests {
     }
 
     on_each_backend! {
+        /// The storage sweep and jobs exclude each other: the sweep never deletes a file a
+        /// job is publishing again on another replica.
+        async fn the_storage_sweep_runs_only_while_no_job_does(database) {
+            use crate::database::job_leases::STORAGE_SWEEP_LEASE;
+            use crate::database::testing::LEASE;
+            let id = queued_job(&database).await;
+            let job = database.claim_job(id, "a", LEASE).await.unwrap().unwrap();
+            assert_eq!(database.claim_storage_sweep("b", LEASE).await.unwrap(), None);
+            database.finish_claimed_job(&job, None).await.unwrap();
+            let sweep = database.claim_storage_sweep("b", LEASE).await.unwrap();
+            assert!(sweep.is_some());
+            assert_eq!(database.claim_storage_sweep("c", LEASE).await.unwrap(), None);
+            let next = database.queue_job(&new_job("k2")).await.unwrap().id();
+            assert!(database.next_runnable_job().await.unwrap().is_none());
+            assert!(database.claim_job(next, "a", LEASE).await.unwrap().is_none());
+            database.release_lease(STORAGE_SWEEP_LEASE, "b").await.unwrap();
+            assert_eq!(database.next_runnable_job().await.unwrap().unwrap().id, next);
+            assert!(database.claim_job(next, "a", LEASE).await.unwrap().is_some());
+        }
+    }
+
+    on_each_backend! {
         /// A replica that stops renewing (killed, paused) leaves its job to another once
         /// the lease lapses; the new claim has the next generation, and nothing the old
         /// claim writes lands.
@@ -787,6 +842,18 @@ mod tests {
             assert_eq!(images[0].file, "alloy-1.2.3-amd64.raw");
             assert_eq!(images[0].url, "");
 
+            if database.backend() == crate::database::Backend::Postgres {
+                // With replicas, another (newer) version may read it: it is left to them,
+                // and this replica runs nothing meanwhile.
+                assert!(database.next_runnable_job().await.unwrap().is_none());
+                let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+                    .bind(unreadable)
+                    .fetch_one(database.pool())
+                    .await
+                    .unwrap();
+                assert_eq!(state, "queued");
+                return;
+            }
             // The unreadable job is first in the queue: it is ended, and the next one runs.
             let next = database.next_runnable_job().await.unwrap().unwrap();
             assert_eq!(next.id, built_before);

@@ -75,6 +75,25 @@ impl Database {
         Ok(())
     }
 
+    /// Gives up every lease `owner` holds: its running jobs' (which another replica then
+    /// resumes at their step) and its named leases.
+    pub async fn release_leases_of(&self, owner: &str) -> Result<(), DatabaseError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE jobs SET lease_expires_at = NULL WHERE state = 'running' AND lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE leases SET expires_at = $1 WHERE owner = $2")
+            .bind(timestamp::now())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Gives every named lease up: a single-replica server (SQLite) starting up is the only
     /// one that could hold them.
     pub async fn release_all_leases(&self) -> Result<(), DatabaseError> {

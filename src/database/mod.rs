@@ -214,6 +214,15 @@ impl Database {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
+                // A replica paused or cut off while holding the lock must not hold up the
+                // others: the server ends its session (freeing the lock) once it sits idle,
+                // and a waiter gives up after a while instead of waiting for ever.
+                sqlx::query(
+                    "SELECT set_config('idle_in_transaction_session_timeout', '10s', true),
+                            set_config('lock_timeout', '15s', true)",
+                )
+                .execute(&mut *tx)
+                .await?;
                 // pg_advisory_xact_lock returns `void`, which the Any driver cannot read.
                 sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
                     .bind(POSTGRES_WRITE_LOCK)
@@ -261,15 +270,21 @@ impl Location {
                 file,
             });
         };
-        let shown = without_password(url);
+        let shown = shown_url(url);
         let bad = |reason: String| DatabaseError::BadUrl {
             url: shown.clone(),
             reason,
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // Checked here, so that a mistyped URL is named before any connection is tried.
-            PgConnectOptions::from_str(url)
-                .map_err(|e| bad(without_secret(&e.to_string(), url)))?;
+            // Its message may quote the URL: only its kind is told.
+            PgConnectOptions::from_str(url).map_err(|_| {
+                bad(
+                    "the PostgreSQL driver cannot read it (check the host, port and \
+                     percent-encoding of the user and password)"
+                        .to_owned(),
+                )
+            })?;
             Ok(Location::Postgres {
                 url: url.to_owned(),
                 shown,
@@ -347,36 +362,30 @@ impl Location {
     }
 }
 
-/// `url` with the password in its user information, if any, replaced by `***`.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+/// How `url` (`DATABASE_URL`) is shown in logs, errors and `config`: a PostgreSQL URL as its
+/// user, host, port and database only, read by the same parser that connects, so that no
+/// password (in the user information, or a `password=` parameter) is ever shown, whatever
+/// characters it holds; a SQLite URL as it is.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, _)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    if scheme != "postgres" && scheme != "postgresql" {
+        return url.to_owned();
     }
-}
-
-/// `message` with whatever password `url` holds replaced by `***`, for an error about `url`
-/// that may quote it.
-fn without_secret(message: &str, url: &str) -> String {
-    let Some(password) = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(user_info, _)| user_info.split_once(':'))
-        .map(|(_, password)| password)
-        .filter(|password| !password.is_empty())
-    else {
-        return message.to_owned();
-    };
-    message.replace(password, "***")
+    match PgConnectOptions::from_str(url) {
+        Ok(options) => {
+            let database = options.get_database().unwrap_or("");
+            let options_hidden = if url.contains('?') { "?…" } else { "" };
+            format!(
+                "{scheme}://{}@{}:{}/{database}{options_hidden}",
+                options.get_username(),
+                options.get_host(),
+                options.get_port()
+            )
+        }
+        Err(_) => format!("{scheme}://… (not a URL the PostgreSQL driver reads)"),
+    }
 }
 
 /// Makes the database file `file` and its journals readable by its owner alone; one that
@@ -607,23 +616,34 @@ mod tests {
     #[test]
     fn a_url_is_shown_without_its_password() {
         assert_eq!(
-            without_password("postgres://app:s3cr%40t@db.internal:5432/alloy?sslmode=require"),
-            "postgres://app:***@db.internal:5432/alloy?sslmode=require"
+            shown_url("postgres://app:s3cr%40t@db.internal:5432/alloy?sslmode=require"),
+            "postgres://app@db.internal:5432/alloy?…"
         );
         assert_eq!(
-            without_password("postgresql://app@db/alloy"),
-            "postgresql://app@db/alloy"
+            shown_url("postgresql://app@db/alloy?password=hunter2"),
+            "postgresql://app@db:5432/alloy?…"
         );
-        assert_eq!(without_password("sqlite:/data/a.db"), "sqlite:/data/a.db");
+        assert_eq!(shown_url("sqlite:/data/a.db"), "sqlite:/data/a.db");
+        for url in [
+            "postgres://app:hunter2@db:notaport/alloy",
+            "postgres://app:ab#hunter2@db/alloy",
+            "postgres://app:a/hunter2@db/alloy",
+        ] {
+            let shown = shown_url(url);
+            assert!(!shown.contains("hunter2"), "{shown}");
+            if let Err(error) = Location::parse(Some(url), Path::new("/data")) {
+                let error = error.to_string();
+                assert!(!error.contains("hunter2"), "{error}");
+            }
+        }
         let error = Location::parse(
             Some("postgres://app:hunter2@db:notaport/alloy"),
             Path::new("/data"),
         )
         .unwrap_err()
         .to_string();
-        assert!(!error.contains("hunter2"), "{error}");
         assert!(
-            error.contains("postgres://app:***@db:notaport/alloy"),
+            error.contains("the PostgreSQL driver cannot read it"),
             "{error}"
         );
         let error = Location::parse(Some("mysql://db/alloy"), Path::new("/data"))

@@ -207,12 +207,14 @@ impl ApiError {
     /// trouble. A 4xx other than a rate limit is permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            ApiError::GaveUp { .. } | ApiError::Interrupted { .. } | ApiError::WriteLock { .. } => {
-                true
-            }
+            // A fence that could not be checked (the database did not answer) may be held
+            // still; one that passed to another replica is told apart by its holder.
+            ApiError::GaveUp { .. }
+            | ApiError::Interrupted { .. }
+            | ApiError::WriteLock { .. }
+            | ApiError::FenceLost(_) => true,
             ApiError::Status { status, .. } => *status >= 500 || *status == 429,
             ApiError::NoCredentials
-            | ApiError::FenceLost(_)
             | ApiError::UnsafePath(_)
             | ApiError::UnknownScope(_)
             | ApiError::ForeignRepository(_)
@@ -633,18 +635,16 @@ impl GitHubApi {
             )?),
             _ => None,
         };
-        let answer = self.call_holding_locks(call, is_write).await;
+        let answer = self.call_holding_locks(call).await;
         if let Some(lock) = shared {
             lock.release().await;
         }
         answer
     }
 
-    /// [`Self::call`], its repository's locks held.
-    async fn call_holding_locks(&self, call: Call<'_>, is_write: bool) -> Result<Answer, ApiError> {
-        if is_write {
-            crate::fence::check().await?;
-        }
+    /// [`Self::call`], its repository's locks held. Each send of a write checks the fence
+    /// first ([`Self::attempts`]).
+    async fn call_holding_locks(&self, call: Call<'_>) -> Result<Answer, ApiError> {
         let answer = self.attempts(&call).await?;
         if answer.response.status == 401
             && let Credential::Installation {
@@ -776,7 +776,12 @@ impl GitHubApi {
         let mut retries = 0u32;
         let shown_path = path_for_logs(path);
         let shown_path = shown_path.as_ref();
+        let is_write = *method != Method::GET && *method != Method::HEAD;
         loop {
+            if is_write {
+                // Before each send: a retry after a long wait may find the lease gone.
+                crate::fence::check().await?;
+            }
             let authorization = self.authorization(credential).await?;
             let outcome = self.send_once(call, authorization).await;
             record_metrics(method, credential, outcome.as_ref().ok());

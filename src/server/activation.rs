@@ -144,7 +144,11 @@ impl Activation {
     }
 
     /// Stops the worker's loops (at shutdown, once requests are answered).
-    pub fn stop(&self) {
+    ///
+    /// Then the leases this replica holds are given up, so that the other replicas take its
+    /// job (at its step) and the inbox over at once rather than when the leases lapse: once
+    /// the loops are stopped, nothing more is written under them here.
+    pub async fn stop(&self) {
         for task in self
             .tasks
             .lock()
@@ -152,6 +156,22 @@ impl Activation {
             .drain(..)
         {
             task.abort();
+        }
+        let worker = self
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(worker) = worker {
+            let released = worker.release_leases();
+            if tokio::time::timeout(Duration::from_secs(3), released)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "could not give up this replica's leases in time; they lapse by themselves"
+                );
+            }
         }
     }
 }

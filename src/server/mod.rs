@@ -288,7 +288,7 @@ pub async fn serve(
     }
     // The loops stop between steps; a build in the middle of a step is left to resume on
     // the next start.
-    activation.stop();
+    activation.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -132,9 +132,10 @@ impl StorageError {
                 source.kind(),
                 io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
             ),
-            StorageError::InvalidKey { .. }
-            | StorageError::InvalidRequest { .. }
-            | StorageError::FenceLost(_) => false,
+            // A fence that could not be checked may be held still; one that passed to
+            // another replica is told apart by its holder.
+            StorageError::FenceLost(_) => true,
+            StorageError::InvalidKey { .. } | StorageError::InvalidRequest { .. } => false,
         }
     }
 

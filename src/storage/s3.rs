@@ -425,6 +425,9 @@ impl S3Storage {
             offset += part_length;
         }
         tracing::debug!(key, parts = parts.len(), "all parts uploaded");
+        // Completing makes the object visible: the parts took a while, and the lease they
+        // were sent under may have passed to another replica since.
+        crate::fence::check().await?;
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)

@@ -95,6 +95,8 @@ impl RunningLease {
     /// Lets the job go at once (the server stops): another replica resumes it without
     /// waiting for the lease to lapse.
     pub async fn release(&self) {
+        // No renewal extends it again from here on.
+        self.lost.store(true, Ordering::SeqCst);
         if let Err(error) = self.database.release_job_lease(self.job, &self.lease).await {
             tracing::warn!(job = self.job, %error, "could not release the job's lease; it lapses by itself");
         }

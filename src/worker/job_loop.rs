@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::job_lease::RunningLease;
+use super::leadership::LeaseFence;
 use super::pipeline::{
     MAX_JOB_ATTEMPTS, RepositoryAccess, StepContext, StepError, has_inputs, report_failure,
     run_step,
 };
 use super::{Worker, promotions, storage_removals};
 use crate::database::DatabaseError;
+use crate::database::job_leases::STORAGE_SWEEP_LEASE;
 use crate::database::job_steps::StepOutcome;
 use crate::database::jobs::Job;
 use crate::fence;
@@ -61,7 +63,7 @@ impl Worker {
                     if let Some(generation) = self.leadership().generation() {
                         let fence = self.leadership().fence(generation);
                         if Instant::now() >= next_removal_sweep {
-                            fence::fenced(fence.clone(), self.sweep_storage_removals()).await;
+                            self.sweep_storage_removals_alone().await;
                             next_removal_sweep = Instant::now() + storage_removals::SWEEP_INTERVAL;
                         }
                         if Instant::now() >= next_promotion_check {
@@ -77,6 +79,33 @@ impl Worker {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => {}
             }
+        }
+    }
+
+    /// Runs the storage removal sweep while no job runs on any replica: under the sweep's
+    /// lease, which keeps jobs from being claimed, and fenced by it.
+    async fn sweep_storage_removals_alone(&self) {
+        let database = &self.services.database;
+        let length = self.lease_times.job;
+        let owner = self.replica.as_str();
+        let generation = match database.claim_storage_sweep(owner, length).await {
+            Ok(Some(generation)) => generation,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "could not start the storage removal sweep");
+                return;
+            }
+        };
+        let fence = Arc::new(LeaseFence {
+            database: database.clone(),
+            name: STORAGE_SWEEP_LEASE,
+            owner: self.replica.clone(),
+            generation,
+            length,
+        });
+        fence::fenced(fence, self.sweep_storage_removals()).await;
+        if let Err(error) = database.release_lease(STORAGE_SWEEP_LEASE, owner).await {
+            tracing::warn!(%error, "could not end the storage removal sweep's lease; it lapses by itself");
         }
     }
 
@@ -147,7 +176,9 @@ impl Worker {
         let outcome = self.run_steps(job.clone(), shutdown).await;
         let metrics = crate::metrics::global();
         let result = match outcome {
-            Err(error) if lease.is_lost() || error.is_lost_lease() => {
+            // Taken over: the lease says so (a fence that could not be checked because the
+            // database did not answer is a transient failure instead).
+            Err(error) if lease.is_lost() || error.is_taken_over() => {
                 tracing::warn!(job = id, %error, "another replica took the job over; it stops here");
                 Ok(())
             }

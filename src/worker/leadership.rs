@@ -114,8 +114,9 @@ impl Leadership {
 
     /// The fence for work done as the leader of `generation`.
     pub fn fence(&self, generation: i64) -> Arc<dyn WriteFence> {
-        Arc::new(LeaderFence {
+        Arc::new(LeaseFence {
             database: self.database.clone(),
+            name: LEADER_LEASE,
             owner: self.owner.clone(),
             generation,
             length: self.length,
@@ -123,35 +124,31 @@ impl Leadership {
     }
 }
 
-/// Writes made as the leader go only while this replica still leads with the same
-/// generation.
-struct LeaderFence {
-    database: Database,
-    owner: ReplicaId,
-    generation: i64,
-    length: Duration,
+/// Writes made under a named lease go only while this replica still holds it with the
+/// same generation (renewing it for `length`).
+pub struct LeaseFence {
+    pub database: Database,
+    pub name: &'static str,
+    pub owner: ReplicaId,
+    pub generation: i64,
+    pub length: Duration,
 }
 
-impl WriteFence for LeaderFence {
+impl WriteFence for LeaseFence {
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), FenceLost>> + Send + '_>> {
         Box::pin(async move {
             let lost = || FenceLost {
-                what: "the leader lease".to_owned(),
+                what: format!("the {} lease", self.name),
             };
             match self
                 .database
-                .renew_lease(
-                    LEADER_LEASE,
-                    self.owner.as_str(),
-                    self.generation,
-                    self.length,
-                )
+                .renew_lease(self.name, self.owner.as_str(), self.generation, self.length)
                 .await
             {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(lost()),
                 Err(error) => {
-                    tracing::warn!(%error, "could not renew the leader lease");
+                    tracing::warn!(lease = self.name, %error, "could not renew a lease");
                     Err(lost())
                 }
             }

@@ -108,6 +108,22 @@ impl Worker {
         }
     }
 
+    /// Gives up every lease this replica holds (its running job's and the leader's), once
+    /// its loops are stopped.
+    pub async fn release_leases(&self) {
+        match self
+            .services
+            .database
+            .release_leases_of(self.replica.as_str())
+            .await
+        {
+            Ok(()) => tracing::info!(replica = %self.replica, "leases given up"),
+            Err(error) => {
+                tracing::warn!(%error, "could not give up this replica's leases; they lapse by themselves")
+            }
+        }
+    }
+
     /// Whether this replica leads (the inbox and the scheduled tasks run on the leader).
     fn leadership(&self) -> &leadership::Leadership {
         self.state

@@ -98,8 +98,13 @@ impl From<InstallationLookupError> for StepError {
 }
 
 impl StepError {
-    /// True when the job's lease passed to another replica: the step stopped before a
-    /// write, and nothing about the job is recorded here any more.
+    /// True when the job's row says another replica holds the job now.
+    pub fn is_taken_over(&self) -> bool {
+        matches!(self, StepError::Database(DatabaseError::LeaseLost { .. }))
+    }
+
+    /// True when the lease the step worked under may have passed to another replica (or
+    /// could not be checked): the step stopped before a write.
     pub fn is_lost_lease(&self) -> bool {
         matches!(
             self,
