@@ -21,6 +21,7 @@ pub mod job_steps;
 pub mod jobs;
 pub mod leases;
 pub mod retention;
+pub mod scheduled_runs;
 pub mod storage_removals;
 mod stored_name;
 #[cfg(test)]

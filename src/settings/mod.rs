@@ -288,6 +288,15 @@ impl ScheduleSettings {
         let cron: croner::Cron = self.check_upstream.as_deref()?.parse().ok()?;
         cron.find_next_occurrence(&after, false).ok()
     }
+
+    /// The last check time at or before `now`, if checks are on.
+    pub fn last_check(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let cron: croner::Cron = self.check_upstream.as_deref()?.parse().ok()?;
+        cron.find_previous_occurrence(&now, true).ok()
+    }
 }
 
 /// A repository whose Butane file pins the image.

@@ -1,10 +1,11 @@
 //! The upstream check on its schedule: once at start (a scheduled time missed while the
-//! server was down is not lost), then at each time of `schedule.check_upstream`. A check that
+//! server was down is not lost), then at each time of `schedule.check_upstream`. With
+//! replicas, each tick runs on the one replica that claims it first in the database (the
+//! tick at start being the schedule's last time, which only the first replica to start, or
+//! to survive one that died before running it, finds unclaimed). A check that
 //! fails is tried again after 5 minutes, then 10, 20, … up to an hour, never later than the
 //! next scheduled time; the last result is on the status page and in the metrics.
 
-use crate::fence;
-use crate::worker::replica::LeaseTimes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use crate::worker::Worker;
 const FIRST_RETRY: Duration = Duration::from_secs(5 * 60);
 /// The longest wait between retries.
 const MAX_RETRY: Duration = Duration::from_secs(60 * 60);
+
+/// The name the upstream check's ticks are claimed under ([`crate::database::scheduled_runs`]).
+const UPSTREAM_CHECK_TASK: &str = "upstream-check";
 
 /// The last check's time and what it found, or why it failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +69,7 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Checks upstream at start and on the schedule, each tick on one replica only.
     pub(in crate::worker) async fn upstream_loop(
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
@@ -79,7 +84,21 @@ impl Worker {
             self.services.settings.clone(),
         );
         let mut retry = FIRST_RETRY;
-        let mut next = Utc::now();
+        let database = &self.services.database;
+        // The first tick is at start. With one replica (SQLite) it is now: a check at every
+        // start. With replicas it is the schedule's last time: the first replica to start
+        // after it (or to survive a replica that died before running it) runs it.
+        let now = Utc::now();
+        let mut tick = match database.backend() {
+            crate::database::Backend::Sqlite => now,
+            crate::database::Backend::Postgres => self
+                .services
+                .settings
+                .schedule
+                .last_check(now)
+                .unwrap_or(now),
+        };
+        let mut next = now;
         loop {
             self.upstream_schedule().next = Some(next);
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
@@ -88,23 +107,34 @@ impl Worker {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
-            // One replica checks: the leader. Just after start, the lease may still be on
-            // its way.
-            let leadership = self.leadership();
-            let settle = LeaseTimes::renewal_interval(self.lease_times.leader);
-            let mut stop = shutdown.clone();
-            let _ = tokio::time::timeout(settle, leadership.wait_to_lead(&mut stop)).await;
-            let Some(generation) = leadership.generation() else {
-                next = self
-                    .services
-                    .settings
-                    .schedule
-                    .next_check(Utc::now())
-                    .unwrap_or(Utc::now() + chrono::Duration::days(1));
-                tracing::info!("another replica leads; it runs this upstream check");
-                continue;
-            };
-            let result = fence::fenced(leadership.fence(generation), watch.check(false)).await;
+            // One replica runs each tick: the first to claim it.
+            let claimed = database
+                .claim_scheduled_run(
+                    UPSTREAM_CHECK_TASK,
+                    &tick.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    self.replica.as_str(),
+                )
+                .await;
+            match claimed {
+                Ok(true) => {}
+                Ok(false) => {
+                    next = self
+                        .services
+                        .settings
+                        .schedule
+                        .next_check(Utc::now())
+                        .unwrap_or(Utc::now() + chrono::Duration::days(1));
+                    tick = next;
+                    tracing::info!("another replica ran this upstream check");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not claim the upstream check's tick; trying again soon");
+                    next = Utc::now() + chrono::Duration::seconds(30);
+                    continue;
+                }
+            }
+            let result = watch.check(false).await;
             let now = Utc::now();
             let scheduled = self.services.settings.schedule.next_check(now);
             crate::metrics::global().upstream_check(result.is_ok());
@@ -132,6 +162,7 @@ impl Worker {
                 at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 result: last,
             });
+            tick = next;
         }
     }
 }
