@@ -81,6 +81,16 @@ fn runner<'a>(a: &'a Server, b: &'a Server, starts: usize) -> Option<(&'a Server
     }
 }
 
+/// Holds the release job in its `release` step for a few seconds: its first read of the
+/// release is answered late (a read: nothing is written meanwhile).
+fn slow_release_step(world: &World) {
+    world.github.fail_next(
+        "GET",
+        &format!("/repos/{BUILD_REPO}/releases/tags/"),
+        crate::fake_github::Failure::Delay(Duration::from_secs(5)),
+    );
+}
+
 /// Waits until one of the replicas runs the first job at `step`; gives (runner, other).
 fn runner_at<'a>(a: &'a Server, b: &'a Server, step: &str) -> (&'a Server, &'a Server) {
     let mut found = None;
@@ -199,9 +209,10 @@ fn a_replica_killed_in_the_middle_of_a_build_leaves_the_job_to_the_other() {
     let world = World::new();
     let elsewhere = tempfile::tempdir().unwrap();
     let (a, b, _database) = two_replicas(&world, elsewhere.path());
+    slow_release_step(&world);
     a.deliver("release-kill", "release", &world.release_payload());
     let a_runs = {
-        let (running, _) = runner_at(&a, &b, "build");
+        let (running, _) = runner_at(&a, &b, "release");
         std::ptr::eq(running, &a)
     };
     // SIGKILL: no chance to give the lease up; the other replica waits for it to lapse.
@@ -225,8 +236,9 @@ fn a_replica_paused_past_its_lease_writes_nothing_once_the_other_took_its_job_ov
     let world = World::new();
     let elsewhere = tempfile::tempdir().unwrap();
     let (a, b, database) = two_replicas(&world, elsewhere.path());
+    slow_release_step(&world);
     a.deliver("release-pause", "release", &world.release_payload());
-    let (paused, other) = runner_at(&a, &b, "build");
+    let (paused, other) = runner_at(&a, &b, "release");
     paused.signal("STOP");
     // The other replica takes the job over once the lease lapses, and finishes it.
     let jobs = wait_for_jobs(other, 1);
@@ -321,5 +333,71 @@ fn the_scheduled_upstream_check_runs_once_per_tick_across_the_replicas() {
             "SELECT COUNT(*) FROM jobs WHERE version = '1.18.0'"
         ),
         "1"
+    );
+}
+
+#[test]
+fn a_rolling_deploy_loses_no_delivery_and_no_job_step() {
+    let world = World::new();
+    let commits_before = world.github.commits(BUILD_REPO, "main").len();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (a, b, database) = two_replicas(&world, elsewhere.path());
+    slow_release_step(&world);
+    a.deliver("release-roll", "release", &world.release_payload());
+    let a_runs = {
+        let (running, _) = runner_at(&a, &b, "release");
+        std::ptr::eq(running, &a)
+    };
+    // The machine running the job is replaced first: SIGTERM, as the platform stops it.
+    let (mut replaced, other) = if a_runs { (a, b) } else { (b, a) };
+    let data_dir = replaced.data_dir.clone();
+    assert!(replaced.terminate().success());
+    assert!(
+        replaced.log().contains("leases given up"),
+        "the stopping replica gave its leases up"
+    );
+    // Deliveries meanwhile go to the replica still running.
+    let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+    for n in 0..20 {
+        let answer = other.deliver(&format!("ping-roll-{n}"), "ping", ping);
+        assert_eq!(answer.status / 100, 2, "ping-roll-{n}: {}", answer.status);
+    }
+    // The new version starts in its place, then the other is replaced too.
+    let new_first = start_replica(&world, &database, &data_dir);
+    let jobs = wait_for_jobs(&new_first, 1);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let mut other = other;
+    let other_dir = other.data_dir.clone();
+    assert!(other.terminate().success());
+    let new_second = start_replica(&world, &database, &other_dir);
+    new_second.wait_for("every delivery handled", Duration::from_secs(60), || {
+        query(
+            &database,
+            "SELECT COUNT(*) FROM deliveries WHERE state IN ('processed', 'ignored')",
+        ) == "21"
+    });
+    assert_published(&world, &jobs[0]);
+    assert_eq!(world.github.releases(BUILD_REPO).len(), 1);
+    // Every step of the job ran to its end. The one the deploy cut short, and those after
+    // it, once; the ones before it ran again on the other machine, which lacked the work
+    // files, and changed nothing there (one manifest commit and its signature's).
+    let ok = |step: &str| {
+        query(
+            &database,
+            &format!(
+                "SELECT COUNT(*) FROM job_steps WHERE job_id = 1 AND step = '{step}' AND outcome = 'ok'"
+            ),
+        )
+    };
+    for step in ["download", "build", "upload", "manifest"] {
+        assert_ne!(ok(step), "0", "{step}");
+    }
+    for step in ["release", "consumers", "report"] {
+        assert_eq!(ok(step), "1", "{step}");
+    }
+    assert_eq!(
+        world.github.commits(BUILD_REPO, "main").len(),
+        commits_before + 2
     );
 }
