@@ -14,9 +14,10 @@ DATABASE=postgres runs it on PostgreSQL instead of SQLite: the script makes its 
 root, on a free loopback port, in a temporary directory), durable as in production (fsync
 and synchronous_commit on), and gives each replica what a replica needs: DATABASE_URL, a
 signing key made with `keygen`, an App id and RSA key made with openssl, WEBHOOK_SECRET, and
-a bucket. With App credentials each replica's worker runs beside intake (the leader marks
-each delivery handled); GITHUB_API_URL and the bucket's R2_ENDPOINT point at a closed
-loopback port, so what the worker would send elsewhere fails at once. REPLICAS=2 starts two
+a bucket. With App credentials each replica's worker runs beside intake; GITHUB_API_URL and
+the bucket's R2_ENDPOINT point at a closed loopback port, so the leader's inbox waits on
+GitHub requests it retries, and the deliveries are still pending at the kill (the output
+counts them by state). REPLICAS=2 starts two
 replicas on the same database and sends the deliveries to them in turn; after the last
 acknowledgement both are killed with SIGKILL and restarted. The stored rows are counted
 with psql. It also prints the CPU time PostgreSQL, the replicas, the load generator and the
