@@ -20,6 +20,7 @@ use crate::github::contents::read_file;
 use crate::github::issues::comment;
 use crate::github::markdown::{code_span, table_code_span};
 use crate::github::pulls::{close_pull, open_pull_for_branch};
+use crate::artifacts::image_format::ImageFormat;
 use crate::manifest::image_name::ImageFileName;
 use crate::settings::ConsumerSettings;
 use crate::settings::channels::Channel;
@@ -40,7 +41,11 @@ async fn still_listed(
         .iter()
         .filter_map(|entry| {
             let parsed = ImageFileName::parse(&entry.file)?;
-            (&parsed.name == name && parsed.version == newest).then_some(())?;
+            // Consumers pin the squashfs image; hosts opt in to the DDI themselves.
+            (&parsed.name == name
+                && parsed.version == newest
+                && parsed.format == ImageFormat::Squashfs)
+                .then_some(())?;
             Some(PinTarget {
                 arch: parsed.arch?,
                 file: entry.file.clone(),
