@@ -336,7 +336,7 @@ mod tests {
             ('d', "alloy-1.10.0-amd64.raw"),
             ('e', "alloy-1.9.0-amd64.raw"),
             ('f', "alloy-1.10.0-arm64.raw"),
-            ('g', "alloy-1.10.0.raw"),
+            ('9', "alloy-1.10.0.raw"),
         ] {
             m.upsert(entry(hash, file)).unwrap();
         }
