@@ -153,6 +153,8 @@ fn the_ddi_is_a_signed_system_extension_that_veritysetup_and_openssl_accept() {
             "SHA256SUMS.gpg",
             "alloy-1.17.1-amd64.ddi.raw",
             "alloy-1.17.1-amd64.ddi.raw.asc",
+            "alloy-1.17.1-amd64.ddi.raw.intoto.json",
+            "alloy-1.17.1-amd64.ddi.raw.intoto.json.asc",
             "alloy-1.17.1-amd64.ddi.raw.sha256",
             "alloy-1.17.1-amd64.raw",
             "alloy-1.17.1-amd64.raw.asc",
@@ -173,9 +175,25 @@ fn the_ddi_is_a_signed_system_extension_that_veritysetup_and_openssl_accept() {
             hex::encode(Sha256::digest(&ddi_bytes))
         )
     );
+    // Listed right after the squashfs image.
+    let squashfs_sha256 = hex::encode(Sha256::digest(
+        fs::read(out.join("alloy-1.17.1-amd64.raw")).unwrap(),
+    ));
+    assert_eq!(
+        fs::read_to_string(out.join("SHA256SUMS")).unwrap(),
+        format!(
+            "{squashfs_sha256}  alloy-1.17.1-amd64.raw\n{}  alloy-1.17.1-amd64.ddi.raw\n",
+            hex::encode(Sha256::digest(&ddi_bytes))
+        )
+    );
     let gpg = Gpg::new();
     let keyring = gpg.keyring(&ed25519_keys().public());
     assert!(gpg.sysupdate_verify(&keyring, &out.join("alloy-1.17.1-amd64.ddi.raw.asc"), &ddi));
+    assert!(gpg.sysupdate_verify(
+        &keyring,
+        &out.join("SHA256SUMS.gpg"),
+        &out.join("SHA256SUMS")
+    ));
     // The data partition is the squashfs image, zero-filled to a whole block.
     let squashfs = fs::read(out.join("alloy-1.17.1-amd64.raw")).unwrap();
     let data = partition_bytes(&ddi, 0);
