@@ -58,12 +58,12 @@ pub enum DdiCheckError {
     DataDiffers { squashfs: String, reason: String },
 }
 
-/// Checks the DDI `file` (named `path` in errors) against `certificate`: see the module's
-/// documentation for what is checked.
+/// Checks the DDI `file` (named `path` in errors), and its signature against `certificate`
+/// when one is given: see the module's documentation for what is checked.
 pub fn check_ddi(
     file: &mut File,
     path: &Path,
-    certificate: &VerityCertificate,
+    certificate: Option<&VerityCertificate>,
 ) -> Result<CheckedDdi, DdiCheckError> {
     let image = DdiImage::read(file, path)?;
     let io_error = |source| DdiCheckError::Io {
@@ -128,7 +128,9 @@ pub fn check_ddi(
             });
         }
     }
-    image.signature.verify(certificate)?;
+    if let Some(certificate) = certificate {
+        image.signature.verify(certificate)?;
+    }
     Ok(CheckedDdi {
         arch: image.arch,
         root_hash,
@@ -262,13 +264,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, squashfs) = written(dir.path());
         let certificate = ecdsa().signer.certificate();
-        let checked = check_ddi(&mut File::open(&path).unwrap(), &path, certificate).unwrap();
+        let checked = check_ddi(&mut File::open(&path).unwrap(), &path, Some(certificate)).unwrap();
         assert_eq!(checked.arch, Arch::Amd64);
         assert_eq!(checked.certificate_fingerprint, certificate.fingerprint());
         same_data(&mut File::open(&path).unwrap(), &path, &squashfs).unwrap();
 
         let other = other_ecdsa().signer.certificate();
-        let error = check_ddi(&mut File::open(&path).unwrap(), &path, other).unwrap_err();
+        let error = check_ddi(&mut File::open(&path).unwrap(), &path, Some(other)).unwrap_err();
         assert!(
             matches!(
                 error,
@@ -282,7 +284,7 @@ mod tests {
         let image = DdiImage::read(&mut File::open(&path).unwrap(), &path).unwrap();
         let data_offset = image.partition(PartitionRole::Root).offset;
         flip(&path, data_offset + 5000);
-        let error = check_ddi(&mut File::open(&path).unwrap(), &path, certificate).unwrap_err();
+        let error = check_ddi(&mut File::open(&path).unwrap(), &path, Some(certificate)).unwrap_err();
         assert_eq!(
             error.to_string(),
             "the hash partition is not the dm-verity tree of the data partition: it differs from byte 16 (the data or the tree was changed)"

@@ -369,7 +369,7 @@ fn verity_check(file: &str, path: &Path, certificate: &VerityCertificate) -> Che
     let checked = std::fs::File::open(path)
         .map_err(|error| error.to_string())
         .and_then(|mut opened| {
-            check_ddi(&mut opened, Path::new(file), certificate).map_err(|e| e.to_string())
+            check_ddi(&mut opened, Path::new(file), Some(certificate)).map_err(|e| e.to_string())
         });
     match checked {
         Ok(checked) => Check::passed(
