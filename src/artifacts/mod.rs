@@ -37,8 +37,7 @@ use crate::ddi::{DdiError, DdiSummary, VeritySigner, write_ddi};
 use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
 use crate::provenance::record::BuiltDigests;
 use crate::provenance::{
-    BuildOrigin, Statement, ddi_record_of, record_file_name, record_of,
-    record_signature_file_name,
+    BuildOrigin, Statement, ddi_record_of, record_file_name, record_of, record_signature_file_name,
 };
 use crate::signing::detached::SignedDataHash;
 use crate::signing::{SigningError, SigningKey};

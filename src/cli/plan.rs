@@ -84,11 +84,11 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         .map(|(key, _)| Arc::new(key));
     // The DDIs are built as `serve` builds them: with ddi in image.formats, the verity key
     // is needed here too.
-    let verity_signer = alloy_sysext_automation::server::verity_key::server_verity_signer(
-        &settings,
-        |name| std::env::var(name).ok(),
-    )?
-    .map(Arc::new);
+    let verity_signer =
+        alloy_sysext_automation::server::verity_key::server_verity_signer(&settings, |name| {
+            std::env::var(name).ok()
+        })?
+        .map(Arc::new);
     let temporary;
     let work_dir = match &args.out {
         Some(dir) => dir.clone(),

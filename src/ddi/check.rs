@@ -52,9 +52,7 @@ pub enum DdiCheckError {
     },
     #[error(transparent)]
     Signature(#[from] SignatureError),
-    #[error(
-        "the data partition differs from the squashfs image {squashfs}: {reason}"
-    )]
+    #[error("the data partition differs from the squashfs image {squashfs}: {reason}")]
     DataDiffers { squashfs: String, reason: String },
 }
 
@@ -73,16 +71,20 @@ pub fn check_ddi(
     // The seed (and so the salt) comes from all the data, the leaves' hashes need the salt:
     // two reads.
     let mut seed = SeedHasher::default();
-    read_partition(&image, file, PartitionRole::Root, |bytes| seed.update(bytes))
-        .map_err(io_error)?;
+    read_partition(&image, file, PartitionRole::Root, |bytes| {
+        seed.update(bytes)
+    })
+    .map_err(io_error)?;
     let seed = seed.finish();
     let params = VerityParams {
         salt: seed.verity_salt(),
         uuid: seed.verity_uuid(),
     };
     let mut leaves = LeafHasher::new(params.salt);
-    read_partition(&image, file, PartitionRole::Root, |bytes| leaves.update(bytes))
-        .map_err(io_error)?;
+    read_partition(&image, file, PartitionRole::Root, |bytes| {
+        leaves.update(bytes)
+    })
+    .map_err(io_error)?;
     let tree = leaves.finish().ok_or(DdiCheckError::EmptyData)?;
     let expected = tree.to_bytes(&params);
     let mut hash_partition = Vec::new();
@@ -284,7 +286,8 @@ mod tests {
         let image = DdiImage::read(&mut File::open(&path).unwrap(), &path).unwrap();
         let data_offset = image.partition(PartitionRole::Root).offset;
         flip(&path, data_offset + 5000);
-        let error = check_ddi(&mut File::open(&path).unwrap(), &path, Some(certificate)).unwrap_err();
+        let error =
+            check_ddi(&mut File::open(&path).unwrap(), &path, Some(certificate)).unwrap_err();
         assert_eq!(
             error.to_string(),
             "the hash partition is not the dm-verity tree of the data partition: it differs from byte 16 (the data or the tree was changed)"

@@ -24,10 +24,10 @@ pub mod private_file;
 pub mod replica_requirements;
 pub mod signature;
 pub mod signing_key;
-pub mod verity_key;
 pub mod status_access;
 pub mod status_page;
 pub mod unverified_body;
+pub mod verity_key;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -122,8 +122,7 @@ pub async fn serve(
     let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
     // Loaded before anything else starts: with DDIs configured and no key, nothing runs.
     let verity_signer =
-        verity_key::server_verity_signer(&settings, |name| std::env::var(name).ok())?
-            .map(Arc::new);
+        verity_key::server_verity_signer(&settings, |name| std::env::var(name).ok())?.map(Arc::new);
     replica_requirements::check(&replica_requirements::StartupFacts {
         backend: database.backend(),
         signing_key: replica_requirements::SigningKeyOrigin::of_server_key(|name| {

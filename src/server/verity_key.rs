@@ -111,8 +111,12 @@ impl CertificateExpiry {
 /// Logs the certificate's expiry at start: a warning when it is near or past.
 pub fn log_at_start(expiry: &CertificateExpiry, now: SystemTime) {
     match expiry.warning(now) {
-        Some(warning) => tracing::warn!(fingerprint = %expiry.fingerprint, not_after = %expiry.not_after_text(), "{warning}"),
-        None => tracing::info!(subject = %expiry.subject, fingerprint = %expiry.fingerprint, not_after = %expiry.not_after_text(), days_left = expiry.days_left(now), "signing DDI root hashes with the configured verity key"),
+        Some(warning) => {
+            tracing::warn!(fingerprint = %expiry.fingerprint, not_after = %expiry.not_after_text(), "{warning}")
+        }
+        None => {
+            tracing::info!(subject = %expiry.subject, fingerprint = %expiry.fingerprint, not_after = %expiry.not_after_text(), days_left = expiry.days_left(now), "signing DDI root hashes with the configured verity key")
+        }
     }
 }
 
@@ -145,7 +149,11 @@ mod tests {
         let past = expiry_at(now - day);
         assert!(past.expired(now));
         assert_eq!(past.days_left(now), 0);
-        assert!(past.warning(now).unwrap().contains("expired on 2033-05-17T03:33:20Z"));
+        assert!(
+            past.warning(now)
+                .unwrap()
+                .contains("expired on 2033-05-17T03:33:20Z")
+        );
         assert_eq!(expiry_at(now).not_after_unix(), 2_000_000_000);
     }
 
@@ -153,8 +161,13 @@ mod tests {
     fn ddi_without_a_key_refuses_to_start_and_never_shows_the_key() {
         let mut settings = Settings::default();
         assert!(server_verity_signer(&settings, |_| None).unwrap().is_none());
-        settings.image.formats.push(crate::artifacts::image_format::ImageFormat::Ddi);
-        let missing = server_verity_signer(&settings, |_| None).unwrap_err().to_string();
+        settings
+            .image
+            .formats
+            .push(crate::artifacts::image_format::ImageFormat::Ddi);
+        let missing = server_verity_signer(&settings, |_| None)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             missing,
             "image.formats includes \"ddi\", whose images are signed with a verity key: no verity signing key: pass --verity-key FILE, or set VERITY_SIGNING_KEY_PATH (a PEM file) or VERITY_SIGNING_KEY (the PEM text); make a key and certificate with `alloy-sysext-automation keygen --x509 --out keys/`"
@@ -168,7 +181,10 @@ mod tests {
             _ => None,
         };
         let signer = server_verity_signer(&settings, env).unwrap().unwrap();
-        assert_eq!(signer.certificate().fingerprint(), certificate.fingerprint());
+        assert_eq!(
+            signer.certificate().fingerprint(),
+            certificate.fingerprint()
+        );
         // Another key's certificate: refused, without the key's text.
         let other = VerityKey::generate(VerityKeyAlgorithm::EcdsaP256).unwrap();
         let other_certificate = VerityCertificate::self_signed(&other, "Other", 365).unwrap();
@@ -180,7 +196,10 @@ mod tests {
         let error = server_verity_signer(&settings, mismatched)
             .unwrap_err()
             .to_string();
-        assert!(error.starts_with("image.formats includes \"ddi\""), "{error}");
+        assert!(
+            error.starts_with("image.formats includes \"ddi\""),
+            "{error}"
+        );
         let key_body: String = pem.expose().lines().nth(1).unwrap().to_owned();
         assert!(!error.contains(&key_body), "{error}");
     }

@@ -1015,8 +1015,8 @@ assignees = ["noahwhite"]
         );
         assert!(settings.image.publishes_ddi());
         assert!(!Settings::default().image.publishes_ddi());
-        let unknown = Settings::parse("[image]\nformats = [\"squashfs\", \"erofs\"]\n")
-            .unwrap_err();
+        let unknown =
+            Settings::parse("[image]\nformats = [\"squashfs\", \"erofs\"]\n").unwrap_err();
         assert!(
             unknown.contains("image.formats: unknown image format \"erofs\": use squashfs or ddi"),
             "{unknown}"

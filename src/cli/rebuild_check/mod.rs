@@ -11,10 +11,10 @@ mod upstream;
 use std::path::{Path, PathBuf};
 
 use alloy_sysext_automation::arch::Arch;
+use alloy_sysext_automation::artifacts::image_format::ImageFormat;
 use alloy_sysext_automation::artifacts::{
     BuildOutput, MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, build_into_dir,
 };
-use alloy_sysext_automation::artifacts::image_format::ImageFormat;
 use alloy_sysext_automation::build_info::VERSION_LINE;
 use alloy_sysext_automation::ddi::VerityCertificate;
 use alloy_sysext_automation::ddi::check::{check_ddi, same_data};
@@ -132,9 +132,11 @@ pub fn run(args: RebuildCheckArgs) -> anyhow::Result<()> {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the verity certificate {}", path.display()))?;
-            Some(VerityCertificate::from_pem(&pem).with_context(|| {
-                format!("reading the verity certificate {}", path.display())
-            })?)
+            Some(
+                VerityCertificate::from_pem(&pem).with_context(|| {
+                    format!("reading the verity certificate {}", path.display())
+                })?,
+            )
         }
         None => None,
     };

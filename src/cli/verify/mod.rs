@@ -133,9 +133,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the verity certificate {}", path.display()))?;
-            Some(VerityCertificate::from_pem(&pem).with_context(|| {
-                format!("reading the verity certificate {}", path.display())
-            })?)
+            Some(
+                VerityCertificate::from_pem(&pem).with_context(|| {
+                    format!("reading the verity certificate {}", path.display())
+                })?,
+            )
         }
         None => None,
     };

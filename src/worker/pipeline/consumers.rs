@@ -12,6 +12,7 @@
 
 use super::{StepContext, StepError};
 use crate::arch::Arch;
+use crate::artifacts::image_format::ImageFormat;
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
 use crate::database::Database;
 use crate::database::installations::InstallationState;
@@ -24,7 +25,6 @@ use crate::github::contents::{
 };
 use crate::github::markdown::{code_span, safe_url, table_code_span};
 use crate::github::pulls::{PullRequest, assign, open_pull, open_pull_for_branch, update_pull};
-use crate::artifacts::image_format::ImageFormat;
 use crate::manifest::image_name::ImageFileName;
 use crate::settings::channels::Channel;
 use crate::settings::{ConsumerSettings, Settings};

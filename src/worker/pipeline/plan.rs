@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::build::{ImagesToBuild, build_images, read_local_manifest};
 use super::build_repository::{check_signer, read_published_manifest, read_published_signature};
 use super::consumers::{
-    ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, read_pin, settled,
-    update_branch, pin_targets_of,
+    ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, pin_targets_of, read_pin,
+    settled, update_branch,
 };
 use super::download::fetch_assets;
 use super::manifest::merge;
@@ -25,10 +25,10 @@ use super::upload::{compare, kept_records, publishable_files, refusal};
 use super::{RepositoryAccess, StepError};
 use crate::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
 use crate::database::Database;
-use crate::ddi::VeritySigner;
 use crate::database::job_result::{
     BuiltImage, ConsumerOutcome, ConsumerReport, Download, PinnedVersion, Publication, as_text,
 };
+use crate::ddi::VeritySigner;
 use crate::github::api::GitHubApi;
 use crate::github::pulls::open_pull_for_branch;
 use crate::github::releases::release_by_tag;

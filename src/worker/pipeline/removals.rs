@@ -3,8 +3,8 @@
 //! (`crate::worker::storage_removals`) deletes them unless they are listed again.
 
 use crate::arch::Arch;
-use crate::database::storage_removals::{NewRemoval, RemovalReason};
 use crate::artifacts::image_format::ImageFormat;
+use crate::database::storage_removals::{NewRemoval, RemovalReason};
 use crate::manifest::image_name::ImageFileName;
 use crate::provenance::{record_file_name, record_signature_file_name};
 use crate::settings::channels::Channel;

@@ -13,6 +13,7 @@ use super::super::consumers::{
 };
 use super::super::{StepContext, StepError};
 use super::reason_line;
+use crate::artifacts::image_format::ImageFormat;
 use crate::butane::find_alloy_pin;
 use crate::database::job_result::{ConsumerOutcome, ConsumerReport, WithdrawalDone};
 use crate::github::branches::branch_head;
@@ -20,7 +21,6 @@ use crate::github::contents::read_file;
 use crate::github::issues::comment;
 use crate::github::markdown::{code_span, table_code_span};
 use crate::github::pulls::{close_pull, open_pull_for_branch};
-use crate::artifacts::image_format::ImageFormat;
 use crate::manifest::image_name::ImageFileName;
 use crate::settings::ConsumerSettings;
 use crate::settings::channels::Channel;
