@@ -145,7 +145,49 @@ fn the_ddi_is_published_beside_the_image_checked_by_hosts_tools_and_withdrawn_wi
     let world = ddi_world();
     let keys = ecdsa_verity_keys();
     let server = start_with_keys(&world, keys);
-    // The test certificate is valid for ten years: the start-up log says so, no warning.
+    // The certificate's expiry is exported; keygen --x509 made it valid for ten years, so
+    // the start-up log names it without a warning.
+    let fingerprint = hex::encode(Sha256::digest(
+        run_ok(
+            Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(keys.certificate()),
+        )
+        .stdout,
+    ));
+    let not_after = run_ok(
+        Command::new("date").arg("+%s").arg("-d").arg(
+            String::from_utf8(
+                run_ok(
+                    Command::new("openssl")
+                        .args(["x509", "-noout", "-enddate", "-in"])
+                        .arg(keys.certificate()),
+                )
+                .stdout,
+            )
+            .unwrap()
+            .trim()
+            .trim_start_matches("notAfter="),
+        ),
+    );
+    let not_after = String::from_utf8(not_after.stdout).unwrap();
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.lines().any(|line| line
+            == format!(
+                "alloy_sysext_verity_certificate_not_after_seconds{{fingerprint=\"{fingerprint}\"}} {}",
+                not_after.trim()
+            )),
+        "{metrics}"
+    );
+    assert!(
+        server
+            .log()
+            .contains("signing DDI root hashes with the configured verity key"),
+        "{}",
+        server.log()
+    );
+    assert!(!server.log().contains("the verity certificate"));
     server.deliver("release-1", "release", &world.release_payload());
     let jobs = wait_for_jobs(&server, 1);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
