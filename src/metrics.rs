@@ -111,6 +111,13 @@ pub struct RateLimitLabels {
     pub installation: String,
 }
 
+/// The verity certificate that signs DDI root hashes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// sha256 of the certificate's DER, lowercase hex.
+    pub fingerprint: String,
+}
+
 /// Every metric family, and the registry they are encoded from.
 pub struct Metrics {
     registry: Registry,
@@ -125,6 +132,7 @@ pub struct Metrics {
     pub built_bytes: Counter,
     pub uploaded_bytes: Counter,
     pub removed_files: Counter,
+    pub verity_certificate_not_after: Family<CertificateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -208,6 +216,13 @@ impl Metrics {
             "Files deleted from storage by the removal sweep once their version had left the manifest for the grace period (files found gone already are not counted)",
             removed_files.clone(),
         );
+        let verity_certificate_not_after = Family::<CertificateLabels, Gauge>::default();
+        registry.register_with_unit(
+            "verity_certificate_not_after",
+            "When the certificate that signs DDI root hashes expires, in seconds since 1970 (absent unless image.formats includes ddi); hosts that require signed images refuse DDIs signed with it after that",
+            Unit::Seconds,
+            verity_certificate_not_after.clone(),
+        );
         Metrics {
             registry,
             deliveries,
@@ -221,7 +236,17 @@ impl Metrics {
             built_bytes,
             uploaded_bytes,
             removed_files,
+            verity_certificate_not_after,
         }
+    }
+
+    /// Exports when the verity certificate `expiry` describes expires.
+    pub fn verity_certificate(&self, expiry: &crate::server::verity_key::CertificateExpiry) {
+        self.verity_certificate_not_after
+            .get_or_create(&CertificateLabels {
+                fingerprint: expiry.fingerprint.clone(),
+            })
+            .set(expiry.not_after_unix());
     }
 
     /// Every metric in the OpenMetrics text format (which Prometheus scrapes), ending with

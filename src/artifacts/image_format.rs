@@ -25,6 +25,14 @@ impl ImageFormat {
             ImageFormat::Ddi => "ddi",
         }
     }
+
+    /// What the format's file names end in: `.raw` or `.ddi.raw`.
+    pub fn file_suffix(self) -> &'static str {
+        match self {
+            ImageFormat::Squashfs => ".raw",
+            ImageFormat::Ddi => ".ddi.raw",
+        }
+    }
 }
 
 impl FromStr for ImageFormat {

@@ -8,7 +8,8 @@
 //! sees a manifest that points at a missing image.
 //!
 //! With a verity signer in the request, the signed dm-verity disk image ([`crate::ddi`]) is
-//! written from the finished squashfs image and staged beside it.
+//! written from the finished squashfs image and staged beside it, with its own `.sha256`,
+//! `.asc` and provenance record, and listed in `SHA256SUMS` right after the image.
 //!
 //! The binary is compressed while it is still being extracted ([`growing_file`]), the zip is
 //! hashed for the record meanwhile, and each output is hashed on the way through the copy that
@@ -36,7 +37,7 @@ use crate::ddi::{DdiError, DdiSummary, VeritySigner, write_ddi};
 use crate::manifest::{Manifest, ManifestEntry, ManifestError, Upsert};
 use crate::provenance::record::BuiltDigests;
 use crate::provenance::{
-    BuildOrigin, Statement, record_file_name, record_of, record_signature_file_name,
+    BuildOrigin, Statement, ddi_record_of, record_file_name, record_of, record_signature_file_name,
 };
 use crate::signing::detached::SignedDataHash;
 use crate::signing::{SigningError, SigningKey};
@@ -73,7 +74,8 @@ pub struct BuildRequest {
     /// Where the zip came from and what started the build, for the provenance record.
     pub origin: BuildOrigin,
     /// Also write the signed dm-verity image `<name>-<version>-<arch>.ddi.raw` (with its
-    /// `.sha256`, and `.asc` when there is an OpenPGP key), its root hash signed by this.
+    /// `.sha256`, its provenance record, `.asc` files when there is an OpenPGP key, and its
+    /// line in `SHA256SUMS`), its root hash signed by this.
     pub ddi_signer: Option<VeritySigner>,
 }
 
@@ -178,8 +180,10 @@ pub struct BuildOutput {
     /// sha256 and size of the upstream binary inside the image.
     pub binary_sha256: String,
     pub binary_size: u64,
-    /// How the manifest changed.
+    /// How the manifest changed for the image.
     pub manifest_change: Upsert,
+    /// How it changed for the DDI, when there is one.
+    pub ddi_manifest_change: Option<Upsert>,
     /// The image's provenance record, as written beside it.
     pub record: Statement,
     /// The signed dm-verity image, when the request asked for one.
@@ -349,25 +353,30 @@ pub fn build_into_dir(
     );
     stage_record(out_dir, &image_name, &record, key, &mut staged)?;
 
+    let mut listed = vec![ManifestEntry {
+        sha256: image_sha256.clone(),
+        file: image_name.clone(),
+    }];
     let ddi = match &request.ddi_signer {
         Some(signer) => {
             progress.step(BuildStep::Ddi);
             // The squashfs image, staged first, still waits under its temporary name.
             let squashfs = staged[0].temp.path().to_owned();
-            Some(stage_ddi(
-                request,
-                out_dir,
-                &squashfs,
-                signer,
-                key,
-                &mut staged,
-            )?)
+            let summary = stage_ddi(request, out_dir, &squashfs, signer, key, &mut staged)?;
+            let ddi_name = request.ddi_file_name();
+            let ddi_record = ddi_record_of(&record, &ddi_name, &summary.sha256);
+            stage_record(out_dir, &ddi_name, &ddi_record, key, &mut staged)?;
+            listed.push(ManifestEntry {
+                sha256: summary.sha256.clone(),
+                file: ddi_name,
+            });
+            Some(summary)
         }
         None => None,
     };
 
     progress.step(BuildStep::Manifest);
-    let manifest_change = stage_manifest(out_dir, &image_name, &image_sha256, key, &mut staged)?;
+    let changes = stage_manifest(out_dir, &listed, key, &mut staged)?;
 
     let files = put_in_place(out_dir, staged)?;
     if key.is_none() {
@@ -380,7 +389,8 @@ pub fn build_into_dir(
         image_sha256,
         binary_sha256: extracted.sha256,
         binary_size: extracted.size,
-        manifest_change,
+        manifest_change: changes[0],
+        ddi_manifest_change: changes.get(1).copied(),
         record,
         ddi,
     })
@@ -624,16 +634,15 @@ fn stage_record(
     Ok(())
 }
 
-/// Adds the image to the `SHA256SUMS` in `out_dir` (or a new one) and stages the result
-/// onto `staged`, with its signature when there is a `key`. Returns how the manifest
-/// changed.
+/// Adds the `listed` images (the squashfs image first, then its DDI) to the `SHA256SUMS`
+/// in `out_dir` (or a new one) and stages the result onto `staged`, with its signature when
+/// there is a `key`. Returns how the manifest changed for each, in the same order.
 fn stage_manifest(
     out_dir: &Path,
-    image_name: &str,
-    image_sha256: &str,
+    listed: &[ManifestEntry],
     key: Option<&SigningKey>,
     staged: &mut Vec<Staged>,
-) -> Result<Upsert, BuildError> {
+) -> Result<Vec<Upsert>, BuildError> {
     let manifest_path = out_dir.join(MANIFEST_FILE);
     let mut manifest = match fs::read_to_string(&manifest_path) {
         Ok(text) => Manifest::parse(&text).map_err(|source| BuildError::Manifest {
@@ -643,15 +652,17 @@ fn stage_manifest(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
         Err(e) => return Err(io_error("reading", &manifest_path)(e)),
     };
-    let manifest_change = manifest
-        .upsert(ManifestEntry {
-            sha256: image_sha256.to_owned(),
-            file: image_name.to_owned(),
-        })
-        .map_err(|source| BuildError::Manifest {
-            path: manifest_path.display().to_string(),
-            source,
-        })?;
+    let mut changes = Vec::new();
+    for entry in listed {
+        changes.push(
+            manifest
+                .upsert(entry.clone())
+                .map_err(|source| BuildError::Manifest {
+                    path: manifest_path.display().to_string(),
+                    source,
+                })?,
+        );
+    }
     let manifest_text = manifest.render();
     staged.push(stage_text(
         new_temp(out_dir, MANIFEST_FILE)?,
@@ -669,7 +680,7 @@ fn stage_manifest(
             &signature,
         )?);
     }
-    Ok(manifest_change)
+    Ok(changes)
 }
 
 /// Puts every staged file in place: on disk first, then renamed, in order (images before

@@ -31,9 +31,9 @@ use super::progress::TerminalProgress;
 /// alloy-<V>-<arch>.raw.intoto.json (the upstream asset and its sha256, the settings, this
 /// tool's version) with its .asc, the compatibility copy alloy-<V>.raw with its own .sha256
 /// and .asc, SHA256SUMS (created, or edited in place) and SHA256SUMS.gpg. With --format ddi,
-/// also the signed dm-verity disk image alloy-<V>-<arch>.ddi.raw with its .sha256 and .asc
-/// (not yet listed in SHA256SUMS). Nothing in --out changes unless the whole build
-/// succeeds. The same zip, settings and keys always give byte-identical images.
+/// also the signed dm-verity disk image alloy-<V>-<arch>.ddi.raw with its .sha256, .asc and
+/// provenance record, listed in SHA256SUMS right after the image. Nothing in --out changes
+/// unless the whole build succeeds. The same zip, settings and keys always give byte-identical images.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  alloy-sysext-automation build --version 1.17.1 --zip alloy-linux-amd64.zip --out out/\n  alloy-sysext-automation build --version 1.17.1 --arch arm64 --out out/   # downloads the asset\n  alloy-sysext-automation build --version 1.17.1 --zip alloy-linux-amd64.zip --out out/ --format squashfs,ddi --verity-key keys/verity.key --verity-certificate keys/verity.crt\n\nEnvironment:\n  GPG_PRIVATE_KEY          base64 of an armored, unprotected secret key\n  SIGNING_KEY_PATH         path of an armored secret key\n  VERITY_SIGNING_KEY_PATH  path of the PEM key that signs DDI root hashes (--format ddi)\n  VERITY_SIGNING_KEY       the same key as PEM text\n  VERITY_CERTIFICATE_PATH  path of its PEM certificate\n  VERITY_CERTIFICATE       the same certificate as PEM text\n  GITHUB_TOKEN             token for downloads (optional; raises the rate limit)"
@@ -352,15 +352,23 @@ fn print_summary(request: &BuildRequest, out: &Path, output: &BuildOutput, start
             file.sha256
         );
     }
-    let change = match output.manifest_change {
+    let change = |change: Upsert| match change {
         Upsert::Added => "added",
         Upsert::Replaced => "replaced (the version was listed with another hash)",
         Upsert::Unchanged => "unchanged (already listed with this hash)",
     };
     println!(
-        "  SHA256SUMS entry for {}: {change}",
-        request.image_file_name()
+        "  SHA256SUMS entry for {}: {}",
+        request.image_file_name(),
+        change(output.manifest_change)
     );
+    if let Some(ddi_change) = output.ddi_manifest_change {
+        println!(
+            "  SHA256SUMS entry for {}: {}",
+            request.ddi_file_name(),
+            change(ddi_change)
+        );
+    }
     if let (Some(ddi), Some(signer)) = (&output.ddi, &request.ddi_signer) {
         println!(
             "  {}: root hash {}, seed {}, signed by {} (sha256 fingerprint {})",
@@ -375,13 +383,17 @@ fn print_summary(request: &BuildRequest, out: &Path, output: &BuildOutput, start
     let signed = output
         .file(&record_signature_file_name(&image))
         .map_or("", |_| ", signed");
-    match output.record.upstream_asset() {
-        Some(asset) => println!(
-            "  provenance: {}{signed}: {}",
+    let records = match output.ddi {
+        Some(_) => format!(
+            "{} and {}",
             record_file_name(&image),
-            asset.describe()
+            record_file_name(&request.ddi_file_name())
         ),
-        None => println!("  provenance: {}{signed}", record_file_name(&image)),
+        None => record_file_name(&image),
+    };
+    match output.record.upstream_asset() {
+        Some(asset) => println!("  provenance: {records}{signed}: {}", asset.describe()),
+        None => println!("  provenance: {records}{signed}"),
     }
 }
 

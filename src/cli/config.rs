@@ -333,13 +333,18 @@ fn storage_table(storage: &Storage, public_base_url: &PublicBaseUrl) -> Table {
 }
 
 /// What the settings' keys mean, shown after their values: (table, key, comment).
-const SETTINGS_COMMENTS: [(&str, &str, &str); 6] = [
+const SETTINGS_COMMENTS: [(&str, &str, &str); 7] = [
     ("image", "arches", "amd64, arm64 or both"),
     ("image", "compression", "xz, zstd or gzip"),
     (
         "image",
         "compat_name",
         "also publish <name>-X.Y.Z.raw (amd64)",
+    ),
+    (
+        "image",
+        "formats",
+        "squashfs, and ddi for the signed dm-verity image <name>-X.Y.Z-ARCH.ddi.raw",
     ),
     (
         "build_repo",

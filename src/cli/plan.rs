@@ -82,6 +82,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     // Read but never made: `None` when the server would make one on its first start.
     let signing_key = existing_server_key(&config.data_dir, |name| std::env::var(name).ok())?
         .map(|(key, _)| Arc::new(key));
+    // The DDIs are built as `serve` builds them: with ddi in image.formats, the verity key
+    // is needed here too.
+    let verity_signer =
+        alloy_sysext_automation::server::verity_key::server_verity_signer(&settings, |name| {
+            std::env::var(name).ok()
+        })?
+        .map(Arc::new);
     let temporary;
     let work_dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -122,6 +129,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             rebuild: args.rebuild,
             work_dir: work_dir.clone(),
             signing_key: signing_key.as_ref(),
+            verity_signer: verity_signer.as_ref(),
             started_by: StartedBy {
                 rebuild: args.rebuild,
                 ..StartedBy::command_line()

@@ -7,9 +7,11 @@
 //! ([`certificate`]). The layout and every identifier are those `systemd-repart
 //! --make-ddi=sysext` gives the same data with the same seed ([`layout`], [`seed`], [`gpt`]),
 //! so the image is reproducible from the squashfs and the key alone. [`image`] writes one
-//! from a squashfs file and reads one back; [`key_source`] finds the key and certificate.
+//! from a squashfs file and reads one back; [`check`] checks one as a host would;
+//! [`key_source`] finds the key and certificate.
 
 pub mod certificate;
+pub mod check;
 pub mod gpt;
 pub mod image;
 pub mod key_source;

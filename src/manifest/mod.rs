@@ -14,6 +14,7 @@ pub mod verify;
 
 use std::fmt;
 
+use crate::artifacts::image_format::ImageFormat;
 use crate::manifest::image_name::ImageFileName;
 use crate::version::{Version, systemd_version_cmp};
 
@@ -124,7 +125,7 @@ impl Manifest {
     }
 
     /// Removes the lines of the images named `name` at `version` (every architecture and
-    /// the compatibility name) and returns them; other lines are kept.
+    /// format, and the compatibility name) and returns them; other lines are kept.
     pub fn remove_version(&mut self, name: &str, version: &Version) -> Vec<ManifestEntry> {
         let (removed, kept) = std::mem::take(&mut self.entries)
             .into_iter()
@@ -157,9 +158,24 @@ impl Manifest {
     }
 
     fn sort(&mut self) {
-        self.entries
-            .sort_by(|a, b| systemd_version_cmp(&a.file, &b.file));
+        self.entries.sort_by(|a, b| listing_order(&a.file, &b.file));
     }
+}
+
+/// The order of the manifest's lines: systemd's version order of the file names, where an
+/// image's DDI counts as its squashfs image's name and comes right after it. So each
+/// version and architecture lists `alloy-V-ARCH.raw`, then `alloy-V-ARCH.ddi.raw`, and a
+/// manifest without DDIs keeps the order it always had.
+fn listing_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |file: &str| match ImageFileName::parse(file) {
+        Some(parsed) if parsed.format == ImageFormat::Ddi => (
+            parsed.in_format(ImageFormat::Squashfs).file_name(),
+            ImageFormat::Ddi,
+        ),
+        _ => (file.to_owned(), ImageFormat::Squashfs),
+    };
+    let ((a_name, a_format), (b_name, b_format)) = (key(a), key(b));
+    systemd_version_cmp(&a_name, &b_name).then(a_format.cmp(&b_format))
 }
 
 impl fmt::Display for Manifest {
@@ -233,17 +249,19 @@ fn shorten(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-/// The newest published image for one architecture (or the compatibility name).
+/// The newest published image for one architecture (or the compatibility name) and format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     /// `amd64`, `arm64`, or `compat` for `<name>-X.Y.Z.raw`.
     pub arch: String,
+    pub format: ImageFormat,
     pub version: String,
     pub file: String,
     pub sha256: String,
 }
 
-/// The newest entry per architecture among the images named `name` in `manifest`.
+/// The newest entry per architecture and format among the images named `name` in
+/// `manifest`, by architecture, the squashfs image before the DDI.
 pub fn newest_per_arch(manifest: &Manifest, name: &str) -> Vec<Published> {
     let mut newest: Vec<Published> = Vec::new();
     for entry in manifest.entries() {
@@ -259,11 +277,15 @@ pub fn newest_per_arch(manifest: &Manifest, name: &str) -> Vec<Published> {
             .unwrap_or_else(|| "compat".to_owned());
         let candidate = Published {
             arch: arch.clone(),
+            format: parsed.format,
             version: parsed.version.as_str().to_owned(),
             file: entry.file.clone(),
             sha256: entry.sha256.clone(),
         };
-        match newest.iter_mut().find(|p| p.arch == arch) {
+        match newest
+            .iter_mut()
+            .find(|p| p.arch == arch && p.format == parsed.format)
+        {
             Some(current) => {
                 if systemd_version_cmp(&candidate.version, &current.version).is_gt() {
                     *current = candidate;
@@ -272,7 +294,7 @@ pub fn newest_per_arch(manifest: &Manifest, name: &str) -> Vec<Published> {
             None => newest.push(candidate),
         }
     }
-    newest.sort_by(|a, b| a.arch.cmp(&b.arch));
+    newest.sort_by(|a, b| a.arch.cmp(&b.arch).then(a.format.cmp(&b.format)));
     newest
 }
 
@@ -300,6 +322,94 @@ mod tests {
                 "alloy-1.9.0-amd64.raw",
                 "alloy-1.9.10-amd64.raw",
                 "alloy-1.10.0-amd64.raw"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_ddi_follows_its_squashfs_image() {
+        let mut m = Manifest::default();
+        for (hash, file) in [
+            ('a', "alloy-1.10.0-arm64.ddi.raw"),
+            ('b', "alloy-1.10.0-amd64.ddi.raw"),
+            ('c', "alloy-1.9.0-amd64.ddi.raw"),
+            ('d', "alloy-1.10.0-amd64.raw"),
+            ('e', "alloy-1.9.0-amd64.raw"),
+            ('f', "alloy-1.10.0-arm64.raw"),
+            ('9', "alloy-1.10.0.raw"),
+        ] {
+            m.upsert(entry(hash, file)).unwrap();
+        }
+        let files: Vec<&str> = m.entries().iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(
+            files,
+            [
+                "alloy-1.9.0-amd64.raw",
+                "alloy-1.9.0-amd64.ddi.raw",
+                "alloy-1.10.0-amd64.raw",
+                "alloy-1.10.0-amd64.ddi.raw",
+                "alloy-1.10.0-arm64.raw",
+                "alloy-1.10.0-arm64.ddi.raw",
+                "alloy-1.10.0.raw",
+            ]
+        );
+        // Parsing puts a manifest written in another order back in this one.
+        let reversed: String = m
+            .entries()
+            .iter()
+            .rev()
+            .map(|e| format!("{}  {}\n", e.sha256, e.file))
+            .collect();
+        assert_eq!(Manifest::parse(&reversed).unwrap(), m);
+        let versions: Vec<String> = m.versions("alloy").iter().map(|v| v.to_string()).collect();
+        assert_eq!(versions, ["1.10.0", "1.9.0"]);
+        let newest: Vec<(String, ImageFormat, String)> = newest_per_arch(&m, "alloy")
+            .into_iter()
+            .map(|p| (p.arch, p.format, p.file))
+            .collect();
+        assert_eq!(
+            newest,
+            [
+                (
+                    "amd64".to_owned(),
+                    ImageFormat::Squashfs,
+                    "alloy-1.10.0-amd64.raw".to_owned()
+                ),
+                (
+                    "amd64".to_owned(),
+                    ImageFormat::Ddi,
+                    "alloy-1.10.0-amd64.ddi.raw".to_owned()
+                ),
+                (
+                    "arm64".to_owned(),
+                    ImageFormat::Squashfs,
+                    "alloy-1.10.0-arm64.raw".to_owned()
+                ),
+                (
+                    "arm64".to_owned(),
+                    ImageFormat::Ddi,
+                    "alloy-1.10.0-arm64.ddi.raw".to_owned()
+                ),
+                (
+                    "compat".to_owned(),
+                    ImageFormat::Squashfs,
+                    "alloy-1.10.0.raw".to_owned()
+                ),
+            ]
+        );
+        let removed: Vec<String> = m
+            .remove_version("alloy", &"1.10.0".parse().unwrap())
+            .into_iter()
+            .map(|e| e.file)
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                "alloy-1.10.0-amd64.raw",
+                "alloy-1.10.0-amd64.ddi.raw",
+                "alloy-1.10.0-arm64.raw",
+                "alloy-1.10.0-arm64.ddi.raw",
+                "alloy-1.10.0.raw",
             ]
         );
     }

@@ -88,6 +88,9 @@ pub enum CheckKind {
     Provenance,
     /// The record's `.asc` signature over the record.
     ProvenanceSignature,
+    /// A DDI's dm-verity tree, recomputed from its data, and its root hash's signature,
+    /// checked with the verity certificate hosts trust.
+    Verity,
 }
 
 /// One check of one file, and its result.

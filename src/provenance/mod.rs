@@ -2,6 +2,10 @@
 //! Provenance v1, published beside the image as `<image>.intoto.json` with a detached
 //! OpenPGP signature (`<image>.intoto.json.asc`) by the key that signs the image.
 //!
+//! Every image file listed in `SHA256SUMS` has its own record: a DDI's
+//! (`alloy-V-ARCH.ddi.raw.intoto.json`) holds the same build as its squashfs image's, with
+//! the DDI as its subject, since the DDI is made from that image.
+//!
 //! It says what the image is made of and how: the upstream repository, release tag and
 //! asset, the asset's sha256 and what it was checked against, the binary's sha256, every
 //! setting that changes the image's bytes, this tool's version and source revision, and what
@@ -25,7 +29,7 @@ pub mod statement;
 
 pub use origin::{AssetCheck, BuildOrigin, BuilderKind, CheckedAsset, StartEvent, StartedBy};
 pub use read::{RecordError, read_record};
-pub use record::{record_file_name, record_of, record_signature_file_name};
+pub use record::{ddi_record_of, record_file_name, record_of, record_signature_file_name};
 pub use statement::Statement;
 
 /// What a record's name ends in, after the image's name.

@@ -1,6 +1,6 @@
 //! A record read back: its types checked before anything else (a file of another kind is
 //! named as such), then its fields, then that it is whole (one subject named as its
-//! parameters name the image, the upstream asset and the binary among its dependencies,
+//! parameters name the image, or that image's DDI, the upstream asset and the binary among its dependencies,
 //! digests of 64 hex digits). What it says can then be shown, compared with an image, or
 //! used to build the image again.
 
@@ -13,6 +13,7 @@ use super::origin::{AssetCheck, BuildOrigin, BuilderKind, CheckedAsset};
 use super::predicate::ResourceDescriptor;
 use super::statement::{PREDICATE_TYPE, STATEMENT_TYPE, Statement, Subject};
 use crate::artifacts::BuildRequest;
+use crate::artifacts::image_format::ImageFormat;
 use crate::sysext::{Compression, SquashfsOptions};
 
 /// Why bytes are not a record of this tool.
@@ -110,6 +111,14 @@ impl Statement {
         }
     }
 
+    /// The format of the image the record is about: its subject's name says.
+    pub fn image_format(&self) -> ImageFormat {
+        match self.image() {
+            Some(image) if image.name.ends_with(ImageFormat::Ddi.file_suffix()) => ImageFormat::Ddi,
+            _ => ImageFormat::Squashfs,
+        }
+    }
+
     /// The dependency named `name`.
     fn dependency(&self, name: &str) -> Option<&ResourceDescriptor> {
         self.predicate
@@ -203,16 +212,17 @@ impl Statement {
             .image()
             .ok_or(RecordError::SubjectCount(self.subject.len()))?;
         let parameters = &self.predicate.build_definition.external_parameters;
-        let expected = format!(
+        let squashfs = format!(
             "{}-{}-{}.raw",
             parameters.image.name,
             parameters.version,
             parameters.arch.upstream_name()
         );
-        if image.name != expected {
+        // A DDI's record holds its squashfs image's build, with the DDI as its subject.
+        if image.name != squashfs && image.name != crate::ddi::ddi_file_name(&squashfs) {
             return Err(RecordError::SubjectName {
                 found: image.name.clone(),
-                expected,
+                expected: squashfs,
             });
         }
         check_digest(&format!("the subject {}", image.name), &image.digest.sha256)?;

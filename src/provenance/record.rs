@@ -143,6 +143,19 @@ fn layout_entries(layout: &ImageLayout, binary_sha256: &str) -> Vec<LayoutEntry>
         .collect()
 }
 
+/// The record of the DDI `ddi_file` (sha256 `ddi_sha256`) made from the squashfs image
+/// that `image_record` is the record of: the same build, with the DDI as its subject. The
+/// DDI is a function of that image and the verity key, so the image's build is the DDI's.
+pub fn ddi_record_of(image_record: &Statement, ddi_file: &str, ddi_sha256: &str) -> Statement {
+    Statement {
+        subject: vec![Subject {
+            name: ddi_file.to_owned(),
+            digest: DigestSet::sha256(ddi_sha256),
+        }],
+        ..image_record.clone()
+    }
+}
+
 impl Statement {
     /// The record as it is written: pretty-printed JSON, fields in their fixed order, with a
     /// final newline.

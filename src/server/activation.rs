@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 
 use super::signing_key;
 use crate::database::Database;
+use crate::ddi::VeritySigner;
 use crate::github::api::GitHubApi;
 use crate::github::app_jwt::AppKey;
 use crate::github::rate_limit::RetryPolicy;
@@ -35,6 +36,8 @@ pub struct Activation {
     pub storage: Storage,
     /// Where the published files are downloaded from, decided at start.
     pub public_base_url: PublicBaseUrl,
+    /// Signs the DDIs' root hashes; `None` unless `image.formats` includes `ddi`.
+    pub verity_signer: Option<Arc<VeritySigner>>,
     pub data_dir: PathBuf,
     pub github_api_url: String,
     pub deliveries_stored: Arc<Notify>,
@@ -53,6 +56,7 @@ impl Activation {
         settings: Arc<Settings>,
         storage: Storage,
         public_base_url: PublicBaseUrl,
+        verity_signer: Option<Arc<VeritySigner>>,
         data_dir: PathBuf,
         github_api_url: String,
         deliveries_stored: Arc<Notify>,
@@ -66,6 +70,7 @@ impl Activation {
             settings,
             storage,
             public_base_url,
+            verity_signer,
             data_dir,
             github_api_url,
             deliveries_stored,
@@ -117,6 +122,7 @@ impl Activation {
             github,
             settings: self.settings.clone(),
             signing_key: Arc::new(signing),
+            verity_signer: self.verity_signer.clone(),
             storage: self.storage.clone(),
             public_base_url: self.public_base_url.clone(),
         };

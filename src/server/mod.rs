@@ -27,6 +27,7 @@ pub mod signing_key;
 pub mod status_access;
 pub mod status_page;
 pub mod unverified_body;
+pub mod verity_key;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -119,18 +120,29 @@ pub async fn serve(
     let resolved = app_credentials_file::resolve(&config)?;
     let settings = Arc::new(Settings::load(config.config_file.as_deref())?);
     let storage = Storage::from_env(|name| std::env::var(name).ok(), &config.data_dir)?;
+    // Loaded before anything else starts: with DDIs configured and no key, nothing runs.
+    let verity_signer =
+        verity_key::server_verity_signer(&settings, |name| std::env::var(name).ok())?.map(Arc::new);
     replica_requirements::check(&replica_requirements::StartupFacts {
         backend: database.backend(),
         signing_key: replica_requirements::SigningKeyOrigin::of_server_key(|name| {
             std::env::var(name).ok()
         }),
-        verity_signing_key: None,
+        // The server never makes a verity key: a loaded one came from the environment.
+        verity_signing_key: verity_signer
+            .as_ref()
+            .map(|_| replica_requirements::SigningKeyOrigin::Environment),
         storage: replica_requirements::StorageKind::of(&storage),
         app_credentials: replica_requirements::CredentialsOrigin::of_app(&resolved),
         webhook_secret: replica_requirements::CredentialsOrigin::of_webhook_secret(
             &config, &resolved,
         ),
     })?;
+    if let Some(signer) = &verity_signer {
+        let expiry = verity_key::CertificateExpiry::of(signer.certificate());
+        verity_key::log_at_start(&expiry, std::time::SystemTime::now());
+        crate::metrics::global().verity_certificate(&expiry);
+    }
     crate::worker::retention::spawn(database.clone(), config.retention);
     let app_key = resolved.app.map(|app| app.key);
     let webhook_secrets = resolved.webhook_secrets;
@@ -178,6 +190,7 @@ pub async fn serve(
         settings,
         storage,
         public_base_url,
+        verity_signer,
         config.data_dir.clone(),
         config.github_api_url.clone(),
         deliveries_stored.clone(),

@@ -23,6 +23,7 @@ use crate::database::job_steps::StepRun;
 use crate::database::jobs::{Job, JobKind, JobState, TriggerSource};
 use crate::database::withdrawals::Withdrawal;
 use crate::manifest::{Manifest, Published, newest_per_arch};
+use crate::server::verity_key::CertificateExpiry;
 use crate::settings::Settings;
 use crate::settings::public_base_url::{IMAGES_ROUTE, NO_PUBLIC_BASE_URL, PublicBaseUrl};
 use crate::worker::promotions::{Newest, Rollout};
@@ -67,6 +68,8 @@ pub struct ConfigView {
     pub github_api_url: String,
     pub storage: String,
     pub signing_key: Option<String>,
+    /// The certificate that signs DDI root hashes, with `ddi` in `image.formats`.
+    pub verity_certificate: Option<CertificateExpiry>,
     /// `None` when the upstream check is off; `Some(None)` when it is scheduled but the
     /// server cannot run it (no App credentials).
     pub next_upstream_check: Option<Option<String>>,
@@ -120,6 +123,10 @@ pub async fn status_page(State(state): State<AppState>) -> Response {
         github_api_url: activation.github_api_url.clone(),
         storage: activation.storage.describe(),
         signing_key: worker.as_ref().map(|w| w.signing_fingerprint()),
+        verity_certificate: activation
+            .verity_signer
+            .as_ref()
+            .map(|signer| CertificateExpiry::of(signer.certificate())),
         next_upstream_check,
         last_upstream_check: worker.as_ref().and_then(|w| w.last_upstream_check()),
     };
@@ -213,6 +220,13 @@ pub fn render(data: &PageData) -> Markup {
 }
 
 impl PageData {
+    /// [`PageData::now`] as a time; the present if it does not parse.
+    fn now_time(&self) -> std::time::SystemTime {
+        chrono::DateTime::parse_from_rfc3339(&self.now)
+            .map(std::time::SystemTime::from)
+            .unwrap_or_else(|_| std::time::SystemTime::now())
+    }
+
     /// Where the page links the published `file`: its public address, or, when there is
     /// none, the server's own route, relative to this page's host (storage is then local).
     fn published_file_link(&self, file: &str) -> String {
@@ -508,6 +522,15 @@ fn config_section(data: &PageData) -> Markup {
                 tr { th { "GitHub API" } td.mono { (c.github_api_url) } }
                 tr { th { "storage" } td.mono { (c.storage) } }
                 tr { th { "signing key" } td.mono { (c.signing_key.as_deref().unwrap_or("not loaded (the server cannot act)")) } }
+                @if let Some(certificate) = &c.verity_certificate {
+                    tr { th { "verity certificate" } td {
+                        (certificate.subject) " " span.mono { (certificate.fingerprint) } " · expires " (certificate.not_after_text())
+                        @if let Some(warning) = certificate.warning(data.now_time()) {
+                            " " span.badge.warn { "expires soon" }
+                            div.reason { (warning) }
+                        }
+                    } }
+                }
                 tr { th { "next upstream check" } td {
                     @match &c.next_upstream_check {
                         None => { span.badge.todo { "off" } }
@@ -530,6 +553,7 @@ fn config_section(data: &PageData) -> Markup {
                     (s.image.arches.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "))
                     ", " (s.image.compression)
                     @if s.image.compat_name { ", with the compatibility name" }
+                    @if s.image.publishes_ddi() { ", and the signed dm-verity image (DDI)" }
                 } }
                 tr { th { "build repository" } td { code { (s.build_repo.repo) } " branch " code { (s.build_repo.branch) } } }
                 tr { th { "published at" } td {
@@ -680,6 +704,14 @@ mod tests {
     }
 
     fn page(jobs: Vec<Job>, deliveries: Vec<StoredDelivery>) -> String {
+        page_with_certificate(jobs, deliveries, None)
+    }
+
+    fn page_with_certificate(
+        jobs: Vec<Job>,
+        deliveries: Vec<StoredDelivery>,
+        verity_certificate: Option<CertificateExpiry>,
+    ) -> String {
         render(&PageData {
             config: ConfigView {
                 cannot_act: None,
@@ -688,6 +720,7 @@ mod tests {
                 github_api_url: "https://api.github.com".into(),
                 storage: "directory /data/images".into(),
                 signing_key: Some("ABCDEF".into()),
+                verity_certificate,
                 next_upstream_check: None,
                 last_upstream_check: None,
             },
@@ -713,6 +746,41 @@ mod tests {
             now: "2026-01-02T03:06:00.000000Z".into(),
         })
         .into_string()
+    }
+
+    #[test]
+    fn the_verity_certificate_warns_thirty_days_before_it_expires() {
+        let now = std::time::SystemTime::from(
+            chrono::DateTime::parse_from_rfc3339("2026-01-02T03:06:00Z").unwrap(),
+        );
+        let certificate = |days: u64| CertificateExpiry {
+            subject: "CN=Verity".into(),
+            fingerprint: "ab".repeat(32),
+            not_after: now + std::time::Duration::from_secs(days * 86_400),
+        };
+        let row = |html: &str| {
+            let start = html.find("<tr><th>verity certificate</th>").unwrap();
+            let end = start + html[start..].find("</tr>").unwrap() + "</tr>".len();
+            html[start..end].to_owned()
+        };
+        let far = page_with_certificate(Vec::new(), Vec::new(), Some(certificate(31)));
+        assert_eq!(
+            row(&far),
+            format!(
+                "<tr><th>verity certificate</th><td>CN=Verity <span class=\"mono\">{}</span> · expires 2026-02-02T03:06:00Z</td></tr>",
+                "ab".repeat(32)
+            )
+        );
+        let near = page_with_certificate(Vec::new(), Vec::new(), Some(certificate(30)));
+        assert_eq!(
+            row(&near),
+            format!(
+                "<tr><th>verity certificate</th><td>CN=Verity <span class=\"mono\">{}</span> · expires 2026-02-01T03:06:00Z <span class=\"badge warn\">expires soon</span><div class=\"reason\">{}</div></td></tr>",
+                "ab".repeat(32),
+                certificate(30).warning(now).unwrap()
+            )
+        );
+        assert!(!page(Vec::new(), Vec::new()).contains("verity certificate"));
     }
 
     #[test]

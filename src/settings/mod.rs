@@ -17,6 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::artifacts::image_format::ImageFormat;
 use crate::settings::channels::{Channel, ChannelName, Channels};
 use crate::settings::consumer_check::{
     BRANCH_EXPECTED, InvalidField, check_consumer_fields, is_branch_name,
@@ -67,6 +68,11 @@ pub struct ImageSettings {
     pub compression: Compression,
     /// Also publish `<name>-X.Y.Z.raw` (amd64 only).
     pub compat_name: bool,
+    /// The formats each version and architecture is published in: always `squashfs`
+    /// (`<name>-V-ARCH.raw`), and `ddi` for the signed dm-verity image
+    /// (`<name>-V-ARCH.ddi.raw`) too, which needs the verity key and certificate.
+    #[serde(with = "format_names")]
+    pub formats: Vec<ImageFormat>,
 }
 
 impl Default for ImageSettings {
@@ -76,7 +82,42 @@ impl Default for ImageSettings {
             arches: vec![Arch::Amd64],
             compression: Compression::default(),
             compat_name: true,
+            formats: vec![ImageFormat::Squashfs],
         }
+    }
+}
+
+impl ImageSettings {
+    /// Whether the signed dm-verity image is published too.
+    pub fn publishes_ddi(&self) -> bool {
+        self.formats.contains(&ImageFormat::Ddi)
+    }
+}
+
+/// `image.formats` as the file writes it: format names.
+mod format_names {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::artifacts::image_format::{ImageFormat, UnknownImageFormat};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<ImageFormat>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|name| {
+                name.parse().map_err(|e: UnknownImageFormat| {
+                    serde::de::Error::custom(format!("image.formats: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(
+        formats: &[ImageFormat],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(formats.iter().map(|format| format.name()))
     }
 }
 
@@ -528,6 +569,17 @@ impl Settings {
         if image.arches.is_empty() {
             return Err("image.arches is empty: list at least one of amd64, arm64".into());
         }
+        if !image.formats.contains(&ImageFormat::Squashfs) {
+            let names: Vec<String> = image
+                .formats
+                .iter()
+                .map(|format| format!("{:?}", format.name()))
+                .collect();
+            return Err(format!(
+                "image.formats = [{}] is not valid: it must include \"squashfs\" (the image hosts that match alloy-@v-ARCH.raw and consumers' pins use; the DDI is made from it): [\"squashfs\"] or [\"squashfs\", \"ddi\"]",
+                names.join(", ")
+            ));
+        }
         Compression::new(
             image.compression.algorithm(),
             Some(image.compression.level()),
@@ -627,6 +679,13 @@ impl Settings {
             }
         }
         self.image.arches = arches;
+        let mut formats = Vec::new();
+        for format in &self.image.formats {
+            if !formats.contains(format) {
+                formats.push(*format);
+            }
+        }
+        self.image.formats = formats;
         if let Some(cron) = &mut self.schedule.check_upstream {
             *cron = cron.trim().to_owned();
         }
@@ -739,6 +798,7 @@ name = "alloy"
 arches = ["amd64"]            # "arm64" too
 compression = "xz"
 compat_name = true            # also publish alloy-X.Y.Z.raw
+formats = ["squashfs"]        # add "ddi" for the signed dm-verity image alloy-X.Y.Z-ARCH.ddi.raw
 
 [build_repo]                  # where SHA256SUMS is committed, releases and commands live
 repo = "noahwhite/alloy-sysext-build"
@@ -810,6 +870,9 @@ assignees = ["noahwhite"]
             ("[image]\narches = []\n", "image.arches"),
             ("[image]\nname = \"../x\"\n", "image.name"),
             ("[image]\ncompression = \"lz4\"\n", "image.compression"),
+            ("[image]\nformats = [\"erofs\"]\n", "image.formats"),
+            ("[image]\nformats = [\"ddi\"]\n", "image.formats"),
+            ("[image]\nformats = []\n", "image.formats"),
             ("[image]\ncompression_level = 10\n", "image.compression"),
             (
                 "[image]\ncompression_level = \"x\"\n",
@@ -948,6 +1011,28 @@ assignees = ["noahwhite"]
         assert_eq!(
             settings.publish.base_url.as_deref(),
             Some("http://127.0.0.1:3000/images/")
+        );
+    }
+
+    #[test]
+    fn formats_are_read_each_once_and_must_include_squashfs() {
+        let settings =
+            Settings::parse("[image]\nformats = [\"squashfs\", \"ddi\", \"ddi\"]\n").unwrap();
+        assert_eq!(
+            settings.image.formats,
+            [ImageFormat::Squashfs, ImageFormat::Ddi]
+        );
+        assert!(settings.image.publishes_ddi());
+        assert!(!Settings::default().image.publishes_ddi());
+        let unknown =
+            Settings::parse("[image]\nformats = [\"squashfs\", \"erofs\"]\n").unwrap_err();
+        assert!(
+            unknown.contains("image.formats: unknown image format \"erofs\": use squashfs or ddi"),
+            "{unknown}"
+        );
+        assert_eq!(
+            Settings::parse("[image]\nformats = [\"ddi\"]\n").unwrap_err(),
+            "image.formats = [\"ddi\"] is not valid: it must include \"squashfs\" (the image hosts that match alloy-@v-ARCH.raw and consumers' pins use; the DDI is made from it): [\"squashfs\"] or [\"squashfs\", \"ddi\"]"
         );
     }
 

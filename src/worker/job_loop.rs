@@ -117,6 +117,7 @@ impl Worker {
             settings: &self.services.settings,
             public_base_url: &self.services.public_base_url,
             signing_key: &self.services.signing_key,
+            verity_signer: self.services.verity_signer.as_ref(),
             database: &self.services.database,
             access: self,
             work_dir: self.work_dir(job.id),

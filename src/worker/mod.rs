@@ -37,6 +37,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, OnceCell, watch};
 
 use crate::database::Database;
+use crate::ddi::VeritySigner;
 use crate::github::api::{Auth, GitHubApi};
 use crate::settings::Settings;
 use crate::settings::public_base_url::PublicBaseUrl;
@@ -50,6 +51,8 @@ pub struct Services {
     pub github: GitHubApi,
     pub settings: Arc<Settings>,
     pub signing_key: Arc<SigningKey>,
+    /// Signs the DDIs' root hashes; `None` unless `image.formats` includes `ddi`.
+    pub verity_signer: Option<Arc<VeritySigner>>,
     pub storage: Storage,
     /// Where hosts download the published files from.
     pub public_base_url: PublicBaseUrl,

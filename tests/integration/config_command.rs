@@ -447,6 +447,7 @@ arches = ["arm64", "amd64"]
 compression = "zstd"
 compression_level = 3
 compat_name = false
+formats = ["squashfs", "ddi"]
 
 [publish]
 base_url = "http://127.0.0.1:3000/images"

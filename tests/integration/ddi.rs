@@ -18,15 +18,15 @@ use crate::host::Host;
 const VERSION: &str = "1.17.1";
 
 /// A key and certificate made by `keygen --x509`.
-struct VerityKeys {
+pub(crate) struct VerityKeys {
     dir: PathBuf,
 }
 
 impl VerityKeys {
-    fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.dir.join("verity.key")
     }
-    fn certificate(&self) -> PathBuf {
+    pub(crate) fn certificate(&self) -> PathBuf {
         self.dir.join("verity.crt")
     }
 }
@@ -45,12 +45,12 @@ fn keygen_x509(algorithm: &str) -> VerityKeys {
     VerityKeys { dir }
 }
 
-fn rsa_verity_keys() -> &'static VerityKeys {
+pub(crate) fn rsa_verity_keys() -> &'static VerityKeys {
     static KEYS: OnceLock<VerityKeys> = OnceLock::new();
     KEYS.get_or_init(|| keygen_x509("rsa-4096"))
 }
 
-fn ecdsa_verity_keys() -> &'static VerityKeys {
+pub(crate) fn ecdsa_verity_keys() -> &'static VerityKeys {
     static KEYS: OnceLock<VerityKeys> = OnceLock::new();
     KEYS.get_or_init(|| keygen_x509("ecdsa-p256"))
 }
@@ -90,7 +90,7 @@ fn incompressible_zip(dir: &Path, arch: Arch, size: usize) -> PathBuf {
 }
 
 /// `sfdisk --json` of `image`: its partitions.
-fn partitions(image: &Path) -> Vec<Value> {
+pub(crate) fn partitions(image: &Path) -> Vec<Value> {
     let output = run_ok(Command::new("sfdisk").arg("--json").arg(image));
     let table: Value = serde_json::from_slice(&output.stdout).unwrap();
     table["partitiontable"]["partitions"]
@@ -100,7 +100,7 @@ fn partitions(image: &Path) -> Vec<Value> {
 }
 
 /// The bytes of partition `index` of `image`, as `sfdisk --json` places it.
-fn partition_bytes(image: &Path, index: usize) -> Vec<u8> {
+pub(crate) fn partition_bytes(image: &Path, index: usize) -> Vec<u8> {
     let partition = &partitions(image)[index];
     let start = partition["start"].as_u64().unwrap() as usize * 512;
     let size = partition["size"].as_u64().unwrap() as usize * 512;
@@ -108,7 +108,7 @@ fn partition_bytes(image: &Path, index: usize) -> Vec<u8> {
 }
 
 /// The signature partition's JSON object (up to the first NUL).
-fn signature_json(image: &Path) -> (String, Value) {
+pub(crate) fn signature_json(image: &Path) -> (String, Value) {
     let bytes = partition_bytes(image, 2);
     let end = bytes.iter().position(|&b| b == 0).unwrap();
     assert!(bytes[end..].iter().all(|&b| b == 0));
@@ -118,7 +118,7 @@ fn signature_json(image: &Path) -> (String, Value) {
 }
 
 /// `8-4-4-4-12` of 32 hex digits.
-fn as_uuid(hex: &str) -> String {
+pub(crate) fn as_uuid(hex: &str) -> String {
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -153,6 +153,8 @@ fn the_ddi_is_a_signed_system_extension_that_veritysetup_and_openssl_accept() {
             "SHA256SUMS.gpg",
             "alloy-1.17.1-amd64.ddi.raw",
             "alloy-1.17.1-amd64.ddi.raw.asc",
+            "alloy-1.17.1-amd64.ddi.raw.intoto.json",
+            "alloy-1.17.1-amd64.ddi.raw.intoto.json.asc",
             "alloy-1.17.1-amd64.ddi.raw.sha256",
             "alloy-1.17.1-amd64.raw",
             "alloy-1.17.1-amd64.raw.asc",
@@ -173,9 +175,25 @@ fn the_ddi_is_a_signed_system_extension_that_veritysetup_and_openssl_accept() {
             hex::encode(Sha256::digest(&ddi_bytes))
         )
     );
+    // Listed right after the squashfs image.
+    let squashfs_sha256 = hex::encode(Sha256::digest(
+        fs::read(out.join("alloy-1.17.1-amd64.raw")).unwrap(),
+    ));
+    assert_eq!(
+        fs::read_to_string(out.join("SHA256SUMS")).unwrap(),
+        format!(
+            "{squashfs_sha256}  alloy-1.17.1-amd64.raw\n{}  alloy-1.17.1-amd64.ddi.raw\n",
+            hex::encode(Sha256::digest(&ddi_bytes))
+        )
+    );
     let gpg = Gpg::new();
     let keyring = gpg.keyring(&ed25519_keys().public());
     assert!(gpg.sysupdate_verify(&keyring, &out.join("alloy-1.17.1-amd64.ddi.raw.asc"), &ddi));
+    assert!(gpg.sysupdate_verify(
+        &keyring,
+        &out.join("SHA256SUMS.gpg"),
+        &out.join("SHA256SUMS")
+    ));
     // The data partition is the squashfs image, zero-filled to a whole block.
     let squashfs = fs::read(out.join("alloy-1.17.1-amd64.raw")).unwrap();
     let data = partition_bytes(&ddi, 0);

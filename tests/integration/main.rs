@@ -12,6 +12,7 @@ mod command_rules;
 mod common;
 mod config_command;
 mod ddi;
+mod ddi_pipeline;
 mod download;
 mod fake_github;
 mod host;

@@ -21,7 +21,10 @@ use crate::test_app::{APP_ID, app_key_path, install_app};
 
 /// Runs `serve` with `env` until it exits (it must, within a minute); its status and
 /// standard error.
-fn serve_until_exit(data_dir: &Path, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+pub(crate) fn serve_until_exit(
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
     fs::create_dir_all(data_dir).unwrap();
     let stderr_path = data_dir.join("serve.stderr");
     let mut command = cli();

@@ -11,10 +11,13 @@ mod upstream;
 use std::path::{Path, PathBuf};
 
 use alloy_sysext_automation::arch::Arch;
+use alloy_sysext_automation::artifacts::image_format::ImageFormat;
 use alloy_sysext_automation::artifacts::{
     BuildOutput, MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, build_into_dir,
 };
 use alloy_sysext_automation::build_info::VERSION_LINE;
+use alloy_sysext_automation::ddi::VerityCertificate;
+use alloy_sysext_automation::ddi::check::{check_ddi, same_data};
 use alloy_sysext_automation::github::api::{DEFAULT_API_URL, GitHubApi};
 use alloy_sysext_automation::github::rate_limit::RetryPolicy;
 use alloy_sysext_automation::manifest::image_name::ImageFileName;
@@ -53,7 +56,11 @@ use super::verify::source::Source;
 /// the sha256 in the record and the digest GitHub gives for the asset (the release's
 /// SHA256SUMS when GitHub gives none); either mismatch refuses it. The image is then built
 /// again with the recorded settings, into a temporary directory, by the same code `build`
-/// runs, and its sha256 compared with the published image's.
+/// runs, and its sha256 compared with the published image's. A DDI listed for the version
+/// (alloy-<V>-<arch>.ddi.raw) is checked against the squashfs image rebuilt from its
+/// record: its data partition byte for byte, its hash partition against the dm-verity tree
+/// of that data, and its signature partition with --verity-certificate, since only the
+/// key's holder can make that one again.
 ///
 /// Prints every check with its result, one per line (or one JSON document with --json), and
 /// "identical" for an image whose rebuild has the published bytes. Exits 0 only when every
@@ -103,6 +110,12 @@ pub struct RebuildCheckArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     threads: usize,
 
+    /// The PEM X.509 certificate hosts trust for DDIs: a DDI's signature partition, which
+    /// only the key's holder can make again, is checked with it (without it, only the DDI's
+    /// data and hash partitions are compared with the rebuild).
+    #[arg(long, env = "VERITY_CERTIFICATE_PATH", value_name = "FILE")]
+    verity_certificate: Option<PathBuf>,
+
     /// Print one JSON document instead of lines, for scripts.
     #[arg(long)]
     json: bool,
@@ -115,6 +128,18 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
 
 pub fn run(args: RebuildCheckArgs) -> anyhow::Result<()> {
     let keys = args.keys.load()?;
+    let verity_certificate = match &args.verity_certificate {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the verity certificate {}", path.display()))?;
+            Some(
+                VerityCertificate::from_pem(&pem).with_context(|| {
+                    format!("reading the verity certificate {}", path.display())
+                })?,
+            )
+        }
+        None => None,
+    };
     let (source, described) = match (&args.url, &args.dir) {
         (Some(url), _) => (Source::url(url)?, url.clone()),
         (None, Some(dir)) => (Source::Dir(dir.clone()), dir.display().to_string()),
@@ -161,6 +186,7 @@ pub fn run(args: RebuildCheckArgs) -> anyhow::Result<()> {
         },
         github: &github,
         args: &args,
+        verity_certificate: verity_certificate.as_ref(),
         work: work.path(),
         runtime: &runtime,
         progress: TerminalProgress::new(),
@@ -201,6 +227,7 @@ struct RebuildCheck<'a> {
     published: Published<'a>,
     github: &'a GitHubApi,
     args: &'a RebuildCheckArgs,
+    verity_certificate: Option<&'a VerityCertificate>,
     /// A temporary directory for the published images, the downloads and the rebuilds.
     work: &'a Path,
     runtime: &'a tokio::runtime::Runtime,
@@ -425,6 +452,34 @@ impl RebuildCheck<'_> {
                 return outcome;
             }
         };
+        if let Some(parsed) = ImageFileName::parse(&entry.file)
+            && parsed.format == ImageFormat::Ddi
+        {
+            let squashfs = parsed.in_format(ImageFormat::Squashfs).file_name();
+            checks.push(StepResult::rebuild(
+                &entry.file,
+                RebuildStep::Rebuild,
+                true,
+                format!(
+                    "rebuilt {squashfs} by alloy-sysext-automation {VERSION_LINE} from {} {} {}: sha256 {}",
+                    asset.repository, asset.tag, asset.asset, output.image_sha256
+                ),
+            ));
+            let rebuilt = self.rebuild_dir(&entry.file).join(&squashfs);
+            let compared = self.compare_ddi(&published, &rebuilt);
+            outcome.identical = compared.is_ok();
+            let (ok, detail) = match compared {
+                Ok(detail) => (true, detail),
+                Err(detail) => (false, detail),
+            };
+            checks.push(StepResult::rebuild(
+                &entry.file,
+                RebuildStep::Compare,
+                ok,
+                detail,
+            ));
+            return outcome;
+        }
         outcome.rebuilt_sha256 = Some(output.image_sha256.clone());
         checks.push(StepResult::rebuild(
             &entry.file,
@@ -471,6 +526,31 @@ impl RebuildCheck<'_> {
         ));
         outcome.difference = difference.ok();
         outcome
+    }
+
+    /// Compares the published DDI at `published` with the squashfs image `rebuilt`: its
+    /// data partition byte for byte, its hash partition with the tree made from that data,
+    /// and its signature partition with the verity certificate, when there is one.
+    fn compare_ddi(&self, published: &Path, rebuilt: &Path) -> Result<String, String> {
+        let open = || std::fs::File::open(published).map_err(|e| e.to_string());
+        same_data(&mut open()?, published, rebuilt).map_err(|e| e.to_string())?;
+        let checked = check_ddi(&mut open()?, published, self.verity_certificate)
+            .map_err(|e| e.to_string())?;
+        let signature = match self.verity_certificate {
+            Some(certificate) => format!(
+                "its root hash {} is signed by {} ({})",
+                checked.root_hash,
+                certificate.subject(),
+                checked.certificate_fingerprint
+            ),
+            None => format!(
+                "its signature of root hash {} is not checked: no --verity-certificate",
+                checked.root_hash
+            ),
+        };
+        Ok(format!(
+            "the data partition is the rebuilt image and the hash partition its dm-verity tree; {signature}"
+        ))
     }
 
     /// Where the image `file` is rebuilt.

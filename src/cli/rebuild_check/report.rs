@@ -27,7 +27,9 @@ pub enum RebuildStep {
     UpstreamAsset,
     /// The image built again from the record.
     Rebuild,
-    /// The rebuilt image's sha256 against the published one's.
+    /// The rebuilt image's sha256 against the published one's; for a DDI, its data and hash
+    /// partitions against the rebuilt image and the tree made from it, and its signature
+    /// partition against the verity certificate.
     Compare,
 }
 

@@ -5,9 +5,13 @@
 mod http;
 pub(super) mod source;
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use alloy_sysext_automation::artifacts::image_format::ImageFormat;
 use alloy_sysext_automation::artifacts::{MANIFEST_FILE, MANIFEST_SIGNATURE_FILE};
+use alloy_sysext_automation::ddi::VerityCertificate;
+use alloy_sysext_automation::ddi::check::check_ddi;
 use alloy_sysext_automation::manifest::image_name::ImageFileName;
 use alloy_sysext_automation::manifest::match_pattern::MatchPattern;
 use alloy_sysext_automation::manifest::verify::{
@@ -36,7 +40,9 @@ use super::public_keys::PublicKeyArgs;
 /// (with the same key), and its provenance record .intoto.json when it has one (its .asc
 /// with the same key, the image's name and sha256 in it), printing the upstream asset the
 /// image was built from; an image without a record (published before records existed) is
-/// reported as such and passes. From a URL the image a host would install is checked, or
+/// reported as such and passes. A DDI (alloy-<V>-<arch>.ddi.raw) listed in SHA256SUMS is
+/// checked the same way, and with --verity-certificate also as a host's kernel reads it (its
+/// dm-verity tree, root hash and signature). From a URL the image a host would install is checked, or
 /// the one of --version, or every listed file with --all; in a directory every listed file
 /// is checked.
 /// A listed file that is missing fails its check. Unless --manifest-only, it fails too when
@@ -79,6 +85,13 @@ pub struct VerifyArgs {
     #[arg(long, conflicts_with_all = ["version", "all"])]
     manifest_only: bool,
 
+    /// The PEM X.509 certificate hosts trust for DDIs (in /etc/verity.d/): each checked
+    /// DDI (alloy-<V>-<arch>.ddi.raw) is then also read as a host's kernel reads it: its
+    /// dm-verity tree recomputed from its data, its partition UUIDs and the root hash its
+    /// signature partition names, and that signature with this certificate.
+    #[arg(long, env = "VERITY_CERTIFICATE_PATH", value_name = "FILE")]
+    verity_certificate: Option<PathBuf>,
+
     /// Print one JSON document instead of lines, for scripts.
     #[arg(long)]
     json: bool,
@@ -116,6 +129,18 @@ struct ImageProvenance {
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let keys = args.keys.load()?;
+    let verity_certificate = match &args.verity_certificate {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the verity certificate {}", path.display()))?;
+            Some(
+                VerityCertificate::from_pem(&pem).with_context(|| {
+                    format!("reading the verity certificate {}", path.display())
+                })?,
+            )
+        }
+        None => None,
+    };
     let (source, described) = match (&args.url, &args.dir) {
         (Some(url), _) => (Source::url(url)?, url.clone()),
         (None, Some(dir)) => (Source::Dir(dir.clone()), dir.display().to_string()),
@@ -147,6 +172,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         pattern: &args.match_pattern,
         selection: &selection,
         manifest_only: args.manifest_only,
+        verity_certificate: verity_certificate.as_ref(),
     };
     runtime.block_on(checks.run(&mut report));
     let failed: Vec<String> = report
@@ -186,6 +212,7 @@ struct Checks<'a> {
     pattern: &'a MatchPattern,
     selection: &'a Selection,
     manifest_only: bool,
+    verity_certificate: Option<&'a VerityCertificate>,
 }
 
 impl Checks<'_> {
@@ -260,7 +287,34 @@ impl Checks<'_> {
     /// provenance record names, when the record passed.
     async fn image(&self, entry: &manifest::ManifestEntry) -> (Vec<Check>, Option<UpstreamAsset>) {
         let mut digest = ImageDigest::default();
-        if let Err(error) = self.source.stream(&entry.file, &mut digest).await {
+        // A DDI checked with the certificate is read again, locally: from a URL it is kept
+        // in a temporary file as it streams by.
+        let verity = match (self.verity_certificate, ImageFileName::parse(&entry.file)) {
+            (Some(certificate), Some(parsed)) if parsed.format == ImageFormat::Ddi => {
+                match tempfile::NamedTempFile::new() {
+                    Ok(copy) => Some((certificate, copy)),
+                    Err(error) => {
+                        return (
+                            vec![Check::failed(
+                                &entry.file,
+                                CheckKind::Verity,
+                                format!("cannot be checked: making a temporary file: {error}"),
+                            )],
+                            None,
+                        );
+                    }
+                }
+            }
+            _ => None,
+        };
+        let streamed = match &verity {
+            Some((_, copy)) => {
+                let mut both = Both(&mut digest, copy.as_file());
+                self.source.stream(&entry.file, &mut both).await
+            }
+            None => self.source.stream(&entry.file, &mut digest).await,
+        };
+        if let Err(error) = streamed {
             let detail = match error {
                 ReadError::Missing(reason) => format!("is missing: {reason}"),
                 ReadError::Failed(reason) => format!("cannot be read: {reason}"),
@@ -281,6 +335,9 @@ impl Checks<'_> {
         let provenance =
             check_provenance(entry, &image_sha256, &record, &record_signature, self.keys);
         checks.extend(provenance.checks);
+        if let Some((certificate, copy)) = verity {
+            checks.push(verity_check(&entry.file, copy.path(), certificate));
+        }
         (checks, provenance.upstream)
     }
 
@@ -290,6 +347,44 @@ impl Checks<'_> {
             Err(ReadError::Missing(reason)) => Companion::Missing(reason),
             Err(ReadError::Failed(reason)) => Companion::Unreadable(reason),
         }
+    }
+}
+
+/// Writes to two writers.
+struct Both<'a, A: Write, B: Write>(&'a mut A, B);
+
+impl<A: Write, B: Write> Write for Both<'_, A, B> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+/// The check of the DDI `file`, read from `path`, with `certificate`.
+fn verity_check(file: &str, path: &Path, certificate: &VerityCertificate) -> Check {
+    let checked = std::fs::File::open(path)
+        .map_err(|error| error.to_string())
+        .and_then(|mut opened| {
+            check_ddi(&mut opened, Path::new(file), Some(certificate)).map_err(|e| e.to_string())
+        });
+    match checked {
+        Ok(checked) => Check::passed(
+            file,
+            CheckKind::Verity,
+            format!(
+                "dm-verity tree matches the data, root hash {} signed by {} ({})",
+                checked.root_hash,
+                certificate.subject(),
+                checked.certificate_fingerprint
+            ),
+        ),
+        Err(reason) => Check::failed(file, CheckKind::Verity, reason),
     }
 }
 

@@ -100,6 +100,7 @@ async fn plan(
         rebuild,
         work_dir: work.path().to_owned(),
         signing_key: Some(&worker.services.signing_key),
+        verity_signer: worker.services.verity_signer.as_ref(),
         started_by,
     };
     let planned = match tokio::time::timeout(DRY_RUN_DEADLINE, plan_job(&services, &request)).await

@@ -1,5 +1,5 @@
-//! Step 2: the images, built and signed into the job's own output directory, each with its
-//! provenance record: the asset it was built from and what that was checked against (from
+//! Step 2: the images (and, with `ddi` in `image.formats`, their signed dm-verity images),
+//! built and signed into the job's own output directory, each with its provenance record: the asset it was built from and what that was checked against (from
 //! the download step), and what started the job.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use super::{StepContext, StepError};
 use crate::artifacts::{BuildProgress, BuildRequest, BuildStep, MANIFEST_FILE, build_into_dir};
 use crate::database::job_result::BuiltImage;
 use crate::database::jobs::{Job, TriggerSource};
+use crate::ddi::VeritySigner;
 use crate::manifest::Manifest;
 use crate::provenance::{BuildOrigin, BuilderKind, StartEvent, StartedBy};
 use crate::settings::Settings;
@@ -75,6 +76,8 @@ pub struct ImagesToBuild<'a> {
     pub out_dir: &'a Path,
     /// Signs the images and their records; unsigned without one.
     pub key: Option<&'a Arc<SigningKey>>,
+    /// Signs the DDIs' root hashes, when `image.formats` includes `ddi`.
+    pub verity_signer: Option<&'a Arc<VeritySigner>>,
     /// What the records say started the build.
     pub started_by: &'a StartedBy,
     /// The job the build's progress is logged for.
@@ -82,8 +85,9 @@ pub struct ImagesToBuild<'a> {
 }
 
 /// Builds every configured architecture's image of `what.version` from the assets in
-/// `what.zip_dir` into `what.out_dir`, as `build` does, each with its provenance record;
-/// each image's URL is under `base_url`, in the first channel, where builds publish.
+/// `what.zip_dir` into `what.out_dir`, as `build` does, each with its provenance record,
+/// and with `ddi` in `image.formats` each image's DDI right after it; each image's URL is
+/// under `base_url`, in the first channel, where builds publish.
 pub async fn build_images(
     settings: &Settings,
     base_url: &PublicBaseUrl,
@@ -94,9 +98,19 @@ pub async fn build_images(
         zip_dir,
         out_dir,
         key,
+        verity_signer,
         started_by,
         progress_of,
     } = *what;
+    let ddi_signer = match (settings.image.publishes_ddi(), verity_signer) {
+        (false, _) => None,
+        (true, Some(signer)) => Some(VeritySigner::clone(signer)),
+        (true, None) => {
+            return Err(StepError::Permanent(
+                "image.formats includes ddi, but the server has no verity key and certificate: set VERITY_SIGNING_KEY_PATH and VERITY_CERTIFICATE_PATH (or VERITY_SIGNING_KEY and VERITY_CERTIFICATE) and restart".into(),
+            ));
+        }
+    };
     let mut images = Vec::new();
     for arch in settings.image.arches.clone() {
         let zip = zip_path_in(zip_dir, settings, arch);
@@ -117,28 +131,43 @@ pub async fn build_images(
                 ..SquashfsOptions::default()
             },
             compat_name: settings.image.compat_name,
+            ddi_signer: ddi_signer.clone(),
             ..BuildRequest::new(version.clone(), arch, zip)
         };
         let key = key.cloned();
         let dir = out_dir.to_owned();
         let built = tokio::task::spawn_blocking(move || {
             build_into_dir(&request, &dir, key.as_deref(), &LogProgress(progress_of))
-                .map(|output| (output, request.image_file_name()))
+                .map(|output| (output, request.image_file_name(), request.ddi_file_name()))
         })
         .await
         .map_err(StepError::BuildStopped)?;
-        let (output, image_file) = built.map_err(|source| StepError::Build { arch, source })?;
+        let (output, image_file, ddi_file) =
+            built.map_err(|source| StepError::Build { arch, source })?;
+        let url = |file: &str| {
+            base_url
+                .url(&settings.publish.channels().first().key(file))
+                .unwrap_or_default()
+        };
         let size = output.file(&image_file).map(|f| f.size).unwrap_or(0);
         images.push(BuiltImage {
             arch,
-            url: base_url
-                .url(&settings.publish.channels().first().key(&image_file))
-                .unwrap_or_default(),
+            url: url(&image_file),
             file: image_file,
             size,
             sha256: output.image_sha256,
-            binary_sha256: output.binary_sha256,
+            binary_sha256: output.binary_sha256.clone(),
         });
+        if let Some(ddi) = output.ddi {
+            images.push(BuiltImage {
+                arch,
+                url: url(&ddi_file),
+                file: ddi_file,
+                size: ddi.size,
+                sha256: ddi.sha256,
+                binary_sha256: output.binary_sha256,
+            });
+        }
     }
     Ok(images)
 }
@@ -155,6 +184,7 @@ pub async fn run(context: &mut StepContext<'_>) -> Result<(), StepError> {
         zip_dir: &context.work_dir,
         out_dir: &out_dir,
         key: Some(context.signing_key),
+        verity_signer: context.verity_signer,
         started_by: &started_by,
         progress_of: context.job.id,
     };

@@ -12,6 +12,7 @@
 
 use super::{StepContext, StepError};
 use crate::arch::Arch;
+use crate::artifacts::image_format::ImageFormat;
 use crate::butane::{ButaneEdit, ButaneError, update_alloy_pin};
 use crate::database::Database;
 use crate::database::installations::InstallationState;
@@ -56,6 +57,19 @@ impl From<&BuiltImage> for PinTarget {
     }
 }
 
+/// What consumers are pinned to among a build's `images`: the squashfs images, one per
+/// architecture. Hosts opt in to the DDIs in their own transfer definitions.
+pub(super) fn pin_targets_of(images: &[BuiltImage]) -> Vec<PinTarget> {
+    images
+        .iter()
+        .filter(|image| {
+            ImageFileName::parse(&image.file)
+                .is_none_or(|parsed| parsed.format == ImageFormat::Squashfs)
+        })
+        .map(PinTarget::from)
+        .collect()
+}
+
 /// The branch a consumer's pull request for `version` comes from:
 /// `feature/update-alloy-sysext-to-X.Y.Z`.
 pub(super) fn update_branch(version: &Version) -> String {
@@ -77,21 +91,22 @@ fn pin_targets(context: &StepContext<'_>, channel: &Channel) -> Vec<PinTarget> {
             .files
             .iter()
             .filter_map(|listed| {
+                let parsed = ImageFileName::parse(&listed.file)?;
+                // Consumers pin the squashfs image; hosts opt in to the DDI themselves.
+                (parsed.format == ImageFormat::Squashfs).then_some(())?;
                 Some(PinTarget {
-                    arch: ImageFileName::parse(&listed.file)?.arch?,
+                    arch: parsed.arch?,
                     file: listed.file.clone(),
                     sha256: listed.sha256.clone(),
                     url: url(&listed.file),
                 })
             })
             .collect(),
-        None => result
-            .images
-            .iter()
-            .flatten()
-            .map(|image| PinTarget {
-                url: url(&image.file),
-                ..PinTarget::from(image)
+        None => pin_targets_of(result.images.as_deref().unwrap_or_default())
+            .into_iter()
+            .map(|target| PinTarget {
+                url: url(&target.file),
+                ..target
             })
             .collect(),
     }

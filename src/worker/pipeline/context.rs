@@ -11,6 +11,7 @@ use super::StepError;
 use crate::database::job_result::JobResult;
 use crate::database::jobs::Job;
 use crate::database::{Database, DatabaseError};
+use crate::ddi::VeritySigner;
 use crate::github::api::{Auth, GitHubApi};
 use crate::settings::Settings;
 use crate::settings::channels::Channel;
@@ -34,6 +35,8 @@ pub struct StepContext<'a> {
     /// Where hosts download the published files from.
     pub public_base_url: &'a PublicBaseUrl,
     pub signing_key: &'a Arc<SigningKey>,
+    /// Signs the DDIs' root hashes; `None` unless `image.formats` includes `ddi`.
+    pub verity_signer: Option<&'a Arc<VeritySigner>>,
     pub database: &'a Database,
     pub access: &'a dyn RepositoryAccess,
     pub job: Job,

@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::build::{ImagesToBuild, build_images, read_local_manifest};
 use super::build_repository::{check_signer, read_published_manifest, read_published_signature};
 use super::consumers::{
-    ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, read_pin, settled,
-    update_branch,
+    ENROLLMENT_FILE, PinRead, PinTarget, all_consumers, branch_holds, pin_targets_of, read_pin,
+    settled, update_branch,
 };
 use super::download::fetch_assets;
 use super::manifest::merge;
@@ -28,6 +28,7 @@ use crate::database::Database;
 use crate::database::job_result::{
     BuiltImage, ConsumerOutcome, ConsumerReport, Download, PinnedVersion, Publication, as_text,
 };
+use crate::ddi::VeritySigner;
 use crate::github::api::GitHubApi;
 use crate::github::pulls::open_pull_for_branch;
 use crate::github::releases::release_by_tag;
@@ -64,6 +65,8 @@ pub struct PlanRequest<'a> {
     /// The key the server signs with; `None` when it would make one on its first start
     /// (the images are then built unsigned).
     pub signing_key: Option<&'a Arc<SigningKey>>,
+    /// The key that signs the DDIs' root hashes, when `image.formats` includes `ddi`.
+    pub verity_signer: Option<&'a Arc<VeritySigner>>,
     /// What asks for the plan, as the images' provenance records name it.
     pub started_by: StartedBy,
 }
@@ -283,6 +286,7 @@ pub async fn plan_job(
         zip_dir: &request.work_dir,
         out_dir: &out_dir,
         key: request.signing_key,
+        verity_signer: request.verity_signer,
         started_by: &request.started_by,
         progress_of: 0,
     };
@@ -462,7 +466,7 @@ async fn planned_consumers(
     version: &Version,
 ) -> (Vec<ConsumerPlan>, Option<String>) {
     let consumers = all_consumers(services.github, services.settings, services.database).await;
-    let images: Vec<PinTarget> = images.iter().map(PinTarget::from).collect();
+    let images = pin_targets_of(images);
     let mut plans = Vec::new();
     let configured = consumers.configured.iter().map(|c| (c, false));
     let enrolled = consumers.enrolled.iter().map(|c| (c, true));

@@ -3,6 +3,7 @@
 //! (`crate::worker::storage_removals`) deletes them unless they are listed again.
 
 use crate::arch::Arch;
+use crate::artifacts::image_format::ImageFormat;
 use crate::database::storage_removals::{NewRemoval, RemovalReason};
 use crate::manifest::image_name::ImageFileName;
 use crate::provenance::{record_file_name, record_signature_file_name};
@@ -12,8 +13,9 @@ use crate::version::Version;
 /// The files a version keeps in storage beside each image of `listed` (file names from a
 /// `SHA256SUMS`), each with the listed image it belongs to: the image's `.sha256` and
 /// `.asc`, its provenance record's signature and the record, then the image, and for an
-/// amd64 image the copy under the compatibility name (`alloy-X.Y.Z.raw`, which the manifest
-/// does not list) with its own `.sha256` and `.asc`. Checksums, signatures and records come
+/// amd64 squashfs image the copy under the compatibility name (`alloy-X.Y.Z.raw`, which the
+/// manifest does not list) with its own `.sha256` and `.asc`. A DDI (`.ddi.raw`) is listed
+/// on its own line and has its own `.sha256`, `.asc` and record. Checksums, signatures and records come
 /// before their image, the order in which they are put.
 pub fn stored_files(listed: &[String]) -> Vec<StoredFile> {
     let mut files = Vec::new();
@@ -32,6 +34,7 @@ pub fn stored_files(listed: &[String]) -> Vec<StoredFile> {
         add(file.clone(), StoredKind::Listed);
         if let Some(parsed) = ImageFileName::parse(file)
             && parsed.arch == Some(Arch::Amd64)
+            && parsed.format == ImageFormat::Squashfs
         {
             let compat = format!("{}-{}.raw", parsed.name, parsed.version);
             add(format!("{compat}.sha256"), StoredKind::Compat);
@@ -156,6 +159,37 @@ mod tests {
         assert!(removals.iter().all(|r| r.why == RemovalReason::Pruned
             && r.manifest_key == "SHA256SUMS"
             && r.version == version));
+    }
+
+    #[test]
+    fn a_ddi_leaves_with_its_own_files_and_no_compatibility_copy() {
+        let listed = ["alloy-1.2.3-amd64.ddi.raw".to_owned()];
+        let files: Vec<(String, StoredKind)> = stored_files(&listed)
+            .into_iter()
+            .map(|file| (file.name, file.kind))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                (
+                    "alloy-1.2.3-amd64.ddi.raw.sha256".to_owned(),
+                    StoredKind::Listed
+                ),
+                (
+                    "alloy-1.2.3-amd64.ddi.raw.asc".to_owned(),
+                    StoredKind::Listed
+                ),
+                (
+                    "alloy-1.2.3-amd64.ddi.raw.intoto.json.asc".to_owned(),
+                    StoredKind::Provenance
+                ),
+                (
+                    "alloy-1.2.3-amd64.ddi.raw.intoto.json".to_owned(),
+                    StoredKind::Provenance
+                ),
+                ("alloy-1.2.3-amd64.ddi.raw".to_owned(), StoredKind::Listed),
+            ]
+        );
     }
 
     #[test]

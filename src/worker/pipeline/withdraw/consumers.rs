@@ -13,6 +13,7 @@ use super::super::consumers::{
 };
 use super::super::{StepContext, StepError};
 use super::reason_line;
+use crate::artifacts::image_format::ImageFormat;
 use crate::butane::find_alloy_pin;
 use crate::database::job_result::{ConsumerOutcome, ConsumerReport, WithdrawalDone};
 use crate::github::branches::branch_head;
@@ -40,7 +41,11 @@ async fn still_listed(
         .iter()
         .filter_map(|entry| {
             let parsed = ImageFileName::parse(&entry.file)?;
-            (&parsed.name == name && parsed.version == newest).then_some(())?;
+            // Consumers pin the squashfs image; hosts opt in to the DDI themselves.
+            (&parsed.name == name
+                && parsed.version == newest
+                && parsed.format == ImageFormat::Squashfs)
+                .then_some(())?;
             Some(PinTarget {
                 arch: parsed.arch?,
                 file: entry.file.clone(),
