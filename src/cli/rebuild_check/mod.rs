@@ -38,6 +38,7 @@ use self::report::{ImageOutcome, RebuildStep, Report, StepResult, entry_count, p
 use self::upstream::{check_trusted, download_recorded};
 use super::progress::TerminalProgress;
 use super::public_keys::PublicKeyArgs;
+use super::verify::read_verity_certificate;
 use super::verify::source::Source;
 
 /// Build a published image again from upstream and compare its bytes with the published
@@ -128,18 +129,11 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
 
 pub fn run(args: RebuildCheckArgs) -> anyhow::Result<()> {
     let keys = args.keys.load()?;
-    let verity_certificate = match &args.verity_certificate {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the verity certificate {}", path.display()))?;
-            Some(
-                VerityCertificate::from_pem(&pem).with_context(|| {
-                    format!("reading the verity certificate {}", path.display())
-                })?,
-            )
-        }
-        None => None,
-    };
+    let verity_certificate = args
+        .verity_certificate
+        .as_deref()
+        .map(read_verity_certificate)
+        .transpose()?;
     let (source, described) = match (&args.url, &args.dir) {
         (Some(url), _) => (Source::url(url)?, url.clone()),
         (None, Some(dir)) => (Source::Dir(dir.clone()), dir.display().to_string()),

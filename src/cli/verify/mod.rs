@@ -127,20 +127,21 @@ struct ImageProvenance {
     upstream: UpstreamAsset,
 }
 
+/// The verity certificate (PEM) at `path`, which `verify` and `rebuild-check` check DDIs'
+/// signatures with.
+pub(crate) fn read_verity_certificate(path: &std::path::Path) -> anyhow::Result<VerityCertificate> {
+    let context = || format!("reading the verity certificate {}", path.display());
+    let pem = std::fs::read_to_string(path).with_context(context)?;
+    VerityCertificate::from_pem(&pem).with_context(context)
+}
+
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let keys = args.keys.load()?;
-    let verity_certificate = match &args.verity_certificate {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the verity certificate {}", path.display()))?;
-            Some(
-                VerityCertificate::from_pem(&pem).with_context(|| {
-                    format!("reading the verity certificate {}", path.display())
-                })?,
-            )
-        }
-        None => None,
-    };
+    let verity_certificate = args
+        .verity_certificate
+        .as_deref()
+        .map(read_verity_certificate)
+        .transpose()?;
     let (source, described) = match (&args.url, &args.dir) {
         (Some(url), _) => (Source::url(url)?, url.clone()),
         (None, Some(dir)) => (Source::Dir(dir.clone()), dir.display().to_string()),
