@@ -27,6 +27,21 @@ pub struct CheckedDdi {
     pub certificate_fingerprint: String,
 }
 
+impl CheckedDdi {
+    /// Refuses a DDI whose partitions are for another architecture than its name says
+    /// (`named`, when the name says one): hosts take the image by its name, and would
+    /// never merge it.
+    pub fn named(self, named: Option<Arch>) -> Result<CheckedDdi, DdiCheckError> {
+        match named {
+            Some(named) if named != self.arch => Err(DdiCheckError::Arch {
+                found: self.arch,
+                named,
+            }),
+            _ => Ok(self),
+        }
+    }
+}
+
 /// Why a DDI fails its check.
 #[derive(Debug, thiserror::Error)]
 pub enum DdiCheckError {
@@ -52,6 +67,8 @@ pub enum DdiCheckError {
     },
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    #[error("its partitions are for {found}, its name says {named}")]
+    Arch { found: Arch, named: Arch },
     #[error("the data partition differs from the squashfs image {squashfs}: {reason}")]
     DataDiffers { squashfs: String, reason: String },
 }
@@ -88,10 +105,10 @@ pub fn check_ddi(
     let tree = leaves.finish().ok_or(DdiCheckError::EmptyData)?;
     let expected = tree.to_bytes(&params);
     let mut hash_partition = Vec::new();
-    image
-        .partition_reader(file, PartitionRole::RootVerity)
-        .and_then(|mut reader| reader.read_to_end(&mut hash_partition))
-        .map_err(io_error)?;
+    read_partition(&image, file, PartitionRole::RootVerity, |bytes| {
+        hash_partition.extend_from_slice(bytes)
+    })
+    .map_err(io_error)?;
     if hash_partition.len() < expected.len() {
         return Err(DdiCheckError::HashPartition(format!(
             "it is {} bytes, the tree needs {}",
@@ -212,14 +229,26 @@ fn read_partition(
     mut inspect: impl FnMut(&[u8]),
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(READ_BUFFER, image.partition_reader(file, role)?);
+    let mut read = 0u64;
     loop {
         let buffer = io::BufRead::fill_buf(&mut reader)?;
         if buffer.is_empty() {
-            return Ok(());
+            break;
         }
         inspect(buffer);
         let n = buffer.len();
+        read += n as u64;
         io::BufRead::consume(&mut reader, n);
+    }
+    // A file cut short (or shortened while it is read) ends a partition early.
+    let size = image.partition(role).size;
+    if read == size {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the {role} partition ends after {read} of its {size} bytes"),
+        ))
     }
 }
 
@@ -269,6 +298,25 @@ mod tests {
         let checked = check_ddi(&mut File::open(&path).unwrap(), &path, Some(certificate)).unwrap();
         assert_eq!(checked.arch, Arch::Amd64);
         assert_eq!(checked.certificate_fingerprint, certificate.fingerprint());
+        // Under a name for the other architecture, hosts would never merge it.
+        assert_eq!(
+            checked
+                .clone()
+                .named(Some(Arch::Arm64))
+                .unwrap_err()
+                .to_string(),
+            "its partitions are for amd64, its name says arm64"
+        );
+        assert_eq!(checked.clone().named(Some(Arch::Amd64)).unwrap(), checked);
+        assert_eq!(checked.clone().named(None).unwrap(), checked);
+
+        // A file cut short: its table names sectors past its end, so it is refused before
+        // any partition is read.
+        let cut = dir.path().join("cut.ddi.raw");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&cut, &bytes[..bytes.len() - 8192]).unwrap();
+        let error = check_ddi(&mut File::open(&cut).unwrap(), &cut, Some(certificate)).unwrap_err();
+        assert!(matches!(error, DdiCheckError::Read(_)), "{error}");
         same_data(&mut File::open(&path).unwrap(), &path, &squashfs).unwrap();
 
         let other = other_ecdsa().signer.certificate();

@@ -241,6 +241,49 @@ impl<F: FnMut(&[u8])> Write for Inspect<F> {
     }
 }
 
+/// The largest signature partition read: systemd's limit for its JSON.
+const MAX_SIGNATURE_PARTITION: u64 = 4 << 20;
+/// How much larger than its tree a hash partition may be: room for alignment, and for the
+/// slack of small images (below 4 MiB the layout gives the rest of the disk to the tree).
+const MAX_HASH_SLACK: u64 = 4 << 20;
+
+/// Refuses partitions whose sizes no DDI has, before anything reads them whole: a data
+/// partition that is not whole 4 KiB blocks, a hash partition much larger than the tree
+/// of that data, a signature partition larger than systemd reads, or partitions that
+/// overlap. The partitions are [root, root-verity, root-verity-sig].
+fn check_geometry(partitions: &[DdiPartition]) -> Result<(), String> {
+    let [data, hash, signature] = partitions else {
+        return Err(format!("{} partitions", partitions.len()));
+    };
+    if data.size == 0 || !data.size.is_multiple_of(BLOCK_SIZE as u64) {
+        return Err(format!(
+            "the data partition is {} bytes, not whole {BLOCK_SIZE}-byte blocks",
+            data.size
+        ));
+    }
+    let tree = hash_area_size(data.size / BLOCK_SIZE as u64);
+    if hash.size > tree + MAX_HASH_SLACK {
+        return Err(format!(
+            "the hash partition is {} bytes, the tree of the data partition {tree}",
+            hash.size
+        ));
+    }
+    if signature.size > MAX_SIGNATURE_PARTITION {
+        return Err(format!(
+            "the signature partition is {} bytes, more than {MAX_SIGNATURE_PARTITION}",
+            signature.size
+        ));
+    }
+    for (i, a) in partitions.iter().enumerate() {
+        for b in &partitions[i + 1..] {
+            if a.offset < b.offset + b.size && b.offset < a.offset + a.size {
+                return Err(format!("the {} and {} partitions overlap", a.role, b.role));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One partition of a DDI that was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DdiPartition {
@@ -304,6 +347,7 @@ impl DdiImage {
                 table.entries.len()
             )));
         };
+        check_geometry(&partitions).map_err(not_ddi)?;
         let signature_partition = &partitions[2];
         let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(signature_partition.offset))
@@ -575,13 +619,16 @@ mod tests {
                 matches!(err, SignatureError::OtherCertificate { .. }),
                 "{err}"
             );
-            // Named as the other certificate, the signature still is not its key's.
+            // Named as the other certificate, the signature still embeds the signer's.
             let mut renamed = read.signature.clone();
             renamed.certificate_fingerprint = other_ecdsa().signer.certificate().fingerprint();
             let err = renamed
                 .verify(other_ecdsa().signer.certificate())
                 .unwrap_err();
-            assert!(matches!(err, SignatureError::Invalid { .. }), "{err}");
+            assert!(
+                matches!(&err, SignatureError::Pkcs7(reason) if reason.contains("embeds a certificate other than the trusted one")),
+                "{err}"
+            );
 
             let with_newline = dir.path().join("roothash-newline.txt");
             fs::write(&with_newline, format!("{}\n", summary.root_hash)).unwrap();
@@ -649,6 +696,133 @@ mod tests {
             assert!(first_bytes == fs::read(&image).unwrap());
             assert_eq!(first.sha256, hex::encode(Sha256::digest(&first_bytes)));
         }
+    }
+
+    /// The CRC-32 the GPT uses (IEEE, reflected).
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+            }
+        }
+        !crc
+    }
+
+    /// Changes the primary GPT of the image at `path` as a hostile file would: `edit` gets
+    /// the header's 92 bytes and the 128 entries; both CRCs are recomputed after it, since
+    /// anyone can.
+    fn rewrite_primary_gpt(path: &Path, edit: impl FnOnce(&mut [u8], &mut [u8])) {
+        let mut bytes = fs::read(path).unwrap();
+        let (head, rest) = bytes.split_at_mut(1024);
+        let header = &mut head[512..512 + 92];
+        let entries = &mut rest[..128 * 128];
+        edit(header, entries);
+        let entries_crc = crc32(entries);
+        header[88..92].copy_from_slice(&entries_crc.to_le_bytes());
+        header[16..20].fill(0);
+        let header_crc = crc32(header);
+        header[16..20].copy_from_slice(&header_crc.to_le_bytes());
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn read_error(path: &Path) -> String {
+        let mut file = fs::File::open(path).unwrap();
+        DdiImage::read(&mut file, path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_hostile_partition_table_is_refused_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = data_file(dir.path(), 20 * 4096);
+        let (path, _) = ddi(dir.path(), &data, Arch::Amd64, ecdsa());
+        let original = fs::read(&path).unwrap();
+        let reset = || fs::write(&path, &original).unwrap();
+        // Untouched, with the CRCs recomputed the same, it reads.
+        rewrite_primary_gpt(&path, |_, _| {});
+        assert_eq!(fs::read(&path).unwrap(), original);
+
+        // Entries of another size (the gpt crate asserts on them).
+        rewrite_primary_gpt(&path, |header, _| {
+            header[84..88].copy_from_slice(&256u32.to_le_bytes())
+        });
+        let err = read_error(&path);
+        assert!(err.contains("entries of 256 bytes, expected 128"), "{err}");
+
+        // A million entries (the crate would read and hold them all).
+        reset();
+        rewrite_primary_gpt(&path, |header, _| {
+            header[80..84].copy_from_slice(&1_000_000u32.to_le_bytes())
+        });
+        let err = read_error(&path);
+        assert!(err.contains("1000000 entries, at most 128"), "{err}");
+
+        // The signature partition running past the usable sectors, and so past the file.
+        reset();
+        rewrite_primary_gpt(&path, |_, entries| {
+            let last_lba = &mut entries[2 * 128 + 40..2 * 128 + 48];
+            last_lba.copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        });
+        let err = read_error(&path);
+        assert!(err.contains("partition 3 spans sectors"), "{err}");
+
+        // A partition that ends before it starts.
+        reset();
+        rewrite_primary_gpt(&path, |_, entries| {
+            let first_lba = u64::from_le_bytes(entries[32..40].try_into().unwrap());
+            entries[40..48].copy_from_slice(&(first_lba - 1).to_le_bytes());
+        });
+        let err = read_error(&path);
+        assert!(err.contains("partition 1 spans sectors"), "{err}");
+
+        // The hash partition starting inside the data partition.
+        reset();
+        rewrite_primary_gpt(&path, |_, entries| {
+            let first_lba = u64::from_le_bytes(entries[128 + 32..128 + 40].try_into().unwrap());
+            entries[128 + 32..128 + 40].copy_from_slice(&(first_lba - 8).to_le_bytes());
+        });
+        let err = read_error(&path);
+        assert!(
+            err.contains("the root and root-verity partitions overlap"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn partition_sizes_no_ddi_has_are_refused_before_they_are_read() {
+        let partition = |role, offset, size| DdiPartition {
+            role,
+            type_guid: role.type_guid(Arch::Amd64),
+            uuid: Uuid::nil(),
+            label: String::new(),
+            attributes: 0,
+            offset,
+            size,
+        };
+        let mib = 1 << 20;
+        let layout = |data: u64, hash: u64, signature: u64| {
+            vec![
+                partition(PartitionRole::Root, mib, data),
+                partition(PartitionRole::RootVerity, mib + data, hash),
+                partition(PartitionRole::RootVeritySig, mib + data + hash, signature),
+            ]
+        };
+        let tree = hash_area_size(1024);
+        assert_eq!(check_geometry(&layout(4 * mib, tree, 16384)), Ok(()));
+        assert_eq!(
+            check_geometry(&layout(4 * mib + 512, tree, 16384)),
+            Err("the data partition is 4194816 bytes, not whole 4096-byte blocks".into())
+        );
+        assert!(
+            check_geometry(&layout(4 * mib, tree + 5 * mib, 16384))
+                .unwrap_err()
+                .starts_with("the hash partition is"),
+        );
+        assert_eq!(
+            check_geometry(&layout(4 * mib, tree, 5 * mib)),
+            Err("the signature partition is 5242880 bytes, more than 4194304".into())
+        );
     }
 
     #[test]

@@ -159,6 +159,37 @@ impl SignaturePartition {
                 "the signature is not detached".into(),
             ));
         }
+        // What the kernel requires of the signature besides the signer's key: signed data
+        // of type data, digested with sha256; and it finds the signer among the embedded
+        // certificates first, so one with the trusted certificate's issuer and serial but
+        // another key would make hosts refuse a signature this check passed.
+        if signed.encap_content_info.econtent_type != ID_DATA {
+            return Err(SignatureError::Pkcs7(format!(
+                "signed content type {}, not data",
+                signed.encap_content_info.econtent_type
+            )));
+        }
+        if signed
+            .digest_algorithms
+            .iter()
+            .any(|algorithm| algorithm.oid != ID_SHA256)
+        {
+            return Err(SignatureError::Pkcs7(
+                "a digest algorithm other than sha256".into(),
+            ));
+        }
+        let embedded = signed.certificates.iter().flat_map(|set| set.0.iter());
+        for choice in embedded {
+            match choice {
+                CertificateChoices::Certificate(embedded)
+                    if embedded == certificate.certificate() => {}
+                _ => {
+                    return Err(SignatureError::Pkcs7(
+                        "it embeds a certificate other than the trusted one".into(),
+                    ));
+                }
+            }
+        }
         let signer_infos = signed.signer_infos.0.as_slice();
         let [signer_info] = signer_infos else {
             return Err(SignatureError::Pkcs7(format!(
@@ -235,4 +266,90 @@ fn pkcs7_signature(
         content: Any::encode_from(&signed_data)?,
     }
     .to_der()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ddi::test_support::{ecdsa, other_ecdsa};
+
+    /// A signature of a fixed root hash by `ecdsa()`, with its SignedData changed by `edit`
+    /// and encoded again, as a hostile file can.
+    fn edited(edit: impl FnOnce(&mut SignedData)) -> SignaturePartition {
+        let mut partition = SignaturePartition::sign(RootHash([7; 32]), &ecdsa().signer).unwrap();
+        let content = ContentInfo::from_der(&partition.pkcs7().unwrap()).unwrap();
+        let mut signed: SignedData = content.content.decode_as().unwrap();
+        edit(&mut signed);
+        let der = ContentInfo {
+            content_type: ID_SIGNED_DATA,
+            content: Any::encode_from(&signed).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        partition.signature = base64::engine::general_purpose::STANDARD.encode(der);
+        partition
+    }
+
+    fn refusal(partition: &SignaturePartition) -> String {
+        partition
+            .verify(ecdsa().signer.certificate())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_signature_the_kernel_would_refuse_is_refused_here_too() {
+        // Re-encoded unchanged, it verifies.
+        edited(|_| {}).verify(ecdsa().signer.certificate()).unwrap();
+
+        let other_type = edited(|signed| {
+            signed.encap_content_info.econtent_type = ID_SIGNED_DATA;
+        });
+        assert!(
+            refusal(&other_type).contains("signed content type 1.2.840.113549.1.7.2, not data"),
+            "{}",
+            refusal(&other_type)
+        );
+
+        let other_digest = edited(|signed| {
+            signed.digest_algorithms = SetOfVec::try_from(vec![AlgorithmIdentifierOwned {
+                oid: ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3"),
+                parameters: None,
+            }])
+            .unwrap();
+        });
+        assert!(
+            refusal(&other_digest).contains("a digest algorithm other than sha256"),
+            "{}",
+            refusal(&other_digest)
+        );
+
+        // Another certificate with the trusted one's issuer and serial: the kernel would
+        // take it as the signer's and fail.
+        let impostor = edited(|signed| {
+            let mut certificate = other_ecdsa().signer.certificate().certificate().clone();
+            let trusted = &ecdsa().signer.certificate().certificate().tbs_certificate;
+            certificate.tbs_certificate.issuer = trusted.issuer.clone();
+            certificate.tbs_certificate.serial_number = trusted.serial_number.clone();
+            signed.certificates = Some(CertificateSet(
+                SetOfVec::try_from(vec![CertificateChoices::Certificate(certificate)]).unwrap(),
+            ));
+        });
+        assert!(
+            refusal(&impostor).contains("embeds a certificate other than the trusted one"),
+            "{}",
+            refusal(&impostor)
+        );
+
+        // Without embedded certificates (as systemd-repart signs), the trusted one is used;
+        // named as another certificate, the signature is not that one's key's.
+        let stripped = edited(|signed| signed.certificates = None);
+        stripped.verify(ecdsa().signer.certificate()).unwrap();
+        let mut renamed = stripped;
+        renamed.certificate_fingerprint = other_ecdsa().signer.certificate().fingerprint();
+        let err = renamed
+            .verify(other_ecdsa().signer.certificate())
+            .unwrap_err();
+        assert!(matches!(err, SignatureError::Invalid { .. }), "{err}");
+    }
 }

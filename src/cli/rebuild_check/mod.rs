@@ -528,7 +528,12 @@ impl RebuildCheck<'_> {
     fn compare_ddi(&self, published: &Path, rebuilt: &Path) -> Result<String, String> {
         let open = || std::fs::File::open(published).map_err(|e| e.to_string());
         same_data(&mut open()?, published, rebuilt).map_err(|e| e.to_string())?;
+        let named_arch = published
+            .file_name()
+            .and_then(|name| ImageFileName::parse(&name.to_string_lossy()))
+            .and_then(|name| name.arch);
         let checked = check_ddi(&mut open()?, published, self.verity_certificate)
+            .and_then(|checked| checked.named(named_arch))
             .map_err(|e| e.to_string())?;
         let signature = match self.verity_certificate {
             Some(certificate) => format!(

@@ -374,6 +374,8 @@ fn verity_check(file: &str, path: &Path, certificate: &VerityCertificate) -> Che
         .and_then(|mut opened| {
             check_ddi(&mut opened, Path::new(file), Some(certificate)).map_err(|e| e.to_string())
         });
+    let named_arch = ImageFileName::parse(file).and_then(|name| name.arch);
+    let checked = checked.and_then(|checked| checked.named(named_arch).map_err(|e| e.to_string()));
     match checked {
         Ok(checked) => Check::passed(
             file,
