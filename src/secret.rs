@@ -26,6 +26,19 @@ impl Secret {
     }
 }
 
+/// Whether the value of a variable meant to name a key's file holds key text instead (PEM
+/// or armor, or several lines), as happens when a secrets store's value lands in the wrong
+/// variable. Such a value must be refused without being shown: it is not a path.
+///
+/// ```
+/// use alloy_sysext_automation::secret::holds_key_text;
+/// assert!(holds_key_text("-----BEGIN PRIVATE KEY-----\nMII"));
+/// assert!(!holds_key_text("/run/secrets/verity.key"));
+/// ```
+pub fn holds_key_text(value: &str) -> bool {
+    value.contains("-----BEGIN") || value.contains('\n')
+}
+
 /// Whether `given` is the secret `expected`, compared by their digests so that the time taken
 /// says nothing about how much of it matched.
 pub fn same_secret(given: &str, expected: &str) -> bool {

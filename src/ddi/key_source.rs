@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::ddi::certificate::{CertificateError, VerityCertificate, VerityKey, VeritySigner};
-use crate::secret::Secret;
+use crate::secret::{Secret, holds_key_text};
 
 /// The environment variable with the path of the PEM private key.
 pub const VERITY_SIGNING_KEY_PATH_ENV: &str = "VERITY_SIGNING_KEY_PATH";
@@ -78,6 +78,14 @@ pub enum VeritySourceError {
         "both {path_env} and {text_env} are set; set only one, so it is clear which {what} is used"
     )]
     Ambiguous {
+        what: &'static str,
+        path_env: &'static str,
+        text_env: &'static str,
+    },
+    #[error(
+        "{path_env} holds PEM text, not a path (not shown); put the {what} in a file and name it there, or its text in {text_env}"
+    )]
+    TextInPathVariable {
         what: &'static str,
         path_env: &'static str,
         text_env: &'static str,
@@ -166,6 +174,11 @@ fn resolve_one(
             path_env,
             text_env,
         }),
+        (Some(path), None) if holds_key_text(&path) => Err(VeritySourceError::TextInPathVariable {
+            what,
+            path_env,
+            text_env,
+        }),
         (Some(path), None) => Ok(PemSource::File(PathBuf::from(path))),
         (None, Some(text)) => Ok(PemSource::Env {
             variable: text_env,
@@ -219,6 +232,24 @@ mod tests {
                 text: Secret::new("KEY".into())
             }
         );
+    }
+
+    #[test]
+    fn key_text_in_a_path_variable_is_refused_without_being_shown() {
+        let err = VeritySignerSource::resolve(
+            None,
+            Some("c.pem".into()),
+            env(&[(
+                VERITY_SIGNING_KEY_PATH_ENV,
+                "-----BEGIN PRIVATE KEY-----\nSECRET\n-----END PRIVATE KEY-----",
+            )]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "VERITY_SIGNING_KEY_PATH holds PEM text, not a path (not shown); put the signing key in a file and name it there, or its text in VERITY_SIGNING_KEY"
+        );
+        assert!(!format!("{err:?}").contains("SECRET"));
     }
 
     #[test]

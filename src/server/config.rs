@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::github::api::DEFAULT_API_URL;
-use crate::secret::Secret;
+use crate::secret::{Secret, holds_key_text};
 use crate::settings::public_base_url::is_plain_base_url;
 
 /// How log lines are written.
@@ -253,7 +253,7 @@ fn app_credentials(
     let key = match (get("PRIVATE_KEY"), get("PRIVATE_KEY_PATH")) {
         (Some(_), Some(_)) => return Err(ConfigError::BothKeys),
         (Some(pem), None) => Some(("PRIVATE_KEY", pem.replace("\\n", "\n"))),
-        (None, Some(path)) if path.contains("-----BEGIN") || path.contains('\n') => {
+        (None, Some(path)) if holds_key_text(&path) => {
             return Err(ConfigError::KeyInPathVariable);
         }
         (None, Some(path)) => {

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::secret::holds_key_text;
 use crate::signing::{SigningError, SigningKey};
 
 /// The environment variable with the base64 of an armored secret key.
@@ -49,6 +50,10 @@ pub enum KeySourceError {
         "both {GPG_PRIVATE_KEY_ENV} and {SIGNING_KEY_PATH_ENV} are set; set only one, so it is clear which key signs"
     )]
     Ambiguous,
+    #[error(
+        "{SIGNING_KEY_PATH_ENV} holds key text, not a path (not shown); put the key in a file and name it there, or its base64 in {GPG_PRIVATE_KEY_ENV}"
+    )]
+    KeyInPathVariable,
     #[error("loading the signing key from {source_name}: {error}")]
     Load {
         source_name: String,
@@ -70,6 +75,7 @@ impl KeySource {
         match (present(GPG_PRIVATE_KEY_ENV), present(SIGNING_KEY_PATH_ENV)) {
             (Some(_), Some(_)) => Err(KeySourceError::Ambiguous),
             (Some(b64), None) => Ok(KeySource::Base64Env(b64)),
+            (None, Some(path)) if holds_key_text(&path) => Err(KeySourceError::KeyInPathVariable),
             (None, Some(path)) => Ok(KeySource::File(PathBuf::from(path))),
             (None, None) => Err(KeySourceError::NoKey),
         }
@@ -99,6 +105,21 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn key_text_in_the_path_variable_is_refused_without_being_shown() {
+        let err = KeySource::resolve(
+            None,
+            env(&[(
+                SIGNING_KEY_PATH_ENV,
+                "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nSECRET",
+            )]),
+        )
+        .unwrap_err();
+        assert!(matches!(err, KeySourceError::KeyInPathVariable));
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+        assert!(!format!("{err:?}").contains("SECRET"));
     }
 
     #[test]
