@@ -2,7 +2,8 @@
 //! stateful fake GitHub and a real S3-compatible server: the signed dm-verity image of each
 //! version is published beside the squashfs image (listed right after it in the signed
 //! `SHA256SUMS`, with its `.sha256`, `.asc` and record), passes `veritysetup verify` and
-//! `systemd-dissect`, `verify` and `rebuild-check`, which refuse it once a byte changes, and
+//! `systemd-dissect`, is installed by a host's `systemd-sysupdate` with the README's DDI
+//! transfer, passes `verify` and `rebuild-check`, which refuse it once a byte changes, and
 //! leaves with it when the version is withdrawn. Without the verity key such a server does
 //! not start.
 
@@ -17,6 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::common::*;
 use crate::ddi::{VerityKeys, as_uuid, ecdsa_verity_keys, partition_bytes, signature_json};
+use crate::host::Transfer;
+use crate::hosts::{assert_updated, host_for};
 use crate::pipeline::{BUILD_REPO, GHOST, World, published_record, signed_manifest, wait_for_jobs};
 use crate::replicated_start::serve_until_exit;
 use crate::serve_process::Server;
@@ -40,6 +43,21 @@ fn ddi_world() -> World {
     )
     .unwrap();
     world
+}
+
+/// The image policy of the README's drop-in for systemd-sysext.
+fn signed_only_policy() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sysext/signed-only.conf");
+    let dropin = fs::read_to_string(&path).unwrap();
+    let command = dropin
+        .lines()
+        .filter_map(|line| line.strip_prefix("ExecStart="))
+        .next_back()
+        .expect("the drop-in sets ExecStart=");
+    command
+        .strip_prefix("systemd-sysext refresh --image-policy=")
+        .unwrap_or_else(|| panic!("not a refresh with a policy: {command}"))
+        .to_owned()
 }
 
 fn start_with_keys(world: &World, keys: &VerityKeys) -> Server {
@@ -284,6 +302,43 @@ fn the_ddi_is_published_beside_the_image_checked_by_hosts_tools_and_withdrawn_wi
             Some(as_uuid(&root_hash[..32]).as_str()),
             Some("signed")
         )
+    );
+
+    // A host that opts in with the README's DDI transfer installs it through
+    // systemd-sysupdate, which checks the signed SHA256SUMS first, and makes it current
+    // under the extension's name.
+    world.s3.make_public();
+    let host = host_for(Transfer::ReadmeDdi, &world.s3.public_url());
+    assert_updated(&host.sysupdate("update"));
+    assert_eq!(host.installed(), [DDI]);
+    let installed = format!("/opt/extensions/alloy/{DDI}");
+    assert_eq!(host.current().as_deref(), Some(installed.as_str()));
+    assert!(host.read(&installed) == ddi);
+
+    // The README's drop-in for systemd-sysext requires a signed verity root. The host's
+    // systemd-dissect 257 checks an image against it as systemd-sysext does before a
+    // merge: the installed DDI passes, the squashfs image does not.
+    host.add_loop_devices();
+    let policy = signed_only_policy();
+    let validate = |image: &str| {
+        host.command(
+            "systemd-dissect",
+            &["--validate", &format!("--image-policy={policy}"), image],
+        )
+        .output()
+        .unwrap()
+    };
+    let current = validate("/etc/extensions/alloy.raw");
+    assert!(
+        current.status.success() && current.stdout == b"OK\n",
+        "{current:?}"
+    );
+    host.write("/plain/alloy.raw", &image);
+    let plain = validate("/plain/alloy.raw");
+    assert!(
+        !plain.status.success()
+            && String::from_utf8_lossy(&plain.stderr).contains("does not match image policy"),
+        "{plain:?}"
     );
 
     // The release lists both; consumers are pinned to the squashfs image only.

@@ -28,14 +28,22 @@ pub enum Transfer {
     /// `/etc/sysupdate.alloy.d/alloy.transfer`, as the README shows it
     /// (`examples/sysupdate/alloy.transfer`).
     Readme,
+    /// The README's transfer for hosts that take the signed dm-verity image instead
+    /// (`examples/sysupdate/alloy-ddi.transfer`), installed under the same name.
+    ReadmeDdi,
 }
 
 /// The README's transfer definition, with `@BASE_URL@` where the base URL goes.
 pub fn readme_transfer() -> String {
-    fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sysupdate/alloy.transfer"),
-    )
-    .expect("examples/sysupdate/alloy.transfer")
+    example_transfer("alloy.transfer")
+}
+
+/// The transfer definition `examples/sysupdate/{name}`.
+fn example_transfer(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/sysupdate")
+        .join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The contents ghost.bu gives the file at `path` (a `storage.files` entry with `inline:`).
@@ -192,6 +200,22 @@ impl Host {
         host
     }
 
+    /// Gives the host the machine's loop devices (`/dev/loop-control` and `/dev/loop0` to
+    /// `/dev/loop255`), which systemd's image tools need to open a disk image. The host
+    /// gets nothing else of the machine's `/dev`.
+    pub fn add_loop_devices(&self) {
+        run_ok(
+            Command::new("sh")
+                .arg("-c")
+                .arg(
+                    "cd \"$1\" && mknod -m 660 loop-control c 10 237 && \
+                     for minor in $(seq 0 255); do mknod -m 660 \"loop$minor\" b 7 \"$minor\" || exit 1; done",
+                )
+                .arg("sh")
+                .arg(self.path("/dev")),
+        );
+    }
+
     /// The path of the host's `path` (absolute on the host), seen from the tests.
     pub fn path(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
@@ -244,8 +268,11 @@ impl Host {
                 assert!(contents.contains(GHOST_BASE_URL), "{contents}");
                 self.write(path, contents.replace(GHOST_BASE_URL, &base_url));
             }
-            Transfer::Readme => {
-                let contents = readme_transfer();
+            Transfer::Readme | Transfer::ReadmeDdi => {
+                let contents = example_transfer(match transfer {
+                    Transfer::ReadmeDdi => "alloy-ddi.transfer",
+                    _ => "alloy.transfer",
+                });
                 assert!(contents.contains("@BASE_URL@"), "{contents}");
                 self.write(
                     "/etc/sysupdate.alloy.d/alloy.transfer",
