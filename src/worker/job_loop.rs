@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use super::job_lease::RunningLease;
 use super::leadership::LeaseFence;
 use super::pipeline::{
-    MAX_JOB_ATTEMPTS, RepositoryAccess, StepContext, StepError, has_inputs, report_failure,
-    run_step,
+    MAX_JOB_ATTEMPTS, MAX_JOB_STARTS, RepositoryAccess, StepContext, StepError, has_inputs,
+    report_failure, run_step,
 };
 use super::{Worker, promotions, storage_removals};
 use crate::database::DatabaseError;
@@ -172,6 +172,20 @@ impl Worker {
     ) {
         let id = job.id;
         let attempts = job.attempts;
+        if attempts > MAX_JOB_STARTS {
+            let at = job
+                .step
+                .map_or_else(|| "its start".to_owned(), |step| format!("the {step} step"));
+            let error = format!(
+                "the job was started {attempts} times without ending, the last time at {at}: whatever ran it stopped or died each time, so it is not started again; a /rebuild starts it afresh"
+            );
+            tracing::error!(job = id, attempts, "job failed: {error}");
+            crate::metrics::global().job("failed");
+            if let Err(record_error) = self.fail_job(&job, &error).await {
+                tracing::error!(job = id, error = %record_error, "could not record the job's outcome");
+            }
+            return;
+        }
         // `attempts` counts this attempt already.
         tracing::info!(job = id, replica = %self.replica, version = %job.version, rebuild = job.rebuild, attempt = job.attempts, resumed_at = ?job.step, "job started");
         let outcome = self.run_steps(job.clone(), shutdown).await;

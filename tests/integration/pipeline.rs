@@ -136,7 +136,7 @@ impl World {
     }
 
     /// The tracking issue of 1.18.0.
-    fn tracking_issue(&self) -> FakeIssue {
+    pub(crate) fn tracking_issue(&self) -> FakeIssue {
         self.github
             .issues(BUILD_REPO)
             .into_iter()

@@ -3,6 +3,7 @@
 //! `consumers` and `tracking`. Restarted, the job finishes, and everything it publishes is there once.
 
 use std::fs;
+use std::process::Command;
 use std::time::Duration;
 
 use alloy_sysext_automation::arch::Arch;
@@ -435,4 +436,64 @@ fn two_architectures_are_built_uploaded_listed_and_pinned() {
         Some(2),
         "{job}"
     );
+}
+
+/// A job whose process died in it again and again fails at its next start instead of
+/// starting once more, says why, and publishes nothing: killed in its upload step after
+/// nine earlier starts (its attempts count set as they would have left it), the next
+/// server claims it an eleventh time and ends it.
+#[test]
+fn a_job_started_too_often_without_ending_fails_instead_of_starting_again() {
+    let world = World::new();
+    let image = "alloy-1.18.0-amd64.raw";
+    let checksum = format!("{image}.sha256");
+    world
+        .s3
+        .stall_next("PUT", &checksum, Duration::from_secs(5));
+    let server = world.start_server();
+    server.deliver("release-crashing", "release", &world.release_payload());
+    server.wait_for(
+        "the upload step, writing the checksum",
+        Duration::from_secs(120),
+        || {
+            server.get("/api/jobs/1").json()["step"] == "upload"
+                && world
+                    .s3
+                    .requests()
+                    .iter()
+                    .any(|r| r.method == "PUT" && r.target.contains(&checksum))
+        },
+    );
+    server.kill();
+    let database = world.data.path().join("alloy-sysext.db");
+    run_ok(Command::new("python3").arg("-c").arg(format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute('UPDATE jobs SET attempts = 10 WHERE id = 1'); c.commit()",
+        database.to_str().unwrap()
+    )));
+
+    let restarted = world.start_server();
+    let jobs = wait_for_jobs(&restarted, 1);
+    assert_eq!(jobs[0]["state"], "failed", "{}", jobs[0]);
+    assert_eq!(jobs[0]["attempts"], 11, "{}", jobs[0]);
+    let error = jobs[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "the job was started 11 times without ending, the last time at the upload step"
+        ) && error.contains("/rebuild"),
+        "{error}"
+    );
+    restarted.wait_for(
+        "the failure on the tracking issue",
+        Duration::from_secs(30),
+        || {
+            world
+                .tracking_issue()
+                .comments
+                .iter()
+                .any(|c| c.body.contains("started 11 times"))
+        },
+    );
+    assert!(world.github.releases(BUILD_REPO).is_empty());
+    assert!(world.github.pulls(GHOST).is_empty());
+    assert!(!world.s3.keys().iter().any(|key| key == image));
 }

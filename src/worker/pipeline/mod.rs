@@ -55,6 +55,13 @@ use crate::database::jobs::JobKind;
 /// A job that keeps failing transiently fails for good after this many attempts.
 pub const MAX_JOB_ATTEMPTS: i64 = 5;
 
+/// A job claimed more often than this fails instead of starting again. Retries stop at
+/// [`MAX_JOB_ATTEMPTS`]; the other claims come from a process that stopped or died while
+/// running it, or a lease another replica took over. So many of those mean the job itself
+/// kills whatever runs it (out of memory, say), and starting it again would only take
+/// every replica down in turn.
+pub const MAX_JOB_STARTS: i64 = 2 * MAX_JOB_ATTEMPTS;
+
 /// Runs `step` of the job in `context`.
 pub async fn run_step(step: Step, context: &mut StepContext<'_>) -> Result<(), StepError> {
     match context.job.kind {
