@@ -1,8 +1,11 @@
 //! `config`: the effective configuration of `serve`, with every secret redacted.
 
+use alloy_sysext_automation::database::Database;
 use alloy_sysext_automation::server::app_credentials_file::{self, AppSource, ResolvedCredentials};
 use alloy_sysext_automation::server::config::{LogFormat, ServerConfig, StatusAccess};
+use alloy_sysext_automation::server::replica_requirements::{self, StartupFacts};
 use alloy_sysext_automation::server::signing_key::{GENERATED_KEY_FILE, GENERATED_PUBLIC_KEY_FILE};
+use alloy_sysext_automation::server::verity_key::server_verity_signer;
 use alloy_sysext_automation::settings::Settings;
 use alloy_sysext_automation::settings::public_base_url::PublicBaseUrl;
 use alloy_sysext_automation::signing::key_source::{KeySource, KeySourceError};
@@ -29,7 +32,9 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 ///
 /// Exits non-zero, naming the variable or key at fault, when `serve` would refuse to start
 /// with this configuration (a bad value, a partial R2 set, an App key that is not an RSA
-/// private key, a signing key that cannot be loaded, a bad CONFIG_FILE).
+/// private key, a signing key that cannot be loaded, a bad CONFIG_FILE, image.formats with
+/// ddi and no verity key, or, with DATABASE_URL on PostgreSQL, anything that replicas must
+/// share and this one would not take from the environment). The database is not opened.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {}
 
@@ -43,6 +48,18 @@ pub fn run(_args: ConfigArgs) -> anyhow::Result<()> {
     // The App and the webhook secrets exactly as `serve` resolves them; no key is shown.
     let credentials = app_credentials_file::resolve(&config)?;
     let signing = signing_table(&config)?;
+    // What else `serve` refuses to start without: the verity key when DDIs are built, and
+    // on PostgreSQL what every replica must share.
+    let verity_signer = server_verity_signer(&settings, lookup)?;
+    let backend = Database::backend_of(config.database_url.as_deref(), &config.data_dir)?;
+    replica_requirements::check(&StartupFacts::of(
+        backend,
+        &config,
+        &storage,
+        &credentials,
+        verity_signer.is_some(),
+        lookup,
+    ))?;
     print!(
         "{}",
         document(

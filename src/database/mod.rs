@@ -124,6 +124,15 @@ impl Database {
         Ok(database)
     }
 
+    /// Which engine `url` (else the SQLite file in `data_dir`) names, with `url` checked as
+    /// [`Self::open`] checks it, without connecting.
+    pub fn backend_of(url: Option<&str>, data_dir: &Path) -> Result<Backend, DatabaseError> {
+        Ok(match Location::parse(url, data_dir)? {
+            Location::Sqlite { .. } => Backend::Sqlite,
+            Location::Postgres { .. } => Backend::Postgres,
+        })
+    }
+
     /// Opens the server's database to read only: nothing is created, no schema is changed,
     /// and a schema other than this binary's is refused (a newer binary must not upgrade
     /// the schema under an older server, nor an older one read a newer schema).

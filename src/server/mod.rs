@@ -123,21 +123,14 @@ pub async fn serve(
     // Loaded before anything else starts: with DDIs configured and no key, nothing runs.
     let verity_signer =
         verity_key::server_verity_signer(&settings, |name| std::env::var(name).ok())?.map(Arc::new);
-    replica_requirements::check(&replica_requirements::StartupFacts {
-        backend: database.backend(),
-        signing_key: replica_requirements::SigningKeyOrigin::of_server_key(|name| {
-            std::env::var(name).ok()
-        }),
-        // The server never makes a verity key: a loaded one came from the environment.
-        verity_signing_key: verity_signer
-            .as_ref()
-            .map(|_| replica_requirements::SigningKeyOrigin::Environment),
-        storage: replica_requirements::StorageKind::of(&storage),
-        app_credentials: replica_requirements::CredentialsOrigin::of_app(&resolved),
-        webhook_secret: replica_requirements::CredentialsOrigin::of_webhook_secret(
-            &config, &resolved,
-        ),
-    })?;
+    replica_requirements::check(&replica_requirements::StartupFacts::of(
+        database.backend(),
+        &config,
+        &storage,
+        &resolved,
+        verity_signer.is_some(),
+        |name| std::env::var(name).ok(),
+    ))?;
     if let Some(signer) = &verity_signer {
         let expiry = verity_key::CertificateExpiry::of(signer.certificate());
         verity_key::log_at_start(&expiry, std::time::SystemTime::now());

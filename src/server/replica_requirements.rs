@@ -64,6 +64,30 @@ pub struct StartupFacts {
     pub webhook_secret: CredentialsOrigin,
 }
 
+impl StartupFacts {
+    /// What a server on `backend` with `config`, `storage` and `resolved` credentials finds,
+    /// reading the signing key's variables with `lookup`; `verity_key_loaded` when the
+    /// images carry a verity signature (the server never makes that key, so a loaded one
+    /// came from the environment). `serve` and `config` both ask this.
+    pub fn of(
+        backend: Backend,
+        config: &ServerConfig,
+        storage: &Storage,
+        resolved: &ResolvedCredentials,
+        verity_key_loaded: bool,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> StartupFacts {
+        StartupFacts {
+            backend,
+            signing_key: SigningKeyOrigin::of_server_key(lookup),
+            verity_signing_key: verity_key_loaded.then_some(SigningKeyOrigin::Environment),
+            storage: StorageKind::of(storage),
+            app_credentials: CredentialsOrigin::of_app(resolved),
+            webhook_secret: CredentialsOrigin::of_webhook_secret(config, resolved),
+        }
+    }
+}
+
 /// One thing that is not shared with the other replicas, and what to set instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {

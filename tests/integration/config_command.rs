@@ -253,6 +253,54 @@ fn config_refuses_a_partial_r2_set_without_showing_the_secret() {
     assert!(!stderr.contains(R2_SECRET_ACCESS_KEY), "{stderr}");
 }
 
+#[test]
+fn config_on_postgres_names_what_replicas_must_share_without_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("state");
+    // Port 1 answers nothing: `config` must not need the database.
+    let database_url = "postgres://app:hunter2-DoNotShow@127.0.0.1:1/alloy";
+    let stderr = run_fail(&mut config_command(&[
+        ("DATA_DIR", data_dir.to_str().unwrap()),
+        ("DATABASE_URL", database_url),
+    ]));
+    for named in [
+        "DATABASE_URL is a PostgreSQL database",
+        "the signing key: neither GPG_PRIVATE_KEY nor SIGNING_KEY_PATH is set",
+        "storage: R2_ENDPOINT, R2_BUCKET",
+        "the App credentials: APP_ID and PRIVATE_KEY or PRIVATE_KEY_PATH are not set",
+        "the webhook secret: WEBHOOK_SECRET is not set",
+    ] {
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let pem = std::fs::read_to_string(fixture("app/test-app-key.pem")).unwrap();
+    let shared = [
+        ("DATA_DIR", data_dir.to_str().unwrap()),
+        ("DATABASE_URL", database_url),
+        ("APP_ID", "987654"),
+        ("PRIVATE_KEY", &pem),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("R2_ENDPOINT", "https://account123.r2.cloudflarestorage.com"),
+        ("R2_BUCKET", "sysext-images-bucket"),
+        ("R2_ACCESS_KEY_ID", R2_ACCESS_KEY_ID),
+        ("R2_SECRET_ACCESS_KEY", R2_SECRET_ACCESS_KEY),
+        ("GPG_PRIVATE_KEY", &ed25519_keys().base64()),
+    ];
+    let output = run_ok(&mut config_command(&shared));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(!data_dir.join("alloy-sysext.db").exists());
+
+    // DDIs configured without the verity key: serve would not start, nor does config.
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(&settings, "[image]\nformats = [\"squashfs\", \"ddi\"]\n").unwrap();
+    let mut with_ddi = shared.to_vec();
+    with_ddi.push(("CONFIG_FILE", settings.to_str().unwrap()));
+    let stderr = run_fail(&mut config_command(&with_ddi));
+    assert!(stderr.contains("VERITY_SIGNING_KEY"), "{stderr}");
+}
+
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
 }
@@ -470,9 +518,14 @@ assignees = ["octocat", "hubot"]
         std::fs::write(&settings, text).unwrap();
         let expected = alloy_sysext_automation::settings::Settings::parse(text).unwrap();
         let dir_arg = dir.path().join("state");
+        // The first settings build DDIs, which serve (and so config) needs the verity key for.
+        let keys = crate::ddi::ecdsa_verity_keys();
+        let (key, certificate) = (keys.key(), keys.certificate());
         let output = run_ok(&mut config_command(&[
             ("CONFIG_FILE", settings.to_str().unwrap()),
             ("DATA_DIR", dir_arg.to_str().unwrap()),
+            ("VERITY_SIGNING_KEY_PATH", key.to_str().unwrap()),
+            ("VERITY_CERTIFICATE_PATH", certificate.to_str().unwrap()),
         ]));
         let stdout = String::from_utf8(output.stdout).unwrap();
         assert_eq!(settings_shown(&stdout), expected, "{stdout}");
