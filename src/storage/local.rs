@@ -105,6 +105,22 @@ impl LocalStorage {
         }
     }
 
+    /// The sha256 (lowercase hex) of the file stored under `key`, read in pieces; `None`
+    /// when there is none.
+    pub async fn sha256_of(&self, key: &str) -> Result<Option<String>, StorageError> {
+        validate_key(key)?;
+        let path = self.root.join(key);
+        tokio::task::spawn_blocking(move || match File::open(&path) {
+            Ok(file) => sha256_hex(io::BufReader::new(file))
+                .map(Some)
+                .map_err(|e| StorageError::io(format!("reading {}", path.display()), e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io(format!("reading {}", path.display()), e)),
+        })
+        .await
+        .map_err(|e| StorageError::io(format!("hashing {key}"), io::Error::other(e)))?
+    }
+
     /// Removes the file stored under `key`; one that is not there is
     /// [`DeleteOutcome::Absent`]. Directories stay, even when left empty: a key's prefix
     /// may hold a manifest again at any time.

@@ -267,6 +267,15 @@ impl Storage {
         }
     }
 
+    /// The sha256 (lowercase hex) of the object stored under `key`, read in pieces rather
+    /// than held whole (images are large); `None` when there is none.
+    pub async fn sha256_of(&self, key: &str) -> Result<Option<String>, StorageError> {
+        match self {
+            Storage::S3(s3) => s3.sha256_of(key).await,
+            Storage::Local(local) => local.sha256_of(key).await,
+        }
+    }
+
     /// Deletes the object stored under `key`. A missing object is no error
     /// ([`DeleteOutcome::Absent`]), so a delete cut short can be made again.
     pub async fn delete(&self, key: &str) -> Result<DeleteOutcome, StorageError> {

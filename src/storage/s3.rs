@@ -174,10 +174,10 @@ impl S3Storage {
         self.is_unchanged(request, &sha256, size).await
     }
 
-    /// The object's content, or `None` when there is no such key.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    /// The object's body, or `None` when there is no such key.
+    async fn body(&self, key: &str) -> Result<Option<ByteStream>, StorageError> {
         validate_key(key)?;
-        let output = match self
+        match self
             .client
             .get_object()
             .bucket(&self.bucket)
@@ -185,26 +185,37 @@ impl S3Storage {
             .send()
             .await
         {
-            Ok(output) => output,
+            Ok(output) => Ok(Some(output.body)),
             Err(error)
                 if error.as_service_error().is_some_and(|e| e.is_no_such_key())
                     || status_of(&error) == Some(404) && error.code() != Some("NoSuchBucket") =>
             {
-                return Ok(None);
+                Ok(None)
             }
-            Err(error) => return Err(remote_error("GET", key, error)),
+            Err(error) => Err(remote_error("GET", key, error)),
+        }
+    }
+
+    /// The object's content, or `None` when there is no such key.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(body) = self.body(key).await? else {
+            return Ok(None);
         };
-        let data = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Remote {
-                operation: "GET",
-                key: key.to_owned(),
-                transient: true,
-                message: format!("reading the body: {}", error_chain(&e)),
-            })?;
+        let data = body.collect().await.map_err(|e| body_error(key, &e))?;
         Ok(Some(data.into_bytes().to_vec()))
+    }
+
+    /// The sha256 (lowercase hex) of the object's content, read as it arrives rather than
+    /// held whole; `None` when there is no such key.
+    pub async fn sha256_of(&self, key: &str) -> Result<Option<String>, StorageError> {
+        let Some(mut body) = self.body(key).await? else {
+            return Ok(None);
+        };
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| body_error(key, &e))? {
+            sha2::Digest::update(&mut hasher, &chunk);
+        }
+        Ok(Some(hex::encode(sha2::Digest::finalize(hasher))))
     }
 
     /// Deletes the object. S3 answers a delete of a missing key as a success, so the
@@ -586,6 +597,16 @@ const TRANSIENT_CODES: &[&str] = &[
     "ServiceUnavailable",
     "OperationAborted",
 ];
+
+/// A body that broke off while it was read: worth another try.
+fn body_error(key: &str, error: &(dyn std::error::Error + 'static)) -> StorageError {
+    StorageError::Remote {
+        operation: "GET",
+        key: key.to_owned(),
+        transient: true,
+        message: format!("reading the body: {}", error_chain(error)),
+    }
+}
 
 /// A storage error from an SDK error: transient for network errors, timeouts, 5xx and
 /// throttling; permanent otherwise. The SDK's messages never hold credentials: they travel

@@ -263,6 +263,24 @@ async fn large_files_go_up_in_parts_and_arrive_intact() {
     assert_eq!(headers["cache-control"], IMMUTABLE);
     assert_eq!(headers["content-type"], "application/octet-stream");
     assert_eq!(s3.open_multipart_uploads(), 0);
+    // Its hash, read as the body arrives, as a promotion checks its copies.
+    assert_eq!(storage.sha256_of(key).await.unwrap(), Some(digest.clone()));
+    assert_eq!(
+        storage.sha256_of("alloy-0.0.0-arm64.raw").await.unwrap(),
+        None
+    );
+    // The same of a local directory.
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = Storage::from_env(|_| None, local_dir.path()).unwrap();
+    local
+        .put_file(&put(key, &path, &digest, IMMUTABLE))
+        .await
+        .unwrap();
+    assert_eq!(local.sha256_of(key).await.unwrap(), Some(digest.clone()));
+    assert_eq!(
+        local.sha256_of("alloy-0.0.0-arm64.raw").await.unwrap(),
+        None
+    );
 
     // Unchanged, it is not sent again.
     let puts = s3.put_count();

@@ -100,13 +100,11 @@ pub(super) async fn check_copies(
     );
     for listed in &promotion.files {
         let target = to.key(&listed.file);
-        let Some(bytes) = context.storage.get(&target).await? else {
+        let Some(sha256) = context.storage.sha256_of(&target).await? else {
             return Err(StepError::Permanent(format!(
                 "{target} is not in storage though it was copied there. {again}"
             )));
         };
-        let sha256 = crate::artifacts::digest::sha256_hex(bytes.as_slice())
-            .map_err(|e| StepError::Permanent(format!("hashing {target}: {e}")))?;
         if sha256 != listed.sha256 {
             return Err(StepError::Permanent(format!(
                 "{target} has sha256 {sha256}, but {} listed {} with {} when this promotion was decided: the version was published again meanwhile. {again}",
