@@ -18,7 +18,7 @@ use super::pipeline::{
     MAX_JOB_ATTEMPTS, MAX_JOB_STARTS, RepositoryAccess, StepContext, StepError, has_inputs,
     report_failure, run_step,
 };
-use super::{Worker, promotions, storage_removals};
+use super::{Worker, promotions, storage_removals, work_dir};
 use crate::database::DatabaseError;
 use crate::database::job_leases::STORAGE_SWEEP_LEASE;
 use crate::database::job_steps::StepOutcome;
@@ -241,6 +241,16 @@ impl Worker {
     /// the work directory and it is gone.
     async fn run_steps(&self, job: Job, shutdown: &watch::Receiver<bool>) -> Result<(), StepError> {
         let mut context = self.step_context(job);
+        if let Some(lease) = &context.job.lease {
+            let adopted = work_dir::adopt(&context.work_dir, lease.generation)
+                .map_err(|e| StepError::Transient(format!("preparing the work directory: {e}")))?;
+            if adopted == work_dir::Adopted::Emptied && context.job.step.is_some() {
+                tracing::info!(
+                    job = context.job.id,
+                    "the work directory here was not left by the job's previous claim; emptied"
+                );
+            }
+        }
         let kind = context.job.kind;
         let mut first = context.job.step.unwrap_or(kind.steps()[0]);
         if !has_inputs(first, &context) {
@@ -281,7 +291,7 @@ impl Worker {
             }
             ran?;
         }
-        let _ = std::fs::remove_dir_all(&context.work_dir);
+        work_dir::remove(&context.work_dir);
         Ok(())
     }
 
@@ -293,7 +303,7 @@ impl Worker {
             .finish_claimed_job(job, Some(error))
             .await?;
         // The job will not run again: its downloads and build output go.
-        let _ = std::fs::remove_dir_all(self.work_dir(id));
+        work_dir::remove(&self.work_dir(id));
         let Some(job) = self.services.database.job(id).await? else {
             return Ok(());
         };

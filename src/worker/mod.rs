@@ -28,6 +28,7 @@ pub mod retention;
 pub mod routing;
 pub mod storage_removals;
 pub mod upstream;
+pub mod work_dir;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
