@@ -24,6 +24,7 @@
 # librustc_driver (real x86-64 machine code), else generated data. Needs GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/input_zip.sh
 PROFILE=${PROFILE:-dev}
 SIZE=${SIZE:-67108864}
 OFF_TARGET=${OFF_TARGET:-$PWD/target/unaligned-define-off}
@@ -85,28 +86,7 @@ off_tool=$OFF_TARGET/$profile_dir/alloy-sysext-automation
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-driver=$(ls "$(rustc --print sysroot)"/lib/librustc_driver-*.so 2>/dev/null | head -n 1 || true)
-if [ -n "${BENCH_BINARY:-}" ]; then
-    cp "$BENCH_BINARY" alloy-linux-amd64
-    input="$BENCH_BINARY"
-elif [ -n "$driver" ] && [ "$(stat -c %s "$driver")" -ge "$SIZE" ]; then
-    head -c "$SIZE" "$driver" > alloy-linux-amd64
-    input="first $SIZE bytes of $(basename "$driver")"
-else
-    python3 -c "
-import random, sys
-random.seed(1)
-out = bytearray(b'\x7fELF\x02\x01\x01' + bytes(9) + b'\x02\x00\x3e\x00')
-while len(out) < $SIZE:
-    out += random.randbytes(4096) if random.random() < 0.5 else bytes([random.randrange(8)]) * 4096
-sys.stdout.buffer.write(out[:$SIZE])" > alloy-linux-amd64
-    input="generated data, $SIZE bytes"
-fi
-python3 -c "
-import zipfile
-with zipfile.ZipFile('alloy-linux-amd64.zip', 'w', zipfile.ZIP_DEFLATED) as z:
-    z.write('alloy-linux-amd64')"
-rm alloy-linux-amd64
+make_input_zip "$SIZE"
 
 # image TOOL NAME COMPRESSION LEVEL: builds the image into out-NAME; prints its wall time.
 image() {
