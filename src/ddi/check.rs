@@ -262,22 +262,14 @@ mod tests {
     use std::io::{Seek, SeekFrom, Write};
 
     use super::*;
-    use crate::ddi::image::write_ddi;
-    use crate::ddi::test_support::{ecdsa, other_ecdsa};
+    use crate::ddi::test_support::{ecdsa, other_ecdsa, write_ddi_file};
 
     fn written(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
         let data: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let squashfs = dir.join("data.squashfs");
         fs::write(&squashfs, &data).unwrap();
         let path = dir.join("alloy.ddi.raw");
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        write_ddi(&squashfs, Arch::Amd64, &ecdsa().signer, &mut file, &path).unwrap();
+        write_ddi_file(&path, &squashfs, Arch::Amd64, ecdsa());
         (path, squashfs)
     }
 

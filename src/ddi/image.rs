@@ -389,12 +389,15 @@ impl DdiImage {
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::path::PathBuf;
     use std::process::Command;
 
     use super::*;
     use crate::ddi::layout::SECTOR_SIZE;
     use crate::ddi::partition::READ_ONLY;
-    use crate::ddi::test_support::{TestSigner, ecdsa, other_ecdsa, rsa, run_fail, run_ok};
+    use crate::ddi::test_support::{
+        TestSigner, ecdsa, other_ecdsa, rsa, run_fail, run_ok, write_ddi_file,
+    };
 
     /// A stand-in for a squashfs image: `size` bytes of deterministic content.
     fn data_file(dir: &Path, size: usize) -> PathBuf {
@@ -412,19 +415,10 @@ mod tests {
         path
     }
 
-    use std::path::PathBuf;
-
     /// Writes the DDI of `data` to `dir/alloy.raw`.
     fn ddi(dir: &Path, data: &Path, arch: Arch, signer: &TestSigner) -> (PathBuf, DdiSummary) {
         let path = dir.join("alloy.raw");
-        let mut file = fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        let summary = write_ddi(data, arch, &signer.signer, &mut file, &path).unwrap();
+        let summary = write_ddi_file(&path, data, arch, signer);
         (path, summary)
     }
 

@@ -2,11 +2,13 @@
 //! while) and written out as PEM files for the tools that check our output, and running
 //! those tools.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use crate::arch::Arch;
 use crate::ddi::certificate::{VerityCertificate, VerityKey, VerityKeyAlgorithm, VeritySigner};
+use crate::ddi::image::{DdiSummary, write_ddi};
 
 /// A signer and its files.
 pub struct TestSigner {
@@ -55,6 +57,18 @@ pub fn ecdsa() -> &'static TestSigner {
 pub fn other_ecdsa() -> &'static TestSigner {
     static SIGNER: OnceLock<TestSigner> = OnceLock::new();
     SIGNER.get_or_init(|| TestSigner::new(VerityKeyAlgorithm::EcdsaP256, "Test ECDSA"))
+}
+
+/// Writes the DDI of the squashfs image `data` for `arch`, signed by `signer`, to `path`.
+pub fn write_ddi_file(path: &Path, data: &Path, arch: Arch, signer: &TestSigner) -> DdiSummary {
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    write_ddi(data, arch, &signer.signer, &mut file, path).unwrap()
 }
 
 /// Runs `command`, panicking with its output unless it succeeded.

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::fake_github::Failure;
 use crate::pipeline::{
     BUILD_REPO, GHOST, GHOST_PATH, INFISICAL, INFISICAL_PATH, RELEASE_KEY, World,
-    signed_manifest_in, wait_for_jobs,
+    build_repo_comment, signed_manifest_in, wait_for_jobs,
 };
 use crate::serve_process::Server;
 
@@ -57,23 +57,10 @@ fn staged_world(extra: &str) -> World {
     world
 }
 
-fn comment(id: u64, body: &str) -> Vec<u8> {
-    json!({
-        "action": "created",
-        "issue": {"number": 1},
-        "comment": {"id": id, "body": body, "user": {"login": "noahwhite", "type": "User"}},
-        "repository": {"full_name": BUILD_REPO},
-        "sender": {"login": "noahwhite", "type": "User"},
-        "installation": {"id": 77},
-    })
-    .to_string()
-    .into_bytes()
-}
-
 /// Posts `body` as comment `id` of a writer in the build repository (delivery `delivery`)
 /// and gives the newest job once `jobs` have finished.
 fn ask(server: &Server, delivery: &str, id: u64, body: &str, jobs: usize) -> Value {
-    server.deliver(delivery, "issue_comment", &comment(id, body));
+    server.deliver(delivery, "issue_comment", &build_repo_comment(id, body));
     wait_for_jobs(server, jobs)[0].clone()
 }
 
@@ -213,7 +200,11 @@ fn a_release_reaches_the_first_channel_and_promote_moves_it_to_the_next() {
     assert_eq!(signed_manifest_in(&world, ""), expected);
 
     // `/status` shows the channels.
-    server.deliver("status-1", "issue_comment", &comment(503, "/status"));
+    server.deliver(
+        "status-1",
+        "issue_comment",
+        &build_repo_comment(503, "/status"),
+    );
     server.wait_for("the status reply", Duration::from_secs(30), || {
         world
             .github
@@ -436,7 +427,7 @@ fn a_withdrawal_leaves_every_channel_and_moves_each_consumer_within_its_own() {
     server.deliver(
         "promote-1",
         "issue_comment",
-        &comment(511, "/promote 1.18.0"),
+        &build_repo_comment(511, "/promote 1.18.0"),
     );
     assert_eq!(wait_for_jobs(&server, 2)[0]["state"], "succeeded");
 
@@ -561,7 +552,7 @@ fn a_promotion_waiting_to_retry_when_its_version_is_withdrawn_lists_nothing() {
     server.deliver(
         "promote-1",
         "issue_comment",
-        &comment(531, "/promote 1.18.0"),
+        &build_repo_comment(531, "/promote 1.18.0"),
     );
     server.wait_for(
         "the promotion to wait for a retry",
@@ -574,7 +565,7 @@ fn a_promotion_waiting_to_retry_when_its_version_is_withdrawn_lists_nothing() {
     server.deliver(
         "withdraw-1",
         "issue_comment",
-        &comment(532, "/withdraw 1.18.0 crashes on start"),
+        &build_repo_comment(532, "/withdraw 1.18.0 crashes on start"),
     );
     let jobs = wait_for_jobs(&server, 3);
     let (withdraw, promote) = (&jobs[0], &jobs[1]);

@@ -20,7 +20,9 @@ use crate::common::*;
 use crate::ddi::{VerityKeys, as_uuid, ecdsa_verity_keys, partition_bytes, signature_json};
 use crate::host::Transfer;
 use crate::hosts::{assert_updated, host_for};
-use crate::pipeline::{BUILD_REPO, GHOST, World, published_record, signed_manifest, wait_for_jobs};
+use crate::pipeline::{
+    BUILD_REPO, GHOST, World, build_repo_comment, published_record, signed_manifest, wait_for_jobs,
+};
 use crate::replicated_start::serve_until_exit;
 use crate::serve_process::Server;
 use crate::test_app::app_env;
@@ -114,6 +116,16 @@ fn rebuild_check(world: &World, dir: &Path, certificate: &Path) -> Output {
         .unwrap()
 }
 
+/// The check of a `rebuild-check` report that compares the DDI with its rebuilt image.
+fn ddi_comparison(report: &Value) -> &Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["file"] == DDI && c["check"] == "compare")
+        .unwrap()
+}
+
 /// `(file, check, ok)` of each check of `report` about `file`.
 fn checks_of(report: &Value, file: &str) -> Vec<(String, String, bool)> {
     report["checks"]
@@ -129,19 +141,6 @@ fn checks_of(report: &Value, file: &str) -> Vec<(String, String, bool)> {
             )
         })
         .collect()
-}
-
-fn comment(id: u64, body: &str) -> Vec<u8> {
-    json!({
-        "action": "created",
-        "issue": {"number": 1},
-        "comment": {"id": id, "body": body, "user": {"login": "noahwhite", "type": "User"}},
-        "repository": {"full_name": BUILD_REPO},
-        "sender": {"login": "noahwhite", "type": "User"},
-        "installation": {"id": 77},
-    })
-    .to_string()
-    .into_bytes()
 }
 
 #[test]
@@ -401,12 +400,7 @@ fn the_ddi_is_published_beside_the_image_checked_by_hosts_tools_and_withdrawn_wi
         })
         .collect();
     assert_eq!(images, [(IMAGE, true), (DDI, true)]);
-    let compare = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["file"] == DDI && c["check"] == "compare")
-        .unwrap();
+    let compare = ddi_comparison(&report);
     assert_eq!(
         compare["detail"],
         format!(
@@ -454,12 +448,7 @@ fn the_ddi_is_published_beside_the_image_checked_by_hosts_tools_and_withdrawn_wi
     let rebuilt = rebuild_check(&world, &tampered, &certificate);
     assert_eq!(rebuilt.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
-    let compare = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["file"] == DDI && c["check"] == "compare")
-        .unwrap();
+    let compare = ddi_comparison(&report);
     assert_eq!(compare["ok"], false);
     assert!(
         compare["detail"]
@@ -477,7 +466,7 @@ fn the_ddi_is_published_beside_the_image_checked_by_hosts_tools_and_withdrawn_wi
     server.deliver(
         "withdraw-1",
         "issue_comment",
-        &comment(901, "/withdraw 1.18.0"),
+        &build_repo_comment(901, "/withdraw 1.18.0"),
     );
     let jobs = wait_for_jobs(&server, 2);
     assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);

@@ -741,17 +741,23 @@ fn sigterm_mid_step_exits_promptly_and_the_job_resumes() {
     );
 }
 
-fn rebuild_comment(comment_id: u64) -> Vec<u8> {
+/// An issue comment `body` (comment `id`) by the build repository's admin on its issue 1, as
+/// GitHub delivers it.
+pub(crate) fn build_repo_comment(id: u64, body: &str) -> Vec<u8> {
     json!({
         "action": "created",
         "issue": {"number": 1},
-        "comment": {"id": comment_id, "body": "/rebuild 1.18.0", "user": {"login": "noahwhite", "type": "User"}},
+        "comment": {"id": id, "body": body, "user": {"login": "noahwhite", "type": "User"}},
         "repository": {"full_name": BUILD_REPO},
         "sender": {"login": "noahwhite", "type": "User"},
         "installation": {"id": 77},
     })
     .to_string()
     .into_bytes()
+}
+
+fn rebuild_comment(comment_id: u64) -> Vec<u8> {
+    build_repo_comment(comment_id, "/rebuild 1.18.0")
 }
 
 #[test]

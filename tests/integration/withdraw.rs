@@ -11,7 +11,8 @@ use alloy_sysext_automation::database::storage_removals::{RemovalReason, Storage
 use serde_json::{Value, json};
 
 use crate::pipeline::{
-    BUILD_REPO, GHOST, INFISICAL, INFISICAL_PATH, World, signed_manifest, wait_for_jobs,
+    BUILD_REPO, GHOST, INFISICAL, INFISICAL_PATH, World, build_repo_comment, signed_manifest,
+    wait_for_jobs,
 };
 use crate::serve_process::Server;
 
@@ -27,19 +28,6 @@ const IMAGE_KEYS: [&str; 8] = [
     "alloy-1.18.0.raw.sha256",
     "alloy-1.18.0.raw.asc",
 ];
-
-fn comment(id: u64, body: &str) -> Vec<u8> {
-    json!({
-        "action": "created",
-        "issue": {"number": 1},
-        "comment": {"id": id, "body": body, "user": {"login": "noahwhite", "type": "User"}},
-        "repository": {"full_name": BUILD_REPO},
-        "sender": {"login": "noahwhite", "type": "User"},
-        "installation": {"id": 77},
-    })
-    .to_string()
-    .into_bytes()
-}
 
 /// Publishes 1.18.0 with the release event; INFISICAL then merges its pull request (its
 /// base branch pins 1.18.0), GHOST leaves its own open.
@@ -75,7 +63,7 @@ fn a_withdrawn_version_leaves_the_manifest_and_consumers_and_only_a_rebuild_brin
     server.deliver(
         "withdraw-1",
         "issue_comment",
-        &comment(901, "/withdraw 1.18.0 crashes on start @everyone"),
+        &build_repo_comment(901, "/withdraw 1.18.0 crashes on start @everyone"),
     );
     let job = newest_job(&server, 2);
     assert_eq!(job["state"], "succeeded", "{job}");
@@ -248,7 +236,7 @@ fn a_withdrawn_version_leaves_the_manifest_and_consumers_and_only_a_rebuild_brin
     server.deliver(
         "rebuild-1",
         "issue_comment",
-        &comment(902, "/rebuild 1.18.0"),
+        &build_repo_comment(902, "/rebuild 1.18.0"),
     );
     let job = newest_job(&server, 4);
     assert_eq!(job["state"], "succeeded", "{job}");
@@ -282,7 +270,7 @@ fn withdrawing_a_version_that_is_not_listed_changes_nothing_and_says_what_is() {
     server.deliver(
         "withdraw-1",
         "issue_comment",
-        &comment(901, "/withdraw 1.12.0"),
+        &build_repo_comment(901, "/withdraw 1.12.0"),
     );
     let job = newest_job(&server, 2);
     assert_eq!(job["state"], "failed", "{job}");
@@ -343,7 +331,7 @@ fn a_build_waiting_to_retry_when_its_version_is_withdrawn_publishes_nothing_more
     server.deliver(
         "withdraw-1",
         "issue_comment",
-        &comment(911, "/withdraw 1.18.0 crashes on start"),
+        &build_repo_comment(911, "/withdraw 1.18.0 crashes on start"),
     );
     let jobs = wait_for_jobs(&server, 2);
     let (withdraw, build) = (&jobs[0], &jobs[1]);
