@@ -172,23 +172,19 @@ impl Worker {
     ) {
         let id = job.id;
         let attempts = job.attempts;
-        if attempts > MAX_JOB_STARTS {
+        let outcome = if attempts > MAX_JOB_STARTS {
+            // Not run again: it ends as failed, like a step that failed for good.
             let at = job
                 .step
                 .map_or_else(|| "its start".to_owned(), |step| format!("the {step} step"));
-            let error = format!(
+            Err(StepError::Permanent(format!(
                 "the job was started {attempts} times without ending, the last time at {at}: whatever ran it stopped or died each time, so it is not started again; a /rebuild starts it afresh"
-            );
-            tracing::error!(job = id, attempts, "job failed: {error}");
-            crate::metrics::global().job("failed");
-            if let Err(record_error) = self.fail_job(&job, &error).await {
-                tracing::error!(job = id, error = %record_error, "could not record the job's outcome");
-            }
-            return;
-        }
-        // `attempts` counts this attempt already.
-        tracing::info!(job = id, replica = %self.replica, version = %job.version, rebuild = job.rebuild, attempt = job.attempts, resumed_at = ?job.step, "job started");
-        let outcome = self.run_steps(job.clone(), shutdown).await;
+            )))
+        } else {
+            // `attempts` counts this attempt already.
+            tracing::info!(job = id, replica = %self.replica, version = %job.version, rebuild = job.rebuild, attempt = job.attempts, resumed_at = ?job.step, "job started");
+            self.run_steps(job.clone(), shutdown).await
+        };
         let metrics = crate::metrics::global();
         let result = match outcome {
             // Taken over: the lease says so (a fence that could not be checked because the

@@ -460,7 +460,7 @@ impl RebuildCheck<'_> {
                 ),
             ));
             let rebuilt = self.rebuild_dir(&entry.file).join(&squashfs);
-            let compared = self.compare_ddi(&published, &rebuilt);
+            let compared = self.compare_ddi(&published, &rebuilt, parsed.arch);
             outcome.identical = compared.is_ok();
             let (ok, detail) = match compared {
                 Ok(detail) => (true, detail),
@@ -524,14 +524,16 @@ impl RebuildCheck<'_> {
 
     /// Compares the published DDI at `published` with the squashfs image `rebuilt`: its
     /// data partition byte for byte, its hash partition with the tree made from that data,
-    /// and its signature partition with the verity certificate, when there is one.
-    fn compare_ddi(&self, published: &Path, rebuilt: &Path) -> Result<String, String> {
+    /// and its signature partition with the verity certificate, when there is one; its
+    /// partitions must be for `named_arch`, the architecture its name says.
+    fn compare_ddi(
+        &self,
+        published: &Path,
+        rebuilt: &Path,
+        named_arch: Option<Arch>,
+    ) -> Result<String, String> {
         let open = || std::fs::File::open(published).map_err(|e| e.to_string());
         same_data(&mut open()?, published, rebuilt).map_err(|e| e.to_string())?;
-        let named_arch = published
-            .file_name()
-            .and_then(|name| ImageFileName::parse(&name.to_string_lossy()))
-            .and_then(|name| name.arch);
         let checked = check_ddi(&mut open()?, published, self.verity_certificate)
             .and_then(|checked| checked.named(named_arch))
             .map_err(|e| e.to_string())?;
